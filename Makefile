@@ -1,0 +1,62 @@
+# macvtapctl: `make demo` and `make test` are all a new machine needs (Python 3.11+, Go, a C compiler).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEVCLUSTER := .devcluster
+KUBEVIRT_VERSION ?= v1.5.0
+export KUBEVIRT_VERSION
+
+.PHONY: help venv testenv lint typecheck unit integration datapath test demo cluster-up cluster-down \
+        completions clean
+
+help:
+	@echo "make demo          start a local control plane and run macvtapctl against it"
+	@echo "make test          lint, type checks, unit, integration and (as root) datapath tests"
+	@echo "make cluster-up    start the local control plane in the background ($(DEVCLUSTER)/kubeconfig)"
+	@echo "make cluster-down  stop it"
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+testenv:
+	bash tests/controlplane/build.sh >/dev/null
+
+lint: venv
+	$(BIN)/ruff check macvtapctl tests benchmarks
+
+typecheck: venv
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/pytest tests/unit tests/cli
+
+integration: venv testenv
+	$(BIN)/pytest tests/integration
+
+test: venv testenv lint typecheck
+	$(BIN)/pytest
+
+cluster-up: venv testenv
+	$(BIN)/python tests/controlplane/harness.py up --dir $(DEVCLUSTER) --kubevirt-version $(KUBEVIRT_VERSION)
+
+cluster-down: venv
+	$(BIN)/python tests/controlplane/harness.py down --dir $(DEVCLUSTER)
+
+demo: cluster-up
+	@echo "+ macvtapctl --kubeconfig $(DEVCLUSTER)/kubeconfig version"
+	@$(BIN)/macvtapctl --kubeconfig $(DEVCLUSTER)/kubeconfig version
+	@echo "(stop the local control plane with: make cluster-down)"
+
+completions: venv
+	_MACVTAPCTL_COMPLETE=source_bash $(BIN)/macvtapctl > completions/macvtapctl.bash
+	_MACVTAPCTL_COMPLETE=source_zsh $(BIN)/macvtapctl > completions/_macvtapctl
+	_MACVTAPCTL_COMPLETE=source_fish $(BIN)/macvtapctl > completions/macvtapctl.fish
+
+clean: cluster-down
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+from macvtapctl.cli import main
+
+main()

@@ -1,0 +1,62 @@
+"""`macvtapctl version`: client, server and KubeVirt versions."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from macvtapctl import __version__
+from macvtapctl.errors import MacvtapctlError
+from macvtapctl.output import Printer
+from macvtapctl.settings import Settings
+
+HELP = "Print the client, server and KubeVirt versions."
+
+
+def client_version() -> dict[str, str]:
+    return {
+        "gitVersion": f"v{__version__}",
+        "pythonVersion": platform.python_version(),
+        "platform": f"{sys.platform}/{platform.machine()}",
+    }
+
+
+def version(
+    ctx: typer.Context,
+    client: Annotated[bool, typer.Option("--client", help="Only the client version; no cluster contact.")]
+    = False,
+) -> None:
+    settings: Settings = ctx.obj
+    fmt = settings.output_format(("table", "json", "yaml"))
+    printer = Printer(verbosity=settings.verbosity)
+    doc: dict[str, Any] = {"clientVersion": client_version()}
+    failure: MacvtapctlError | None = None
+    if not client:
+        failure = _server_versions(settings, doc)
+    if fmt == "table":
+        printer.data(f"Client Version: {doc['clientVersion']['gitVersion']}\n")
+        if "serverVersion" in doc:
+            printer.data(f"Server Version: {doc['serverVersion'].get('gitVersion', 'unknown')}\n")
+        if "kubevirtVersion" in doc:
+            printer.data(f"KubeVirt Version: {doc['kubevirtVersion'] or 'not installed'}\n")
+    else:
+        printer.document(doc, fmt)
+    if failure is not None:
+        raise failure
+
+
+def _server_versions(settings: Settings, doc: dict[str, Any]) -> MacvtapctlError | None:
+    """Fill serverVersion and kubevirtVersion; return the error that stopped it, if any."""
+    from macvtapctl.kube.client import Kube
+    from macvtapctl.kube.lookup import kubevirt_version_summary
+
+    try:
+        with Kube.connect(settings) as kube:
+            doc["serverVersion"] = kube.server_version()
+            doc["kubevirtVersion"] = kubevirt_version_summary(kube)
+    except MacvtapctlError as exc:
+        return exc
+    return None

@@ -1,0 +1,241 @@
+"""A small, explicit client over the official `kubernetes` ApiClient: plain dicts in and out.
+
+Every write names its patch type and the field manager; `--dry-run=server` sends dryRun=All;
+`--dry-run=client` never reaches this module's write methods (callers compute locally).
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from macvtapctl.errors import MacvtapctlError, UsageError
+from macvtapctl.kube import kubeconfig
+from macvtapctl.kube.errors import Request, from_status, from_transport
+from macvtapctl.kube.resources import Resource
+from macvtapctl.settings import DryRun, Settings
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+FIELD_MANAGER = "macvtapctl"
+
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+
+Obj = dict[str, Any]
+
+
+def new_api_client(settings: Settings) -> ApiClient:
+    """An ApiClient from kubeconfig (kubectl precedence) or in-cluster config; no global state touched."""
+    from kubernetes import client, config
+
+    cfg = client.Configuration()
+    paths = kubeconfig.kubeconfig_paths(settings.kubeconfig)
+    merged = kubeconfig.load_merged(paths, explicit=bool(settings.kubeconfig))
+    if merged["_found"]:
+        kubeconfig.context_entry(merged, settings.context)  # clear error for a wrong --context
+        try:
+            config.load_kube_config(
+                config_file=os.pathsep.join(str(p) for p in paths if p.exists()),
+                context=settings.context,
+                client_configuration=cfg,
+                persist_config=False,
+            )
+        except config.ConfigException as exc:
+            raise MacvtapctlError(f"invalid kubeconfig: {exc}") from None
+    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+        try:
+            config.load_incluster_config(client_configuration=cfg)
+        except config.ConfigException as exc:
+            raise MacvtapctlError(f"in-cluster configuration failed: {exc}") from None
+    else:
+        raise UsageError(
+            "no kubeconfig found (tried " + ", ".join(str(p) for p in paths) + "): "
+            "pass --kubeconfig or set KUBECONFIG"
+        )
+    # One attempt per request: our callers decide what is worth retrying (conflicts), and a refused
+    # connection should fail within --request-timeout, not after urllib3's silent retries.
+    cfg.retries = False
+    api = client.ApiClient(configuration=cfg)
+    api.user_agent = f"macvtapctl/{_version()}"
+    return api
+
+
+def _version() -> str:
+    from macvtapctl import __version__
+
+    return __version__
+
+
+class Kube:
+    """Raw-JSON access to any resource, with errors translated for users."""
+
+    def __init__(self, api: ApiClient, *, request_timeout: float | None = None,
+                 field_manager: str = FIELD_MANAGER) -> None:
+        self.api = api
+        self.request_timeout = request_timeout
+        self.field_manager = field_manager
+
+    @classmethod
+    def connect(cls, settings: Settings, *, field_manager: str = FIELD_MANAGER) -> Kube:
+        return cls(new_api_client(settings), request_timeout=settings.request_timeout,
+                   field_manager=field_manager)
+
+    @property
+    def server(self) -> str:
+        return str(self.api.configuration.host)
+
+    def close(self) -> None:
+        self.api.close()
+
+    def __enter__(self) -> Kube:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- transport ---
+    def request(self, method: str, path: str, req: Request, *, query: builtins.list[tuple[str, str]] | None = None,
+                body: Any = None, content_type: str | None = None) -> Any:
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        method_, url, header_params, body_, _ = self.api.param_serialize(
+            method, path, query_params=query or [], header_params=headers, body=body,
+            auth_settings=["BearerToken"],
+        )
+        try:
+            resp = self.api.call_api(method_, url, header_params=header_params, body=body_,
+                                     _request_timeout=self.request_timeout)
+            data = resp.read()
+        except MacvtapctlError:
+            raise
+        except Exception as exc:  # urllib3 and socket errors; ApiException is not raised at this level
+            from kubernetes.client.exceptions import ApiException
+
+            if isinstance(exc, ApiException):
+                raise from_status(exc.status or 0, exc.body, req, self.server) from None
+            raise from_transport(exc, req, self.server, self.request_timeout) from None
+        if not 200 <= resp.status <= 299:
+            raise from_status(resp.status, data, req, self.server)
+        if not data:
+            return None
+        return json.loads(data)
+
+    # --- reads ---
+    def server_version(self) -> Obj:
+        result: Obj = self.request("GET", "/version", Request("get", Resource("", "", "version", "Version",
+                                                                                namespaced=False)))
+        return result
+
+    def get(self, res: Resource, name: str, namespace: str | None = None) -> Obj:
+        result: Obj = self.request("GET", res.path(namespace, name), Request("get", res, namespace, name))
+        return result
+
+    def get_or_none(self, res: Resource, name: str, namespace: str | None = None) -> Obj | None:
+        from macvtapctl.errors import NotFoundError
+
+        try:
+            return self.get(res, name, namespace)
+        except NotFoundError:
+            return None
+
+    def list(self, res: Resource, namespace: str | None = None, *, label_selector: str | None = None,
+             field_selector: str | None = None) -> builtins.list[Obj]:
+        """All objects (namespace None = every namespace); follows `continue` tokens."""
+        items: builtins.list[Obj] = []
+        for page in self._pages(res, namespace, label_selector, field_selector):
+            kind = res.kind
+            for item in page.get("items") or []:
+                item.setdefault("apiVersion", res.api_version)
+                item.setdefault("kind", kind)
+                items.append(item)
+        return items
+
+    def _pages(self, res: Resource, namespace: str | None, label_selector: str | None,
+               field_selector: str | None) -> Iterator[Obj]:
+        cont = ""
+        while True:
+            query = [("limit", "500")]
+            if label_selector:
+                query.append(("labelSelector", label_selector))
+            if field_selector:
+                query.append(("fieldSelector", field_selector))
+            if cont:
+                query.append(("continue", cont))
+            page: Obj = self.request("GET", res.path(namespace), Request("list", res, namespace), query=query)
+            yield page
+            cont = (page.get("metadata") or {}).get("continue") or ""
+            if not cont:
+                return
+
+    # --- writes ---
+    def _write_query(self, dry_run: DryRun, *, manager: bool = True, strict: bool = False,
+                     force: bool = False) -> builtins.list[tuple[str, str]]:
+        if dry_run is DryRun.CLIENT:
+            raise AssertionError("--dry-run=client must not reach the API server")
+        query: builtins.list[tuple[str, str]] = []
+        if manager:
+            query.append(("fieldManager", self.field_manager))
+        if dry_run is DryRun.SERVER:
+            query.append(("dryRun", "All"))
+        if strict:
+            query.append(("fieldValidation", "Strict"))
+        if force:
+            query.append(("force", "true"))
+        return query
+
+    def create(self, res: Resource, obj: Obj, namespace: str | None = None, *,
+               dry_run: DryRun = DryRun.NONE, strict: bool = True) -> Obj:
+        name = (obj.get("metadata") or {}).get("name")
+        result: Obj = self.request("POST", res.path(namespace), Request("create", res, namespace, name),
+                                   query=self._write_query(dry_run, strict=strict), body=obj,
+                                   content_type="application/json")
+        return result
+
+    def merge_patch(self, res: Resource, name: str, patch: Obj, namespace: str | None = None, *,
+                    dry_run: DryRun = DryRun.NONE, subresource: str | None = None) -> Obj:
+        """RFC 7386 merge patch; include metadata.resourceVersion in `patch` to guard it."""
+        result: Obj = self.request(
+            "PATCH", res.path(namespace, name, subresource), Request("patch", res, namespace, name),
+            query=self._write_query(dry_run), body=patch, content_type=MERGE_PATCH)
+        return result
+
+    def json_patch(self, res: Resource, name: str, ops: builtins.list[Obj], namespace: str | None = None, *,
+                   dry_run: DryRun = DryRun.NONE) -> Obj:
+        """RFC 6902 JSON patch; start `ops` with a `test` of /metadata/resourceVersion to guard it."""
+        result: Obj = self.request(
+            "PATCH", res.path(namespace, name), Request("patch", res, namespace, name),
+            query=self._write_query(dry_run), body=ops, content_type=JSON_PATCH)
+        return result
+
+    def apply(self, res: Resource, obj: Obj, namespace: str | None = None, *,
+              dry_run: DryRun = DryRun.NONE, force: bool = False, strict: bool = True) -> Obj:
+        """Server-side apply of a whole object with our field manager."""
+        name = obj["metadata"]["name"]
+        result: Obj = self.request(
+            "PATCH", res.path(namespace, name), Request("patch", res, namespace, name),
+            query=self._write_query(dry_run, strict=strict, force=force), body=obj,
+            content_type=APPLY_PATCH)
+        return result
+
+    def replace(self, res: Resource, obj: Obj, namespace: str | None = None, *,
+                dry_run: DryRun = DryRun.NONE) -> Obj:
+        """PUT; the object's metadata.resourceVersion guards it."""
+        name = obj["metadata"]["name"]
+        result: Obj = self.request("PUT", res.path(namespace, name), Request("update", res, namespace, name),
+                                   query=self._write_query(dry_run), body=obj,
+                                   content_type="application/json")
+        return result
+
+    def delete(self, res: Resource, name: str, namespace: str | None = None, *,
+               dry_run: DryRun = DryRun.NONE) -> Obj | None:
+        result: Obj | None = self.request(
+            "DELETE", res.path(namespace, name), Request("delete", res, namespace, name),
+            query=self._write_query(dry_run, manager=False))
+        return result

@@ -1,0 +1,83 @@
+"""Reading the kubeconfig ourselves (PyYAML only): which file, which context, which namespace.
+
+The `kubernetes` client does the real loading; this gives kubectl's precedence and clear errors
+without paying its import cost, e.g. for offline rendering that only needs the namespace.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from macvtapctl.errors import MacvtapctlError, UsageError
+
+
+def kubeconfig_paths(explicit: str | None) -> list[Path]:
+    """kubectl's precedence: --kubeconfig, then $KUBECONFIG (a path list), then ~/.kube/config."""
+    if explicit:
+        return [Path(explicit).expanduser()]
+    env = os.environ.get("KUBECONFIG", "")
+    if env:
+        return [Path(p).expanduser() for p in env.split(os.pathsep) if p]
+    return [Path("~/.kube/config").expanduser()]
+
+
+def load_merged(paths: list[Path], *, explicit: bool) -> dict[str, Any]:
+    """Merge like kubectl: the first file to set a value wins."""
+    merged: dict[str, Any] = {"contexts": [], "clusters": [], "users": []}
+    seen: dict[str, set[str]] = {"contexts": set(), "clusters": set(), "users": set()}
+    found = False
+    for path in paths:
+        if not path.exists():
+            if explicit:
+                raise UsageError(f'kubeconfig "{path}" does not exist (--kubeconfig)')
+            continue
+        found = True
+        try:
+            doc = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise MacvtapctlError(f'cannot read kubeconfig "{path}": {exc}') from None
+        if not isinstance(doc, dict):
+            raise MacvtapctlError(f'kubeconfig "{path}" is not a YAML mapping')
+        if "current-context" not in merged and doc.get("current-context"):
+            merged["current-context"] = doc["current-context"]
+        for key in ("contexts", "clusters", "users"):
+            for item in doc.get(key) or []:
+                if isinstance(item, dict) and str(item.get("name")) not in seen[key]:
+                    seen[key].add(str(item.get("name")))
+                    merged[key].append(item)
+    merged["_found"] = found
+    return merged
+
+
+def context_entry(config: dict[str, Any], context: str | None) -> tuple[str, dict[str, Any]] | None:
+    """The selected context's name and body; a named context that does not exist is a usage error."""
+    name = context or config.get("current-context")
+    if not name:
+        return None
+    for item in config["contexts"]:
+        if item.get("name") == name:
+            return name, item.get("context") or {}
+    available = ", ".join(sorted(str(c.get("name")) for c in config["contexts"])) or "none"
+    flag = "--context" if context else "current-context"
+    raise UsageError(f'context "{name}" does not exist in the kubeconfig ({flag}; available: {available})')
+
+
+def default_namespace(explicit_kubeconfig: str | None, context: str | None) -> str:
+    """The namespace of the selected context, or "default" (kubectl's rule)."""
+    try:
+        config = load_merged(kubeconfig_paths(explicit_kubeconfig), explicit=bool(explicit_kubeconfig))
+        entry = context_entry(config, context)
+    except MacvtapctlError:
+        if context or explicit_kubeconfig:
+            raise
+        return "default"
+    if entry and entry[1].get("namespace"):
+        return str(entry[1]["namespace"])
+    in_cluster = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    if not config["_found"] and in_cluster.exists():
+        return in_cluster.read_text().strip() or "default"
+    return "default"

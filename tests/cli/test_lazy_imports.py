@@ -1,0 +1,40 @@
+"""Start-up stays cheap: --help and offline commands load no kubernetes, pyroute2 or grpc."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("kubernetes", "pyroute2", "grpc", "urllib3", "prometheus_client")
+
+PROBE = """
+import json, sys
+from macvtapctl.cli import app
+try:
+    app(prog_name="macvtapctl", args=sys.argv[1:])
+except SystemExit as e:
+    code = e.code
+heavy = sorted({m.split(".")[0] for m in sys.modules} & set(%r))
+print(json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["version", "--client"], ["version", "--client", "-o", "yaml"],
+                                  ["version", "--help"]])
+def test_no_heavy_imports(args: list[str]) -> None:
+    proc = subprocess.run([sys.executable, "-c", PROBE % (HEAVY,), *args], capture_output=True, text=True,
+                          check=False)
+    report = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert report["code"] == 0
+    assert report["heavy"] == []
+
+
+def test_probe_detects_heavy_imports() -> None:
+    """The probe itself must be able to fail: a command that connects loads kubernetes."""
+    proc = subprocess.run([sys.executable, "-c", PROBE % (HEAVY,), "--kubeconfig", "/dev/null", "version"],
+                          capture_output=True, text=True, check=False)
+    report = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert "kubernetes" in report["heavy"]

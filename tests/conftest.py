@@ -1,0 +1,64 @@
+"""Shared fixtures: a CLI runner and the real local control plane (etcd + kube-apiserver)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "controlplane"))
+
+from harness import ControlPlane, shared_crds_dir
+
+
+@dataclass
+class Run:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, prog_name: str = "macvtapctl") -> Run:
+    """Invoke the CLI in-process, stdout and stderr kept apart, like a user's terminal minus the TTY."""
+    from typer.testing import CliRunner
+
+    from macvtapctl.cli import app
+
+    base = {"NO_COLOR": "1", "MACVTAPCTL_DEBUG": "", "KUBECONFIG": os.environ.get("KUBECONFIG", "")}
+    result = CliRunner().invoke(app, list(args), env={**base, **(env or {})}, prog_name=prog_name)
+    return Run(result.exit_code, result.stdout, result.stderr)
+
+
+@pytest.fixture
+def cli() -> Any:
+    return run_cli
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """One control plane for the session; tests reset the KubeVirt CR they need."""
+    cp = ControlPlane(tmp_path_factory.mktemp("controlplane"), kubevirt_version="v1.5.0",
+                      crds=shared_crds_dir())
+    try:
+        cp.start()
+    except Exception as exc:  # a broken fixture build must fail loudly, never skip
+        cp.stop()
+        pytest.fail(f"local control plane did not start: {exc}", pytrace=False)
+    yield cp
+    cp.stop()
+
+
+@pytest.fixture
+def admin(control_plane: ControlPlane) -> str:
+    """Path of the admin kubeconfig."""
+    return str(control_plane.admin_kubeconfig)
+
+
+@pytest.fixture
+def unprivileged(control_plane: ControlPlane) -> str:
+    return str(control_plane.user_kubeconfig)

@@ -1,0 +1,387 @@
+"""A real local control plane for tests and the demo: etcd + kube-apiserver on 127.0.0.1.
+
+Built from the Go module proxy by build.sh; TLS with a throwaway CA; RBAC on; an admin and an
+unprivileged user kubeconfig; the KubeVirt and NAD CRDs; a KubeVirt CR with a chosen
+status.observedKubeVirtVersion.
+
+    python tests/controlplane/harness.py up [--dir .devcluster] [--kubevirt-version v1.5.0]
+    python tests/controlplane/harness.py down [--dir .devcluster]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import base64
+import datetime as dt
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+MINIMAL_CRDS = HERE / "crds"
+KUBEVIRT_NAMESPACE = "kubevirt"
+KUBEVIRT_NAME = "kubevirt"
+UNPRIVILEGED_USER = "jane"
+
+
+def shared_crds_dir() -> Path | None:
+    """The real upstream CRDs (../shared/crds beside the repo), if that folder exists."""
+    env = os.environ.get("MACVTAPCTL_SHARED_CRDS")
+    path = Path(env) if env else REPO.parent / "shared" / "crds"
+    return path if path.is_dir() else None
+
+
+def binaries() -> Path:
+    """Build (or find cached) kube-apiserver, etcd and cnitool; return their directory."""
+    out = subprocess.run(["bash", str(HERE / "build.sh")], check=True, stdout=subprocess.PIPE, text=True)
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- PKI -----------------------------------------------------------------------------------------
+
+def _pki(d: Path) -> dict[str, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.x509.oid import NameOID
+
+    d.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC)
+
+    def key_pem(key: Any) -> bytes:
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+
+    def cert(subject: x509.Name, key: Any, issuer: x509.Name, issuer_key: Any, *, ca: bool = False,
+             san: list[x509.GeneralName] | None = None, server: bool = False) -> x509.Certificate:
+        b = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+             .public_key(key.public_key()).serial_number(x509.random_serial_number())
+             .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=7))
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if ca:
+            b = b.add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), True)
+        else:
+            b = b.add_extension(x509.ExtendedKeyUsage(
+                [x509.oid.ExtendedKeyUsageOID.SERVER_AUTH if server else x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]),
+                critical=False)
+        if san:
+            b = b.add_extension(x509.SubjectAlternativeName(san), critical=False)
+        return b.sign(issuer_key, hashes.SHA256())
+
+    def name(cn: str, orgs: tuple[str, ...] = ()) -> x509.Name:
+        attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
+        return x509.Name([*attrs, x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    files: dict[str, Path] = {}
+
+    def write(stem: str, c: x509.Certificate, k: Any) -> None:
+        (d / f"{stem}.crt").write_bytes(c.public_bytes(serialization.Encoding.PEM))
+        (d / f"{stem}.key").write_bytes(key_pem(k))
+        (d / f"{stem}.key").chmod(0o600)
+        files[stem + ".crt"] = d / f"{stem}.crt"
+        files[stem + ".key"] = d / f"{stem}.key"
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = name("macvtapctl-test-ca")
+    write("ca", cert(ca_name, ca_key, ca_name, ca_key, ca=True), ca_key)
+    import ipaddress
+
+    srv_key = ec.generate_private_key(ec.SECP256R1())
+    write("apiserver", cert(name("kube-apiserver"), srv_key, ca_name, ca_key, server=True, san=[
+        x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), srv_key)
+    for stem, cn, orgs in (("admin", "macvtapctl-admin", ("system:masters",)),
+                           ("user", UNPRIVILEGED_USER, ("developers",))):
+        k = ec.generate_private_key(ec.SECP256R1())
+        write(stem, cert(name(cn, orgs), k, ca_name, ca_key), k)
+    sa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    (d / "sa.key").write_bytes(key_pem(sa))
+    files["sa.key"] = d / "sa.key"
+    return files
+
+
+def kubeconfig(server: str, ca: Path, crt: Path, key: Path, user: str) -> dict[str, Any]:
+    def b64(p: Path) -> str:
+        return base64.b64encode(p.read_bytes()).decode()
+
+    return {
+        "apiVersion": "v1", "kind": "Config", "current-context": "local",
+        "clusters": [{"name": "local", "cluster": {"server": server, "certificate-authority-data": b64(ca)}}],
+        "users": [{"name": user, "user": {"client-certificate-data": b64(crt), "client-key-data": b64(key)}}],
+        "contexts": [{"name": "local", "context": {"cluster": "local", "user": user}}],
+    }
+
+
+# --- processes -----------------------------------------------------------------------------------
+
+def _wait(check: Any, what: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}; last log lines:\n{_tail(log)}")
+        try:
+            if check():
+                return
+        except (OSError, urllib.error.URLError, ssl.SSLError):
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} not ready after {timeout}s; last log lines:\n{_tail(log)}")
+
+
+def _tail(log: Path, n: int = 20) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+class ControlPlane:
+    """etcd + kube-apiserver in `workdir`. Use start()/stop(), or as a context manager."""
+
+    def __init__(self, workdir: Path, *, kubevirt_version: str | None = "v1.5.0",
+                 crds: Path | None = None, detach: bool = False) -> None:
+        self.dir = Path(workdir).resolve()
+        self.kubevirt_version = kubevirt_version
+        self.crds_dir = crds
+        self.detach = detach
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.server = ""
+        self.admin_kubeconfig = self.dir / "kubeconfig"
+        self.user_kubeconfig = self.dir / "kubeconfig-unprivileged"
+
+    # -- lifecycle --
+    def start(self) -> ControlPlane:
+        bins = binaries()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        pki = _pki(self.dir / "pki")
+        etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
+        self.server = f"https://127.0.0.1:{api_port}"
+        etcd_log = self.dir / "etcd.log"
+        etcd = self._spawn([
+            str(bins / "etcd"), "--name=default", f"--data-dir={self.dir / 'etcd'}", "--unsafe-no-fsync=true",
+            f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
+            f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
+            f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+            f"--initial-cluster=default=http://127.0.0.1:{peer_port}", "--log-level=warn",
+        ], etcd_log)
+        _wait(lambda: json.load(urllib.request.urlopen(
+            f"http://127.0.0.1:{etcd_port}/health", timeout=2)).get("health") == "true", "etcd", etcd, etcd_log)
+        api_log = self.dir / "kube-apiserver.log"
+        api = self._spawn([
+            str(bins / "kube-apiserver"), f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+            "--bind-address=127.0.0.1", f"--secure-port={api_port}", f"--cert-dir={self.dir / 'pki'}",
+            f"--tls-cert-file={pki['apiserver.crt']}", f"--tls-private-key-file={pki['apiserver.key']}",
+            f"--client-ca-file={pki['ca.crt']}", "--authorization-mode=RBAC",
+            f"--service-account-issuer=https://127.0.0.1:{api_port}",
+            f"--service-account-key-file={pki['sa.key']}", f"--service-account-signing-key-file={pki['sa.key']}",
+            "--service-cluster-ip-range=10.0.0.0/24", "--allow-privileged=true",
+            "--disable-admission-plugins=ServiceAccount", "--endpoint-reconciler-type=none",
+            "--enable-priority-and-fairness=false", "--profiling=false", "--v=0",
+            *self._advertise_flags(),
+        ], api_log)
+        ctx = ssl.create_default_context(cafile=str(pki["ca.crt"]))
+        _wait(lambda: urllib.request.urlopen(
+            f"{self.server}/readyz", context=ctx, timeout=3).status == 200, "kube-apiserver", api, api_log,
+            timeout=120)
+        self.admin_kubeconfig.write_text(yaml.safe_dump(
+            kubeconfig(self.server, pki["ca.crt"], pki["admin.crt"], pki["admin.key"], "macvtapctl-admin")))
+        self.user_kubeconfig.write_text(yaml.safe_dump(
+            kubeconfig(self.server, pki["ca.crt"], pki["user.crt"], pki["user.key"], UNPRIVILEGED_USER)))
+        for p in (self.admin_kubeconfig, self.user_kubeconfig):
+            p.chmod(0o600)
+        self.install_crds()
+        self.reset_kubevirt(self.kubevirt_version)
+        (self.dir / "state.json").write_text(json.dumps({
+            "server": self.server, "pids": [p.pid for p in self.procs], "bin": str(bins)}))
+        return self
+
+    @staticmethod
+    def _advertise_flags() -> list[str]:
+        # Without a default route kube-apiserver cannot pick an advertise address on its own.
+        with open("/proc/net/route") as f:
+            has_default = any(line.split()[1] == "00000000" for line in f.readlines()[1:] if line.split())
+        return [] if has_default else ["--advertise-address=127.0.0.1"]
+
+    def _spawn(self, cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=self.detach)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        self.procs.clear()
+
+    def __enter__(self) -> ControlPlane:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- cluster content --
+    def kube(self, *, unprivileged: bool = False) -> Any:
+        from macvtapctl.kube.client import Kube
+        from macvtapctl.settings import Settings
+
+        path = self.user_kubeconfig if unprivileged else self.admin_kubeconfig
+        return Kube.connect(Settings(kubeconfig=str(path), request_timeout=30))
+
+    def crd_files(self) -> list[Path]:
+        src = self.crds_dir or MINIMAL_CRDS
+        return sorted(src.glob("*.yaml"))
+
+    def install_crds(self) -> None:
+        from macvtapctl.kube.errors import AlreadyExistsError
+        from macvtapctl.kube.resources import CRD
+
+        with self.kube() as kube:
+            names = []
+            for f in self.crd_files():
+                crd = yaml.safe_load(f.read_text())
+                names.append(crd["metadata"]["name"])
+                with contextlib.suppress(AlreadyExistsError):
+                    kube.create(CRD, crd, strict=False)
+            deadline = time.monotonic() + 60
+            for name in names:
+                while True:
+                    conds = (kube.get(CRD, name).get("status") or {}).get("conditions") or []
+                    if any(c["type"] == "Established" and c["status"] == "True" for c in conds):
+                        break
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"CRD {name} not Established")
+                    time.sleep(0.1)
+
+    def has_status_subresource(self, plural_group: str) -> bool:
+        from macvtapctl.kube.resources import CRD
+
+        with self.kube() as kube:
+            crd = kube.get(CRD, plural_group)
+        return any("status" in (v.get("subresources") or {}) for v in crd["spec"]["versions"])
+
+    def reset_kubevirt(self, version: str | None, spec: dict[str, Any] | None = None,
+                       namespace: str = KUBEVIRT_NAMESPACE, name: str = KUBEVIRT_NAME,
+                       metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+        """(Re)create the KubeVirt CR with the given spec and status.observedKubeVirtVersion."""
+        from macvtapctl.kube.resources import KUBEVIRT, NAMESPACE
+
+        with self.kube() as kube:
+            if kube.get_or_none(NAMESPACE, namespace) is None:
+                kube.create(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+            if kube.get_or_none(KUBEVIRT, name, namespace) is not None:
+                kube.delete(KUBEVIRT, name, namespace)
+            body: dict[str, Any] = {
+                "apiVersion": "kubevirt.io/v1", "kind": "KubeVirt",
+                "metadata": {"name": name, "namespace": namespace, **(metadata or {})},
+                "spec": spec if spec is not None else {
+                    "configuration": {"developerConfiguration": {"featureGates": []}}},
+            }
+            status = {"observedKubeVirtVersion": version, "phase": "Deployed"} if version else None
+            subresource = self.has_status_subresource("kubevirts.kubevirt.io")
+            if status and not subresource:
+                body["status"] = status
+            created = kube.create(KUBEVIRT, body, namespace, strict=False)
+            if status and subresource:
+                created = kube.merge_patch(KUBEVIRT, name, {"status": status}, namespace, subresource="status")
+            return dict(created)
+
+
+# --- make cluster-up / cluster-down ----------------------------------------------------------------
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    d = Path(args.dir).resolve()
+    state = d / "state.json"
+    if state.exists():
+        st = json.loads(state.read_text())
+        if all(_alive(p) for p in st["pids"]):
+            print(f"local control plane already running at {st['server']}; kubeconfig: {d / 'kubeconfig'}")
+            return 0
+        cmd_down(args)
+    crds = shared_crds_dir() if args.crds == "upstream" else None
+    t0 = time.monotonic()
+    cp = ControlPlane(d, kubevirt_version=args.kubevirt_version or None, crds=crds, detach=True)
+    try:
+        cp.start()
+    except BaseException:
+        cp.stop()
+        raise
+    print(f"local control plane up at {cp.server} in {time.monotonic() - t0:.1f}s "
+          f"(KubeVirt CR {KUBEVIRT_NAMESPACE}/{KUBEVIRT_NAME} at {args.kubevirt_version or 'no version'})")
+    print(f"export KUBECONFIG={cp.admin_kubeconfig}")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    d = Path(args.dir).resolve()
+    state = d / "state.json"
+    if not state.exists():
+        print("local control plane is not running")
+        return 0
+    pids = json.loads(state.read_text())["pids"]
+    for pid in reversed(pids):
+        if _alive(pid):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in pids:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    import shutil
+
+    shutil.rmtree(d, ignore_errors=True)
+    print("local control plane stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(REPO))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up")
+    up.add_argument("--dir", default=".devcluster")
+    up.add_argument("--kubevirt-version", default=os.environ.get("KUBEVIRT_VERSION", "v1.5.0"))
+    up.add_argument("--crds", choices=("minimal", "upstream"),
+                    default="upstream" if shared_crds_dir() else "minimal")
+    down = sub.add_parser("down")
+    down.add_argument("--dir", default=".devcluster")
+    args = parser.parse_args(argv)
+    return cmd_up(args) if args.cmd == "up" else cmd_down(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

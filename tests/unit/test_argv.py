@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import pytest
+
+from macvtapctl.cli.argv import hoist_global_options
+from macvtapctl.errors import UsageError
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["version", "-o", "json"], ["-o", "json", "version"]),
+    (["version", "-ojson", "--client"], ["-ojson", "version", "--client"]),
+    (["version", "--output=yaml", "-n", "ns"], ["--output=yaml", "-n", "ns", "version"]),
+    (["-v", "version"], ["-v", "version"]),
+    (["version", "-vv"], ["-vv", "version"]),
+    (["version", "--kubeconfig", "/k", "--context", "c"], ["--kubeconfig", "/k", "--context", "c", "version"]),
+    (["version", "--", "-o", "json"], ["version", "--", "-o", "json"]),
+    # the agent has its own options; nothing after it is touched
+    (["agent", "-v", "--socket", "x"], ["agent", "-v", "--socket", "x"]),
+    (["version", "--client"], ["version", "--client"]),
+])
+def test_hoisting(args: list[str], expected: list[str]) -> None:
+    assert hoist_global_options(args) == expected
+
+
+def test_dangling_global_option_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="flag needs an argument: -o"):
+        hoist_global_options(["version", "-o"])
+
+
+def test_hoisting_keeps_relative_order_of_the_rest() -> None:
+    args = ["vm", "create", "web", "-n", "prod", "--network", "a", "--network", "b"]
+    assert hoist_global_options(args) == ["-n", "prod", "vm", "create", "web", "--network", "a", "--network", "b"]
