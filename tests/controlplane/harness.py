@@ -11,8 +11,8 @@ status.observedKubeVirtVersion.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import base64
+import contextlib
 import datetime as dt
 import json
 import os
