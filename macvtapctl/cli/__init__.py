@@ -148,9 +148,11 @@ def root(
 
 
 def _register() -> None:
-    from macvtapctl.cli import version
+    from macvtapctl.cli import enable, version
 
     app.command("version", help=version.HELP)(version.version)
+    app.command("enable", help=enable.ENABLE_HELP)(enable.enable)
+    app.command("disable", help=enable.DISABLE_HELP)(enable.disable)
 
 
 _register()

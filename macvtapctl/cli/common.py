@@ -1,0 +1,62 @@
+"""Helpers shared by the command modules: options that many commands take, and the write pattern."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from macvtapctl.output import Printer
+from macvtapctl.settings import DryRun, Settings, parse_dry_run
+
+if TYPE_CHECKING:
+    from macvtapctl.kube.client import Kube
+
+DryRunOption = Annotated[str, typer.Option(
+    "--dry-run", metavar="none|client|server",
+    help="client: print what would change, send nothing; server: validate on the server, persist nothing.")]
+ForceOption = Annotated[bool, typer.Option("--force", help="Go ahead despite the safety check described above.")]
+
+WRITE_FORMATS = ("table", "json", "yaml", "name")
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    obj = ctx.obj
+    assert isinstance(obj, Settings)
+    return obj
+
+
+def printer_for(settings: Settings) -> Printer:
+    return Printer(verbosity=settings.verbosity)
+
+
+def dry_run_of(value: str) -> DryRun:
+    return parse_dry_run(value)
+
+
+def connect(settings: Settings) -> Kube:
+    from macvtapctl.kube.client import Kube
+
+    return Kube.connect(settings)
+
+
+def namespace_of(settings: Settings) -> str:
+    if settings.namespace:
+        return settings.namespace
+    from macvtapctl.kube.kubeconfig import default_namespace
+
+    return default_namespace(settings.kubeconfig, settings.context)
+
+
+def report_write(printer: Printer, label: str, operation: str, dry_run: DryRun) -> None:
+    printer.status(label, operation, dry_run.suffix)
+
+
+def emit(printer: Printer, fmt: str, objects: list[dict[str, Any]]) -> None:
+    """With -o json|yaml|name, print the resulting objects on stdout; tables print nothing for writes."""
+    if fmt in ("json", "yaml", "name") and objects:
+        printer.objects(objects, fmt)
+
+
+Attempt = Callable[[], Any]

@@ -1,0 +1,241 @@
+"""Planning changes to the KubeVirt CR: pure functions on dicts (no I/O).
+
+Facts (see docs/enable.md): network binding plugins exist since v1.1; the NetworkBindingPlugins gate must be
+listed in v1.1-v1.4 and is GA (always on) from v1.5; from v1.9 the Beta gate ExternalNetResourceInjection is
+on by default and stops KubeVirt from injecting the macvtap device request into virt-launcher pods.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from macvtapctl.errors import PreconditionError, UsageError
+from macvtapctl.jsonmerge import dig, merge_patch
+
+BINDING_GATE = "NetworkBindingPlugins"
+INJECTION_GATE = "ExternalNetResourceInjection"
+DEFAULT_BINDING = "macvtap"
+TAP = "tap"
+
+_VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?(?:[-+].*)?$")
+
+
+def parse_version(text: str | None) -> tuple[int, int, int] | None:
+    if not text:
+        return None
+    m = _VERSION.match(text.strip())
+    if not m:
+        return None
+    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+
+
+def require_version(observed: str | None, override: str | None) -> tuple[int, int, int]:
+    """The version to plan for: --kubevirt-version wins; otherwise the CR's observed version, which must exist."""
+    if override is not None:
+        v = parse_version(override)
+        if v is None:
+            raise UsageError(f'invalid --kubevirt-version "{override}": expected a version like v1.5.0')
+        return v
+    v = parse_version(observed)
+    if v is None:
+        shown = f'"{observed}"' if observed else "no status.observedKubeVirtVersion"
+        raise PreconditionError(
+            f"cannot tell which KubeVirt version is running ({shown} on the KubeVirt CR; is KubeVirt still "
+            "deploying?); pass --kubevirt-version vX.Y.Z to plan for a specific version")
+    return v
+
+
+def fmt_version(v: tuple[int, int, int]) -> str:
+    return f"v{v[0]}.{v[1]}.{v[2]}"
+
+
+@dataclass
+class Plan:
+    """What to change, why, and the object as it will look afterwards."""
+
+    patch: dict[str, Any] = field(default_factory=dict)  # merge patch; empty = unchanged
+    notes: list[str] = field(default_factory=list)  # decisions, printed on stderr
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.patch)
+
+
+def _gates(kv: dict[str, Any], key: str) -> list[str]:
+    value = dig(kv, "spec", "configuration", "developerConfiguration", key)
+    return [str(g) for g in value] if isinstance(value, list) else []
+
+
+def binding_of(kv: dict[str, Any], name: str) -> dict[str, Any] | None:
+    value = dig(kv, "spec", "configuration", "network", "binding", name)
+    return value if isinstance(value, dict) else None
+
+
+def plan_enable(kv: dict[str, Any], version: tuple[int, int, int], *, binding_name: str = DEFAULT_BINDING,
+                external_injector: bool = False, force: bool = False) -> Plan:
+    """Plan registering the macvtap binding (and the gates this version needs) on a KubeVirt CR."""
+    plan = Plan()
+    v = fmt_version(version)
+    if version < (1, 1, 0):
+        raise PreconditionError(
+            f"KubeVirt {v} is not supported: the macvtap network binding plugin needs KubeVirt v1.1.0 or newer "
+            "(the core `macvtap: {}` binding of older releases was removed in v1.3)")
+    dev: dict[str, Any] = {}
+    gates = _gates(kv, "featureGates")
+    disabled = _gates(kv, "disabledFeatureGates")
+
+    if version < (1, 5, 0):
+        if BINDING_GATE in gates:
+            plan.notes.append(f"feature gate {BINDING_GATE} already enabled (required on {v})")
+        else:
+            dev["featureGates"] = [*gates, BINDING_GATE]
+            plan.notes.append(f"adding feature gate {BINDING_GATE}: KubeVirt {v} requires it for binding plugins")
+        if BINDING_GATE in disabled:
+            raise PreconditionError(
+                f"feature gate {BINDING_GATE} is listed in disabledFeatureGates; remove it there first")
+    else:
+        plan.notes.append(f"feature gate {BINDING_GATE} is GA since v1.5.0: nothing to add on {v}")
+        if BINDING_GATE in gates:
+            plan.warnings.append(
+                f"feature gate {BINDING_GATE} is listed in featureGates but is GA since v1.5.0: it is redundant "
+                "and can be removed")
+
+    if version >= (1, 9, 0):
+        if external_injector:
+            plan.notes.append(
+                f"leaving {INJECTION_GATE} on (--external-injector): network-resources-injector must add the "
+                "macvtap resource request to VM pods")
+        elif INJECTION_GATE in gates:
+            raise PreconditionError(
+                f"feature gate {INJECTION_GATE} is explicitly enabled in featureGates, so KubeVirt {v} will not "
+                "request the macvtap device for VM pods: deploy network-resources-injector and rerun with "
+                f"--external-injector, or remove {INJECTION_GATE} from featureGates")
+        elif INJECTION_GATE in disabled:
+            plan.notes.append(f"{INJECTION_GATE} already disabled: KubeVirt injects the macvtap resource request")
+        else:
+            dev["disabledFeatureGates"] = [*disabled, INJECTION_GATE]
+            plan.notes.append(
+                f"disabling {INJECTION_GATE}: on {v} it is on by default and KubeVirt would no longer add the "
+                "macvtap resource request to VM pods (use --external-injector if network-resources-injector "
+                "is deployed)")
+
+    existing = binding_of(kv, binding_name)
+    binding_patch: dict[str, Any] | None = None
+    if existing is None:
+        binding_patch = {"domainAttachmentType": TAP}
+        plan.notes.append(f"registering network binding {binding_name!r} with domainAttachmentType: tap")
+    elif existing.get("domainAttachmentType") == TAP and not existing.get("sidecarImage") \
+            and not existing.get("networkAttachmentDefinition"):
+        plan.notes.append(f"network binding {binding_name!r} already registered with domainAttachmentType: tap")
+    elif force:
+        # Replace the whole binding: a leftover sidecarImage would turn it into a different plugin.
+        binding_patch = dict.fromkeys(existing) | {"domainAttachmentType": TAP}
+        plan.warnings.append(f"replacing network binding {binding_name!r} ({existing}) (--force)")
+    else:
+        raise PreconditionError(
+            f"network binding {binding_name!r} is already registered as {existing}, not as a macvtap "
+            "(domainAttachmentType: tap) binding; choose another --binding-name or pass --force to replace it")
+
+    spec_conf: dict[str, Any] = {}
+    if dev:
+        spec_conf["developerConfiguration"] = dev
+    if binding_patch is not None:
+        spec_conf["network"] = {"binding": {binding_name: binding_patch}}
+    if spec_conf:
+        plan.patch = {"spec": {"configuration": spec_conf}}
+    return plan
+
+
+def plan_disable(kv: dict[str, Any], *, binding_name: str = DEFAULT_BINDING) -> Plan:
+    """Plan unregistering the binding. Gates stay: other bindings may need them."""
+    plan = Plan()
+    if binding_of(kv, binding_name) is None:
+        plan.notes.append(f"network binding {binding_name!r} is not registered")
+        return plan
+    plan.patch = {"spec": {"configuration": {"network": {"binding": {binding_name: None}}}}}
+    plan.notes.append(f"unregistering network binding {binding_name!r}")
+    return plan
+
+
+def guarded(patch: dict[str, Any], resource_version: str) -> dict[str, Any]:
+    """The patch plus metadata.resourceVersion, so the server refuses it (409) if the object changed."""
+    return merge_patch(patch, {"metadata": {"resourceVersion": resource_version}})  # type: ignore[no-any-return]
+
+
+def apply_plan(kv: dict[str, Any], plan: Plan) -> dict[str, Any]:
+    result: dict[str, Any] = merge_patch(kv, plan.patch)
+    return result
+
+
+# --- HyperConverged (HCO) ------------------------------------------------------------------------------
+# HCO owns the KubeVirt CR and reverts direct edits. The supported ways: bindings in
+# HyperConverged.spec.networkBinding; anything else (feature gates) through the
+# kubevirt.kubevirt.io/jsonpatch annotation, a JSON array of RFC 6902 operations HCO applies to the CR.
+
+HCO_JSONPATCH_ANNOTATION = "kubevirt.kubevirt.io/jsonpatch"
+_DEV_PATH = "/spec/configuration/developerConfiguration"
+
+
+def hco_annotation_ops(hco: dict[str, Any]) -> list[dict[str, Any]]:
+    import json
+
+    raw = dig(hco, "metadata", "annotations", HCO_JSONPATCH_ANNOTATION)
+    if not raw:
+        return []
+    try:
+        ops = json.loads(raw)
+    except ValueError as exc:
+        raise PreconditionError(
+            f"the {HCO_JSONPATCH_ANNOTATION} annotation on the HyperConverged CR is not valid JSON ({exc}); "
+            "fix it before macvtapctl adds to it") from None
+    if not isinstance(ops, list):
+        raise PreconditionError(f"the {HCO_JSONPATCH_ANNOTATION} annotation is not a JSON array")
+    return ops
+
+
+def plan_enable_hco(hco: dict[str, Any], kv: dict[str, Any], version: tuple[int, int, int], *,
+                    binding_name: str = DEFAULT_BINDING, external_injector: bool = False,
+                    force: bool = False) -> Plan:
+    """The same decisions as plan_enable, expressed as a merge patch of the HyperConverged CR."""
+    import json
+
+    hco_binding = dig(hco, "spec", "networkBinding", binding_name)
+    view = merge_patch(kv, {"spec": {"configuration": {"network": {"binding": {
+        binding_name: hco_binding if isinstance(hco_binding, dict) else None}}}}})
+    kv_plan = plan_enable(view, version, binding_name=binding_name, external_injector=external_injector,
+                          force=force)
+    plan = Plan(notes=[*kv_plan.notes, "the KubeVirt CR is managed by HyperConverged: changing the HyperConverged "
+                       "CR instead (HCO reverts direct edits)"], warnings=kv_plan.warnings)
+    conf = dig(kv_plan.patch, "spec", "configuration") or {}
+    patch: dict[str, Any] = {}
+    if "network" in conf:
+        patch["spec"] = {"networkBinding": {binding_name: conf["network"]["binding"][binding_name]}}
+    dev = conf.get("developerConfiguration") or {}
+    ops = hco_annotation_ops(hco)
+    new_ops: list[dict[str, Any]] = []
+    for key in ("featureGates", "disabledFeatureGates"):
+        if key not in dev:
+            continue
+        before = _gates(kv, key)
+        for gate in dev[key]:
+            if gate in before:
+                continue
+            if dig(kv, "spec", "configuration", "developerConfiguration", key) is None and not any(
+                    o.get("path") == f"{_DEV_PATH}/{key}" for o in new_ops):
+                op: dict[str, Any] = {"op": "add", "path": f"{_DEV_PATH}/{key}", "value": [gate]}
+            else:
+                op = {"op": "add", "path": f"{_DEV_PATH}/{key}/-", "value": gate}
+            if op not in ops:
+                new_ops.append(op)
+    if new_ops:
+        patch["metadata"] = {"annotations": {HCO_JSONPATCH_ANNOTATION: json.dumps([*ops, *new_ops])}}
+    plan.patch = patch
+    return plan
+
+
+def observed_version_of(kv: dict[str, Any]) -> str | None:
+    value = dig(kv, "status", "observedKubeVirtVersion")
+    return str(value) if value else None

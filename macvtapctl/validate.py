@@ -1,0 +1,109 @@
+"""One place for every rule on user input. Each failure names the value and the rule."""
+
+from __future__ import annotations
+
+import re
+
+from macvtapctl.errors import UsageError
+
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# The name part of an extended resource (a qualified name): alphanumerics, '-', '_', '.', alnum at both ends.
+QUALIFIED_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+IFNAMSIZ = 15
+MACVTAP_MODES = ("bridge", "private", "vepa")
+RESOURCE_PREFIX = "macvtap.network.kubevirt.io"
+DEVICE_ID_MAX = 63
+CAPACITY_RANGE = (1, 10000)
+MTU_RANGE = (68, 65535)
+
+
+def check_dns_label(value: str, what: str) -> str:
+    if len(value) > 63 or not DNS1123_LABEL.match(value):
+        raise UsageError(f'invalid {what} "{value}": must be a DNS-1123 label (at most 63 characters: lowercase '
+                         "letters, digits and '-', starting and ending with a letter or digit)")
+    return value
+
+
+def check_dns_subdomain(value: str, what: str) -> str:
+    if len(value) > 253 or not DNS1123_SUBDOMAIN.match(value):
+        raise UsageError(f'invalid {what} "{value}": must be a DNS-1123 subdomain (at most 253 characters: '
+                         "lowercase letters, digits, '-' and '.', starting and ending with a letter or digit)")
+    return value
+
+
+def check_binding_name(value: str) -> str:
+    return check_dns_label(value, "binding name")
+
+
+def interface_name_problem(value: str) -> str | None:
+    """Why `value` is not a valid Linux interface name, or None (the rule CNI's skel and the kernel apply)."""
+    if not value:
+        return "must not be empty"
+    if len(value) > IFNAMSIZ:
+        return f"must be at most {IFNAMSIZ} characters"
+    if value in (".", ".."):
+        return "must not be '.' or '..'"
+    if "/" in value or ":" in value or any(c.isspace() for c in value):
+        return "must not contain '/', ':' or whitespace"
+    return None
+
+
+def check_interface_name(value: str, what: str = "interface name") -> str:
+    problem = interface_name_problem(value)
+    if problem:
+        raise UsageError(f'invalid {what} "{value}": a Linux interface name {problem}')
+    return value
+
+
+def device_id(name: str, index: int) -> str:
+    """The device-plugin device ID, as upstream macvtap-cni names them."""
+    return f"{name}Mvp{index}"
+
+
+def resource_name_problem(name: str, capacity: int) -> str | None:
+    if not name:
+        return "must not be empty"
+    if not QUALIFIED_NAME.match(name):
+        return ("must be a valid extended resource name part: letters, digits, '-', '_' or '.', starting and "
+                "ending with a letter or digit")
+    if len(name) > 63:
+        return "must be at most 63 characters"
+    longest = device_id(name, max(capacity - 1, 0))
+    if len(longest) > DEVICE_ID_MAX:
+        return f"is too long: device ID {longest!r} would exceed {DEVICE_ID_MAX} characters"
+    return None
+
+
+def check_resource_name(name: str, capacity: int = 1) -> str:
+    problem = resource_name_problem(name, capacity)
+    if problem:
+        raise UsageError(f'invalid resource name "{name}": {problem}')
+    return name
+
+
+def check_mode(mode: str) -> str:
+    if mode == "passthru":
+        raise UsageError('invalid mode "passthru": a passthru macvtap takes the whole NIC and makes every other '
+                         "macvtap on it fail; use bridge, private or vepa")
+    if mode not in MACVTAP_MODES:
+        raise UsageError(f'invalid mode "{mode}": must be one of {", ".join(MACVTAP_MODES)}')
+    return mode
+
+
+def check_capacity(capacity: int) -> int:
+    lo, hi = CAPACITY_RANGE
+    if not lo <= capacity <= hi:
+        raise UsageError(f"invalid capacity {capacity}: must be an integer from {lo} to {hi}")
+    return capacity
+
+
+def check_mtu(mtu: int) -> int:
+    lo, hi = MTU_RANGE
+    if not lo <= mtu <= hi:
+        raise UsageError(f"invalid MTU {mtu}: must be from {lo} to {hi}")
+    return mtu
+
+
+def full_resource_name(name: str) -> str:
+    return f"{RESOURCE_PREFIX}/{name}"
