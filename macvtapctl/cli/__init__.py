@@ -148,11 +148,14 @@ def root(
 
 
 def _register() -> None:
-    from macvtapctl.cli import enable, version
+    from macvtapctl.cli import enable, expose, version
 
     app.command("version", help=version.HELP)(version.version)
     app.command("enable", help=enable.ENABLE_HELP)(enable.enable)
     app.command("disable", help=enable.DISABLE_HELP)(enable.disable)
+    app.command("expose", help=expose.EXPOSE_HELP)(expose.expose)
+    app.command("unexpose", help=expose.UNEXPOSE_HELP)(expose.unexpose)
+    app.command("exposed", help=expose.EXPOSED_HELP)(expose.exposed)
 
 
 _register()

@@ -1,0 +1,133 @@
+"""Finding and writing the device-plugin ConfigMap, and who else cares about it (CNAO, upstream DaemonSet)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from macvtapctl import dpconfig
+from macvtapctl.errors import ForbiddenError, PreconditionError, UsageError
+from macvtapctl.jsonmerge import dig
+from macvtapctl.kube.client import Kube
+from macvtapctl.kube.resources import CONFIGMAP, DAEMONSET, NAMESPACE, NETWORK_ADDONS_CONFIG
+from macvtapctl.settings import DryRun
+
+DEFAULT_AGENT_NAMESPACE = "macvtap"
+AGENT_LABEL = "app.kubernetes.io/name"
+AGENT_LABEL_VALUE = "macvtapctl-agent"
+
+
+@dataclass
+class Target:
+    namespace: str
+    name: str
+    object: dict[str, Any] | None  # None: does not exist yet
+
+    @property
+    def label(self) -> str:
+        return CONFIGMAP.label(self.name)
+
+    def config(self) -> dpconfig.Config:
+        if self.object is None:
+            return dpconfig.Config()
+        data = self.object.get("data") or {}
+        if dpconfig.CONFIG_KEY not in data:
+            return dpconfig.Config()
+        return dpconfig.parse(data[dpconfig.CONFIG_KEY], where=f"{self.label} {dpconfig.CONFIG_KEY}")
+
+
+def locate(kube: Kube, dp_namespace: str | None, name: str = dpconfig.CONFIGMAP_NAME) -> Target:
+    """--dp-namespace, else the one namespace holding the ConfigMap, else the agent's default namespace."""
+    if dp_namespace:
+        target = Target(dp_namespace, name, kube.get_or_none(CONFIGMAP, name, dp_namespace))
+    else:
+        found = kube.list(CONFIGMAP, field_selector=f"metadata.name={name}")
+        if len(found) > 1:
+            where = ", ".join(sorted(c["metadata"]["namespace"] for c in found))
+            raise UsageError(f"ConfigMap {name} exists in several namespaces ({where}); choose one with "
+                             "--dp-namespace (the one the device plugin DaemonSet runs in)")
+        if found:
+            target = Target(found[0]["metadata"]["namespace"], name, found[0])
+        else:
+            target = Target(DEFAULT_AGENT_NAMESPACE, name, None)
+    return _follow_cnao(kube, target)
+
+
+def _follow_cnao(kube: Kube, target: Target) -> Target:
+    """CNAO reconciles the ConfigMap it owns back to its own content; use the user-owned one it points to."""
+    owners = dig(target.object, "metadata", "ownerReferences") or []
+    nac_ref = next((o for o in owners if o.get("kind") == "NetworkAddonsConfig"), None)
+    if nac_ref is None:
+        return target
+    nac = kube.get_or_none(NETWORK_ADDONS_CONFIG, str(nac_ref.get("name", "cluster")))
+    custom = dig(nac, "spec", "macvtap", "devicePluginConfig")
+    if custom and custom != target.name:
+        return Target(target.namespace, str(custom), kube.get_or_none(CONFIGMAP, str(custom), target.namespace))
+    raise PreconditionError(
+        f'ConfigMap {target.namespace}/{target.name} is owned by NetworkAddonsConfig "{nac_ref.get("name")}" '
+        "(CNAO), which reverts edits to it. Create your own ConfigMap in that namespace (e.g. "
+        f"macvtap-deviceplugin-config-custom), point CNAO at it with: kubectl patch networkaddonsconfig "
+        f"{nac_ref.get('name')} --type merge -p "
+        "'{\"spec\":{\"macvtap\":{\"devicePluginConfig\":\"macvtap-deviceplugin-config-custom\"}}}', "
+        "then rerun this command (macvtapctl follows devicePluginConfig)")
+
+
+def write(kube: Kube, target: Target, cfg: dpconfig.Config, mode: DryRun) -> tuple[dict[str, Any], str]:
+    """Create the ConfigMap or merge-patch its key, guarded by resourceVersion. Returns (object, operation)."""
+    body = cfg.render()
+    if target.object is not None:
+        if mode is DryRun.CLIENT:
+            obj = {**target.object, "data": {**(target.object.get("data") or {}), dpconfig.CONFIG_KEY: body}}
+            return obj, "configured"
+        rv = target.object["metadata"]["resourceVersion"]
+        patch = {"metadata": {"resourceVersion": rv}, "data": {dpconfig.CONFIG_KEY: body}}
+        return kube.merge_patch(CONFIGMAP, target.name, patch, target.namespace, dry_run=mode), "configured"
+    obj = new_configmap(target.namespace, target.name, body)
+    if mode is DryRun.CLIENT:
+        return obj, "created"
+    return kube.create(CONFIGMAP, obj, target.namespace, dry_run=mode), "created"
+
+
+def new_configmap(namespace: str, name: str, body: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": namespace,
+                         "labels": {"app.kubernetes.io/part-of": "macvtapctl"}},
+            "data": {dpconfig.CONFIG_KEY: body}}
+
+
+def ensure_namespace(kube: Kube, namespace: str, mode: DryRun) -> dict[str, Any] | None:
+    """Create the namespace when missing; returns it when it was (or would be) created."""
+    if kube.get_or_none(NAMESPACE, namespace) is not None:
+        return None
+    obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+    if mode is DryRun.CLIENT:
+        return obj
+    return kube.create(NAMESPACE, obj, dry_run=mode)
+
+
+def upstream_daemonsets(kube: Kube, namespace: str, configmap: str) -> list[dict[str, Any]]:
+    """DaemonSets (not our agent) that read this ConfigMap through env/envFrom: they read it only at start."""
+    try:
+        dss = kube.list(DAEMONSET, namespace)
+    except (ForbiddenError, PreconditionError):
+        return []
+    readers = []
+    for ds in dss:
+        if dig(ds, "metadata", "labels", AGENT_LABEL) == AGENT_LABEL_VALUE:
+            continue
+        for c in dig(ds, "spec", "template", "spec", "containers") or []:
+            refs = [dig(e, "configMapRef", "name") for e in c.get("envFrom") or []]
+            refs += [dig(e, "valueFrom", "configMapKeyRef", "name") for e in c.get("env") or []]
+            if configmap in refs:
+                readers.append(ds)
+                break
+    return readers
+
+
+def restart_daemonset(kube: Kube, ds: dict[str, Any], mode: DryRun) -> None:
+    """`kubectl rollout restart`: bump the pod template's restartedAt annotation."""
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    patch = {"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": now}}}}}
+    if mode is not DryRun.CLIENT:
+        kube.merge_patch(DAEMONSET, ds["metadata"]["name"], patch, ds["metadata"]["namespace"], dry_run=mode)
