@@ -98,13 +98,13 @@ class Printer:
         self.out.write(text)
         self.out.flush()
 
-    def objects(self, objs: Sequence[Mapping[str, Any]], fmt: str) -> None:
-        """Print API objects as json/yaml (a List for several, like kubectl) or name."""
+    def objects(self, objs: Sequence[Mapping[str, Any]], fmt: str, *, as_list: bool = False) -> None:
+        """Print API objects as json/yaml (a List for several or when listing, like kubectl) or name."""
         clean = [strip_managed_fields(o) for o in objs]
         if fmt == "name":
             self.data("".join(resource_label(o) + "\n" for o in clean))
         elif fmt in ("json", "yaml"):
-            doc: Any = clean[0] if len(clean) == 1 else {"apiVersion": "v1", "kind": "List", "items": clean}
+            doc: Any = clean[0] if len(clean) == 1 and not as_list else {"apiVersion": "v1", "kind": "List", "items": clean}
             self.data(to_json(doc) if fmt == "json" else to_yaml(doc))
         else:
             raise ValueError(f"objects() cannot print {fmt}")

@@ -148,7 +148,7 @@ def root(
 
 
 def _register() -> None:
-    from macvtapctl.cli import enable, expose, version
+    from macvtapctl.cli import enable, expose, nad, version
 
     app.command("version", help=version.HELP)(version.version)
     app.command("enable", help=enable.ENABLE_HELP)(enable.enable)
@@ -156,6 +156,7 @@ def _register() -> None:
     app.command("expose", help=expose.EXPOSE_HELP)(expose.expose)
     app.command("unexpose", help=expose.UNEXPOSE_HELP)(expose.unexpose)
     app.command("exposed", help=expose.EXPOSED_HELP)(expose.exposed)
+    app.add_typer(nad.app, name="nad")
 
 
 _register()

@@ -119,7 +119,9 @@ class Kube:
             from kubernetes.client.exceptions import ApiException
 
             if isinstance(exc, ApiException):
-                raise from_status(exc.status or 0, exc.body, req, self.server) from None
+                if not exc.status:  # the client wraps TLS failures as status 0
+                    raise from_transport(exc, req, self.server, self.request_timeout) from None
+                raise from_status(exc.status, exc.body, req, self.server) from None
             raise from_transport(exc, req, self.server, self.request_timeout) from None
         if not 200 <= resp.status <= 299:
             raise from_status(resp.status, data, req, self.server)
@@ -199,11 +201,14 @@ class Kube:
         return result
 
     def merge_patch(self, res: Resource, name: str, patch: Obj, namespace: str | None = None, *,
-                    dry_run: DryRun = DryRun.NONE, subresource: str | None = None) -> Obj:
-        """RFC 7386 merge patch; include metadata.resourceVersion in `patch` to guard it."""
+                    dry_run: DryRun = DryRun.NONE, subresource: str | None = None, strict: bool = True) -> Obj:
+        """RFC 7386 merge patch; include metadata.resourceVersion in `patch` to guard it.
+
+        Strict field validation: a field the schema does not know is an error, never silently pruned.
+        """
         result: Obj = self.request(
             "PATCH", res.path(namespace, name, subresource), Request("patch", res, namespace, name),
-            query=self._write_query(dry_run), body=patch, content_type=MERGE_PATCH)
+            query=self._write_query(dry_run, strict=strict), body=patch, content_type=MERGE_PATCH)
         return result
 
     def json_patch(self, res: Resource, name: str, ops: builtins.list[Obj], namespace: str | None = None, *,

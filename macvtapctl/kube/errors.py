@@ -102,11 +102,17 @@ def from_transport(exc: BaseException, req: Request, server: str, timeout: float
     inner: BaseException = exc
     if isinstance(exc, u3.MaxRetryError) and exc.reason is not None:
         inner = exc.reason
+    # NewConnectionError subclasses ConnectTimeoutError in urllib3, so refusals are checked first.
+    if isinstance(inner, u3.NewConnectionError) and "timed out" not in str(inner):
+        return UnreachableError(
+            f"cannot reach the API server at {server}: {_short(inner)} "
+            "(is the cluster running? check --kubeconfig and --context)"
+        )
     if isinstance(inner, (u3.ConnectTimeoutError, u3.ReadTimeoutError, TimeoutError)):
         limit = f" after {timeout:g}s (--request-timeout)" if timeout else ""
         return TimeoutExceeded(f"request to {server} timed out{limit} while trying to {req.verb} "
                                f"{req.resource.qualified}")
-    if isinstance(inner, u3.SSLError):
+    if isinstance(inner, u3.SSLError) or "SSL" in type(inner).__name__ or "SSLError" in str(inner):
         return UnreachableError(
             f"TLS handshake with {server} failed: {_short(inner)} "
             "(check certificate-authority in the kubeconfig)"

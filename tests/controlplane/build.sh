@@ -15,6 +15,13 @@ out="$cache/k8s-${KUBE_VERSION}_cni-${CNI_VERSION}"
 need=()
 for b in kube-apiserver etcd kubectl cnitool; do [ -x "$out/$b" ] || need+=("$b"); done
 if [ ${#need[@]} -eq 0 ]; then echo "$out"; exit 0; fi
+# One build at a time (pytest and make may both ask); the second waits, then finds the binaries.
+mkdir -p "$cache"
+exec 9>"$cache/.lock"
+flock 9
+need=()
+for b in kube-apiserver etcd kubectl cnitool; do [ -x "$out/$b" ] || need+=("$b"); done
+if [ ${#need[@]} -eq 0 ]; then echo "$out"; exit 0; fi
 command -v go >/dev/null || { echo "error: go is required to build the test control plane (${need[*]})" >&2; exit 1; }
 echo "building ${need[*]} (Kubernetes $KUBE_VERSION, cni $CNI_VERSION); the first build takes 10-30 minutes" >&2
 mkdir -p "$out"

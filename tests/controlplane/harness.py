@@ -130,6 +130,25 @@ def kubeconfig(server: str, ca: Path, crt: Path, key: Path, user: str) -> dict[s
     }
 
 
+def _as_v19(crd: dict[str, Any]) -> dict[str, Any]:
+    """The shared KubeVirt CRD is the v1.7 API; v1.8 added developerConfiguration.disabledFeatureGates.
+
+    Add that one field (a list of strings, as upstream declares it) so the tests can model v1.9 clusters,
+    which is where `enable` writes it.
+    """
+    if crd["metadata"]["name"] != "kubevirts.kubevirt.io":
+        return crd
+    for version in crd["spec"]["versions"]:
+        props = (version.get("schema") or {}).get("openAPIV3Schema", {}).get("properties", {})
+        dev = (props.get("spec", {}).get("properties", {}).get("configuration", {}).get("properties", {})
+               .get("developerConfiguration"))
+        if dev and "properties" in dev:
+            dev["properties"].setdefault("disabledFeatureGates", {
+                "description": "DisabledFeatureGates is the list of feature gates to disable (KubeVirt v1.8+)",
+                "items": {"type": "string"}, "type": "array"})
+    return crd
+
+
 # --- processes -----------------------------------------------------------------------------------
 
 def _wait(check: Any, what: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 90) -> None:
@@ -264,7 +283,7 @@ class ControlPlane:
         with self.kube() as kube:
             names = []
             for f in self.crd_files():
-                crd = yaml.safe_load(f.read_text())
+                crd = _as_v19(yaml.safe_load(f.read_text()))
                 names.append(crd["metadata"]["name"])
                 with contextlib.suppress(AlreadyExistsError):
                     kube.create(CRD, crd, strict=False)

@@ -1,0 +1,161 @@
+"""`nad create|list|delete`: NetworkAttachmentDefinitions pointing at exposed macvtap resources."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from macvtapctl import dpconfig
+from macvtapctl.cli.common import (
+    WRITE_FORMATS,
+    DryRunOption,
+    ForceOption,
+    connect,
+    dry_run_of,
+    emit,
+    namespace_of,
+    printer_for,
+    settings_of,
+)
+from macvtapctl.errors import PreconditionError
+from macvtapctl.manifests import nad as nadm
+from macvtapctl.output import Printer
+from macvtapctl.settings import DryRun
+
+app = typer.Typer(help="Manage macvtap NetworkAttachmentDefinitions.", no_args_is_help=True)
+
+CREATE_HELP = """Create (or update) a NetworkAttachmentDefinition for macvtap resource R.
+
+Sets the annotation k8s.v1.cni.cncf.io/resourceName: macvtap.network.kubevirt.io/R and a CNI config with
+only the keys the macvtap CNI reads. VMs can use a NAD from their own namespace or from "default"."""
+
+
+@app.command("create", help=CREATE_HELP)
+def create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME")],
+    resource: Annotated[str, typer.Option("--resource", "-r", metavar="R",
+                                          help="Exposed resource name (macvtap.network.kubevirt.io/R).")],
+    mtu: Annotated[int | None, typer.Option("--mtu", help="MTU of the pod interface (68-65535).")] = None,
+    promisc: Annotated[bool, typer.Option("--promisc", help="Promiscuous mode (LLDP, multicast).")] = False,
+    cni_version: Annotated[str, typer.Option("--cni-version", help="cniVersion of the config.")]
+    = nadm.DEFAULT_CNI_VERSION,
+    dry_run: DryRunOption = "none",
+) -> None:
+    settings = settings_of(ctx)
+    fmt = settings.output_format(WRITE_FORMATS)
+    mode = dry_run_of(dry_run)
+    namespace = namespace_of(settings)
+    obj = nadm.render(name, namespace, resource, mtu=mtu, promisc=promisc, cni_version=cni_version)
+    printer = printer_for(settings)
+    with connect(settings) as kube:
+        result = run_create(kube, printer, mode, obj)
+    emit(printer, fmt, [result])
+
+
+def run_create(kube: Any, printer: Printer, mode: DryRun, obj: dict[str, Any],
+               exposed: dpconfig.Config | None = None) -> dict[str, Any]:
+    """Warn about unexposed resources, then server-side apply the NAD (no write when unchanged)."""
+    from macvtapctl.kube.resources import NAD
+
+    name, namespace = obj["metadata"]["name"], obj["metadata"]["namespace"]
+    resource = nadm.resource_of(obj)
+    if exposed is None:
+        exposed = _exposed_config(kube)
+    if exposed is not None and not exposed.expose_all and resource not in exposed.names():
+        printer.warn(f"resource {resource!r} is not exposed (exposed: {', '.join(exposed.names()) or 'none'}); "
+                     f"VMs using this NAD will not schedule until you run: macvtapctl expose LOWER_DEVICE "
+                     f"--name {resource}")
+    if namespace != "default":
+        printer.info(f"note: only VMs in namespace {namespace!r} can use this NAD; create it in 'default' to "
+                     "share it with every namespace")
+    current = kube.get_or_none(NAD, name, namespace)
+    label = NAD.label(name)
+    if current is not None and nadm.same_content(current, obj):
+        printer.status(label, "unchanged", mode.suffix)
+        return dict(current)
+    operation = "created" if current is None else "configured"
+    if mode is DryRun.CLIENT:
+        printer.status(label, operation, mode.suffix)
+        return obj
+    result: dict[str, Any] = kube.apply(NAD, obj, namespace, dry_run=mode, force=True)
+    printer.status(label, operation, mode.suffix)
+    return result
+
+
+def _exposed_config(kube: Any) -> dpconfig.Config | None:
+    """The current DP config, or None when it cannot be read (missing, malformed or forbidden)."""
+    from macvtapctl.errors import MacvtapctlError
+    from macvtapctl.kube import dpconfigmap
+
+    try:
+        target = dpconfigmap.locate(kube, None)
+        return target.config() if target.object is not None else None
+    except MacvtapctlError:
+        return None
+
+
+@app.command("list", help="List macvtap NADs with the resource each points to and whether it is exposed.")
+def list_(
+    ctx: typer.Context,
+    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="Every namespace.")] = False,
+) -> None:
+    settings = settings_of(ctx)
+    fmt = settings.output_format(("table", "wide", "json", "yaml", "name"))
+    printer = printer_for(settings)
+    from macvtapctl.kube.resources import NAD
+
+    namespace = None if all_namespaces else namespace_of(settings)
+    with connect(settings) as kube:
+        nads = [n for n in kube.list(NAD, namespace) if nadm.is_macvtap(n)]
+        exposed = _exposed_config(kube)
+    if fmt in ("json", "yaml", "name"):
+        printer.objects(nads, fmt, as_list=True)
+        return
+    rows = []
+    for n in nads:
+        res = nadm.resource_of(n)
+        if exposed is None:
+            state = "unknown"
+        elif exposed.expose_all:
+            state = "if-nic-exists"
+        else:
+            state = "yes" if res in exposed.names() else "no"
+        cfg = nadm.config_of(n) or {}
+        row = [n["metadata"]["namespace"], n["metadata"]["name"], res or "-", state]
+        if fmt == "wide":
+            row += [cfg.get("mtu", "-"), cfg.get("cniVersion", "-")]
+        rows.append(row)
+    if not rows:
+        printer.info("No macvtap NetworkAttachmentDefinitions found" + ("" if all_namespaces
+                                                                         else f" in namespace {namespace!r}"))
+        return
+    headers = ["namespace", "name", "resource", "exposed"] + (["mtu", "cni version"] if fmt == "wide" else [])
+    printer.table(headers, rows)
+
+
+@app.command("delete", help="Delete a macvtap NAD (refused while VMs reference it, unless --force).")
+def delete(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME")],
+    dry_run: DryRunOption = "none",
+    force: ForceOption = False,
+) -> None:
+    settings = settings_of(ctx)
+    mode = dry_run_of(dry_run)
+    namespace = namespace_of(settings)
+    printer = printer_for(settings)
+    from macvtapctl.kube.resources import NAD
+    from macvtapctl.kube.vms import vms_using_network
+
+    with connect(settings) as kube:
+        if kube.get_or_none(NAD, name, namespace) is None:
+            raise PreconditionError(f'NetworkAttachmentDefinition "{name}" not found in namespace "{namespace}"')
+        users = vms_using_network(kube, namespace, name)
+        if users and not force:
+            raise PreconditionError(f"NetworkAttachmentDefinition {namespace}/{name} is used by VM(s) "
+                                    f"{', '.join(users)}; change or delete them first, or pass --force")
+        if mode is not DryRun.CLIENT:
+            kube.delete(NAD, name, namespace, dry_run=mode)
+    printer.status(NAD.label(name), "deleted", mode.suffix)

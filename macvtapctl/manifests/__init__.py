@@ -1,0 +1,1 @@
+"""Pure renderers of Kubernetes objects (no I/O)."""

@@ -1,0 +1,68 @@
+"""NetworkAttachmentDefinition for a macvtap network: only keys the macvtap CNI reads."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from macvtapctl import validate
+from macvtapctl.errors import UsageError
+
+RESOURCE_ANNOTATION = "k8s.v1.cni.cncf.io/resourceName"
+CNI_VERSIONS = ("0.3.1", "0.4.0", "1.0.0", "1.1.0")
+DEFAULT_CNI_VERSION = "0.3.1"  # what upstream macvtap-cni examples use and its Go plugin supports
+
+
+def check_cni_version(value: str) -> str:
+    if value not in CNI_VERSIONS:
+        raise UsageError(f'invalid --cni-version "{value}": must be one of {", ".join(CNI_VERSIONS)}')
+    return value
+
+
+def render(name: str, namespace: str, resource: str, *, mtu: int | None = None, promisc: bool = False,
+           cni_version: str = DEFAULT_CNI_VERSION) -> dict[str, Any]:
+    validate.check_dns_subdomain(name, "NAD name")
+    validate.check_dns_label(namespace, "namespace")
+    validate.check_resource_name(resource)
+    check_cni_version(cni_version)
+    config: dict[str, Any] = {"cniVersion": cni_version, "name": name, "type": "macvtap"}
+    if mtu is not None:
+        config["mtu"] = validate.check_mtu(mtu)
+    if promisc:
+        config["promiscMode"] = True
+    return {
+        "apiVersion": "k8s.cni.cncf.io/v1",
+        "kind": "NetworkAttachmentDefinition",
+        "metadata": {"name": name, "namespace": namespace,
+                     "annotations": {RESOURCE_ANNOTATION: validate.full_resource_name(resource)}},
+        "spec": {"config": json.dumps(config)},
+    }
+
+
+def resource_of(nad: dict[str, Any]) -> str | None:
+    """The macvtap resource name part (after the prefix) this NAD requests, if any."""
+    value = ((nad.get("metadata") or {}).get("annotations") or {}).get(RESOURCE_ANNOTATION, "")
+    prefix = validate.RESOURCE_PREFIX + "/"
+    return value[len(prefix):] if isinstance(value, str) and value.startswith(prefix) else None
+
+
+def config_of(nad: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        cfg = json.loads((nad.get("spec") or {}).get("config") or "")
+    except ValueError:
+        return None
+    return cfg if isinstance(cfg, dict) else None
+
+
+def is_macvtap(nad: dict[str, Any]) -> bool:
+    cfg = config_of(nad)
+    if cfg is None:
+        return False
+    if cfg.get("type") == "macvtap":
+        return True
+    return any(isinstance(p, dict) and p.get("type") == "macvtap" for p in cfg.get("plugins") or [])
+
+
+def same_content(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Equal for our purposes: the resource annotation and the parsed CNI config."""
+    return resource_of(a) == resource_of(b) and config_of(a) == config_of(b)
