@@ -11,8 +11,6 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
-import yaml
-
 
 def _color_enabled(stream: TextIO) -> bool:
     if os.environ.get("NO_COLOR") or os.environ.get("MACVTAPCTL_NO_COLOR"):
@@ -27,20 +25,18 @@ def _paint(text: str, code: str, stream: TextIO) -> str:
     return f"\x1b[{code}m{text}\x1b[0m" if _color_enabled(stream) else text
 
 
-class _Dumper(yaml.SafeDumper):
-    """Block-style YAML that keeps key order and writes multi-line strings as literals."""
-
-
-def _str_representer(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in data else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
-
-
-_Dumper.add_representer(str, _str_representer)
-
-
 def to_yaml(obj: Any) -> str:
-    return yaml.dump(obj, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    """Block-style YAML that keeps key order and writes multi-line strings as literal blocks."""
+    import yaml  # ~30 ms; only paid when YAML is printed
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def literal_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|" if "\n" in data else None)
+
+    Dumper.add_representer(str, literal_str)
+    return yaml.dump(obj, Dumper=Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
 def to_json(obj: Any) -> str:
@@ -104,7 +100,8 @@ class Printer:
         if fmt == "name":
             self.data("".join(resource_label(o) + "\n" for o in clean))
         elif fmt in ("json", "yaml"):
-            doc: Any = clean[0] if len(clean) == 1 and not as_list else {"apiVersion": "v1", "kind": "List", "items": clean}
+            single = len(clean) == 1 and not as_list
+            doc: Any = clean[0] if single else {"apiVersion": "v1", "kind": "List", "items": clean}
             self.data(to_json(doc) if fmt == "json" else to_yaml(doc))
         else:
             raise ValueError(f"objects() cannot print {fmt}")

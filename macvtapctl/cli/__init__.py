@@ -86,7 +86,10 @@ class RootGroup(TyperGroup):
         except UsageError as exc:
             ctx = getattr(exc, "ctx", None)
             where = ctx.command_path if ctx is not None else prog
-            Printer().error(f"{exc.format_message()} (see '{where} --help')")
+            option = getattr(exc, "option_name", None)
+            message = f"unknown flag: {option}" if type(exc).__name__ == "NoSuchOption" and option \
+                else exc.format_message().rstrip(".")
+            Printer().error(f"{message} (see '{where} --help')")
             code = int(ExitCode.USAGE)
         except click_exceptions() as exc:
             Printer().error(exc.format_message() if hasattr(exc, "format_message") else str(exc))
@@ -103,6 +106,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain, kubectl-like help; Rich is imported only where tables need it
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 

@@ -1,13 +1,13 @@
-"""The Click exception types, from Typer's vendored copy (Typer >= 0.26 bundles Click)."""
+"""The Click exception types. Pinned to a Typer that still uses the click package: newer Typer releases
+validate every parameter through pydantic, which costs ~170 ms on every start (and every TAB press)."""
 
 from __future__ import annotations
 
-from typer import exceptions as _typer_exc
-from typer._click import exceptions as _exc
+from click import exceptions as _exc
 
 UsageError = _exc.UsageError
-NoArgsIsHelpError = _exc.NoArgsIsHelpError
+NoArgsIsHelpError: type[_exc.UsageError] = _exc.NoArgsIsHelpError
 
 
 def click_exceptions() -> tuple[type[BaseException], ...]:
-    return (_exc.ClickException, _typer_exc.Exit, _typer_exc.Abort)
+    return (_exc.ClickException, _exc.Exit, _exc.Abort)

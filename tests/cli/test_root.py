@@ -61,7 +61,7 @@ def test_unknown_flag_is_one_line_with_usage_code(cli) -> None:
     r = cli("version", "--bogus")
     assert r.exit_code == ExitCode.USAGE
     assert r.stderr.count("\n") == 1
-    assert r.stderr.startswith("error: No such option: --bogus")
+    assert r.stderr.startswith("error: unknown flag: --bogus")
     assert "macvtapctl version --help" in r.stderr
 
 

@@ -1,0 +1,1 @@
+complete --command macvtapctl --no-files --arguments "(env _MACVTAPCTL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) macvtapctl)" --condition "env _MACVTAPCTL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) macvtapctl"
