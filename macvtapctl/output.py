@@ -36,7 +36,7 @@ def to_yaml(obj: Any) -> str:
         return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|" if "\n" in data else None)
 
     Dumper.add_representer(str, literal_str)
-    return yaml.dump(obj, Dumper=Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    return yaml.dump(obj, Dumper=Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=4096)
 
 
 def to_json(obj: Any) -> str:

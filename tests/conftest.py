@@ -62,3 +62,13 @@ def admin(control_plane: ControlPlane) -> str:
 @pytest.fixture
 def unprivileged(control_plane: ControlPlane) -> str:
     return str(control_plane.user_kubeconfig)
+
+
+def resource_versions(cp: ControlPlane, refs: list[tuple[Any, str, str | None]]) -> dict[str, str | None]:
+    """resourceVersion of each (resource, name, namespace); None when absent. Proves 'nothing was written'."""
+    out: dict[str, str | None] = {}
+    with cp.kube() as kube:
+        for res, name, ns in refs:
+            obj = kube.get_or_none(res, name, ns)
+            out[f"{res.plural}/{ns}/{name}"] = obj["metadata"]["resourceVersion"] if obj else None
+    return out

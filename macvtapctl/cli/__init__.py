@@ -152,7 +152,7 @@ def root(
 
 
 def _register() -> None:
-    from macvtapctl.cli import enable, expose, nad, version
+    from macvtapctl.cli import enable, expose, nad, rbac, setup, version
 
     app.command("version", help=version.HELP)(version.version)
     app.command("enable", help=enable.ENABLE_HELP)(enable.enable)
@@ -161,6 +161,8 @@ def _register() -> None:
     app.command("unexpose", help=expose.UNEXPOSE_HELP)(expose.unexpose)
     app.command("exposed", help=expose.EXPOSED_HELP)(expose.exposed)
     app.add_typer(nad.app, name="nad")
+    app.command("setup", help=setup.HELP)(setup.setup)
+    app.command("rbac", help=rbac.HELP)(rbac.rbac)
 
 
 _register()

@@ -1,0 +1,66 @@
+"""`macvtapctl setup`: enable + expose + nad create, in one safe, idempotent step."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from macvtapctl import kubevirt, validate
+from macvtapctl.cli.common import DryRunOption, ForceOption, connect, dry_run_of, namespace_of, printer_for, settings_of
+from macvtapctl.cli.enable import run_enable
+from macvtapctl.cli.expose import make_entry, run_expose
+from macvtapctl.cli.nad import run_create
+from macvtapctl.manifests import nad as nadm
+
+HELP = """Everything a cluster needs for VMs on LOWER_DEVICE: register the binding in KubeVirt (enable), expose
+the device (expose) and create the NetworkAttachmentDefinition (nad create). Each step prints its status line.
+--dry-run=client -o yaml prints every resulting object as one multi-document YAML stream (for GitOps);
+--dry-run=server validates everything on the server and writes nothing."""
+
+
+def setup(
+    ctx: typer.Context,
+    lower_device: Annotated[str, typer.Argument(metavar="LOWER_DEVICE", help="Host NIC (or bond/VLAN) to use.")],
+    name: Annotated[str | None, typer.Option("--name", help="Resource name (default: LOWER_DEVICE).")] = None,
+    nad_name: Annotated[str | None, typer.Option("--nad", help="NAD name (default: the resource name).")] = None,
+    mode: Annotated[str, typer.Option("--mode", help="macvtap mode: bridge, private or vepa.")] = "bridge",
+    capacity: Annotated[int, typer.Option("--capacity", help="Devices per node (1-10000).")] = 100,
+    mtu: Annotated[int | None, typer.Option("--mtu", help="MTU of the pod interface.")] = None,
+    promisc: Annotated[bool, typer.Option("--promisc", help="Promiscuous mode on the macvtap.")] = False,
+    cni_version: Annotated[str, typer.Option("--cni-version")] = nadm.DEFAULT_CNI_VERSION,
+    binding_name: Annotated[str, typer.Option("--binding-name")] = kubevirt.DEFAULT_BINDING,
+    external_injector: Annotated[bool, typer.Option("--external-injector",
+                                                    help="v1.9+: network-resources-injector is deployed.")] = False,
+    kubevirt_version: Annotated[str | None, typer.Option("--kubevirt-version", metavar="vX.Y.Z")] = None,
+    dp_namespace: Annotated[str | None, typer.Option("--dp-namespace", metavar="NS")] = None,
+    dry_run: DryRunOption = "none",
+    force: ForceOption = False,
+) -> None:
+    settings = settings_of(ctx)
+    fmt = settings.output_format(("table", "json", "yaml", "name"))
+    mode_ = dry_run_of(dry_run)
+    # All input is checked before the first request.
+    validate.check_binding_name(binding_name)
+    if kubevirt_version is not None:
+        kubevirt.require_version(None, kubevirt_version)
+    entry = make_entry(lower_device, name, mode, capacity)
+    if dp_namespace:
+        validate.check_dns_label(dp_namespace, "--dp-namespace")
+    namespace = namespace_of(settings)
+    nad = nadm.render(nad_name or entry.name, namespace, entry.name, mtu=mtu, promisc=promisc,
+                      cni_version=cni_version)
+    printer = printer_for(settings)
+    objs: list[dict[str, Any]] = []
+    with connect(settings) as kube:
+        objs.append(run_enable(kube, printer, mode_, binding_name=binding_name, external_injector=external_injector,
+                               kubevirt_version=kubevirt_version, force=force))
+        objs.extend(run_expose(kube, printer, mode_, entry, dp_namespace=dp_namespace))
+        from macvtapctl import dpconfig
+
+        # After expose the resource is exposed (even in a dry run), so nad create has nothing to warn about.
+        objs.append(run_create(kube, printer, mode_, nad, exposed=dpconfig.Config(items=[entry.to_json()])))
+    if fmt == "yaml":
+        printer.yaml_stream(objs)
+    elif fmt in ("json", "name"):
+        printer.objects(objs, fmt, as_list=True)

@@ -1,0 +1,236 @@
+"""`expose`, `unexpose`, `exposed` against the real API server."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+
+import pytest
+import yaml
+
+from macvtapctl.errors import ExitCode
+from macvtapctl.kube.resources import CONFIGMAP, DAEMONSET, NAMESPACE, NETWORK_ADDONS_CONFIG
+from tests.conftest import resource_versions
+
+CM = "macvtap-deviceplugin-config"
+
+
+@pytest.fixture(autouse=True)
+def clean(control_plane):
+    """Every test starts without any device-plugin ConfigMap."""
+    def wipe() -> None:
+        with control_plane.kube() as k:
+            for cm in k.list(CONFIGMAP, field_selector=f"metadata.name={CM}"):
+                k.delete(CONFIGMAP, CM, cm["metadata"]["namespace"])
+    wipe()
+    yield
+    wipe()
+
+
+def conf(control_plane, ns: str = "macvtap", name: str = CM) -> list:
+    with control_plane.kube() as k:
+        return json.loads(k.get(CONFIGMAP, name, ns)["data"]["DP_MACVTAP_CONF"])
+
+
+def seed(control_plane, text: str, ns: str = "macvtap", name: str = CM, **meta) -> dict:
+    with control_plane.kube() as k:
+        if k.get_or_none(NAMESPACE, ns) is None:
+            k.create(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+        return k.create(CONFIGMAP, {"apiVersion": "v1", "kind": "ConfigMap",
+                                    "metadata": {"name": name, "namespace": ns, **meta},
+                                    "data": {"DP_MACVTAP_CONF": text}}, ns)
+
+
+def rv(control_plane, ns: str = "macvtap", name: str = CM) -> str | None:
+    return resource_versions(control_plane, [(CONFIGMAP, name, ns)])[f"configmaps/{ns}/{name}"]
+
+
+def test_expose_creates_then_is_unchanged(cli, admin, control_plane) -> None:
+    r = cli("--kubeconfig", admin, "expose", "eth0", "--name", "dataplane", "--capacity", "50")
+    assert r.exit_code == 0, r.stderr
+    assert f"configmap/{CM} created" in r.stderr
+    assert conf(control_plane) == [{"name": "dataplane", "lowerDevice": "eth0", "mode": "bridge", "capacity": 50}]
+    before = rv(control_plane)
+    r = cli("--kubeconfig", admin, "expose", "eth0", "--name", "dataplane", "--capacity", "50")
+    assert r.stderr.rstrip().endswith(f"configmap/{CM} unchanged")
+    assert rv(control_plane) == before
+
+
+def test_upsert_keeps_other_entries_verbatim_and_warns_by_name(cli, admin, control_plane) -> None:
+    seed(control_plane, json.dumps([
+        {"name": "legacy", "master": "eth1"},
+        {"name": "dataplane", "lowerDevice": "eth0", "mode": "vepa", "capacity": 10},
+    ]))
+    r = cli("--kubeconfig", admin, "expose", "eth0", "--name", "dataplane", "--mode", "private")
+    assert r.exit_code == 0, r.stderr
+    assert "Warning: entry 'legacy': unknown key 'master' (did you mean 'lowerDevice'?)" in r.stderr
+    assert "Warning: entry 'legacy': empty lowerDevice" in r.stderr
+    assert conf(control_plane) == [
+        {"name": "legacy", "master": "eth1"},
+        {"name": "dataplane", "lowerDevice": "eth0", "mode": "private", "capacity": 100},
+    ]
+    assert cli("--kubeconfig", admin, "expose", "bond0.100").exit_code == 0
+    assert [e["name"] for e in conf(control_plane)] == ["legacy", "dataplane", "bond0.100"]
+
+
+def test_malformed_config_is_never_overwritten(cli, admin, control_plane) -> None:
+    text = '[\n  {"name": "dataplane", "lowerDevice": "eth0"},\n]\n'
+    seed(control_plane, text)
+    before = rv(control_plane)
+    r = cli("--kubeconfig", admin, "expose", "eth1")
+    assert r.exit_code == ExitCode.PRECONDITION
+    assert "trailing comma at line 2 column 47" in r.stderr
+    assert r.stderr.count("\n") == 1
+    assert rv(control_plane) == before
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["eth/0"], '"eth/0"'), (["x" * 16], "at most 15"), (["eth0", "--mode", "passthru"], "passthru"),
+    (["eth0", "--capacity", "0"], "capacity 0"), (["eth0", "--capacity", "10001"], "capacity 10001"),
+    (["eth0", "--name", "bad name"], '"bad name"'), ([], "LOWER_DEVICE is required"),
+    (["eth0", "--all"], "--all"),
+])
+def test_bad_input_writes_nothing(cli, admin, control_plane, args, needle) -> None:
+    r = cli("--kubeconfig", admin, "expose", *args)
+    assert r.exit_code == ExitCode.USAGE
+    assert needle in r.stderr
+    assert r.stderr.count("\n") == 1
+    assert rv(control_plane) is None
+
+
+def test_expose_all_refuses_to_drop_entries_without_force(cli, admin, control_plane) -> None:
+    assert cli("--kubeconfig", admin, "expose", "eth0").exit_code == 0
+    before = rv(control_plane)
+    r = cli("--kubeconfig", admin, "expose", "--all")
+    assert r.exit_code == ExitCode.PRECONDITION
+    assert "eth0" in r.stderr and "--force" in r.stderr
+    assert rv(control_plane) == before
+    assert cli("--kubeconfig", admin, "expose", "--all", "--force").exit_code == 0
+    assert conf(control_plane) == []
+    r = cli("--kubeconfig", admin, "expose", "--all")
+    assert r.stderr.rstrip().endswith("unchanged")
+
+
+def test_twenty_concurrent_exposes_leave_twenty_entries(control_plane) -> None:
+    from macvtapctl.cli.expose import make_entry, run_expose
+    from macvtapctl.output import Printer
+    from macvtapctl.settings import DryRun
+
+    seed(control_plane, "[]")
+    errors: list[BaseException] = []
+
+    def one(i: int) -> None:
+        try:
+            with control_plane.kube() as k:
+                run_expose(k, Printer(io.StringIO(), io.StringIO()), DryRun.NONE, make_entry(f"eth{i}", None, "bridge", 100))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(e["name"] for e in conf(control_plane)) == sorted(f"eth{i}" for i in range(20))
+
+
+def test_unexpose_and_exposed(cli, admin, control_plane) -> None:
+    for dev in ("eth0", "eth1"):
+        assert cli("--kubeconfig", admin, "expose", dev).exit_code == 0
+    table = cli("--kubeconfig", admin, "exposed")
+    assert table.stdout.splitlines() == ["NAME   LOWER DEVICE   MODE     CAPACITY",
+                                         "eth0   eth0           bridge   100",
+                                         "eth1   eth1           bridge   100"]
+    doc = yaml.safe_load(cli("--kubeconfig", admin, "exposed", "-o", "yaml").stdout)
+    assert doc["namespace"] == "macvtap"
+    assert [e["resource"] for e in doc["entries"]] == ["macvtap.network.kubevirt.io/eth0",
+                                                       "macvtap.network.kubevirt.io/eth1"]
+    assert cli("--kubeconfig", admin, "unexpose", "eth0").exit_code == 0
+    assert [e["name"] for e in conf(control_plane)] == ["eth1"]
+    r = cli("--kubeconfig", admin, "unexpose", "eth0")
+    assert r.exit_code == ExitCode.PRECONDITION
+    assert "'eth0' is not exposed" in r.stderr
+
+
+def test_namespace_discovery_and_dp_namespace(cli, admin, control_plane) -> None:
+    seed(control_plane, "[]", ns="cluster-network-addons")
+    assert cli("--kubeconfig", admin, "expose", "eth0").exit_code == 0
+    assert conf(control_plane, ns="cluster-network-addons")[0]["name"] == "eth0"
+    seed(control_plane, "[]", ns="second")
+    r = cli("--kubeconfig", admin, "expose", "eth1")
+    assert r.exit_code == ExitCode.USAGE
+    assert "cluster-network-addons, second" in r.stderr
+    assert cli("--kubeconfig", admin, "expose", "eth1", "--dp-namespace", "second").exit_code == 0
+    assert conf(control_plane, ns="second")[0]["name"] == "eth1"
+
+
+def test_cnao_owned_configmap(cli, admin, control_plane) -> None:
+    owner = {"apiVersion": "networkaddonsoperator.network.kubevirt.io/v1", "kind": "NetworkAddonsConfig",
+             "name": "cluster", "uid": "0b5d8c1e-0000-4000-8000-000000000001", "controller": True}
+    seed(control_plane, "[]", ns="cnao", ownerReferences=[owner])
+    before = rv(control_plane, ns="cnao")
+    r = cli("--kubeconfig", admin, "expose", "eth0")
+    assert r.exit_code == ExitCode.PRECONDITION
+    assert "owned by NetworkAddonsConfig" in r.stderr and "devicePluginConfig" in r.stderr
+    assert rv(control_plane, ns="cnao") == before
+    # Once CNAO points at a user-owned ConfigMap, macvtapctl writes that one.
+    with control_plane.kube() as k:
+        k.create(NETWORK_ADDONS_CONFIG, {"apiVersion": "networkaddonsoperator.network.kubevirt.io/v1",
+                                         "kind": "NetworkAddonsConfig", "metadata": {"name": "cluster"},
+                                         "spec": {"macvtap": {"devicePluginConfig": "my-macvtap"}}}, strict=False)
+    try:
+        r = cli("--kubeconfig", admin, "expose", "eth0")
+        assert r.exit_code == 0, r.stderr
+        assert "configmap/my-macvtap created" in r.stderr
+        assert conf(control_plane, ns="cnao", name="my-macvtap")[0]["lowerDevice"] == "eth0"
+        assert rv(control_plane, ns="cnao") == before
+    finally:
+        with control_plane.kube() as k:
+            k.delete(NETWORK_ADDONS_CONFIG, "cluster")
+            k.delete(CONFIGMAP, "my-macvtap", "cnao")
+
+
+def test_upstream_daemonset_needs_restart(cli, admin, control_plane) -> None:
+    seed(control_plane, "[]", ns="upstream")
+    ds = {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "macvtap-cni", "namespace": "upstream"},
+          "spec": {"selector": {"matchLabels": {"app": "macvtap"}}, "template": {
+              "metadata": {"labels": {"app": "macvtap"}},
+              "spec": {"containers": [{"name": "macvtap-cni", "image": "quay.io/kubevirt/macvtap-cni:v0.13.1",
+                                       "envFrom": [{"configMapRef": {"name": CM}}]}]}}}}
+    with control_plane.kube() as k:
+        k.create(DAEMONSET, ds, "upstream")
+    try:
+        r = cli("--kubeconfig", admin, "expose", "eth0")
+        assert r.exit_code == 0
+        assert "Warning: DaemonSet upstream/macvtap-cni (upstream macvtap-cni) reads" in r.stderr
+        r = cli("--kubeconfig", admin, "expose", "eth1", "--restart")
+        assert "daemonset.apps/macvtap-cni restarted" in r.stderr
+        with control_plane.kube() as k:
+            got = k.get(DAEMONSET, "macvtap-cni", "upstream")
+        assert "kubectl.kubernetes.io/restartedAt" in got["spec"]["template"]["metadata"]["annotations"]
+    finally:
+        with control_plane.kube() as k:
+            k.delete(DAEMONSET, "macvtap-cni", "upstream")
+
+
+def test_dry_runs_write_nothing(cli, admin, control_plane) -> None:
+    r = cli("--kubeconfig", admin, "expose", "eth0", "--dry-run=client", "-o", "yaml")
+    assert r.exit_code == 0
+    docs = yaml.safe_load(r.stdout)
+    assert "(dry run)" in r.stderr
+    assert rv(control_plane) is None
+    r = cli("--kubeconfig", admin, "expose", "eth0", "--dry-run=server")
+    assert r.exit_code == 0, r.stderr
+    assert "(server dry run)" in r.stderr
+    assert rv(control_plane) is None
+    items = docs["items"] if docs["kind"] == "List" else [docs]
+    cm = next(i for i in items if i["kind"] == "ConfigMap")
+    assert json.loads(cm["data"]["DP_MACVTAP_CONF"])[0]["lowerDevice"] == "eth0"
+
+
+def test_unprivileged(cli, unprivileged, control_plane) -> None:
+    r = cli("--kubeconfig", unprivileged, "expose", "eth0")
+    assert r.exit_code == ExitCode.FORBIDDEN
+    assert "cannot list configmaps in any namespace" in r.stderr
