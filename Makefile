@@ -48,10 +48,16 @@ cluster-up: venv testenv
 cluster-down: venv
 	$(BIN)/python tests/controlplane/harness.py down --dir $(DEVCLUSTER)
 
+MVC := $(BIN)/macvtapctl --kubeconfig $(DEVCLUSTER)/kubeconfig
+
 demo: cluster-up
-	@echo "+ macvtapctl --kubeconfig $(DEVCLUSTER)/kubeconfig version"
-	@$(BIN)/macvtapctl --kubeconfig $(DEVCLUSTER)/kubeconfig version
-	@echo "(stop the local control plane with: make cluster-down)"
+	@echo "+ macvtapctl version"; $(MVC) version
+	@echo; echo "+ macvtapctl setup eth0 --name dataplane"; $(MVC) setup eth0 --name dataplane
+	@echo; echo "+ macvtapctl setup eth0 --name dataplane   # again: nothing changes"; \
+	  $(MVC) setup eth0 --name dataplane
+	@echo; echo "+ macvtapctl exposed"; $(MVC) exposed
+	@echo; echo "+ macvtapctl nad list -A"; $(MVC) nad list -A
+	@echo; echo "(stop the local control plane with: make cluster-down)"
 
 completions: venv
 	_MACVTAPCTL_COMPLETE=source_bash $(BIN)/macvtapctl > completions/macvtapctl.bash

@@ -360,7 +360,13 @@ def cmd_up(args: argparse.Namespace) -> int:
         raise
     print(f"local control plane up at {cp.server} in {time.monotonic() - t0:.1f}s "
           f"(KubeVirt CR {KUBEVIRT_NAMESPACE}/{KUBEVIRT_NAME} at {args.kubevirt_version or 'no version'})")
-    print(f"export KUBECONFIG={cp.admin_kubeconfig}")
+    # kubectl (built with the control plane) on a path the README can name.
+    bin_dir = d / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    link = bin_dir / "kubectl"
+    if not link.exists():
+        link.symlink_to(Path(json.loads((d / "state.json").read_text())["bin"]) / "kubectl")
+    print(f"export KUBECONFIG={cp.admin_kubeconfig} PATH={bin_dir}:$PATH")
     return 0
 
 
