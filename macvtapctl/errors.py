@@ -14,6 +14,7 @@ class ExitCode(IntEnum):
     CONFLICT = 5  # a write kept conflicting after the bounded retries
     TIMEOUT = 6  # --request-timeout or --timeout ran out
     UNREACHABLE = 7  # connection refused, DNS, TLS: the API server could not be reached
+    FINDINGS = 8  # a check ran and found problems (vm check, status)
     INTERRUPTED = 130  # Ctrl-C
 
 

@@ -107,3 +107,56 @@ def check_mtu(mtu: int) -> int:
 
 def full_resource_name(name: str) -> str:
     return f"{RESOURCE_PREFIX}/{name}"
+
+
+# --- KubeVirt VM rules ------------------------------------------------------------------------------
+
+KUBEVIRT_IFACE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+_MAC = re.compile(r"^([0-9A-Fa-f]{2})([:-])([0-9A-Fa-f]{2})(\2[0-9A-Fa-f]{2}){4}$")
+
+
+def check_vm_network_name(value: str) -> str:
+    """networks[].name / interfaces[].name: a DNS label (KubeVirt's schema) made of [A-Za-z0-9-_] (its admitter)."""
+    if not KUBEVIRT_IFACE_NAME.match(value):
+        raise UsageError(f'invalid network name "{value}": KubeVirt interface names can only contain letters, '
+                         "digits, '-' and '_'")
+    return check_dns_label(value, "network name")
+
+
+def normalize_mac(value: str) -> str:
+    """Lower-case colon form of a 6-byte MAC; KubeVirt accepts ':' or '-' separators."""
+    if not _MAC.match(value):
+        raise UsageError(f'invalid MAC address "{value}": expected six hex bytes like 02:00:00:00:00:01')
+    return value.replace("-", ":").lower()
+
+
+def check_unicast_mac(value: str) -> str:
+    mac = normalize_mac(value)
+    first = int(mac[:2], 16)
+    if first & 0x01:
+        raise UsageError(f'invalid MAC address "{value}": it is a multicast address (the first byte is odd); a NIC '
+                         "needs a unicast MAC")
+    if mac == "00:00:00:00:00:00":
+        raise UsageError(f'invalid MAC address "{value}": all zeros')
+    return mac
+
+
+_QUANTITY = re.compile(r"^([0-9]+(\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def check_quantity(value: str, flag: str) -> str:
+    if not _QUANTITY.match(value):
+        raise UsageError(f'invalid {flag} "{value}": expected a Kubernetes quantity like 1Gi or 512Mi')
+    return value
+
+
+def check_label(key: str, value: str) -> None:
+    prefix, slash, name = key.rpartition("/")
+    if (slash and not DNS1123_SUBDOMAIN.match(prefix)) or not name or len(name) > 63 \
+            or not QUALIFIED_NAME.match(name):
+        raise UsageError(f'invalid label key "{key}": must be [prefix/]name, name at most 63 characters of '
+                         "letters, digits, '-', '_' and '.'")
+    if len(value) > 63 or not _LABEL_VALUE.match(value):
+        raise UsageError(f'invalid label value "{value}" for "{key}": at most 63 characters of letters, digits, '
+                         "'-', '_' and '.', starting and ending with a letter or digit")

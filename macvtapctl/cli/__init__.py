@@ -152,7 +152,7 @@ def root(
 
 
 def _register() -> None:
-    from macvtapctl.cli import enable, expose, nad, rbac, setup, version
+    from macvtapctl.cli import enable, expose, nad, rbac, setup, version, vm
 
     app.command("version", help=version.HELP)(version.version)
     app.command("enable", help=enable.ENABLE_HELP)(enable.enable)
@@ -163,6 +163,7 @@ def _register() -> None:
     app.add_typer(nad.app, name="nad")
     app.command("setup", help=setup.HELP)(setup.setup)
     app.command("rbac", help=rbac.HELP)(rbac.rbac)
+    app.add_typer(vm.app, name="vm")
 
 
 _register()

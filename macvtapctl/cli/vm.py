@@ -1,0 +1,437 @@
+"""`vm create`, `vm check`, `vm convert`: VirtualMachines on macvtap, generated, linted and migrated."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from macvtapctl import validate, vmlint
+from macvtapctl.cli.common import DryRunOption, connect, dry_run_of, namespace_of, printer_for, settings_of
+from macvtapctl.errors import ExitCode, MacvtapctlError, PreconditionError, UsageError
+from macvtapctl.manifests import vm as vmm
+from macvtapctl.output import Printer
+from macvtapctl.settings import DryRun, Settings
+
+if TYPE_CHECKING:
+    from macvtapctl.kube.client import Kube
+
+app = typer.Typer(help="Create, check and convert VirtualMachines that use macvtap.", no_args_is_help=True)
+
+CREATE_HELP = """Generate a VirtualMachine on macvtap (pod network with masquerade plus one macvtap interface per
+--network) and print it as YAML, ready for `kubectl apply -f -`; or apply it with --apply.
+
+Printing is offline (no cluster contact). --apply, --dry-run=client and --dry-run=server first check the
+cluster: the binding is registered, each NAD exists (in the VM's namespace or default) and its resource is
+exposed, MACs are unique on each network. --offline skips those checks (printing only)."""
+
+
+def _parse_labels(values: list[str]) -> dict[str, str]:
+    labels = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f'invalid --label "{item}": expected KEY=VALUE')
+        validate.check_label(key, value)
+        labels[key] = value
+    return labels
+
+
+def _ssh_keys(values: list[str]) -> list[str]:
+    """Each --ssh-key is a public key, or a path to a file of them."""
+    keys = []
+    for value in values:
+        path = Path(value).expanduser()
+        text = path.read_text() if "/" in value and path.is_file() else value
+        for raw in text.splitlines():
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            if not line.startswith(("ssh-", "ecdsa-", "sk-")):
+                raise UsageError(f'invalid --ssh-key "{line[:40]}": expected an OpenSSH public key (ssh-ed25519 '
+                                 "AAAA..., ssh-rsa ..., ecdsa-...) or a file of them")
+            keys.append(line)
+    return keys
+
+
+def _password(path: str | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        text = Path(path).read_text().rstrip("\n")
+    except OSError as exc:
+        raise UsageError(f'cannot read --password-file "{path}": {exc.strerror}') from None
+    if not text:
+        raise UsageError(f'--password-file "{path}" is empty')
+    return text
+
+
+@app.command("create", help=CREATE_HELP)
+def create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="VM name (with --count: the base of NAME-{i}).")],
+    network: Annotated[list[str] | None, typer.Option(
+        "--network", metavar="[NAME=][NS/]NAD", help="A macvtap network; repeatable.")] = None,
+    memory: Annotated[str, typer.Option("--memory", help="Guest memory, e.g. 2Gi.")] = "1Gi",
+    cpu: Annotated[int, typer.Option("--cpu", help="vCPU cores.")] = 1,
+    image: Annotated[str, typer.Option("--image", help="Container disk image.")] = vmm.DEFAULT_IMAGE,
+    run_strategy: Annotated[str, typer.Option("--run-strategy", help=", ".join(vmm.RUN_STRATEGIES))] = "Always",
+    ssh_key: Annotated[list[str] | None, typer.Option(
+        "--ssh-key", metavar="KEY|FILE", help="Authorized SSH public key (or a file of them); repeatable.")] = None,
+    user: Annotated[str | None, typer.Option("--user", help="Guest user name (cloud-init).")] = None,
+    password_file: Annotated[str | None, typer.Option("--password-file", metavar="FILE",
+                                                      help="File holding the guest user's password.")] = None,
+    ip: Annotated[list[str] | None, typer.Option(
+        "--ip", metavar="NET=CIDR[,GW]", help="Static address instead of DHCP on a network; repeatable.")] = None,
+    mac: Annotated[list[str] | None, typer.Option(
+        "--mac", metavar="NET=MAC|auto",
+        help="MAC of a network's NIC, or 'auto' for stable derived MACs on all; repeatable.")] = None,
+    no_pod_network: Annotated[bool, typer.Option("--no-pod-network", help="No pod network interface.")] = False,
+    no_network_data: Annotated[bool, typer.Option("--no-network-data",
+                                                  help="No cloud-init network config (DHCP/static).")] = False,
+    label: Annotated[list[str] | None, typer.Option("--label", "-l", metavar="KEY=VALUE",
+                                                    help="Label on the VM; repeatable.")] = None,
+    count: Annotated[int, typer.Option("--count", help="How many VMs (named by --name-template).")] = 1,
+    name_template: Annotated[str | None, typer.Option("--name-template", metavar="TEMPLATE",
+                                                      help="Batch names, e.g. web-{i} (1-based).")] = None,
+    binding_name: Annotated[str, typer.Option("--binding-name", help="Registered binding to use.")] = "macvtap",
+    apply: Annotated[bool, typer.Option("--apply", help="Server-side apply the VMs instead of printing.")] = False,
+    offline: Annotated[bool, typer.Option("--offline", help="Skip cluster checks (printing only).")] = False,
+    concurrency: Annotated[int, typer.Option("--concurrency", help="Parallel API writes with --apply.")] = 8,
+    dry_run: DryRunOption = "none",
+) -> None:
+    settings = settings_of(ctx)
+    mode = dry_run_of(dry_run)
+    fmt = settings.output_format(("table", "json", "yaml", "name") if apply else ("table", "json", "yaml"))
+    if offline and (apply or mode is DryRun.SERVER):
+        raise UsageError("--offline cannot be combined with --apply or --dry-run=server: both need the cluster")
+    if not 1 <= concurrency <= 64:
+        raise UsageError(f"invalid --concurrency {concurrency}: must be from 1 to 64")
+    opts = _options(settings, network or [], memory, cpu, image, run_strategy, ssh_key or [], user, password_file,
+                    ip or [], mac or [], no_pod_network, no_network_data, label or [], binding_name)
+    names = vmm.names_for(name, count, name_template)
+    namespace = namespace_of(settings)
+    vms = [vmm.render(n, opts, default_namespace=namespace) for n in names]
+    printer = printer_for(settings)
+    contact = apply or mode is not DryRun.NONE
+    if not contact or offline:
+        _print_vms(printer, vms, fmt)
+        return
+    try:
+        kube = connect(settings)
+    except MacvtapctlError as exc:
+        if apply or mode is DryRun.SERVER:
+            raise
+        printer.warn(f"cluster checks skipped: {exc.message}")
+        _print_vms(printer, vms, fmt)
+        return
+    with kube:
+        try:
+            _check_against_cluster(kube, printer, vms, namespace)
+        except MacvtapctlError as exc:
+            if not apply and mode is DryRun.CLIENT and exc.exit_code in (ExitCode.UNREACHABLE, ExitCode.TIMEOUT):
+                printer.warn(f"cluster checks skipped: {exc.message}")
+            else:
+                raise
+        if not apply and mode is not DryRun.SERVER:
+            _print_vms(printer, vms, fmt)
+            return
+        results = _apply_all(kube, printer, vms, namespace, mode, concurrency)
+    if fmt in ("json", "yaml", "name"):
+        printer.objects(results, fmt, as_list=len(results) > 1)
+
+
+def _options(settings: Settings, network: list[str], memory: str, cpu: int, image: str, run_strategy: str,
+             ssh_key: list[str], user: str | None, password_file: str | None, ip: list[str], mac: list[str],
+             no_pod_network: bool, no_network_data: bool, label: list[str], binding_name: str) -> vmm.VMOptions:
+    macs: dict[str, str] = {}
+    auto = False
+    for value in mac:
+        if value == "auto":
+            auto = True
+        else:
+            net, m = vmm.parse_mac(value)
+            macs[net] = m
+    opts = vmm.VMOptions(
+        networks=[vmm.network_from_nad(n) for n in network], binding=binding_name,
+        namespace=settings.namespace, memory=memory, cpu=cpu, image=image, run_strategy=run_strategy,
+        user=user, password=_password(password_file), ssh_keys=_ssh_keys(ssh_key),
+        ips=dict(vmm.parse_ip(v) for v in ip), macs=macs, auto_mac=auto, pod_network=not no_pod_network,
+        network_data=not no_network_data, labels=_parse_labels(label))
+    if settings.namespace:
+        validate.check_dns_label(settings.namespace, "namespace")
+    vmm.check_options(opts)
+    return opts
+
+
+def _print_vms(printer: Printer, vms: list[dict[str, Any]], fmt: str) -> None:
+    if fmt == "json":
+        printer.objects(vms, "json", as_list=len(vms) > 1)
+    else:
+        printer.yaml_stream(vms)
+
+
+def _check_against_cluster(kube: Kube, printer: Printer, vms: list[dict[str, Any]], namespace: str) -> None:
+    """Lint the generated VMs against the cluster; errors stop everything before any write."""
+    from macvtapctl.kube.facts import gather
+
+    facts = gather(kube, namespaces={namespace})
+    errors: list[str] = []
+    for vm in vms:
+        obj = {**vm, "metadata": {**vm["metadata"], "namespace": namespace}}
+        for finding in vmlint.lint(obj, facts):
+            if finding.check == "no-mac":
+                continue  # the generator's choice; `vm check` reports it for existing VMs
+            line = f"VM {obj['metadata']['name']}: {finding.field}: {finding.message}"
+            if finding.severity == vmlint.ERROR:
+                errors.append(line)
+            else:
+                printer.warn(line)
+        vmlint.record_macs(obj, facts)
+    if errors:
+        for line in errors[:-1]:
+            printer.error(line)
+        raise PreconditionError(errors[-1] + (f" ({len(errors)} problems; nothing was written)"
+                                              if len(errors) > 1 else " (nothing was written)"))
+
+
+def _apply_all(kube: Kube, printer: Printer, vms: list[dict[str, Any]], namespace: str, mode: DryRun,
+               concurrency: int) -> list[dict[str, Any]]:
+    """Server-side apply with bounded concurrency; report exactly which VMs failed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from macvtapctl.kube.resources import VIRTUAL_MACHINE
+
+    def one(vm: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        obj = {**vm, "metadata": {**vm["metadata"], "namespace": namespace}}
+        name = obj["metadata"]["name"]
+        before = kube.get_or_none(VIRTUAL_MACHINE, name, namespace)
+        after = kube.apply(VIRTUAL_MACHINE, obj, namespace, dry_run=mode, force=True)
+        if before is None:
+            return after, "created"
+        same = after["metadata"].get("resourceVersion") == before["metadata"].get("resourceVersion")
+        return after, "unchanged" if same else "configured"
+
+    results: list[dict[str, Any]] = []
+    failures: list[tuple[str, MacvtapctlError]] = []
+    progress = _progress(len(vms), printer)
+    with ThreadPoolExecutor(max_workers=min(concurrency, len(vms))) as pool:
+        futures = [(vm["metadata"]["name"], pool.submit(one, vm)) for vm in vms]
+        for name, fut in futures:
+            try:
+                obj, operation = fut.result()
+            except MacvtapctlError as exc:
+                failures.append((name, exc))
+                printer.error(f"VM {name}: {exc.message}")
+            else:
+                results.append(obj)
+                if progress is None:
+                    printer.status(f"virtualmachine.kubevirt.io/{name}", operation, mode.suffix)
+            if progress is not None:
+                progress.advance()
+    if progress is not None:
+        progress.close(len(vms) - len(failures), len(failures), mode)
+    if failures:
+        codes = {f[1].exit_code for f in failures}
+        failed = ", ".join(n for n, _ in failures)
+        raise MacvtapctlError(f"{len(failures)} of {len(vms)} VMs failed: {failed}",
+                              exit_code=codes.pop() if len(codes) == 1 else ExitCode.ERROR)
+    return results
+
+
+class _Progress:
+    """A Rich progress bar on stderr (interactive batches only)."""
+
+    def __init__(self, total: int) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("applying VMs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            console=Console(stderr=True), transient=True)
+        self.task = self.bar.add_task("apply", total=total)
+        self.bar.start()
+
+    def advance(self) -> None:
+        self.bar.advance(self.task)
+
+    def close(self, ok: int, failed: int, mode: DryRun) -> None:
+        self.bar.stop()
+        print(f"{ok} VMs applied{mode.suffix}" + (f", {failed} failed" if failed else ""), file=sys.stderr)
+
+
+def _progress(total: int, printer: Printer) -> _Progress | None:
+    import os
+
+    interactive = printer.err.isatty() and not os.environ.get("CI")
+    return _Progress(total) if total > 1 and interactive and printer.verbosity >= 0 else None
+
+
+# --- vm check -----------------------------------------------------------------------------------------
+
+CHECK_HELP = """Lint VMs that use macvtap: binding not registered, NAD missing or its resource not exposed,
+interfaces without networks (and the reverse), the discontinued core `macvtap: {}` binding, no explicit MAC on
+a VM that may live-migrate (kubevirt#5912), macvtap as the default network. Exit code 0: no errors
+(warnings too with --strict); 8: problems found; other codes: the check itself failed."""
+
+
+@app.command("check", help=CHECK_HELP)
+def check(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(metavar="[NAME]")] = None,
+    all_vms: Annotated[bool, typer.Option("--all", help="Every VM in the namespace.")] = False,
+    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="Every namespace.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Warnings count as problems too.")] = False,
+) -> None:
+    settings = settings_of(ctx)
+    fmt = settings.output_format(("table", "wide", "json", "yaml"))
+    if bool(name) == (all_vms or all_namespaces):
+        raise UsageError("give a VM NAME, or --all (or -A for every namespace)")
+    printer = printer_for(settings)
+    namespace = None if all_namespaces else namespace_of(settings)
+    from macvtapctl.kube.facts import gather
+    from macvtapctl.kube.vms import all_vms as list_vms
+
+    with connect(settings) as kube:
+        facts = gather(kube, namespaces=None if namespace is None else {namespace})
+        if name:
+            from macvtapctl.kube.resources import VIRTUAL_MACHINE
+
+            assert namespace is not None
+            vms = [kube.get(VIRTUAL_MACHINE, name, namespace)]
+        else:
+            vms = list_vms(kube, namespace)
+    rows: list[dict[str, Any]] = []
+    checked = 0
+    for vm in vms:
+        if not vmlint.uses_macvtap(vm, facts) and not name:
+            continue
+        checked += 1
+        for f in vmlint.lint(vm, facts):
+            rows.append({"namespace": vm["metadata"]["namespace"], "name": vm["metadata"]["name"],
+                         "kind": vm.get("kind", "VirtualMachine"), "severity": f.severity, "check": f.check,
+                         "field": f.field, "message": f.message})
+    errors = sum(r["severity"] == vmlint.ERROR for r in rows)
+    warnings = len(rows) - errors
+    if fmt in ("json", "yaml"):
+        printer.document({"checked": checked, "errors": errors, "warnings": warnings, "findings": rows}, fmt)
+    elif rows:
+        headers = ["namespace", "name", "severity", "check", "message"] + (["field"] if fmt == "wide" else [])
+        printer.table(headers, [[r["namespace"], r["name"], r["severity"], r["check"], r["message"]]
+                                + ([r["field"]] if fmt == "wide" else []) for r in rows])
+    printer.info(f"{checked} VM(s) using macvtap checked: {errors} error(s), {warnings} warning(s)")
+    if errors or (strict and warnings):
+        raise typer.Exit(int(ExitCode.FINDINGS))
+
+
+# --- vm convert ---------------------------------------------------------------------------------------
+
+CONVERT_HELP = """Rewrite interfaces that use the discontinued core `macvtap: {}` binding (removed in KubeVirt
+v1.3) to `binding: {name: macvtap}`, registering the binding first if needed. Idempotent."""
+
+
+@app.command("convert", help=CONVERT_HELP)
+def convert(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(metavar="[NAME]")] = None,
+    all_vms: Annotated[bool, typer.Option("--all", help="Every VM in the namespace.")] = False,
+    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="Every namespace.")] = False,
+    binding_name: Annotated[str, typer.Option("--binding-name")] = "macvtap",
+    kubevirt_version: Annotated[str | None, typer.Option("--kubevirt-version", metavar="vX.Y.Z")] = None,
+    dry_run: DryRunOption = "none",
+) -> None:
+    settings = settings_of(ctx)
+    fmt = settings.output_format(("table", "json", "yaml", "name"))
+    mode = dry_run_of(dry_run)
+    validate.check_binding_name(binding_name)
+    if bool(name) == (all_vms or all_namespaces):
+        raise UsageError("give a VM NAME, or --all (or -A for every namespace)")
+    printer = printer_for(settings)
+    namespace = None if all_namespaces else namespace_of(settings)
+    from macvtapctl.cli.enable import run_enable
+    from macvtapctl.kube.facts import registered_bindings
+    from macvtapctl.kube.resources import VIRTUAL_MACHINE
+
+    results: list[dict[str, Any]] = []
+    with connect(settings) as kube:
+        if name:
+            assert namespace is not None
+            targets = [kube.get(VIRTUAL_MACHINE, name, namespace)]
+        else:
+            targets = kube.list(VIRTUAL_MACHINE, namespace)
+        todo = [vm for vm in targets if _core_macvtap_indexes(vm)]
+        if todo and binding_name not in registered_bindings(kube):
+            run_enable(kube, printer, mode, binding_name=binding_name, kubevirt_version=kubevirt_version)
+        for vm in targets:
+            results.append(_convert_one(kube, printer, mode, vm, binding_name))
+    if not targets:
+        printer.info("no VirtualMachines found")
+    if fmt in ("json", "yaml", "name"):
+        printer.objects(results, fmt, as_list=len(results) != 1)
+
+
+def _convert_one(kube: Kube, printer: Printer, mode: DryRun, vm: dict[str, Any], binding: str) -> dict[str, Any]:
+    """Convert one VM with a resourceVersion-guarded JSON patch; re-read and retry when it changed."""
+    from macvtapctl.kube.resources import VIRTUAL_MACHINE
+    from macvtapctl.kube.retry import retry_on_conflict
+
+    vm_name, vm_ns = vm["metadata"]["name"], vm["metadata"]["namespace"]
+    label = VIRTUAL_MACHINE.label(vm_name)
+    current = vm
+
+    def attempt() -> dict[str, Any]:
+        nonlocal current
+        indexes = _core_macvtap_indexes(current)
+        if not indexes:
+            printer.status(label, "unchanged", mode.suffix)
+            return current
+        ops = _convert_ops(current, indexes, binding)
+        if mode is DryRun.CLIENT:
+            import jsonpatch
+
+            printer.status(label, "converted", mode.suffix)
+            result: dict[str, Any] = jsonpatch.apply_patch(current, ops)
+            return result
+        try:
+            written = kube.json_patch(VIRTUAL_MACHINE, vm_name, ops, vm_ns, dry_run=mode)
+        except MacvtapctlError:
+            current = kube.get(VIRTUAL_MACHINE, vm_name, vm_ns)  # re-read for the retry
+            raise
+        printer.status(label, "converted", mode.suffix)
+        return written
+
+    return _retry_json_patch(attempt, retry_on_conflict, f"VM {vm_ns}/{vm_name}")
+
+
+def _retry_json_patch(attempt: Any, retry: Any, what: str) -> dict[str, Any]:
+    """A failed `test` op (the VM changed) is a 422; treat it like a stale write and retry."""
+    from macvtapctl.errors import InvalidObjectError
+    from macvtapctl.kube.errors import StaleError
+
+    def wrapped() -> dict[str, Any]:
+        try:
+            result: dict[str, Any] = attempt()
+        except InvalidObjectError as exc:
+            if "test" in exc.message.lower():
+                raise StaleError(exc.message) from None
+            raise
+        return result
+
+    result: dict[str, Any] = retry(wrapped, what=what)
+    return result
+
+
+def _core_macvtap_indexes(vm: dict[str, Any]) -> list[int]:
+    ifaces = vmlint.vmi_spec(vm).get("domain", {}).get("devices", {}).get("interfaces") or []
+    return [i for i, iface in enumerate(ifaces) if "macvtap" in iface]
+
+
+def _convert_ops(vm: dict[str, Any], indexes: list[int], binding: str) -> list[dict[str, Any]]:
+    base = "/spec/template/spec/domain/devices/interfaces"
+    ops: list[dict[str, Any]] = [{"op": "test", "path": "/metadata/resourceVersion",
+                                  "value": vm["metadata"]["resourceVersion"]}]
+    for i in indexes:
+        ops.append({"op": "remove", "path": f"{base}/{i}/macvtap"})
+        ops.append({"op": "add", "path": f"{base}/{i}/binding", "value": {"name": binding}})
+    return ops

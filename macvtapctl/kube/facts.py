@@ -1,0 +1,55 @@
+"""Gathering what the VM checks need from the cluster, in as few reads as possible."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from macvtapctl import vmlint
+from macvtapctl.errors import MacvtapctlError, PreconditionError
+from macvtapctl.jsonmerge import dig
+from macvtapctl.kube.client import Kube
+from macvtapctl.kube.kubevirt_cr import get_hco, hco_owner
+from macvtapctl.kube.lookup import find_kubevirts
+from macvtapctl.kube.resources import NAD
+from macvtapctl.kube.vms import all_vms
+
+
+def registered_bindings(kube: Kube) -> dict[str, Any]:
+    kvs = find_kubevirts(kube)
+    if len(kvs) != 1:
+        raise PreconditionError("KubeVirt is not installed: no KubeVirt CR in any namespace" if not kvs else
+                                "more than one KubeVirt CR found; KubeVirt supports exactly one")
+    kv = kvs[0]
+    bindings = dict(dig(kv, "spec", "configuration", "network", "binding") or {})
+    owner = hco_owner(kv)
+    if owner is not None:
+        # What HCO will propagate counts too (it may not have reconciled yet).
+        try:
+            hco = get_hco(kube, owner, kv["metadata"]["namespace"])
+            bindings.update(dig(hco, "spec", "networkBinding") or {})
+        except MacvtapctlError:
+            pass
+    return bindings
+
+
+def gather(kube: Kube, *, namespaces: set[str] | None = None, with_vm_macs: bool = True) -> vmlint.Facts:
+    """Bindings, NADs (in the given namespaces plus 'default'), the DP config and MACs in use."""
+    from macvtapctl.cli.nad import _exposed_config
+
+    facts = vmlint.Facts(bindings=registered_bindings(kube))
+    nads: dict[tuple[str, str], dict[str, Any]] = {}
+    try:
+        if namespaces is None:
+            found = kube.list(NAD)
+        else:
+            found = [n for ns in sorted(namespaces | {"default"}) for n in kube.list(NAD, ns)]
+    except PreconditionError:
+        found = []
+    for n in found:
+        nads[(n["metadata"]["namespace"], n["metadata"]["name"])] = n
+    facts.nads = nads
+    facts.exposed = _exposed_config(kube)
+    if with_vm_macs:
+        for vm in all_vms(kube):
+            vmlint.record_macs(vm, facts)
+    return facts
