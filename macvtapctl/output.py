@@ -11,6 +11,8 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
+from macvtapctl import yamlout
+
 
 def _color_enabled(stream: TextIO) -> bool:
     if os.environ.get("NO_COLOR") or os.environ.get("MACVTAPCTL_NO_COLOR"):
@@ -26,17 +28,7 @@ def _paint(text: str, code: str, stream: TextIO) -> str:
 
 
 def to_yaml(obj: Any) -> str:
-    """Block-style YAML that keeps key order and writes multi-line strings as literal blocks."""
-    import yaml  # ~30 ms; only paid when YAML is printed
-
-    class Dumper(yaml.SafeDumper):
-        pass
-
-    def literal_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
-        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|" if "\n" in data else None)
-
-    Dumper.add_representer(str, literal_str)
-    return yaml.dump(obj, Dumper=Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=4096)
+    return yamlout.dump(obj)
 
 
 def to_json(obj: Any) -> str:
@@ -112,7 +104,7 @@ class Printer:
 
     def yaml_stream(self, docs: Iterable[Any]) -> None:
         """A multi-document YAML stream (GitOps-friendly)."""
-        self.data("---\n".join(to_yaml(strip_managed_fields(d)) for d in docs))
+        self.data(yamlout.dump_all(strip_managed_fields(d) for d in docs))
 
     def table(self, headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
         """kubectl-style aligned columns, three spaces apart, no borders."""

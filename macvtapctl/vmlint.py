@@ -100,14 +100,15 @@ def lint(vm: dict[str, Any], facts: Facts) -> list[Finding]:
             out.append(Finding(ERROR, "core-macvtap", f"{f}.macvtap",
                                f"interface {name!r} uses the core macvtap binding, discontinued in KubeVirt v1.3 "
                                "(rejected by its webhook); run: macvtapctl vm convert"))
-        if not is_macvtap_interface(iface, facts):
-            continue
         binding = (iface.get("binding") or {}).get("name")
         if binding and facts.bindings is not None and binding not in facts.bindings:
+            # Any unregistered binding breaks the VM: virt-controller cannot render its pod.
             out.append(Finding(ERROR, "binding-not-registered", f"{f}.binding.name",
                                f"network binding {binding!r} is not registered in the KubeVirt CR (virt-controller "
                                "would fail: couldn't find configuration for network binding); run: "
                                f"macvtapctl enable --binding-name {binding}"))
+        elif not is_macvtap_interface(iface, facts):
+            continue
         if name is not None and validate.KUBEVIRT_IFACE_NAME.match(str(name)) is None:
             out.append(Finding(ERROR, "interface-name", f"{f}.name",
                                f"interface name {name!r} may only contain letters, digits, '-' and '_'"))

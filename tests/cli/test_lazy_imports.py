@@ -23,7 +23,9 @@ print(json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
 
 
 @pytest.mark.parametrize("args", [["--help"], ["version", "--client"], ["version", "--client", "-o", "yaml"],
-                                  ["version", "--help"]])
+                                  ["version", "--help"], ["vm", "create", "web", "--network", "dp", "--mac", "auto"],
+                                  ["vm", "create", "w", "--network", "dp", "--count", "5", "-o", "json"],
+                                  ["rbac"], ["vm", "create", "--help"]])
 def test_no_heavy_imports(args: list[str]) -> None:
     proc = subprocess.run([sys.executable, "-c", PROBE % (HEAVY,), *args], capture_output=True, text=True,
                           check=False)

@@ -1,0 +1,113 @@
+"""Lint rules for macvtap VMs (pure)."""
+
+from __future__ import annotations
+
+import copy
+
+from macvtapctl import dpconfig, vmlint
+from macvtapctl.manifests import nad as nadm
+from macvtapctl.manifests import vm as vmm
+
+
+def facts(**kw) -> vmlint.Facts:
+    base = vmlint.Facts(
+        bindings={"macvtap": {"domainAttachmentType": "tap"}},
+        nads={("default", "dp"): nadm.render("dp", "default", "dataplane")},
+        exposed=dpconfig.Config(items=[{"name": "dataplane", "lowerDevice": "eth0"}]),
+    )
+    for k, v in kw.items():
+        setattr(base, k, v)
+    return base
+
+
+def good_vm(name: str = "a", **opts) -> dict:
+    vm = vmm.render(name, vmm.VMOptions(networks=[vmm.network_from_nad("dp")], namespace="default",
+                                        auto_mac=True, **opts))
+    return vm
+
+
+def checks(vm: dict, f: vmlint.Facts | None = None) -> list[str]:
+    return [x.check for x in vmlint.lint(vm, f or facts())]
+
+
+def ifaces(vm: dict) -> list:
+    return vm["spec"]["template"]["spec"]["domain"]["devices"]["interfaces"]
+
+
+def test_generated_vm_is_clean() -> None:
+    assert checks(good_vm()) == []
+
+
+def test_binding_not_registered() -> None:
+    assert checks(good_vm(), facts(bindings={})) == ["binding-not-registered"]
+
+
+def test_nad_missing_with_hint_for_default() -> None:
+    vm = good_vm()
+    vm["metadata"]["namespace"] = "team"
+    found = vmlint.lint(vm, facts())
+    assert [f.check for f in found] == ["nad-missing"]
+    assert "default/dp" in found[0].message
+
+
+def test_resource_not_exposed_and_expose_all() -> None:
+    assert checks(good_vm(), facts(exposed=dpconfig.Config(items=[{"name": "x", "lowerDevice": "eth1"}]))) == [
+        "resource-not-exposed"]
+    assert checks(good_vm(), facts(exposed=dpconfig.Config())) == []  # [] exposes every NIC
+    assert checks(good_vm(), facts(exposed=None)) == []  # unknown: not judged
+
+
+def test_unmatched_interface_and_network() -> None:
+    vm = good_vm()
+    vm["spec"]["template"]["spec"]["networks"][1]["name"] = "other"
+    assert sorted(checks(vm)) == ["unmatched-interface", "unmatched-network"]
+
+
+def test_core_macvtap_is_discontinued() -> None:
+    vm = good_vm()
+    iface = ifaces(vm)[1]
+    del iface["binding"]
+    iface["macvtap"] = {}
+    assert "core-macvtap" in checks(vm)
+
+
+def test_default_network_and_pod_network() -> None:
+    vm = good_vm()
+    vm["spec"]["template"]["spec"]["networks"][1]["multus"]["default"] = True
+    assert "default-network" in checks(vm)
+    vm = good_vm()
+    vm["spec"]["template"]["spec"]["networks"][1] = {"name": "dp", "pod": {}}
+    assert "pod-network" in checks(vm)
+
+
+def test_missing_mac_warns_only_when_the_vm_may_migrate() -> None:
+    vm = vmm.render("a", vmm.VMOptions(networks=[vmm.network_from_nad("dp")], namespace="default"))
+    found = vmlint.lint(vm, facts())
+    assert [(f.severity, f.check) for f in found] == [("warning", "no-mac")]
+    assert "5912" in found[0].message
+    vm["spec"]["template"]["spec"]["evictionStrategy"] = "None"
+    assert checks(vm) == []
+
+
+def test_duplicate_mac_on_the_same_network() -> None:
+    f = facts()
+    a = good_vm("a")
+    b = copy.deepcopy(a)
+    b["metadata"]["name"] = "b"
+    vmlint.record_macs(a, f)
+    assert checks(a, f) == []  # its own MAC is not a duplicate
+    assert checks(b, f) == ["duplicate-mac"]
+
+
+def test_multicast_mac() -> None:
+    vm = good_vm()
+    ifaces(vm)[1]["macAddress"] = "01:00:5e:00:00:01"
+    assert checks(vm) == ["mac"]
+
+
+def test_uses_macvtap() -> None:
+    assert vmlint.uses_macvtap(good_vm(), facts())
+    plain = good_vm()
+    plain["spec"]["template"]["spec"]["domain"]["devices"]["interfaces"] = [{"name": "default", "masquerade": {}}]
+    plain["spec"]["template"]["spec"]["networks"] = [{"name": "default", "pod": {}}]
+    assert not vmlint.uses_macvtap(plain, facts())
