@@ -57,6 +57,9 @@ demo: cluster-up
 	  $(MVC) setup eth0 --name dataplane
 	@echo; echo "+ macvtapctl exposed"; $(MVC) exposed
 	@echo; echo "+ macvtapctl nad list -A"; $(MVC) nad list -A
+	@echo; echo "+ macvtapctl vm create demo-vm --network dataplane --mac auto --apply"; \
+	  $(MVC) vm create demo-vm --network dataplane --mac auto --apply
+	@echo; echo "+ macvtapctl vm check --all"; $(MVC) vm check --all
 	@echo; echo "(stop the local control plane with: make cluster-down)"
 
 completions: venv

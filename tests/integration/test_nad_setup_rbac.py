@@ -179,7 +179,14 @@ def test_rbac_role_is_enough_for_setup(cli, admin, unprivileged, control_plane) 
         assert nad(control_plane, "eth0") is not None
         r = cli("--kubeconfig", unprivileged, "setup", "eth0")
         assert r.exit_code == 0, r.stderr
+        r = cli("--kubeconfig", unprivileged, "vm", "create", "rbac-vm", "--network", "eth0", "--mac", "auto",
+                "--apply")
+        assert r.exit_code == 0, r.stderr
+        assert cli("--kubeconfig", unprivileged, "vm", "check", "--all").exit_code == 0
     finally:
+        with control_plane.kube() as k:
+            if k.get_or_none(VIRTUAL_MACHINE, "rbac-vm", "default"):
+                k.delete(VIRTUAL_MACHINE, "rbac-vm", "default")
         with control_plane.kube() as k:
             k.delete(CLUSTER_ROLE_BINDING, "macvtapctl-admin")
             k.delete(CLUSTER_ROLE, "macvtapctl-admin")
