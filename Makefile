@@ -7,7 +7,9 @@ DEVCLUSTER := .devcluster
 KUBEVIRT_VERSION ?= v1.5.0
 export KUBEVIRT_VERSION
 
-.PHONY: help venv testenv lint typecheck unit integration datapath test demo cluster-up cluster-down \
+SHIM := macvtapctl/agent/shim/macvtap
+
+.PHONY: help shim venv testenv lint typecheck unit integration datapath test demo cluster-up cluster-down \
         completions clean
 
 help:
@@ -15,6 +17,12 @@ help:
 	@echo "make test          lint, type checks, unit, integration and (as root) datapath tests"
 	@echo "make cluster-up    start the local control plane in the background ($(DEVCLUSTER)/kubeconfig)"
 	@echo "make cluster-down  stop it"
+
+# The static CNI shim (C, no dependencies); the agent installs it as <cni-bin-dir>/macvtap.
+$(SHIM): macvtapctl/agent/shim/macvtap.c
+	$${CC:-cc} -O2 -static -Wall -Wextra -Werror -o $@ $<
+
+shim: $(SHIM)
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,7 +47,7 @@ unit: venv
 integration: venv testenv
 	$(BIN)/pytest tests/integration
 
-test: venv testenv lint typecheck
+test: venv testenv shim lint typecheck
 	$(BIN)/pytest
 
 cluster-up: venv testenv

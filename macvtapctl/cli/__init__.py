@@ -152,7 +152,7 @@ def root(
 
 
 def _register() -> None:
-    from macvtapctl.cli import enable, expose, nad, rbac, setup, version, vm
+    from macvtapctl.cli import agent, enable, expose, nad, rbac, setup, version, vm
 
     app.command("version", help=version.HELP)(version.version)
     app.command("enable", help=enable.ENABLE_HELP)(enable.enable)
@@ -164,6 +164,7 @@ def _register() -> None:
     app.command("setup", help=setup.HELP)(setup.setup)
     app.command("rbac", help=rbac.HELP)(rbac.rbac)
     app.add_typer(vm.app, name="vm")
+    app.command("agent", help=agent.HELP)(agent.agent)
 
 
 _register()

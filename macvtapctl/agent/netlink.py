@@ -1,0 +1,139 @@
+"""pyroute2 operations the datapath needs, on plain values. The only module that imports pyroute2."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from macvtapctl.agent import netns
+
+IFF_UP = 0x1
+IFF_PROMISC = 0x100
+MACVTAP_MODES = {"private": 1, "vepa": 2, "bridge": 4}
+
+_local = threading.local()
+
+
+@dataclass(frozen=True)
+class Link:
+    index: int
+    name: str
+    kind: str
+    mtu: int
+    mac: str
+    up: bool
+    promisc: bool
+    lower_index: int | None
+    txqlen: int
+
+
+def _link(msg: Any) -> Link:
+    info = msg.get_attr("IFLA_LINKINFO")
+    kind = info.get_attr("IFLA_INFO_KIND") if info is not None else ""
+    flags = int(msg["flags"])
+    lower = msg.get_attr("IFLA_LINK")
+    return Link(index=int(msg["index"]), name=str(msg.get_attr("IFLA_IFNAME")), kind=str(kind or ""),
+                mtu=int(msg.get_attr("IFLA_MTU") or 0), mac=str(msg.get_attr("IFLA_ADDRESS") or "").lower(),
+                up=bool(flags & IFF_UP), promisc=bool(flags & IFF_PROMISC),
+                lower_index=int(lower) if lower else None, txqlen=int(msg.get_attr("IFLA_TXQLEN") or 0))
+
+
+class Netlink:
+    """One RTNL socket (host namespace, or a pod namespace) with the calls the datapath uses."""
+
+    def __init__(self, ipr: Any) -> None:
+        self.ipr = ipr
+
+    def find(self, name: str) -> Link | None:
+        found = self.ipr.link_lookup(ifname=name)
+        return self.get(found[0]) if found else None
+
+    def get(self, index: int) -> Link | None:
+        from pyroute2 import NetlinkError
+
+        try:
+            return _link(self.ipr.link("get", index=index)[0])
+        except NetlinkError as exc:
+            if exc.code == 19:  # ENODEV
+                return None
+            raise
+
+    def links(self) -> list[Link]:
+        return [_link(m) for m in self.ipr.get_links()]
+
+    def move(self, index: int, netns_fd: int) -> None:
+        self.ipr.link("set", index=index, net_ns_fd=netns_fd)
+
+    def configure(self, index: int, *, name: str | None = None, mtu: int | None = None, mac: str | None = None,
+                  promisc: bool = False, up: bool = True) -> None:
+        """Rename while down (kernels before ~6.2 refuse renaming an up link), then set, then up."""
+        self.ipr.link("set", index=index, state="down")
+        if name:
+            self.ipr.link("set", index=index, ifname=name)
+        attrs: dict[str, Any] = {}
+        if mtu:
+            attrs["mtu"] = mtu
+        if mac:
+            attrs["address"] = mac
+        if attrs:
+            self.ipr.link("set", index=index, **attrs)
+        if promisc:
+            self.ipr.link("set", index=index, flags=IFF_PROMISC, change=IFF_PROMISC)
+        if up:
+            self.ipr.link("set", index=index, state="up")
+
+    def delete(self, index: int) -> None:
+        from pyroute2 import NetlinkError
+
+        try:
+            self.ipr.link("del", index=index)
+        except NetlinkError as exc:
+            if exc.code != 19:
+                raise
+
+    def create_macvtap(self, name: str, lower_index: int, mode: str, txqlen: int) -> Link:
+        # `macvtap_mode` (not macvlan_mode: that one is silently dropped and the kernel defaults to vepa).
+        attrs: dict[str, Any] = {"ifname": name, "kind": "macvtap", "link": lower_index,
+                                 "macvtap_mode": mode}
+        if txqlen:
+            attrs["txqlen"] = txqlen  # never 0: a zero-length queue drops every frame
+        self.ipr.link("add", **attrs)
+        link = self.find(name)
+        assert link is not None
+        return link
+
+    def close(self) -> None:
+        self.ipr.close()
+
+
+def host() -> Netlink:
+    """The calling thread's socket in the host namespace (kept open: one per worker thread)."""
+    nl = getattr(_local, "host", None)
+    if nl is None:
+        from pyroute2 import IPRoute
+
+        nl = Netlink(IPRoute())
+        _local.host = nl
+    return nl
+
+
+@contextmanager
+def in_namespace(netns_fd: int) -> Iterator[Netlink]:
+    """A fresh socket inside a pod's namespace, created without forking."""
+    from pyroute2 import IPRoute
+
+    sock = netns.netlink_socket(netns_fd)
+    nl = Netlink(IPRoute(fileno=sock.detach()))
+    try:
+        yield nl
+    finally:
+        nl.close()
+
+
+def error_code(exc: BaseException) -> int | None:
+    """errno of a pyroute2 NetlinkError, else None."""
+    code = getattr(exc, "code", None)
+    return code if isinstance(code, int) else None

@@ -1,0 +1,56 @@
+"""`macvtapctl agent`: the node agent (runs on every node, as root, in the host network namespace)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from macvtapctl.errors import MacvtapctlError, UsageError
+
+HELP = """Run the node agent: the macvtap CNI datapath behind the static shim (and the device plugin).
+
+Runs as root in the node's network namespace (a DaemonSet pod). --install-cni DIR first installs the shim as
+DIR/macvtap (atomic, idempotent)."""
+
+
+def agent(
+    cni_socket: Annotated[str, typer.Option("--cni-socket", envvar="MACVTAPCTL_CNI_SOCKET",
+                                            help="Unix socket the shim connects to.")] = "/run/macvtapctl/cni.sock",
+    install_cni: Annotated[str | None, typer.Option("--install-cni", metavar="DIR",
+                                                    help="Install the shim as DIR/macvtap first.")] = None,
+    install_only: Annotated[bool, typer.Option("--install-only", help="Install the shim, then exit.")] = False,
+    shim: Annotated[str | None, typer.Option("--shim", metavar="PATH", help="The compiled shim to install.")] = None,
+    gc_min_age: Annotated[float, typer.Option("--gc-min-age", metavar="SECONDS",
+                                              help="CNI GC never removes links younger than this.")] = 60.0,
+    workers: Annotated[int, typer.Option("--workers", help="Concurrent CNI calls.")] = 16,
+    tap_dir: Annotated[str, typer.Option("--tap-dir", hidden=True)] = "/dev",
+    log_level: Annotated[str, typer.Option("--log-level", envvar="MACVTAPCTL_LOG_LEVEL")] = "info",
+) -> None:
+    import asyncio
+    import os
+
+    from macvtapctl.agent import daemon, install
+
+    if log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise UsageError(f'invalid --log-level "{log_level}": debug, info, warning or error')
+    if not 1 <= workers <= 256:
+        raise UsageError(f"invalid --workers {workers}: must be from 1 to 256")
+    if gc_min_age < 0:
+        raise UsageError(f"invalid --gc-min-age {gc_min_age}: must be >= 0")
+    if install_only and not install_cni:
+        raise UsageError("--install-only needs --install-cni DIR")
+    daemon.setup_logging(log_level)
+    if install_cni:
+        try:
+            changed = install.install(install.find_shim(shim), install_cni)
+        except (OSError, FileNotFoundError) as exc:
+            raise MacvtapctlError(f"cannot install the CNI shim into {install_cni}: {exc}") from None
+        print(f"{install_cni}/macvtap {'installed' if changed else 'unchanged'}", flush=True,
+              file=__import__("sys").stderr)
+        if install_only:
+            return
+    if os.geteuid() != 0:
+        raise MacvtapctlError("the agent must run as root (it moves links between network namespaces)")
+    asyncio.run(daemon.run(daemon.AgentConfig(cni_socket=cni_socket, gc_min_age=gc_min_age, workers=workers,
+                                              tap_dir=tap_dir)))
