@@ -25,7 +25,7 @@ print(json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
 @pytest.mark.parametrize("args", [["--help"], ["version", "--client"], ["version", "--client", "-o", "yaml"],
                                   ["version", "--help"], ["vm", "create", "web", "--network", "dp", "--mac", "auto"],
                                   ["vm", "create", "w", "--network", "dp", "--count", "5", "-o", "json"],
-                                  ["rbac"], ["vm", "create", "--help"]])
+                                  ["rbac"], ["vm", "create", "--help"], ["agent", "--help"]])
 def test_no_heavy_imports(args: list[str]) -> None:
     proc = subprocess.run([sys.executable, "-c", PROBE % (HEAVY,), *args], capture_output=True, text=True,
                           check=False)

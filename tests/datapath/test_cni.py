@@ -1,0 +1,275 @@
+"""The CNI through the shim, driven by cnitool, on real namespaces, veths, macvtap links and /dev/tapN."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import socket
+import struct
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from macvtapctl.agent import netns as agent_netns
+from macvtapctl.agent.cni import SUPPORTED_VERSIONS
+from tests.datapath.conftest import Node, host_mvt_links, ip, run_cnitool, run_shim, write_conf
+
+ETH_P_EXPERIMENTAL = 0x88B5
+VNET_HDR = 10  # macvtap queues default to IFF_VNET_HDR: a 10-byte virtio_net_hdr precedes each frame
+
+
+@pytest.mark.parametrize("version", SUPPORTED_VERSIONS)
+def test_add_check_del(cnitool, agent, node: Node, version: str) -> None:
+    tmp = node.allocate("dataplaneMvp0")
+    write_conf(agent, "mvt", version, deviceID="dataplaneMvp0", mtu=1400, owner=107, group=107)
+    r = run_cnitool(cnitool, agent, "add", "mvt", node.pod_path, args="IgnoreUnknown=true;MAC=02:00:00:00:00:42")
+    assert r.code == 0, r.stdout + r.stderr
+    iface = {"name": "net1", "mac": "02:00:00:00:00:42", "sandbox": node.pod_path}
+    if version == "1.1.0":
+        iface["mtu"] = 1400
+    result = r.result
+    assert result.pop("dns", {}) == {}  # libcni prints an empty dns block for every version
+    assert result == {"cniVersion": version, "interfaces": [iface]}
+    link = node.pod_link("net1")
+    assert link["linkinfo"]["info_kind"] == "macvtap"
+    assert link["linkinfo"]["info_data"]["mode"] == "bridge"
+    assert link["mtu"] == 1400 and link["address"] == "02:00:00:00:00:42" and "UP" in link["flags"]
+    assert tmp not in host_mvt_links()  # moved, not copied
+    st = os.stat(f"/dev/tap{link['ifindex']}")
+    assert (st.st_uid, st.st_gid) == (107, 107)
+    if version != "0.3.1":
+        r = run_cnitool(cnitool, agent, "check", "mvt", node.pod_path,
+                        args="IgnoreUnknown=true;MAC=02:00:00:00:00:42")
+        assert r.code == 0, r.stdout + r.stderr
+    r = run_cnitool(cnitool, agent, "del", "mvt", node.pod_path)
+    assert r.code == 0, r.stdout + r.stderr
+    assert node.pod_link("net1") is None
+    assert run_cnitool(cnitool, agent, "del", "mvt", node.pod_path).code == 0  # repeated DEL succeeds
+
+
+def test_runtime_config_device_id_and_promisc(cnitool, agent, node: Node) -> None:
+    node.allocate("eth0Mvp7")
+    write_conf(agent, "rc", "1.0.0", runtimeConfig={"deviceID": "eth0Mvp7"}, promiscMode=True)
+    r = run_cnitool(cnitool, agent, "add", "rc", node.pod_path, ifname="pod954b3b7236c")
+    assert r.code == 0, r.stdout
+    assert node.pod_link("pod954b3b7236c")["promiscuity"] >= 1
+    r = run_cnitool(cnitool, agent, "check", "rc", node.pod_path, ifname="pod954b3b7236c")
+    assert r.code == 0, r.stdout
+    ip("-n", node.pod, "link", "set", "pod954b3b7236c", "down")
+    r = run_cnitool(cnitool, agent, "check", "rc", node.pod_path, ifname="pod954b3b7236c")
+    assert r.code != 0
+    assert r.stderr.strip() == "interface pod954b3b7236c is down"  # cnitool prints the error's msg
+    r = shim_call(agent, "CHECK", node.pod_path, {"cniVersion": "1.0.0", "name": "rc", "type": "macvtap",
+                                                  "promiscMode": True}, ifname="pod954b3b7236c")
+    assert r.result["code"] == 105 and "is down" in r.result["msg"]
+    assert run_cnitool(cnitool, agent, "del", "rc", node.pod_path, ifname="pod954b3b7236c").code == 0
+
+
+def _packet_socket(netns_path: str, ifname: str) -> socket.socket:
+    fd = agent_netns.open_netns(netns_path)
+    try:
+        with agent_netns.entered(fd):
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_EXPERIMENTAL))
+            s.bind((ifname, ETH_P_EXPERIMENTAL))
+    finally:
+        os.close(fd)
+    return s
+
+
+def _mac_bytes(mac: str) -> bytes:
+    return bytes(int(b, 16) for b in mac.split(":"))
+
+
+def test_real_frames_both_ways(cnitool, agent, node: Node) -> None:
+    node.allocate("dataplaneMvp1")
+    write_conf(agent, "frames", "1.1.0", deviceID="dataplaneMvp1")
+    r = run_cnitool(cnitool, agent, "add", "frames", node.pod_path, args="MAC=02:00:00:00:00:77")
+    assert r.code == 0, r.stdout
+    link = node.pod_link("net1")
+    peer_mac = json.loads(ip("-j", "-n", node.peer_ns, "link", "show", node.peer).stdout)[0]["address"]
+    sniffer = _packet_socket(f"/run/netns/{node.peer_ns}", node.peer)
+    tap = os.open(f"/dev/tap{link['ifindex']}", os.O_RDWR | os.O_NONBLOCK)
+    try:
+        # VM -> wire: a frame written to /dev/tapN leaves through the lower device.
+        payload = b"macvtapctl says hello " + os.urandom(8)
+        frame = _mac_bytes(peer_mac) + _mac_bytes("02:00:00:00:00:77") + struct.pack("!H", ETH_P_EXPERIMENTAL) + payload
+        os.write(tap, bytes(VNET_HDR) + frame)
+        sniffer.settimeout(5)
+        got = sniffer.recv(2048)
+        assert got[:len(frame)] == frame
+        # wire -> VM: a frame to the macvtap's MAC arrives on /dev/tapN.
+        back = b"and back " + os.urandom(8)
+        reply = _mac_bytes("02:00:00:00:00:77") + _mac_bytes(peer_mac) + struct.pack("!H", ETH_P_EXPERIMENTAL) + back
+        sniffer.send(reply)
+        deadline = time.monotonic() + 5
+        received = b""
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([tap], [], [], 0.5)
+            if ready:
+                data = os.read(tap, 65536)[VNET_HDR:]
+                if data[12:14] == struct.pack("!H", ETH_P_EXPERIMENTAL):
+                    received = data
+                    break
+        assert received[:len(reply)] == reply
+    finally:
+        os.close(tap)
+        sniffer.close()
+    assert run_cnitool(cnitool, agent, "del", "frames", node.pod_path).code == 0
+
+
+def test_status_and_gc(cnitool, agent, node: Node) -> None:
+    write_conf(agent, "gc", "1.1.0", deviceID="gcMvp0")
+    assert run_cnitool(cnitool, agent, "status", "gc", node.pod_path).code == 0
+    old = node.allocate("leakMvp0")
+    run_shim(agent, {"CNI_COMMAND": "GC", "CNI_PATH": agent.bin_dir},
+             json.dumps({"cniVersion": "1.1.0", "name": "gc", "type": "macvtap",
+                         "cni.dev/valid-attachments": []}).encode())  # first sight of `old`
+    time.sleep(2.2)  # the agent runs with --gc-min-age 2
+    young = node.allocate("youngMvp0")
+    r = run_cnitool(cnitool, agent, "gc", "gc", node.pod_path)
+    assert r.code == 0, r.stdout + r.stderr
+    links = host_mvt_links()
+    assert old not in links  # leaked for longer than the minimum age: reclaimed
+    assert young in links  # just allocated: kept
+    ip("link", "del", young)
+
+
+def shim_call(agent, command: str, netns: str, conf: dict, ifname: str = "net1", **env: str):
+    """The shim alone (the runtime's view): its stdout carries the CNI error JSON with the code."""
+    return run_shim(agent, {"CNI_COMMAND": command, "CNI_CONTAINERID": "c1", "CNI_NETNS": netns,
+                            "CNI_IFNAME": ifname, "CNI_PATH": agent.bin_dir, **env}, json.dumps(conf).encode())
+
+
+def test_missing_device_link(cnitool, agent, node: Node) -> None:
+    write_conf(agent, "nodev", "1.0.0", deviceID="neverAllocatedMvp0")
+    r = run_cnitool(cnitool, agent, "add", "nodev", node.pod_path)
+    assert r.code != 0 and "neverAllocatedMvp0" in r.stderr
+    r = shim_call(agent, "ADD", node.pod_path, {"cniVersion": "1.0.0", "name": "nodev", "type": "macvtap",
+                                                "deviceID": "neverAllocatedMvp0"})
+    assert r.result["code"] == 100
+    assert "deviceID 'neverAllocatedMvp0' not found on this node" in r.result["msg"]
+    assert node.pod_link("net1") is None
+
+
+def test_mtu_larger_than_lower_device(cnitool, agent, node: Node) -> None:
+    tmp = node.allocate("bigMvp0")
+    write_conf(agent, "big", "1.1.0", deviceID="bigMvp0", mtu=9000)
+    r = run_cnitool(cnitool, agent, "add", "big", node.pod_path)
+    assert r.code != 0 and "larger than the MTU 1500" in r.stderr and node.lower in r.stderr
+    r = shim_call(agent, "ADD", node.pod_path, {"cniVersion": "1.1.0", "name": "big", "type": "macvtap",
+                                                "deviceID": "bigMvp0", "mtu": 9000})
+    assert r.result["code"] == 101
+    assert node.pod_link("net1") is None and node.pod_link(tmp) is None
+    assert tmp in host_mvt_links()  # the allocation is untouched
+    ip("link", "del", tmp)
+
+
+def test_existing_ifname_leaves_nothing_behind(cnitool, agent, node: Node) -> None:
+    tmp = node.allocate("dupMvp0")
+    ip("-n", node.pod, "link", "add", "net1", "type", "veth", "peer", "name", "net1peer")
+    write_conf(agent, "dup", "1.1.0", deviceID="dupMvp0")
+    r = run_cnitool(cnitool, agent, "add", "dup", node.pod_path)
+    assert r.code != 0 and "already exists" in r.stderr
+    r = shim_call(agent, "ADD", node.pod_path, {"cniVersion": "1.1.0", "name": "dup", "type": "macvtap",
+                                                "deviceID": "dupMvp0"})
+    assert r.result["code"] == 102
+    assert node.pod_link("net1")["linkinfo"]["info_kind"] == "veth"  # untouched
+    assert node.pod_link(tmp) is None
+    ip("link", "del", tmp)
+
+
+@pytest.mark.parametrize(("ifname", "needle"), [("bad/name", "'/'"), ("x" * 16, "at most 15"), ("..", "'..'")])
+def test_bad_ifname(agent, node: Node, ifname: str, needle: str) -> None:
+    r = run_shim(agent, {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": node.pod_path,
+                         "CNI_IFNAME": ifname, "CNI_PATH": agent.bin_dir},
+                 json.dumps({"cniVersion": "1.0.0", "name": "x", "type": "macvtap", "deviceID": "a"}).encode())
+    assert r.code == 1
+    assert r.result["code"] == 4 and needle in r.result["msg"]
+
+
+def test_netns_must_exist_and_is_never_created(agent, node: Node) -> None:
+    env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/run/netns/does-not-exist",
+           "CNI_IFNAME": "net1", "CNI_PATH": agent.bin_dir}
+    conf = json.dumps({"cniVersion": "1.0.0", "name": "x", "type": "macvtap", "deviceID": "a"}).encode()
+    r = run_shim(agent, env, conf)
+    assert r.result["code"] == 4 and "does not exist" in r.result["msg"]
+    assert not os.path.exists("/run/netns/does-not-exist")
+    r = run_shim(agent, {**env, "CNI_NETNS": "/etc/hostname"}, conf)
+    assert r.result["code"] == 4 and "not a network namespace" in r.result["msg"]
+    r = run_shim(agent, {**env, "CNI_NETNS": f"/proc/{os.getpid()}/ns/net"}, conf)
+    assert r.result["code"] == 8  # the node's own namespace
+
+
+def test_netns_gone_before_del(cnitool, agent, node: Node) -> None:
+    node.allocate("goneMvp0")
+    write_conf(agent, "gone", "1.1.0", deviceID="goneMvp0")
+    assert run_cnitool(cnitool, agent, "add", "gone", node.pod_path).code == 0
+    ip("netns", "del", node.pod)  # the macvtap dies with its namespace
+    r = run_cnitool(cnitool, agent, "del", "gone", node.pod_path)
+    assert r.code == 0, r.stdout + r.stderr
+    ip("netns", "add", node.pod)  # for the fixture's cleanup
+
+
+def test_agent_down_is_try_again_later(agent, node: Node) -> None:
+    conf = json.dumps({"cniVersion": "0.4.0", "name": "x", "type": "macvtap", "deviceID": "a"}).encode()
+    r = run_shim(agent, {"CNI_COMMAND": "ADD"}, conf, socket=str(agent.dir / "no-agent.sock"))
+    assert r.code == 1
+    assert r.result == {"cniVersion": "0.4.0", "code": 11, "msg": r.result["msg"], "details": r.result["details"]}
+    assert "not reachable" in r.result["msg"]
+
+
+def test_agent_silent_times_out_with_try_again(agent, tmp_path) -> None:
+    path = str(tmp_path / "silent.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    conns = []
+    t = threading.Thread(target=lambda: conns.append(srv.accept()[0]), daemon=True)
+    t.start()
+    try:
+        r = run_shim(agent, {"CNI_COMMAND": "ADD", "MACVTAPCTL_CNI_TIMEOUT": "1"}, b'{"cniVersion":"1.1.0"}',
+                     socket=path)
+    finally:
+        for c in conns:
+            c.close()
+        srv.close()
+    assert r.result["code"] == 11 and "did not answer in time" in r.result["msg"]
+
+
+@pytest.mark.parametrize(("stdin", "code"), [(b"{not json", 6), (b"[1,2]", 6), (b'{"name":"x"}', 7),
+                                             (b'{"cniVersion":"9.9.9"}', 1)])
+def test_malformed_stdin(agent, node: Node, stdin: bytes, code: int) -> None:
+    r = run_shim(agent, {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c", "CNI_NETNS": node.pod_path,
+                         "CNI_IFNAME": "net1"}, stdin)
+    assert r.code == 1 and r.result["code"] == code
+
+
+def test_version_lists_exactly_what_is_supported(agent) -> None:
+    r = run_shim(agent, {"CNI_COMMAND": "VERSION"}, b'{"cniVersion":"1.0.0"}')
+    assert r.result == {"cniVersion": "1.0.0", "supportedVersions": ["0.3.1", "0.4.0", "1.0.0", "1.1.0"]}
+    assert run_shim(agent, {"CNI_COMMAND": "VERSION"}, b"").code == 0
+
+
+def test_fifty_concurrent_adds_then_dels(agent, node: Node) -> None:
+    pods = [(node.new_pod(), f"par{i}Mvp0") for i in range(50)]
+    for _, dev in pods:
+        node.allocate(dev)
+
+    def call(cmd: str, netns: str, dev: str):
+        conf = json.dumps({"cniVersion": "1.1.0", "name": "par", "type": "macvtap", "deviceID": dev}).encode()
+        return run_shim(agent, {"CNI_COMMAND": cmd, "CNI_CONTAINERID": dev, "CNI_NETNS": netns,
+                                "CNI_IFNAME": "net1", "CNI_PATH": agent.bin_dir}, conf)
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        adds = list(pool.map(lambda p: call("ADD", *p), pods))
+    assert [r.code for r in adds] == [0] * 50, [r.stdout for r in adds if r.code]
+    for netns, _ in pods:
+        assert node.pod_link("net1", netns.rsplit("/", 1)[1]) is not None
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        dels = list(pool.map(lambda p: call("DEL", *p), pods))
+    assert [r.code for r in dels] == [0] * 50
+    for netns, _ in pods:
+        assert node.pod_link("net1", netns.rsplit("/", 1)[1]) is None

@@ -1,0 +1,108 @@
+"""CNI request parsing, results and errors (pure)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import xxhash
+from hypothesis import given
+from hypothesis import strategies as st
+
+from macvtapctl.agent import cni
+from macvtapctl.agent.xxh64 import temporary_link_name, xxh64
+
+ENV = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c", "CNI_NETNS": "/run/netns/p", "CNI_IFNAME": "net1"}
+
+
+def conf(**kw) -> bytes:
+    return json.dumps({"cniVersion": "1.0.0", "name": "n", "type": "macvtap", "deviceID": "dpMvp0", **kw}).encode()
+
+
+@given(st.binary(max_size=300))
+def test_xxh64_matches_the_reference(data: bytes) -> None:
+    assert xxh64(data) == xxhash.xxh64_intdigest(data)
+
+
+def test_temporary_name_is_upstreams() -> None:
+    name = temporary_link_name("dataplaneMvp0")
+    assert name == "mvt%012x" % (xxhash.xxh64_intdigest(b"dataplaneMvp0") & 0xFFFFFFFFFFFF)
+    assert len(name) == 15
+
+
+def test_parse_full_request() -> None:
+    env = {**ENV, "CNI_ARGS": "IgnoreUnknown=true;K8S_POD_NAME=x;MAC=02:00:00:00:00:AA"}
+    req = cni.parse_request(env, conf(mtu=1400, promiscMode=True, owner=0, group=36))
+    assert (req.device_id, req.mtu, req.promisc, req.owner, req.group, req.mac) == (
+        "dpMvp0", 1400, True, 0, 36, "02:00:00:00:00:aa")
+
+
+def test_runtime_config_device_id_and_mac() -> None:
+    body = json.dumps({"cniVersion": "1.1.0", "name": "n", "runtimeConfig": {"deviceID": "x", "mac": "02:00:00:00:00:01"}})
+    req = cni.parse_request(ENV, body.encode())
+    assert req.device_id == "x" and req.mac == "02:00:00:00:00:01" and req.owner == 107
+
+
+@pytest.mark.parametrize(("env", "body", "code", "needle"), [
+    ({**ENV, "CNI_COMMAND": "FROB"}, conf(), 4, "CNI_COMMAND"),
+    ({**ENV, "CNI_IFNAME": "a/b"}, conf(), 4, "CNI_IFNAME"),
+    ({k: v for k, v in ENV.items() if k != "CNI_NETNS"}, conf(), 4, "CNI_NETNS"),
+    ({**ENV, "CNI_ARGS": "novalue"}, conf(), 4, "CNI_ARGS"),
+    (ENV, b"{", 6, "decode"),
+    (ENV, b'"str"', 6, "object"),
+    (ENV, json.dumps({"name": "n"}).encode(), 7, "cniVersion"),
+    (ENV, conf(cniVersion="0.2.0"), 1, "incompatible"),
+    (ENV, json.dumps({"cniVersion": "1.0.0", "name": "n"}).encode(), 7, "deviceID is required"),
+    (ENV, conf(deviceID=5), 7, "deviceID must be a string"),
+    (ENV, conf(deviceID="x" * 300), 7, "longer than"),
+    (ENV, conf(mtu="1500"), 7, "mtu must be an integer"),
+    (ENV, conf(mtu=10), 7, "mtu must be from 68"),
+    (ENV, conf(promiscMode="yes"), 7, "promiscMode"),
+    (ENV, conf(owner=-1), 7, "owner"),
+    ({**ENV, "CNI_ARGS": "MAC=01:00:00:00:00:01"}, conf(), 7, "unicast"),
+    ({**ENV, "CNI_ARGS": "MAC=nope"}, conf(), 7, "MAC"),
+    ({**ENV, "CNI_COMMAND": "CHECK"}, conf(cniVersion="0.3.1"), 1, "CHECK"),
+    ({**ENV, "CNI_COMMAND": "GC"}, conf(cniVersion="1.0.0"), 1, "GC"),
+])
+def test_errors_name_the_key(env: dict, body: bytes, code: int, needle: str) -> None:
+    with pytest.raises(cni.CniError) as info:
+        cni.parse_request(env, body)
+    assert info.value.code == code
+    assert needle in info.value.msg + info.value.details
+
+
+def test_unknown_keys_and_args_are_tolerated() -> None:
+    env = {**ENV, "CNI_ARGS": "IgnoreUnknown=1;FOO=bar"}
+    req = cni.parse_request(env, conf(lowerDevice="eth0", ipam={}, whatever=[1]))
+    assert req.device_id == "dpMvp0"
+
+
+def test_del_needs_no_netns_or_device() -> None:
+    req = cni.parse_request({"CNI_COMMAND": "DEL", "CNI_CONTAINERID": "c", "CNI_IFNAME": "net1"},
+                            json.dumps({"cniVersion": "0.4.0", "name": "n"}).encode())
+    assert req.netns == "" and req.device_id == ""
+
+
+def test_results_per_version_and_prev_result() -> None:
+    for version in cni.SUPPORTED_VERSIONS:
+        req = cni.parse_request(ENV, conf(cniVersion=version))
+        res = cni.add_result(req, "02:00:00:00:00:01", 1500)
+        assert res["cniVersion"] == version
+        assert ("mtu" in res["interfaces"][0]) == (version == "1.1.0")
+    prev = {"cniVersion": "1.0.0", "interfaces": [{"name": "eth0"}],
+            "ips": [{"address": "10.0.0.2/24", "version": "4"}]}
+    req = cni.parse_request(ENV, conf(prevResult=prev))
+    res = cni.add_result(req, "02:00:00:00:00:01", 1500)
+    assert [i["name"] for i in res["interfaces"]] == ["eth0", "net1"]
+    assert res["ips"] == [{"address": "10.0.0.2/24"}]  # ips[].version does not exist in 1.0.0
+    assert req.prev_result["ips"][0]["version"] == "4"  # input untouched
+
+
+def test_error_json() -> None:
+    err = cni.CniError(11, "try again", "busy")
+    assert err.to_json("0.4.0") == {"cniVersion": "0.4.0", "code": 11, "msg": "try again", "details": "busy"}
+
+
+def test_version_result() -> None:
+    assert cni.version_result(b"") == {"cniVersion": "1.1.0", "supportedVersions": list(cni.SUPPORTED_VERSIONS)}
+    assert cni.version_result(b'{"cniVersion":"0.4.0"}')["cniVersion"] == "0.4.0"
