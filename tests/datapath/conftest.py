@@ -177,11 +177,11 @@ def run_cnitool(cnitool: str, agent: Agent, command: str, name: str, netns: str,
     e = agent.env(CNI_IFNAME=ifname, **env)
     if args:
         e["CNI_ARGS"] = args
-    p = subprocess.run([cnitool, command, name, netns], env=e, capture_output=True, text=True, timeout=60)
+    p = subprocess.run([cnitool, command, name, netns], check=False, env=e, capture_output=True, text=True, timeout=60)
     return CniRun(p.returncode, p.stdout, p.stderr)
 
 
 def run_shim(agent: Agent, env: dict[str, str], stdin: bytes, socket: str | None = None) -> CniRun:
     e = {"PATH": os.environ.get("PATH", ""), "MACVTAPCTL_CNI_SOCKET": socket or agent.socket, **env}
-    p = subprocess.run([agent.bin_dir + "/macvtap"], env=e, input=stdin, capture_output=True, timeout=60)
+    p = subprocess.run([agent.bin_dir + "/macvtap"], check=False, env=e, input=stdin, capture_output=True, timeout=60)
     return CniRun(p.returncode, p.stdout.decode(), p.stderr.decode())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import struct
 
 import pytest
@@ -40,10 +41,8 @@ def test_incremental_reader_in_any_chunking(env: dict[str, str], stdin: bytes, c
 @settings(max_examples=500)
 @given(st.binary(max_size=512))
 def test_garbage_never_crashes(data: bytes) -> None:
-    try:
+    with contextlib.suppress(wire.WireError):
         wire.decode_request(data, partial=True)
-    except wire.WireError:
-        pass
 
 
 @given(envs, st.binary(max_size=256), st.integers(min_value=0, max_value=200))
