@@ -102,7 +102,7 @@ def _add(req: Request, tmp: str, fd: int, tap_dir: str) -> dict[str, Any]:
     if link.kind != "macvtap":
         raise CniError(cni.E_DEVICE_NOT_FOUND, f"link {tmp} for deviceID {req.device_id!r} is a {link.kind or 'plain'} "
                        "link, not a macvtap")
-    lower = h.get(link.lower_index) if link.lower_index else None
+    lower = h.get(link.lower_index) if (link.lower_index and req.mtu) else None
     if req.mtu and lower is not None and req.mtu > lower.mtu:
         raise CniError(cni.E_MTU_TOO_LARGE, f"mtu {req.mtu} is larger than the MTU {lower.mtu} of lower device "
                        f"{lower.name}", "a macvtap cannot exceed its lower device's MTU: lower the NAD's mtu or "
@@ -128,6 +128,9 @@ def _configure(req: Request, tmp: str, pod: Netlink, tap_dir: str) -> dict[str, 
     try:
         pod.configure(moved.index, name=req.ifname, mtu=req.mtu, mac=req.mac, promisc=req.promisc)
     except Exception as exc:
+        if error_code(exc) == 98 and req.mac:  # EADDRINUSE
+            raise CniError(cni.E_NETLINK, f"MAC {req.mac} is already used by another macvtap on the same lower "
+                           "device", "every VM NIC on a NIC needs its own MAC") from None
         raise _netlink_error(f"cannot configure {req.ifname} in {req.netns}", exc) from None
     final = pod.get(moved.index)
     if final is None:

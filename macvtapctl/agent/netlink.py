@@ -48,8 +48,15 @@ class Netlink:
         self.ipr = ipr
 
     def find(self, name: str) -> Link | None:
-        found = self.ipr.link_lookup(ifname=name)
-        return self.get(found[0]) if found else None
+        """One RTM_GETLINK by name (link_lookup would dump every link on the node)."""
+        from pyroute2 import NetlinkError
+
+        try:
+            return _link(self.ipr.link("get", ifname=name)[0])
+        except NetlinkError as exc:
+            if exc.code == 19:  # ENODEV
+                return None
+            raise
 
     def get(self, index: int) -> Link | None:
         from pyroute2 import NetlinkError
@@ -69,21 +76,22 @@ class Netlink:
 
     def configure(self, index: int, *, name: str | None = None, mtu: int | None = None, mac: str | None = None,
                   promisc: bool = False, up: bool = True) -> None:
-        """Rename while down (kernels before ~6.2 refuse renaming an up link), then set, then up."""
-        self.ipr.link("set", index=index, state="down")
-        if name:
-            self.ipr.link("set", index=index, ifname=name)
+        """Everything in one RTM_SETLINK. The kernel applies address and MTU, then the name, then the flags,
+        so a link that is down (as every link is right after a namespace move) is renamed before it goes up:
+        kernels before ~6.2 refuse to rename an up link."""
         attrs: dict[str, Any] = {}
+        if name:
+            attrs["ifname"] = name
         if mtu:
             attrs["mtu"] = mtu
         if mac:
             attrs["address"] = mac
+        flags = (IFF_UP if up else 0) | (IFF_PROMISC if promisc else 0)
+        if flags:
+            attrs["flags"] = flags
+            attrs["change"] = flags
         if attrs:
             self.ipr.link("set", index=index, **attrs)
-        if promisc:
-            self.ipr.link("set", index=index, flags=IFF_PROMISC, change=IFF_PROMISC)
-        if up:
-            self.ipr.link("set", index=index, state="up")
 
     def delete(self, index: int) -> None:
         from pyroute2 import NetlinkError

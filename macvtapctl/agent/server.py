@@ -73,9 +73,10 @@ class CniServer:
             started = time.perf_counter()
             loop = asyncio.get_running_loop()
             code, out = await loop.run_in_executor(self.pool, self.handler, call.env, call.stdin)
+            elapsed = time.perf_counter() - started
+            log.debug("CNI %s -> %d in %.1f ms", call.env.get("CNI_COMMAND"), code, elapsed * 1000)
             if self.observe is not None:
-                self.observe(call.env.get("CNI_COMMAND", "?"), "ok" if code == 0 else "error",
-                             time.perf_counter() - started)
+                self.observe(call.env.get("CNI_COMMAND", "?"), "ok" if code == 0 else "error", elapsed)
             writer.write(wire.encode_response(code, out))
             await writer.drain()
         except (TimeoutError, wire.WireError) as exc:

@@ -1,0 +1,134 @@
+"""CNI ADD/DEL latency through the shim and the warm agent, against a Go plugin doing the same work.
+
+    sudo .venv/bin/python benchmarks/cni_latency.py [runs] [parallel]
+
+Needs root, `make shim`, and Go (builds benchmarks/go-baseline, a Go CNI plugin doing macvtap-cni's ADD/DEL
+steps with vishvananda/netlink, because kubevirt/macvtap-cni itself is not served by the module proxy here).
+Each run: a fresh pod netns and a temporary macvtap link (not timed), then ADD and DEL (timed, as the
+runtime runs them: exec of the plugin binary with CNI_* env and the config on stdin).
+Prints p50/p99 per command and plugin, and ADD throughput with `parallel` concurrent ADDs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from macvtapctl.agent.xxh64 import temporary_link_name  # noqa: E402
+
+
+def sh(*args: str) -> None:
+    subprocess.run(args, check=True, capture_output=True)
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))] * 1000
+
+
+def call(plugin: str, command: str, netns: str, device: str, socket: str, mac: str = "02:00:00:00:00:42") -> float:
+    conf = json.dumps({"cniVersion": "1.0.0", "name": "bench", "type": "macvtap", "deviceID": device,
+                       "mtu": 1400}).encode()
+    env = {"CNI_COMMAND": command, "CNI_CONTAINERID": device, "CNI_NETNS": netns, "CNI_IFNAME": "net1",
+           "CNI_PATH": str(Path(plugin).parent), "CNI_ARGS": f"MAC={mac}",
+           "MACVTAPCTL_CNI_SOCKET": socket, "PATH": os.environ["PATH"]}
+    t0 = time.perf_counter()
+    p = subprocess.run([plugin], env=env, input=conf, capture_output=True, check=False)
+    dt = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise RuntimeError(f"{plugin} {command} failed: {p.stdout!r} {p.stderr!r}")
+    return dt
+
+
+def one_run(plugin: str, lower: str, socket: str, tag: str) -> tuple[float, float]:
+    name, device = f"bn{tag}", f"bench{tag}Mvp0"
+    sh("ip", "netns", "add", name)
+    sh("ip", "link", "add", temporary_link_name(device), "link", lower, "type", "macvtap", "mode", "bridge")
+    try:
+        add = call(plugin, "ADD", f"/run/netns/{name}", device, socket)
+        delete = call(plugin, "DEL", f"/run/netns/{name}", device, socket)
+    finally:
+        sh("ip", "netns", "del", name)
+    return add, delete
+
+
+def interleaved(plugins: dict[str, str], runs: int, lower: str, socket: str) -> dict[str, tuple[list[float], list[float]]]:
+    """Alternate the plugins run by run, so both see the same machine state (netns cleanup, other load)."""
+    out: dict[str, tuple[list[float], list[float]]] = {label: ([], []) for label in plugins}
+    for i in range(runs):
+        for j, (label, plugin) in enumerate(plugins.items()):
+            add, delete = one_run(plugin, lower, socket, f"{j}x{i}")
+            out[label][0].append(add)
+            out[label][1].append(delete)
+    return out
+
+
+def throughput(plugin: str, n: int, lower: str, socket: str, tag: str) -> float:
+    names = [(f"bp{tag}{i}", f"par{tag}Mvp{i}") for i in range(n)]
+    for name, device in names:
+        sh("ip", "netns", "add", name)
+        sh("ip", "link", "add", temporary_link_name(device), "link", lower, "type", "macvtap", "mode", "bridge")
+    try:
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=n) as pool:
+            # MACs must differ: macvtaps on one lower device cannot share one.
+            list(pool.map(lambda i: call(plugin, "ADD", f"/run/netns/{names[i][0]}", names[i][1], socket,
+                                         mac=f"02:00:00:00:01:{i:02x}"), range(n)))
+        return n / (time.perf_counter() - t0)
+    finally:
+        for name, _ in names:
+            sh("ip", "netns", "del", name)
+
+
+def main() -> None:
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    parallel = int(sys.argv[2]) if len(sys.argv) > 2 else 50
+    if os.geteuid() != 0:
+        sys.exit("run as root")
+    subprocess.run(["make", "-s", "-C", str(REPO), "shim"], check=True)
+    work = Path(tempfile.mkdtemp(prefix="cnibench-"))
+    gobin = work / "macvtap-go"
+    subprocess.run(["go", "build", "-o", str(gobin), "."], cwd=REPO / "benchmarks" / "go-baseline", check=True,
+                   env={**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"})
+    shim = work / "macvtap"
+    shim.write_bytes((REPO / "macvtapctl/agent/shim/macvtap").read_bytes())
+    shim.chmod(0o755)
+    socket = str(work / "cni.sock")
+    agent = subprocess.Popen([sys.executable, "-m", "macvtapctl", "agent", "--cni-socket", socket,
+                              "--log-level", "warning"], cwd=REPO)
+    sh("ip", "link", "add", "benchnic0", "type", "veth", "peer", "name", "benchsw0")
+    sh("ip", "link", "set", "benchnic0", "up")
+    try:
+        while not os.path.exists(socket):
+            time.sleep(0.05)
+        print(f"{'plugin':28s} {'ADD p50':>9s} {'ADD p99':>9s} {'DEL p50':>9s} {'DEL p99':>9s}  ADD/s x{parallel}")
+        plugins = {"shim -> macvtapctl agent": str(shim), "Go plugin (baseline)": str(gobin)}
+        interleaved(plugins, 10, "benchnic0", socket)  # warm-up
+        series = interleaved(plugins, runs, "benchnic0", socket)
+        medians = {}
+        for label, plugin in plugins.items():
+            adds, dels = series[label]
+            tput = throughput(plugin, parallel, "benchnic0", socket, label[:1])
+            medians[label] = statistics.median(adds)
+            print(f"{label:28s} {pct(adds, 50):7.2f}ms {pct(adds, 99):7.2f}ms {pct(dels, 50):7.2f}ms "
+                  f"{pct(dels, 99):7.2f}ms  {tput:6.0f}")
+        ratio = medians["shim -> macvtapctl agent"] / medians["Go plugin (baseline)"]
+        print(f"ADD p50 ratio agent/Go: {ratio:.2f}x (target <= 1.5x); {runs} interleaved runs each")
+    finally:
+        agent.terminate()
+        agent.wait()
+        sh("ip", "link", "del", "benchnic0")
+
+
+if __name__ == "__main__":
+    main()
