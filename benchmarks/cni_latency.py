@@ -33,7 +33,7 @@ def sh(*args: str) -> None:
 
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))] * 1000
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))] * 1000
 
 
 def call(plugin: str, command: str, netns: str, device: str, socket: str, mac: str = "02:00:00:00:00:42") -> float:
@@ -62,9 +62,12 @@ def one_run(plugin: str, lower: str, socket: str, tag: str) -> tuple[float, floa
     return add, delete
 
 
-def interleaved(plugins: dict[str, str], runs: int, lower: str, socket: str) -> dict[str, tuple[list[float], list[float]]]:
+Timings = dict[str, tuple[list[float], list[float]]]
+
+
+def interleaved(plugins: dict[str, str], runs: int, lower: str, socket: str) -> Timings:
     """Alternate the plugins run by run, so both see the same machine state (netns cleanup, other load)."""
-    out: dict[str, tuple[list[float], list[float]]] = {label: ([], []) for label in plugins}
+    out: Timings = {label: ([], []) for label in plugins}
     for i in range(runs):
         for j, (label, plugin) in enumerate(plugins.items()):
             add, delete = one_run(plugin, lower, socket, f"{j}x{i}")

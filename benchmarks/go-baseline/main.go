@@ -9,6 +9,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 
 	"github.com/cespare/xxhash/v2"
@@ -70,7 +71,7 @@ func cmdAdd(args *skel.CmdArgs) error {
 			}
 		}
 		if e.MAC != "" {
-			hw, err := parseMAC(string(e.MAC))
+			hw, err := net.ParseMAC(string(e.MAC))
 			if err != nil {
 				return err
 			}

@@ -1,5 +1,0 @@
-package main
-
-import "net"
-
-func parseMAC(s string) (net.HardwareAddr, error) { return net.ParseMAC(s) }
