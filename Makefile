@@ -9,7 +9,7 @@ export KUBEVIRT_VERSION
 
 SHIM := macvtapctl/agent/shim/macvtap
 
-.PHONY: help shim venv testenv lint typecheck unit integration datapath test demo cluster-up cluster-down \
+.PHONY: help shim proto venv testenv lint typecheck unit integration datapath test demo cluster-up cluster-down \
         completions clean
 
 help:
@@ -23,6 +23,11 @@ $(SHIM): macvtapctl/agent/shim/macvtap.c
 	$${CC:-cc} -O2 -static -Wall -Wextra -Werror -o $@ $<
 
 shim: $(SHIM)
+
+# The kubelet device-plugin API stubs (checked in; tests/unit/test_proto_stubs.py fails when they are stale).
+proto: venv
+	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. --pyi_out=. \
+	  macvtapctl/agent/deviceplugin/api.proto
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -186,3 +186,19 @@ def entries_for_display(cfg: Config) -> list[dict[str, Any]]:
         "capacity": i.get("capacity", DEFAULT_CAPACITY),
         "resource": validate.full_resource_name(str(i.get("name"))),
     } for i in cfg.items]
+
+
+def usable_entries(cfg: Config) -> tuple[list[Entry], list[str]]:
+    """The entries the device plugin can serve, and why each other one is skipped (named)."""
+    entries: list[Entry] = []
+    skipped: list[str] = []
+    seen: set[str] = set()
+    for index, item in enumerate(cfg.items):
+        problems = entry_problems(item, index, seen)
+        if problems:
+            skipped.append("; ".join(problems) + " (entry skipped)")
+            continue
+        mode = item.get("mode") or DEFAULT_MODE
+        entries.append(Entry(name=item["name"], lower_device=item["lowerDevice"], mode=mode,
+                             capacity=item.get("capacity", DEFAULT_CAPACITY)))
+    return entries, skipped

@@ -1,15 +1,16 @@
-"""`macvtapctl agent`: asyncio wiring of the CNI server (and later the device plugin), signals, logging."""
+"""`macvtapctl agent`: asyncio wiring of the CNI server, the device plugin, health/metrics and signals."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
 from dataclasses import dataclass
 
 from macvtapctl.agent import datapath
-from macvtapctl.agent.server import CniServer
+from macvtapctl.agent.cni import CniError
 
 log = logging.getLogger("macvtapctl.agent")
 
@@ -20,26 +21,85 @@ class AgentConfig:
     gc_min_age: float = 60.0
     workers: int = 16
     tap_dir: str = "/dev"
+    device_plugin: bool = True
+    plugin_dir: str = "/var/lib/kubelet/device-plugins"
+    config_file: str | None = None
+    veth_is_physical: bool = False
+    metrics_host: str = "0.0.0.0"  # noqa: S104 - probes come from the kubelet to the node's address
+    metrics_port: int = 9450  # 0: no health/metrics server
 
 
 def setup_logging(level: str) -> None:
     logging.basicConfig(stream=sys.stderr, level=getattr(logging, level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pyroute2").setLevel(logging.WARNING)
 
 
 async def run(cfg: AgentConfig) -> None:
+    from macvtapctl.agent.observability import HealthServer, Metrics
+    from macvtapctl.agent.server import CniServer
+
+    metrics = Metrics()
     registry = datapath.LinkRegistry(min_age=cfg.gc_min_age)
 
     def handle(env: dict[str, str], stdin: bytes) -> tuple[int, bytes]:
-        return datapath.handle(env, stdin, registry, tap_dir=cfg.tap_dir)
+        code, out = datapath.handle(env, stdin, registry, tap_dir=cfg.tap_dir,
+                                    on_reclaim=metrics.reclaimed.inc)
+        return code, out
 
-    server = CniServer(cfg.cni_socket, handle, workers=cfg.workers)
+    def observe_cni(command: str, result: str, seconds: float) -> None:
+        metrics.cni.labels(command=command, result=result).observe(seconds)
+
+    server = CniServer(cfg.cni_socket, handle, workers=cfg.workers, observe=observe_cni)
+    manager = None
+    if cfg.device_plugin:
+        from macvtapctl.agent.allocator import make_allocator
+        from macvtapctl.agent.deviceplugin.manager import ConfigSource, Manager
+
+        source = ConfigSource(path=cfg.config_file) if cfg.config_file else ConfigSource()
+        manager = Manager(source, cfg.plugin_dir, make_allocator(registry, cfg.tap_dir),
+                          veth_is_physical=cfg.veth_is_physical,
+                          observe=lambda result, s: metrics.allocate.labels(result=result).observe(s),
+                          on_devices=lambda name, n: metrics.devices.labels(resource=name).set(n))
+
+    def alive() -> tuple[bool, str]:
+        try:
+            datapath.status()
+        except CniError as exc:
+            return False, exc.msg
+        return True, "ok"
+
+    def ready() -> tuple[bool, str]:
+        ok, why = alive()
+        if not ok:
+            return ok, why
+        if manager is not None and manager.plugins and not manager.registered():
+            return False, "not registered with the kubelet"
+        return True, "ok"
+
+    health = HealthServer(cfg.metrics_host, cfg.metrics_port, metrics, ready, alive) if cfg.metrics_port else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await server.start()
+    if health is not None:
+        await health.start()
+    dp_task = asyncio.create_task(manager.run()) if manager is not None else None
     log.info("agent ready")
-    await stop.wait()
+    stopper = asyncio.create_task(stop.wait())
+    waiting = {stopper} | ({dp_task} if dp_task else set())
+    done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    if dp_task is not None and dp_task in done and dp_task.exception() is not None:
+        log.error("device plugin failed: %s", dp_task.exception())
     log.info("shutting down")
+    if dp_task is not None:
+        dp_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await dp_task
+    if manager is not None:
+        await manager.stop()  # removes the plugin sockets
+    if health is not None:
+        await health.stop()
     await server.stop()
+    stopper.cancel()

@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -251,7 +252,8 @@ def gc(registry: LinkRegistry) -> list[str]:
     return reclaimed
 
 
-def handle(env: dict[str, str], stdin: bytes, registry: LinkRegistry, *, tap_dir: str = "/dev") -> tuple[int, bytes]:
+def handle(env: dict[str, str], stdin: bytes, registry: LinkRegistry, *, tap_dir: str = "/dev",
+           on_reclaim: Callable[[int], None] | None = None) -> tuple[int, bytes]:
     """One CNI call: (exit code, stdout). Never raises."""
     import json
 
@@ -270,7 +272,9 @@ def handle(env: dict[str, str], stdin: bytes, registry: LinkRegistry, *, tap_dir
         elif req.command == "STATUS":
             status()
         elif req.command == "GC":
-            gc(registry)
+            reclaimed = gc(registry)
+            if on_reclaim is not None and reclaimed:
+                on_reclaim(len(reclaimed))
         return 0, b""
     except CniError as exc:
         if version == "1.1.0":

@@ -25,6 +25,20 @@ def agent(
                                               help="CNI GC never removes links younger than this.")] = 60.0,
     workers: Annotated[int, typer.Option("--workers", help="Concurrent CNI calls.")] = 16,
     tap_dir: Annotated[str, typer.Option("--tap-dir", hidden=True)] = "/dev",
+    device_plugin: Annotated[bool, typer.Option("--device-plugin/--no-device-plugin",
+                                                help="Run the kubelet device plugin.")] = True,
+    device_plugin_dir: Annotated[str, typer.Option(
+        "--device-plugin-dir", envvar="MACVTAPCTL_DEVICE_PLUGIN_DIR",
+        help="The kubelet's device-plugin directory (k3s and others differ).")] = "/var/lib/kubelet/device-plugins",
+    config_file: Annotated[str | None, typer.Option(
+        "--config-file", metavar="PATH", envvar="MACVTAPCTL_CONFIG_FILE",
+        help="DP_MACVTAP_CONF as a file (a mounted ConfigMap), re-read on change; default: the "
+             "DP_MACVTAP_CONF environment variable.")] = None,
+    veth_is_physical: Annotated[bool, typer.Option(
+        "--veth-is-physical", help="Testing: with [], expose veth links as if they were NICs.")] = False,
+    metrics_address: Annotated[str, typer.Option(
+        "--metrics-address", metavar="HOST:PORT", help="/healthz, /readyz and /metrics; empty to disable.")]
+    = "0.0.0.0:9450",
     log_level: Annotated[str, typer.Option("--log-level", envvar="MACVTAPCTL_LOG_LEVEL")] = "info",
 ) -> None:
     import asyncio
@@ -52,5 +66,13 @@ def agent(
             return
     if os.geteuid() != 0:
         raise MacvtapctlError("the agent must run as root (it moves links between network namespaces)")
-    asyncio.run(daemon.run(daemon.AgentConfig(cni_socket=cni_socket, gc_min_age=gc_min_age, workers=workers,
-                                              tap_dir=tap_dir)))
+    host, port = "", 0
+    if metrics_address:
+        host, _, port_text = metrics_address.rpartition(":")
+        if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+            raise UsageError(f'invalid --metrics-address "{metrics_address}": expected HOST:PORT')
+        port = int(port_text)
+    asyncio.run(daemon.run(daemon.AgentConfig(
+        cni_socket=cni_socket, gc_min_age=gc_min_age, workers=workers, tap_dir=tap_dir,
+        device_plugin=device_plugin, plugin_dir=device_plugin_dir, config_file=config_file,
+        veth_is_physical=veth_is_physical, metrics_host=host or "0.0.0.0", metrics_port=port)))  # noqa: S104

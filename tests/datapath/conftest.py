@@ -71,7 +71,7 @@ class Agent:
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "macvtapctl", "agent", "--cni-socket", self.socket, "--gc-min-age", "2",
-             "--log-level", "debug"],
+             "--log-level", "debug", "--no-device-plugin", "--metrics-address", ""],
             stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115 - lives as long as the agent
         deadline = time.monotonic() + 20
         while not os.path.exists(self.socket):

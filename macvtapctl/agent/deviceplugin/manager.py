@@ -1,0 +1,178 @@
+"""Runs one ResourcePlugin per configured resource; follows the config, the node's links and the kubelet."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from macvtapctl import dpconfig
+from macvtapctl.agent.deviceplugin.plugin import Allocator, ResourcePlugin
+from macvtapctl.agent.links import LinkWatcher
+from macvtapctl.dpconfig import Entry
+
+log = logging.getLogger("macvtapctl.agent.dp")
+KUBELET_SOCKET = "kubelet.sock"
+WATCH_INTERVAL = 0.2  # kubelet restarts are noticed (and re-registered) well within a second
+
+
+class ConfigSource:
+    """DP_MACVTAP_CONF from the environment (fixed) or from a file (a mounted ConfigMap, re-read on change)."""
+
+    def __init__(self, *, text: str | None = None, path: str | None = None) -> None:
+        self.text = text
+        self.path = path
+        self.last_raw: str | None = None
+        self.entries: list[Entry] | None = None  # the last good configuration
+        self.expose_all = False
+
+    def read(self) -> bool:
+        """Re-read; True when the usable configuration changed. A malformed document keeps the last good one."""
+        if self.path is not None:
+            try:
+                raw = Path(self.path).read_text()
+            except OSError as exc:
+                if self.last_raw is not None or self.entries is None:
+                    log.error("cannot read %s: %s; keeping the last good configuration", self.path, exc)
+                self.last_raw = None
+                if self.entries is None:
+                    self.entries, self.expose_all = [], False
+                    return True
+                return False
+        else:
+            raw = self.text if self.text is not None else os.environ.get(dpconfig.CONFIG_KEY, "[]")
+        if raw == self.last_raw:
+            return False
+        self.last_raw = raw
+        try:
+            cfg = dpconfig.parse(raw, where=self.path or dpconfig.CONFIG_KEY)
+        except dpconfig.MalformedConfigError as exc:
+            log.error("%s; keeping the last good configuration", exc.message)
+            if self.entries is None:
+                self.entries, self.expose_all = [], False
+                return True
+            return False
+        entries, skipped = dpconfig.usable_entries(cfg)
+        for reason in skipped:
+            log.error("%s", reason)
+        changed = (entries, cfg.expose_all) != (self.entries, self.expose_all)
+        self.entries, self.expose_all = entries, cfg.expose_all
+        return changed
+
+
+class Manager:
+    def __init__(self, source: ConfigSource, plugin_dir: str, allocate: Allocator, *,
+                 veth_is_physical: bool = False, observe: Callable[[str, float], None] | None = None,
+                 on_devices: Callable[[str, int], None] | None = None) -> None:
+        self.source = source
+        self.plugin_dir = plugin_dir
+        self.allocate = allocate
+        self.veth_is_physical = veth_is_physical
+        self.observe = observe
+        self.on_devices = on_devices
+        self.plugins: dict[str, ResourcePlugin] = {}
+        self.links = LinkWatcher(self._links_changed)
+        self.kubelet_inode: int | None = None
+        self._dirty = asyncio.Event()
+
+    @property
+    def kubelet_socket(self) -> str:
+        return os.path.join(self.plugin_dir, KUBELET_SOCKET)
+
+    def desired(self) -> dict[str, Entry]:
+        if self.source.entries is None:
+            return {}
+        if self.source.expose_all:
+            nics = self.links.physical(veth_is_physical=self.veth_is_physical)
+            return {n: Entry(name=n, lower_device=n) for n in nics}
+        return {e.name: e for e in self.source.entries}
+
+    def _links_changed(self) -> None:
+        self._dirty.set()
+
+    def registered(self) -> bool:
+        return bool(self.plugins) and all(p.registered for p in self.plugins.values())
+
+    async def reconcile(self) -> None:
+        want = self.desired()
+        for name in [n for n in self.plugins if n not in want]:
+            log.info("resource %s removed from the configuration", name)
+            await self.plugins.pop(name).stop()
+            if self.on_devices:
+                self.on_devices(name, 0)
+        for name, entry in want.items():
+            present = entry.lower_device in self.links.links
+            plugin = self.plugins.get(name)
+            if plugin is None:
+                plugin = ResourcePlugin(entry, self.plugin_dir, self.allocate, self.observe)
+                plugin.lower_present = present
+                self.plugins[name] = plugin
+                await plugin.serve()
+                await self._register(plugin)
+            else:
+                plugin.update(entry=entry, lower_present=present)
+            if self.on_devices:
+                self.on_devices(name, len(plugin.devices()))
+
+    async def _register(self, plugin: ResourcePlugin) -> None:
+        if not os.path.exists(self.kubelet_socket):
+            return  # registered when the kubelet (re)appears
+        try:
+            await plugin.register(self.kubelet_socket)
+        except Exception as exc:
+            log.error("registering %s with the kubelet failed: %s; will retry", plugin.resource, exc)
+
+    async def restart_all(self) -> None:
+        """After a kubelet restart: serve again on fresh sockets and register again, same device IDs."""
+        for plugin in self.plugins.values():
+            await plugin.stop()
+            await plugin.serve()
+            await self._register(plugin)
+
+    def _kubelet_inode(self) -> int | None:
+        try:
+            return os.stat(self.kubelet_socket).st_ino
+        except FileNotFoundError:
+            return None
+
+    async def run(self, config_interval: float = 1.0) -> None:
+        watcher = asyncio.create_task(self.links.run())
+        try:
+            self.source.read()
+            await self.links.ready.wait()
+            await self.reconcile()
+            self.kubelet_inode = self._kubelet_inode()
+            next_config = asyncio.get_running_loop().time() + config_interval
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._dirty.wait(), WATCH_INTERVAL)
+                self._dirty.clear()
+                now = asyncio.get_running_loop().time()
+                if now >= next_config:
+                    next_config = now + config_interval
+                    if self.source.read():
+                        log.info("configuration changed")
+                await self.reconcile()
+                inode = self._kubelet_inode()
+                lost = [p for p in self.plugins.values() if not p.socket_alive()]
+                if inode != self.kubelet_inode or lost:
+                    if inode is not None:
+                        log.info("kubelet restarted (or plugin sockets removed): serving and registering again")
+                        await self.restart_all()
+                    self.kubelet_inode = inode
+                elif inode is not None:
+                    for plugin in self.plugins.values():
+                        if not plugin.registered:
+                            await self._register(plugin)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+    async def stop(self) -> None:
+        for plugin in self.plugins.values():
+            await plugin.stop()
+        self.plugins.clear()

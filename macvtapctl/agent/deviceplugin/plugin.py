@@ -1,0 +1,163 @@
+"""One kubelet device plugin per resource: macvtap.network.kubevirt.io/<name>, gRPC over a unix socket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc  # noqa: TID253 - the agent always needs it; never imported by the admin CLI
+from grpc import aio  # noqa: TID253
+
+from macvtapctl.agent.deviceplugin import api_pb2 as pb
+from macvtapctl.agent.deviceplugin import api_pb2_grpc as rpc
+from macvtapctl.dpconfig import Entry
+from macvtapctl.validate import RESOURCE_PREFIX, device_id
+
+log = logging.getLogger("macvtapctl.agent.dp")
+API_VERSION = "v1beta1"
+HEALTHY = "Healthy"
+
+Allocator = Callable[[str, Entry], str]  # (device ID, entry) -> host path of /dev/tapN
+
+
+def socket_name(resource: str) -> str:
+    """Upstream's plugin socket name: macvtap.network.kubevirt.io_<name>."""
+    return f"{RESOURCE_PREFIX}_{resource}"
+
+
+class ResourcePlugin(rpc.DevicePluginServicer):
+    def __init__(self, entry: Entry, plugin_dir: str, allocate: Allocator,
+                 observe: Callable[[str, float], None] | None = None) -> None:
+        self.entry = entry
+        self.plugin_dir = plugin_dir
+        self.allocate_one = allocate
+        self.observe = observe
+        self.lower_present = False
+        self.server: aio.Server | None = None
+        self.watchers: set[asyncio.Queue[list[pb.Device]]] = set()
+        self.registered = False
+
+    @property
+    def resource(self) -> str:
+        return f"{RESOURCE_PREFIX}/{self.entry.name}"
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.plugin_dir, socket_name(self.entry.name))
+
+    def device_ids(self) -> list[str]:
+        return [device_id(self.entry.name, i) for i in range(self.entry.capacity)]
+
+    def devices(self) -> list[pb.Device]:
+        """Advertised only while the lower device exists; an empty list withdraws them (as upstream)."""
+        if not self.lower_present:
+            return []
+        return [pb.Device(ID=i, health=HEALTHY) for i in self.device_ids()]
+
+    def update(self, entry: Entry | None = None, lower_present: bool | None = None) -> None:
+        before = (self.entry, self.lower_present)
+        if entry is not None:
+            self.entry = entry
+        if lower_present is not None:
+            self.lower_present = lower_present
+        if (self.entry, self.lower_present) != before:
+            devices = self.devices()
+            log.info("%s: %d device(s) advertised", self.resource, len(devices))
+            for q in self.watchers:
+                q.put_nowait(devices)
+
+    # --- gRPC service ---
+    async def GetDevicePluginOptions(self, request: pb.Empty, context: Any) -> pb.DevicePluginOptions:
+        return pb.DevicePluginOptions(pre_start_required=False, get_preferred_allocation_available=False)
+
+    async def ListAndWatch(self, request: pb.Empty, context: Any) -> AsyncIterator[pb.ListAndWatchResponse]:
+        q: asyncio.Queue[list[pb.Device]] = asyncio.Queue()
+        self.watchers.add(q)
+        try:
+            yield pb.ListAndWatchResponse(devices=self.devices())
+            while True:
+                devices = await q.get()
+                while not q.empty():  # only the newest list matters
+                    devices = q.get_nowait()
+                yield pb.ListAndWatchResponse(devices=devices)
+        finally:
+            self.watchers.discard(q)
+
+    async def GetPreferredAllocation(self, request: pb.PreferredAllocationRequest,
+                                     context: Any) -> pb.PreferredAllocationResponse:
+        responses = []
+        for req in request.container_requests:
+            chosen = list(req.must_include_deviceIDs)
+            for dev in req.available_deviceIDs:
+                if len(chosen) >= req.allocation_size:
+                    break
+                if dev not in chosen:
+                    chosen.append(dev)
+            responses.append(pb.ContainerPreferredAllocationResponse(deviceIDs=chosen[:max(req.allocation_size, 0)]))
+        return pb.PreferredAllocationResponse(container_responses=responses)
+
+    async def Allocate(self, request: pb.AllocateRequest, context: Any) -> pb.AllocateResponse:
+        loop = asyncio.get_running_loop()
+        valid = set(self.device_ids())
+        responses = []
+        for creq in request.container_requests:
+            specs = []
+            for dev in creq.devices_ids:
+                if dev not in valid:
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                        f"{dev!r} is not a device of {self.resource}")
+                started = time.perf_counter()
+                try:
+                    path = await loop.run_in_executor(None, self.allocate_one, dev, self.entry)
+                except Exception as exc:
+                    if self.observe:
+                        self.observe("error", time.perf_counter() - started)
+                    log.error("%s: allocating %s failed: %s", self.resource, dev, exc)
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, f"allocating {dev} failed: {exc}")
+                if self.observe:
+                    self.observe("ok", time.perf_counter() - started)
+                specs.append(pb.DeviceSpec(container_path=path, host_path=path, permissions="rw"))
+            responses.append(pb.ContainerAllocateResponse(devices=specs))
+        return pb.AllocateResponse(container_responses=responses)
+
+    async def PreStartContainer(self, request: pb.PreStartContainerRequest,
+                                context: Any) -> pb.PreStartContainerResponse:
+        return pb.PreStartContainerResponse()
+
+    # --- lifecycle ---
+    async def serve(self) -> None:
+        """Serve first (the kubelet dials back as soon as Register returns)."""
+        os.makedirs(self.plugin_dir, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        server = aio.server()
+        rpc.add_DevicePluginServicer_to_server(self, server)  # type: ignore[no-untyped-call]
+        server.add_insecure_port(f"unix://{self.path}")
+        await server.start()
+        os.chmod(self.path, 0o600)
+        self.server = server
+
+    async def register(self, kubelet_socket: str) -> None:
+        async with aio.insecure_channel(f"unix://{kubelet_socket}") as channel:
+            stub = rpc.RegistrationStub(channel)  # type: ignore[no-untyped-call]
+            await stub.Register(pb.RegisterRequest(
+                version=API_VERSION, endpoint=os.path.basename(self.path), resource_name=self.resource,
+                options=pb.DevicePluginOptions()), timeout=5)
+        self.registered = True
+        log.info("registered %s with the kubelet", self.resource)
+
+    async def stop(self) -> None:
+        self.registered = False
+        if self.server is not None:
+            await self.server.stop(grace=0.5)
+            self.server = None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    def socket_alive(self) -> bool:
+        return self.server is not None and os.path.exists(self.path)
