@@ -29,10 +29,16 @@ class AgentConfig:
     metrics_port: int = 9450  # 0: no health/metrics server
 
 
+def _ours(record: logging.LogRecord) -> bool:
+    """Debug output of our own code only: pyroute2 and grpc debug-log every message."""
+    return record.levelno >= logging.WARNING or record.name.startswith("macvtapctl")
+
+
 def setup_logging(level: str) -> None:
     logging.basicConfig(stream=sys.stderr, level=getattr(logging, level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("pyroute2").setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_ours)
 
 
 async def run(cfg: AgentConfig) -> None:

@@ -55,7 +55,7 @@ class HealthServer:
                 pass  # headers
             parts = line.decode("latin-1").split()
             path = parts[1] if len(parts) > 1 else ""
-            status, ctype, body = self._route(path)
+            status, ctype, body = await self._route(path)
             head = (f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
                     "Connection: close\r\n\r\n")
             writer.write(head.encode() + body)
@@ -67,10 +67,11 @@ class HealthServer:
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    def _route(self, path: str) -> tuple[str, str, bytes]:
+    async def _route(self, path: str) -> tuple[str, str, bytes]:
         checks: dict[str, Any] = {"/healthz": self.alive, "/readyz": self.ready}
         if path in checks:
-            ok, why = checks[path]()
+            # The checks use blocking netlink: keep them off the event loop.
+            ok, why = await asyncio.get_running_loop().run_in_executor(None, checks[path])
             return ("200 OK" if ok else "503 Service Unavailable", "text/plain", (why + "\n").encode())
         if path == "/metrics":
             return "200 OK", "text/plain; version=0.0.4", self.metrics.render()

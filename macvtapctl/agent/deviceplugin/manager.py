@@ -109,8 +109,12 @@ class Manager:
             if plugin is None:
                 plugin = ResourcePlugin(entry, self.plugin_dir, self.allocate, self.observe)
                 plugin.lower_present = present
+                try:
+                    await plugin.serve()
+                except Exception as exc:  # one resource failing must not take the others down
+                    log.error("cannot serve %s on %s: %s", plugin.resource, plugin.path, exc)
+                    continue
                 self.plugins[name] = plugin
-                await plugin.serve()
                 await self._register(plugin)
             else:
                 plugin.update(entry=entry, lower_present=present)
@@ -129,7 +133,11 @@ class Manager:
         """After a kubelet restart: serve again on fresh sockets and register again, same device IDs."""
         for plugin in self.plugins.values():
             await plugin.stop()
-            await plugin.serve()
+            try:
+                await plugin.serve()
+            except Exception as exc:
+                log.error("cannot serve %s on %s: %s", plugin.resource, plugin.path, exc)
+                continue
             await self._register(plugin)
 
     def _kubelet_inode(self) -> int | None:

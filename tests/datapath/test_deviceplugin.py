@@ -1,0 +1,271 @@
+"""The device plugin against a kubelet stand-in, then the CNI with the allocated device, on real links."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from macvtapctl.agent.xxh64 import temporary_link_name
+from tests.datapath.conftest import Node, host_mvt_links, ip, run_shim
+from tests.datapath.kubelet import FakeKubelet
+
+PREFIX = "macvtap.network.kubevirt.io/"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class DPAgent:
+    dir: Path
+    config: Path
+    kubelet: FakeKubelet
+    shim_dir: str
+    metrics_port: int
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def cni_socket(self) -> str:
+        return str(self.dir / "cni.sock")
+
+    def write_config(self, entries: list | str) -> None:
+        tmp = self.config.with_suffix(".tmp")
+        tmp.write_text(entries if isinstance(entries, str) else json.dumps(entries))
+        tmp.replace(self.config)  # like a ConfigMap volume update: atomic
+
+    def start(self, *extra: str) -> None:
+        log = open(self.dir / "agent.log", "ab")  # noqa: SIM115 - lives with the process
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "macvtapctl", "agent", "--cni-socket", self.cni_socket,
+             "--device-plugin-dir", str(self.kubelet.dir), "--config-file", str(self.config),
+             "--metrics-address", f"127.0.0.1:{self.metrics_port}", "--gc-min-age", "1", "--log-level", "debug",
+             *extra], stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while not self._accepting():  # a SIGKILLed agent leaves its socket file behind
+            assert self.proc.poll() is None, self.log()
+            assert time.monotonic() < deadline, self.log()
+            time.sleep(0.05)
+
+    def _accepting(self) -> bool:
+        with socket.socket(socket.AF_UNIX) as s:
+            try:
+                s.connect(self.cni_socket)
+            except OSError:
+                return False
+        return True
+
+    def log(self) -> str:
+        return (self.dir / "agent.log").read_text(errors="replace")
+
+    def http(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}{path}", timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def stop(self, sig: int = signal.SIGTERM) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=20)
+
+
+@pytest.fixture
+def dp(agent) -> Iterator[DPAgent]:
+    # Unix socket paths are limited to 107 bytes: keep the directory short (pytest's tmp_path is not).
+    tmp_path = Path(tempfile.mkdtemp(prefix="dp", dir="/tmp"))
+    kubelet = FakeKubelet(tmp_path / "dp")
+    kubelet.start()
+    a = DPAgent(dir=tmp_path, config=tmp_path / "dp.json", kubelet=kubelet, shim_dir=agent.bin_dir,
+                metrics_port=free_port())
+    yield a
+    a.stop(signal.SIGKILL)
+    kubelet.stop()
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def ids(name: str, n: int) -> list[tuple[str, str]]:
+    return [(f"{name}Mvp{i}", "Healthy") for i in range(n)]
+
+
+def test_full_node_flow(dp: DPAgent, node: Node, cnitool) -> None:
+    ip("link", "set", node.lower, "txqueuelen", "1234")
+    res = f"dp{node.tag}"
+    dp.write_config([{"name": res, "lowerDevice": node.lower, "mode": "vepa", "capacity": 4}])
+    dp.start()
+    k = dp.kubelet
+    k.wait(lambda: k.devices(PREFIX + res) == ids(res, 4))
+    reg = k.registrations[-1]
+    assert (reg.version, reg.endpoint, reg.resource_name) == ("v1beta1", f"macvtap.network.kubevirt.io_{res}",
+                                                              PREFIX + res)
+    resp = k.allocate(PREFIX + res, [f"{res}Mvp2"])
+    (spec,) = resp.container_responses[0].devices
+    tmp = temporary_link_name(f"{res}Mvp2")
+    link = json.loads(ip("-j", "-d", "link", "show", tmp).stdout)[0]
+    assert spec.host_path == spec.container_path == f"/dev/tap{link['ifindex']}" and spec.permissions == "rw"
+    assert os.path.exists(spec.host_path)
+    assert link["linkinfo"]["info_data"]["mode"] == "vepa"
+    assert link["txqlen"] == 1234 and "UP" in link["flags"]
+    # Allocate again (a retried sandbox): the link is recreated, not duplicated.
+    k.allocate(PREFIX + res, [f"{res}Mvp2"])
+    assert tmp in host_mvt_links()
+    # Multus would now call the CNI with the allocated device ID.
+    conf = {"cniVersion": "1.1.0", "name": "dp", "type": "macvtap", "deviceID": f"{res}Mvp2"}
+    r = run_shim_env(dp, "ADD", node.pod_path, conf)
+    assert r.code == 0, r.stdout
+    assert node.pod_link("net1")["linkinfo"]["info_kind"] == "macvtap"
+    assert run_shim_env(dp, "DEL", node.pod_path, conf).code == 0
+    status, body = dp.http("/metrics")
+    assert status == 200
+    assert f'macvtapctl_devices_advertised{{resource="{res}"}} 4.0' in body
+    assert 'macvtapctl_allocate_seconds_count{result="ok"} 2.0' in body
+    assert 'macvtapctl_cni_seconds_count{command="ADD",result="ok"} 1.0' in body
+    assert dp.http("/readyz") == (200, "ok\n") and dp.http("/healthz") == (200, "ok\n")
+
+
+def run_shim_env(dp: DPAgent, command: str, netns: str, conf: dict):
+    from tests.datapath.conftest import Agent
+
+    a = Agent(dir=dp.dir, socket=dp.cni_socket, bin_dir=dp.shim_dir, conf_dir=dp.dir)
+    return run_shim(a, {"CNI_COMMAND": command, "CNI_CONTAINERID": "c1", "CNI_NETNS": netns, "CNI_IFNAME": "net1",
+                        "CNI_PATH": dp.shim_dir}, json.dumps(conf).encode())
+
+
+def test_lower_device_removed_and_readded(dp: DPAgent, node: Node) -> None:
+    res = f"lw{node.tag}"
+    dp.write_config([{"name": res, "lowerDevice": node.lower, "capacity": 3}])
+    dp.start()
+    k = dp.kubelet
+    k.wait(lambda: k.devices(PREFIX + res) == ids(res, 3))
+    ip("link", "del", node.lower)
+    k.wait(lambda: k.devices(PREFIX + res) == [])
+    ip("link", "add", node.lower, "type", "veth", "peer", "name", node.peer)
+    k.wait(lambda: k.devices(PREFIX + res) == ids(res, 3))
+
+
+def test_kubelet_restart_reregisters_within_a_second(dp: DPAgent, node: Node) -> None:
+    res = f"kr{node.tag}"
+    dp.write_config([{"name": res, "lowerDevice": node.lower, "capacity": 2}])
+    dp.start()
+    k = dp.kubelet
+    k.wait(lambda: k.devices(PREFIX + res) == ids(res, 2))
+    before = len(k.registrations)
+    t0 = time.monotonic()
+    k.restart()
+    k.wait(lambda: len(k.registrations) > before and k.devices(PREFIX + res) == ids(res, 2), timeout=5)
+    assert time.monotonic() - t0 < 1.0
+    assert k.registrations[-1].resource_name == PREFIX + res
+
+
+def test_config_changes_take_effect_without_restart(dp: DPAgent, node: Node) -> None:
+    a, b = f"ca{node.tag}", f"cb{node.tag}"
+    dp.write_config([{"name": a, "lowerDevice": node.lower, "capacity": 2}])
+    dp.start()
+    k = dp.kubelet
+    k.wait(lambda: k.devices(PREFIX + a) == ids(a, 2))
+    dp.write_config([{"name": a, "lowerDevice": node.lower, "capacity": 5},
+                     {"name": b, "lowerDevice": node.lower, "capacity": 1}])
+    k.wait(lambda: k.devices(PREFIX + a) == ids(a, 5) and k.devices(PREFIX + b) == ids(b, 1))
+    dp.write_config([{"name": b, "lowerDevice": node.lower, "capacity": 1}])
+    k.wait(lambda: not (k.dir / f"macvtap.network.kubevirt.io_{a}").exists())
+    assert dp.proc.poll() is None  # same process all along
+
+
+def test_malformed_config_keeps_last_good_and_bad_entries_are_skipped(dp: DPAgent, node: Node) -> None:
+    good, legacy = f"gd{node.tag}", f"lg{node.tag}"
+    dp.write_config([{"name": good, "lowerDevice": node.lower, "capacity": 2},
+                     {"name": legacy, "master": node.lower}])
+    dp.start()
+    k = dp.kubelet
+    k.wait(lambda: k.devices(PREFIX + good) == ids(good, 2))
+    assert PREFIX + legacy not in k.plugins
+    k.wait(lambda: f"entry '{legacy}': unknown key 'master'" in dp.log(), timeout=5)
+    dp.write_config('[{"name": "x", "lowerDevice": "eth0"},]')
+    k.wait(lambda: "keeping the last good configuration" in dp.log(), timeout=5)
+    time.sleep(0.5)
+    assert k.devices(PREFIX + good) == ids(good, 2)
+    assert (k.dir / f"macvtap.network.kubevirt.io_{good}").exists()
+
+
+def test_capacity_1000(dp: DPAgent, node: Node) -> None:
+    res = f"big{node.tag}"
+    dp.write_config([{"name": res, "lowerDevice": node.lower, "capacity": 1000}])
+    dp.start()
+    k = dp.kubelet
+    devices = k.wait(lambda: k.devices(PREFIX + res) if len(k.devices(PREFIX + res) or []) == 1000 else None)
+    assert devices[999] == (f"{res}Mvp999", "Healthy")
+
+
+def test_expose_all_follows_links(dp: DPAgent, node: Node) -> None:
+    dp.write_config("[]")
+    dp.start("--veth-is-physical")
+    k = dp.kubelet
+    k.wait(lambda: k.devices(PREFIX + node.lower) == ids(node.lower, 100))
+    extra = f"x{node.tag}"
+    ip("link", "add", extra, "type", "veth", "peer", "name", f"y{node.tag}")
+    try:
+        k.wait(lambda: k.devices(PREFIX + extra) == ids(extra, 100))
+    finally:
+        ip("link", "del", extra)
+    k.wait(lambda: not (k.dir / f"macvtap.network.kubevirt.io_{extra}").exists())
+
+
+def test_sigkill_mid_flow_then_gc_reclaims(dp: DPAgent, node: Node, cnitool) -> None:
+    res = f"sk{node.tag}"
+    dp.write_config([{"name": res, "lowerDevice": node.lower, "capacity": 2}])
+    dp.start()
+    k = dp.kubelet
+    k.wait(lambda: k.devices(PREFIX + res) == ids(res, 2))
+    k.allocate(PREFIX + res, [f"{res}Mvp0"])
+    tmp = temporary_link_name(f"{res}Mvp0")
+    assert tmp in host_mvt_links()
+    dp.stop(signal.SIGKILL)  # the pod never got its CNI ADD: the link would leak
+    dp.start()
+    gc = {"cniVersion": "1.1.0", "name": "dp", "type": "macvtap", "cni.dev/valid-attachments": []}
+    assert run_shim_env(dp, "GC", "", gc).code == 0
+    assert tmp in host_mvt_links()  # first seen by this agent just now: too young to reclaim
+    time.sleep(1.2)
+    assert run_shim_env(dp, "GC", "", gc).code == 0
+    assert tmp not in host_mvt_links()
+    assert "macvtapctl_leaked_links_reclaimed_total 1.0" in dp.http("/metrics")[1]
+
+
+def test_sigterm_is_a_clean_shutdown(dp: DPAgent, node: Node) -> None:
+    res = f"st{node.tag}"
+    dp.write_config([{"name": res, "lowerDevice": node.lower, "capacity": 1}])
+    dp.start()
+    k = dp.kubelet
+    k.wait(lambda: k.devices(PREFIX + res) == ids(res, 1))
+    assert dp.stop(signal.SIGTERM) == 0
+    assert not (k.dir / f"macvtap.network.kubevirt.io_{res}").exists()
+    assert not os.path.exists(dp.cni_socket)
+
+
+def test_allocate_unknown_device_is_rejected(dp: DPAgent, node: Node) -> None:
+    import grpc
+
+    res = f"ud{node.tag}"
+    dp.write_config([{"name": res, "lowerDevice": node.lower, "capacity": 1}])
+    dp.start()
+    k = dp.kubelet
+    k.wait(lambda: k.devices(PREFIX + res) == ids(res, 1))
+    with pytest.raises(grpc.RpcError) as info:
+        k.allocate(PREFIX + res, ["otherMvp0"])
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
