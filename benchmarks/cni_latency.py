@@ -101,7 +101,7 @@ def main() -> None:
     subprocess.run(["make", "-s", "-C", str(REPO), "shim"], check=True)
     work = Path(tempfile.mkdtemp(prefix="cnibench-"))
     gobin = work / "macvtap-go"
-    subprocess.run(["go", "build", "-o", str(gobin), "."], cwd=REPO / "benchmarks" / "go-baseline", check=True,
+    subprocess.run(["go", "build", "-o", str(gobin), "./cmd/cni"], cwd=REPO / "benchmarks" / "go-baseline", check=True,
                    env={**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"})
     shim = work / "macvtap"
     shim.write_bytes((REPO / "macvtapctl/agent/shim/macvtap").read_bytes())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from macvtapctl.agent.datapath import LinkRegistry
-from macvtapctl.agent.netlink import host
+from macvtapctl.agent.rtnl_client import Rtnl
 from macvtapctl.agent.xxh64 import temporary_link_name
 from macvtapctl.dpconfig import Entry
 
@@ -14,21 +14,26 @@ class LowerDeviceMissing(Exception):
     pass
 
 
-def make_allocator(registry: LinkRegistry, tap_dir: str = "/dev") -> Callable[[str, Entry], str]:
+LowerLookup = Callable[[str], tuple[int, int] | None]  # name -> (ifindex, txqlen), from the link watcher
+
+
+def make_allocator(registry: LinkRegistry, tap_dir: str = "/dev",
+                   lower_lookup: LowerLookup | None = None) -> Callable[[str, Entry], str]:
+    rt = Rtnl()
+
     def allocate(device: str, entry: Entry) -> str:
         """Delete any leftover link of this device (a failed sandbox leaves one: there is no deallocate),
-        create mvt<hash> on the lower device in the configured mode with the lower's txqueuelen, set it up."""
+        create mvt<hash> on the lower device, up, in the configured mode with the lower's txqueuelen.
+        Two raw netlink round trips (delete by name; create with echo): quick enough for the event loop."""
         tmp = temporary_link_name(device)
-        h = host()
-        lower = h.find(entry.lower_device)
+        lower = lower_lookup(entry.lower_device) if lower_lookup is not None else None
         if lower is None:
-            raise LowerDeviceMissing(f"lower device {entry.lower_device} does not exist on this node")
-        old = h.find(tmp)
-        if old is not None:
-            h.delete(old.index)
-        link = h.create_macvtap(tmp, lower.index, entry.mode, lower.txqlen)
-        h.configure(link.index, up=True)
+            lower = rt.index_of(entry.lower_device)
+            if lower is None:
+                raise LowerDeviceMissing(f"lower device {entry.lower_device} does not exist on this node")
+        rt.delete(tmp)
+        index = rt.create_macvtap(tmp, lower[0], entry.mode, lower[1])
         registry.allocated(tmp)
-        return f"{tap_dir}/tap{link.index}"
+        return f"{tap_dir}/tap{index}"
 
     return allocate

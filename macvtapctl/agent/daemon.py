@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 from macvtapctl.agent import datapath
 from macvtapctl.agent.cni import CniError
@@ -43,6 +44,10 @@ def setup_logging(level: str) -> None:
 
 async def run(cfg: AgentConfig) -> None:
     from macvtapctl.agent.observability import HealthServer, Metrics
+
+    # Netlink work runs in threads next to the event loop and gRPC's poller: a short GIL switch interval
+    # (default 5 ms) keeps a thread coming back from a syscall from waiting behind them.
+    sys.setswitchinterval(0.0005)
     from macvtapctl.agent.server import CniServer
 
     metrics = Metrics()
@@ -63,10 +68,13 @@ async def run(cfg: AgentConfig) -> None:
         from macvtapctl.agent.deviceplugin.manager import ConfigSource, Manager
 
         source = ConfigSource(path=cfg.config_file) if cfg.config_file else ConfigSource()
-        manager = Manager(source, cfg.plugin_dir, make_allocator(registry, cfg.tap_dir),
+        lookup: list[Manager] = []
+        manager = Manager(source, cfg.plugin_dir,
+                          make_allocator(registry, cfg.tap_dir, lambda name: lookup[0].lower(name) if lookup else None),
                           veth_is_physical=cfg.veth_is_physical,
                           observe=lambda result, s: metrics.allocate.labels(result=result).observe(s),
                           on_devices=lambda name, n: metrics.devices.labels(resource=name).set(n))
+        lookup.append(manager)
 
     def alive() -> tuple[bool, str]:
         try:
@@ -84,6 +92,11 @@ async def run(cfg: AgentConfig) -> None:
         return True, "ok"
 
     health = HealthServer(cfg.metrics_host, cfg.metrics_port, metrics, ready, alive) if cfg.metrics_port else None
+    await _serve(server, health, manager)
+
+
+async def _serve(server: Any, health: Any, manager: Any) -> None:
+    """Run until SIGTERM/SIGINT (or the device plugin fails), then stop serving and remove every socket."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -164,7 +164,7 @@ def _register() -> None:
     app.command("setup", help=setup.HELP)(setup.setup)
     app.command("rbac", help=rbac.HELP)(rbac.rbac)
     app.add_typer(vm.app, name="vm")
-    app.command("agent", help=agent.HELP)(agent.agent)
+    app.add_typer(agent.app, name="agent")
 
 
 _register()

@@ -14,7 +14,12 @@ Runs as root in the node's network namespace (a DaemonSet pod). --install-cni DI
 DIR/macvtap (atomic, idempotent)."""
 
 
+app = typer.Typer(help=HELP, invoke_without_command=True)
+
+
+@app.callback()
 def agent(
+    ctx: typer.Context,
     cni_socket: Annotated[str, typer.Option("--cni-socket", envvar="MACVTAPCTL_CNI_SOCKET",
                                             help="Unix socket the shim connects to.")] = "/run/macvtapctl/cni.sock",
     install_cni: Annotated[str | None, typer.Option("--install-cni", metavar="DIR",
@@ -41,6 +46,8 @@ def agent(
     = "0.0.0.0:9450",
     log_level: Annotated[str, typer.Option("--log-level", envvar="MACVTAPCTL_LOG_LEVEL")] = "info",
 ) -> None:
+    if ctx.invoked_subcommand is not None:
+        return
     import asyncio
     import os
 
@@ -76,3 +83,42 @@ def agent(
         cni_socket=cni_socket, gc_min_age=gc_min_age, workers=workers, tap_dir=tap_dir,
         device_plugin=device_plugin, plugin_dir=device_plugin_dir, config_file=config_file,
         veth_is_physical=veth_is_physical, metrics_host=host or "0.0.0.0", metrics_port=port)))  # noqa: S104
+
+
+CHECK_HELP = """Check this node for macvtap: configured lower devices exist and are up, a /dev/tapN created here is
+visible in this mount namespace (the KinD /dev problem), no leaked temporary links, the kubelet socket is present,
+attached tap devices belong to the configured owner. Exit code 8 when a check fails."""
+
+
+@app.command("check", help=CHECK_HELP)
+def check(
+    output: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
+    config_file: Annotated[str | None, typer.Option("--config-file", metavar="PATH",
+                                                    envvar="MACVTAPCTL_CONFIG_FILE")] = None,
+    device_plugin_dir: Annotated[str, typer.Option("--device-plugin-dir", envvar="MACVTAPCTL_DEVICE_PLUGIN_DIR")]
+    = "/var/lib/kubelet/device-plugins",
+    owner: Annotated[int, typer.Option("--owner", help="Expected owner of /dev/tapN.")] = 107,
+    group: Annotated[int, typer.Option("--group", help="Expected group of /dev/tapN.")] = 107,
+) -> None:
+    import json
+    import os
+
+    from macvtapctl.errors import ExitCode
+    from macvtapctl.output import Printer
+
+    if output not in ("table", "json"):
+        raise UsageError(f'unable to match a printer suitable for the output format "{output}", allowed formats '
+                         "are: json,table")
+    if os.geteuid() != 0:
+        raise MacvtapctlError("agent check must run as root on the node (it creates a test macvtap link)")
+    from macvtapctl.agent.check import FAIL, run_checks
+
+    results = run_checks(config_file=config_file, plugin_dir=device_plugin_dir, owner=owner, group=group)
+    printer = Printer()
+    if output == "json":
+        printer.data(json.dumps({"ok": all(r.status != FAIL for r in results),
+                                 "checks": [r.__dict__ for r in results]}, indent=2) + "\n")
+    else:
+        printer.table(["check", "status", "detail"], [[r.check, r.status, r.detail] for r in results])
+    if any(r.status == FAIL for r in results):
+        raise typer.Exit(int(ExitCode.FINDINGS))

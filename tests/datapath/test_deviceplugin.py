@@ -269,3 +269,26 @@ def test_allocate_unknown_device_is_rejected(dp: DPAgent, node: Node) -> None:
     with pytest.raises(grpc.RpcError) as info:
         k.allocate(PREFIX + res, ["otherMvp0"])
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_agent_check(dp: DPAgent, node: Node) -> None:
+    cfg = dp.dir / "check.json"
+    cfg.write_text(json.dumps([{"name": "ok", "lowerDevice": node.lower}, {"name": "gone", "lowerDevice": "nope0"}]))
+    base = [sys.executable, "-m", "macvtapctl", "agent", "check", "-o", "json", "--config-file", str(cfg),
+            "--device-plugin-dir", str(dp.kubelet.dir)]
+    r = subprocess.run(base, capture_output=True, text=True, check=False)
+    doc = json.loads(r.stdout)
+    status = {c["check"]: c["status"] for c in doc["checks"]}
+    assert status[f"lower device {node.lower}"] == "ok"
+    assert status["lower device nope0"] == "error"
+    assert status["/dev/tapN visible"] == "ok"
+    assert status["kubelet socket"] == "ok"
+    assert r.returncode == 8 and doc["ok"] is False
+    cfg.write_text(json.dumps([{"name": "ok", "lowerDevice": node.lower}]))
+    leak = node.allocate("leakedMvp0")
+    r = subprocess.run(base, capture_output=True, text=True, check=False)
+    doc = json.loads(r.stdout)
+    leaked = next(c for c in doc["checks"] if c["check"] == "leaked links")
+    assert leaked["status"] == "warning" and leak in leaked["detail"]
+    assert r.returncode == 0  # warnings do not fail the check
+    ip("link", "del", leak)

@@ -90,6 +90,11 @@ class Manager:
             return {n: Entry(name=n, lower_device=n) for n in nics}
         return {e.name: e for e in self.source.entries}
 
+    def lower(self, name: str) -> tuple[int, int] | None:
+        """The lower device's (ifindex, txqlen) as the link watcher knows it (thread-safe enough: one dict read)."""
+        link = self.links.links.get(name)
+        return (link.index, link.txqlen) if link is not None and link.index else None
+
     def _links_changed(self) -> None:
         self._dirty.set()
 
@@ -119,7 +124,7 @@ class Manager:
             else:
                 plugin.update(entry=entry, lower_present=present)
             if self.on_devices:
-                self.on_devices(name, len(plugin.devices()))
+                self.on_devices(name, plugin.device_count())
 
     async def _register(self, plugin: ResourcePlugin) -> None:
         if not os.path.exists(self.kubelet_socket):
@@ -157,13 +162,16 @@ class Manager:
             while True:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._dirty.wait(), WATCH_INTERVAL)
+                changed = self._dirty.is_set()
                 self._dirty.clear()
                 now = asyncio.get_running_loop().time()
                 if now >= next_config:
                     next_config = now + config_interval
                     if self.source.read():
                         log.info("configuration changed")
-                await self.reconcile()
+                        changed = True
+                if changed:
+                    await self.reconcile()
                 inode = self._kubelet_inode()
                 lost = [p for p in self.plugins.values() if not p.socket_alive()]
                 if inode != self.kubelet_inode or lost:

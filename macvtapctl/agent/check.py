@@ -1,0 +1,119 @@
+"""`macvtapctl agent check`: is this node ready for macvtap? Run on the node (or in the agent pod)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from macvtapctl import dpconfig
+from macvtapctl.agent.netlink import Link, Netlink
+
+OK, WARN, FAIL = "ok", "warning", "error"
+
+
+@dataclass(frozen=True)
+class Result:
+    check: str
+    status: str
+    detail: str
+
+
+def _config(config_file: str | None) -> tuple[dpconfig.Config | None, str]:
+    if config_file:
+        try:
+            raw = Path(config_file).read_text()
+        except OSError as exc:
+            return None, f"cannot read {config_file}: {exc.strerror}"
+        where = config_file
+    else:
+        raw = os.environ.get(dpconfig.CONFIG_KEY, "")
+        where = dpconfig.CONFIG_KEY
+        if not raw:
+            return None, f"no configuration: set {dpconfig.CONFIG_KEY} or pass --config-file"
+    try:
+        return dpconfig.parse(raw, where=where), where
+    except dpconfig.MalformedConfigError as exc:
+        return None, exc.message
+
+
+def run_checks(*, config_file: str | None, plugin_dir: str, owner: int, group: int,
+               tap_dir: str = "/dev") -> list[Result]:
+    from macvtapctl.agent.netlink import host
+
+    results: list[Result] = []
+    h = host()
+    links = {link.name: link for link in h.links()}
+    cfg, where = _config(config_file)
+    lowers: list[str] = []
+    if cfg is None:
+        results.append(Result("configuration", FAIL, where))
+    else:
+        entries, skipped = dpconfig.usable_entries(cfg)
+        results.append(Result("configuration", WARN if skipped else OK,
+                              "; ".join(skipped) if skipped else
+                              ("[]: every physical link or bond" if cfg.expose_all else
+                               f"{len(entries)} resource(s) in {where}")))
+        lowers = sorted({e.lower_device for e in entries})
+    for lower in lowers:
+        link = links.get(lower)
+        if link is None:
+            results.append(Result(f"lower device {lower}", FAIL, "does not exist on this node: its resource "
+                                  "advertises no devices"))
+        elif not link.up:
+            results.append(Result(f"lower device {lower}", WARN, "exists but is down: VMs get no carrier"))
+        else:
+            results.append(Result(f"lower device {lower}", OK, f"up, MTU {link.mtu}"))
+    results.append(_tap_visibility(h, [links[name] for name in lowers if name in links], tap_dir))
+    leaked = sorted(n for n, link in links.items() if n.startswith("mvt") and link.kind == "macvtap")
+    results.append(Result("leaked links", WARN if leaked else OK,
+                          f"{len(leaked)} temporary macvtap link(s) on the node: {', '.join(leaked[:10])} (allocated "
+                          "but never attached; CNI GC reclaims them after a minute)" if leaked else "none"))
+    kubelet = Path(plugin_dir) / "kubelet.sock"
+    results.append(Result("kubelet socket", OK if kubelet.exists() else FAIL,
+                          str(kubelet) if kubelet.exists() else f"{kubelet} not found: wrong --device-plugin-dir "
+                          "(k3s and others use another path) or the kubelet is not running"))
+    results.append(_tap_owners(tap_dir, owner, group, {link.index for link in links.values()}))
+    return results
+
+
+def _tap_visibility(h: Netlink, lowers: list[Link], tap_dir: str) -> Result:
+    """Create a throwaway macvtap and look for its /dev/tapN here (KinD nodes do not see the host's devtmpfs)."""
+    lower = lowers[0] if lowers else None
+    if lower is None:
+        return Result("/dev/tapN visible", WARN, "skipped: no configured lower device on this node")
+    name = "mvtchk" + secrets.token_hex(4)
+    try:
+        link = h.create_macvtap(name, lower.index, "bridge", lower.txqlen)
+    except Exception as exc:
+        return Result("/dev/tapN visible", FAIL, f"cannot create a macvtap on {lower.name}: {exc}")
+    try:
+        path = Path(tap_dir) / f"tap{link.index}"
+        if path.exists():
+            return Result("/dev/tapN visible", OK, f"{path} appeared for a test macvtap")
+        return Result("/dev/tapN visible", FAIL,
+                      f"{path} did not appear: this /dev is not the node's devtmpfs. On KinD mount the host /dev "
+                      "into every node (extraMounts hostPath /dev, propagation HostToContainer; see "
+                      "`macvtapctl kind-config`); in the agent pod mount the host /dev")
+    finally:
+        h.delete(link.index)
+
+
+def _tap_owners(tap_dir: str, owner: int, group: int, host_indexes: set[int]) -> Result:
+    """/dev/tapN of attached macvtaps (in pod namespaces) must belong to the configured owner (qemu: 107)."""
+    wrong = []
+    for entry in sorted(Path(tap_dir).glob("tap[0-9]*")):
+        try:
+            st = entry.stat()
+        except OSError:
+            continue
+        if not stat.S_ISCHR(st.st_mode) or int(entry.name[3:]) in host_indexes:
+            continue  # not attached yet: root-owned until the CNI ADD
+        if (st.st_uid, st.st_gid) != (owner, group):
+            wrong.append(f"{entry} {st.st_uid}:{st.st_gid}")
+    if wrong:
+        return Result("tap ownership", FAIL, f"expected {owner}:{group}: " + ", ".join(wrong[:10]) +
+                      " (qemu cannot open them: Permission denied)")
+    return Result("tap ownership", OK, f"attached tap devices belong to {owner}:{group}")

@@ -1,0 +1,48 @@
+"""The minimal RTNL encoder/parser used by the link watcher and Allocate (pure)."""
+
+from __future__ import annotations
+
+import struct
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from macvtapctl.agent import rtnl
+
+
+def test_newlink_round_trip() -> None:
+    raw = rtnl.newlink_macvtap(7, "mvt0123456789ab", 42, "bridge", 1000)
+    (msg,) = list(rtnl.parse(raw))
+    assert msg == rtnl.LinkMsg(rtnl.RTM_NEWLINK, 0, rtnl.IFF_UP, "mvt0123456789ab", "macvtap", 1000)
+    length, mtype, flags, seq, _ = struct.unpack_from("=IHHII", raw)
+    assert (length, mtype, seq) == (len(raw), rtnl.RTM_NEWLINK, 7)
+    assert flags & rtnl.NLM_F_CREATE and flags & rtnl.NLM_F_EXCL and flags & rtnl.NLM_F_ECHO
+
+
+def test_modes_are_the_kernels() -> None:
+    assert rtnl.MACVTAP_MODES == {"private": 1, "vepa": 2, "bridge": 4}
+    raw = rtnl.newlink_macvtap(1, "x", 1, "vepa", 0)
+    assert struct.pack("=HHI", 8, rtnl.IFLA_MACVLAN_MODE, 2) in raw
+    assert struct.pack("=HH", 8, rtnl.IFLA_TXQLEN) not in raw  # txqlen 0 is never sent
+
+
+def test_error_and_done() -> None:
+    err = struct.pack("=IHHII", 36, rtnl.NLMSG_ERROR, 0, 1, 0) + struct.pack("=i", -19) + bytes(16)
+    assert rtnl.error_of(err) == 19
+    ack = struct.pack("=IHHII", 36, rtnl.NLMSG_ERROR, 0, 1, 0) + struct.pack("=i", 0) + bytes(16)
+    assert rtnl.error_of(ack) == 0
+    done = struct.pack("=IHHII", 20, rtnl.NLMSG_DONE, 0, 1, 0) + bytes(4)
+    assert list(rtnl.parse(done)) == [rtnl.NLMSG_DONE]
+    assert rtnl.error_of(done) is None
+
+
+def test_dellink_and_getlink_carry_the_name() -> None:
+    for raw in (rtnl.dellink(3, "mvtabc"), rtnl.getlink(3, "mvtabc")):
+        assert b"mvtabc\0" in raw
+        assert struct.unpack_from("=I", raw)[0] == len(raw)
+
+
+@given(st.binary(max_size=400))
+def test_parser_never_crashes_on_garbage(data: bytes) -> None:
+    list(rtnl.parse(data))
+    rtnl.error_of(data)
