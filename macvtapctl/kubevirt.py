@@ -19,7 +19,7 @@ INJECTION_GATE = "ExternalNetResourceInjection"
 DEFAULT_BINDING = "macvtap"
 TAP = "tap"
 
-_VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?(?:[-+].*)?$")
+_VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?(?:[-+].*)?\Z")
 
 
 def parse_version(text: str | None) -> tuple[int, int, int] | None:

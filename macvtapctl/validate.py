@@ -6,10 +6,10 @@ import re
 
 from macvtapctl.errors import UsageError
 
-DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
 # The name part of an extended resource (a qualified name): alphanumerics, '-', '_', '.', alnum at both ends.
-QUALIFIED_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+QUALIFIED_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?\Z")
 IFNAMSIZ = 15
 MACVTAP_MODES = ("bridge", "private", "vepa")
 RESOURCE_PREFIX = "macvtap.network.kubevirt.io"
@@ -111,8 +111,8 @@ def full_resource_name(name: str) -> str:
 
 # --- KubeVirt VM rules ------------------------------------------------------------------------------
 
-KUBEVIRT_IFACE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
-_MAC = re.compile(r"^([0-9A-Fa-f]{2})([:-])([0-9A-Fa-f]{2})(\2[0-9A-Fa-f]{2}){4}$")
+KUBEVIRT_IFACE_NAME = re.compile(r"^[A-Za-z0-9_-]+\Z")
+_MAC = re.compile(r"^([0-9A-Fa-f]{2})([:-])([0-9A-Fa-f]{2})(\2[0-9A-Fa-f]{2}){4}\Z")
 
 
 def check_vm_network_name(value: str) -> str:
@@ -141,8 +141,8 @@ def check_unicast_mac(value: str) -> str:
     return mac
 
 
-_QUANTITY = re.compile(r"^([0-9]+(\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_QUANTITY = re.compile(r"^([0-9]+(\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?\Z")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?\Z")
 
 
 def check_quantity(value: str, flag: str) -> str:

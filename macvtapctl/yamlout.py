@@ -15,20 +15,20 @@ import math
 import re
 from typing import Any
 
-_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_./-]*$")
-_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?[A-Za-z]+$")  # 1Gi, 100m, 1.5Gi: never a YAML number or date
+_PLAIN = re.compile(r"^[A-Za-z_/][A-Za-z0-9_./-]*\Z")
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?[A-Za-z]+\Z")  # 1Gi, 100m, 1.5Gi: never a YAML number or date
 # YAML 1.1 words a reader would turn into bools or null.
 _RESERVED = {"y", "yes", "n", "no", "true", "false", "on", "off", "null"}
 # Characters YAML does not allow unescaped (JSON already escapes those below 0x20).
 _NON_PRINTABLE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")  # and YAML 1.1 line breaks
-_BLOCK_SAFE = re.compile(r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ufeff]*$")
+_BLOCK_SAFE = re.compile(r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ufeff]*\Z")
 
 
 @functools.lru_cache(maxsize=4096)  # keys and most values repeat across objects
 def _string(text: str) -> str:
-    if _PLAIN.match(text) and text.lower() not in _RESERVED and not text.endswith(("-", ".")):
+    if _PLAIN.fullmatch(text) and text.lower() not in _RESERVED and not text.endswith(("-", ".")):
         return text
-    if _QUANTITY.match(text) and not text.lower().startswith(("0x", "0b", "0o")):
+    if _QUANTITY.fullmatch(text) and not text.lower().startswith(("0x", "0b", "0o")):
         return text
     quoted = json.dumps(text, ensure_ascii=False)
     return _NON_PRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", quoted)

@@ -36,7 +36,7 @@ E_TAP_NOT_FOUND = 103
 E_NETLINK = 104
 E_CHECK_FAILED = 105
 
-_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}\Z")
 
 
 class CniError(Exception):

@@ -152,7 +152,7 @@ def root(
 
 
 def _register() -> None:
-    from macvtapctl.cli import agent, enable, expose, nad, rbac, setup, version, vm
+    from macvtapctl.cli import agent, enable, expose, install, nad, rbac, setup, status, version, vm
 
     app.command("version", help=version.HELP)(version.version)
     app.command("enable", help=enable.ENABLE_HELP)(enable.enable)
@@ -165,6 +165,10 @@ def _register() -> None:
     app.command("rbac", help=rbac.HELP)(rbac.rbac)
     app.add_typer(vm.app, name="vm")
     app.add_typer(agent.app, name="agent")
+    app.command("install", help=install.INSTALL_HELP)(install.install)
+    app.command("uninstall", help=install.UNINSTALL_HELP)(install.uninstall)
+    app.command("kind-config", help=install.KIND_HELP)(install.kind_config)
+    app.command("status", help=status.HELP)(status.status)
 
 
 _register()

@@ -212,10 +212,10 @@ class Kube:
         return result
 
     def json_patch(self, res: Resource, name: str, ops: builtins.list[Obj], namespace: str | None = None, *,
-                   dry_run: DryRun = DryRun.NONE) -> Obj:
+                   dry_run: DryRun = DryRun.NONE, subresource: str | None = None) -> Obj:
         """RFC 6902 JSON patch; start `ops` with a `test` of /metadata/resourceVersion to guard it."""
         result: Obj = self.request(
-            "PATCH", res.path(namespace, name), Request("patch", res, namespace, name),
+            "PATCH", res.path(namespace, name, subresource), Request("patch", res, namespace, name),
             query=self._write_query(dry_run), body=ops, content_type=JSON_PATCH)
         return result
 

@@ -68,3 +68,15 @@ def test_dns_label() -> None:
     for bad in ("Web", "-a", "a-", "a_b", "a" * 64, ""):
         with pytest.raises(UsageError, match="DNS-1123 label"):
             v.check_dns_label(bad, "name")
+
+
+@pytest.mark.parametrize("check", [
+    lambda v_: v.check_dns_label(v_, "name"), lambda v_: v.check_dns_subdomain(v_, "name"),
+    lambda v_: v.check_resource_name(v_), lambda v_: v.check_unicast_mac(v_), lambda v_: v.check_vm_network_name(v_),
+    lambda v_: v.check_quantity(v_, "--memory"),
+])
+def test_a_trailing_newline_is_never_valid(check) -> None:
+    """Python's `$` matches before a final newline: every rule must use a full match."""
+    for value in ("web\n", "02:00:00:00:00:01\n", "1Gi\n"):
+        with pytest.raises(UsageError):
+            check(value)

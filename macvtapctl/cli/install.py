@@ -1,0 +1,281 @@
+"""`install`, `uninstall`, `kind-config`: deploy the node agent (or enable macvtap in CNAO)."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import typer
+
+from macvtapctl import validate
+from macvtapctl.cli.common import DryRunOption, ForceOption, connect, dry_run_of, printer_for, settings_of
+from macvtapctl.errors import PreconditionError, TimeoutExceeded, UsageError
+from macvtapctl.manifests import agent as agentm
+from macvtapctl.output import Printer
+from macvtapctl.settings import DryRun
+
+INSTALL_HELP = """Deploy the macvtapctl node agent (device plugin + CNI) as a DaemonSet: namespace, ServiceAccount
+(no API access needed), the device-plugin ConfigMap (created with [] only when absent; never overwritten) and the
+DaemonSet, all server-side applied. --via cnao enables macvtap in an existing Cluster Network Addons Operator
+instead. --wait waits until the agent is ready on every selected node and those nodes advertise the exposed
+resources."""
+UNINSTALL_HELP = """Remove what install created (the DaemonSet and ServiceAccount; the ConfigMap and namespace only
+with --purge). Refused while VMs use macvtap, unless --force. --purge-node-resources also clears the stale
+macvtap.network.kubevirt.io/* capacity the kubelet leaves on nodes."""
+KIND_HELP = "Print a KinD cluster config whose nodes see the host's /dev (macvtap's /dev/tapN lives there)."
+
+
+def _options(image: str, namespace: str, node_selector: list[str], toleration: list[str], cni_bin_dir: str,
+             device_plugin_dir: str) -> agentm.InstallOptions:
+    validate.check_dns_label(namespace, "--namespace")
+    if not image or any(c.isspace() for c in image):
+        raise UsageError(f'invalid --image "{image}": an image reference has no whitespace')
+    return agentm.InstallOptions(
+        image=image, namespace=namespace, node_selector=agentm.parse_node_selector(node_selector),
+        tolerations=[agentm.parse_toleration(t) for t in toleration],
+        cni_bin_dir=agentm.check_host_path(cni_bin_dir, "--cni-bin-dir"),
+        device_plugin_dir=agentm.check_host_path(device_plugin_dir, "--device-plugin-dir"))
+
+
+def install(
+    ctx: typer.Context,
+    image: Annotated[str, typer.Option("--image", help="Agent image.")] = agentm.DEFAULT_IMAGE,
+    node_selector: Annotated[list[str] | None, typer.Option("--node-selector", metavar="KEY=VALUE",
+                                                            help="Only these nodes; repeatable.")] = None,
+    toleration: Annotated[list[str] | None, typer.Option(
+        "--toleration", metavar="KEY[=VALUE][:EFFECT]|*", help="Tolerations (default: tolerate all); repeatable.")]
+    = None,
+    cni_bin_dir: Annotated[str, typer.Option("--cni-bin-dir")] = "/opt/cni/bin",
+    device_plugin_dir: Annotated[str, typer.Option("--device-plugin-dir")] = "/var/lib/kubelet/device-plugins",
+    via: Annotated[str, typer.Option("--via", metavar="agent|cnao", help="What deploys macvtap.")] = "agent",
+    device_plugin_config: Annotated[str | None, typer.Option(
+        "--device-plugin-config", metavar="CONFIGMAP", help="With --via cnao: a user-owned DP ConfigMap.")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until ready on every selected node.")] = False,
+    timeout: Annotated[str, typer.Option("--timeout", metavar="DURATION", help="For --wait.")] = "5m",
+    dry_run: DryRunOption = "none",
+) -> None:
+    from macvtapctl.settings import parse_request_timeout
+
+    settings = settings_of(ctx)
+    fmt = settings.output_format(("table", "json", "yaml", "name"))
+    mode = dry_run_of(dry_run)
+    limit = parse_request_timeout(timeout) or 300.0
+    if via not in ("agent", "cnao"):
+        raise UsageError(f'invalid --via "{via}": must be agent or cnao')
+    if device_plugin_config and via != "cnao":
+        raise UsageError("--device-plugin-config only applies to --via cnao")
+    if device_plugin_config:
+        validate.check_dns_subdomain(device_plugin_config, "--device-plugin-config")
+    # -n/--namespace (global, kubectl's) is the agent's namespace here; default "macvtap".
+    namespace = settings.namespace or agentm.DEFAULT_NAMESPACE
+    opts = _options(image, namespace, node_selector or [], toleration or [], cni_bin_dir, device_plugin_dir)
+    printer = printer_for(settings)
+    if via == "cnao":
+        objs = [agentm.network_addons_config(device_plugin_config)]
+    else:
+        objs = [agentm.namespace(opts), agentm.service_account(opts), agentm.configmap(opts), agentm.daemonset(opts)]
+    if mode is DryRun.CLIENT:
+        for obj in objs:
+            printer.status(_label(obj), "created", mode.suffix)
+        _emit(printer, fmt, objs)
+        return
+    with connect(settings) as kube:
+        if via == "cnao":
+            result = [_cnao(kube, printer, mode, objs[0])]
+        else:
+            result = [_apply(kube, printer, mode, obj) for obj in objs]
+        if wait and mode is DryRun.NONE:
+            if via == "cnao":
+                printer.warn("--wait follows the macvtapctl agent; with --via cnao watch CNAO's macvtap-cni instead")
+            else:
+                wait_ready(kube, printer, opts, limit)
+    _emit(printer, fmt, result)
+
+
+def _emit(printer: Printer, fmt: str, objs: list[dict[str, Any]]) -> None:
+    if fmt == "yaml":
+        printer.yaml_stream(objs)
+    elif fmt in ("json", "name"):
+        printer.objects(objs, fmt, as_list=True)
+
+
+def _label(obj: dict[str, Any]) -> str:
+    from macvtapctl.output import resource_label
+
+    return resource_label(obj)
+
+
+def _resource_of(obj: dict[str, Any]) -> Any:
+    from macvtapctl.kube import resources as r
+
+    return {"Namespace": r.NAMESPACE, "ServiceAccount": r.SERVICE_ACCOUNT, "ConfigMap": r.CONFIGMAP,
+            "DaemonSet": r.DAEMONSET, "NetworkAddonsConfig": r.NETWORK_ADDONS_CONFIG}[obj["kind"]]
+
+
+def _apply(kube: Any, printer: Printer, mode: DryRun, obj: dict[str, Any]) -> dict[str, Any]:
+    """Server-side apply, but write nothing when nothing would change (a server dry run tells)."""
+    res = _resource_of(obj)
+    ns = obj["metadata"].get("namespace")
+    name = obj["metadata"]["name"]
+    existing = kube.get_or_none(res, name, ns)
+    if obj["kind"] == "ConfigMap":
+        if existing is not None:  # the user's entries are never touched
+            printer.status(_label(obj), "unchanged", mode.suffix)
+            return dict(existing)
+        result: dict[str, Any] = kube.create(res, obj, ns, dry_run=mode)
+        printer.status(_label(obj), "created", mode.suffix)
+        return result
+    preview: dict[str, Any] = kube.apply(res, obj, ns, dry_run=DryRun.SERVER)
+    if existing is not None and preview["metadata"]["resourceVersion"] == existing["metadata"]["resourceVersion"]:
+        printer.status(_label(obj), "unchanged", mode.suffix)
+        return dict(existing)
+    result = preview if mode is DryRun.SERVER else kube.apply(res, obj, ns)
+    printer.status(_label(obj), "created" if existing is None else "configured", mode.suffix)
+    return result
+
+
+def _cnao(kube: Any, printer: Printer, mode: DryRun, obj: dict[str, Any]) -> dict[str, Any]:
+    """Create the NetworkAddonsConfig `cluster`, or merge-patch macvtap into the existing one."""
+    from macvtapctl.jsonmerge import dig
+    from macvtapctl.kube.resources import NETWORK_ADDONS_CONFIG
+
+    existing = kube.get_or_none(NETWORK_ADDONS_CONFIG, "cluster")
+    label = NETWORK_ADDONS_CONFIG.label("cluster")
+    if existing is None:
+        result: dict[str, Any] = kube.create(NETWORK_ADDONS_CONFIG, obj, dry_run=mode)
+        printer.status(label, "created", mode.suffix)
+        return result
+    want = obj["spec"]["macvtap"]
+    have = dig(existing, "spec", "macvtap")
+    if isinstance(have, dict) and all(have.get(k) == v for k, v in want.items()):
+        printer.status(label, "unchanged", mode.suffix)
+        return dict(existing)
+    patch = {"metadata": {"resourceVersion": existing["metadata"]["resourceVersion"]}, "spec": {"macvtap": want}}
+    result = kube.merge_patch(NETWORK_ADDONS_CONFIG, "cluster", patch, dry_run=mode)
+    printer.status(label, "configured", mode.suffix)
+    return result
+
+
+def _selected(node: dict[str, Any], selector: dict[str, str]) -> bool:
+    labels = node.get("metadata", {}).get("labels") or {}
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def readiness(kube: Any, opts: agentm.InstallOptions) -> tuple[bool, str, list[str]]:
+    """(ready, summary, lagging nodes): the DaemonSet is ready everywhere and nodes advertise the resources."""
+    from macvtapctl.kube import dpconfigmap
+    from macvtapctl.kube.resources import DAEMONSET, NODE
+
+    ds = kube.get_or_none(DAEMONSET, agentm.AGENT_NAME, opts.namespace) or {}
+    st = ds.get("status") or {}
+    desired, ready, updated = (int(st.get(k) or 0) for k in ("desiredNumberScheduled", "numberReady",
+                                                                "updatedNumberScheduled"))
+    nodes = [n for n in kube.list(NODE) if _selected(n, opts.node_selector)]
+    target = dpconfigmap.locate(kube, opts.namespace)
+    cfg = target.config() if target.object is not None else None
+    wanted = [] if cfg is None or cfg.expose_all else [validate.full_resource_name(n) for n in cfg.names()]
+    lagging = []
+    for node in nodes:
+        alloc = (node.get("status") or {}).get("allocatable") or {}
+        missing = [r for r in wanted if r not in alloc]
+        if missing:
+            lagging.append(f"{node['metadata']['name']} (not advertising {', '.join(missing)})")
+    ds_ready = desired > 0 and ready == desired and updated == desired
+    summary = (f"agent ready on {ready}/{desired} node(s), {updated} updated; "
+               f"{len(nodes) - len(lagging)}/{len(nodes)} node(s) advertise {len(wanted)} resource(s)")
+    if not ds_ready:
+        lagging.insert(0, f"DaemonSet {opts.namespace}/{agentm.AGENT_NAME}: {ready}/{desired} ready")
+    return ds_ready and not lagging, summary, lagging
+
+
+def wait_ready(kube: Any, printer: Printer, opts: agentm.InstallOptions, limit: float) -> None:
+    deadline = time.monotonic() + limit
+    last = ""
+    while True:
+        ok, summary, lagging = readiness(kube, opts)
+        if summary != last:
+            printer.info(f"waiting: {summary}")
+            last = summary
+        if ok:
+            printer.info("macvtapctl agent is ready on every selected node")
+            return
+        if time.monotonic() >= deadline:
+            raise TimeoutExceeded(f"timed out after {limit:g}s waiting for the agent; lagging: {'; '.join(lagging)}")
+        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+
+
+def uninstall(
+    ctx: typer.Context,
+    purge: Annotated[bool, typer.Option("--purge", help="Also delete the DP ConfigMap and the namespace.")] = False,
+    purge_node_resources: Annotated[bool, typer.Option(
+        "--purge-node-resources", help="Clear macvtap.network.kubevirt.io/* capacity left on nodes.")] = False,
+    dry_run: DryRunOption = "none",
+    force: ForceOption = False,
+) -> None:
+    settings = settings_of(ctx)
+    mode = dry_run_of(dry_run)
+    namespace = validate.check_dns_label(settings.namespace or agentm.DEFAULT_NAMESPACE, "--namespace")
+    printer = printer_for(settings)
+    from macvtapctl import dpconfig, vmlint
+    from macvtapctl.kube import resources as r
+    from macvtapctl.kube.facts import gather
+    from macvtapctl.kube.vms import all_vms
+
+    with connect(settings) as kube:
+        try:
+            facts = gather(kube, with_vm_macs=False)
+        except PreconditionError:
+            facts = vmlint.Facts()
+        users = [f"{v['metadata']['namespace']}/{v['metadata']['name']}" for v in all_vms(kube)
+                 if vmlint.uses_macvtap(v, facts)]
+        if users and not force:
+            raise PreconditionError(f"{len(users)} VM(s) use macvtap ({', '.join(users[:10])}); delete them first or "
+                                    "pass --force")
+        targets: list[tuple[Any, str, str | None]] = [
+            (r.DAEMONSET, agentm.AGENT_NAME, namespace), (r.SERVICE_ACCOUNT, agentm.AGENT_NAME, namespace)]
+        if purge:
+            targets += [(r.CONFIGMAP, dpconfig.CONFIGMAP_NAME, namespace), (r.NAMESPACE, namespace, None)]
+        for res, name, ns in targets:
+            if kube.get_or_none(res, name, ns) is None:
+                continue
+            if mode is not DryRun.CLIENT:
+                kube.delete(res, name, ns, dry_run=mode)
+            printer.status(res.label(name), "deleted", mode.suffix)
+        if purge_node_resources:
+            _purge_nodes(kube, printer, mode)
+
+
+def _purge_nodes(kube: Any, printer: Printer, mode: DryRun) -> None:
+    """The kubelet keeps extended resources of a plugin that is gone (kubernetes#52510): remove them."""
+    from macvtapctl.kube.resources import NODE
+
+    prefix = validate.RESOURCE_PREFIX + "/"
+    for node in kube.list(NODE):
+        status = node.get("status") or {}
+        keys = sorted({k for part in ("capacity", "allocatable") for k in (status.get(part) or {})
+                       if k.startswith(prefix)})
+        if not keys:
+            continue
+        ops: list[dict[str, Any]] = [{"op": "test", "path": "/metadata/resourceVersion",
+                                      "value": node["metadata"]["resourceVersion"]}]
+        for part in ("capacity", "allocatable"):
+            for key in keys:
+                if key in (status.get(part) or {}):
+                    ops.append({"op": "remove", "path": f"/status/{part}/{key.replace('/', '~1')}"})
+        if mode is not DryRun.CLIENT:
+            kube.json_patch(NODE, node["metadata"]["name"], ops, subresource="status", dry_run=mode)
+        printer.status(NODE.label(node["metadata"]["name"]), f"patched (removed {', '.join(keys)})", mode.suffix)
+
+
+def kind_config(
+    ctx: typer.Context,
+    nodes: Annotated[int, typer.Option("--nodes", help="Nodes: one control plane, the rest workers.")] = 2,
+) -> None:
+    settings = settings_of(ctx)
+    fmt = settings.output_format(("table", "yaml", "json"))
+    doc = agentm.kind_config(nodes)
+    printer = printer_for(settings)
+    if fmt == "json":
+        printer.document(doc, "json")
+    else:
+        printer.yaml_stream([doc])

@@ -1,0 +1,178 @@
+"""The node agent's objects (pure): namespace, ServiceAccount, DP ConfigMap, DaemonSet; CNAO and KinD configs.
+
+Least privilege, and why (docs/install.md): the agent never calls the API server (its configuration is the
+mounted ConfigMap), so its ServiceAccount gets no RBAC and no token. It is not privileged; it keeps only:
+NET_ADMIN (create, move and configure links), SYS_ADMIN (setns into pod network namespaces), SYS_PTRACE
+(open /proc/<pid>/ns/net of other users' processes), CHOWN (hand /dev/tapN to qemu), and runs as root
+because the kubelet's device-plugin directory and the CNI bin dir are root's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from macvtapctl import dpconfig, validate
+from macvtapctl.errors import UsageError
+
+AGENT_NAME = "macvtapctl-agent"
+DEFAULT_NAMESPACE = "macvtap"
+DEFAULT_IMAGE = "quay.io/macvtapctl/agent:v0.1.0"
+LABELS = {"app.kubernetes.io/name": AGENT_NAME, "app.kubernetes.io/part-of": "macvtapctl"}
+METRICS_PORT = 9450
+CAPABILITIES = ["NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE", "CHOWN"]
+
+
+@dataclass
+class InstallOptions:
+    image: str = DEFAULT_IMAGE
+    namespace: str = DEFAULT_NAMESPACE
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = field(default_factory=list)
+    cni_bin_dir: str = "/opt/cni/bin"
+    device_plugin_dir: str = "/var/lib/kubelet/device-plugins"
+    configmap: str = dpconfig.CONFIGMAP_NAME
+
+
+def parse_node_selector(values: list[str]) -> dict[str, str]:
+    out = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f'invalid --node-selector "{item}": expected KEY=VALUE')
+        validate.check_label(key, value)
+        out[key] = value
+    return out
+
+
+def parse_toleration(value: str) -> dict[str, Any]:
+    """kubectl-like `KEY[=VALUE][:EFFECT]`, or `*` for "tolerate everything"."""
+    if value == "*":
+        return {"operator": "Exists"}
+    spec, _, effect = value.partition(":")
+    if effect and effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute"):
+        raise UsageError(f'invalid --toleration "{value}": effect must be NoSchedule, PreferNoSchedule or NoExecute')
+    key, sep, val = spec.partition("=")
+    if not key:
+        raise UsageError(f'invalid --toleration "{value}": expected KEY[=VALUE][:EFFECT] or *')
+    validate.check_label(key, val)
+    tol: dict[str, Any] = {"key": key, "operator": "Equal" if sep else "Exists"}
+    if sep:
+        tol["value"] = val
+    if effect:
+        tol["effect"] = effect
+    return tol
+
+
+def check_host_path(path: str, flag: str) -> str:
+    if not path.startswith("/") or "\0" in path or ".." in path.split("/"):
+        raise UsageError(f'invalid {flag} "{path}": must be an absolute path without ".."')
+    return path.rstrip("/") or "/"
+
+
+def namespace(opts: InstallOptions) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": opts.namespace, "labels": {
+                **LABELS,
+                # The agent is a privileged-class workload (host network, host PID, hostPath mounts).
+                "pod-security.kubernetes.io/enforce": "privileged"}}}
+
+
+def service_account(opts: InstallOptions) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": AGENT_NAME, "namespace": opts.namespace, "labels": dict(LABELS)},
+            "automountServiceAccountToken": False}
+
+
+def configmap(opts: InstallOptions) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": opts.configmap, "namespace": opts.namespace, "labels": dict(LABELS)},
+            "data": {dpconfig.CONFIG_KEY: "[]"}}
+
+
+def _host_path(name: str, path: str, kind: str = "Directory") -> dict[str, Any]:
+    return {"name": name, "hostPath": {"path": path, "type": kind}}
+
+
+def daemonset(opts: InstallOptions) -> dict[str, Any]:
+    args = ["agent", "--install-cni", "/host/cni-bin", "--config-file", f"/etc/macvtap/{dpconfig.CONFIG_KEY}",
+            "--device-plugin-dir", opts.device_plugin_dir, "--cni-socket", "/run/macvtapctl/cni.sock",
+            "--metrics-address", f"0.0.0.0:{METRICS_PORT}"]
+    probe = {"httpGet": {"path": "/healthz", "port": METRICS_PORT}, "periodSeconds": 10, "failureThreshold": 3}
+    container = {
+        "name": "agent",
+        "image": opts.image,
+        "command": ["macvtapctl"],
+        "args": args,
+        "securityContext": {
+            "privileged": False,
+            "runAsUser": 0,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"], "add": list(CAPABILITIES)},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
+        "livenessProbe": probe,
+        "readinessProbe": {**probe, "httpGet": {"path": "/readyz", "port": METRICS_PORT}, "periodSeconds": 5},
+        "resources": {"requests": {"cpu": "50m", "memory": "80Mi"}, "limits": {"memory": "256Mi"}},
+        "volumeMounts": [
+            {"name": "device-plugins", "mountPath": opts.device_plugin_dir},
+            {"name": "cni-bin", "mountPath": "/host/cni-bin"},
+            {"name": "dev", "mountPath": "/dev"},
+            {"name": "socket-dir", "mountPath": "/run/macvtapctl"},
+            # Pod netns bind mounts created after the agent started must appear inside it.
+            {"name": "netns", "mountPath": "/run/netns", "mountPropagation": "HostToContainer"},
+            {"name": "config", "mountPath": "/etc/macvtap", "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - a private emptyDir: the root fs is read-only
+        ],
+    }
+    pod_spec: dict[str, Any] = {
+        "serviceAccountName": AGENT_NAME,
+        "automountServiceAccountToken": False,
+        "hostNetwork": True,
+        "hostPID": True,  # CNI_NETNS may be /proc/<pid>/ns/net
+        "dnsPolicy": "ClusterFirstWithHostNet",
+        "priorityClassName": "system-node-critical",
+        "terminationGracePeriodSeconds": 10,
+        "tolerations": opts.tolerations or [{"operator": "Exists"}],
+        "containers": [container],
+        "volumes": [
+            _host_path("device-plugins", opts.device_plugin_dir),
+            _host_path("cni-bin", opts.cni_bin_dir, "DirectoryOrCreate"),
+            _host_path("dev", "/dev"),
+            _host_path("socket-dir", "/run/macvtapctl", "DirectoryOrCreate"),
+            _host_path("netns", "/run/netns", "DirectoryOrCreate"),
+            {"name": "config", "configMap": {"name": opts.configmap}},
+            {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
+        ],
+    }
+    if opts.node_selector:
+        pod_spec["nodeSelector"] = dict(opts.node_selector)
+    return {
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": AGENT_NAME, "namespace": opts.namespace, "labels": dict(LABELS)},
+        "spec": {
+            "selector": {"matchLabels": {"app.kubernetes.io/name": AGENT_NAME}},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+            "template": {"metadata": {"labels": dict(LABELS)}, "spec": pod_spec},
+        },
+    }
+
+
+def network_addons_config(device_plugin_config: str | None) -> dict[str, Any]:
+    macvtap: dict[str, Any] = {}
+    if device_plugin_config:
+        macvtap["devicePluginConfig"] = device_plugin_config
+    return {"apiVersion": "networkaddonsoperator.network.kubevirt.io/v1", "kind": "NetworkAddonsConfig",
+            "metadata": {"name": "cluster"}, "spec": {"macvtap": macvtap}}
+
+
+def kind_config(nodes: int) -> dict[str, Any]:
+    """KinD nodes are containers: /dev/tapN appears in the host's devtmpfs, so mount the host /dev into each."""
+    if not 1 <= nodes <= 100:
+        raise UsageError(f"invalid --nodes {nodes}: must be from 1 to 100")
+    mount = [{"hostPath": "/dev", "containerPath": "/dev", "propagation": "HostToContainer"}]
+    roles = ["control-plane"] + ["worker"] * (nodes - 1)
+    return {"kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha4",
+            "nodes": [{"role": role, "extraMounts": [dict(m) for m in mount]} for role in roles]}

@@ -1,0 +1,227 @@
+"""install / uninstall / status / kind-config against the real API server (built-in schemas, strict)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from macvtapctl.errors import ExitCode
+from macvtapctl.kube.resources import (
+    CONFIGMAP,
+    DAEMONSET,
+    NAD,
+    NAMESPACE,
+    NETWORK_ADDONS_CONFIG,
+    NODE,
+    SERVICE_ACCOUNT,
+    VIRTUAL_MACHINE,
+    VIRTUAL_MACHINE_INSTANCE,
+)
+from tests.conftest import resource_versions
+
+NS = "macvtap"
+CM = "macvtap-deviceplugin-config"
+AGENT = "macvtapctl-agent"
+OBJECTS = [(NAMESPACE, NS, None), (SERVICE_ACCOUNT, AGENT, NS), (CONFIGMAP, CM, NS), (DAEMONSET, AGENT, NS)]
+
+
+@pytest.fixture(autouse=True)
+def clean(control_plane):
+    def wipe() -> None:
+        with control_plane.kube() as k:
+            for res, name, ns in [(DAEMONSET, AGENT, NS), (SERVICE_ACCOUNT, AGENT, NS)]:
+                if k.get_or_none(res, name, ns):
+                    k.delete(res, name, ns)
+            for cm in k.list(CONFIGMAP, field_selector=f"metadata.name={CM}"):
+                k.delete(CONFIGMAP, CM, cm["metadata"]["namespace"])
+            for n in k.list(NAD):
+                k.delete(NAD, n["metadata"]["name"], n["metadata"]["namespace"])
+            for n in k.list(NODE):
+                k.delete(NODE, n["metadata"]["name"])
+            for vm in k.list(VIRTUAL_MACHINE):
+                k.delete(VIRTUAL_MACHINE, vm["metadata"]["name"], vm["metadata"]["namespace"])
+            for vmi in k.list(VIRTUAL_MACHINE_INSTANCE):
+                k.delete(VIRTUAL_MACHINE_INSTANCE, vmi["metadata"]["name"], vmi["metadata"]["namespace"])
+    wipe()
+    control_plane.reset_kubevirt("v1.5.0")
+    yield
+    wipe()
+
+
+def test_install_is_accepted_strictly_and_idempotent(cli, admin, control_plane) -> None:
+    r = cli("--kubeconfig", admin, "install", "--image", "registry.example/macvtapctl:v1", "--node-selector",
+            "macvtap=yes", "--toleration", "dedicated=vm:NoSchedule")
+    assert r.exit_code == 0, r.stderr
+    for label in ("namespace/macvtap", "serviceaccount/macvtapctl-agent", "configmap/macvtap-deviceplugin-config",
+                  "daemonset.apps/macvtapctl-agent"):
+        assert f"{label} created" in r.stderr or f"{label} configured" in r.stderr
+    with control_plane.kube() as k:
+        ds = k.get(DAEMONSET, AGENT, NS)
+        cm = k.get(CONFIGMAP, CM, NS)
+    pod = ds["spec"]["template"]["spec"]
+    sc = pod["containers"][0]["securityContext"]
+    assert sc["privileged"] is False and sc["capabilities"]["drop"] == ["ALL"]
+    assert set(sc["capabilities"]["add"]) == {"NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE", "CHOWN"}
+    assert pod["hostNetwork"] and pod["hostPID"] and pod["priorityClassName"] == "system-node-critical"
+    assert pod["nodeSelector"] == {"macvtap": "yes"}
+    assert pod["tolerations"] == [{"key": "dedicated", "operator": "Equal", "value": "vm", "effect": "NoSchedule"}]
+    mounts = {m["mountPath"]: m for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["/run/netns"]["mountPropagation"] == "HostToContainer"
+    assert {"/dev", "/var/lib/kubelet/device-plugins", "/host/cni-bin", "/run/macvtapctl"} <= set(mounts)
+    assert cm["data"]["DP_MACVTAP_CONF"] == "[]"
+    before = resource_versions(control_plane, OBJECTS)
+    r = cli("--kubeconfig", admin, "install", "--image", "registry.example/macvtapctl:v1", "--node-selector",
+            "macvtap=yes", "--toleration", "dedicated=vm:NoSchedule")
+    assert r.exit_code == 0
+    assert [line.split()[-1] for line in r.stderr.splitlines()] == ["unchanged"] * 4
+    assert resource_versions(control_plane, OBJECTS) == before
+
+
+def test_existing_configmap_survives_install(cli, admin, control_plane) -> None:
+    assert cli("--kubeconfig", admin, "expose", "eth0", "--name", "dataplane").exit_code == 0
+    before = resource_versions(control_plane, [(CONFIGMAP, CM, NS)])
+    assert cli("--kubeconfig", admin, "install").exit_code == 0
+    assert resource_versions(control_plane, [(CONFIGMAP, CM, NS)]) == before
+    with control_plane.kube() as k:
+        assert json.loads(k.get(CONFIGMAP, CM, NS)["data"]["DP_MACVTAP_CONF"])[0]["name"] == "dataplane"
+
+
+def test_dry_runs(cli, admin, control_plane) -> None:
+    r = cli("--kubeconfig", admin, "install", "--dry-run=client", "-o", "yaml")
+    docs = list(yaml.safe_load_all(r.stdout))
+    assert [d["kind"] for d in docs] == ["Namespace", "ServiceAccount", "ConfigMap", "DaemonSet"]
+    r = cli("--kubeconfig", admin, "install", "--dry-run=server")
+    assert r.exit_code == 0, r.stderr
+    assert r.stderr.count("(server dry run)") == 4
+    with control_plane.kube() as k:
+        assert k.get_or_none(DAEMONSET, AGENT, NS) is None
+
+
+def test_bad_install_input(cli, admin) -> None:
+    for args, needle in ((["--node-selector", "nope"], '"nope"'), (["--toleration", "k:Sometimes"], "effect"),
+                         (["--cni-bin-dir", "relative"], '"relative"'), (["--via", "helm"], '"helm"'),
+                         (["--device-plugin-config", "x"], "--via cnao"), (["-n", "Bad_NS"], '"Bad_NS"')):
+        r = cli("--kubeconfig", admin, "install", *args)
+        assert r.exit_code == ExitCode.USAGE, (args, r.stderr)
+        assert needle in r.stderr
+
+
+def _node(name: str, alloc: dict[str, str], labels: dict[str, str] | None = None) -> dict:
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels or {}}}
+
+
+def _set_node_status(k, name: str, resources: dict[str, str]) -> None:
+    k.merge_patch(NODE, name, {"status": {"capacity": resources, "allocatable": resources}}, subresource="status")
+
+
+def _set_ds_status(k, desired: int, ready: int) -> None:
+    k.merge_patch(DAEMONSET, AGENT, {"status": {"desiredNumberScheduled": desired, "numberReady": ready,
+                                                "updatedNumberScheduled": ready, "currentNumberScheduled": desired,
+                                                "numberMisscheduled": 0}}, NS, subresource="status")
+
+
+def test_wait_times_out_naming_lagging_nodes_then_succeeds(cli, admin, control_plane) -> None:
+    assert cli("--kubeconfig", admin, "expose", "eth0", "--name", "dataplane").exit_code == 0
+    assert cli("--kubeconfig", admin, "install").exit_code == 0
+    with control_plane.kube() as k:
+        for n in ("node-a", "node-b"):
+            k.create(NODE, _node(n, {}))
+        _set_node_status(k, "node-a", {"macvtap.network.kubevirt.io/dataplane": "100"})
+        _set_ds_status(k, 2, 1)
+    r = cli("--kubeconfig", admin, "install", "--wait", "--timeout", "2s")
+    assert r.exit_code == ExitCode.TIMEOUT
+    assert "node-b (not advertising macvtap.network.kubevirt.io/dataplane)" in r.stderr
+    assert "1/2 ready" in r.stderr
+    with control_plane.kube() as k:
+        _set_node_status(k, "node-b", {"macvtap.network.kubevirt.io/dataplane": "100"})
+        _set_ds_status(k, 2, 2)
+    r = cli("--kubeconfig", admin, "install", "--wait", "--timeout", "10s")
+    assert r.exit_code == 0, r.stderr
+    assert "ready on every selected node" in r.stderr
+
+
+def test_status_chain(cli, admin, control_plane) -> None:
+    r = cli("--kubeconfig", admin, "status", "-o", "json")
+    assert r.exit_code == ExitCode.FINDINGS
+    doc = json.loads(r.stdout)
+    assert not doc["complete"] and "no macvtap binding registered (run: macvtapctl enable)" in doc["problems"]
+    assert cli("--kubeconfig", admin, "setup", "eth0", "--name", "dataplane").exit_code == 0
+    assert cli("--kubeconfig", admin, "nad", "create", "ghost", "--resource", "ghost").exit_code == 0
+    assert cli("--kubeconfig", admin, "install").exit_code == 0
+    with control_plane.kube() as k:
+        k.create(NODE, _node("node-a", {}))
+        _set_node_status(k, "node-a", {"macvtap.network.kubevirt.io/dataplane": "100"})
+        _set_ds_status(k, 1, 1)
+        vmi = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance", "metadata": {"name": "vmi-1"},
+               "spec": {"domain": {"devices": {}}, "networks": [{"name": "dp", "multus": {"networkName": "dataplane"}}]}}
+        k.create(VIRTUAL_MACHINE_INSTANCE, vmi, "default", strict=False)
+        if control_plane.has_status_subresource("virtualmachineinstances.kubevirt.io"):
+            k.merge_patch(VIRTUAL_MACHINE_INSTANCE, "vmi-1", {"status": {"phase": "Running", "nodeName": "node-a"}},
+                          "default", subresource="status", strict=False)
+        else:
+            k.merge_patch(VIRTUAL_MACHINE_INSTANCE, "vmi-1", {"status": {"phase": "Running", "nodeName": "node-a"}},
+                          "default", strict=False)
+    doc = json.loads(cli("--kubeconfig", admin, "status", "-o", "json").stdout)
+    assert doc["problems"] == ["NAD default/ghost: resource 'ghost' is not exposed"]
+    assert doc["nodes"] == [{"node": "node-a", "resource": "dataplane", "capacity": "100", "allocatable": "100",
+                             "inUse": 1}]
+    assert doc["agents"] == [{"namespace": "macvtap", "name": AGENT, "kind": "macvtapctl", "desired": 1, "ready": 1}]
+    assert cli("--kubeconfig", admin, "nad", "delete", "ghost").exit_code == 0
+    r = cli("--kubeconfig", admin, "status")
+    assert r.exit_code == 0, r.stdout + r.stderr
+    assert "the macvtap chain is complete" in r.stderr
+    assert "node-a" in r.stdout and "dataplane" in r.stdout
+
+
+def test_uninstall_removes_exactly_what_install_made(cli, admin, control_plane) -> None:
+    assert cli("--kubeconfig", admin, "install").exit_code == 0
+    with control_plane.kube() as k:
+        k.create(NODE, _node("node-a", {}))
+        _set_node_status(k, "node-a", {"macvtap.network.kubevirt.io/old": "0", "cpu": "2"})
+        k.create(VIRTUAL_MACHINE, {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+                                   "metadata": {"name": "uses"}, "spec": {"template": {"spec": {
+                                       "domain": {"devices": {"interfaces": [
+                                           {"name": "n", "binding": {"name": "macvtap"}}]}},
+                                       "networks": [{"name": "n", "multus": {"networkName": "x"}}]}}}},
+                 "default", strict=False)
+    r = cli("--kubeconfig", admin, "uninstall")
+    assert r.exit_code == ExitCode.PRECONDITION and "default/uses" in r.stderr
+    r = cli("--kubeconfig", admin, "uninstall", "--force", "--purge-node-resources")
+    assert r.exit_code == 0, r.stderr
+    after = resource_versions(control_plane, OBJECTS)
+    assert after[f"daemonsets/{NS}/{AGENT}"] is None and after[f"serviceaccounts/{NS}/{AGENT}"] is None
+    assert after[f"configmaps/{NS}/{CM}"] is not None and after[f"namespaces/None/{NS}"] is not None
+    with control_plane.kube() as k:
+        st = k.get(NODE, "node-a")["status"]
+    assert "macvtap.network.kubevirt.io/old" not in st["capacity"] and st["capacity"]["cpu"] == "2"
+    assert cli("--kubeconfig", admin, "uninstall", "--force").stderr == ""  # nothing left to delete
+
+
+def test_via_cnao(cli, admin, control_plane) -> None:
+    if control_plane.crds_dir is None:
+        pytest.skip("../shared/crds is absent: the CNAO CRD is not installed")
+    with control_plane.kube() as k:
+        if k.get_or_none(NETWORK_ADDONS_CONFIG, "cluster"):
+            k.delete(NETWORK_ADDONS_CONFIG, "cluster")
+    try:
+        r = cli("--kubeconfig", admin, "install", "--via", "cnao", "--device-plugin-config", "my-macvtap")
+        assert r.exit_code == 0, r.stderr
+        with control_plane.kube() as k:
+            nac = k.get(NETWORK_ADDONS_CONFIG, "cluster")
+            assert nac["spec"]["macvtap"] == {"devicePluginConfig": "my-macvtap"}
+            assert k.get_or_none(DAEMONSET, AGENT, NS) is None
+        r = cli("--kubeconfig", admin, "install", "--via", "cnao", "--device-plugin-config", "my-macvtap")
+        assert r.stderr.rstrip().endswith("unchanged")
+    finally:
+        with control_plane.kube() as k:
+            k.delete(NETWORK_ADDONS_CONFIG, "cluster")
+
+
+def test_kind_config(cli) -> None:
+    doc = yaml.safe_load(cli("kind-config", "--nodes", "3").stdout)
+    assert [n["role"] for n in doc["nodes"]] == ["control-plane", "worker", "worker"]
+    assert all(n["extraMounts"] == [{"hostPath": "/dev", "containerPath": "/dev", "propagation": "HostToContainer"}]
+               for n in doc["nodes"])
+    assert cli("kind-config", "--nodes", "0").exit_code == ExitCode.USAGE
