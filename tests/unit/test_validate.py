@@ -72,7 +72,7 @@ def test_dns_label() -> None:
 
 @pytest.mark.parametrize("check", [
     lambda v_: v.check_dns_label(v_, "name"), lambda v_: v.check_dns_subdomain(v_, "name"),
-    lambda v_: v.check_resource_name(v_), lambda v_: v.check_unicast_mac(v_), lambda v_: v.check_vm_network_name(v_),
+    v.check_resource_name, v.check_unicast_mac, v.check_vm_network_name,
     lambda v_: v.check_quantity(v_, "--memory"),
 ])
 def test_a_trailing_newline_is_never_valid(check) -> None:
