@@ -73,6 +73,10 @@ demo: cluster-up
 	@echo; echo "+ macvtapctl vm create demo-vm --network dataplane --mac auto --apply"; \
 	  $(MVC) vm create demo-vm --network dataplane --mac auto --apply
 	@echo; echo "+ macvtapctl vm check --all"; $(MVC) vm check --all
+	@echo; echo "+ macvtapctl install --dry-run=server   # the agent DaemonSet, validated by the API server"; \
+	  $(MVC) install --dry-run=server
+	@echo; echo "+ macvtapctl status   # no nodes run the agent here, so the chain is incomplete (exit 8)"; \
+	  $(MVC) status || true
 	@echo; echo "(stop the local control plane with: make cluster-down)"
 
 completions: venv

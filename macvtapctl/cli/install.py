@@ -126,12 +126,20 @@ def _apply(kube: Any, printer: Printer, mode: DryRun, obj: dict[str, Any]) -> di
         printer.status(_label(obj), "created", mode.suffix)
         return result
     preview: dict[str, Any] = kube.apply(res, obj, ns, dry_run=DryRun.SERVER)
-    if existing is not None and preview["metadata"]["resourceVersion"] == existing["metadata"]["resourceVersion"]:
+    if existing is not None and _content(preview) == _content(existing):
         printer.status(_label(obj), "unchanged", mode.suffix)
         return dict(existing)
     result = preview if mode is DryRun.SERVER else kube.apply(res, obj, ns)
     printer.status(_label(obj), "created" if existing is None else "configured", mode.suffix)
     return result
+
+
+def _content(obj: dict[str, Any]) -> dict[str, Any]:
+    """What an apply can change: everything but status and server-kept metadata. (A server dry run does not
+    bump resourceVersion, so that cannot tell a no-op from a change.)"""
+    meta = obj.get("metadata") or {}
+    return {**{k: v for k, v in obj.items() if k not in ("metadata", "status")},
+            "labels": meta.get("labels") or {}, "annotations": meta.get("annotations") or {}}
 
 
 def _cnao(kube: Any, printer: Printer, mode: DryRun, obj: dict[str, Any]) -> dict[str, Any]:

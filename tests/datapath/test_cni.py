@@ -273,3 +273,23 @@ def test_fifty_concurrent_adds_then_dels(agent, node: Node) -> None:
     assert [r.code for r in dels] == [0] * 50
     for netns, _ in pods:
         assert node.pod_link("net1", netns.rsplit("/", 1)[1]) is None
+
+
+def test_proc_pid_netns_path_form(cnitool, agent, node: Node) -> None:
+    """Runtimes hand either /run/netns/<name> or /proc/<pid>/ns/net: both must work."""
+    import subprocess
+
+    holder = subprocess.Popen(["ip", "netns", "exec", node.pod, "sleep", "60"])
+    try:
+        time.sleep(0.3)
+        netns = f"/proc/{holder.pid}/ns/net"
+        node.allocate("procMvp0")
+        write_conf(agent, "proc", "1.1.0", deviceID="procMvp0")
+        r = run_cnitool(cnitool, agent, "add", "proc", netns)
+        assert r.code == 0, r.stdout + r.stderr
+        assert node.pod_link("net1") is not None  # it landed in the pod's namespace
+        assert run_cnitool(cnitool, agent, "del", "proc", netns).code == 0
+        assert node.pod_link("net1") is None
+    finally:
+        holder.kill()
+        holder.wait()

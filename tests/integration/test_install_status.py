@@ -79,6 +79,19 @@ def test_install_is_accepted_strictly_and_idempotent(cli, admin, control_plane) 
     assert resource_versions(control_plane, OBJECTS) == before
 
 
+def test_existing_namespace_gets_configured(cli, admin, control_plane) -> None:
+    with control_plane.kube() as k:
+        if k.get_or_none(NAMESPACE, NS) is not None:
+            k.merge_patch(NAMESPACE, NS, {"metadata": {"labels": None}})
+        else:
+            k.create(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+    r = cli("--kubeconfig", admin, "install")
+    assert "namespace/macvtap configured" in r.stderr
+    with control_plane.kube() as k:
+        labels = k.get(NAMESPACE, NS)["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "privileged"
+
+
 def test_existing_configmap_survives_install(cli, admin, control_plane) -> None:
     assert cli("--kubeconfig", admin, "expose", "eth0", "--name", "dataplane").exit_code == 0
     before = resource_versions(control_plane, [(CONFIGMAP, CM, NS)])
