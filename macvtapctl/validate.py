@@ -160,3 +160,15 @@ def check_label(key: str, value: str) -> None:
     if len(value) > 63 or not _LABEL_VALUE.match(value):
         raise UsageError(f'invalid label value "{value}" for "{key}": at most 63 characters of letters, digits, '
                          "'-', '_' and '.', starting and ending with a letter or digit")
+
+
+def parse_labels(values: list[str], flag: str) -> dict[str, str]:
+    """Repeated KEY=VALUE flags (--label, --node-selector), each checked as a Kubernetes label."""
+    labels: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f'invalid {flag} "{item}": expected KEY=VALUE')
+        check_label(key, value)
+        labels[key] = value
+    return labels

@@ -8,7 +8,6 @@ import tempfile
 from pathlib import Path
 
 PLUGIN_NAME = "macvtap"
-SEARCH = ("MACVTAPCTL_SHIM",)
 
 
 def find_shim(explicit: str | None = None) -> Path:

@@ -12,7 +12,6 @@ from macvtapctl.agent import netns
 
 IFF_UP = 0x1
 IFF_PROMISC = 0x100
-MACVTAP_MODES = {"private": 1, "vepa": 2, "bridge": 4}
 
 _local = threading.local()
 

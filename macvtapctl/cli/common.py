@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -49,14 +48,8 @@ def namespace_of(settings: Settings) -> str:
     return default_namespace(settings.kubeconfig, settings.context)
 
 
-def report_write(printer: Printer, label: str, operation: str, dry_run: DryRun) -> None:
-    printer.status(label, operation, dry_run.suffix)
-
-
 def emit(printer: Printer, fmt: str, objects: list[dict[str, Any]]) -> None:
     """With -o json|yaml|name, print the resulting objects on stdout; tables print nothing for writes."""
     if fmt in ("json", "yaml", "name") and objects:
         printer.objects(objects, fmt)
 
-
-Attempt = Callable[[], Any]

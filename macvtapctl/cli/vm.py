@@ -28,17 +28,6 @@ cluster: the binding is registered, each NAD exists (in the VM's namespace or de
 exposed, MACs are unique on each network. --offline skips those checks (printing only)."""
 
 
-def _parse_labels(values: list[str]) -> dict[str, str]:
-    labels = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise UsageError(f'invalid --label "{item}": expected KEY=VALUE')
-        validate.check_label(key, value)
-        labels[key] = value
-    return labels
-
-
 def _ssh_keys(values: list[str]) -> list[str]:
     """Each --ssh-key is a public key, or a path to a file of them."""
     keys = []
@@ -159,7 +148,7 @@ def _options(settings: Settings, network: list[str], memory: str, cpu: int, imag
         namespace=settings.namespace, memory=memory, cpu=cpu, image=image, run_strategy=run_strategy,
         user=user, password=_password(password_file), ssh_keys=_ssh_keys(ssh_key),
         ips=dict(vmm.parse_ip(v) for v in ip), macs=macs, auto_mac=auto, pod_network=not no_pod_network,
-        network_data=not no_network_data, labels=_parse_labels(label))
+        network_data=not no_network_data, labels=validate.parse_labels(label, "--label"))
     if settings.namespace:
         validate.check_dns_label(settings.namespace, "namespace")
     vmm.check_options(opts)

@@ -68,7 +68,7 @@ def from_status(status: int, body: Any, req: Request, server: str) -> Macvtapctl
     if status == 403:
         return ForbiddenError(
             f"forbidden: the current user cannot {req.verb} {req.resource.qualified} {req.where()}"
-            f" (grant it with RBAC; see '{_rbac_hint()}'). Server said: {message}"
+            f" (grant it with RBAC; see 'macvtapctl rbac'). Server said: {message}"
         )
     if status == 404:
         details = st.get("details") or {}
@@ -89,10 +89,6 @@ def from_status(status: int, body: Any, req: Request, server: str) -> Macvtapctl
     if status == 429:
         return MacvtapctlError(f"the server is throttling requests (429): {message}")
     return MacvtapctlError(f"the server failed to {req.verb} {target} (HTTP {status}): {message or reason}")
-
-
-def _rbac_hint() -> str:
-    return "macvtapctl rbac"
 
 
 def from_transport(exc: BaseException, req: Request, server: str, timeout: float | None) -> MacvtapctlError:

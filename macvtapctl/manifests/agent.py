@@ -35,14 +35,7 @@ class InstallOptions:
 
 
 def parse_node_selector(values: list[str]) -> dict[str, str]:
-    out = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise UsageError(f'invalid --node-selector "{item}": expected KEY=VALUE')
-        validate.check_label(key, value)
-        out[key] = value
-    return out
+    return validate.parse_labels(values, "--node-selector")
 
 
 def parse_toleration(value: str) -> dict[str, Any]:
