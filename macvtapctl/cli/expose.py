@@ -109,7 +109,13 @@ def run_expose(kube: Any, printer: Printer, mode: DryRun, entry: dpconfig.Entry 
         if ns_obj is not None:
             printer.status(f"namespace/{target.namespace}", "created", mode.suffix)
             objs.append(ns_obj)
-        obj, operation = dpconfigmap.write(kube, target, new, mode)
+        write_mode = mode
+        if ns_obj is not None and mode is DryRun.SERVER:
+            # Nothing can be validated inside a namespace that a dry run did not create.
+            printer.warn(f"namespace {target.namespace} does not exist yet: {target.label} was not validated by "
+                         "the server")
+            write_mode = DryRun.CLIENT
+        obj, operation = dpconfigmap.write(kube, target, new, write_mode)
         printer.status(target.label, operation, mode.suffix)
         objs.append(obj)
         _upstream_restart(kube, printer, target, mode, restart)

@@ -83,7 +83,7 @@ def install(
         if via == "cnao":
             result = [_cnao(kube, printer, mode, objs[0])]
         else:
-            result = [_apply(kube, printer, mode, obj) for obj in objs]
+            result = _apply_all(kube, printer, mode, objs, opts.namespace)
         if wait and mode is DryRun.NONE:
             if via == "cnao":
                 printer.warn("--wait follows the macvtapctl agent; with --via cnao watch CNAO's macvtap-cni instead")
@@ -110,6 +110,24 @@ def _resource_of(obj: dict[str, Any]) -> Any:
 
     return {"Namespace": r.NAMESPACE, "ServiceAccount": r.SERVICE_ACCOUNT, "ConfigMap": r.CONFIGMAP,
             "DaemonSet": r.DAEMONSET, "NetworkAddonsConfig": r.NETWORK_ADDONS_CONFIG}[obj["kind"]]
+
+
+def _apply_all(kube: Any, printer: Printer, mode: DryRun, objs: list[dict[str, Any]],
+               namespace: str) -> list[dict[str, Any]]:
+    from macvtapctl.kube.resources import NAMESPACE
+
+    if mode is DryRun.SERVER and kube.get_or_none(NAMESPACE, namespace) is None:
+        # A server dry run cannot create objects inside a namespace it did not really create: validate the
+        # namespaced objects in "default" instead (schemas and field validation do not depend on it).
+        printer.warn(f"namespace {namespace} does not exist yet: its objects are validated in namespace default")
+        results = [_apply(kube, printer, mode, objs[0])]
+        for obj in objs[1:]:
+            probe = {**obj, "metadata": {**obj["metadata"], "namespace": "default"}}
+            kube.apply(_resource_of(obj), probe, "default", dry_run=DryRun.SERVER)
+            printer.status(_label(obj), "created", mode.suffix)
+            results.append(obj)
+        return results
+    return [_apply(kube, printer, mode, obj) for obj in objs]
 
 
 def _apply(kube: Any, printer: Printer, mode: DryRun, obj: dict[str, Any]) -> dict[str, Any]:

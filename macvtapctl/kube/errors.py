@@ -72,6 +72,8 @@ def from_status(status: int, body: Any, req: Request, server: str) -> Macvtapctl
         )
     if status == 404:
         details = st.get("details") or {}
+        if reason == "NotFound" and details.get("kind") == "namespaces" and details.get("name") != req.name:
+            return NotFoundError(f'namespace "{details.get("name")}" not found')  # the parent, not the object
         if reason == "NotFound" and details.get("name"):
             return NotFoundError(f"{target} not found {req.where()}")
         return PreconditionError(

@@ -238,3 +238,19 @@ def test_kind_config(cli) -> None:
     assert all(n["extraMounts"] == [{"hostPath": "/dev", "containerPath": "/dev", "propagation": "HostToContainer"}]
                for n in doc["nodes"])
     assert cli("kind-config", "--nodes", "0").exit_code == ExitCode.USAGE
+
+
+def test_server_dry_run_into_a_namespace_that_does_not_exist(cli, admin, control_plane) -> None:
+    r = cli("--kubeconfig", admin, "install", "--dry-run=server", "-n", "not-there-yet")
+    assert r.exit_code == 0, r.stderr
+    assert "validated in namespace default" in r.stderr
+    assert "daemonset.apps/macvtapctl-agent created (server dry run)" in r.stderr
+    r = cli("--kubeconfig", admin, "expose", "eth0", "--dp-namespace", "not-there-yet", "--dry-run=server")
+    assert r.exit_code == 0, r.stderr
+    assert "was not validated by the server" in r.stderr
+    with control_plane.kube() as k:
+        assert k.get_or_none(NAMESPACE, "not-there-yet") is None
+        from macvtapctl.errors import NotFoundError
+
+        with pytest.raises(NotFoundError, match='namespace "not-there-yet" not found'):
+            k.create(CONFIGMAP, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}, "not-there-yet")
