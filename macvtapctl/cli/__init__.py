@@ -41,7 +41,20 @@ def _report(exc: BaseException, debug: bool) -> int:
 
 
 class RootGroup(TyperGroup):
-    """Hoists global options, prints errors as one line and maps them to ExitCode."""
+    """Hoists global options, prints errors as one line and maps them to ExitCode; loads commands lazily."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name in COMMANDS:
+            return load_command(cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        # The summaries are static: listing them must not import every command module.
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, entry[3]) for name, entry in COMMANDS.items()])
 
     def invoke(self, ctx: Any) -> Any:
         from macvtapctl.cli._click_compat import click_exceptions
@@ -151,27 +164,43 @@ def root(
     )
 
 
-def _register() -> None:
-    from macvtapctl.cli import agent, enable, expose, install, nad, rbac, setup, status, version, vm
+# The command tree, loaded lazily: a command's module is imported only when that command runs (or its own
+# help is shown), so start-up pays for one module, not twenty. name -> (module, attribute, help attribute,
+# summary shown in `macvtapctl --help`).
+COMMANDS: dict[str, tuple[str, str, str | None, str]] = {
+    "version": ("version", "version", "HELP", "Print the client, server and KubeVirt versions."),
+    "enable": ("enable", "enable", "ENABLE_HELP", "Register the macvtap network binding in the KubeVirt CR."),
+    "disable": ("enable", "disable", "DISABLE_HELP", "Unregister the macvtap network binding."),
+    "expose": ("expose", "expose", "EXPOSE_HELP", "Expose a host NIC to VMs (DP_MACVTAP_CONF entry)."),
+    "unexpose": ("expose", "unexpose", "UNEXPOSE_HELP", "Remove an exposed device."),
+    "exposed": ("expose", "exposed", "EXPOSED_HELP", "List the exposed devices."),
+    "setup": ("setup", "setup", "HELP", "enable + expose + nad create, in one step."),
+    "rbac": ("rbac", "rbac", "HELP", "Print a least-privilege ClusterRole for the admin commands."),
+    "nad": ("nad", "app", None, "Manage macvtap NetworkAttachmentDefinitions."),
+    "vm": ("vm", "app", None, "Create, check and convert VirtualMachines that use macvtap."),
+    "install": ("install", "install", "INSTALL_HELP", "Deploy the node agent (or enable macvtap in CNAO)."),
+    "uninstall": ("install", "uninstall", "UNINSTALL_HELP", "Remove what install created."),
+    "status": ("status", "status", "HELP", "The whole macvtap chain at a glance; exit 0 when complete."),
+    "kind-config": ("install", "kind_config", "KIND_HELP", "Print a KinD config whose nodes see /dev/tapN."),
+    "agent": ("agent", "app", None, "Run the node agent (device plugin + CNI datapath); agent check."),
+}
 
-    app.command("version", help=version.HELP)(version.version)
-    app.command("enable", help=enable.ENABLE_HELP)(enable.enable)
-    app.command("disable", help=enable.DISABLE_HELP)(enable.disable)
-    app.command("expose", help=expose.EXPOSE_HELP)(expose.expose)
-    app.command("unexpose", help=expose.UNEXPOSE_HELP)(expose.unexpose)
-    app.command("exposed", help=expose.EXPOSED_HELP)(expose.exposed)
-    app.add_typer(nad.app, name="nad")
-    app.command("setup", help=setup.HELP)(setup.setup)
-    app.command("rbac", help=rbac.HELP)(rbac.rbac)
-    app.add_typer(vm.app, name="vm")
-    app.add_typer(agent.app, name="agent")
-    app.command("install", help=install.INSTALL_HELP)(install.install)
-    app.command("uninstall", help=install.UNINSTALL_HELP)(install.uninstall)
-    app.command("kind-config", help=install.KIND_HELP)(install.kind_config)
-    app.command("status", help=status.HELP)(status.status)
 
+def load_command(name: str) -> Any:
+    """The Click command for `name`, built from its module on first use."""
+    import importlib
 
-_register()
+    module_name, attr, help_attr, _summary = COMMANDS[name]
+    module = importlib.import_module(f"macvtapctl.cli.{module_name}")
+    target = getattr(module, attr)
+    if isinstance(target, typer.Typer):
+        command = typer.main.get_command(target)
+    else:
+        single = typer.Typer(rich_markup_mode=None)
+        single.command(name, help=getattr(module, help_attr) if help_attr else None)(target)
+        command = typer.main.get_command(single)
+    command.name = name
+    return command
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ Runs as root in the node's network namespace (a DaemonSet pod). --install-cni DI
 DIR/macvtap (atomic, idempotent)."""
 
 
-app = typer.Typer(help=HELP, invoke_without_command=True)
+app = typer.Typer(help=HELP, invoke_without_command=True, rich_markup_mode=None)
 
 
 @app.callback()

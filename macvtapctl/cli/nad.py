@@ -23,7 +23,7 @@ from macvtapctl.manifests import nad as nadm
 from macvtapctl.output import Printer
 from macvtapctl.settings import DryRun
 
-app = typer.Typer(help="Manage macvtap NetworkAttachmentDefinitions.", no_args_is_help=True)
+app = typer.Typer(help="Manage macvtap NetworkAttachmentDefinitions.", no_args_is_help=True, rich_markup_mode=None)
 
 CREATE_HELP = """Create (or update) a NetworkAttachmentDefinition for macvtap resource R.
 

@@ -18,7 +18,8 @@ from macvtapctl.settings import DryRun, Settings
 if TYPE_CHECKING:
     from macvtapctl.kube.client import Kube
 
-app = typer.Typer(help="Create, check and convert VirtualMachines that use macvtap.", no_args_is_help=True)
+app = typer.Typer(help="Create, check and convert VirtualMachines that use macvtap.", no_args_is_help=True,
+                  rich_markup_mode=None)
 
 CREATE_HELP = """Generate a VirtualMachine on macvtap (pod network with masquerade plus one macvtap interface per
 --network) and print it as YAML, ready for `kubectl apply -f -`; or apply it with --apply.
