@@ -67,8 +67,9 @@ def agent(
             changed = install.install(install.find_shim(shim), install_cni)
         except (OSError, FileNotFoundError) as exc:
             raise MacvtapctlError(f"cannot install the CNI shim into {install_cni}: {exc}") from None
-        print(f"{install_cni}/macvtap {'installed' if changed else 'unchanged'}", flush=True,
-              file=__import__("sys").stderr)
+        from macvtapctl.output import Printer
+
+        Printer().status(f"{install_cni}/macvtap", "installed" if changed else "unchanged")
         if install_only:
             return
     if os.geteuid() != 0:
