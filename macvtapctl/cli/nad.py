@@ -57,12 +57,13 @@ def create(
 def run_create(kube: Any, printer: Printer, mode: DryRun, obj: dict[str, Any],
                exposed: dpconfig.Config | None = None) -> dict[str, Any]:
     """Warn about unexposed resources, then server-side apply the NAD (no write when unchanged)."""
+    from macvtapctl.kube.dpconfigmap import current_config
     from macvtapctl.kube.resources import NAD
 
     name, namespace = obj["metadata"]["name"], obj["metadata"]["namespace"]
     resource = nadm.resource_of(obj)
     if exposed is None:
-        exposed = _exposed_config(kube)
+        exposed = current_config(kube)
     if exposed is not None and not exposed.expose_all and resource not in exposed.names():
         printer.warn(f"resource {resource!r} is not exposed (exposed: {', '.join(exposed.names()) or 'none'}); "
                      f"VMs using this NAD will not schedule until you run: macvtapctl expose LOWER_DEVICE "
@@ -84,18 +85,6 @@ def run_create(kube: Any, printer: Printer, mode: DryRun, obj: dict[str, Any],
     return result
 
 
-def _exposed_config(kube: Any) -> dpconfig.Config | None:
-    """The current DP config, or None when it cannot be read (missing, malformed or forbidden)."""
-    from macvtapctl.errors import MacvtapctlError
-    from macvtapctl.kube import dpconfigmap
-
-    try:
-        target = dpconfigmap.locate(kube, None)
-        return target.config() if target.object is not None else None
-    except MacvtapctlError:
-        return None
-
-
 @app.command("list", help="List macvtap NADs with the resource each points to and whether it is exposed.")
 def list_(
     ctx: typer.Context,
@@ -104,12 +93,13 @@ def list_(
     settings = settings_of(ctx)
     fmt = settings.output_format(("table", "wide", "json", "yaml", "name"))
     printer = printer_for(settings)
+    from macvtapctl.kube.dpconfigmap import current_config
     from macvtapctl.kube.resources import NAD
 
     namespace = None if all_namespaces else namespace_of(settings)
     with connect(settings) as kube:
         nads = [n for n in kube.list(NAD, namespace) if nadm.is_macvtap(n)]
-        exposed = _exposed_config(kube)
+        exposed = current_config(kube)
     if fmt in ("json", "yaml", "name"):
         printer.objects(nads, fmt, as_list=True)
         return

@@ -37,7 +37,7 @@ def _kubevirt(kube: Any, problems: list[str]) -> dict[str, Any]:
     kvs = find_kubevirts(kube)
     kv = kvs[0] if len(kvs) == 1 else None
     version = kvplan.observed_version_of(kv) if kv else None
-    bindings = registered_bindings(kube) if kv else {}
+    bindings = registered_bindings(kube, kv) if kv else {}
     tap = sorted(n for n, b in bindings.items() if (b or {}).get("domainAttachmentType") == "tap")
     out: dict[str, Any] = {"installed": kv is not None, "version": version, "macvtapBindings": tap}
     if kv is None:

@@ -73,6 +73,17 @@ def _follow_cnao(kube: Kube, target: Target) -> Target:
         "then rerun this command (macvtapctl follows devicePluginConfig)")
 
 
+def current_config(kube: Kube) -> dpconfig.Config | None:
+    """The current DP config, or None when it cannot be read (missing, malformed, forbidden, CNAO-owned)."""
+    from macvtapctl.errors import MacvtapctlError
+
+    try:
+        target = locate(kube, None)
+        return target.config() if target.object is not None else None
+    except MacvtapctlError:
+        return None
+
+
 def write(kube: Kube, target: Target, cfg: dpconfig.Config, mode: DryRun) -> tuple[dict[str, Any], str]:
     """Create the ConfigMap or merge-patch its key, guarded by resourceVersion. Returns (object, operation)."""
     body = cfg.render()

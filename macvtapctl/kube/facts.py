@@ -8,18 +8,16 @@ from macvtapctl import vmlint
 from macvtapctl.errors import MacvtapctlError, PreconditionError
 from macvtapctl.jsonmerge import dig
 from macvtapctl.kube.client import Kube
-from macvtapctl.kube.kubevirt_cr import get_hco, hco_owner
-from macvtapctl.kube.lookup import find_kubevirts
+from macvtapctl.kube.dpconfigmap import current_config
+from macvtapctl.kube.kubevirt_cr import get_hco, hco_owner, the_kubevirt
 from macvtapctl.kube.resources import NAD
 from macvtapctl.kube.vms import all_vms
 
 
-def registered_bindings(kube: Kube) -> dict[str, Any]:
-    kvs = find_kubevirts(kube)
-    if len(kvs) != 1:
-        raise PreconditionError("KubeVirt is not installed: no KubeVirt CR in any namespace" if not kvs else
-                                "more than one KubeVirt CR found; KubeVirt supports exactly one")
-    kv = kvs[0]
+def registered_bindings(kube: Kube, kv: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Bindings of the KubeVirt CR (read unless given), plus those its HyperConverged owner will propagate."""
+    if kv is None:
+        kv = the_kubevirt(kube)
     bindings = dict(dig(kv, "spec", "configuration", "network", "binding") or {})
     owner = hco_owner(kv)
     if owner is not None:
@@ -34,8 +32,6 @@ def registered_bindings(kube: Kube) -> dict[str, Any]:
 
 def gather(kube: Kube, *, namespaces: set[str] | None = None, with_vm_macs: bool = True) -> vmlint.Facts:
     """Bindings, NADs (in the given namespaces plus 'default'), the DP config and MACs in use."""
-    from macvtapctl.cli.nad import _exposed_config
-
     facts = vmlint.Facts(bindings=registered_bindings(kube))
     nads: dict[tuple[str, str], dict[str, Any]] = {}
     try:
@@ -48,7 +44,7 @@ def gather(kube: Kube, *, namespaces: set[str] | None = None, with_vm_macs: bool
     for n in found:
         nads[(n["metadata"]["namespace"], n["metadata"]["name"])] = n
     facts.nads = nads
-    facts.exposed = _exposed_config(kube)
+    facts.exposed = current_config(kube)
     if with_vm_macs:
         for vm in all_vms(kube):
             vmlint.record_macs(vm, facts)
