@@ -9,14 +9,17 @@ export KUBEVIRT_VERSION
 
 SHIM := macvtapctl/agent/shim/macvtap
 
-.PHONY: help shim proto venv testenv lint typecheck unit integration datapath test demo cluster-up cluster-down \
-        completions clean
+.PHONY: help shim proto venv testenv nodeenv lint typecheck unit integration datapath e2e test demo cluster-up \
+        cluster-down node-up node-down completions clean
 
 help:
 	@echo "make demo          start a local control plane and run macvtapctl against it"
 	@echo "make test          lint, type checks, unit, integration and (as root) datapath tests"
 	@echo "make cluster-up    start the local control plane in the background ($(DEVCLUSTER)/kubeconfig)"
-	@echo "make cluster-down  stop it"
+	@echo "make cluster-down  stop it (and the node)"
+	@echo "make node-up       join a real node (kubelet, containerd, runc, Multus) to it (root)"
+	@echo "make node-down     stop the node and undo everything it changed on the host"
+	@echo "make e2e           the real-node tests (root; part of make test)"
 
 # The static CNI shim (C, no dependencies); the agent installs it as <cni-bin-dir>/macvtap.
 $(SHIM): macvtapctl/agent/shim/macvtap.c
@@ -24,10 +27,11 @@ $(SHIM): macvtapctl/agent/shim/macvtap.c
 
 shim: $(SHIM)
 
-# The kubelet device-plugin API stubs (checked in; tests/unit/test_proto_stubs.py fails when they are stale).
+# The kubelet device-plugin and pod-resources API stubs (checked in; tests/unit/test_proto_stubs.py fails when
+# they are stale).
 proto: venv
 	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. --pyi_out=. \
-	  macvtapctl/agent/deviceplugin/api.proto
+	  macvtapctl/agent/deviceplugin/api.proto macvtapctl/agent/deviceplugin/podresources.proto
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +43,10 @@ venv: $(BIN)/.installed
 
 testenv:
 	bash tests/controlplane/build.sh >/dev/null
+
+# containerd, the runc shim, the CNI reference plugins and Multus (tests/node/pins.env).
+nodeenv:
+	bash tests/node/build.sh >/dev/null
 
 lint: venv
 	$(BIN)/ruff check macvtapctl tests benchmarks
@@ -52,14 +60,23 @@ unit: venv
 integration: venv testenv
 	$(BIN)/pytest tests/integration
 
-test: venv testenv shim lint typecheck
+e2e: venv testenv nodeenv shim
+	$(BIN)/pytest tests/e2e
+
+test: venv testenv nodeenv shim lint typecheck
 	$(BIN)/pytest
 
 cluster-up: venv testenv
 	$(BIN)/python tests/controlplane/harness.py up --dir $(DEVCLUSTER) --kubevirt-version $(KUBEVIRT_VERSION)
 
-cluster-down: venv
+cluster-down: venv node-down
 	$(BIN)/python tests/controlplane/harness.py down --dir $(DEVCLUSTER)
+
+node-up: cluster-up nodeenv shim
+	$(BIN)/python tests/node/node.py up --dir $(DEVCLUSTER)
+
+node-down: venv
+	$(BIN)/python tests/node/node.py down --dir $(DEVCLUSTER)
 
 MVC := $(BIN)/macvtapctl --kubeconfig $(DEVCLUSTER)/kubeconfig
 

@@ -76,10 +76,42 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def parse(text: str | None, *, where: str = CONFIG_KEY) -> Config:
-    """Strict JSON (no trailing commas, NaN or duplicate keys); problems in entries become warnings."""
+def without_trailing_commas(text: str) -> str:
+    """The text with every comma that directly precedes a closing ] or } removed (strings left alone)."""
+    out: list[str] = []
+    in_string = escaped = False
+    for i, ch in enumerate(text):
+        if in_string:
+            in_string = not (ch == '"' and not escaped)
+            escaped = ch == "\\" and not escaped
+        elif ch == '"':
+            in_string = True
+        elif ch == "," and text[i + 1:].lstrip()[:1] in ("]", "}"):
+            continue
+        out.append(ch)
+    return "".join(out)
+
+
+def parse(text: str | None, *, where: str = CONFIG_KEY, lenient: bool = False) -> Config:
+    """Strict JSON (no trailing commas, NaN or duplicate keys); problems in entries become warnings.
+
+    `lenient` (the agent): trailing commas are accepted with a warning — the KubeVirt user guide's own example
+    has one, and a node that registers nothing over a comma helps nobody.
+    """
     if text is None or not text.strip():
         return Config(warnings=[f"{where} is empty; treating it as [] (every physical link or bond)"])
+    if lenient:
+        try:
+            return parse(text, where=where)
+        except MalformedConfigError as exc:
+            fixed = without_trailing_commas(text)
+            if fixed == text:
+                raise
+            cfg = parse(fixed, where=where)
+            cfg.warnings.insert(0, exc.message.replace("; fix it by hand (macvtapctl will not overwrite it)", "")
+                                + "; accepted without it (strict JSON parsers, upstream's included, refuse it: "
+                                "remove the comma)")
+            return cfg
     try:
         doc = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:

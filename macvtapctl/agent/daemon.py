@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,8 @@ class AgentConfig:
     veth_is_physical: bool = False
     metrics_host: str = "0.0.0.0"  # noqa: S104 - probes come from the kubelet to the node's address
     metrics_port: int = 9450  # 0: no health/metrics server
+    pod_resources_socket: str = "/var/lib/kubelet/pod-resources/kubelet.sock"
+    reclaim_interval: float = 10.0  # 0: reclaim only on CNI GC
 
 
 def _ours(record: logging.LogRecord) -> bool:
@@ -52,11 +55,17 @@ async def run(cfg: AgentConfig) -> None:
 
     metrics = Metrics()
     registry = datapath.LinkRegistry(min_age=cfg.gc_min_age)
+    owned = _owned_reader(cfg.pod_resources_socket)
 
     def handle(env: dict[str, str], stdin: bytes) -> tuple[int, bytes]:
         code, out = datapath.handle(env, stdin, registry, tap_dir=cfg.tap_dir,
-                                    on_reclaim=metrics.reclaimed.inc)
+                                    on_reclaim=metrics.reclaimed.inc, owned=owned)
         return code, out
+
+    def reclaim() -> None:
+        reclaimed = datapath.gc(registry, owned())
+        if reclaimed:
+            metrics.reclaimed.inc(len(reclaimed))
 
     def observe_cni(command: str, result: str, seconds: float) -> None:
         metrics.cni.labels(command=command, result=result).observe(seconds)
@@ -92,10 +101,76 @@ async def run(cfg: AgentConfig) -> None:
         return True, "ok"
 
     health = HealthServer(cfg.metrics_host, cfg.metrics_port, metrics, ready, alive) if cfg.metrics_port else None
-    await _serve(server, health, manager)
+    await _serve(server, health, manager, reclaim if cfg.reclaim_interval else None, cfg.reclaim_interval)
 
 
-async def _serve(server: Any, health: Any, manager: Any) -> None:
+async def run_uninstall(cfg: AgentConfig, bin_dir: str | None) -> None:
+    """`uninstall --purge-node-resources` rolls the DaemonSet to this mode: take the shim out of the CNI bin dir,
+    delete every temporary link no live pod owns (none at all if the kubelet cannot say), advertise nothing,
+    report ready, and wait to be deleted."""
+    from macvtapctl.agent import install
+    from macvtapctl.agent.observability import HealthServer, Metrics
+
+    if bin_dir is not None:
+        removed = install.uninstall(bin_dir)
+        log.info("%s/%s %s", bin_dir, install.PLUGIN_NAME, "removed" if removed else "not ours or absent; left")
+    owned = _owned_reader(cfg.pod_resources_socket)()
+    if owned is None:
+        log.warning("the kubelet cannot say which links live pods own: no link deleted")
+    else:
+        reclaimed = await asyncio.to_thread(datapath.gc, datapath.LinkRegistry(min_age=0, grace=0), owned)
+        log.info("uninstall: %d link(s) no pod owns deleted", len(reclaimed))
+
+    def done() -> tuple[bool, str]:
+        return True, "uninstalled"
+
+    health = HealthServer(cfg.metrics_host, cfg.metrics_port, Metrics(), done, done) if cfg.metrics_port else None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if health is not None:
+        await health.start()
+    log.info("uninstalled from this node; waiting to be deleted")
+    await stop.wait()
+    if health is not None:
+        await health.stop()
+
+
+def _owned_reader(socket_path: str) -> Callable[[], set[str] | None]:
+    """Device IDs live pods own, per the kubelet; None (logged once per outage) when it cannot be asked."""
+    from macvtapctl.agent.deviceplugin import podresources
+
+    state = {"down": False}
+
+    def owned() -> set[str] | None:
+        try:
+            ids = podresources.owned_device_ids(socket_path)
+        except podresources.Unavailable as exc:
+            if not state["down"]:
+                log.warning("cannot ask the kubelet which devices live pods own (%s): only links older than "
+                            "--gc-min-age are reclaimed until it answers", exc)
+            state["down"] = True
+            return None
+        if state["down"]:
+            log.info("the kubelet's pod-resources API answers again")
+        state["down"] = False
+        return ids
+
+    return owned
+
+
+async def _reclaim_loop(reclaim: Callable[[], None], interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(reclaim)
+        except Exception:  # a bad round must not stop the next one
+            log.exception("reclaiming links failed")
+
+
+async def _serve(server: Any, health: Any, manager: Any, reclaim: Callable[[], None] | None = None,
+                 interval: float = 0) -> None:
     """Run until SIGTERM/SIGINT (or the device plugin fails), then stop serving and remove every socket."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -105,6 +180,7 @@ async def _serve(server: Any, health: Any, manager: Any) -> None:
     if health is not None:
         await health.start()
     dp_task = asyncio.create_task(manager.run()) if manager is not None else None
+    reclaimer = asyncio.create_task(_reclaim_loop(reclaim, interval)) if reclaim is not None else None
     log.info("agent ready")
     stopper = asyncio.create_task(stop.wait())
     waiting = {stopper} | ({dp_task} if dp_task else set())
@@ -112,6 +188,8 @@ async def _serve(server: Any, health: Any, manager: Any) -> None:
     if dp_task is not None and dp_task in done and dp_task.exception() is not None:
         log.error("device plugin failed: %s", dp_task.exception())
     log.info("shutting down")
+    if reclaimer is not None:
+        reclaimer.cancel()
     if dp_task is not None:
         dp_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

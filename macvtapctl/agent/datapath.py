@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import threading
@@ -13,7 +14,7 @@ from typing import Any
 
 from macvtapctl.agent import cni, netns
 from macvtapctl.agent.cni import CniError, Request
-from macvtapctl.agent.netlink import Netlink, error_code, host, in_namespace
+from macvtapctl.agent.netlink import Link, Netlink, error_code, host, in_namespace
 from macvtapctl.agent.xxh64 import temporary_link_name
 
 log = logging.getLogger("macvtapctl.agent.cni")
@@ -23,13 +24,17 @@ E_INVALID_NETNS = 8  # libcni's ErrInvalidNetNS
 
 @dataclass
 class LinkRegistry:
-    """When each temporary mvt* link was first seen or allocated, and which are in use right now.
+    """The temporary mvt* links on the node: when each was allocated or first seen, and which an ADD is using.
 
-    GC never removes a link younger than `min_age` seconds (it may be an allocation whose pod is still
-    starting) or one an ADD is working on.
+    A link on the node belongs to its device ID for as long as the kubelet assigns that ID to a live pod: DEL
+    hands a link back to the node (so a retried sandbox, which gets no new Allocate, finds it again), and only
+    links no live pod owns are reclaimed. `owned` is that set of link names, from the kubelet's pod-resources
+    API; None when it cannot be read, and then only links older than `min_age` are reclaimed. A link younger than
+    `grace` is never reclaimed: its Allocate may have answered before the kubelet lists the pod.
     """
 
     min_age: float = 60.0
+    grace: float = 10.0
     first_seen: dict[str, float] = field(default_factory=dict)
     busy: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -49,10 +54,14 @@ class LinkRegistry:
             self.busy.discard(name)
             self.first_seen.pop(name, None)
 
-    def reclaimable(self, name: str, now: float) -> bool:
-        with self.lock:
-            seen = self.first_seen.setdefault(name, now)
-            return name not in self.busy and now - seen >= self.min_age
+    def reclaimable(self, name: str, now: float, owned: set[str] | None) -> bool:
+        """Call with `lock` held."""
+        if name in self.busy:
+            return False
+        age = now - self.first_seen.setdefault(name, now)
+        if owned is None:
+            return age >= self.min_age
+        return name not in owned and age >= self.grace
 
 
 def _netlink_error(what: str, exc: BaseException) -> CniError:
@@ -127,7 +136,9 @@ def _configure(req: Request, tmp: str, pod: Netlink, tap_dir: str) -> dict[str, 
     if moved is None:
         raise CniError(cni.E_NETLINK, f"{tmp} vanished after the move into {req.netns}")
     try:
-        pod.configure(moved.index, name=req.ifname, mtu=req.mtu, mac=req.mac, promisc=req.promisc)
+        # The alias keeps the temporary name on the link: DEL gives it back under that name even when the
+        # runtime sends no deviceID (Multus cannot look it up once the pod is gone).
+        pod.configure(moved.index, name=req.ifname, mtu=req.mtu, mac=req.mac, promisc=req.promisc, alias=tmp)
     except Exception as exc:
         if error_code(exc) == 98 and req.mac:  # EADDRINUSE
             raise CniError(cni.E_NETLINK, f"MAC {req.mac} is already used by another macvtap on the same lower "
@@ -159,8 +170,14 @@ def _remove_from(pod: Netlink, names: tuple[str, ...]) -> None:
             log.exception("cleanup of %s failed", name)
 
 
-def delete(req: Request) -> None:
-    """Best effort and idempotent: a missing netns or link is success."""
+def delete(req: Request, registry: LinkRegistry | None = None) -> None:
+    """Best effort and idempotent: a missing netns or link is success.
+
+    The macvtap goes back to the node under its temporary name instead of being deleted: the kubelet allocates a
+    device once per pod, so a sandbox that is retried (a later plugin in the pod's network list failed, the
+    runtime failed) must find it again, with the same ifindex, so the /dev/tapN the kubelet handed to the
+    container stays right. Links no live pod owns are reclaimed by `gc`.
+    """
     if not req.netns:
         return
     try:
@@ -179,13 +196,31 @@ def delete(req: Request) -> None:
                 log.warning("DEL %s: %s in %s is a %s link, not ours; leaving it", req.container_id,
                             req.ifname, req.netns, link.kind)
                 return
-            pod.delete(link.index)
+            _give_back(req, pod, link, registry)
     except CniError:
         raise
     except Exception as exc:
         raise _netlink_error(f"cannot delete {req.ifname} in {req.netns}", exc) from None
     finally:
         os.close(fd)
+
+
+def _give_back(req: Request, pod: Netlink, link: Link, registry: LinkRegistry | None) -> None:
+    tmp = temporary_link_name(req.device_id) if req.device_id else link.alias
+    if not tmp or not tmp.startswith(TEMP_PREFIX):
+        pod.delete(link.index)  # attached by something else: nothing to give back to
+        return
+    try:
+        pod.move_to(link.index, netns.host_netns_fd(), name=tmp)
+    except Exception as exc:
+        if error_code(exc) != errno.EEXIST:
+            raise
+        # The device was allocated again meanwhile and its new link holds the name: this one is stale.
+        pod.delete(link.index)
+        return
+    if registry is not None:
+        registry.allocated(tmp)
+    log.info("DEL %s: %s returned to the node as %s", req.container_id, req.ifname, tmp)
 
 
 def check(req: Request) -> None:
@@ -224,12 +259,12 @@ def status() -> None:
         raise CniError(cni.E_NOT_AVAILABLE, f"netlink is not usable: {exc}") from None
 
 
-def gc(registry: LinkRegistry) -> list[str]:
-    """Delete temporary mvt* macvtap links on the node that no ADD is using and that are older than min_age.
+def gc(registry: LinkRegistry, owned: set[str] | None) -> list[str]:
+    """Delete the temporary mvt* macvtap links on the node that no live pod owns (see LinkRegistry).
 
-    Attached links live in pod namespaces under their pod name, so an mvt* link on the node is either an
-    allocation whose pod has not started yet (young) or a leak (old).
+    `owned` is the set of device IDs the kubelet assigns to live pods, or None when that is unknown.
     """
+    names = {temporary_link_name(d) for d in owned} if owned is not None else None
     h = host()
     now = time.monotonic()
     reclaimed = []
@@ -238,22 +273,24 @@ def gc(registry: LinkRegistry) -> list[str]:
         if not link.name.startswith(TEMP_PREFIX) or link.kind != "macvtap":
             continue
         seen.add(link.name)
-        if registry.reclaimable(link.name, now):
+        with registry.lock:  # an ADD claims under this lock: never delete a link it is attaching
+            if not registry.reclaimable(link.name, now, names):
+                continue
             h.delete(link.index)
-            reclaimed.append(link.name)
-            with registry.lock:
-                registry.first_seen.pop(link.name, None)
+            registry.first_seen.pop(link.name, None)
+        reclaimed.append(link.name)
     with registry.lock:  # forget links that are gone
         for name in list(registry.first_seen):
             if name not in seen and name not in registry.busy:
                 registry.first_seen.pop(name, None)
     if reclaimed:
-        log.info("GC reclaimed %d leaked link(s): %s", len(reclaimed), ", ".join(reclaimed))
+        log.info("reclaimed %d link(s) no pod owns: %s", len(reclaimed), ", ".join(reclaimed))
     return reclaimed
 
 
 def handle(env: dict[str, str], stdin: bytes, registry: LinkRegistry, *, tap_dir: str = "/dev",
-           on_reclaim: Callable[[int], None] | None = None) -> tuple[int, bytes]:
+           on_reclaim: Callable[[int], None] | None = None,
+           owned: Callable[[], set[str] | None] | None = None) -> tuple[int, bytes]:
     """One CNI call: (exit code, stdout). Never raises."""
     import json
 
@@ -266,13 +303,13 @@ def handle(env: dict[str, str], stdin: bytes, registry: LinkRegistry, *, tap_dir
         if req.command == "ADD":
             return 0, json.dumps(add(req, registry, tap_dir=tap_dir)).encode()
         if req.command == "DEL":
-            delete(req)
+            delete(req, registry)
         elif req.command == "CHECK":
             check(req)
         elif req.command == "STATUS":
             status()
         elif req.command == "GC":
-            reclaimed = gc(registry)
+            reclaimed = gc(registry, owned() if owned is not None else None)
             if on_reclaim is not None and reclaimed:
                 on_reclaim(len(reclaimed))
         return 0, b""

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 PLUGIN_NAME = "macvtap"
+SHIM_MARKER = b"/run/macvtapctl/"  # the shim's default socket path: every build of our shim carries it
 
 
 def find_shim(explicit: str | None = None) -> Path:
@@ -41,4 +42,17 @@ def install(shim: Path, bin_dir: str) -> bool:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return True
+
+
+def uninstall(bin_dir: str) -> bool:
+    """Remove BIN_DIR/macvtap if it is our shim (any version); upstream's binary is left alone. True if removed."""
+    target = Path(bin_dir) / PLUGIN_NAME
+    try:
+        ours = SHIM_MARKER in target.read_bytes()
+    except FileNotFoundError:
+        return False
+    if not ours:
+        return False
+    target.unlink(missing_ok=True)
     return True

@@ -27,6 +27,7 @@ class Link:
     promisc: bool
     lower_index: int | None
     txqlen: int
+    alias: str = ""
 
 
 def _link(msg: Any) -> Link:
@@ -37,7 +38,8 @@ def _link(msg: Any) -> Link:
     return Link(index=int(msg["index"]), name=str(msg.get_attr("IFLA_IFNAME")), kind=str(kind or ""),
                 mtu=int(msg.get_attr("IFLA_MTU") or 0), mac=str(msg.get_attr("IFLA_ADDRESS") or "").lower(),
                 up=bool(flags & IFF_UP), promisc=bool(flags & IFF_PROMISC),
-                lower_index=int(lower) if lower else None, txqlen=int(msg.get_attr("IFLA_TXQLEN") or 0))
+                lower_index=int(lower) if lower else None, txqlen=int(msg.get_attr("IFLA_TXQLEN") or 0),
+                alias=str(msg.get_attr("IFLA_IFALIAS") or ""))
 
 
 class Netlink:
@@ -73,8 +75,12 @@ class Netlink:
     def move(self, index: int, netns_fd: int) -> None:
         self.ipr.link("set", index=index, net_ns_fd=netns_fd)
 
+    def move_to(self, index: int, netns_fd: int, *, name: str) -> None:
+        """Move into another namespace and rename there, in one RTM_SETLINK (the link arrives down)."""
+        self.ipr.link("set", index=index, net_ns_fd=netns_fd, ifname=name)
+
     def configure(self, index: int, *, name: str | None = None, mtu: int | None = None, mac: str | None = None,
-                  promisc: bool = False, up: bool = True) -> None:
+                  promisc: bool = False, up: bool = True, alias: str | None = None) -> None:
         """Everything in one RTM_SETLINK. The kernel applies address and MTU, then the name, then the flags,
         so a link that is down (as every link is right after a namespace move) is renamed before it goes up:
         kernels before ~6.2 refuse to rename an up link."""
@@ -85,10 +91,11 @@ class Netlink:
             attrs["mtu"] = mtu
         if mac:
             attrs["address"] = mac
-        flags = (IFF_UP if up else 0) | (IFF_PROMISC if promisc else 0)
-        if flags:
-            attrs["flags"] = flags
-            attrs["change"] = flags
+        if alias:
+            attrs["ifalias"] = alias
+        # Promiscuity is always set one way or the other: a link handed back by DEL keeps its last pod's.
+        attrs["flags"] = (IFF_UP if up else 0) | (IFF_PROMISC if promisc else 0)
+        attrs["change"] = IFF_PROMISC | (IFF_UP if up else 0)
         if attrs:
             self.ipr.link("set", index=index, **attrs)
 

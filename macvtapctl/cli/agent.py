@@ -44,6 +44,16 @@ def agent(
     metrics_address: Annotated[str, typer.Option(
         "--metrics-address", metavar="HOST:PORT", help="/healthz, /readyz and /metrics; empty to disable.")]
     = "0.0.0.0:9450",
+    pod_resources_socket: Annotated[str, typer.Option(
+        "--pod-resources-socket", metavar="PATH",
+        help="The kubelet's pod-resources API: which devices live pods own; links no pod owns are reclaimed.")]
+    = "/var/lib/kubelet/pod-resources/kubelet.sock",
+    reclaim_interval: Annotated[float, typer.Option(
+        "--reclaim-interval", metavar="SECONDS", help="How often to reclaim links no pod owns; 0: only on CNI GC.")]
+    = 10.0,
+    uninstall: Annotated[bool, typer.Option(
+        "--uninstall", help="Remove the shim from --install-cni DIR and the links no pod owns, then idle (what "
+                            "`macvtapctl uninstall --purge-node-resources` rolls the DaemonSet to).")] = False,
     log_level: Annotated[str, typer.Option("--log-level", envvar="MACVTAPCTL_LOG_LEVEL")] = "info",
 ) -> None:
     if ctx.invoked_subcommand is not None:
@@ -59,9 +69,19 @@ def agent(
         raise UsageError(f"invalid --workers {workers}: must be from 1 to 256")
     if gc_min_age < 0:
         raise UsageError(f"invalid --gc-min-age {gc_min_age}: must be >= 0")
+    if reclaim_interval < 0:
+        raise UsageError(f"invalid --reclaim-interval {reclaim_interval}: must be >= 0")
     if install_only and not install_cni:
         raise UsageError("--install-only needs --install-cni DIR")
     daemon.setup_logging(log_level)
+    if uninstall:
+        if os.geteuid() != 0:
+            raise MacvtapctlError("the agent must run as root (it deletes links on the node)")
+        host_, port_ = _metrics_address(metrics_address)
+        asyncio.run(daemon.run_uninstall(daemon.AgentConfig(
+            metrics_host=host_ or "0.0.0.0", metrics_port=port_,  # noqa: S104
+            pod_resources_socket=pod_resources_socket), install_cni))
+        return
     if install_cni:
         try:
             changed = install.install(install.find_shim(shim), install_cni)
@@ -74,16 +94,21 @@ def agent(
             return
     if os.geteuid() != 0:
         raise MacvtapctlError("the agent must run as root (it moves links between network namespaces)")
-    host, port = "", 0
-    if metrics_address:
-        host, _, port_text = metrics_address.rpartition(":")
-        if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-            raise UsageError(f'invalid --metrics-address "{metrics_address}": expected HOST:PORT')
-        port = int(port_text)
+    host, port = _metrics_address(metrics_address)
     asyncio.run(daemon.run(daemon.AgentConfig(
         cni_socket=cni_socket, gc_min_age=gc_min_age, workers=workers, tap_dir=tap_dir,
         device_plugin=device_plugin, plugin_dir=device_plugin_dir, config_file=config_file,
-        veth_is_physical=veth_is_physical, metrics_host=host or "0.0.0.0", metrics_port=port)))  # noqa: S104
+        veth_is_physical=veth_is_physical, metrics_host=host or "0.0.0.0", metrics_port=port,  # noqa: S104
+        pod_resources_socket=pod_resources_socket, reclaim_interval=reclaim_interval)))
+
+
+def _metrics_address(value: str) -> tuple[str, int]:
+    if not value:
+        return "", 0
+    host, _, port_text = value.rpartition(":")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise UsageError(f'invalid --metrics-address "{value}": expected HOST:PORT')
+    return host, int(port_text)
 
 
 CHECK_HELP = """Check this node for macvtap: configured lower devices exist and are up, a /dev/tapN created here is

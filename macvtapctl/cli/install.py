@@ -257,6 +257,8 @@ def uninstall(
         if users and not force:
             raise PreconditionError(f"{len(users)} VM(s) use macvtap ({', '.join(users[:10])}); delete them first or "
                                     "pass --force")
+        if purge_node_resources and mode is DryRun.NONE:
+            _clean_nodes(kube, printer, namespace)
         targets: list[tuple[Any, str, str | None]] = [
             (r.DAEMONSET, agentm.AGENT_NAME, namespace), (r.SERVICE_ACCOUNT, agentm.AGENT_NAME, namespace)]
         if purge:
@@ -269,6 +271,56 @@ def uninstall(
             printer.status(res.label(name), "deleted", mode.suffix)
         if purge_node_resources:
             _purge_nodes(kube, printer, mode)
+
+
+NODE_CLEANUP_TIMEOUT = 120.0
+
+
+def _clean_nodes(kube: Any, printer: Printer, namespace: str) -> None:
+    """Roll the agent to `agent --uninstall` on every node (same image, mounts and privileges): it takes the shim
+    out of the CNI bin dir and deletes the links no pod owns, then reports ready. Nodes that do not finish in
+    time are named; the DaemonSet is deleted either way."""
+    from macvtapctl.errors import ConflictError
+    from macvtapctl.kube.resources import DAEMONSET
+    from macvtapctl.kube.retry import retry_on_conflict
+
+    def roll() -> dict[str, Any] | None:
+        ds = kube.get_or_none(DAEMONSET, agentm.AGENT_NAME, namespace)
+        if ds is None:
+            return None
+        containers = ds["spec"]["template"]["spec"]["containers"]
+        index = next((i for i, c in enumerate(containers) if c.get("name") == "agent"), None)
+        if index is None or "--uninstall" in (containers[index].get("args") or []):
+            return dict(ds)
+        containers[index]["args"] = [*(containers[index].get("args") or []), "--uninstall"]
+        # A merge patch replaces the containers list whole: guarded by the resourceVersion it was read at.
+        patch = {"metadata": {"resourceVersion": ds["metadata"]["resourceVersion"]},
+                 "spec": {"template": {"spec": {"containers": containers}}}}
+        return dict(kube.merge_patch(DAEMONSET, agentm.AGENT_NAME, patch, namespace))
+
+    try:
+        ds = retry_on_conflict(roll, what=f"daemonset {namespace}/{agentm.AGENT_NAME}")
+    except ConflictError as exc:
+        printer.warn(f"cannot switch the agent to uninstall mode ({exc}); node files and links are left")
+        return
+    if ds is None:
+        return
+    deadline = time.monotonic() + NODE_CLEANUP_TIMEOUT
+    while True:
+        cur = kube.get(DAEMONSET, agentm.AGENT_NAME, namespace)
+        st = cur.get("status") or {}
+        desired = int(st.get("desiredNumberScheduled") or 0)
+        done = (int(st.get("observedGeneration") or 0) >= int(cur["metadata"].get("generation") or 0)
+                and int(st.get("updatedNumberScheduled") or 0) == desired
+                and int(st.get("numberReady") or 0) == desired)
+        if done:
+            printer.status(f"daemonset.apps/{agentm.AGENT_NAME}", f"cleaned {desired} node(s)")
+            return
+        if time.monotonic() >= deadline:
+            printer.warn(f"only {st.get('updatedNumberScheduled') or 0}/{desired} node(s) finished cleaning up "
+                         f"within {NODE_CLEANUP_TIMEOUT:g}s; the others keep the shim and their links")
+            return
+        time.sleep(1.0)
 
 
 def _purge_nodes(kube: Any, printer: Printer, mode: DryRun) -> None:

@@ -83,6 +83,11 @@ def configmap(opts: InstallOptions) -> dict[str, Any]:
             "data": {dpconfig.CONFIG_KEY: "[]"}}
 
 
+def pod_resources_dir(opts: InstallOptions) -> str:
+    """The kubelet keeps device-plugins/ and pod-resources/ side by side in its root dir (k3s too)."""
+    return opts.device_plugin_dir.rsplit("/", 1)[0] + "/pod-resources"
+
+
 def _host_path(name: str, path: str, kind: str = "Directory") -> dict[str, Any]:
     return {"name": name, "hostPath": {"path": path, "type": kind}}
 
@@ -90,7 +95,8 @@ def _host_path(name: str, path: str, kind: str = "Directory") -> dict[str, Any]:
 def daemonset(opts: InstallOptions) -> dict[str, Any]:
     args = ["agent", "--install-cni", "/host/cni-bin", "--config-file", f"/etc/macvtap/{dpconfig.CONFIG_KEY}",
             "--device-plugin-dir", opts.device_plugin_dir, "--cni-socket", "/run/macvtapctl/cni.sock",
-            "--metrics-address", f"0.0.0.0:{METRICS_PORT}"]
+            "--metrics-address", f"0.0.0.0:{METRICS_PORT}",
+            "--pod-resources-socket", f"{pod_resources_dir(opts)}/kubelet.sock"]
     probe = {"httpGet": {"path": "/healthz", "port": METRICS_PORT}, "periodSeconds": 10, "failureThreshold": 3}
     container = {
         "name": "agent",
@@ -111,6 +117,8 @@ def daemonset(opts: InstallOptions) -> dict[str, Any]:
         "resources": {"requests": {"cpu": "50m", "memory": "80Mi"}, "limits": {"memory": "256Mi"}},
         "volumeMounts": [
             {"name": "device-plugins", "mountPath": opts.device_plugin_dir},
+            # Which device IDs live pods own: links no pod owns are reclaimed (read-only use of the API).
+            {"name": "pod-resources", "mountPath": pod_resources_dir(opts)},
             {"name": "cni-bin", "mountPath": "/host/cni-bin"},
             {"name": "dev", "mountPath": "/dev"},
             {"name": "socket-dir", "mountPath": "/run/macvtapctl"},
@@ -132,6 +140,7 @@ def daemonset(opts: InstallOptions) -> dict[str, Any]:
         "containers": [container],
         "volumes": [
             _host_path("device-plugins", opts.device_plugin_dir),
+            _host_path("pod-resources", pod_resources_dir(opts)),
             _host_path("cni-bin", opts.cni_bin_dir, "DirectoryOrCreate"),
             _host_path("dev", "/dev"),
             _host_path("socket-dir", "/run/macvtapctl", "DirectoryOrCreate"),

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the Go-built test fixtures from the Go module proxy (CGO off): kube-apiserver, etcd (the version
-# that Kubernetes release pins), kubectl, and cnitool. Cached under ~/.cache/macvtapctl-testenv/<pins>/;
+# that Kubernetes release pins), kubectl, cnitool, and the node's kubelet, kube-scheduler and
+# kube-controller-manager (same Kubernetes pin, same wrapper module). Cached under ~/.cache/macvtapctl-testenv/<pins>/;
 # rebuilt only when pins.env changes. Prints the directory holding the binaries on its last line.
 #
 # k8s.io/kubernetes requires its staging modules at v0.0.0 and maps them with replace directives, which
@@ -12,15 +13,16 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/pins.env"
 cache=${MACVTAPCTL_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/macvtapctl-testenv}
 out="$cache/k8s-${KUBE_VERSION}_cni-${CNI_VERSION}"
+BINARIES="kube-apiserver etcd kubectl cnitool kubelet kube-scheduler kube-controller-manager"
 need=()
-for b in kube-apiserver etcd kubectl cnitool; do [ -x "$out/$b" ] || need+=("$b"); done
+for b in $BINARIES; do [ -x "$out/$b" ] || need+=("$b"); done
 if [ ${#need[@]} -eq 0 ]; then echo "$out"; exit 0; fi
 # One build at a time (pytest and make may both ask); the second waits, then finds the binaries.
 mkdir -p "$cache"
 exec 9>"$cache/.lock"
 flock 9
 need=()
-for b in kube-apiserver etcd kubectl cnitool; do [ -x "$out/$b" ] || need+=("$b"); done
+for b in $BINARIES; do [ -x "$out/$b" ] || need+=("$b"); done
 if [ ${#need[@]} -eq 0 ]; then echo "$out"; exit 0; fi
 command -v go >/dev/null || { echo "error: go is required to build the test control plane (${need[*]})" >&2; exit 1; }
 echo "building ${need[*]} (Kubernetes $KUBE_VERSION, cni $CNI_VERSION); the first build takes 10-30 minutes" >&2
@@ -29,7 +31,8 @@ work=$(mktemp -d "$cache/build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=${GOTOOLCHAIN:-local}
 wants() { case " ${need[*]} " in *" $1 "*) return 0;; esac; return 1; }
-if wants kube-apiserver || wants etcd || wants kubectl; then
+if wants kube-apiserver || wants etcd || wants kubectl || wants kubelet || wants kube-scheduler \
+  || wants kube-controller-manager; then
 (
   cd "$work" && mkdir kube && cd kube
   minor=$(echo "$KUBE_VERSION" | cut -d. -f2)
@@ -43,14 +46,17 @@ if wants kube-apiserver || wants etcd || wants kubectl; then
     go mod edit -replace="$p=$p@$staging"
   done
   go get "k8s.io/kubernetes@$KUBE_VERSION" >&2
-  go get "k8s.io/kubernetes/cmd/kube-apiserver@$KUBE_VERSION" "k8s.io/kubernetes/cmd/kubectl@$KUBE_VERSION" >&2
+  go get "k8s.io/kubernetes/cmd/kube-apiserver@$KUBE_VERSION" "k8s.io/kubernetes/cmd/kubectl@$KUBE_VERSION" \
+    "k8s.io/kubernetes/cmd/kubelet@$KUBE_VERSION" "k8s.io/kubernetes/cmd/kube-scheduler@$KUBE_VERSION" \
+    "k8s.io/kubernetes/cmd/kube-controller-manager@$KUBE_VERSION" >&2
   ev=$(go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)
   go get "go.etcd.io/etcd/server/v3@$ev" >&2
   ld="-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
-  if wants kube-apiserver; then
-    go build -trimpath -ldflags "$ld" -o "$out/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver >&2
-    mv "$out/kube-apiserver.tmp" "$out/kube-apiserver"
-  fi
+  for b in kube-apiserver kubelet kube-scheduler kube-controller-manager; do
+    wants "$b" || continue
+    go build -trimpath -ldflags "$ld" -o "$out/$b.tmp" "k8s.io/kubernetes/cmd/$b" >&2
+    mv "$out/$b.tmp" "$out/$b"
+  done
   if wants etcd; then
     go build -trimpath -ldflags "-s -w" -o "$out/etcd.tmp" go.etcd.io/etcd/server/v3 >&2
     mv "$out/etcd.tmp" "$out/etcd"; echo "$ev" > "$out/etcd.version"

@@ -35,6 +35,7 @@ MINIMAL_CRDS = HERE / "crds"
 KUBEVIRT_NAMESPACE = "kubevirt"
 KUBEVIRT_NAME = "kubevirt"
 UNPRIVILEGED_USER = "jane"
+NODE_NAME = "macvtap-e2e"  # the real node of tests/node (make node-up)
 
 
 def shared_crds_dir() -> Path | None:
@@ -109,7 +110,10 @@ def _pki(d: Path) -> dict[str, Path]:
     write("apiserver", cert(name("kube-apiserver"), srv_key, ca_name, ca_key, server=True, san=[
         x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), srv_key)
     for stem, cn, orgs in (("admin", "macvtapctl-admin", ("system:masters",)),
-                           ("user", UNPRIVILEGED_USER, ("developers",))):
+                           ("user", UNPRIVILEGED_USER, ("developers",)),
+                           # kube-apiserver -> kubelet (kubectl logs/exec), and the real node's kubelet.
+                           ("kubelet-client", "kube-apiserver-kubelet-client", ("system:masters",)),
+                           ("node", f"system:node:{NODE_NAME}", ("system:nodes",))):
         k = ec.generate_private_key(ec.SECP256R1())
         write(stem, cert(name(cn, orgs), k, ca_name, ca_key), k)
     sa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -215,6 +219,8 @@ class ControlPlane:
             "--service-cluster-ip-range=10.0.0.0/24", "--allow-privileged=true",
             "--disable-admission-plugins=ServiceAccount", "--endpoint-reconciler-type=none",
             "--enable-priority-and-fairness=false", "--profiling=false", "--v=0",
+            f"--kubelet-client-certificate={pki['kubelet-client.crt']}",
+            f"--kubelet-client-key={pki['kubelet-client.key']}", "--kubelet-preferred-address-types=InternalIP",
             *self._advertise_flags(),
         ], api_log)
         ctx = ssl.create_default_context(cafile=str(pki["ca.crt"]))

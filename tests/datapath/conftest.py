@@ -42,6 +42,12 @@ def host_mvt_links() -> set[str]:
     return {link["ifname"] for link in out if link["ifname"].startswith("mvt")}
 
 
+def returned_links() -> set[str]:
+    """mvt* links a DEL handed back to the node: they carry their own name as alias (set at ADD)."""
+    out = json.loads(ip("-j", "-d", "link", "show").stdout)
+    return {link["ifname"] for link in out if link["ifname"].startswith("mvt") and link.get("ifalias") == link["ifname"]}
+
+
 @pytest.fixture(scope="session")
 def cnitool() -> str:
     out = subprocess.run(["bash", str(REPO / "tests/controlplane/build.sh")], check=True, capture_output=True,
@@ -147,6 +153,9 @@ def node() -> Iterator[Node]:
     yield n
     for ns in (n.pod, n.peer_ns, *n.extra_netns):
         ip("netns", "del", ns, check=False)
+    returned = returned_links() - before  # DEL gives links back; the agent's reclaim deletes them later
+    for name in returned:
+        ip("link", "del", name, check=False)
     leaked = host_mvt_links() - before
     for name in leaked:
         ip("link", "del", name, check=False)

@@ -50,6 +50,40 @@ def test_add_check_del(cnitool, agent, node: Node, version: str) -> None:
     assert run_cnitool(cnitool, agent, "del", "mvt", node.pod_path).code == 0  # repeated DEL succeeds
 
 
+def test_del_gives_the_link_back_so_a_retried_sandbox_succeeds(cnitool, agent, node: Node) -> None:
+    """The kubelet allocates once per pod: after a failed sandbox (DEL), the retry must find the same link, with
+    the same ifindex, so the /dev/tapN already handed to the container stays right."""
+    tmp = node.allocate("retryMvp0")
+    index = json.loads(ip("-j", "link", "show", tmp).stdout)[0]["ifindex"]
+    write_conf(agent, "retry", "1.0.0", deviceID="retryMvp0")
+    assert run_cnitool(cnitool, agent, "add", "retry", node.pod_path).code == 0
+    assert run_cnitool(cnitool, agent, "del", "retry", node.pod_path).code == 0
+    back = json.loads(ip("-j", "-d", "link", "show", tmp).stdout)[0]
+    assert back["ifindex"] == index and back["linkinfo"]["info_kind"] == "macvtap"
+    second = node.new_pod()
+    r = run_cnitool(cnitool, agent, "add", "retry", second)
+    assert r.code == 0, r.stdout + r.stderr
+    assert node.pod_link("net1", second.rsplit("/", 1)[1])["ifindex"] == index
+    # Without a deviceID (Multus cannot look it up once the pod is gone) the link's alias names it.
+    conf = json.dumps({"cniVersion": "1.0.0", "name": "retry", "type": "macvtap"}).encode()
+    r = run_shim(agent, {"CNI_COMMAND": "DEL", "CNI_CONTAINERID": "x", "CNI_NETNS": second, "CNI_IFNAME": "net1",
+                         "CNI_PATH": agent.bin_dir}, conf)
+    assert r.code == 0, r.stdout
+    assert json.loads(ip("-j", "link", "show", tmp).stdout)[0]["ifindex"] == index
+
+
+def test_del_deletes_a_stale_link_when_the_device_was_allocated_again(cnitool, agent, node: Node) -> None:
+    node.allocate("againMvp0")
+    write_conf(agent, "again", "1.0.0", deviceID="againMvp0")
+    assert run_cnitool(cnitool, agent, "add", "again", node.pod_path).code == 0
+    tmp = node.allocate("againMvp0")  # the kubelet gave the device to another pod meanwhile
+    fresh = json.loads(ip("-j", "link", "show", tmp).stdout)[0]["ifindex"]
+    assert run_cnitool(cnitool, agent, "del", "again", node.pod_path).code == 0
+    assert node.pod_link("net1") is None
+    assert json.loads(ip("-j", "link", "show", tmp).stdout)[0]["ifindex"] == fresh  # the new owner's link stays
+    ip("link", "del", tmp)
+
+
 def test_runtime_config_device_id_and_promisc(cnitool, agent, node: Node) -> None:
     node.allocate("eth0Mvp7")
     write_conf(agent, "rc", "1.0.0", runtimeConfig={"deviceID": "eth0Mvp7"}, promiscMode=True)

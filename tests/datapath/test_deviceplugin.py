@@ -197,11 +197,22 @@ def test_malformed_config_keeps_last_good_and_bad_entries_are_skipped(dp: DPAgen
     k.wait(lambda: k.devices(PREFIX + good) == ids(good, 2))
     assert PREFIX + legacy not in k.plugins
     k.wait(lambda: f"entry '{legacy}': unknown key 'master'" in dp.log(), timeout=5)
-    dp.write_config('[{"name": "x", "lowerDevice": "eth0"},]')
+    dp.write_config('[{"name": "x", "lowerDevice": "eth0"}')  # truncated
     k.wait(lambda: "keeping the last good configuration" in dp.log(), timeout=5)
     time.sleep(0.5)
     assert k.devices(PREFIX + good) == ids(good, 2)
     assert (k.dir / f"macvtap.network.kubevirt.io_{good}").exists()
+
+
+def test_trailing_comma_is_accepted_with_a_warning(dp: DPAgent, node: Node) -> None:
+    """The KubeVirt user guide's example ends its array with `},`: upstream crash-loops on it; the agent serves it
+    and says so."""
+    res = f"tc{node.tag}"
+    dp.write_config(f'[\n  {{"name": "{res}", "lowerDevice": "{node.lower}", "capacity": 3}},\n]')
+    dp.start()
+    k = dp.kubelet
+    k.wait(lambda: k.devices(PREFIX + res) == ids(res, 3))
+    assert "trailing comma at line 2" in dp.log()
 
 
 def test_capacity_1000(dp: DPAgent, node: Node) -> None:

@@ -48,13 +48,15 @@ class ConfigSource:
             return False
         self.last_raw = raw
         try:
-            cfg = dpconfig.parse(raw, where=self.path or dpconfig.CONFIG_KEY)
+            cfg = dpconfig.parse(raw, where=self.path or dpconfig.CONFIG_KEY, lenient=True)
         except dpconfig.MalformedConfigError as exc:
             log.error("%s; keeping the last good configuration", exc.message)
             if self.entries is None:
                 self.entries, self.expose_all = [], False
                 return True
             return False
+        for warning in cfg.warnings:
+            log.warning("%s", warning)
         entries, skipped = dpconfig.usable_entries(cfg)
         for reason in skipped:
             log.error("%s", reason)

@@ -1,0 +1,196 @@
+"""What the real-node tests do to the cluster: run macvtapctl and kubectl as a user would, make pods, read the
+node. Not a conftest: tests import it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness import NODE_NAME, ControlPlane
+from images import AGENT_IMAGE, TEST_IMAGE
+from node import LAN_NETNS, LAN_PEER_IP, LOWER, Node
+
+from macvtapctl.kube.resources import CONFIGMAP, DAEMONSET, NODE, Resource
+
+POD = Resource("", "v1", "pods", "Pod")
+RESOURCE = "macvtap.network.kubevirt.io/dataplane"
+NETWORK = "dataplane"
+AGENT_NS = "macvtap"
+CAPACITY = 8
+POD_NS = "default"
+
+
+@dataclass
+class Done:
+    code: int
+    out: str
+    err: str
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 60, interval: float = 0.5) -> Any:
+    """Poll until check() is truthy; the failure says what was awaited and the last value seen."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def host_links(prefix: str = "mvt") -> set[str]:
+    out = subprocess.run(["ip", "-j", "link", "show"], check=True, capture_output=True, text=True).stdout
+    return {link["ifname"] for link in json.loads(out) if link["ifname"].startswith(prefix)}
+
+
+def pod_netns() -> set[str]:
+    d = Path("/run/netns")
+    return {p.name for p in d.glob("cni-*")} if d.is_dir() else set()
+
+
+class Cluster:
+    def __init__(self, cp: ControlPlane, node: Node) -> None:
+        self.cp = cp
+        self.node = node
+        self.kubeconfig = str(cp.admin_kubeconfig)
+        self.kubectl_bin = str(Path(json.loads((cp.dir / "state.json").read_text())["bin"]) / "kubectl")
+
+    # --- running things as a user would ---
+    def mvc(self, *args: str, check: bool = True) -> Done:
+        p = subprocess.run([sys.executable, "-m", "macvtapctl", "--kubeconfig", self.kubeconfig, *args],
+                           check=False, capture_output=True, text=True, timeout=400, env={**os.environ, "NO_COLOR": "1"})
+        done = Done(p.returncode, p.stdout, p.stderr)
+        if check and p.returncode != 0:
+            raise AssertionError(f"macvtapctl {' '.join(args)} exited {p.returncode}:\n{p.stderr}{p.stdout}")
+        return done
+
+    def kubectl(self, *args: str, check: bool = True, timeout: float = 60) -> Done:
+        p = subprocess.run([self.kubectl_bin, "--kubeconfig", self.kubeconfig, *args], check=False,
+                           capture_output=True,
+                           text=True, timeout=timeout)
+        if check and p.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} exited {p.returncode}:\n{p.stderr}{p.stdout}")
+        return Done(p.returncode, p.stdout, p.stderr)
+
+    def exec(self, pod: str, *cmd: str, check: bool = True) -> Done:
+        return self.kubectl("exec", "-n", POD_NS, pod, "--", *cmd, check=check)
+
+    def kube(self) -> Any:
+        return self.cp.kube()
+
+    # --- the deployment under test ---
+    def deploy(self) -> None:
+        self.mvc("setup", LOWER, "--name", NETWORK, "--capacity", str(CAPACITY), "--dp-namespace", AGENT_NS)
+        self.mvc("install", "--image", AGENT_IMAGE, "--cni-bin-dir", str(self.node.cni_bin), "--wait",
+                 "--timeout", "3m")
+
+    def teardown(self) -> None:
+        with self.kube() as kube:
+            for pod in kube.list(POD, POD_NS):
+                kube.delete(POD, pod["metadata"]["name"], POD_NS)
+        wait_for("test pods to be gone", lambda: not self.pods(), timeout=120)
+
+    def agent_pod(self) -> dict[str, Any]:
+        with self.kube() as kube:
+            pods = kube.list(POD, AGENT_NS, label_selector="app.kubernetes.io/name=macvtapctl-agent")
+        assert len(pods) == 1, f"expected one agent pod, found {[p['metadata']['name'] for p in pods]}"
+        return dict(pods[0])
+
+    def dp_config(self) -> str:
+        with self.kube() as kube:
+            return str(kube.get(CONFIGMAP, "macvtap-deviceplugin-config", AGENT_NS)["data"]["DP_MACVTAP_CONF"])
+
+    def set_dp_config(self, text: str) -> None:
+        with self.kube() as kube:
+            kube.merge_patch(CONFIGMAP, "macvtap-deviceplugin-config", {"data": {"DP_MACVTAP_CONF": text}},
+                             AGENT_NS)
+
+    def node_obj(self) -> dict[str, Any]:
+        with self.kube() as kube:
+            return dict(kube.get(NODE, NODE_NAME))
+
+    def capacity(self, resource: str = RESOURCE, field: str = "capacity") -> int | None:
+        value = self.node_obj()["status"].get(field, {}).get(resource)
+        return int(value) if value is not None else None
+
+    def daemonset(self) -> dict[str, Any]:
+        with self.kube() as kube:
+            return dict(kube.get(DAEMONSET, "macvtapctl-agent", AGENT_NS))
+
+    # --- pods ---
+    def make_pod(self, name: str, *, networks: list[dict[str, Any]] | None = None, units: int = 1,
+                 resource: str = RESOURCE) -> None:
+        meta: dict[str, Any] = {"name": name, "namespace": POD_NS, "labels": {"e2e": "macvtap"}}
+        if networks is not None:
+            meta["annotations"] = {"k8s.v1.cni.cncf.io/networks": json.dumps(networks)}
+        container: dict[str, Any] = {"name": "main", "image": TEST_IMAGE, "imagePullPolicy": "Never",
+                                     "command": ["sleep", "3600"]}
+        if units:
+            container["resources"] = {"limits": {resource: str(units)}}
+        with self.kube() as kube:
+            kube.create(POD, {"apiVersion": "v1", "kind": "Pod", "metadata": meta,
+                              "spec": {"containers": [container], "terminationGracePeriodSeconds": 0}}, POD_NS)
+
+    def pod(self, name: str) -> dict[str, Any] | None:
+        with self.kube() as kube:
+            obj = kube.get_or_none(POD, name, POD_NS)
+        return dict(obj) if obj is not None else None
+
+    def pods(self) -> list[str]:
+        with self.kube() as kube:
+            return [p["metadata"]["name"] for p in kube.list(POD, POD_NS)]
+
+    def wait_running(self, name: str, timeout: float = 90) -> dict[str, Any]:
+        def running() -> dict[str, Any] | None:
+            pod = self.pod(name)
+            ready = pod and any(c["type"] == "Ready" and c["status"] == "True"
+                                for c in pod.get("status", {}).get("conditions", []))
+            return pod if ready else None
+
+        try:
+            return dict(wait_for(f"pod {name} Ready", running, timeout=timeout))
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nevents:\n{self.events(name)}") from None
+
+    def events(self, name: str) -> str:
+        return self.kubectl("get", "events", "-n", POD_NS, "--field-selector", f"involvedObject.name={name}",
+                            "-o", "custom-columns=REASON:.reason,MESSAGE:.message", check=False).out[-3000:]
+
+    def delete_pods(self, *names: str, wait: bool = True) -> None:
+        with self.kube() as kube:
+            for name in names:
+                if kube.get_or_none(POD, name, POD_NS) is not None:
+                    kube.delete(POD, name, POD_NS)
+        if wait:
+            wait_for(f"pods {names} gone", lambda: not set(names) & set(self.pods()), timeout=120)
+
+    def interface(self, pod: str, ifname: str = "net1") -> dict[str, str]:
+        """What the pod sees of its interface, read from inside the container."""
+        script = (f"cd /sys/class/net/{ifname} && echo ifindex=$(cat ifindex) && echo iflink=$(cat iflink) && "
+                  f"echo mac=$(cat address) && echo mtu=$(cat mtu) && echo taps=$(ls -d tap* 2>/dev/null) && "
+                  f"for t in /dev/tap*; do echo dev=$t:$(stat -c %u:%g $t); done")
+        out = self.exec(pod, "sh", "-c", script).out
+        info: dict[str, str] = {}
+        for line in out.splitlines():
+            key, _, value = line.partition("=")
+            info[key] = (info[key] + " " + value) if key in info else value
+        return info
+
+    def arp(self, pod: str, tap: str, mac: str, src_ip: str = "198.51.100.77") -> Done:
+        return self.exec(pod, "taptool", "arp", tap, mac, src_ip, LAN_PEER_IP, check=False)
+
+
+def lan_ip(*args: str) -> str:
+    return subprocess.run(["ip", "-n", LAN_NETNS, *args], check=True, capture_output=True, text=True).stdout
+
+
+def lower_index() -> int:
+    return int(Path(f"/sys/class/net/{LOWER}/ifindex").read_text())

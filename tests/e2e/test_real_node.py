@@ -1,0 +1,254 @@
+"""The whole chain on a real node: kubelet + containerd + runc + Multus, the agent deployed by `install` as a
+DaemonSet, pods with macvtap interfaces, frames to a LAN namespace and back.
+
+The tests run in file order (the last one uninstalls). Figures a test prints (re-registration time, capacity
+latency) are measurements for the closing note, not assertions: benchmarks/ owns timings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from harness import NODE_NAME
+
+from tests.e2e.helpers import (
+    AGENT_NS,
+    CAPACITY,
+    NETWORK,
+    POD_NS,
+    Cluster,
+    host_links,
+    lan_ip,
+    lower_index,
+    pod_netns,
+    wait_for,
+)
+
+MAC = "02:00:5e:10:00:01"
+GUIDE_CONF = """[
+    {
+        "name"        : "guide",
+        "lowerDevice" : "e2elan0",
+        "mode"        : "bridge",
+        "capacity"    : 50
+    },
+]"""  # the KubeVirt user guide's example, trailing comma and all; only the NIC's name differs on this node
+
+
+def _network_status(pod: dict) -> list[dict]:
+    return json.loads(pod["metadata"]["annotations"].get("k8s.v1.cni.cncf.io/network-status", "[]"))
+
+
+def _idle(c: Cluster) -> None:
+    """No test pods, allocatable back to full, no temporary links on the node, no pod namespaces but the agent's."""
+    wait_for("allocatable back to capacity", lambda: c.capacity(field="allocatable") == CAPACITY, timeout=60)
+    wait_for("no mvt* links on the node", lambda: not host_links(), timeout=60)
+
+
+def test_a_node_advertises_the_resource_and_status_is_complete(cluster: Cluster) -> None:
+    assert cluster.capacity() == CAPACITY
+    ds = cluster.daemonset()
+    assert ds["status"]["numberReady"] == 1
+    assert cluster.agent_pod()["spec"]["nodeName"] == NODE_NAME
+    status = cluster.mvc("status", check=False)
+    assert status.code == 0, status.err + status.out
+    assert "dataplane" in status.out
+
+
+def test_b_pod_gets_a_macvtap_from_allocate_through_multus(cluster: Cluster) -> None:
+    cluster.make_pod("web", networks=[{"name": NETWORK, "mac": MAC}])
+    pod = cluster.wait_running("web")
+    info = cluster.interface("web")
+    # Allocate happened (the device is in the container) and Multus passed its deviceID (the link was found).
+    assert info["mac"] == MAC
+    assert info["mtu"] == "1400"  # the NAD's mtu (setup --mtu would differ from the lower's 1500)
+    assert info["iflink"] == str(lower_index()), "net1 must be a macvtap on the lower device"
+    assert info["taps"] == f"tap{info['ifindex']}", "net1 must be a macvtap (it has a tap device)"
+    assert f"dev=/dev/tap{info['ifindex']}:107:107" in info["dev"], info
+    status = {s["name"]: s for s in _network_status(pod)}
+    entry = status[f"{POD_NS}/{NETWORK}"]
+    assert entry["interface"] == "net1" and entry["mac"] == MAC
+
+
+def test_c_frames_reach_the_lan_and_replies_come_back(cluster: Cluster) -> None:
+    info = cluster.interface("web")
+    done = cluster.arp("web", f"/dev/tap{info['ifindex']}", MAC)
+    assert done.code == 0, done.err
+    peer_mac = lan_ip("-j", "link", "show", "lan0")
+    assert json.loads(peer_mac)[0]["address"] in done.out
+    # The LAN side learned the pod's MAC from the request: the frame really crossed the lower device.
+    assert MAC in lan_ip("neigh", "show")
+    cluster.delete_pods("web")
+    _idle(cluster)
+
+
+def test_d_failed_sandbox_recovers_and_unattached_links_are_reclaimed(cluster: Cluster) -> None:
+    from macvtapctl.kube.resources import NAD
+
+    broken = {"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+              "metadata": {"name": "second", "namespace": POD_NS},
+              "spec": {"config": json.dumps({"cniVersion": "0.3.1", "name": "second", "type": "e2e-no-such-plugin"})}}
+    with cluster.kube() as kube:
+        kube.create(NAD, broken, POD_NS)
+    try:
+        cluster.make_pod("retry", networks=[{"name": NETWORK, "mac": "02:00:5e:10:00:02"}, {"name": "second"}])
+        wait_for("a failed sandbox", lambda: "FailedCreatePodSandBox" in cluster.events("retry"), timeout=90)
+        # Fix the second network: the kubelet retries the sandbox without a new Allocate.
+        fixed = {"cniVersion": "0.3.1", "name": "second", "type": "bridge", "bridge": "e2ebr1"}
+        with cluster.kube() as kube:
+            kube.merge_patch(NAD, "second", {"spec": {"config": json.dumps(fixed)}}, POD_NS)
+        cluster.wait_running("retry", timeout=180)
+        assert cluster.interface("retry")["mac"] == "02:00:5e:10:00:02"
+        cluster.delete_pods("retry")
+    finally:
+        with cluster.kube() as kube:
+            kube.delete(NAD, "second", POD_NS)
+    # A pod that requests the resource but has no Multus network for it: its link is reclaimed after it is gone.
+    cluster.make_pod("nonet", networks=None)
+    cluster.wait_running("nonet")
+    assert len(host_links()) == 1
+    cluster.delete_pods("nonet")
+    _idle(cluster)
+
+
+def test_e_churn_every_pod_gets_its_interface_nothing_leaks(cluster: Cluster) -> None:
+    netns_before = pod_netns()
+    names = [f"churn-{i}" for i in range(30)]
+    for i, name in enumerate(names):
+        cluster.make_pod(name, networks=[{"name": NETWORK, "mac": f"02:00:5e:20:00:{i:02x}"}])
+    done: set[str] = set()
+    deadline = time.monotonic() + 600
+    while len(done) < len(names):
+        assert time.monotonic() < deadline, f"churn stalled; done {len(done)} of {len(names)}"
+        for name in names:
+            pod = cluster.pod(name)
+            if name in done or not pod or pod.get("status", {}).get("phase") != "Running":
+                continue
+            mac = f"02:00:5e:20:00:{names.index(name):02x}"
+            assert cluster.interface(name)["mac"] == mac
+            cluster.delete_pods(name, wait=False)
+            done.add(name)
+        time.sleep(1)
+    wait_for("churn pods gone", lambda: not [p for p in cluster.pods() if p.startswith("churn-")], timeout=180)
+    _idle(cluster)
+    assert pod_netns() <= netns_before, f"leaked pod namespaces: {pod_netns() - netns_before}"
+
+
+def test_f_kubelet_restart_keeps_pods_and_reregisters(cluster: Cluster) -> None:
+    cluster.make_pod("steady", networks=[{"name": NETWORK, "mac": "02:00:5e:30:00:01"}])
+    cluster.wait_running("steady")
+    plugin_socket = Path("/var/lib/kubelet/device-plugins/macvtap.network.kubevirt.io_dataplane")
+    kubelet_socket = plugin_socket.with_name("kubelet.sock")
+    cluster.node.restart_kubelet()
+    wait_for("the kubelet's socket", kubelet_socket.exists, timeout=60, interval=0.02)
+    t0 = time.monotonic()
+    wait_for("the agent to re-register", plugin_socket.exists, timeout=30, interval=0.02)
+    print(f"\nre-registered {time.monotonic() - t0:.2f}s after the kubelet's socket appeared")
+    assert cluster.interface("steady")["mac"] == "02:00:5e:30:00:01"
+    cluster.make_pod("after-restart", networks=[{"name": NETWORK, "mac": "02:00:5e:30:00:02"}])
+    cluster.wait_running("after-restart")
+    assert cluster.interface("after-restart")["mac"] == "02:00:5e:30:00:02"
+    cluster.delete_pods("steady", "after-restart")
+    _idle(cluster)
+
+
+def test_g_expose_and_unexpose_follow_without_restarting_the_agent(cluster: Cluster) -> None:
+    before = cluster.agent_pod()
+    subprocess.run(["ip", "link", "add", "e2elan1", "type", "veth", "peer", "name", "e2elan1p"], check=True)
+    try:
+        subprocess.run(["ip", "link", "set", "e2elan1", "up"], check=True)
+        t0 = time.monotonic()
+        cluster.mvc("expose", "e2elan1", "--name", "second", "--capacity", "3", "--dp-namespace", AGENT_NS)
+        wait_for("capacity of second", lambda: cluster.capacity("macvtap.network.kubevirt.io/second") == 3,
+                 timeout=60, interval=0.1)
+        print(f"\nexpose -> Node capacity in {time.monotonic() - t0:.1f}s")
+        t0 = time.monotonic()
+        cluster.mvc("unexpose", "second", "--dp-namespace", AGENT_NS)
+        wait_for("allocatable of second to drop", lambda: not cluster.capacity(
+            "macvtap.network.kubevirt.io/second", field="allocatable"), timeout=60, interval=0.1)
+        print(f"unexpose -> Node allocatable 0 in {time.monotonic() - t0:.1f}s")
+    finally:
+        subprocess.run(["ip", "link", "del", "e2elan1"], check=False)
+    after = cluster.agent_pod()
+    assert after["metadata"]["uid"] == before["metadata"]["uid"]
+    assert after["status"]["containerStatuses"][0]["restartCount"] == before["status"]["containerStatuses"][0][
+        "restartCount"]
+    assert cluster.capacity() == CAPACITY
+
+
+def test_h_the_user_guide_configmap_works(cluster: Cluster) -> None:
+    """The guide's ConfigMap, verbatim (trailing comma included), and the guide's NAD shape: it works, and
+    both the agent's log and `status` name the comma."""
+    from macvtapctl.kube.resources import NAD
+
+    original = cluster.dp_config()
+    cluster.set_dp_config(GUIDE_CONF)
+    nad = {"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+           "metadata": {"name": "macvtapnetwork", "namespace": POD_NS,
+                        "annotations": {"k8s.v1.cni.cncf.io/resourceName": "macvtap.network.kubevirt.io/guide"}},
+           "spec": {"config": '{ "cniVersion": "0.3.1", "name": "macvtapnetwork", "type": "macvtap", "mtu": 1500 }'}}
+    try:
+        with cluster.kube() as kube:
+            kube.create(NAD, nad, POD_NS)
+        wait_for("the guide's resource", lambda: cluster.capacity("macvtap.network.kubevirt.io/guide") == 50,
+                 timeout=60)
+        cluster.make_pod("guide", networks=[{"name": "macvtapnetwork"}], resource="macvtap.network.kubevirt.io/guide")
+        cluster.wait_running("guide")
+        assert cluster.interface("guide")["mtu"] == "1500"
+        logs = cluster.kubectl("logs", "-n", AGENT_NS, cluster.agent_pod()["metadata"]["name"]).out
+        assert "trailing comma" in logs
+        status = cluster.mvc("status", check=False)
+        assert "trailing comma" in status.out + status.err
+        cluster.delete_pods("guide")
+    finally:
+        with cluster.kube() as kube:
+            kube.delete(NAD, "macvtapnetwork", POD_NS)
+        cluster.set_dp_config(original)
+    wait_for("dataplane back", lambda: cluster.capacity(field="allocatable") == CAPACITY, timeout=60)
+    wait_for("no mvt* links on the node", lambda: not host_links(), timeout=60)
+
+
+def _agent_pid() -> int | None:
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"macvtapctl" in b" ".join(cmd) and b"agent" in cmd and b"--install-cni" in cmd:
+                return int(proc.name)
+    return None
+
+
+def test_j_agent_sigkill_mid_churn_leaks_nothing(cluster: Cluster) -> None:
+    restarts = cluster.agent_pod()["status"]["containerStatuses"][0]["restartCount"]
+    names = [f"kill-{i}" for i in range(6)]
+    for i, name in enumerate(names[:3]):
+        cluster.make_pod(name, networks=[{"name": NETWORK, "mac": f"02:00:5e:40:00:{i:02x}"}])
+    pid = _agent_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_for("the kubelet to restart the agent", lambda: cluster.agent_pod()["status"]["containerStatuses"][0][
+        "restartCount"] > restarts and cluster.capacity(field="allocatable") is not None, timeout=120)
+    for i, name in enumerate(names[3:], start=3):
+        cluster.make_pod(name, networks=[{"name": NETWORK, "mac": f"02:00:5e:40:00:{i:02x}"}])
+    for name in names[3:]:
+        cluster.wait_running(name, timeout=120)
+        assert cluster.interface(name)["mac"].startswith("02:00:5e:40:00:")
+    cluster.delete_pods(*names)
+    _idle(cluster)
+
+
+def test_i_uninstall_purges_node_resources(cluster: Cluster) -> None:
+    cluster.mvc("uninstall", "--purge-node-resources")
+    wait_for("no macvtap resources on the Node", lambda: not [
+        k for k in cluster.node_obj()["status"].get("capacity", {}) if k.startswith("macvtap.network.kubevirt.io/")],
+        timeout=60)
+    wait_for("the agent pod gone", lambda: not _agent_pid(), timeout=60)
+    assert not (cluster.node.cni_bin / "macvtap").exists(), "the shim must leave the CNI bin dir"
+    assert not host_links()

@@ -1,0 +1,493 @@
+"""A real Kubernetes node joined to the local control plane: containerd + runc + kubelet + Multus, with the
+scheduler and controller manager, a default pod network, and a lower device for macvtap whose peer sits in a
+"LAN" network namespace.
+
+    python tests/node/node.py up   [--dir .devcluster]    (needs `make cluster-up` first; root)
+    python tests/node/node.py down [--dir .devcluster]    (also after a failed or half-done `up`)
+
+Everything the node changes on the host is recorded in <dir>/node/state.json before it is changed, and `down`
+undoes it: processes, mounts, /var/lib/kubelet, /run/containerd, cgroups, links, namespaces, sysctls.
+Facts and traps behind the settings: docs/development.md ("The real node").
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+sys.path.insert(0, str(HERE.parent / "controlplane"))
+sys.path.insert(0, str(HERE))
+
+import images  # noqa: E402
+from harness import NODE_NAME, _alive, _tail  # noqa: E402
+
+LOWER = "e2elan0"  # the node's "NIC" for macvtap: a veth whose peer is in the LAN namespace
+LAN_NETNS = "macvtapctl-e2e-lan"
+LAN_PEER = "lan0"
+LAN_PEER_IP = "198.51.100.1"  # TEST-NET-2: only ever inside namespaces this harness made
+LAN_PREFIX = 24
+POD_SUBNET = "10.88.0.0/24"  # the default pod network (bridge + host-local), inside pod namespaces only
+POD_BRIDGE = "e2ecni0"
+KUBELET_ROOT = Path("/var/lib/kubelet")
+CONTAINERD_STATE = Path("/run/containerd")
+CONTAINERD_ROOT = Path("/var/lib/macvtapctl-e2e/containerd")
+SOCKET = CONTAINERD_STATE / "containerd.sock"
+HOST_DIRS = [KUBELET_ROOT, CONTAINERD_STATE, CONTAINERD_ROOT.parent, Path("/var/log/pods"),
+             Path("/var/log/containers"), Path("/usr/libexec/kubernetes"), Path("/etc/kubernetes")]
+SYSCTLS = ["kernel.panic", "kernel.panic_on_oops", "vm.overcommit_memory"]  # the kubelet changes these
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+RUNC = "/usr/sbin/runc"  # Debian's runc: built with seccomp, which containerd's sandbox profile needs
+
+
+class NodeError(RuntimeError):
+    pass
+
+
+def run(*cmd: str, check: bool = True, quiet: bool = False) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(cmd), check=check, text=True,
+                          stdout=subprocess.PIPE if quiet else None, stderr=subprocess.PIPE if quiet else None)
+
+
+def node_binaries() -> Path:
+    out = subprocess.run(["bash", str(HERE / "build.sh")], check=True, stdout=subprocess.PIPE, text=True)
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def node_ip() -> str:
+    """The address the kubelet reports (it refuses loopback): the one on the default route's interface."""
+    out = run("ip", "-j", "route", "get", "1.1.1.1", check=False, quiet=True).stdout
+    with contextlib.suppress(ValueError, IndexError, KeyError):
+        return str(json.loads(out)[0]["prefsrc"])
+    raise NodeError("no default route: the kubelet needs a non-loopback node address")
+
+
+class Node:
+    def __init__(self, cluster_dir: Path) -> None:
+        self.cluster = Path(cluster_dir).resolve()
+        self.dir = self.cluster / "node"
+        self.state_file = self.dir / "state.json"
+        self.state: dict[str, Any] = {}
+        self.cni_bin = self.dir / "cni" / "bin"
+        self.cni_conf = self.dir / "cni" / "net.d"
+        self.images = self.dir / "images"
+
+    # --- state: written before each change, so `down` can undo a half-done `up` ---
+    def _save(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.state_file.write_text(json.dumps(self.state, indent=1))
+
+    def _load(self) -> None:
+        self.state = json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
+
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        log = self.dir / f"{name}.log"
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True, env={**os.environ, **(env or {})})
+        self.state.setdefault("pids", {})[name] = proc.pid
+        self._save()
+        return proc
+
+    def _wait(self, what: str, check: Any, proc: subprocess.Popen[bytes] | None, log: str,
+              timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise NodeError(f"{what} exited with {proc.returncode}; last log lines:\n{_tail(self.dir / log)}")
+            with contextlib.suppress(Exception):
+                if check():
+                    return
+            time.sleep(0.2)
+        raise NodeError(f"{what} not ready after {timeout:.0f}s; last log lines:\n{_tail(self.dir / log)}")
+
+    # --- up ---
+    def up(self) -> None:
+        if os.geteuid() != 0:
+            raise NodeError("the real node needs root (kubelet, containerd, network namespaces)")
+        cp_state = self.cluster / "state.json"
+        if not cp_state.exists():
+            raise NodeError(f"no local control plane in {self.cluster}: run `make cluster-up` first")
+        self._load()
+        if self.state.get("pids") and all(_alive(p) for p in self.state["pids"].values()):
+            print(f"node {NODE_NAME} already running")
+            return
+        if self.state:
+            self.down()
+        t0 = time.monotonic()
+        cp = json.loads(cp_state.read_text())
+        self.state = {"node": NODE_NAME, "created_dirs": [], "sysctls": {}, "pids": {}}
+        self._save()
+        bins = Path(cp["bin"])
+        nbins = node_binaries()
+        if not Path(RUNC).exists():
+            raise NodeError(f"{RUNC} is missing: apt-get install runc")
+        for d in HOST_DIRS:
+            if not d.exists():
+                self.state["created_dirs"].append(str(d))
+        self._save()
+        for name in SYSCTLS:
+            self.state["sysctls"][name] = Path("/proc/sys", *name.split(".")).read_text().strip()
+        self._save()
+        self._lan()
+        self._cni(nbins)
+        self._images()
+        self._containerd(nbins)
+        self._kubelet(bins, cp["server"])
+        self._control_loops(bins)
+        self._wait_ready(bins)
+        print(f"node {NODE_NAME} Ready in {time.monotonic() - t0:.1f}s (lower device {LOWER}, "
+              f"LAN peer {LAN_PEER_IP} in netns {LAN_NETNS}; logs in {self.dir})")
+
+    def _lan(self) -> None:
+        self.state["lan"] = True
+        self._save()
+        run("ip", "netns", "add", LAN_NETNS)
+        run("ip", "link", "add", LOWER, "type", "veth", "peer", "name", LAN_PEER, "netns", LAN_NETNS)
+        run("ip", "link", "set", LOWER, "up")
+        run("ip", "-n", LAN_NETNS, "link", "set", "lo", "up")
+        run("ip", "-n", LAN_NETNS, "addr", "add", f"{LAN_PEER_IP}/{LAN_PREFIX}", "dev", LAN_PEER)
+        run("ip", "-n", LAN_NETNS, "link", "set", LAN_PEER, "up")
+
+    def _cni(self, nbins: Path) -> None:
+        self.cni_bin.mkdir(parents=True, exist_ok=True)
+        self.cni_conf.mkdir(parents=True, exist_ok=True)
+        for b in ("bridge", "ptp", "loopback", "host-local", "multus"):
+            shutil.copy2(nbins / b, self.cni_bin / b)
+        podnet = {"cniVersion": "1.0.0", "name": "podnet", "plugins": [{
+            "type": "bridge", "bridge": POD_BRIDGE, "isGateway": True, "ipMasq": False,  # no iptables here
+            "ipam": {"type": "host-local", "ranges": [[{"subnet": POD_SUBNET}]],
+                     "dataDir": str(self.dir / "cni" / "ipam")}}]}
+        (self.dir / "cni" / "podnet.conflist").write_text(json.dumps(podnet, indent=1))
+        multus = {"cniVersion": "1.0.0", "name": "multus-cni-network", "type": "multus",
+                  "kubeconfig": str(self.cluster / "kubeconfig"), "confDir": str(self.cni_conf),
+                  "cniDir": str(self.dir / "cni" / "multus"), "binDir": str(self.cni_bin),
+                  "clusterNetwork": str(self.dir / "cni" / "podnet.conflist"),
+                  "logFile": str(self.dir / "multus.log"), "logLevel": "verbose"}
+        (self.cni_conf / "00-multus.conf").write_text(json.dumps(multus, indent=1))
+
+    def _images(self) -> None:
+        self.images.mkdir(parents=True, exist_ok=True)
+        shim = REPO / "macvtapctl" / "agent" / "shim" / "macvtap"
+        if not shim.exists():
+            raise NodeError(f"{shim} is missing: run `make shim`")
+        t0 = time.monotonic()
+        images.pause_image(self.images)
+        images.test_image(self.images)
+        images.agent_image(self.images, shim)
+        print(f"images built in {time.monotonic() - t0:.1f}s", file=sys.stderr)
+
+    def _containerd(self, nbins: Path) -> None:
+        cfg = f"""version = 3
+root = "{CONTAINERD_ROOT}"
+state = "{CONTAINERD_STATE}"
+[grpc]
+  address = "{SOCKET}"
+[plugins."io.containerd.cri.v1.images"]
+  snapshotter = "overlayfs"
+  [plugins."io.containerd.cri.v1.images".pinned_images]
+    sandbox = "{images.PAUSE_IMAGE}"
+[plugins."io.containerd.cri.v1.runtime"]
+  enable_selinux = false
+  # root here lacks CAP_SYS_RESOURCE: runc cannot lower oom_score_adj below the current value otherwise
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.cri.v1.runtime".containerd]
+    default_runtime_name = "runc"
+    [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
+        BinaryName = "{RUNC}"
+        SystemdCgroup = false
+  [plugins."io.containerd.cri.v1.runtime".cni]
+    bin_dirs = ["{self.cni_bin}"]
+    conf_dir = "{self.cni_conf}"
+    max_conf_num = 1
+"""
+        (self.dir / "containerd.toml").write_text(cfg)
+        # The shim is found on PATH.
+        env = {"PATH": f"{nbins}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+        proc = self._spawn("containerd", [str(nbins / "containerd"), "--config", str(self.dir / "containerd.toml")],
+                           env)
+        self._wait("containerd", lambda: self.ctr(nbins, "version", quiet=True).returncode == 0, proc,
+                   "containerd.log")
+        t0 = time.monotonic()
+        for tar in sorted(self.images.glob("*.tar")):
+            self.ctr(nbins, "images", "import", "--platform", "linux/amd64", str(tar), quiet=True, check=True)
+        print(f"images imported in {time.monotonic() - t0:.1f}s", file=sys.stderr)
+
+    def ctr(self, nbins: Path, *args: str, quiet: bool = False, check: bool = False) -> subprocess.CompletedProcess[str]:
+        return run(str(nbins / "ctr"), "--address", str(SOCKET), "-n", "k8s.io", *args, check=check, quiet=quiet)
+
+    def _kubelet(self, bins: Path, server: str) -> None:
+        import yaml
+
+        pki = self.cluster / "pki"
+        kubeconfig = {
+            "apiVersion": "v1", "kind": "Config", "current-context": "node",
+            "clusters": [{"name": "local", "cluster": {"server": server, "certificate-authority": str(pki / "ca.crt")}}],
+            "users": [{"name": "node", "user": {"client-certificate": str(pki / "node.crt"),
+                                                 "client-key": str(pki / "node.key")}}],
+            "contexts": [{"name": "node", "context": {"cluster": "local", "user": "node"}}]}
+        (self.dir / "kubelet.kubeconfig").write_text(yaml.safe_dump(kubeconfig))
+        (self.dir / "kubelet.kubeconfig").chmod(0o600)
+        ip = node_ip()
+        config = {
+            "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
+            # cgroup v1 on this machine, cgroupfs (no systemd), swap tolerated.
+            "failCgroupV1": False, "cgroupDriver": "cgroupfs", "failSwapOn": False,
+            "containerRuntimeEndpoint": f"unix://{SOCKET}",
+            "address": ip, "port": 10250, "readOnlyPort": 0, "healthzBindAddress": "127.0.0.1",
+            "authentication": {"x509": {"clientCAFile": str(pki / "ca.crt")}, "webhook": {"enabled": False},
+                               "anonymous": {"enabled": False}},
+            "authorization": {"mode": "AlwaysAllow"},  # test node only: the API server is the only client
+            "evictionHard": {"memory.available": "0%", "nodefs.available": "0%", "imagefs.available": "0%"},
+            "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
+            "serializeImagePulls": False, "resolvConf": "", "nodeStatusUpdateFrequency": "2s",
+            "syncFrequency": "5s", "fileCheckFrequency": "5s", "cpuManagerReconcilePeriod": "5s",
+            "maxPods": 60, "containerLogMaxSize": "10Mi",
+        }
+        (self.dir / "kubelet.yaml").write_text(yaml.safe_dump(config))
+        with self._kube() as kube:
+            _node_rbac(kube)
+        self.state["kubelet_cmd"] = [
+            str(bins / "kubelet"), f"--config={self.dir / 'kubelet.yaml'}",
+            f"--kubeconfig={self.dir / 'kubelet.kubeconfig'}", f"--hostname-override={NODE_NAME}",
+            f"--node-ip={ip}", f"--root-dir={KUBELET_ROOT}", f"--cert-dir={self.dir / 'kubelet-pki'}", "--v=2"]
+        proc = self._spawn("kubelet", self.state["kubelet_cmd"])
+        self._wait("kubelet", lambda: self._node() is not None, proc, "kubelet.log")
+
+    def restart_kubelet(self) -> None:
+        """Stop the kubelet and start it again with the same arguments (pods keep running meanwhile)."""
+        self._load()
+        _stop(self.state["pids"]["kubelet"])
+        self._spawn("kubelet", self.state["kubelet_cmd"])
+
+    def _control_loops(self, bins: Path) -> None:
+        kc = str(self.cluster / "kubeconfig")
+        self._spawn("kube-scheduler", [str(bins / "kube-scheduler"), f"--kubeconfig={kc}",
+                                       f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
+                                       "--leader-elect=false", "--secure-port=0", "--v=1"])
+        # No service-account token controller: the harness has no token signing for it and nothing needs tokens.
+        self._spawn("kube-controller-manager", [
+            str(bins / "kube-controller-manager"), f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}",
+            f"--authorization-kubeconfig={kc}", "--leader-elect=false", "--secure-port=0",
+            "--controllers=*,-serviceaccount-token", "--use-service-account-credentials=false",
+            "--node-monitor-grace-period=20s", "--v=1"])
+
+    def _wait_ready(self, bins: Path) -> None:
+        def ready() -> bool:
+            node = self._node()
+            conds = {c["type"]: c["status"] for c in (node or {}).get("status", {}).get("conditions", [])}
+            taints = [t["key"] for t in (node or {}).get("spec", {}).get("taints", []) or []]
+            return conds.get("Ready") == "True" and "node.kubernetes.io/not-ready" not in taints
+
+        self._wait(f"node {NODE_NAME}", ready, None, "kubelet.log", timeout=90)
+
+    def _kube(self) -> Any:
+        sys.path.insert(0, str(REPO))
+        from macvtapctl.kube.client import Kube
+        from macvtapctl.settings import Settings
+
+        return Kube.connect(Settings(kubeconfig=str(self.cluster / "kubeconfig"), request_timeout=10))
+
+    def _node(self) -> dict[str, Any] | None:
+        from macvtapctl.kube.resources import NODE
+
+        with self._kube() as kube:
+            obj = kube.get_or_none(NODE, NODE_NAME)
+        return dict(obj) if obj is not None else None
+
+    # --- down ---
+    def down(self) -> None:
+        self._load()
+        if not self.state:
+            print(f"node {NODE_NAME} is not running")
+            return
+        errors: list[str] = []
+
+        def step(what: str, fn: Any) -> None:
+            try:
+                fn()
+            except Exception as exc:  # keep going: undo as much as possible, then report
+                errors.append(f"{what}: {exc}")
+
+        pids = self.state.get("pids", {})
+        for name in ("kube-controller-manager", "kube-scheduler", "kubelet"):
+            if name in pids:
+                step(f"stop {name}", lambda p=pids[name]: _stop(p))
+        step("kill pod processes", _kill_cgroup_tasks)
+        step("stop containerd shims", _kill_shims)
+        if "containerd" in pids:
+            step("stop containerd", lambda: _stop(pids["containerd"]))
+        step("unmount", _unmount_all)
+        step("pod namespaces", _remove_pod_netns)
+        step("cgroups", _remove_cgroups)
+        step("links", self._remove_links)
+        if self.state.get("lan"):
+            step("LAN namespace", lambda: run("ip", "netns", "del", LAN_NETNS, check=False, quiet=True))
+        for name, value in self.state.get("sysctls", {}).items():
+            step(f"sysctl {name}", lambda n=name, v=value: Path("/proc/sys", *n.split(".")).write_text(v))
+        for d in self.state.get("created_dirs", []):
+            step(f"remove {d}", lambda d=d: shutil.rmtree(d, ignore_errors=False) if Path(d).exists() else None)
+        step("node dir", self._remove_all_but_logs)
+        step("Node object", self._delete_node_object)
+        if errors:
+            raise NodeError("node-down left work undone:\n  " + "\n  ".join(errors))
+        print(f"node {NODE_NAME} stopped; host restored")
+
+    def _remove_all_but_logs(self) -> None:
+        """Logs stay for whoever debugs a failed run (docs/development.md); everything else goes."""
+        for p in self.dir.iterdir() if self.dir.exists() else []:
+            if p.suffix == ".log":
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+
+    def _remove_links(self) -> None:
+        out = json.loads(run("ip", "-j", "-d", "link", "show", check=True, quiet=True).stdout or "[]")
+        for link in out:
+            name = link.get("ifname", "")
+            kind = (link.get("linkinfo") or {}).get("info_kind", "")
+            # The lower device, the pod bridge and the tests' extra links all start with "e2e".
+            ours = name.startswith("e2e") or (name.startswith("mvt") and kind == "macvtap") or (
+                kind == "veth" and str(link.get("master", "")).startswith("e2e"))
+            if ours:
+                run("ip", "link", "del", name, check=False, quiet=True)
+
+    def _delete_node_object(self) -> None:
+        if not (self.cluster / "state.json").exists():
+            return
+        from macvtapctl.kube.resources import NODE
+
+        with contextlib.suppress(Exception), self._kube() as kube:
+            if kube.get_or_none(NODE, NODE_NAME) is not None:
+                kube.delete(NODE, NODE_NAME)
+
+
+def _node_rbac(kube: Any) -> None:
+    """The harness authorizes with RBAC only (no Node authorizer): bind system:node to the nodes group."""
+    from macvtapctl.kube.errors import AlreadyExistsError
+    from macvtapctl.kube.resources import CLUSTER_ROLE_BINDING
+
+    with contextlib.suppress(AlreadyExistsError):
+        kube.create(CLUSTER_ROLE_BINDING, {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "macvtapctl-e2e:nodes"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:node"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:nodes"}]})
+
+
+def _stop(pid: int, timeout: float = 15) -> None:
+    if not _alive(pid):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.1)
+    if _alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def _kubepods_cgroups() -> list[Path]:
+    found: list[Path] = []
+    for ctrl in CGROUP_ROOT.iterdir():
+        base = ctrl / "kubepods"
+        if base.is_dir():
+            found += sorted((p for p in base.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+            found.append(base)
+    return found
+
+
+def _kill_cgroup_tasks() -> None:
+    for _ in range(20):
+        pids = set()
+        for cg in _kubepods_cgroups():
+            with contextlib.suppress(OSError):
+                pids |= {int(x) for x in (cg / "cgroup.procs").read_text().split()}
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.3)
+    raise NodeError("pod processes survive SIGKILL")
+
+
+def _kill_shims() -> None:
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            exe = os.readlink(proc / "exe")
+            if exe.endswith("/containerd-shim-runc-v2"):
+                os.kill(int(proc.name), signal.SIGKILL)
+
+
+def _mounts() -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4].replace("\\040", " ") for line in f]
+
+
+def _unmount_all() -> None:
+    prefixes = [str(d) + "/" for d in (KUBELET_ROOT, CONTAINERD_STATE, CONTAINERD_ROOT)] + ["/run/netns/cni-"]
+    exact = {str(KUBELET_ROOT), str(CONTAINERD_STATE), str(CONTAINERD_ROOT)}
+    for _ in range(5):
+        targets = [m for m in _mounts() if m in exact or any(m.startswith(p) for p in prefixes)]
+        if not targets:
+            return
+        for m in sorted(targets, key=lambda m: -m.count("/")):
+            run("umount", "-l", m, check=False, quiet=True)
+    left = [m for m in _mounts() if m in exact or any(m.startswith(p) for p in prefixes)]
+    if left:
+        raise NodeError(f"still mounted: {', '.join(left[:5])}")
+
+
+def _remove_pod_netns() -> None:
+    d = Path("/run/netns")
+    if d.is_dir():
+        for ns in d.glob("cni-*"):
+            run("ip", "netns", "del", ns.name, check=False, quiet=True)
+            with contextlib.suppress(OSError):
+                ns.unlink()
+
+
+def _remove_cgroups() -> None:
+    for cg in _kubepods_cgroups():
+        with contextlib.suppress(FileNotFoundError):
+            cg.rmdir()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("cmd", choices=("up", "down"))
+    parser.add_argument("--dir", default=".devcluster")
+    args = parser.parse_args(argv)
+    node = Node(Path(args.dir))
+    try:
+        node.up() if args.cmd == "up" else node.down()
+    except (NodeError, subprocess.CalledProcessError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if args.cmd == "up":
+            print("(run `make node-down` to undo what was done)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
