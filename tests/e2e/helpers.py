@@ -25,6 +25,7 @@ NETWORK = "dataplane"
 AGENT_NS = "macvtap"
 CAPACITY = 8
 POD_NS = "default"
+NAD_MTU = 1400  # below the lower device's 1500, so the pod interface shows it came from the NAD
 
 
 @dataclass
@@ -81,14 +82,25 @@ class Cluster:
         return Done(p.returncode, p.stdout, p.stderr)
 
     def exec(self, pod: str, *cmd: str, check: bool = True) -> Done:
-        return self.kubectl("exec", "-n", POD_NS, pod, "--", *cmd, check=check)
+        """kubectl exec; retried while the kubelet cannot serve it yet (right after a kubelet restart it answers
+        "pod does not exist" until it has synced its pods)."""
+        deadline = time.monotonic() + 30
+        while True:
+            done = self.kubectl("exec", "-n", POD_NS, pod, "--", *cmd, check=False)
+            if "unable to upgrade connection" not in done.err or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        if check and done.code != 0:
+            raise AssertionError(f"kubectl exec {pod} -- {' '.join(cmd)} exited {done.code}:\n{done.err}{done.out}")
+        return done
 
     def kube(self) -> Any:
         return self.cp.kube()
 
     # --- the deployment under test ---
     def deploy(self) -> None:
-        self.mvc("setup", LOWER, "--name", NETWORK, "--capacity", str(CAPACITY), "--dp-namespace", AGENT_NS)
+        self.mvc("setup", LOWER, "--name", NETWORK, "--capacity", str(CAPACITY), "--mtu", str(NAD_MTU),
+                 "--dp-namespace", AGENT_NS)
         self.mvc("install", "--image", AGENT_IMAGE, "--cni-bin-dir", str(self.node.cni_bin), "--wait",
                  "--timeout", "3m")
 

@@ -151,6 +151,8 @@ class Node:
 
     def _lan(self) -> None:
         self.state["lan"] = True
+        # `ip netns add` turns /run/netns into a shared bind mount; undo that only if it was not one already.
+        self.state["netns_mount"] = "/run/netns" not in _mounts()
         self._save()
         run("ip", "netns", "add", LAN_NETNS)
         run("ip", "link", "add", LOWER, "type", "veth", "peer", "name", LAN_PEER, "netns", LAN_NETNS)
@@ -266,6 +268,16 @@ state = "{CONTAINERD_STATE}"
         proc = self._spawn("kubelet", self.state["kubelet_cmd"])
         self._wait("kubelet", lambda: self._node() is not None, proc, "kubelet.log")
 
+    @staticmethod
+    def kubelet_healthy() -> bool:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:10248/healthz", timeout=2) as reply:
+                return bool(reply.status == 200)
+        except OSError:
+            return False
+
     def restart_kubelet(self) -> None:
         """Stop the kubelet and start it again with the same arguments (pods keep running meanwhile)."""
         self._load()
@@ -335,6 +347,8 @@ state = "{CONTAINERD_STATE}"
         step("links", self._remove_links)
         if self.state.get("lan"):
             step("LAN namespace", lambda: run("ip", "netns", "del", LAN_NETNS, check=False, quiet=True))
+        if self.state.get("netns_mount") and not any(Path("/run/netns").iterdir()):
+            step("/run/netns", lambda: run("umount", "/run/netns", check=False, quiet=True))
         for name, value in self.state.get("sysctls", {}).items():
             step(f"sysctl {name}", lambda n=name, v=value: Path("/proc/sys", *n.split(".")).write_text(v))
         for d in self.state.get("created_dirs", []):
