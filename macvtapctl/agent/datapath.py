@@ -89,14 +89,16 @@ def _open(req: Request, *, allow_missing: bool = False) -> int | None:
 
 def add(req: Request, registry: LinkRegistry, *, tap_dir: str = "/dev") -> dict[str, Any]:
     tmp = temporary_link_name(req.device_id)
-    fd = _open(req)
-    assert fd is not None
-    registry.claim(tmp)
+    registry.claim(tmp)  # before opening the namespace: a refused ADD must not hold a pod's netns open
     try:
-        return _add(req, tmp, fd, tap_dir)
+        fd = _open(req)
+        assert fd is not None
+        try:
+            return _add(req, tmp, fd, tap_dir)
+        finally:
+            os.close(fd)
     finally:
         registry.release(tmp)
-        os.close(fd)
 
 
 def _add(req: Request, tmp: str, fd: int, tap_dir: str) -> dict[str, Any]:

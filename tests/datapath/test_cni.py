@@ -327,3 +327,24 @@ def test_proc_pid_netns_path_form(cnitool, agent, node: Node) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_refused_concurrent_add_holds_no_namespace_open(node: Node) -> None:
+    """An ADD refused because another ADD is attaching the same device must not leak the pod netns fd."""
+    import pytest
+
+    from macvtapctl.agent import cni, datapath
+    from macvtapctl.agent.xxh64 import temporary_link_name
+
+    registry = datapath.LinkRegistry()
+    registry.claim(temporary_link_name("busyMvp0"))
+    req = cni.parse_request({"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": node.pod_path,
+                             "CNI_IFNAME": "net1", "CNI_PATH": "/opt/cni/bin"},
+                            json.dumps({"cniVersion": "1.0.0", "name": "b", "type": "macvtap",
+                                        "deviceID": "busyMvp0"}).encode())
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        with pytest.raises(cni.CniError) as err:
+            datapath.add(req, registry)
+        assert err.value.code == cni.E_TRY_AGAIN
+    assert len(os.listdir("/proc/self/fd")) == before

@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
 
-from harness import ControlPlane
+from harness import ControlPlane, shared_crds_dir
 from node import Node
 
 from tests.e2e.helpers import Cluster
@@ -26,10 +26,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="package")
-def cluster(control_plane: ControlPlane) -> Iterator[Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     if os.geteuid() != 0:
         pytest.fail("the real-node tests need root (kubelet, containerd, network namespaces); run them as root",
                     pytrace=False)
+    # A control plane of their own: what the node tests deploy must not leak into the integration tests.
+    control_plane = ControlPlane(tmp_path_factory.mktemp("e2e-controlplane"), kubevirt_version="v1.5.0",
+                                 crds=shared_crds_dir())
+    try:
+        control_plane.start()
+    except Exception as exc:
+        control_plane.stop()
+        pytest.fail(f"local control plane did not start: {exc}", pytrace=False)
     node = Node(control_plane.dir)
     try:
         node.up()
@@ -37,6 +45,7 @@ def cluster(control_plane: ControlPlane) -> Iterator[Cluster]:
         try:
             node.down()
         finally:
+            control_plane.stop()
             pytest.fail(f"the real node did not start: {exc}\n(logs: {node.dir})", pytrace=False)
     c = Cluster(control_plane, node)
     try:
@@ -46,4 +55,7 @@ def cluster(control_plane: ControlPlane) -> Iterator[Cluster]:
         try:
             c.teardown()
         finally:
-            node.down()
+            try:
+                node.down()
+            finally:
+                control_plane.stop()

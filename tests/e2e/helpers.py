@@ -47,6 +47,17 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 60, interval:
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
+def no_mvt_links(timeout: float = 60) -> None:
+    """Wait until the node has no temporary links; the failure shows them and the agent's last log lines."""
+    try:
+        wait_for("no mvt* links on the node", lambda: not host_links(), timeout=timeout)
+    except AssertionError as exc:
+        links = subprocess.run(["ip", "-d", "link", "show"], capture_output=True, text=True, check=False).stdout
+        mvt = "\n".join(line for line in links.splitlines() if "mvt" in line)
+        log = "".join(p.read_text(errors="replace") for p in Path("/var/log/pods").glob("macvtap_*/agent/*.log"))
+        raise AssertionError(f"{exc}\n{mvt}\nagent log:\n{log[-4000:]}") from None
+
+
 def host_links(prefix: str = "mvt") -> set[str]:
     out = subprocess.run(["ip", "-j", "link", "show"], check=True, capture_output=True, text=True).stdout
     return {link["ifname"] for link in json.loads(out) if link["ifname"].startswith(prefix)}
@@ -196,6 +207,45 @@ class Cluster:
             info[key] = (info[key] + " " + value) if key in info else value
         return info
 
+    def make_launcher_pod(self, name: str, vm: dict[str, Any]) -> dict[str, str]:
+        """A pod standing in for a VM's virt-launcher, with what KubeVirt's virt-controller derives from the VM for
+        macvtap: per multus network, the Multus selection (NAD, namespace, the interface's MAC, the pod interface
+        name `pod` + sha256(network name)[:11]) and one unit of the NAD's resource. Returns network -> pod ifname."""
+        import hashlib
+
+        from macvtapctl.kube.resources import NAD
+
+        spec = vm["spec"]["template"]["spec"]
+        macs = {i["name"]: i.get("macAddress") for i in spec["domain"]["devices"]["interfaces"]}
+        selections, limits, ifnames = [], {}, {}
+        with self.kube() as kube:
+            for net in spec["networks"]:
+                if "multus" not in net:
+                    continue
+                ns, _, nad = net["multus"]["networkName"].rpartition("/")
+                ns = ns or POD_NS
+                ifname = "pod" + hashlib.sha256(net["name"].encode()).hexdigest()[:11]
+                sel = {"name": nad, "namespace": ns, "interface": ifname}
+                if macs.get(net["name"]):
+                    sel["mac"] = macs[net["name"]]
+                selections.append(sel)
+                ifnames[net["name"]] = ifname
+                res = kube.get(NAD, nad, ns)["metadata"]["annotations"]["k8s.v1.cni.cncf.io/resourceName"]
+                limits[res] = str(int(limits.get(res, "0")) + 1)
+        meta = {"name": name, "namespace": POD_NS, "labels": {"e2e": "macvtap", "kubevirt.io/vm": vm["metadata"]["name"]},
+                "annotations": {"k8s.v1.cni.cncf.io/networks": json.dumps(selections)}}
+        container = {"name": "compute", "image": TEST_IMAGE, "imagePullPolicy": "Never", "command": ["sleep", "3600"],
+                     "resources": {"limits": limits}}
+        with self.kube() as kube:
+            kube.create(POD, {"apiVersion": "v1", "kind": "Pod", "metadata": meta,
+                              "spec": {"containers": [container], "terminationGracePeriodSeconds": 0}}, POD_NS)
+        return ifnames
+
+    def container_pid(self, pod: str) -> int:
+        obj = self.pod(pod)
+        assert obj is not None
+        return self.node.container_pid(obj["status"]["containerStatuses"][0]["containerID"])
+
     def arp(self, pod: str, tap: str, mac: str, src_ip: str = "198.51.100.77") -> Done:
         return self.exec(pod, "taptool", "arp", tap, mac, src_ip, LAN_PEER_IP, check=False)
 
@@ -206,3 +256,15 @@ def lan_ip(*args: str) -> str:
 
 def lower_index() -> int:
     return int(Path(f"/sys/class/net/{LOWER}/ifindex").read_text())
+
+
+def agent_pid() -> int | None:
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"macvtapctl" in b" ".join(cmd) and b"agent" in cmd and b"--install-cni" in cmd:
+                return int(proc.name)
+    return None

@@ -213,8 +213,6 @@ def test_uninstall_removes_exactly_what_install_made(cli, admin, control_plane) 
 
 
 def test_via_cnao(cli, admin, control_plane) -> None:
-    if control_plane.crds_dir is None:
-        pytest.skip("../shared/crds is absent: the CNAO CRD is not installed")
     with control_plane.kube() as k:
         if k.get_or_none(NETWORK_ADDONS_CONFIG, "cluster"):
             k.delete(NETWORK_ADDONS_CONFIG, "cluster")

@@ -139,6 +139,9 @@ class Node:
         for name in SYSCTLS:
             self.state["sysctls"][name] = Path("/proc/sys", *name.split(".")).read_text().strip()
         self._save()
+        # The guest VMs' qemu runs as uid 107 and reads its kernel from a directory below this one.
+        CONTAINERD_ROOT.parent.mkdir(parents=True, exist_ok=True)
+        CONTAINERD_ROOT.parent.chmod(0o711)
         self._lan()
         self._cni(nbins)
         self._images()
@@ -216,6 +219,8 @@ state = "{CONTAINERD_STATE}"
     max_conf_num = 1
 """
         (self.dir / "containerd.toml").write_text(cfg)
+        self.state["node_bin"] = str(nbins)
+        self._save()
         # The shim is found on PATH.
         env = {"PATH": f"{nbins}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
         proc = self._spawn("containerd", [str(nbins / "containerd"), "--config", str(self.dir / "containerd.toml")],
@@ -267,6 +272,17 @@ state = "{CONTAINERD_STATE}"
             f"--node-ip={ip}", f"--root-dir={KUBELET_ROOT}", f"--cert-dir={self.dir / 'kubelet-pki'}", "--v=2"]
         proc = self._spawn("kubelet", self.state["kubelet_cmd"])
         self._wait("kubelet", lambda: self._node() is not None, proc, "kubelet.log")
+
+    def container_pid(self, container_id: str) -> int:
+        """The host PID of a running container's process (`containerd://<id>` from the pod's status)."""
+        self._load()
+        cid = container_id.removeprefix("containerd://")
+        out = self.ctr(Path(self.state["node_bin"]), "tasks", "ls", quiet=True, check=True).stdout
+        for line in out.splitlines()[1:]:
+            fields = line.split()
+            if fields and fields[0] == cid:
+                return int(fields[1])
+        raise NodeError(f"no running task for container {cid}")
 
     @staticmethod
     def kubelet_healthy() -> bool:
@@ -333,6 +349,7 @@ state = "{CONTAINERD_STATE}"
             except Exception as exc:  # keep going: undo as much as possible, then report
                 errors.append(f"{what}: {exc}")
 
+        step("keep the agent's log", self._keep_agent_log)
         pids = self.state.get("pids", {})
         for name in ("kube-controller-manager", "kube-scheduler", "kubelet"):
             if name in pids:
@@ -358,6 +375,14 @@ state = "{CONTAINERD_STATE}"
         if errors:
             raise NodeError("node-down left work undone:\n  " + "\n  ".join(errors))
         print(f"node {NODE_NAME} stopped; host restored")
+
+    def _keep_agent_log(self) -> None:
+        """The agent's container log lives under /var/log/pods, which `down` removes: keep a copy with ours."""
+        logs = sorted(Path("/var/log/pods").glob("macvtap_*/agent/*.log"))
+        if logs:
+            with open(self.dir / "agent.log", "a") as out:
+                for log in logs:
+                    out.write(log.read_text(errors="replace"))
 
     def _remove_all_but_logs(self) -> None:
         """Logs stay for whoever debugs a failed run (docs/development.md); everything else goes."""

@@ -1,0 +1,108 @@
+"""A VM on the wire, timed on the real node (root): pod created -> the guest's first reply from the LAN, and the
+guest's boot (qemu start -> its NIC up), median of N runs. With --chain, also prints the real objects of one run
+(NAD, ConfigMap entry, Allocate device, network-status, the macvtap in the pod, the tap fd in qemu, the guest MAC):
+docs/vm-on-the-wire.md shows such a run.
+
+    .venv/bin/python benchmarks/vm_on_wire.py [--runs 5] [--chain]
+
+Starts its own control plane and node (tests/node), deploys the agent as `make e2e` does, and tears both down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+for sub in ("tests/controlplane", "tests/node", ""):
+    sys.path.insert(0, str(REPO / sub))
+
+import guest  # noqa: E402
+import yaml  # noqa: E402
+from harness import ControlPlane  # noqa: E402
+from node import LAN_PEER_IP, Node  # noqa: E402
+
+from tests.e2e.helpers import NETWORK, Cluster, wait_for  # noqa: E402
+
+
+def one_run(c: Cluster, i: int, workdir: Path, chain: bool) -> tuple[float, float]:
+    name, mac = f"vm-bench-{i}", f"02:00:5e:70:00:{i:02x}"
+    vm = yaml.safe_load(c.mvc("vm", "create", name, "--network", NETWORK, "--mac", f"{NETWORK}={mac}").out)
+    t0 = time.monotonic()
+    ifname = c.make_launcher_pod(name, vm)[NETWORK]
+    c.wait_running(name)
+    iface = c.interface(name, ifname)
+    pid = c.container_pid(name)
+    g = guest.launch(pid, f"/dev/tap{iface['ifindex']}", iface["mac"], int(iface["mtu"]), ip="198.51.100.60/24",
+                     action=f"ping:{LAN_PEER_IP}", workdir=workdir)
+    try:
+        nic = g.nic()
+        booted = time.monotonic() - g.started
+        result = g.result()
+        total = time.monotonic() - t0
+        assert result == f"ok ping {LAN_PEER_IP}", result
+        if chain:
+            print_chain(c, name, ifname, iface, vm, g, nic)
+    finally:
+        g.stop()
+        c.delete_pods(name)
+    return total, booted
+
+
+def print_chain(c: Cluster, name: str, ifname: str, iface: dict[str, str], vm: dict, g: guest.Guest,
+                nic: dict[str, str]) -> None:
+    pod = c.pod(name) or {}
+    print("\n--- the chain of one run ---")
+    print("VM interface:", json.dumps(vm["spec"]["template"]["spec"]["domain"]["devices"]["interfaces"][1]))
+    print("VM network:", json.dumps(vm["spec"]["template"]["spec"]["networks"][1]))
+    print("NAD:", c.kubectl("get", "net-attach-def", NETWORK, "-o", "json").out)
+    print("ConfigMap DP_MACVTAP_CONF:", c.dp_config())
+    print("pod networks annotation:", pod["metadata"]["annotations"]["k8s.v1.cni.cncf.io/networks"])
+    print("pod network-status:", pod["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"])
+    print("pod limits:", json.dumps(pod["spec"]["containers"][0]["resources"]))
+    print("in the pod:", json.dumps(iface))
+    print("agent log:", "\n".join(line for line in c.kubectl("logs", "-n", "macvtap", "ds/macvtapctl-agent").out
+                                  .splitlines()[-6:]))
+    print("qemu:", " ".join(subprocess.run(["ps", "-o", "args=", "--ppid", str(g.proc.pid)], capture_output=True,
+                                           text=True, check=False).stdout.split()) or "(see guest.launch)")
+    print("guest NIC:", nic)
+    print("---\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--chain", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        cp = ControlPlane(Path(tmp) / "cp", kubevirt_version="v1.5.0").start()
+        node = Node(cp.dir)
+        try:
+            node.up()
+            c = Cluster(cp, node)
+            c.deploy()
+            totals, boots = [], []
+            for i in range(args.runs):
+                total, booted = one_run(c, i, Path("/var/lib/macvtapctl-e2e/guest"), args.chain and i == 0)
+                totals.append(total)
+                boots.append(booted)
+                wait_for("links reclaimed", lambda: c.capacity(field="allocatable") is not None, timeout=30)
+            accel, vhost = guest.accelerator()
+            print(f"qemu accel={accel} vhost={vhost}, {args.runs} runs")
+            print(f"pod created -> guest's first reply from the LAN: median {statistics.median(totals):.1f} s "
+                  f"(min {min(totals):.1f}, max {max(totals):.1f})")
+            print(f"guest boot (qemu start -> NIC up): median {statistics.median(boots):.1f} s")
+        finally:
+            node.down()
+            cp.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

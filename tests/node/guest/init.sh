@@ -1,0 +1,35 @@
+#!/bin/sh
+# The test guest's init (busybox): bring up eth0 as the kernel command line says, run one check, print markers on
+# the serial console, power off. Parameters: mvt.ip=ADDR/PREFIX (or none), mvt.do=ACTION where ACTION is
+#   ping:IP          ping IP until the first reply (6 tries, 1 s each)
+#   dhcp             get a lease with udhcpc (the cloud-init `dhcp4: true` path)
+#   serve:SECONDS    answer pings for SECONDS
+#   lldp:SECONDS     wait SECONDS for an LLDP frame (a multicast group the guest never joined)
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+for m in failover net_failover virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_net; do
+  insmod /lib/modules/$m.ko
+done
+arg() { tr ' ' '\n' < /proc/cmdline | sed -n "s/^mvt\.$1=//p"; }
+ip link set lo up
+i=0; while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+ip link set eth0 up
+echo "MVT-NIC mac=$(cat /sys/class/net/eth0/address) mtu=$(cat /sys/class/net/eth0/mtu)"
+[ -n "$(arg ip)" ] && ip addr add "$(arg ip)" dev eth0
+action=$(arg do)
+case "$action" in
+  ping:*) r=fail; i=0
+          while [ $i -lt 6 ]; do  # the first reply ends it (ARP, then ICMP both ways)
+            if ping -c 1 -W 1 "${action#ping:}" >/dev/null 2>&1; then r=ok; break; fi; i=$((i+1))
+          done
+          echo "MVT-RESULT $r ping ${action#ping:}" ;;
+  dhcp)   if udhcpc -i eth0 -n -q -t 10 -T 1 -s /bin/udhcpc.sh >/dev/null 2>&1
+          then echo "MVT-RESULT ok dhcp $(ip -o -4 addr show eth0 | awk '{print $4}')"
+          else echo "MVT-RESULT fail dhcp"; fi ;;
+  serve:*) echo "MVT-READY"; sleep "${action#serve:}"; echo "MVT-RESULT ok served" ;;
+  lldp:*) echo "MVT-READY"; echo "MVT-RESULT $(mvtguest lldp eth0 "${action#lldp:}")" ;;
+  *)      echo "MVT-RESULT fail unknown action '$action'" ;;
+esac
+poweroff -f
