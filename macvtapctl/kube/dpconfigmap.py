@@ -10,6 +10,7 @@ from macvtapctl import dpconfig
 from macvtapctl.errors import ForbiddenError, PreconditionError, UsageError
 from macvtapctl.jsonmerge import dig
 from macvtapctl.kube.client import Kube
+from macvtapctl.kube.errors import AlreadyExistsError
 from macvtapctl.kube.resources import CONFIGMAP, DAEMONSET, NAMESPACE, NETWORK_ADDONS_CONFIG
 from macvtapctl.settings import DryRun
 
@@ -114,7 +115,10 @@ def ensure_namespace(kube: Kube, namespace: str, mode: DryRun) -> dict[str, Any]
     obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
     if mode is DryRun.CLIENT:
         return obj
-    return kube.create(NAMESPACE, obj, dry_run=mode)
+    try:
+        return kube.create(NAMESPACE, obj, dry_run=mode)
+    except AlreadyExistsError:  # created by a concurrent writer since we looked: it exists, which is all we need
+        return None
 
 
 def upstream_daemonsets(kube: Kube, namespace: str, configmap: str) -> list[dict[str, Any]]:

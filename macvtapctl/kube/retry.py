@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from macvtapctl.errors import ConflictError
-from macvtapctl.kube.errors import StaleError
+from macvtapctl.kube.errors import AlreadyExistsError, StaleError
 
 T = TypeVar("T")
 
@@ -17,14 +17,15 @@ DEFAULT_ATTEMPTS = 8
 
 def retry_on_conflict(attempt: Callable[[], T], *, what: str, attempts: int = DEFAULT_ATTEMPTS,
                       base_delay: float = 0.02) -> T:
-    """Run `attempt` (which must read, plan and write) until it stops hitting stale-write conflicts.
+    """Run `attempt` (which must read, plan and write) until it stops hitting write conflicts.
 
-    Only StaleError (a resourceVersion mismatch) is retried; AlreadyExists and everything else propagate.
+    Retried: StaleError (a resourceVersion mismatch) and AlreadyExistsError (another writer created the object
+    between our read and our create: the next read sees it and plans an update). Everything else propagates.
     """
     for i in range(attempts):
         try:
             return attempt()
-        except StaleError:
+        except (StaleError, AlreadyExistsError):
             if i == attempts - 1:
                 break
             # Jittered exponential backoff keeps concurrent writers from colliding in lockstep.

@@ -136,6 +136,29 @@ def test_twenty_concurrent_exposes_leave_twenty_entries(control_plane) -> None:
     assert sorted(e["name"] for e in conf(control_plane)) == sorted(f"eth{i}" for i in range(20))
 
 
+def test_twenty_concurrent_expose_processes_race_to_create_the_configmap(control_plane, admin) -> None:
+    """20 `macvtapctl expose` processes against a namespace that has neither the namespace nor the ConfigMap:
+    the losers of the create race re-read and update; every run exits 0 and every entry is kept."""
+    import subprocess
+    import sys
+
+
+    ns = "expose-race"
+    cmd = [sys.executable, "-m", "macvtapctl", "--kubeconfig", admin, "expose"]
+    procs = [subprocess.Popen([*cmd, f"eth{i}", "--dp-namespace", ns], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(20)]
+    results = [(p.wait(timeout=120), p.stderr.read() if p.stderr else "") for p in procs]
+    try:
+        assert [code for code, _ in results] == [0] * 20, [err for code, err in results if code]
+        with control_plane.kube() as k:
+            cm = k.get(CONFIGMAP, CM, ns)
+        entries = json.loads(cm["data"]["DP_MACVTAP_CONF"])
+        assert sorted(e["name"] for e in entries) == sorted(f"eth{i}" for i in range(20))
+    finally:
+        with control_plane.kube() as k:
+            k.delete(NAMESPACE, ns)
+
+
 def test_unexpose_and_exposed(cli, admin, control_plane) -> None:
     for dev in ("eth0", "eth1"):
         assert cli("--kubeconfig", admin, "expose", dev).exit_code == 0
