@@ -96,9 +96,7 @@ async def run(cfg: AgentConfig) -> None:
         ok, why = alive()
         if not ok:
             return ok, why
-        if manager is not None and manager.plugins and not manager.registered():
-            return False, "not registered with the kubelet"
-        return True, "ok"
+        return manager.readiness() if manager is not None else (True, "ok")
 
     health = HealthServer(cfg.metrics_host, cfg.metrics_port, metrics, ready, alive) if cfg.metrics_port else None
     await _serve(server, health, manager, reclaim if cfg.reclaim_interval else None, cfg.reclaim_interval)

@@ -215,6 +215,23 @@ def test_trailing_comma_is_accepted_with_a_warning(dp: DPAgent, node: Node) -> N
     assert "trailing comma at line 2" in dp.log()
 
 
+def test_a_configuration_that_registers_nothing_is_not_ready(dp: DPAgent, node: Node) -> None:
+    """Upstream's `master` key and an empty name register nothing: the agent says so on /readyz, never "ok"."""
+    dp.write_config([{"name": "legacy", "master": node.lower}, {"name": "", "lowerDevice": node.lower}])
+    dp.start()
+
+    def not_ready() -> str | None:
+        status, body = dp.http("/readyz")
+        return body if status == 503 else None
+
+    body = dp.kubelet.wait(not_ready)
+    assert body.startswith("no resource can be registered: ")
+    assert "entry 'legacy': unknown key 'master'" in body and "missing name" in body
+    res = f"ok{node.tag}"
+    dp.write_config([{"name": res, "lowerDevice": node.lower, "capacity": 2}])
+    dp.kubelet.wait(lambda: dp.http("/readyz") == (200, "ok\n"))
+
+
 def test_capacity_1000(dp: DPAgent, node: Node) -> None:
     res = f"big{node.tag}"
     dp.write_config([{"name": res, "lowerDevice": node.lower, "capacity": 1000}])

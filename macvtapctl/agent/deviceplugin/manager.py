@@ -28,6 +28,7 @@ class ConfigSource:
         self.last_raw: str | None = None
         self.entries: list[Entry] | None = None  # the last good configuration
         self.expose_all = False
+        self.problems: list[str] = []  # why entries of the current document are not served (for /readyz)
 
     def read(self) -> bool:
         """Re-read; True when the usable configuration changed. A malformed document keeps the last good one."""
@@ -51,6 +52,7 @@ class ConfigSource:
             cfg = dpconfig.parse(raw, where=self.path or dpconfig.CONFIG_KEY, lenient=True)
         except dpconfig.MalformedConfigError as exc:
             log.error("%s; keeping the last good configuration", exc.message)
+            self.problems = [exc.message]
             if self.entries is None:
                 self.entries, self.expose_all = [], False
                 return True
@@ -60,6 +62,7 @@ class ConfigSource:
         entries, skipped = dpconfig.usable_entries(cfg)
         for reason in skipped:
             log.error("%s", reason)
+        self.problems = skipped
         changed = (entries, cfg.expose_all) != (self.entries, self.expose_all)
         self.entries, self.expose_all = entries, cfg.expose_all
         return changed
@@ -102,6 +105,22 @@ class Manager:
 
     def registered(self) -> bool:
         return bool(self.plugins) and all(p.registered for p in self.plugins.values())
+
+    def readiness(self) -> tuple[bool, str]:
+        """Not ready while nothing at all is registered — a configuration that exposes nothing must be loud,
+        never "ok" — or while some resource is not registered yet."""
+        if not self.plugins:
+            if self.source.expose_all:
+                why = "the configuration is [] and this node has no physical link or bond to expose"
+            elif self.source.problems:
+                why = "; ".join(self.source.problems)
+            else:
+                why = "the configuration exposes no resource"
+            return False, f"no resource can be registered: {why}"
+        waiting = sorted(p.resource for p in self.plugins.values() if not p.registered)
+        if waiting:
+            return False, f"not registered with the kubelet yet: {', '.join(waiting)}"
+        return True, "ok"
 
     async def reconcile(self) -> None:
         want = self.desired()
