@@ -118,7 +118,7 @@ attached tap devices belong to the configured owner. Exit code 8 when a check fa
 
 @app.command("check", help=CHECK_HELP)
 def check(
-    output: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
+    ctx: typer.Context,
     config_file: Annotated[str | None, typer.Option("--config-file", metavar="PATH",
                                                     envvar="MACVTAPCTL_CONFIG_FILE")] = None,
     device_plugin_dir: Annotated[str, typer.Option("--device-plugin-dir", envvar="MACVTAPCTL_DEVICE_PLUGIN_DIR")]
@@ -129,12 +129,12 @@ def check(
     import json
     import os
 
+    from macvtapctl.cli.common import settings_of
     from macvtapctl.errors import ExitCode
     from macvtapctl.output import Printer
 
-    if output not in ("table", "json"):
-        raise UsageError(f'unable to match a printer suitable for the output format "{output}", allowed formats '
-                         "are: json,table")
+    # -o/--output is the global flag (also after the verb, or MACVTAPCTL_OUTPUT): one spelling, one meaning.
+    output = settings_of(ctx).output_format(("table", "json"))
     if os.geteuid() != 0:
         raise MacvtapctlError("agent check must run as root on the node (it creates a test macvtap link)")
     from macvtapctl.agent.check import FAIL, run_checks

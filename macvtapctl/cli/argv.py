@@ -22,8 +22,9 @@ GLOBAL_OPTIONS: dict[str, bool] = {
     "-q": False,
 }
 
-# Subcommands whose own options reuse one of these names, so nothing is hoisted for them.
-_OPAQUE_COMMANDS = {"agent"}
+# Subcommands whose own options reuse one of these names, so nothing is hoisted for them (none today: a command
+# that needs -o/-n/-v/-q reads the global setting instead of declaring its own, so the flag cannot be stolen).
+_OPAQUE_COMMANDS: set[str] = set()
 
 
 def _match(arg: str) -> tuple[str, bool] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from macvtapctl import __version__
@@ -118,3 +119,18 @@ def test_no_args_prints_help(cli) -> None:
     r = cli()
     assert r.exit_code == 0
     assert "version" in r.stdout
+
+
+@pytest.mark.parametrize("args", [["-o", "yaml", "agent", "check"], ["agent", "check", "-o", "yaml"]])
+def test_agent_check_takes_the_global_output_flag_in_either_position(cli, args: list[str]) -> None:
+    """The root's -o must not be stolen from `agent check`, nor ignored by it: yaml is refused by agent check
+    whichever side of the verb it is on (json and table are its formats)."""
+    r = cli(*args)
+    assert r.exit_code == ExitCode.USAGE
+    assert r.stderr.strip() == ('error: unable to match a printer suitable for the output format "yaml", allowed '
+                                "formats are: json,table")
+
+
+def test_agent_check_output_from_the_environment(cli) -> None:
+    r = cli("agent", "check", env={"MACVTAPCTL_OUTPUT": "yaml"})
+    assert r.exit_code == ExitCode.USAGE and '"yaml"' in r.stderr

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+
+import pytest
 
 
 def test_install_cni_is_atomic_and_idempotent(tmp_path, shim) -> None:
@@ -22,3 +25,26 @@ def test_install_cni_is_atomic_and_idempotent(tmp_path, shim) -> None:
     assert third.stderr.strip() == f"{tmp_path}/macvtap installed"
     assert target.read_bytes() == shim.read_bytes() and target.stat().st_ino != inode  # replaced by rename
     assert [p.name for p in tmp_path.iterdir()] == ["macvtap"]  # no temporary files left behind
+
+
+def test_uninstall_removes_only_our_shim(tmp_path, shim) -> None:
+    from macvtapctl.agent import install
+
+    install.install(shim, str(tmp_path))
+    assert install.uninstall(str(tmp_path)) is True
+    assert not (tmp_path / "macvtap").exists()
+    (tmp_path / "macvtap").write_bytes(b"\x7fELF upstream's macvtap-cni binary")
+    assert install.uninstall(str(tmp_path)) is False  # not ours: left alone
+    assert (tmp_path / "macvtap").exists()
+    assert install.uninstall(str(tmp_path / "missing")) is False
+
+
+@pytest.mark.parametrize("args", [["-o", "json", "agent", "check"], ["agent", "check", "-o", "json"]])
+def test_agent_check_prints_json_with_the_global_flag_in_either_position(tmp_path, args: list[str]) -> None:
+    conf = tmp_path / "conf"
+    conf.write_text("[]")
+    r = subprocess.run([sys.executable, "-m", "macvtapctl", *args, "--config-file", str(conf),
+                        "--device-plugin-dir", str(tmp_path)], capture_output=True, text=True, check=False)
+    assert r.returncode in (0, 8), r.stderr
+    doc = json.loads(r.stdout)
+    assert set(doc) == {"ok", "checks"} and doc["checks"]

@@ -14,8 +14,10 @@ from macvtapctl.errors import UsageError
     (["version", "-vv"], ["-vv", "version"]),
     (["version", "--kubeconfig", "/k", "--context", "c"], ["--kubeconfig", "/k", "--context", "c", "version"]),
     (["version", "--", "-o", "json"], ["version", "--", "-o", "json"]),
-    # the agent has its own options; nothing after it is touched
-    (["agent", "-v", "--socket", "x"], ["agent", "-v", "--socket", "x"]),
+    # `agent check` reads the global -o (it declares none of its own): both positions mean the same
+    (["agent", "check", "-o", "json"], ["-o", "json", "agent", "check"]),
+    (["-o", "json", "agent", "check"], ["-o", "json", "agent", "check"]),
+    (["agent", "--log-level", "debug"], ["agent", "--log-level", "debug"]),
     (["version", "--client"], ["version", "--client"]),
 ])
 def test_hoisting(args: list[str], expected: list[str]) -> None:
