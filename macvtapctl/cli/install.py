@@ -206,11 +206,14 @@ def readiness(kube: Any, opts: agentm.InstallOptions) -> tuple[bool, str, list[s
         missing = [r for r in wanted if r not in alloc]
         if missing:
             lagging.append(f"{node['metadata']['name']} (not advertising {', '.join(missing)})")
-    ds_ready = desired > 0 and ready == desired and updated == desired
+    # A rollout the controller has not observed yet still shows the previous one's counts.
+    observed = int(st.get("observedGeneration") or 0) >= int((ds.get("metadata") or {}).get("generation") or 1)
+    ds_ready = observed and desired > 0 and ready == desired and updated == desired
     summary = (f"agent ready on {ready}/{desired} node(s), {updated} updated; "
                f"{len(nodes) - len(lagging)}/{len(nodes)} node(s) advertise {len(wanted)} resource(s)")
     if not ds_ready:
-        lagging.insert(0, f"DaemonSet {opts.namespace}/{agentm.AGENT_NAME}: {ready}/{desired} ready")
+        rollout = "" if observed else ", the new rollout not observed yet"
+        lagging.insert(0, f"DaemonSet {opts.namespace}/{agentm.AGENT_NAME}: {ready}/{desired} ready{rollout}")
     return ds_ready and not lagging, summary, lagging
 
 

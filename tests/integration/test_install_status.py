@@ -129,10 +129,14 @@ def _set_node_status(k, name: str, resources: dict[str, str]) -> None:
     k.merge_patch(NODE, name, {"status": {"capacity": resources, "allocatable": resources}}, subresource="status")
 
 
-def _set_ds_status(k, desired: int, ready: int) -> None:
+def _set_ds_status(k, desired: int, ready: int, *, observed: bool = True) -> None:
+    """What the DaemonSet controller would write (no controller runs on this control plane)."""
+    generation = k.get(DAEMONSET, AGENT, NS)["metadata"]["generation"]
     k.merge_patch(DAEMONSET, AGENT, {"status": {"desiredNumberScheduled": desired, "numberReady": ready,
                                                 "updatedNumberScheduled": ready, "currentNumberScheduled": desired,
-                                                "numberMisscheduled": 0}}, NS, subresource="status")
+                                                "numberMisscheduled": 0,
+                                                "observedGeneration": generation if observed else generation - 1}},
+                  NS, subresource="status")
 
 
 def test_wait_times_out_naming_lagging_nodes_then_succeeds(cli, admin, control_plane) -> None:
@@ -153,6 +157,24 @@ def test_wait_times_out_naming_lagging_nodes_then_succeeds(cli, admin, control_p
     r = cli("--kubeconfig", admin, "install", "--wait", "--timeout", "10s")
     assert r.exit_code == 0, r.stderr
     assert "ready on every selected node" in r.stderr
+
+
+def test_wait_ignores_the_previous_rollouts_counts(cli, admin, control_plane) -> None:
+    """`install --image new --wait` right after the patch: equal counts of the old rollout are not "ready"."""
+    assert cli("--kubeconfig", admin, "expose", "eth0", "--name", "dataplane").exit_code == 0
+    assert cli("--kubeconfig", admin, "install").exit_code == 0
+    assert cli("--kubeconfig", admin, "install", "--image", "example.org/agent:v2").exit_code == 0
+    with control_plane.kube() as k:
+        k.create(NODE, _node("node-a", {}))
+        _set_node_status(k, "node-a", {"macvtap.network.kubevirt.io/dataplane": "100"})
+        _set_ds_status(k, 1, 1, observed=False)
+    r = cli("--kubeconfig", admin, "install", "--image", "example.org/agent:v2", "--wait", "--timeout", "2s")
+    assert r.exit_code == ExitCode.TIMEOUT
+    assert "the new rollout not observed yet" in r.stderr
+    with control_plane.kube() as k:
+        _set_ds_status(k, 1, 1)
+    r = cli("--kubeconfig", admin, "install", "--image", "example.org/agent:v2", "--wait", "--timeout", "10s")
+    assert r.exit_code == 0, r.stderr
 
 
 def test_status_chain(cli, admin, control_plane) -> None:
