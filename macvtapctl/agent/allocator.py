@@ -33,7 +33,7 @@ def make_allocator(registry: LinkRegistry, tap_dir: str = "/dev",
                 raise LowerDeviceMissing(f"lower device {entry.lower_device} does not exist on this node")
         rt.delete(tmp)
         index = rt.create_macvtap(tmp, lower[0], entry.mode, lower[1])
-        registry.allocated(tmp)
+        registry.allocated(tmp, index)
         return f"{tap_dir}/tap{index}"
 
     return allocate

@@ -36,12 +36,17 @@ class LinkRegistry:
     min_age: float = 60.0
     grace: float = 10.0
     first_seen: dict[str, float] = field(default_factory=dict)
+    # ifindex of the link the latest Allocate created per name: the /dev/tapN the kubelet handed out. Another link
+    # under the same name (given back late by an old pod) is stale.
+    allocated_index: dict[str, int] = field(default_factory=dict)
     busy: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def allocated(self, name: str) -> None:
+    def allocated(self, name: str, index: int | None = None) -> None:
         with self.lock:
             self.first_seen[name] = time.monotonic()
+            if index is not None:
+                self.allocated_index[name] = index
 
     def claim(self, name: str) -> None:
         with self.lock:
@@ -208,18 +213,33 @@ def delete(req: Request, registry: LinkRegistry | None = None) -> None:
 
 
 def _give_back(req: Request, pod: Netlink, link: Link, registry: LinkRegistry | None) -> None:
-    tmp = temporary_link_name(req.device_id) if req.device_id else link.alias
-    if not tmp or not tmp.startswith(TEMP_PREFIX):
+    # The alias (set by ADD) names the link for sure; Multus' deviceID on a DEL for a pod that is already gone can
+    # name another pod's device (measured on a real node), so it is only the fallback.
+    if link.alias.startswith(TEMP_PREFIX):
+        tmp = link.alias
+    elif req.device_id:
+        tmp = temporary_link_name(req.device_id)
+    else:
         pod.delete(link.index)  # attached by something else: nothing to give back to
+        return
+    current = registry.allocated_index.get(tmp) if registry is not None else None
+    if current is not None and current != link.index:
+        pod.delete(link.index)  # the device was allocated again since: this link's /dev/tapN is no one's now
         return
     try:
         pod.move_to(link.index, netns.host_netns_fd(), name=tmp)
     except Exception as exc:
         if error_code(exc) != errno.EEXIST:
             raise
-        # The device was allocated again meanwhile and its new link holds the name: this one is stale.
-        pod.delete(link.index)
-        return
+        # A link of that name is on the node already. The one the latest Allocate made wins; the other is stale.
+        h = host()
+        there = h.find(tmp)
+        if current is not None and there is not None and there.index != current:
+            h.delete(there.index)
+            pod.move_to(link.index, netns.host_netns_fd(), name=tmp)
+        else:
+            pod.delete(link.index)
+            return
     if registry is not None:
         registry.allocated(tmp)
     log.info("DEL %s: %s returned to the node as %s", req.container_id, req.ifname, tmp)
@@ -276,12 +296,16 @@ def gc(registry: LinkRegistry, owned: set[str] | None) -> list[str]:
             continue
         seen.add(link.name)
         with registry.lock:  # an ADD claims under this lock: never delete a link it is attaching
-            if not registry.reclaimable(link.name, now, names):
+            current = registry.allocated_index.get(link.name)
+            stale = current is not None and current != link.index and link.name not in registry.busy
+            if not stale and not registry.reclaimable(link.name, now, names):
                 continue
             h.delete(link.index)
-            registry.first_seen.pop(link.name, None)
+            if not stale:
+                registry.first_seen.pop(link.name, None)
+                registry.allocated_index.pop(link.name, None)
         reclaimed.append(link.name)
-    with registry.lock:  # forget links that are gone
+    with registry.lock:  # forget links that are gone (an attached link's allocation record stays for its DEL)
         for name in list(registry.first_seen):
             if name not in seen and name not in registry.busy:
                 registry.first_seen.pop(name, None)

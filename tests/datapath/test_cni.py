@@ -72,6 +72,19 @@ def test_del_gives_the_link_back_so_a_retried_sandbox_succeeds(cnitool, agent, n
     assert json.loads(ip("-j", "link", "show", tmp).stdout)[0]["ifindex"] == index
 
 
+def test_del_trusts_the_links_alias_over_a_wrong_device_id(cnitool, agent, node: Node) -> None:
+    """Multus' DEL for a pod that is already gone can carry another pod's deviceID (seen on a real node): the
+    link must go back under its own name, never under the other device's."""
+    mine = node.allocate("mineMvp0")
+    write_conf(agent, "mine", "1.0.0", deviceID="mineMvp0")
+    assert run_cnitool(cnitool, agent, "add", "mine", node.pod_path).code == 0
+    write_conf(agent, "mine", "1.0.0", deviceID="otherMvp3")
+    assert run_cnitool(cnitool, agent, "del", "mine", node.pod_path).code == 0
+    from macvtapctl.agent.xxh64 import temporary_link_name
+
+    assert mine in host_mvt_links() and temporary_link_name("otherMvp3") not in host_mvt_links()
+
+
 def test_del_deletes_a_stale_link_when_the_device_was_allocated_again(cnitool, agent, node: Node) -> None:
     node.allocate("againMvp0")
     write_conf(agent, "again", "1.0.0", deviceID="againMvp0")
