@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from images import cache_dir
+from images import cache_dir, compile_static
 
 HERE = Path(__file__).resolve().parent
 KERNEL_PACKAGE = "linux-image-6.1.0-56-amd64"  # pinned: the guest's kernel and virtio-net modules
@@ -35,12 +35,6 @@ QEMU_UID = 107  # virt-launcher's qemu user
 class Artefacts:
     kernel: Path
     initramfs: Path
-
-
-def _cc(src: Path, out: Path) -> bytes:
-    subprocess.run([os.environ.get("CC", "cc"), "-O2", "-static", "-Wall", "-Wextra", "-Werror", "-o", str(out),
-                    str(src)], check=True)
-    return out.read_bytes()
 
 
 def _cpio(entries: list[tuple[str, int, bytes]]) -> bytes:
@@ -81,7 +75,7 @@ def artefacts() -> Artefacts:
         entries += [("bin/busybox", 0o100755, busybox.read_bytes()),
                     ("init", 0o100755, (HERE / "guest" / "init.sh").read_bytes()),
                     ("bin/udhcpc.sh", 0o100755, (HERE / "guest" / "udhcpc.sh").read_bytes()),
-                    ("bin/mvtguest", 0o100755, _cc(HERE / "guest" / "mvtguest.c", t / "mvtguest"))]
+                    ("bin/mvtguest", 0o100755, compile_static(HERE / "guest" / "mvtguest.c", t / "mvtguest").read_bytes())]
         entries += [(f"bin/{a}", 0o120777, b"busybox") for a in applets if a != "busybox"]
         for m in MODULES:
             found = next(mods.rglob(f"{m}.ko*"))

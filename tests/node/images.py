@@ -39,7 +39,7 @@ def cache_dir() -> Path:
     return base
 
 
-def _cc(src: Path, out: Path) -> Path:
+def compile_static(src: Path, out: Path) -> Path:
     subprocess.run([os.environ.get("CC", "cc"), "-O2", "-static", "-Wall", "-Wextra", "-Werror", "-o", str(out),
                     str(src)], check=True)
     return out
@@ -124,7 +124,7 @@ def write_oci_archive(out: Path, ref: str, layers: list[bytes], config: dict[str
 
 def pause_image(out_dir: Path) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
-        binary = _cc(HERE / "images" / "pause.c", Path(tmp) / "pause").read_bytes()
+        binary = compile_static(HERE / "images" / "pause.c", Path(tmp) / "pause").read_bytes()
     return write_oci_archive(out_dir / "pause.tar", PAUSE_IMAGE, [_layer([("pause", binary, 0o755)])],
                              {"Entrypoint": ["/pause"]})
 
@@ -133,7 +133,7 @@ def test_image(out_dir: Path) -> Path:
     busybox = Path(shutil.which("busybox") or "/bin/busybox")
     applets = subprocess.run([str(busybox), "--list"], check=True, capture_output=True, text=True).stdout.split()
     with tempfile.TemporaryDirectory() as tmp:
-        taptool = _cc(HERE / "images" / "taptool.c", Path(tmp) / "taptool").read_bytes()
+        taptool = compile_static(HERE / "images" / "taptool.c", Path(tmp) / "taptool").read_bytes()
     files: list[tuple[str, bytes | str, int]] = [("bin/busybox", busybox.read_bytes(), 0o755),
                                                  ("usr/local/bin/taptool", taptool, 0o755)]
     files += [(f"bin/{a}", "busybox", 0o777) for a in applets if a != "busybox"]
