@@ -187,15 +187,23 @@ def _selected(node: dict[str, Any], selector: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
 
 
+def rollout(ds: dict[str, Any]) -> tuple[bool, int, int, int]:
+    """(observed, desired, ready, updated) of a DaemonSet. A rollout the controller has not observed yet still
+    shows the previous one's counts, so those mean nothing until `observed`."""
+    st = ds.get("status") or {}
+    desired, ready, updated = (int(st.get(k) or 0) for k in ("desiredNumberScheduled", "numberReady",
+                                                                "updatedNumberScheduled"))
+    observed = int(st.get("observedGeneration") or 0) >= int((ds.get("metadata") or {}).get("generation") or 1)
+    return observed, desired, ready, updated
+
+
 def readiness(kube: Any, opts: agentm.InstallOptions) -> tuple[bool, str, list[str]]:
     """(ready, summary, lagging nodes): the DaemonSet is ready everywhere and nodes advertise the resources."""
     from macvtapctl.kube import dpconfigmap
     from macvtapctl.kube.resources import DAEMONSET, NODE
 
     ds = kube.get_or_none(DAEMONSET, agentm.AGENT_NAME, opts.namespace) or {}
-    st = ds.get("status") or {}
-    desired, ready, updated = (int(st.get(k) or 0) for k in ("desiredNumberScheduled", "numberReady",
-                                                                "updatedNumberScheduled"))
+    observed, desired, ready, updated = rollout(ds)
     nodes = [n for n in kube.list(NODE) if _selected(n, opts.node_selector)]
     target = dpconfigmap.locate(kube, opts.namespace)
     cfg = target.config() if target.object is not None else None
@@ -206,14 +214,12 @@ def readiness(kube: Any, opts: agentm.InstallOptions) -> tuple[bool, str, list[s
         missing = [r for r in wanted if r not in alloc]
         if missing:
             lagging.append(f"{node['metadata']['name']} (not advertising {', '.join(missing)})")
-    # A rollout the controller has not observed yet still shows the previous one's counts.
-    observed = int(st.get("observedGeneration") or 0) >= int((ds.get("metadata") or {}).get("generation") or 1)
     ds_ready = observed and desired > 0 and ready == desired and updated == desired
     summary = (f"agent ready on {ready}/{desired} node(s), {updated} updated; "
                f"{len(nodes) - len(lagging)}/{len(nodes)} node(s) advertise {len(wanted)} resource(s)")
     if not ds_ready:
-        rollout = "" if observed else ", the new rollout not observed yet"
-        lagging.insert(0, f"DaemonSet {opts.namespace}/{agentm.AGENT_NAME}: {ready}/{desired} ready{rollout}")
+        pending = "" if observed else ", the new rollout not observed yet"
+        lagging.insert(0, f"DaemonSet {opts.namespace}/{agentm.AGENT_NAME}: {ready}/{desired} ready{pending}")
     return ds_ready and not lagging, summary, lagging
 
 
@@ -310,17 +316,12 @@ def _clean_nodes(kube: Any, printer: Printer, namespace: str) -> None:
         return
     deadline = time.monotonic() + NODE_CLEANUP_TIMEOUT
     while True:
-        cur = kube.get(DAEMONSET, agentm.AGENT_NAME, namespace)
-        st = cur.get("status") or {}
-        desired = int(st.get("desiredNumberScheduled") or 0)
-        done = (int(st.get("observedGeneration") or 0) >= int(cur["metadata"].get("generation") or 0)
-                and int(st.get("updatedNumberScheduled") or 0) == desired
-                and int(st.get("numberReady") or 0) == desired)
-        if done:
+        observed, desired, ready, updated = rollout(kube.get(DAEMONSET, agentm.AGENT_NAME, namespace))
+        if observed and ready == updated == desired:
             printer.status(f"daemonset.apps/{agentm.AGENT_NAME}", f"cleaned {desired} node(s)")
             return
         if time.monotonic() >= deadline:
-            printer.warn(f"only {st.get('updatedNumberScheduled') or 0}/{desired} node(s) finished cleaning up "
+            printer.warn(f"only {updated if observed else 0}/{desired} node(s) finished cleaning up "
                          f"within {NODE_CLEANUP_TIMEOUT:g}s; the others keep the shim and their links")
             return
         time.sleep(1.0)

@@ -223,8 +223,17 @@ def test_uninstall_removes_exactly_what_install_made(cli, admin, control_plane) 
                  "default", strict=False)
     r = cli("--kubeconfig", admin, "uninstall")
     assert r.exit_code == ExitCode.PRECONDITION and "default/uses" in r.stderr
+    with control_plane.kube() as k:
+        # No DaemonSet controller runs here: say what it would once it has observed the cleanup rollout that
+        # `--purge-node-resources` starts (no node runs the agent, so nothing is left to wait for).
+        k.merge_patch(DAEMONSET, AGENT, {"status": {"desiredNumberScheduled": 0, "numberReady": 0,
+                                                    "updatedNumberScheduled": 0, "currentNumberScheduled": 0,
+                                                    "numberMisscheduled": 0, "observedGeneration": 1000}},
+                      NS, subresource="status")
     r = cli("--kubeconfig", admin, "uninstall", "--force", "--purge-node-resources")
     assert r.exit_code == 0, r.stderr
+    assert "daemonset.apps/macvtapctl-agent cleaned 0 node(s)" in r.stderr
+    assert "finished cleaning up" not in r.stderr
     after = resource_versions(control_plane, OBJECTS)
     assert after[f"daemonsets/{NS}/{AGENT}"] is None and after[f"serviceaccounts/{NS}/{AGENT}"] is None
     assert after[f"configmaps/{NS}/{CM}"] is not None and after[f"namespaces/None/{NS}"] is not None
