@@ -103,24 +103,8 @@ def plan_enable(kv: dict[str, Any], version: tuple[int, int, int], *, binding_na
                 f"feature gate {BINDING_GATE} is listed in featureGates but is GA since v1.5.0: it is redundant "
                 "and can be removed")
 
-    if version >= (1, 9, 0):
-        if external_injector:
-            plan.notes.append(
-                f"leaving {INJECTION_GATE} on (--external-injector): network-resources-injector must add the "
-                "macvtap resource request to VM pods")
-        elif INJECTION_GATE in gates:
-            raise PreconditionError(
-                f"feature gate {INJECTION_GATE} is explicitly enabled in featureGates, so KubeVirt {v} will not "
-                "request the macvtap device for VM pods: deploy network-resources-injector and rerun with "
-                f"--external-injector, or remove {INJECTION_GATE} from featureGates")
-        elif INJECTION_GATE in disabled:
-            plan.notes.append(f"{INJECTION_GATE} already disabled: KubeVirt injects the macvtap resource request")
-        else:
-            dev["disabledFeatureGates"] = [*disabled, INJECTION_GATE]
-            plan.notes.append(
-                f"disabling {INJECTION_GATE}: on {v} it is on by default and KubeVirt would no longer add the "
-                "macvtap resource request to VM pods (use --external-injector if network-resources-injector "
-                "is deployed)")
+    if version >= (1, 8, 0):  # the gate exists from v1.8 (Beta, off); on by default from v1.9
+        _plan_injection_gate(plan, dev, gates, disabled, version, external_injector)
 
     existing = binding_of(kv, binding_name)
     binding_patch: dict[str, Any] | None = None
@@ -158,6 +142,31 @@ def plan_disable(kv: dict[str, Any], *, binding_name: str = DEFAULT_BINDING) -> 
     plan.patch = {"spec": {"configuration": {"network": {"binding": {binding_name: None}}}}}
     plan.notes.append(f"unregistering network binding {binding_name!r}")
     return plan
+
+
+def _plan_injection_gate(plan: Plan, dev: dict[str, Any], gates: list[str], disabled: list[str],
+                         version: tuple[int, int, int], external_injector: bool) -> None:
+    v = fmt_version(version)
+    if external_injector:
+        plan.notes.append(
+            f"leaving {INJECTION_GATE} on (--external-injector): network-resources-injector must add the "
+            "macvtap resource request to VM pods")
+    elif INJECTION_GATE in gates:
+        raise PreconditionError(
+            f"feature gate {INJECTION_GATE} is explicitly enabled in featureGates, so KubeVirt {v} will not "
+            "request the macvtap device for VM pods: deploy network-resources-injector and rerun with "
+            f"--external-injector, or remove {INJECTION_GATE} from featureGates")
+    elif INJECTION_GATE in disabled:
+        plan.notes.append(f"{INJECTION_GATE} already disabled: KubeVirt injects the macvtap resource request")
+    elif version < (1, 9, 0):
+        plan.notes.append(f"{INJECTION_GATE} is off by default on {v}: KubeVirt injects the macvtap resource "
+                          "request")
+    else:
+        dev["disabledFeatureGates"] = [*disabled, INJECTION_GATE]
+        plan.notes.append(
+            f"disabling {INJECTION_GATE}: on {v} it is on by default and KubeVirt would no longer add the "
+            "macvtap resource request to VM pods (use --external-injector if network-resources-injector "
+            "is deployed)")
 
 
 def guarded(patch: dict[str, Any], resource_version: str) -> dict[str, Any]:

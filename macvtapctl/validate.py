@@ -11,7 +11,7 @@ DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z
 # The name part of an extended resource (a qualified name): alphanumerics, '-', '_', '.', alnum at both ends.
 QUALIFIED_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?\Z")
 IFNAMSIZ = 15
-MACVTAP_MODES = ("bridge", "private", "vepa")
+MACVTAP_MODES = ("bridge", "private", "vepa", "passthru")
 RESOURCE_PREFIX = "macvtap.network.kubevirt.io"
 DEVICE_ID_MAX = 63
 CAPACITY_RANGE = (1, 10000)
@@ -83,12 +83,19 @@ def check_resource_name(name: str, capacity: int = 1) -> str:
 
 
 def check_mode(mode: str) -> str:
-    if mode == "passthru":
-        raise UsageError('invalid mode "passthru": a passthru macvtap takes the whole NIC and makes every other '
-                         "macvtap on it fail; use bridge, private or vepa")
     if mode not in MACVTAP_MODES:
         raise UsageError(f'invalid mode "{mode}": must be one of {", ".join(MACVTAP_MODES)}')
     return mode
+
+
+LINUX_USER = re.compile(r"^[a-z_][a-z0-9_-]*\$?\Z")  # useradd's default NAME_REGEX (shadow-utils)
+
+
+def check_linux_user(value: str) -> str:
+    if len(value) > 32 or not LINUX_USER.match(value):
+        raise UsageError(f"invalid --user {value!r}: a Linux user name is 1-32 characters: lowercase letters, "
+                         "digits, '_' or '-', starting with a letter or '_'")
+    return value
 
 
 def check_capacity(capacity: int) -> int:

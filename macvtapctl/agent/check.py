@@ -52,10 +52,13 @@ def run_checks(*, config_file: str | None, plugin_dir: str, owner: int, group: i
         results.append(Result("configuration", FAIL, where))
     else:
         entries, skipped = dpconfig.usable_entries(cfg)
-        results.append(Result("configuration", WARN if skipped else OK,
-                              "; ".join(skipped) if skipped else
-                              ("[]: every physical link or bond" if cfg.expose_all else
-                               f"{len(entries)} resource(s) in {where}")))
+        said = "; ".join([*skipped, *(n.text for n in cfg.notices)])
+        if not entries and not cfg.expose_all:
+            results.append(Result("configuration", FAIL, f"nothing can be registered: {said or 'no entry'}"))
+        else:
+            summary = ("[]: every physical link or bond" if cfg.expose_all else
+                       f"{len(entries)} resource(s) in {where}")
+            results.append(Result("configuration", WARN if said else OK, f"{summary}; {said}" if said else summary))
         lowers = sorted({e.lower_device for e in entries})
     for lower in lowers:
         link = links.get(lower)
@@ -70,7 +73,8 @@ def run_checks(*, config_file: str | None, plugin_dir: str, owner: int, group: i
     leaked = sorted(n for n, link in links.items() if n.startswith("mvt") and link.kind == "macvtap")
     results.append(Result("leaked links", WARN if leaked else OK,
                           f"{len(leaked)} temporary macvtap link(s) on the node: {', '.join(leaked[:10])} (allocated "
-                          "but never attached; CNI GC reclaims them after a minute)" if leaked else "none"))
+                          "but not attached; reclaimed once the kubelet lists no live pod holding their device)"
+                          if leaked else "none"))
     kubelet = Path(plugin_dir) / "kubelet.sock"
     results.append(Result("kubelet socket", OK if kubelet.exists() else FAIL,
                           str(kubelet) if kubelet.exists() else f"{kubelet} not found: wrong --device-plugin-dir "

@@ -1,8 +1,11 @@
 """The CNI protocol for the macvtap plugin: parse env + stdin, validate, build results and errors. No I/O.
 
-Spec versions 0.3.1, 0.4.0, 1.0.0 and 1.1.0. Config keys read (as kubevirt/macvtap-cni): deviceID (top level,
-as Multus injects it, or runtimeConfig.deviceID), mtu, promiscMode, owner, group; the MAC comes from CNI_ARGS
-`MAC=` (what Multus sends) or runtimeConfig.mac. Unknown keys and CNI_ARGS are tolerated.
+Spec versions 0.1.0 to 1.1.0 (upstream macvtap-cni speaks 0.1.0-0.4.0: a drop-in accepts all of them and
+answers in the caller's version). Config keys read (as kubevirt/macvtap-cni): deviceID (top level, as Multus
+injects it, or runtimeConfig.deviceID), mtu (0: leave the link's MTU), promiscMode, owner and group (-1: leave
+/dev/tapN's owner or group as it is); the MAC comes from CNI_ARGS `MAC=` (what Multus sends) or runtimeConfig.mac,
+in any form Go's net.ParseMAC reads for 6 bytes (`02:00:..`, `02-00-..`, `0200.0000.0001`). Unknown keys and
+CNI_ARGS are tolerated.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-SUPPORTED_VERSIONS = ("0.3.1", "0.4.0", "1.0.0", "1.1.0")
+SUPPORTED_VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 COMMANDS = ("ADD", "DEL", "CHECK", "VERSION", "STATUS", "GC")
 DEFAULT_OWNER = 107  # qemu in KubeVirt's virt-launcher
 MAX_DEVICE_ID = 256
@@ -36,7 +39,9 @@ E_TAP_NOT_FOUND = 103
 E_NETLINK = 104
 E_CHECK_FAILED = 105
 
-_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}\Z")
+_MAC_SEPARATED = re.compile(r"^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}\Z")
+_MAC_DOTTED = re.compile(r"^[0-9a-fA-F]{4}\.[0-9a-fA-F]{4}\.[0-9a-fA-F]{4}\Z")
+LEAVE = -1  # owner/group: keep /dev/tapN's (chown's convention, as upstream passes it to os.Chown)
 
 
 class CniError(Exception):
@@ -172,11 +177,7 @@ def parse_request(env: dict[str, str], stdin: bytes) -> Request:
         raise CniError(E_INVALID_CONFIG, "promiscMode must be true or false", repr(promisc)[:100])
     mac = args.get("MAC") or runtime.get("mac") or None
     if mac is not None:
-        if not isinstance(mac, str) or not _MAC.match(mac):
-            raise CniError(E_INVALID_CONFIG, "MAC must be six colon-separated hex bytes", repr(mac)[:100])
-        mac = mac.lower()
-        if int(mac[:2], 16) & 1:
-            raise CniError(E_INVALID_CONFIG, "MAC must be a unicast address", mac)
+        mac = normalize_mac(mac)
     prev = config.get("prevResult")
     if prev is not None and not isinstance(prev, dict):
         raise CniError(E_INVALID_CONFIG, "prevResult must be an object")
@@ -186,7 +187,7 @@ def parse_request(env: dict[str, str], stdin: bytes) -> Request:
     return Request(
         command=command, container_id=env.get("CNI_CONTAINERID", ""), netns=netns, ifname=ifname, args=args,
         version=version, config=config, device_id=device_id,
-        mtu=_int_field(config, "mtu", 68, 65535), promisc=promisc,
+        mtu=_mtu(config), promisc=promisc,
         owner=_owner(config, "owner"), group=_owner(config, "group"), mac=mac, prev_result=prev,
         valid_attachments=[v for v in valid if isinstance(v, dict)],
         netns_override=bool(env.get("CNI_NETNS_OVERRIDE")),
@@ -194,8 +195,30 @@ def parse_request(env: dict[str, str], stdin: bytes) -> Request:
 
 
 def _owner(config: dict[str, Any], key: str) -> int:
-    value = _int_field(config, key, 0, 2**32 - 2)
+    """-1 (LEAVE) keeps the device's owner or group, as chown(2) and upstream do; any other id must be valid."""
+    value = _int_field(config, key, LEAVE, 2**32 - 2)
     return DEFAULT_OWNER if value is None else value
+
+
+def _mtu(config: dict[str, Any]) -> int | None:
+    """None (absent) and 0 (Go's zero value, as upstream reads it) both leave the link's MTU as it is."""
+    if config.get("mtu") == 0 and not isinstance(config.get("mtu"), bool):
+        return None
+    return _int_field(config, "mtu", 68, 65535)
+
+
+def normalize_mac(value: Any) -> str:
+    """Lower-case colon form of a 6-byte unicast MAC given as `02:00:..`, `02-00-..` or `0200.0000.0001`."""
+    if isinstance(value, str) and _MAC_DOTTED.match(value):
+        digits = value.replace(".", "")
+        value = ":".join(digits[i:i + 2] for i in range(0, 12, 2))
+    if not isinstance(value, str) or not _MAC_SEPARATED.match(value):
+        raise CniError(E_INVALID_CONFIG, "MAC must be six hex bytes (02:00:00:00:00:01, 02-00-00-00-00-01 or "
+                       "0200.0000.0001)", repr(value)[:100])
+    mac = value.replace("-", ":").lower()
+    if int(mac[:2], 16) & 1:
+        raise CniError(E_INVALID_CONFIG, "MAC must be a unicast address", mac)
+    return mac
 
 
 def version_result(stdin: bytes) -> dict[str, Any]:
@@ -211,7 +234,12 @@ def version_result(stdin: bytes) -> dict[str, Any]:
 
 
 def add_result(req: Request, mac: str, mtu: int) -> dict[str, Any]:
-    """The ADD result in the caller's version: our interface, appended to prevResult when given."""
+    """The ADD result in the caller's version: our interface, appended to prevResult when given.
+
+    0.1.0/0.2.0 results have no interfaces (only ip4/ip6/dns): a macvtap without IPAM answers with DNS only,
+    as upstream's library converts it."""
+    if not version_at_least(req.version, "0.3.0"):
+        return {"cniVersion": req.version, "dns": {}}
     iface: dict[str, Any] = {"name": req.ifname, "mac": mac, "sandbox": req.netns}
     if req.version == "1.1.0":
         iface["mtu"] = mtu

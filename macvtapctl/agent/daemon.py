@@ -20,7 +20,7 @@ log = logging.getLogger("macvtapctl.agent")
 @dataclass
 class AgentConfig:
     cni_socket: str = "/run/macvtapctl/cni.sock"
-    gc_min_age: float = 60.0
+    gc_min_age: float = 10.0
     workers: int = 16
     tap_dir: str = "/dev"
     device_plugin: bool = True
@@ -54,7 +54,7 @@ async def run(cfg: AgentConfig) -> None:
     from macvtapctl.agent.server import CniServer
 
     metrics = Metrics()
-    registry = datapath.LinkRegistry(min_age=cfg.gc_min_age)
+    registry = datapath.LinkRegistry(grace=cfg.gc_min_age)
     owned = _owned_reader(cfg.pod_resources_socket)
 
     def handle(env: dict[str, str], stdin: bytes) -> tuple[int, bytes]:
@@ -76,7 +76,8 @@ async def run(cfg: AgentConfig) -> None:
         from macvtapctl.agent.allocator import make_allocator
         from macvtapctl.agent.deviceplugin.manager import ConfigSource, Manager
 
-        source = ConfigSource(path=cfg.config_file) if cfg.config_file else ConfigSource()
+        source = ConfigSource(path=cfg.config_file, on_read=metrics.config_read) if cfg.config_file else (
+            ConfigSource(on_read=metrics.config_read))
         lookup: list[Manager] = []
         manager = Manager(source, cfg.plugin_dir,
                           make_allocator(registry, cfg.tap_dir, lambda name: lookup[0].lower(name) if lookup else None),
@@ -116,7 +117,7 @@ async def run_uninstall(cfg: AgentConfig, bin_dir: str | None) -> None:
     if owned is None:
         log.warning("the kubelet cannot say which links live pods own: no link deleted")
     else:
-        reclaimed = await asyncio.to_thread(datapath.gc, datapath.LinkRegistry(min_age=0, grace=0), owned)
+        reclaimed = await asyncio.to_thread(datapath.gc, datapath.LinkRegistry(grace=0), owned)
         log.info("uninstall: %d link(s) no pod owns deleted", len(reclaimed))
 
     def done() -> tuple[bool, str]:
@@ -146,8 +147,8 @@ def _owned_reader(socket_path: str) -> Callable[[], set[str] | None]:
             ids = podresources.owned_device_ids(socket_path)
         except podresources.Unavailable as exc:
             if not state["down"]:
-                log.warning("cannot ask the kubelet which devices live pods own (%s): only links older than "
-                            "--gc-min-age are reclaimed until it answers", exc)
+                log.warning("cannot ask the kubelet which devices live pods own (%s): no link is "
+                            "reclaimed until it answers", exc)
             state["down"] = True
             return None
         if state["down"]:
@@ -167,6 +168,10 @@ async def _reclaim_loop(reclaim: Callable[[], None], interval: float) -> None:
             log.exception("reclaiming links failed")
 
 
+class AgentFailed(Exception):
+    """A part of the agent stopped for good: the process must exit non-zero."""
+
+
 async def _serve(server: Any, health: Any, manager: Any, reclaim: Callable[[], None] | None = None,
                  interval: float = 0) -> None:
     """Run until SIGTERM/SIGINT (or the device plugin fails), then stop serving and remove every socket."""
@@ -183,12 +188,13 @@ async def _serve(server: Any, health: Any, manager: Any, reclaim: Callable[[], N
     stopper = asyncio.create_task(stop.wait())
     waiting = {stopper} | ({dp_task} if dp_task else set())
     done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-    if dp_task is not None and dp_task in done and dp_task.exception() is not None:
-        log.error("device plugin failed: %s", dp_task.exception())
+    failure = dp_task.exception() if dp_task is not None and dp_task in done else None
+    if failure is not None:
+        log.error("device plugin failed", exc_info=failure)
     log.info("shutting down")
     if reclaimer is not None:
         reclaimer.cancel()
-    if dp_task is not None:
+    if dp_task is not None and not dp_task.done():
         dp_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await dp_task
@@ -197,4 +203,6 @@ async def _serve(server: Any, health: Any, manager: Any, reclaim: Callable[[], N
     if health is not None:
         await health.stop()
     await server.stop()
+    if failure is not None:  # exit non-zero: the kubelet restarts the container, and the restart is visible
+        raise AgentFailed(f"the device plugin failed: {failure}")
     stopper.cancel()

@@ -29,11 +29,12 @@ class LinkRegistry:
     A link on the node belongs to its device ID for as long as the kubelet assigns that ID to a live pod: DEL
     hands a link back to the node (so a retried sandbox, which gets no new Allocate, finds it again), and only
     links no live pod owns are reclaimed. `owned` is that set of link names, from the kubelet's pod-resources
-    API; None when it cannot be read, and then only links older than `min_age` are reclaimed. A link younger than
-    `grace` is never reclaimed: its Allocate may have answered before the kubelet lists the pod.
+    API; None when it cannot be read, and then nothing is reclaimed: age proves nothing (a pod whose volumes
+    take minutes to mount gets its ADD long after Allocate), and neither do CNI GC's valid attachments (they
+    name containers, while a device outlives a failed sandbox). A link younger than `grace` is never reclaimed:
+    its Allocate may have answered before the kubelet lists the pod.
     """
 
-    min_age: float = 60.0
     grace: float = 10.0
     first_seen: dict[str, float] = field(default_factory=dict)
     # ifindex of the link the latest Allocate created per name: the /dev/tapN the kubelet handed out. Another link
@@ -64,9 +65,7 @@ class LinkRegistry:
         if name in self.busy:
             return False
         age = now - self.first_seen.setdefault(name, now)
-        if owned is None:
-            return age >= self.min_age
-        return name not in owned and age >= self.grace
+        return owned is not None and name not in owned and age >= self.grace
 
 
 def _netlink_error(what: str, exc: BaseException) -> CniError:

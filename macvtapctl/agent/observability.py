@@ -23,13 +23,47 @@ class Metrics:
                              buckets=buckets, registry=self.registry)
         self.devices = Gauge("macvtapctl_devices_advertised", "Devices advertised to the kubelet", ["resource"],
                              registry=self.registry)
+        self.config_tolerated = Counter(
+            "macvtapctl_config_tolerated_total", "Configuration quirks upstream accepts, read with a warning "
+            "(per document read)", ["kind"], registry=self.registry)
+        self.config_refused = Gauge("macvtapctl_config_entries_refused", "Entries of the current configuration "
+                                    "that cannot be served (named in the log and on /readyz)", registry=self.registry)
+        self.config_unreadable = Gauge("macvtapctl_config_unreadable", "1 while the current configuration "
+                                       "document cannot be read (the last good one is served)", registry=self.registry)
         self.reclaimed = Counter("macvtapctl_leaked_links_reclaimed_total", "Leaked temporary links deleted by GC",
                                  registry=self.registry)
+
+    def config_read(self, cfg: Any) -> None:
+        """A new configuration document was read: a dpconfig.Config, or None when it could not be."""
+        self.config_unreadable.set(1 if cfg is None else 0)
+        if cfg is not None:
+            self.config_refused.set(len(cfg.problems))
+            for notice in cfg.notices:
+                self.config_tolerated.labels(kind=notice.kind).inc()
 
     def render(self) -> bytes:
         from prometheus_client import generate_latest
 
         return bytes(generate_latest(self.registry))
+
+
+REQUEST_TIMEOUT = 5.0
+MAX_HEAD = 8192  # bytes of request line + headers
+MAX_HEADERS = 64
+
+
+async def _read_head(reader: asyncio.StreamReader) -> bytes:
+    """The request line, after reading (and bounding) the headers; ValueError when too large."""
+    line = await reader.readline()
+    size = len(line)
+    for _ in range(MAX_HEADERS):
+        header = await reader.readline()
+        size += len(header)
+        if size > MAX_HEAD:
+            raise ValueError("request head too large")
+        if not header.strip():
+            return line
+    raise ValueError("too many headers")
 
 
 class HealthServer:
@@ -40,7 +74,7 @@ class HealthServer:
         self.server: asyncio.base_events.Server | None = None
 
     async def start(self) -> None:
-        self.server = await asyncio.start_server(self._serve, self.host, self.port)
+        self.server = await asyncio.start_server(self._serve, self.host, self.port, limit=MAX_HEAD)
         log.info("health and metrics on http://%s:%d (/healthz /readyz /metrics)", self.host, self.port)
 
     async def stop(self) -> None:
@@ -50,9 +84,8 @@ class HealthServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            line = await asyncio.wait_for(reader.readline(), 5)
-            while (await asyncio.wait_for(reader.readline(), 5)).strip():
-                pass  # headers
+            # One deadline for the whole head and a bound on its size: the port is reachable from the network.
+            line = await asyncio.wait_for(_read_head(reader), REQUEST_TIMEOUT)
             parts = line.decode("latin-1").split()
             path = parts[1] if len(parts) > 1 else ""
             status, ctype, body = await self._route(path)
@@ -60,8 +93,8 @@ class HealthServer:
                     "Connection: close\r\n\r\n")
             writer.write(head.encode() + body)
             await writer.drain()
-        except (TimeoutError, ConnectionError):
-            pass
+        except (TimeoutError, ConnectionError, ValueError):
+            pass  # slow, oversized or broken requests are dropped
         finally:
             writer.close()
             with contextlib.suppress(ConnectionError):

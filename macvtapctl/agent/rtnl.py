@@ -93,7 +93,7 @@ NLM_F_ECHO = 0x8
 NLM_F_EXCL = 0x200
 NLM_F_CREATE = 0x400
 IFF_UP = 0x1
-MACVTAP_MODES = {"private": 1, "vepa": 2, "bridge": 4}
+MACVTAP_MODES = {"private": 1, "vepa": 2, "bridge": 4, "passthru": 8}
 
 
 def _attr(kind: int, payload: bytes) -> bytes:

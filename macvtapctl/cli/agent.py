@@ -26,8 +26,10 @@ def agent(
                                                     help="Install the shim as DIR/macvtap first.")] = None,
     install_only: Annotated[bool, typer.Option("--install-only", help="Install the shim, then exit.")] = False,
     shim: Annotated[str | None, typer.Option("--shim", metavar="PATH", help="The compiled shim to install.")] = None,
-    gc_min_age: Annotated[float, typer.Option("--gc-min-age", metavar="SECONDS",
-                                              help="CNI GC never removes links younger than this.")] = 60.0,
+    gc_min_age: Annotated[float, typer.Option(
+        "--gc-min-age", metavar="SECONDS",
+        help="Never reclaim a link younger than this (its Allocate may answer before the kubelet lists the pod).")]
+    = 10.0,
     workers: Annotated[int, typer.Option("--workers", help="Concurrent CNI calls.")] = 16,
     tap_dir: Annotated[str, typer.Option("--tap-dir", hidden=True)] = "/dev",
     device_plugin: Annotated[bool, typer.Option("--device-plugin/--no-device-plugin",
@@ -95,11 +97,14 @@ def agent(
     if os.geteuid() != 0:
         raise MacvtapctlError("the agent must run as root (it moves links between network namespaces)")
     host, port = _metrics_address(metrics_address)
-    asyncio.run(daemon.run(daemon.AgentConfig(
-        cni_socket=cni_socket, gc_min_age=gc_min_age, workers=workers, tap_dir=tap_dir,
-        device_plugin=device_plugin, plugin_dir=device_plugin_dir, config_file=config_file,
-        veth_is_physical=veth_is_physical, metrics_host=host or "0.0.0.0", metrics_port=port,  # noqa: S104
-        pod_resources_socket=pod_resources_socket, reclaim_interval=reclaim_interval)))
+    try:
+        asyncio.run(daemon.run(daemon.AgentConfig(
+            cni_socket=cni_socket, gc_min_age=gc_min_age, workers=workers, tap_dir=tap_dir,
+            device_plugin=device_plugin, plugin_dir=device_plugin_dir, config_file=config_file,
+            veth_is_physical=veth_is_physical, metrics_host=host or "0.0.0.0", metrics_port=port,  # noqa: S104
+            pod_resources_socket=pod_resources_socket, reclaim_interval=reclaim_interval)))
+    except daemon.AgentFailed as exc:  # logged with its traceback already; exit 1 so the kubelet restarts us
+        raise MacvtapctlError(str(exc)) from None
 
 
 def _metrics_address(value: str) -> tuple[str, int]:

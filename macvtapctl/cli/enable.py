@@ -18,6 +18,7 @@ from macvtapctl.cli.common import (
     settings_of,
 )
 from macvtapctl.errors import PreconditionError
+from macvtapctl.jsonmerge import dig
 from macvtapctl.settings import DryRun
 
 ENABLE_HELP = """Register the macvtap network binding plugin in the KubeVirt CR.
@@ -146,7 +147,7 @@ def disable(
             if owner is not None:
                 hco = get_hco(kube, owner, kv["metadata"]["namespace"])
                 plan = kubevirt.Plan()
-                if (hco.get("spec") or {}).get("networkBinding", {}).get(binding_name) is not None:
+                if dig(hco, "spec", "networkBinding", binding_name) is not None:
                     plan.patch = {"spec": {"networkBinding": {binding_name: None}}}
                 result = _write(kube, printer, mode, HYPERCONVERGED, hco, plan)
             else:

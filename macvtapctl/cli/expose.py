@@ -40,8 +40,10 @@ def expose(
     lower_device: Annotated[str | None, typer.Argument(metavar="LOWER_DEVICE",
                                                        help="Host NIC (or bond/VLAN) to expose.")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Resource name (default: LOWER_DEVICE).")] = None,
-    mode: Annotated[str, typer.Option("--mode", help="macvtap mode: bridge, private or vepa.")] = "bridge",
-    capacity: Annotated[int, typer.Option("--capacity", help="Devices per node (1-10000).")] = 100,
+    mode: Annotated[str, typer.Option("--mode", help="macvtap mode: bridge, private, vepa or passthru (one device per "
+                                                    "node: the whole NIC).")] = "bridge",
+    capacity: Annotated[int | None, typer.Option("--capacity", help="Devices per node (1-10000; default 100, "
+                                                                    "passthru: 1).")] = None,
     expose_all: Annotated[bool, typer.Option("--all", help="Write [] : every physical link or bond.")] = False,
     dp_namespace: DpNamespace = None,
     restart: Restart = False,
@@ -67,8 +69,14 @@ def expose(
     emit(printer, fmt, objs)
 
 
-def make_entry(lower_device: str, name: str | None, mode: str, capacity: int) -> dpconfig.Entry:
+def make_entry(lower_device: str, name: str | None, mode: str, capacity: int | None) -> dpconfig.Entry:
     validate.check_interface_name(lower_device, "lower device")
+    if mode == dpconfig.PASSTHRU:
+        if capacity not in (None, 1):
+            raise UsageError(f"invalid capacity {capacity}: a passthru macvtap takes the whole of {lower_device}, "
+                             "so there is one device per node (--capacity 1)")
+        capacity = 1
+    capacity = dpconfig.DEFAULT_CAPACITY if capacity is None else capacity
     return dpconfig.Entry(name=name or lower_device, lower_device=lower_device, mode=mode,
                           capacity=capacity).validated()
 

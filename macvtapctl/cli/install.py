@@ -20,7 +20,9 @@ DaemonSet, all server-side applied. --via cnao enables macvtap in an existing Cl
 instead. --wait waits until the agent is ready on every selected node and those nodes advertise the exposed
 resources."""
 UNINSTALL_HELP = """Remove what install created (the DaemonSet and ServiceAccount; the ConfigMap and namespace only
-with --purge). Refused while VMs use macvtap, unless --force. --purge-node-resources also clears the stale
+with --purge). First the agent is rolled to its uninstall mode on every node: it takes the CNI shim out of the
+CNI bin dir (a shim without its agent would fail every pod's teardown) and deletes the macvtap links no pod owns.
+Refused while VMs use macvtap, unless --force. --purge-node-resources also clears the stale
 macvtap.network.kubevirt.io/* capacity the kubelet leaves on nodes."""
 KIND_HELP = "Print a KinD cluster config whose nodes see the host's /dev (macvtap's /dev/tapN lives there)."
 
@@ -172,14 +174,24 @@ def _cnao(kube: Any, printer: Printer, mode: DryRun, obj: dict[str, Any]) -> dic
         printer.status(label, "created", mode.suffix)
         return result
     want = obj["spec"]["macvtap"]
-    have = dig(existing, "spec", "macvtap")
-    if isinstance(have, dict) and all(have.get(k) == v for k, v in want.items()):
-        printer.status(label, "unchanged", mode.suffix)
-        return dict(existing)
-    patch = {"metadata": {"resourceVersion": existing["metadata"]["resourceVersion"]}, "spec": {"macvtap": want}}
-    result = kube.merge_patch(NETWORK_ADDONS_CONFIG, "cluster", patch, dry_run=mode)
-    printer.status(label, "configured", mode.suffix)
-    return result
+
+    def attempt() -> dict[str, Any]:
+        nonlocal existing
+        current = existing if existing is not None else kube.get(NETWORK_ADDONS_CONFIG, "cluster")
+        existing = None  # a retry re-reads
+        have = dig(current, "spec", "macvtap")
+        if isinstance(have, dict) and all(have.get(k) == v for k, v in want.items()):
+            printer.status(label, "unchanged", mode.suffix)
+            return dict(current)
+        patch = {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
+                 "spec": {"macvtap": want}}
+        written: dict[str, Any] = kube.merge_patch(NETWORK_ADDONS_CONFIG, "cluster", patch, dry_run=mode)
+        printer.status(label, "configured", mode.suffix)
+        return written
+
+    from macvtapctl.kube.retry import retry_on_conflict
+
+    return retry_on_conflict(attempt, what=label)
 
 
 def _selected(node: dict[str, Any], selector: dict[str, str]) -> bool:
@@ -266,7 +278,9 @@ def uninstall(
         if users and not force:
             raise PreconditionError(f"{len(users)} VM(s) use macvtap ({', '.join(users[:10])}); delete them first or "
                                     "pass --force")
-        if purge_node_resources and mode is DryRun.NONE:
+        if mode is DryRun.NONE:
+            # Always: a shim left in the CNI bin dir without its agent fails every pod's DEL (exit 11), so pod
+            # teardown would keep failing on every node.
             _clean_nodes(kube, printer, namespace)
         targets: list[tuple[Any, str, str | None]] = [
             (r.DAEMONSET, agentm.AGENT_NAME, namespace), (r.SERVICE_ACCOUNT, agentm.AGENT_NAME, namespace)]
@@ -330,23 +344,29 @@ def _clean_nodes(kube: Any, printer: Printer, namespace: str) -> None:
 def _purge_nodes(kube: Any, printer: Printer, mode: DryRun) -> None:
     """The kubelet keeps extended resources of a plugin that is gone (kubernetes#52510): remove them."""
     from macvtapctl.kube.resources import NODE
+    from macvtapctl.kube.retry import guarded_json_patch
 
     prefix = validate.RESOURCE_PREFIX + "/"
-    for node in kube.list(NODE):
+
+    def plan(node: dict[str, Any]) -> list[dict[str, Any]]:
         status = node.get("status") or {}
-        keys = sorted({k for part in ("capacity", "allocatable") for k in (status.get(part) or {})
-                       if k.startswith(prefix)})
-        if not keys:
+        return [{"op": "remove", "path": f"/status/{part}/{key.replace('/', '~1')}"}
+                for part in ("capacity", "allocatable") for key in sorted(status.get(part) or {})
+                if key.startswith(prefix)]
+
+    for node in kube.list(NODE):
+        name = node["metadata"]["name"]
+        ops = plan(node)
+        if not ops:
             continue
-        ops: list[dict[str, Any]] = [{"op": "test", "path": "/metadata/resourceVersion",
-                                      "value": node["metadata"]["resourceVersion"]}]
-        for part in ("capacity", "allocatable"):
-            for key in keys:
-                if key in (status.get(part) or {}):
-                    ops.append({"op": "remove", "path": f"/status/{part}/{key.replace('/', '~1')}"})
+        keys = sorted({op["path"].rsplit("/", 1)[1].replace("~1", "/") for op in ops})
         if mode is not DryRun.CLIENT:
-            kube.json_patch(NODE, node["metadata"]["name"], ops, subresource="status", dry_run=mode)
-        printer.status(NODE.label(node["metadata"]["name"]), f"patched (removed {', '.join(keys)})", mode.suffix)
+            # The kubelet updates node status all the time: re-read and re-plan when it did meanwhile.
+            _, changed = guarded_json_patch(kube, NODE, name, None, plan, what=f"node {name}", dry_run=mode,
+                                            subresource="status", current=node)
+            if not changed:
+                continue
+        printer.status(NODE.label(name), f"patched (removed {', '.join(keys)})", mode.suffix)
 
 
 def kind_config(

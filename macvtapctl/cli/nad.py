@@ -18,7 +18,7 @@ from macvtapctl.cli.common import (
     printer_for,
     settings_of,
 )
-from macvtapctl.errors import PreconditionError
+from macvtapctl.errors import ConflictError, PreconditionError
 from macvtapctl.manifests import nad as nadm
 from macvtapctl.output import Printer
 from macvtapctl.settings import DryRun
@@ -42,6 +42,7 @@ def create(
     cni_version: Annotated[str, typer.Option("--cni-version", help="cniVersion of the config.")]
     = nadm.DEFAULT_CNI_VERSION,
     dry_run: DryRunOption = "none",
+    force: ForceOption = False,
 ) -> None:
     settings = settings_of(ctx)
     fmt = settings.output_format(WRITE_FORMATS)
@@ -50,13 +51,16 @@ def create(
     obj = nadm.render(name, namespace, resource, mtu=mtu, promisc=promisc, cni_version=cni_version)
     printer = printer_for(settings)
     with connect(settings) as kube:
-        result = run_create(kube, printer, mode, obj)
+        result = run_create(kube, printer, mode, obj, force=force)
     emit(printer, fmt, [result])
 
 
 def run_create(kube: Any, printer: Printer, mode: DryRun, obj: dict[str, Any],
-               exposed: dpconfig.Config | None = None) -> dict[str, Any]:
-    """Warn about unexposed resources, then server-side apply the NAD (no write when unchanged)."""
+               exposed: dpconfig.Config | None = None, *, force: bool = False) -> dict[str, Any]:
+    """Warn about unexposed resources, then server-side apply the NAD (no write when unchanged).
+
+    An existing NAD of that name that is not a macvtap NAD macvtapctl manages is someone else's: refused
+    (exit 5) unless `force`."""
     from macvtapctl.kube.dpconfigmap import current_config
     from macvtapctl.kube.resources import NAD
 
@@ -76,6 +80,12 @@ def run_create(kube: Any, printer: Printer, mode: DryRun, obj: dict[str, Any],
     if current is not None and nadm.same_content(current, obj):
         printer.status(label, "unchanged", mode.suffix)
         return dict(current)
+    if current is not None:
+        problem = nadm.ownership_problem(current, kube.field_manager)
+        if problem and not force:
+            raise ConflictError(f"{problem}; not changing it. Choose another name, or pass --force to take it over")
+        if problem:
+            printer.warn(f"{problem}; taking it over (--force)")
     operation = "created" if current is None else "configured"
     if mode is DryRun.CLIENT:
         printer.status(label, operation, mode.suffix)
@@ -125,7 +135,8 @@ def list_(
     printer.table(headers, rows)
 
 
-@app.command("delete", help="Delete a macvtap NAD (refused while VMs reference it, unless --force).")
+@app.command("delete", help="Delete a macvtap NAD macvtapctl manages (refused while VMs reference it, or when "
+                             "it is someone else's, unless --force).")
 def delete(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(metavar="NAME")],
@@ -140,8 +151,12 @@ def delete(
     from macvtapctl.kube.vms import vms_using_network
 
     with connect(settings) as kube:
-        if kube.get_or_none(NAD, name, namespace) is None:
+        current = kube.get_or_none(NAD, name, namespace)
+        if current is None:
             raise PreconditionError(f'NetworkAttachmentDefinition "{name}" not found in namespace "{namespace}"')
+        problem = nadm.ownership_problem(current, kube.field_manager)
+        if problem and not force:
+            raise ConflictError(f"{problem}; not deleting it (pass --force to delete it anyway)")
         users = vms_using_network(kube, namespace, name)
         if users and not force:
             raise PreconditionError(f"NetworkAttachmentDefinition {namespace}/{name} is used by VM(s) "

@@ -8,8 +8,9 @@ import typer
 
 from macvtapctl import validate
 from macvtapctl.cli.common import printer_for, settings_of
-from macvtapctl.errors import UsageError
+from macvtapctl.errors import PreconditionError, UsageError
 from macvtapctl.manifests import rbac as rbacm
+from macvtapctl.settings import Settings
 
 HELP = """Print a least-privilege ClusterRole for running macvtapctl's admin commands, plus a
 ClusterRoleBinding for --user, --group or --serviceaccount NS/NAME. Apply with: macvtapctl rbac ... |
@@ -24,6 +25,11 @@ def rbac(
     group: Annotated[str | None, typer.Option("--group", help="Bind the role to this group.")] = None,
     serviceaccount: Annotated[str | None, typer.Option("--serviceaccount", metavar="NS/NAME",
                                                        help="Bind the role to this service account.")] = None,
+    configmap: Annotated[list[str] | None, typer.Option(
+        "--configmap", metavar="NAME", help="Another device-plugin ConfigMap expose may edit (CNAO's "
+                                            "devicePluginConfig); repeatable.")] = None,
+    from_cluster: Annotated[bool, typer.Option(
+        "--from-cluster", help="Ask the cluster which ConfigMap CNAO's devicePluginConfig names.")] = False,
 ) -> None:
     settings = settings_of(ctx)
     fmt = settings.output_format(("table", "yaml", "json"))
@@ -39,12 +45,30 @@ def rbac(
             raise UsageError(f'invalid --serviceaccount "{serviceaccount}": use NAMESPACE/NAME')
         validate.check_dns_label(sa_ns, "service account namespace")
         validate.check_dns_subdomain(subject, "service account name")
+    names_ = [validate.check_dns_subdomain(c, "--configmap") for c in configmap or []]
     printer = printer_for(settings)
+    if from_cluster:
+        names_ += _cnao_configmaps(settings)
     for groups, resources, verbs, names, why in rbacm.ADMIN_RULES:
         target = ",".join(resources) + (f" ({','.join(names)})" if names else "")
         printer.debug(f"# {'/'.join(g or 'core' for g in groups)} {target}: {','.join(verbs)} - {why}")
-    docs = [rbacm.cluster_role(role_name), rbacm.binding(role_name, kind, subject, sa_ns)]
+    docs = [rbacm.cluster_role(role_name, names_), rbacm.binding(role_name, kind, subject, sa_ns)]
     if fmt == "json":
         printer.objects(docs, "json", as_list=True)
     else:
         printer.yaml_stream(docs)
+
+
+def _cnao_configmaps(settings: Settings) -> list[str]:
+    """The ConfigMap CNAO's NetworkAddonsConfig points `expose` at, if any (CNAO not installed: none)."""
+    from macvtapctl.cli.common import connect
+    from macvtapctl.jsonmerge import dig
+    from macvtapctl.kube.resources import NETWORK_ADDONS_CONFIG
+
+    with connect(settings) as kube:
+        try:
+            nacs = kube.list(NETWORK_ADDONS_CONFIG)
+        except PreconditionError:  # the CRD is not served: no CNAO
+            return []
+    names = [dig(n, "spec", "macvtap", "devicePluginConfig") for n in nacs]
+    return [n for n in names if isinstance(n, str) and n]

@@ -24,8 +24,10 @@ def setup(
     lower_device: Annotated[str, typer.Argument(metavar="LOWER_DEVICE", help="Host NIC (or bond/VLAN) to use.")],
     name: Annotated[str | None, typer.Option("--name", help="Resource name (default: LOWER_DEVICE).")] = None,
     nad_name: Annotated[str | None, typer.Option("--nad", help="NAD name (default: the resource name).")] = None,
-    mode: Annotated[str, typer.Option("--mode", help="macvtap mode: bridge, private or vepa.")] = "bridge",
-    capacity: Annotated[int, typer.Option("--capacity", help="Devices per node (1-10000).")] = 100,
+    mode: Annotated[str, typer.Option("--mode", help="macvtap mode: bridge, private, vepa or passthru (one device per "
+                                                    "node: the whole NIC).")] = "bridge",
+    capacity: Annotated[int | None, typer.Option("--capacity", help="Devices per node (1-10000; default 100, "
+                                                                    "passthru: 1).")] = None,
     mtu: Annotated[int | None, typer.Option("--mtu", help="MTU of the pod interface.")] = None,
     promisc: Annotated[bool, typer.Option("--promisc", help="Promiscuous mode on the macvtap.")] = False,
     cni_version: Annotated[str, typer.Option("--cni-version")] = nadm.DEFAULT_CNI_VERSION,
@@ -59,7 +61,8 @@ def setup(
         from macvtapctl import dpconfig
 
         # After expose the resource is exposed (even in a dry run), so nad create has nothing to warn about.
-        objs.append(run_create(kube, printer, mode_, nad, exposed=dpconfig.Config(items=[entry.to_json()])))
+        objs.append(run_create(kube, printer, mode_, nad, exposed=dpconfig.Config(items=[entry.to_json()]),
+                               force=force))
     if fmt == "yaml":
         printer.yaml_stream(objs)
     elif fmt in ("json", "name"):

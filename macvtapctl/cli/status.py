@@ -43,22 +43,32 @@ def _kubevirt(kube: Any, problems: list[str]) -> dict[str, Any]:
     if kv is None:
         problems.append("KubeVirt is not installed" if not kvs else "more than one KubeVirt CR")
         return out
-    gates = dig(kv, "spec", "configuration", "developerConfiguration") or {}
+    gates = dig(kv, "spec", "configuration", "developerConfiguration")
+    gates = gates if isinstance(gates, dict) else {}
     parsed = kvplan.parse_version(version)
     if not tap:
         problems.append("no macvtap binding registered (run: macvtapctl enable)")
     if parsed and parsed < (1, 5, 0) and kvplan.BINDING_GATE not in (gates.get("featureGates") or []):
         problems.append(f"feature gate {kvplan.BINDING_GATE} is missing (KubeVirt < v1.5)")
-    if parsed and parsed >= (1, 9, 0) and kvplan.INJECTION_GATE not in (gates.get("disabledFeatureGates") or []):
+    injection_on = kvplan.INJECTION_GATE in (gates.get("featureGates") or []) or (
+        parsed is not None and parsed >= (1, 9, 0))  # Beta from v1.8: off there unless enabled by hand
+    if parsed and parsed >= (1, 8, 0) and injection_on and (
+            kvplan.INJECTION_GATE not in (gates.get("disabledFeatureGates") or [])):
         out["note"] = (f"{kvplan.INJECTION_GATE} is on: network-resources-injector must add the macvtap resource "
                        "to VM pods")
     return out
 
 
 def _deviceplugin(kube: Any, problems: list[str]) -> tuple[dict[str, Any], Any, str]:
+    from macvtapctl import dpconfig
     from macvtapctl.kube import dpconfigmap
 
-    target = dpconfigmap.locate(kube, None)
+    try:
+        target = dpconfigmap.locate(kube, None)
+    except MacvtapctlError as exc:  # several ConfigMaps, or CNAO's own: a finding, not a usage error
+        problems.append(exc.message)
+        return ({"namespace": None, "configMap": dpconfig.CONFIGMAP_NAME, "present": None, "exposeAll": False,
+                 "entries": [], "warnings": []}, None, dpconfig.CONFIGMAP_NAME)
     cfg = None
     try:
         cfg = target.config() if target.object is not None else None
@@ -66,8 +76,12 @@ def _deviceplugin(kube: Any, problems: list[str]) -> tuple[dict[str, Any], Any, 
         problems.append(exc.message)
     if target.object is None:
         problems.append(f"ConfigMap {target.name} not found (run: macvtapctl expose LOWER_DEVICE)")
+    if cfg is not None:
+        problems.extend(f"{target.label}: {p} — fix: macvtapctl expose LOWER_DEVICE --name NAME, or edit it"
+                        for p in cfg.problems)
     out = {"namespace": target.namespace, "configMap": target.name, "present": target.object is not None,
-           "exposeAll": bool(cfg and cfg.expose_all), "entries": [] if cfg is None else cfg.items}
+           "exposeAll": bool(cfg and cfg.expose_all), "entries": [] if cfg is None else cfg.items,
+           "warnings": [] if cfg is None else [n.text for n in cfg.notices]}
     return out, cfg, target.name
 
 
@@ -135,7 +149,9 @@ def _nodes(kube: Any, nad_res: dict[tuple[str, str], str | None]) -> tuple[list[
 
 def _nads(nad_res: dict[tuple[str, str], str | None], cfg: Any, advertised: set[str],
           problems: list[str]) -> list[dict[str, Any]]:
-    names = set(cfg.names()) if cfg is not None else set()
+    from macvtapctl import dpconfig
+
+    names = {e.name for e in dpconfig.usable_entries(cfg)[0]} if cfg is not None else set()
     rows = []
     for (ns, name), res in sorted(nad_res.items()):
         exposed = bool(cfg is not None and (cfg.expose_all or res in names))
@@ -185,6 +201,8 @@ def _tables(printer: Any, doc: dict[str, Any], *, wide: bool) -> None:
                       [[n["namespace"], n["name"], n["resource"], "yes" if n["exposed"] else "NO",
                         "yes" if n["advertised"] else "NO"] for n in doc["nads"]])
         printer.data("\n")
+    for w in dp.get("warnings") or []:
+        printer.warn(w)
     if doc["problems"]:
         for p in doc["problems"]:
             printer.warn(p)

@@ -90,6 +90,8 @@ def create(
     apply: Annotated[bool, typer.Option("--apply", help="Server-side apply the VMs instead of printing.")] = False,
     offline: Annotated[bool, typer.Option("--offline", help="Skip cluster checks (printing only).")] = False,
     concurrency: Annotated[int, typer.Option("--concurrency", help="Parallel API writes with --apply.")] = 8,
+    force_conflicts: Annotated[bool, typer.Option(
+        "--force-conflicts", help="With --apply: take over fields other managers own (kubectl's flag).")] = False,
     dry_run: DryRunOption = "none",
 ) -> None:
     settings = settings_of(ctx)
@@ -128,7 +130,7 @@ def create(
         if not apply and mode is not DryRun.SERVER:
             _print_vms(printer, vms, fmt)
             return
-        results = _apply_all(kube, printer, vms, namespace, mode, concurrency)
+        results = _apply_all(kube, printer, vms, namespace, mode, concurrency, force=force_conflicts)
     if fmt in ("json", "yaml", "name"):
         printer.objects(results, fmt, as_list=len(results) > 1)
 
@@ -188,8 +190,9 @@ def _check_against_cluster(kube: Kube, printer: Printer, vms: list[dict[str, Any
 
 
 def _apply_all(kube: Kube, printer: Printer, vms: list[dict[str, Any]], namespace: str, mode: DryRun,
-               concurrency: int) -> list[dict[str, Any]]:
-    """Server-side apply with bounded concurrency; report exactly which VMs failed."""
+               concurrency: int, *, force: bool = False) -> list[dict[str, Any]]:
+    """Server-side apply with bounded concurrency; report exactly which VMs failed. Fields other managers own
+    are a conflict (exit 5) unless `force` (--force-conflicts)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from macvtapctl.kube.resources import VIRTUAL_MACHINE
@@ -198,11 +201,11 @@ def _apply_all(kube: Kube, printer: Printer, vms: list[dict[str, Any]], namespac
         obj = {**vm, "metadata": {**vm["metadata"], "namespace": namespace}}
         name = obj["metadata"]["name"]
         before = kube.get_or_none(VIRTUAL_MACHINE, name, namespace)
-        after = kube.apply(VIRTUAL_MACHINE, obj, namespace, dry_run=mode, force=True)
+        after = kube.apply(VIRTUAL_MACHINE, obj, namespace, dry_run=mode, force=force)
         if before is None:
             return after, "created"
-        same = after["metadata"].get("resourceVersion") == before["metadata"].get("resourceVersion")
-        return after, "unchanged" if same else "configured"
+        # Content, not resourceVersion: a server dry run never bumps it, so it cannot tell a change.
+        return after, "unchanged" if _applied_content(after) == _applied_content(before) else "configured"
 
     results: list[dict[str, Any]] = []
     failures: list[tuple[str, MacvtapctlError]] = []
@@ -229,6 +232,11 @@ def _apply_all(kube: Kube, printer: Printer, vms: list[dict[str, Any]], namespac
         raise MacvtapctlError(f"{len(failures)} of {len(vms)} VMs failed: {failed}",
                               exit_code=codes.pop() if len(codes) == 1 else ExitCode.ERROR)
     return results
+
+
+def _applied_content(obj: dict[str, Any]) -> Any:
+    meta = obj.get("metadata") or {}
+    return obj.get("spec"), meta.get("labels") or {}, meta.get("annotations") or {}
 
 
 class _Progress:
@@ -364,52 +372,25 @@ def convert(
 def _convert_one(kube: Kube, printer: Printer, mode: DryRun, vm: dict[str, Any], binding: str) -> dict[str, Any]:
     """Convert one VM with a resourceVersion-guarded JSON patch; re-read and retry when it changed."""
     from macvtapctl.kube.resources import VIRTUAL_MACHINE
-    from macvtapctl.kube.retry import retry_on_conflict
+    from macvtapctl.kube.retry import guarded_json_patch
 
     vm_name, vm_ns = vm["metadata"]["name"], vm["metadata"]["namespace"]
     label = VIRTUAL_MACHINE.label(vm_name)
-    current = vm
 
-    def attempt() -> dict[str, Any]:
-        nonlocal current
-        indexes = _core_macvtap_indexes(current)
-        if not indexes:
-            printer.status(label, "unchanged", mode.suffix)
-            return current
-        ops = _convert_ops(current, indexes, binding)
-        if mode is DryRun.CLIENT:
-            import jsonpatch
+    def plan(current: dict[str, Any]) -> list[dict[str, Any]]:
+        return _convert_ops(_core_macvtap_indexes(current), binding)
 
-            printer.status(label, "converted", mode.suffix)
-            result: dict[str, Any] = jsonpatch.apply_patch(current, ops)
-            return result
-        try:
-            written = kube.json_patch(VIRTUAL_MACHINE, vm_name, ops, vm_ns, dry_run=mode)
-        except MacvtapctlError:
-            current = kube.get(VIRTUAL_MACHINE, vm_name, vm_ns)  # re-read for the retry
-            raise
-        printer.status(label, "converted", mode.suffix)
-        return written
+    if mode is DryRun.CLIENT:
+        import jsonpatch
 
-    return _retry_json_patch(attempt, retry_on_conflict, f"VM {vm_ns}/{vm_name}")
-
-
-def _retry_json_patch(attempt: Any, retry: Any, what: str) -> dict[str, Any]:
-    """A failed `test` op (the VM changed) is a 422; treat it like a stale write and retry."""
-    from macvtapctl.errors import InvalidObjectError
-    from macvtapctl.kube.errors import StaleError
-
-    def wrapped() -> dict[str, Any]:
-        try:
-            result: dict[str, Any] = attempt()
-        except InvalidObjectError as exc:
-            if "test" in exc.message.lower():
-                raise StaleError(exc.message) from None
-            raise
+        ops = plan(vm)
+        printer.status(label, "converted" if ops else "unchanged", mode.suffix)
+        result: dict[str, Any] = jsonpatch.apply_patch(vm, ops) if ops else vm
         return result
-
-    result: dict[str, Any] = retry(wrapped, what=what)
-    return result
+    written, changed = guarded_json_patch(kube, VIRTUAL_MACHINE, vm_name, vm_ns, plan, what=f"VM {vm_ns}/{vm_name}",
+                                          dry_run=mode, current=vm)
+    printer.status(label, "converted" if changed else "unchanged", mode.suffix)
+    return written
 
 
 def _core_macvtap_indexes(vm: dict[str, Any]) -> list[int]:
@@ -417,10 +398,9 @@ def _core_macvtap_indexes(vm: dict[str, Any]) -> list[int]:
     return [i for i, iface in enumerate(ifaces) if "macvtap" in iface]
 
 
-def _convert_ops(vm: dict[str, Any], indexes: list[int], binding: str) -> list[dict[str, Any]]:
+def _convert_ops(indexes: list[int], binding: str) -> list[dict[str, Any]]:
     base = "/spec/template/spec/domain/devices/interfaces"
-    ops: list[dict[str, Any]] = [{"op": "test", "path": "/metadata/resourceVersion",
-                                  "value": vm["metadata"]["resourceVersion"]}]
+    ops: list[dict[str, Any]] = []
     for i in indexes:
         ops.append({"op": "remove", "path": f"{base}/{i}/macvtap"})
         ops.append({"op": "add", "path": f"{base}/{i}/binding", "value": {"name": binding}})

@@ -83,6 +83,9 @@ def from_status(status: int, body: Any, req: Request, server: str) -> Macvtapctl
     if status == 409:
         if reason == "AlreadyExists":
             return AlreadyExistsError(f"{target} already exists {req.where()}")
+        if message.startswith("Apply failed with"):  # server-side apply: fields other managers own, not staleness
+            return ConflictError(f"{target} has fields other managers own {req.where()}: {message}; pass "
+                                 "--force-conflicts to take them over")
         return StaleError(f"{target} was modified concurrently {req.where()}: {message}")
     if status in (400, 422):
         return InvalidObjectError(f"the server rejected {target}: {message or reason}")

@@ -18,13 +18,15 @@ def registered_bindings(kube: Kube, kv: dict[str, Any] | None = None) -> dict[st
     """Bindings of the KubeVirt CR (read unless given), plus those its HyperConverged owner will propagate."""
     if kv is None:
         kv = the_kubevirt(kube)
-    bindings = dict(dig(kv, "spec", "configuration", "network", "binding") or {})
+    found = dig(kv, "spec", "configuration", "network", "binding")
+    bindings = dict(found) if isinstance(found, dict) else {}
     owner = hco_owner(kv)
     if owner is not None:
         # What HCO will propagate counts too (it may not have reconciled yet).
         try:
             hco = get_hco(kube, owner, kv["metadata"]["namespace"])
-            bindings.update(dig(hco, "spec", "networkBinding") or {})
+            hco_bindings = dig(hco, "spec", "networkBinding")
+            bindings.update(hco_bindings if isinstance(hco_bindings, dict) else {})
         except MacvtapctlError:
             pass
     return bindings

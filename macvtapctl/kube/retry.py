@@ -5,10 +5,15 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from macvtapctl.errors import ConflictError
+from macvtapctl.errors import ConflictError, InvalidObjectError
 from macvtapctl.kube.errors import AlreadyExistsError, StaleError
+
+if TYPE_CHECKING:
+    from macvtapctl.kube.client import Kube
+    from macvtapctl.kube.resources import Resource
+    from macvtapctl.settings import DryRun
 
 T = TypeVar("T")
 
@@ -32,3 +37,34 @@ def retry_on_conflict(attempt: Callable[[], T], *, what: str, attempts: int = DE
             time.sleep(base_delay * (2 ** min(i, 5)) * (0.5 + random.random()))  # noqa: S311
     raise ConflictError(f"{what} kept changing while macvtapctl tried to update it ({attempts} attempts); "
                         "try again")
+
+
+def guarded_json_patch(kube: Kube, res: Resource, name: str, namespace: str | None,
+                       plan: Callable[[dict[str, Any]], list[dict[str, Any]]], *, what: str, dry_run: DryRun,
+                       subresource: str | None = None, current: dict[str, Any] | None = None,
+                       ) -> tuple[dict[str, Any], bool]:
+    """Read (or start from `current`), plan RFC 6902 ops, and patch them behind a `test` of resourceVersion;
+    re-read and re-plan when the object changed. Returns (object, whether a patch was sent).
+
+    A failed `test` op comes back as 422, like a real validation error: the two are told apart by re-reading —
+    only a changed resourceVersion means "stale" (a message match would mistake a VM named `test-vm`)."""
+    state = {"current": current}
+
+    def attempt() -> tuple[dict[str, Any], bool]:
+        obj = state["current"] or kube.get(res, name, namespace)
+        state["current"] = None
+        ops = plan(obj)
+        if not ops:
+            return obj, False
+        rv = obj["metadata"]["resourceVersion"]
+        guard = {"op": "test", "path": "/metadata/resourceVersion", "value": rv}
+        try:
+            return kube.json_patch(res, name, [guard, *ops], namespace, dry_run=dry_run,
+                                   subresource=subresource), True
+        except InvalidObjectError:
+            now = kube.get_or_none(res, name, namespace)
+            if now is not None and now["metadata"]["resourceVersion"] != rv:
+                raise StaleError(f"{what} changed since it was read") from None
+            raise
+
+    return retry_on_conflict(attempt, what=what)

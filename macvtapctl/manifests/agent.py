@@ -93,16 +93,23 @@ def _host_path(name: str, path: str, kind: str = "Directory") -> dict[str, Any]:
 
 
 def daemonset(opts: InstallOptions) -> dict[str, Any]:
-    args = ["agent", "--install-cni", "/host/cni-bin", "--config-file", f"/etc/macvtap/{dpconfig.CONFIG_KEY}",
-            "--device-plugin-dir", opts.device_plugin_dir, "--cni-socket", "/run/macvtapctl/cni.sock",
-            "--metrics-address", f"0.0.0.0:{METRICS_PORT}",
+    # Bind health/metrics to the node's own address (the kubelet's probes and a scrape reach it there), not to
+    # every address of the host network.
+    args = ["agent", "--install-cni", "/host/cni-bin", "--cni-socket", "/run/macvtapctl/cni.sock",
+            "--metrics-address", f"$(HOST_IP):{METRICS_PORT}",
             "--pod-resources-socket", f"{pod_resources_dir(opts)}/kubelet.sock"]
+    # In the environment, not in args: `kubectl exec ds/macvtapctl-agent -- macvtapctl agent check` then reads
+    # the same configuration and directories as the agent.
+    env = [{"name": "MACVTAPCTL_CONFIG_FILE", "value": f"/etc/macvtap/{dpconfig.CONFIG_KEY}"},
+           {"name": "MACVTAPCTL_DEVICE_PLUGIN_DIR", "value": opts.device_plugin_dir},
+           {"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}]
     probe = {"httpGet": {"path": "/healthz", "port": METRICS_PORT}, "periodSeconds": 10, "failureThreshold": 3}
     container = {
         "name": "agent",
         "image": opts.image,
         "command": ["macvtapctl"],
         "args": args,
+        "env": env,
         "securityContext": {
             "privileged": False,
             "runAsUser": 0,

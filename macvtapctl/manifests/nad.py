@@ -60,7 +60,33 @@ def is_macvtap(nad: dict[str, Any]) -> bool:
         return False
     if cfg.get("type") == "macvtap":
         return True
-    return any(isinstance(p, dict) and p.get("type") == "macvtap" for p in cfg.get("plugins") or [])
+    plugins = cfg.get("plugins")
+    return isinstance(plugins, list) and any(isinstance(p, dict) and p.get("type") == "macvtap" for p in plugins)
+
+
+def managers(obj: dict[str, Any]) -> list[str]:
+    """Who has written this object (metadata.managedFields[].manager), in order, without repeats."""
+    seen: list[str] = []
+    for entry in (obj.get("metadata") or {}).get("managedFields") or []:
+        manager = entry.get("manager") if isinstance(entry, dict) else None
+        if isinstance(manager, str) and manager not in seen:
+            seen.append(manager)
+    return seen
+
+
+def ownership_problem(nad: dict[str, Any], field_manager: str) -> str | None:
+    """Why this existing NAD is someone else's to change (None: a macvtap NAD macvtapctl manages)."""
+    meta = nad.get("metadata") or {}
+    label = f'NetworkAttachmentDefinition {meta.get("namespace")}/{meta.get("name")}'
+    who = managers(nad)
+    owners = f"written by {', '.join(who)}" if who else "with no recorded field manager"
+    if not is_macvtap(nad):
+        cfg = config_of(nad) or {}
+        kind = cfg.get("type") or "no"
+        return f"{label} exists and is not a macvtap NAD (type {kind!r}; {owners})"
+    if field_manager not in who:
+        return f"{label} exists and is not managed by macvtapctl ({owners})"
+    return None
 
 
 def same_content(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -33,11 +33,15 @@ ADMIN_RULES: list[tuple[list[str], list[str], list[str], list[str], str]] = [
 ]
 
 
-def cluster_role(name: str) -> dict[str, Any]:
+def cluster_role(name: str, configmaps: list[str] | None = None) -> dict[str, Any]:
+    """`configmaps`: the device-plugin ConfigMap names `expose` may edit (CNAO's devicePluginConfig can name
+    another one); the default name is always included."""
     rules = []
     for groups, resources, verbs, names, _why in ADMIN_RULES:
         rule: dict[str, Any] = {"apiGroups": groups, "resources": resources, "verbs": verbs}
-        if names:
+        if names == [dpconfig.CONFIGMAP_NAME]:
+            rule["resourceNames"] = [names[0], *sorted(set(configmaps or []) - {names[0]})]
+        elif names:
             rule["resourceNames"] = names
         rules.append(rule)
     return {

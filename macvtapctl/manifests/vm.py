@@ -125,6 +125,8 @@ def check_options(opts: VMOptions) -> None:
         validate.check_label(key, value)
     if not opts.networks and not opts.pod_network:
         raise UsageError("--no-pod-network needs at least one --network: the VM would have no NIC")
+    if opts.user is not None:
+        validate.check_linux_user(opts.user)
 
 
 def macs_for(opts: VMOptions, namespace: str, vm: str) -> dict[str, str]:
@@ -204,7 +206,7 @@ def _scalar(value: Any) -> str:
 def _user_data(opts: VMOptions) -> str:
     lines = ["#cloud-config"]
     if opts.user:
-        lines.append(f"user: {opts.user}")
+        lines.append(f"user: {_yaml_quote(opts.user)}")  # validated, and quoted all the same
     if opts.password is not None:
         lines += [f"password: {_yaml_quote(opts.password)}", "chpasswd: {expire: false}"]
     if opts.ssh_keys:

@@ -14,6 +14,8 @@ import grpc
 
 from macvtapctl.agent.deviceplugin import api_pb2 as pb
 from macvtapctl.agent.deviceplugin import api_pb2_grpc as rpc
+from macvtapctl.agent.deviceplugin import podresources_pb2 as prpb
+from macvtapctl.agent.deviceplugin import podresources_pb2_grpc as prrpc
 
 
 @dataclass
@@ -34,6 +36,9 @@ class FakeKubelet(rpc.RegistrationServicer):
         self.registrations: list[pb.RegisterRequest] = []
         self.cond = threading.Condition()
         self.server: Any = None
+        # The pod-resources API (beside device-plugins/, as on a kubelet): the device IDs live pods hold.
+        self.pod_resources_socket = str(plugin_dir.parent / "pod-resources" / "kubelet.sock")
+        self.owned: set[str] = set()
 
     # Registration service
     def Register(self, request: pb.RegisterRequest, context: Any) -> pb.Empty:
@@ -52,6 +57,14 @@ class FakeKubelet(rpc.RegistrationServicer):
         threading.Thread(target=self._watch, args=(plugin,), daemon=True).start()
         return pb.Empty()
 
+    def list_pod_resources(self, request: Any, context: Any) -> prpb.ListPodResourcesResponse:
+        with self.cond:
+            owned = sorted(self.owned)
+        devices = [prpb.ContainerDevices(resource_name=f"macvtap.network.kubevirt.io/{d.rsplit('Mvp', 1)[0]}",
+                                         device_ids=[d]) for d in owned]
+        return prpb.ListPodResourcesResponse(pod_resources=[prpb.PodResources(
+            name="live", namespace="default", containers=[prpb.ContainerResources(name="c", devices=devices)])])
+
     def _watch(self, plugin: Plugin) -> None:
         try:
             for resp in plugin.stub.ListAndWatch(pb.Empty()):
@@ -66,7 +79,12 @@ class FakeKubelet(rpc.RegistrationServicer):
         self.dir.mkdir(parents=True, exist_ok=True)
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
         rpc.add_RegistrationServicer_to_server(self, self.server)
+        lister = prrpc.PodResourcesListerServicer()
+        lister.List = self.list_pod_resources  # type: ignore[method-assign]
+        prrpc.add_PodResourcesListerServicer_to_server(lister, self.server)
         self.server.add_insecure_port(f"unix://{self.socket}")
+        Path(self.pod_resources_socket).parent.mkdir(parents=True, exist_ok=True)
+        self.server.add_insecure_port(f"unix://{self.pod_resources_socket}")
         self.server.start()
 
     def stop(self) -> None:
@@ -76,6 +94,7 @@ class FakeKubelet(rpc.RegistrationServicer):
         for p in self.plugins.values():
             p.channel.close()
         Path(self.socket).unlink(missing_ok=True)
+        Path(self.pod_resources_socket).unlink(missing_ok=True)
 
     def restart(self) -> None:
         """What a kubelet restart looks like to plugins: every socket in the directory is removed, then a

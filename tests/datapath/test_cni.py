@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -32,7 +33,9 @@ def test_add_check_del(cnitool, agent, node: Node, version: str) -> None:
         iface["mtu"] = 1400
     result = r.result
     assert result.pop("dns", {}) == {}  # libcni prints an empty dns block for every version
-    assert result == {"cniVersion": version, "interfaces": [iface]}
+    # 0.1.0/0.2.0 results carry no interfaces (ip4/ip6/dns only): what upstream's library converts to as well.
+    assert result == ({"cniVersion": version} if version in ("0.1.0", "0.2.0") else
+                      {"cniVersion": version, "interfaces": [iface]})
     link = node.pod_link("net1")
     assert link["linkinfo"]["info_kind"] == "macvtap"
     assert link["linkinfo"]["info_data"]["mode"] == "bridge"
@@ -40,7 +43,7 @@ def test_add_check_del(cnitool, agent, node: Node, version: str) -> None:
     assert tmp not in host_mvt_links()  # moved, not copied
     st = os.stat(f"/dev/tap{link['ifindex']}")
     assert (st.st_uid, st.st_gid) == (107, 107)
-    if version != "0.3.1":
+    if version not in ("0.1.0", "0.2.0", "0.3.0", "0.3.1"):  # CHECK exists from 0.4.0
         r = run_cnitool(cnitool, agent, "check", "mvt", node.pod_path,
                         args="IgnoreUnknown=true;MAC=02:00:00:00:00:42")
         assert r.code == 0, r.stdout + r.stderr
@@ -48,6 +51,21 @@ def test_add_check_del(cnitool, agent, node: Node, version: str) -> None:
     assert r.code == 0, r.stdout + r.stderr
     assert node.pod_link("net1") is None
     assert run_cnitool(cnitool, agent, "del", "mvt", node.pod_path).code == 0  # repeated DEL succeeds
+
+
+def test_upstreams_leave_as_is_values_leave_the_link_and_device_as_they_are(cnitool, agent, node: Node) -> None:
+    """Issue 13.1: mtu 0 (Go's zero value) keeps the lower's MTU, owner -1 keeps /dev/tapN's owner, and a dashed
+    MAC is a MAC — upstream accepts all three; a drop-in must not refuse a NAD that works today."""
+    node.allocate("leaveMvp0")
+    lower_mtu = json.loads(ip("-j", "link", "show", node.lower).stdout)[0]["mtu"]
+    write_conf(agent, "leave", "0.4.0", deviceID="leaveMvp0", mtu=0, owner=-1, group=107)
+    r = run_cnitool(cnitool, agent, "add", "leave", node.pod_path, args="IgnoreUnknown=true;MAC=02-00-00-00-00-43")
+    assert r.code == 0, r.stdout + r.stderr
+    link = node.pod_link("net1")
+    assert link["mtu"] == lower_mtu and link["address"] == "02:00:00:00:00:43"
+    st = os.stat(f"/dev/tap{link['ifindex']}")
+    assert (st.st_uid, st.st_gid) == (0, 107)  # owner left as the kernel made it (root)
+    assert run_cnitool(cnitool, agent, "del", "leave", node.pod_path).code == 0
 
 
 def test_del_gives_the_link_back_so_a_retried_sandbox_succeeds(cnitool, agent, node: Node) -> None:
@@ -286,6 +304,77 @@ def test_agent_silent_times_out_with_try_again(agent, tmp_path) -> None:
     assert r.result["code"] == 11 and "did not answer in time" in r.result["msg"]
 
 
+def test_the_timeout_is_one_deadline_not_per_read(agent, tmp_path) -> None:
+    """Issue 13.9: an agent dribbling one byte every 0.4 s held the shim for 3.4 s with a 1 s timeout."""
+    path = str(tmp_path / "dribble.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    stop = threading.Event()
+
+    def dribble() -> None:
+        conn = srv.accept()[0]
+        with conn:
+            for byte in b"MVR1" + bytes(12):
+                if stop.wait(0.4):
+                    return
+                with contextlib.suppress(OSError):
+                    conn.send(bytes([byte]))
+
+    t = threading.Thread(target=dribble, daemon=True)
+    t.start()
+    try:
+        r = run_shim(agent, {"CNI_COMMAND": "ADD", "MACVTAPCTL_CNI_TIMEOUT": "1"}, b'{"cniVersion":"1.1.0"}',
+                     socket=path)
+    finally:
+        stop.set()
+        srv.close()
+    # Every byte arrives within 1 s of the previous one: a per-read timeout would relay the (empty, exit 0)
+    # answer after 6.4 s; one deadline gives up.
+    assert r.code == 1 and r.result["code"] == 11 and "did not answer in time" in r.result["msg"]
+
+
+def test_more_cni_variables_than_the_wire_carries_are_refused(agent) -> None:
+    """Issue 13.9: variables past the 32nd used to be dropped silently — CNI_COMMAND could be one of them."""
+    env = {f"CNI_X{i:02d}": "x" for i in range(40)} | {"CNI_COMMAND": "VERSION"}
+    r = run_shim(agent, env, b"")
+    assert r.code == 1 and r.result["code"] == 4 and "too many CNI_*" in r.result["msg"]
+
+
+def test_exactly_one_mib_of_stdin_reaches_the_agent_and_one_byte_more_does_not(agent) -> None:
+    body = b'{"cniVersion":"1.1.0","pad":"'
+    body += b"x" * ((1 << 20) - len(body) - 2) + b'"}'
+    assert len(body) == 1 << 20
+    r = run_shim(agent, {"CNI_COMMAND": "VERSION"}, body)
+    assert r.code == 0 and r.result["cniVersion"] == "1.1.0"
+    r = run_shim(agent, {"CNI_COMMAND": "VERSION"}, body + b" ")
+    assert r.code == 1 and r.result["code"] == 6 and "File too large" in r.result["details"]
+
+
+def test_the_error_json_quotes_the_socket_path_and_names_a_real_cause(agent, tmp_path) -> None:
+    """Issue 13.9: the socket path went into the JSON unescaped, and a protocol error said "Success"."""
+    weird = str(tmp_path / 'a"b\\c.sock')
+    r = run_shim(agent, {"CNI_COMMAND": "ADD"}, b'{"cniVersion":"0.4.0"}', socket=weird)
+    assert r.result["code"] == 11 and r.result["cniVersion"] == "0.4.0"  # valid JSON, in the caller's version
+    path = str(tmp_path / "garbage.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+
+    def garbage() -> None:
+        conn = srv.accept()[0]
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\n")
+
+    threading.Thread(target=garbage, daemon=True).start()
+    try:
+        r = run_shim(agent, {"CNI_COMMAND": "ADD"}, b'{"cniVersion":"1.0.0"}', socket=path)
+    finally:
+        srv.close()
+    assert r.result["code"] == 11 and "malformed" in r.result["msg"] and r.result["details"] != "Success"
+
+
 @pytest.mark.parametrize(("stdin", "code"), [(b"{not json", 6), (b"[1,2]", 6), (b'{"name":"x"}', 7),
                                              (b'{"cniVersion":"9.9.9"}', 1)])
 def test_malformed_stdin(agent, node: Node, stdin: bytes, code: int) -> None:
@@ -296,7 +385,8 @@ def test_malformed_stdin(agent, node: Node, stdin: bytes, code: int) -> None:
 
 def test_version_lists_exactly_what_is_supported(agent) -> None:
     r = run_shim(agent, {"CNI_COMMAND": "VERSION"}, b'{"cniVersion":"1.0.0"}')
-    assert r.result == {"cniVersion": "1.0.0", "supportedVersions": ["0.3.1", "0.4.0", "1.0.0", "1.1.0"]}
+    assert r.result == {"cniVersion": "1.0.0", "supportedVersions": ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0",
+                                                                    "1.0.0", "1.1.0"]}
     assert run_shim(agent, {"CNI_COMMAND": "VERSION"}, b"").code == 0
 
 

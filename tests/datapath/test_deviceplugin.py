@@ -55,6 +55,8 @@ class DPAgent:
             [sys.executable, "-m", "macvtapctl", "agent", "--cni-socket", self.cni_socket,
              "--device-plugin-dir", str(self.kubelet.dir), "--config-file", str(self.config),
              "--metrics-address", f"127.0.0.1:{self.metrics_port}", "--gc-min-age", "1", "--log-level", "debug",
+             "--pod-resources-socket", self.kubelet.pod_resources_socket,
+             "--reclaim-interval", "0",  # reclaim only on CNI GC: deterministic
              *extra], stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while not self._accepting():  # a SIGKILLed agent leaves its socket file behind
@@ -196,7 +198,7 @@ def test_malformed_config_keeps_last_good_and_bad_entries_are_skipped(dp: DPAgen
     k = dp.kubelet
     k.wait(lambda: k.devices(PREFIX + good) == ids(good, 2))
     assert PREFIX + legacy not in k.plugins
-    k.wait(lambda: f"entry '{legacy}': unknown key 'master'" in dp.log(), timeout=5)
+    k.wait(lambda: f"entry '{legacy}': key 'master' is not read" in dp.log(), timeout=5)
     dp.write_config('[{"name": "x", "lowerDevice": "eth0"}')  # truncated
     k.wait(lambda: "keeping the last good configuration" in dp.log(), timeout=5)
     time.sleep(0.5)
@@ -215,6 +217,43 @@ def test_trailing_comma_is_accepted_with_a_warning(dp: DPAgent, node: Node) -> N
     assert "trailing comma at line 2" in dp.log()
 
 
+def test_what_upstream_reads_is_served_with_warnings_and_counted(dp: DPAgent, node: Node) -> None:
+    """Issue 13.1 on the agent: key case, an extra key, capacity 0, a duplicated name (the last wins) and
+    passthru are served as upstream serves them; each is a warning in the log and a counter in /metrics."""
+    a, b, p = f"kc{node.tag}", f"dn{node.tag}", f"pt{node.tag}"
+    dp.write_config(f'''[{{"Name": "{a}", "LowerDevice": "{node.lower}", "Capacity": 0, "comment": "x"}},
+        {{"name": "{b}", "lowerDevice": "nosuchnic0", "capacity": 2}},
+        {{"name": "{b}", "lowerDevice": "{node.lower}", "capacity": 3}},
+        {{"name": "{p}", "lowerDevice": "{node.lower}", "mode": "passthru", "capacity": 5}},]''')
+    dp.start()
+    k = dp.kubelet
+    k.wait(lambda: k.devices(PREFIX + a) == ids(a, 100))
+    k.wait(lambda: k.devices(PREFIX + b) == ids(b, 3))
+    k.wait(lambda: k.devices(PREFIX + p) == ids(p, 1))
+    metrics = dp.http("/metrics")[1]
+    for kind in ("key_case", "unknown_key", "capacity_zero", "duplicate_name", "passthru_capacity",
+                 "trailing_comma"):
+        assert f'macvtapctl_config_tolerated_total{{kind="{kind}"}} 1.0' in metrics, kind
+    assert "macvtapctl_config_entries_refused 0.0" in metrics
+    log = dp.log()
+    assert "read 'Name' as 'name'" in log and "duplicate name; entry 2 is used" in log
+    assert dp.http("/readyz") == (200, "ok\n")
+
+
+def test_passthru_allocates_the_whole_lower_device(dp: DPAgent, node: Node) -> None:
+    """Upstream advertises passthru and then fails every Allocate ("unknown macvtap mode"); the agent serves it."""
+    res = f"pa{node.tag}"
+    dp.write_config([{"name": res, "lowerDevice": node.lower, "mode": "passthru"}])
+    dp.start()
+    k = dp.kubelet
+    k.wait(lambda: k.devices(PREFIX + res) == ids(res, 1))
+    k.allocate(PREFIX + res, [f"{res}Mvp0"])
+    tmp = temporary_link_name(f"{res}Mvp0")
+    out = subprocess.run(["ip", "-d", "link", "show", tmp], capture_output=True, text=True, check=True).stdout
+    assert "macvtap mode passthru" in out
+    ip("link", "del", tmp)
+
+
 def test_a_configuration_that_registers_nothing_is_not_ready(dp: DPAgent, node: Node) -> None:
     """Upstream's `master` key and an empty name register nothing: the agent says so on /readyz, never "ok"."""
     dp.write_config([{"name": "legacy", "master": node.lower}, {"name": "", "lowerDevice": node.lower}])
@@ -226,7 +265,8 @@ def test_a_configuration_that_registers_nothing_is_not_ready(dp: DPAgent, node: 
 
     body = dp.kubelet.wait(not_ready)
     assert body.startswith("no resource can be registered: ")
-    assert "entry 'legacy': unknown key 'master'" in body and "missing name" in body
+    assert "entry 'legacy': key 'master' is not read by the device plugin: write 'lowerDevice'" in body
+    assert "missing name" in body
     res = f"ok{node.tag}"
     dp.write_config([{"name": res, "lowerDevice": node.lower, "capacity": 2}])
     dp.kubelet.wait(lambda: dp.http("/readyz") == (200, "ok\n"))
@@ -270,6 +310,10 @@ def test_sigkill_mid_flow_then_gc_reclaims(dp: DPAgent, node: Node, cnitool) -> 
     assert run_shim_env(dp, "GC", "", gc).code == 0
     assert tmp in host_mvt_links()  # first seen by this agent just now: too young to reclaim
     time.sleep(1.2)
+    k.owned = {f"{res}Mvp0"}  # a live pod still holds the device (its volumes are slow): never reclaimed
+    assert run_shim_env(dp, "GC", "", gc).code == 0
+    assert tmp in host_mvt_links()
+    k.owned = set()  # the kubelet no longer lists it: dead, reclaimed
     assert run_shim_env(dp, "GC", "", gc).code == 0
     assert tmp not in host_mvt_links()
     assert "macvtapctl_leaked_links_reclaimed_total 1.0" in dp.http("/metrics")[1]

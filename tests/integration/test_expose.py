@@ -10,7 +10,14 @@ import pytest
 import yaml
 
 from macvtapctl.errors import ExitCode
-from macvtapctl.kube.resources import CONFIGMAP, DAEMONSET, NAMESPACE, NETWORK_ADDONS_CONFIG
+from macvtapctl.kube.resources import (
+    CLUSTER_ROLE,
+    CLUSTER_ROLE_BINDING,
+    CONFIGMAP,
+    DAEMONSET,
+    NAMESPACE,
+    NETWORK_ADDONS_CONFIG,
+)
 from tests.conftest import resource_versions
 
 CM = "macvtap-deviceplugin-config"
@@ -64,8 +71,8 @@ def test_upsert_keeps_other_entries_verbatim_and_warns_by_name(cli, admin, contr
     ]))
     r = cli("--kubeconfig", admin, "expose", "eth0", "--name", "dataplane", "--mode", "private")
     assert r.exit_code == 0, r.stderr
-    assert "Warning: entry 'legacy': unknown key 'master' (did you mean 'lowerDevice'?)" in r.stderr
-    assert "Warning: entry 'legacy': empty lowerDevice" in r.stderr
+    assert ("Warning: entry 'legacy': key 'master' is not read by the device plugin: write 'lowerDevice'; empty "
+            "lowerDevice: no device would ever be advertised (entry refused)") in r.stderr
     assert conf(control_plane) == [
         {"name": "legacy", "master": "eth1"},
         {"name": "dataplane", "lowerDevice": "eth0", "mode": "private", "capacity": 100},
@@ -75,18 +82,46 @@ def test_upsert_keeps_other_entries_verbatim_and_warns_by_name(cli, admin, contr
 
 
 def test_malformed_config_is_never_overwritten(cli, admin, control_plane) -> None:
-    text = '[\n  {"name": "dataplane", "lowerDevice": "eth0"},\n]\n'
+    text = '[\n  {"name": "dataplane", "lowerDevice": "eth0"}\n  {"name": "x"}\n]\n'
     seed(control_plane, text)
     before = rv(control_plane)
     r = cli("--kubeconfig", admin, "expose", "eth1")
     assert r.exit_code == ExitCode.PRECONDITION
-    assert "trailing comma at line 2 column 47" in r.stderr
+    assert "Expecting ',' delimiter at line 3 column 3" in r.stderr
     assert r.stderr.count("\n") == 1
     assert rv(control_plane) == before
 
 
+def test_the_user_guide_config_is_read_as_upstream_and_rewritten_plain(cli, admin, control_plane) -> None:
+    """Trailing comma and key case (issue 13.1): read with a warning each, the rewrite drops the comma and
+    spells the keys as upstream documents them; the entry someone else wrote keeps its values."""
+    seed(control_plane, '[\n  {"Name": "dataplane", "LowerDevice": "eth0", "comment": "rack 4"},\n]\n')
+    r = cli("--kubeconfig", admin, "expose", "eth1")
+    assert r.exit_code == 0, r.stderr
+    assert "trailing comma at line 2 column 68" in r.stderr
+    assert "read 'Name' as 'name', 'LowerDevice' as 'lowerDevice'" in r.stderr
+    assert "unknown key 'comment' is ignored" in r.stderr
+    assert conf(control_plane) == [
+        {"name": "dataplane", "lowerDevice": "eth0", "comment": "rack 4"},
+        {"name": "eth1", "lowerDevice": "eth1", "mode": "bridge", "capacity": 100},
+    ]
+    r = cli("--kubeconfig", admin, "expose", "eth1")
+    assert r.exit_code == 0 and "unchanged" in r.stderr + r.stdout
+
+
+def test_a_duplicated_name_collapses_into_the_one_expose_writes(cli, admin, control_plane) -> None:
+    seed(control_plane, json.dumps([{"name": "dp", "lowerDevice": "eth0"}, {"name": "other", "lowerDevice": "eth2"},
+                                    {"name": "dp", "lowerDevice": "eth1"}]))
+    r = cli("--kubeconfig", admin, "expose", "eth3", "--name", "dp")
+    assert r.exit_code == 0, r.stderr
+    assert "duplicate name; entry 2 is used" in r.stderr
+    assert conf(control_plane) == [{"name": "dp", "lowerDevice": "eth3", "mode": "bridge", "capacity": 100},
+                                   {"name": "other", "lowerDevice": "eth2"}]
+
+
 @pytest.mark.parametrize(("args", "needle"), [
-    (["eth/0"], '"eth/0"'), (["x" * 16], "at most 15"), (["eth0", "--mode", "passthru"], "passthru"),
+    (["eth/0"], '"eth/0"'), (["x" * 16], "at most 15"), (["eth0", "--mode", "passthru", "--capacity", "2"], "passthru"),
+    (["eth0", "--mode", "source"], '"source"'),
     (["eth0", "--capacity", "0"], "capacity 0"), (["eth0", "--capacity", "10001"], "capacity 10001"),
     (["eth0", "--name", "bad name"], '"bad name"'), ([], "LOWER_DEVICE is required"),
     (["eth0", "--all"], "--all"),
@@ -189,7 +224,7 @@ def test_namespace_discovery_and_dp_namespace(cli, admin, control_plane) -> None
     assert conf(control_plane, ns="second")[0]["name"] == "eth1"
 
 
-def test_cnao_owned_configmap(cli, admin, control_plane) -> None:
+def test_cnao_owned_configmap(cli, admin, unprivileged, control_plane) -> None:
     owner = {"apiVersion": "networkaddonsoperator.network.kubevirt.io/v1", "kind": "NetworkAddonsConfig",
              "name": "cluster", "uid": "0b5d8c1e-0000-4000-8000-000000000001", "controller": True}
     seed(control_plane, "[]", ns="cnao", ownerReferences=[owner])
@@ -209,10 +244,27 @@ def test_cnao_owned_configmap(cli, admin, control_plane) -> None:
         assert "configmap/my-macvtap created" in r.stderr
         assert conf(control_plane, ns="cnao", name="my-macvtap")[0]["lowerDevice"] == "eth0"
         assert rv(control_plane, ns="cnao") == before
+        # Issue 13.18: the role `rbac` prints covers the ConfigMap expose follows (asked from the cluster).
+        denied = cli("--kubeconfig", unprivileged, "expose", "eth1")
+        assert denied.exit_code == ExitCode.FORBIDDEN
+        r = cli("--kubeconfig", admin, "rbac", "--user", "jane", "--from-cluster", "-o", "json")
+        assert r.exit_code == 0, r.stderr
+        role, binding = json.loads(r.stdout)["items"]
+        assert any(rule.get("resourceNames") == ["macvtap-deviceplugin-config", "my-macvtap"]
+                   for rule in role["rules"])
+        with control_plane.kube() as k:
+            k.apply(CLUSTER_ROLE, role)
+            k.apply(CLUSTER_ROLE_BINDING, binding)
+        r = cli("--kubeconfig", unprivileged, "expose", "eth1")
+        assert r.exit_code == 0, r.stderr
+        assert [e["name"] for e in conf(control_plane, ns="cnao", name="my-macvtap")] == ["eth0", "eth1"]
     finally:
         with control_plane.kube() as k:
             k.delete(NETWORK_ADDONS_CONFIG, "cluster")
             k.delete(CONFIGMAP, "my-macvtap", "cnao")
+            for res, name in ((CLUSTER_ROLE_BINDING, "macvtapctl-admin"), (CLUSTER_ROLE, "macvtapctl-admin")):
+                if k.get_or_none(res, name):
+                    k.delete(res, name)
 
 
 def test_upstream_daemonset_needs_restart(cli, admin, control_plane) -> None:

@@ -283,3 +283,28 @@ def test_server_dry_run_into_a_namespace_that_does_not_exist(cli, admin, control
 
         with pytest.raises(NotFoundError, match='namespace "not-there-yet" not found'):
             k.create(CONFIGMAP, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}, "not-there-yet")
+
+
+def test_status_reports_odd_configmaps_as_findings(cli, admin, control_plane) -> None:
+    """Issue 13.14: two ConfigMaps (or CNAO's own) are findings of `status` (exit 8), not usage errors; refused
+    entries are problems and upstream-accepted quirks are warnings."""
+    with control_plane.kube() as k:
+        for ns in ("macvtap", "other"):
+            if k.get_or_none(NAMESPACE, ns) is None:
+                k.create(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+        for ns in ("macvtap", "other"):
+            k.create(CONFIGMAP, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": CM, "namespace": ns},
+                                 "data": {"DP_MACVTAP_CONF": "[]"}}, ns)
+    r = cli("--kubeconfig", admin, "status", "-o", "json")
+    assert r.exit_code == ExitCode.FINDINGS, r.stderr
+    assert any("exists in several namespaces (macvtap, other)" in p for p in json.loads(r.stdout)["problems"])
+    with control_plane.kube() as k:
+        k.delete(CONFIGMAP, CM, "other")
+        k.merge_patch(CONFIGMAP, CM, {"data": {"DP_MACVTAP_CONF": json.dumps(
+            [{"name": "legacy", "master": "eth1"}, {"Name": "dp", "lowerDevice": "eth0", "capacity": 0}])}}, NS)
+    r = cli("--kubeconfig", admin, "status", "-o", "json")
+    assert r.exit_code == ExitCode.FINDINGS
+    doc = json.loads(r.stdout)
+    assert any("entry 'legacy': key 'master' is not read by the device plugin: write 'lowerDevice'" in p
+               for p in doc["problems"])
+    assert [w.split(":")[0] for w in doc["deviceplugin"]["warnings"]] == ["entry 'dp'", "entry 'dp'"]

@@ -154,7 +154,7 @@ def test_setup_server_dry_run_validates_and_writes_nothing(cli, admin, control_p
 def test_setup_bad_input_touches_nothing(cli, admin, control_plane) -> None:
     refs = [(KUBEVIRT, "kubevirt", "kubevirt"), (CONFIGMAP, CM, "macvtap")]
     before = resource_versions(control_plane, refs)
-    for args in (["eth:0"], ["eth0", "--mtu", "10"], ["eth0", "--nad", "Bad"], ["eth0", "--mode", "passthru"]):
+    for args in (["eth:0"], ["eth0", "--mtu", "10"], ["eth0", "--nad", "Bad"], ["eth0", "--mode", "source"]):
         r = cli("--kubeconfig", admin, "setup", *args)
         assert r.exit_code == ExitCode.USAGE, (args, r.stderr)
         assert r.stderr.count("\n") == 1
@@ -200,3 +200,49 @@ def test_rbac_options(cli) -> None:
     assert r.exit_code == ExitCode.USAGE
     r = cli("rbac", "--serviceaccount", "nonamespace")
     assert r.exit_code == ExitCode.USAGE
+
+
+def _foreign_nad(control_plane, name: str, config: dict, resource: str | None = None) -> None:
+    """A NAD someone else wrote (field manager kubectl-client-side-apply)."""
+    obj = {"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+           "metadata": {"name": name, "namespace": "default",
+                        "annotations": ({"k8s.v1.cni.cncf.io/resourceName": resource} if resource else {})},
+           "spec": {"config": json.dumps(config)}}
+    with control_plane.kube() as k:
+        k.field_manager = "kubectl-client-side-apply"
+        k.create(NAD, obj, "default")
+
+
+def test_someone_elses_nad_is_neither_overwritten_nor_deleted(cli, admin, control_plane) -> None:
+    """Issue 13.4: a bridge NAD of the same name, or a macvtap NAD macvtapctl does not manage, is refused with
+    exit 5 naming the writer; --force takes it over; nothing is written without it."""
+    _foreign_nad(control_plane, "lan", {"cniVersion": "0.3.1", "name": "lan", "type": "bridge", "bridge": "br0"})
+    _foreign_nad(control_plane, "mvt", {"cniVersion": "0.3.1", "name": "mvt", "type": "macvtap"},
+                 "macvtap.network.kubevirt.io/eth0")
+    before = resource_versions(control_plane, [(NAD, "lan", "default"), (NAD, "mvt", "default")])
+    for args in (["nad", "create", "lan", "--resource", "eth0"], ["setup", "eth0", "--nad", "lan"],
+                 ["nad", "delete", "lan"], ["nad", "create", "mvt", "--resource", "eth0", "--mtu", "1400"],
+                 ["nad", "delete", "mvt"]):
+        r = cli("--kubeconfig", admin, *args)
+        assert r.exit_code == ExitCode.CONFLICT, (args, r.stderr)
+        assert "kubectl-client-side-apply" in r.stderr and "--force" in r.stderr
+    assert "is not a macvtap NAD (type 'bridge'" in cli("--kubeconfig", admin, "nad", "delete", "lan").stderr
+    assert resource_versions(control_plane, [(NAD, "lan", "default"), (NAD, "mvt", "default")]) == before
+    r = cli("--kubeconfig", admin, "nad", "create", "mvt", "--resource", "eth0", "--mtu", "1400", "--force")
+    assert r.exit_code == 0, r.stderr
+    assert "taking it over (--force)" in r.stderr
+    assert json.loads(nad(control_plane, "mvt")["spec"]["config"])["mtu"] == 1400
+    # Now macvtapctl manages it: no --force needed any more.
+    assert cli("--kubeconfig", admin, "nad", "create", "mvt", "--resource", "eth0").exit_code == 0
+    assert cli("--kubeconfig", admin, "nad", "delete", "mvt").exit_code == 0
+    assert cli("--kubeconfig", admin, "nad", "delete", "lan", "--force").exit_code == 0
+    assert nad(control_plane, "lan") is None and nad(control_plane, "mvt") is None
+
+
+def test_a_nad_with_odd_plugins_is_listed_not_crashed_on(cli, admin, control_plane) -> None:
+    """Issue 13.14: `plugins` that is not a list is someone's broken NAD, not a TypeError."""
+    _foreign_nad(control_plane, "odd", {"cniVersion": "0.3.1", "name": "odd", "plugins": 5})
+    assert cli("--kubeconfig", admin, "nad", "create", "ok", "--resource", "eth0").exit_code == 0
+    r = cli("--kubeconfig", admin, "nad", "list")
+    assert r.exit_code == 0, r.stderr
+    assert "ok" in r.stdout and "odd" not in r.stdout

@@ -56,6 +56,36 @@ def test_apply_then_unchanged(cli, admin, control_plane) -> None:
     assert json.loads(r.stdout)["spec"]["template"]["spec"]["domain"]["memory"]["guest"] == "2Gi"
 
 
+def test_a_server_dry_run_of_a_changed_vm_says_configured(cli, admin, control_plane) -> None:
+    """Issue 13.11: a server dry run never bumps resourceVersion, so comparing those said "unchanged"."""
+    base = ("--kubeconfig", admin, "vm", "create", "web", "--network", "dataplane", "--mac", "auto")
+    assert cli(*base, "--apply").exit_code == 0
+    before = vms(control_plane)["web"]["metadata"]["resourceVersion"]
+    r = cli(*base, "--memory", "3Gi", "--dry-run=server")
+    assert r.exit_code == 0, r.stderr
+    assert r.stderr == "virtualmachine.kubevirt.io/web configured (server dry run)\n"
+    assert cli(*base, "--dry-run=server").stderr == "virtualmachine.kubevirt.io/web unchanged (server dry run)\n"
+    assert vms(control_plane)["web"]["metadata"]["resourceVersion"] == before
+
+
+def test_fields_another_manager_owns_are_a_conflict_unless_forced(cli, admin, control_plane) -> None:
+    """Issue 13.11: `vm create --apply` used to force-apply over fields someone else set (kubectl's rule: a
+    conflict, exit 5, naming the manager; --force-conflicts takes them over)."""
+    base = ("--kubeconfig", admin, "vm", "create", "web", "--network", "dataplane", "--mac", "auto")
+    assert cli(*base, "--apply").exit_code == 0
+    with control_plane.kube() as k:
+        k.field_manager = "gitops-controller"
+        vm = json.loads(cli(*base, "--run-strategy", "Halted", "-o", "json", "--offline").stdout)
+        k.apply(VIRTUAL_MACHINE, vm, "default", force=True, strict=False)  # it now owns spec.runStrategy
+    r = cli(*base, "--apply")
+    assert r.exit_code == ExitCode.CONFLICT, r.stderr
+    assert "gitops-controller" in r.stderr and "--force-conflicts" in r.stderr
+    assert vms(control_plane)["web"]["spec"]["runStrategy"] == "Halted"
+    r = cli(*base, "--apply", "--force-conflicts")
+    assert r.exit_code == 0, r.stderr
+    assert vms(control_plane)["web"]["spec"]["runStrategy"] == "Always"
+
+
 def test_server_dry_run_and_client_dry_run_write_nothing(cli, admin, control_plane) -> None:
     r = cli("--kubeconfig", admin, "vm", "create", "web", "--network", "dataplane", "--dry-run=server")
     assert r.exit_code == 0, r.stderr

@@ -51,14 +51,16 @@ def test_runtime_config_device_id_and_mac() -> None:
     (ENV, b"{", 6, "decode"),
     (ENV, b'"str"', 6, "object"),
     (ENV, json.dumps({"name": "n"}).encode(), 7, "cniVersion"),
-    (ENV, conf(cniVersion="0.2.0"), 1, "incompatible"),
+    (ENV, conf(cniVersion="0.2.1"), 1, "incompatible"),
     (ENV, json.dumps({"cniVersion": "1.0.0", "name": "n"}).encode(), 7, "deviceID is required"),
     (ENV, conf(deviceID=5), 7, "deviceID must be a string"),
     (ENV, conf(deviceID="x" * 300), 7, "longer than"),
     (ENV, conf(mtu="1500"), 7, "mtu must be an integer"),
     (ENV, conf(mtu=10), 7, "mtu must be from 68"),
     (ENV, conf(promiscMode="yes"), 7, "promiscMode"),
-    (ENV, conf(owner=-1), 7, "owner"),
+    (ENV, conf(owner=-2), 7, "owner"),
+    (ENV, conf(mtu=-1), 7, "mtu must be from 68"),
+    ({**ENV, "CNI_ARGS": "MAC=02-00-00:00:00:01"}, conf(), 7, "MAC"),
     ({**ENV, "CNI_ARGS": "MAC=01:00:00:00:00:01"}, conf(), 7, "unicast"),
     ({**ENV, "CNI_ARGS": "MAC=nope"}, conf(), 7, "MAC"),
     ({**ENV, "CNI_COMMAND": "CHECK"}, conf(cniVersion="0.3.1"), 1, "CHECK"),
@@ -88,6 +90,9 @@ def test_results_per_version_and_prev_result() -> None:
         req = cni.parse_request(ENV, conf(cniVersion=version))
         res = cni.add_result(req, "02:00:00:00:00:01", 1500)
         assert res["cniVersion"] == version
+        if version in ("0.1.0", "0.2.0"):  # no interfaces in those versions: upstream's result converts to DNS only
+            assert res == {"cniVersion": version, "dns": {}}
+            continue
         assert ("mtu" in res["interfaces"][0]) == (version == "1.1.0")
     prev = {"cniVersion": "1.0.0", "interfaces": [{"name": "eth0"}],
             "ips": [{"address": "10.0.0.2/24", "version": "4"}]}
@@ -106,3 +111,22 @@ def test_error_json() -> None:
 def test_version_result() -> None:
     assert cni.version_result(b"") == {"cniVersion": "1.1.0", "supportedVersions": list(cni.SUPPORTED_VERSIONS)}
     assert cni.version_result(b'{"cniVersion":"0.4.0"}')["cniVersion"] == "0.4.0"
+
+
+@pytest.mark.parametrize("version", ["0.1.0", "0.2.0", "0.3.0"])
+def test_every_version_upstream_speaks_is_accepted(version: str) -> None:
+    """Issue 13.1: upstream's CNI (CNI library v0.8.1) accepts 0.1.0-0.4.0; so does a drop-in."""
+    assert cni.parse_request(ENV, conf(cniVersion=version)).version == version
+
+
+@pytest.mark.parametrize(("given", "mac"), [
+    ("02-00-00-00-00-AB", "02:00:00:00:00:ab"), ("0200.0000.00ab", "02:00:00:00:00:ab"),
+    ("02:00:00:00:00:AB", "02:00:00:00:00:ab")])
+def test_macs_in_every_form_go_reads(given: str, mac: str) -> None:
+    assert cni.parse_request({**ENV, "CNI_ARGS": f"MAC={given}"}, conf()).mac == mac
+
+
+def test_mtu_zero_and_owner_minus_one_mean_leave_as_is() -> None:
+    """Go's zero value (mtu 0) leaves the MTU, and -1 is chown's "unchanged", as upstream passes it on."""
+    req = cni.parse_request(ENV, conf(mtu=0, owner=-1, group=-1))
+    assert (req.mtu, req.owner, req.group) == (None, -1, -1)

@@ -20,7 +20,7 @@ def test_newlink_round_trip() -> None:
 
 
 def test_modes_are_the_kernels() -> None:
-    assert rtnl.MACVTAP_MODES == {"private": 1, "vepa": 2, "bridge": 4}
+    assert rtnl.MACVTAP_MODES == {"private": 1, "vepa": 2, "bridge": 4, "passthru": 8}  # if_link.h MACVLAN_MODE_*
     raw = rtnl.newlink_macvtap(1, "x", 1, "vepa", 0)
     assert struct.pack("=HHI", 8, rtnl.IFLA_MACVLAN_MODE, 2) in raw
     assert struct.pack("=HH", 8, rtnl.IFLA_TXQLEN) not in raw  # txqlen 0 is never sent

@@ -91,10 +91,18 @@ def test_v19_external_injector_leaves_gates() -> None:
     assert any("network-resources-injector" in n for n in plan.notes)
 
 
-def test_v19_explicitly_enabled_injection_is_a_conflict_to_resolve() -> None:
+@pytest.mark.parametrize("version", [(1, 8, 0), (1, 8, 2), (1, 9, 0), (1, 10, 1)])
+def test_explicitly_enabled_injection_is_a_conflict_to_resolve_wherever_the_gate_exists(version) -> None:
+    """Issue 13.17: the gate exists from v1.8 (off by default there): enabled by hand it breaks macvtap on v1.8 too."""
     obj = kv(developerConfiguration={"featureGates": ["ExternalNetResourceInjection"]})
     with pytest.raises(PreconditionError, match="--external-injector"):
-        kvplan.plan_enable(obj, (1, 9, 0))
+        kvplan.plan_enable(obj, version)
+
+
+def test_v18_leaves_the_injection_gate_off_as_it_is() -> None:
+    plan = kvplan.plan_enable(kv(), (1, 8, 0))
+    assert "developerConfiguration" not in plan.patch["spec"]["configuration"]
+    assert any("off by default on v1.8.0" in n for n in plan.notes)
 
 
 def test_already_enabled_is_unchanged() -> None:

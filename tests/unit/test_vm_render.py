@@ -151,6 +151,13 @@ def test_user_data() -> None:
                                   "ssh_authorized_keys": ["ssh-ed25519 AAAA k"]}
 
 
+@pytest.mark.parametrize("user", ["root\nruncmd: [reboot]", "Fedora", "a b", "", "x" * 33, "1user", "us:er"])
+def test_a_user_that_is_not_a_linux_user_name_is_refused_not_injected(user: str) -> None:
+    """Issue 13.13: `--user $'root\\nruncmd: [...]'` used to add keys to the cloud-config."""
+    with pytest.raises(UsageError, match="invalid --user"):
+        vmm.check_options(vmm.VMOptions(user=user))
+
+
 def test_batch_names() -> None:
     assert vmm.names_for("web", 1, None) == ["web"]
     assert vmm.names_for("web", 3, None) == ["web-1", "web-2", "web-3"]

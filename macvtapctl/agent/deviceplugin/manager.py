@@ -22,9 +22,11 @@ WATCH_INTERVAL = 0.2  # kubelet restarts are noticed (and re-registered) well wi
 class ConfigSource:
     """DP_MACVTAP_CONF from the environment (fixed) or from a file (a mounted ConfigMap, re-read on change)."""
 
-    def __init__(self, *, text: str | None = None, path: str | None = None) -> None:
+    def __init__(self, *, text: str | None = None, path: str | None = None,
+                 on_read: Callable[[dpconfig.Config | None], None] | None = None) -> None:
         self.text = text
         self.path = path
+        self.on_read = on_read  # each new document: its Config, or None when it cannot be read (metrics)
         self.last_raw: str | None = None
         self.entries: list[Entry] | None = None  # the last good configuration
         self.expose_all = False
@@ -49,19 +51,23 @@ class ConfigSource:
             return False
         self.last_raw = raw
         try:
-            cfg = dpconfig.parse(raw, where=self.path or dpconfig.CONFIG_KEY, lenient=True)
+            cfg = dpconfig.parse(raw, where=self.path or dpconfig.CONFIG_KEY)
         except dpconfig.MalformedConfigError as exc:
             log.error("%s; keeping the last good configuration", exc.message)
             self.problems = [exc.message]
+            if self.on_read:
+                self.on_read(None)
             if self.entries is None:
                 self.entries, self.expose_all = [], False
                 return True
             return False
-        for warning in cfg.warnings:
-            log.warning("%s", warning)
+        for notice in cfg.notices:
+            log.warning("%s", notice.text)
         entries, skipped = dpconfig.usable_entries(cfg)
         for reason in skipped:
             log.error("%s", reason)
+        if self.on_read:
+            self.on_read(cfg)
         self.problems = skipped
         changed = (entries, cfg.expose_all) != (self.entries, self.expose_all)
         self.entries, self.expose_all = entries, cfg.expose_all

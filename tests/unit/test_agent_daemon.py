@@ -1,0 +1,39 @@
+"""Issue 13.8: the device plugin failing must make the agent exit non-zero (the kubelet then restarts it)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from macvtapctl.agent import daemon
+
+
+class FakeServer:
+    def __init__(self) -> None:
+        self.stopped = False
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+
+class CrashingManager:
+    def __init__(self) -> None:
+        self.stopped = False
+
+    async def run(self) -> None:
+        await asyncio.sleep(0)
+        raise RuntimeError("kubelet socket vanished for good")
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+
+def test_a_failed_device_plugin_stops_the_agent_with_an_error_after_cleaning_up() -> None:
+    server, manager = FakeServer(), CrashingManager()
+    with pytest.raises(daemon.AgentFailed, match="kubelet socket vanished for good"):
+        asyncio.run(daemon._serve(server, None, manager))
+    assert server.stopped and manager.stopped  # sockets removed before exiting
