@@ -9,7 +9,7 @@ export KUBEVIRT_VERSION
 
 SHIM := macvtapctl/agent/shim/macvtap
 
-.PHONY: help shim proto venv testenv nodeenv lint typecheck unit integration datapath e2e test demo cluster-up \
+.PHONY: help shim proto venv testenv nodeenv lint typecheck unit integration datapath e2e compat test demo cluster-up \
         cluster-down node-up node-down completions clean
 
 help:
@@ -20,6 +20,7 @@ help:
 	@echo "make node-up       join a real node (kubelet, containerd, runc, Multus) to it (root)"
 	@echo "make node-down     stop the node and undo everything it changed on the host"
 	@echo "make e2e           the real-node tests (root; part of make test)"
+	@echo "make compat        the agent beside the real upstream macvtap-cni (root; needs ../shared/upstream)"
 
 # The static CNI shim (C, no dependencies); the agent installs it as <cni-bin-dir>/macvtap.
 $(SHIM): macvtapctl/agent/shim/macvtap.c
@@ -62,6 +63,10 @@ integration: venv testenv
 
 e2e: venv testenv nodeenv shim
 	$(BIN)/pytest tests/e2e
+
+# The real upstream kubevirt/macvtap-cni beside the agent (needs ../shared/upstream; not part of `make test`).
+compat: venv shim
+	MACVTAPCTL_COMPAT=1 $(BIN)/pytest tests/compat -p no:cacheprovider -rA
 
 test: venv testenv nodeenv shim lint typecheck
 	$(BIN)/pytest

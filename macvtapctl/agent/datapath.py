@@ -12,13 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from macvtapctl.agent import cni, netns
+from macvtapctl.agent import cni, link_name, netns
 from macvtapctl.agent.cni import CniError, Request
+from macvtapctl.agent.link_name import temporary_link_name
 from macvtapctl.agent.netlink import Link, Netlink, error_code, host, in_namespace
-from macvtapctl.agent.xxh64 import temporary_link_name
 
 log = logging.getLogger("macvtapctl.agent.cni")
-TEMP_PREFIX = "mvt"
+TEMP_PREFIX = link_name.PREFIX
 E_INVALID_NETNS = 8  # libcni's ErrInvalidNetNS
 
 

@@ -131,7 +131,7 @@ class Node:
 
     def allocate(self, device_id: str, mode: str = "bridge", lower: str | None = None) -> str:
         """What the device plugin does on Allocate: create the temporary macvtap link."""
-        from macvtapctl.agent.xxh64 import temporary_link_name
+        from macvtapctl.agent.link_name import temporary_link_name
 
         tmp = temporary_link_name(device_id)
         ip("link", "add", tmp, "link", lower or self.lower, "type", "macvtap", "mode", mode)

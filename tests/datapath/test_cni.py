@@ -98,7 +98,7 @@ def test_del_trusts_the_links_alias_over_a_wrong_device_id(cnitool, agent, node:
     assert run_cnitool(cnitool, agent, "add", "mine", node.pod_path).code == 0
     write_conf(agent, "mine", "1.0.0", deviceID="otherMvp3")
     assert run_cnitool(cnitool, agent, "del", "mine", node.pod_path).code == 0
-    from macvtapctl.agent.xxh64 import temporary_link_name
+    from macvtapctl.agent.link_name import temporary_link_name
 
     assert mine in host_mvt_links() and temporary_link_name("otherMvp3") not in host_mvt_links()
 
@@ -437,7 +437,7 @@ def test_a_refused_concurrent_add_holds_no_namespace_open(node: Node) -> None:
     import pytest
 
     from macvtapctl.agent import cni, datapath
-    from macvtapctl.agent.xxh64 import temporary_link_name
+    from macvtapctl.agent.link_name import temporary_link_name
 
     registry = datapath.LinkRegistry()
     registry.claim(temporary_link_name("busyMvp0"))

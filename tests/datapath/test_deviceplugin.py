@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from macvtapctl.agent.xxh64 import temporary_link_name
+from macvtapctl.agent.link_name import temporary_link_name
 from tests.datapath.conftest import Node, host_mvt_links, ip, run_shim
 from tests.datapath.kubelet import FakeKubelet
 

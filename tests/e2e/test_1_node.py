@@ -220,6 +220,18 @@ def test_h_the_user_guide_configmap_works(cluster: Cluster) -> None:
     no_mvt_links()
 
 
+def test_k_the_documented_in_pod_agent_check_passes(cluster: Cluster) -> None:
+    """Issue 13.5: docs/install.md's `kubectl -n macvtap exec ds/macvtapctl-agent -- macvtapctl agent check`
+    finds the agent's configuration and directories (from the container's environment) and passes."""
+    r = cluster.kubectl("-n", AGENT_NS, "exec", "ds/macvtapctl-agent", "--", "macvtapctl", "agent", "check",
+                        "-o", "json", check=False)
+    assert r.code == 0, r.out + r.err
+    checks = {c["check"]: c for c in json.loads(r.out)["checks"]}
+    assert checks["configuration"]["status"] == "ok", checks["configuration"]
+    assert checks["lower device e2elan0"]["status"] == "ok"
+    assert checks["kubelet socket"]["status"] == "ok"
+
+
 def _agent_log() -> str:
     """The agent container's log as the kubelet writes it on the node (readable while the kubelet is down)."""
     return "".join(p.read_text(errors="replace") for p in Path("/var/log/pods").glob(f"{AGENT_NS}_*/agent/*.log"))
