@@ -194,11 +194,6 @@ def _cnao(kube: Any, printer: Printer, mode: DryRun, obj: dict[str, Any]) -> dic
     return retry_on_conflict(attempt, what=label)
 
 
-def _selected(node: dict[str, Any], selector: dict[str, str]) -> bool:
-    labels = node.get("metadata", {}).get("labels") or {}
-    return all(labels.get(k) == v for k, v in selector.items())
-
-
 def rollout(ds: dict[str, Any]) -> tuple[bool, int, int, int]:
     """(observed, desired, ready, updated) of a DaemonSet. A rollout the controller has not observed yet still
     shows the previous one's counts, so those mean nothing until `observed`."""
@@ -216,10 +211,16 @@ def readiness(kube: Any, opts: agentm.InstallOptions) -> tuple[bool, str, list[s
 
     ds = kube.get_or_none(DAEMONSET, agentm.AGENT_NAME, opts.namespace) or {}
     observed, desired, ready, updated = rollout(ds)
-    nodes = [n for n in kube.list(NODE) if _selected(n, opts.node_selector)]
+    # Only the nodes the DaemonSet runs on (taints, selectors and affinity decide that, not us): a node it is not
+    # scheduled on will never advertise, and must not make --wait time out.
+    scheduled = _scheduled_nodes(kube, ds, opts.namespace)
+    nodes = [n for n in kube.list(NODE) if n["metadata"]["name"] in scheduled]
     target = dpconfigmap.locate(kube, opts.namespace)
     cfg = target.config() if target.object is not None else None
-    wanted = [] if cfg is None or cfg.expose_all else [validate.full_resource_name(n) for n in cfg.names()]
+    from macvtapctl import dpconfig
+
+    wanted = [] if cfg is None or cfg.expose_all else [
+        validate.full_resource_name(e.name) for e in dpconfig.usable_entries(cfg)[0]]
     lagging = []
     for node in nodes:
         alloc = (node.get("status") or {}).get("allocatable") or {}
@@ -233,6 +234,18 @@ def readiness(kube: Any, opts: agentm.InstallOptions) -> tuple[bool, str, list[s
         pending = "" if observed else ", the new rollout not observed yet"
         lagging.insert(0, f"DaemonSet {opts.namespace}/{agentm.AGENT_NAME}: {ready}/{desired} ready{pending}")
     return ds_ready and not lagging, summary, lagging
+
+
+def _scheduled_nodes(kube: Any, ds: dict[str, Any], namespace: str) -> set[str]:
+    """Nodes with a pod of this DaemonSet (its own scheduled set)."""
+    from macvtapctl.kube.resources import POD
+
+    labels = ((ds.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    if not labels:
+        return set()
+    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    return {p["spec"]["nodeName"] for p in kube.list(POD, namespace, label_selector=selector)
+            if (p.get("spec") or {}).get("nodeName")}
 
 
 def wait_ready(kube: Any, printer: Printer, opts: agentm.InstallOptions, limit: float) -> None:

@@ -239,8 +239,10 @@ class Kube:
         return result
 
     def delete(self, res: Resource, name: str, namespace: str | None = None, *,
-               dry_run: DryRun = DryRun.NONE) -> Obj | None:
+               dry_run: DryRun = DryRun.NONE, grace_period: int | None = None) -> Obj | None:
+        query = self._write_query(dry_run, manager=False)
+        if grace_period is not None:
+            query.append(("gracePeriodSeconds", str(grace_period)))
         result: Obj | None = self.request(
-            "DELETE", res.path(namespace, name), Request("delete", res, namespace, name),
-            query=self._write_query(dry_run, manager=False))
+            "DELETE", res.path(namespace, name), Request("delete", res, namespace, name), query=query)
         return result

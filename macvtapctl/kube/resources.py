@@ -52,6 +52,7 @@ NETWORK_ADDONS_CONFIG = Resource(
 CONFIGMAP = Resource("", "v1", "configmaps", "ConfigMap")
 NAMESPACE = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
 NODE = Resource("", "v1", "nodes", "Node", namespaced=False)
+POD = Resource("", "v1", "pods", "Pod")
 SERVICE_ACCOUNT = Resource("", "v1", "serviceaccounts", "ServiceAccount")
 DAEMONSET = Resource("apps", "v1", "daemonsets", "DaemonSet")
 CLUSTER_ROLE = Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False)

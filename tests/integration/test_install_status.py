@@ -15,6 +15,7 @@ from macvtapctl.kube.resources import (
     NAMESPACE,
     NETWORK_ADDONS_CONFIG,
     NODE,
+    POD,
     SERVICE_ACCOUNT,
     VIRTUAL_MACHINE,
     VIRTUAL_MACHINE_INSTANCE,
@@ -40,6 +41,8 @@ def clean(control_plane):
                 k.delete(NAD, n["metadata"]["name"], n["metadata"]["namespace"])
             for n in k.list(NODE):
                 k.delete(NODE, n["metadata"]["name"])
+            for p in k.list(POD, NS):
+                k.delete(POD, p["metadata"]["name"], NS, grace_period=0)  # no kubelet would confirm it
             for vm in k.list(VIRTUAL_MACHINE):
                 k.delete(VIRTUAL_MACHINE, vm["metadata"]["name"], vm["metadata"]["namespace"])
             for vmi in k.list(VIRTUAL_MACHINE_INSTANCE):
@@ -139,12 +142,26 @@ def _set_ds_status(k, desired: int, ready: int, *, observed: bool = True) -> Non
                   NS, subresource="status")
 
 
+def _agent_pod(k, node: str) -> None:
+    """The pod the DaemonSet controller would create on `node` (no controller, no kubelet here)."""
+    ds = k.get(DAEMONSET, AGENT, NS)
+    k.create(POD, {"apiVersion": "v1", "kind": "Pod",
+                   "metadata": {"name": f"{AGENT}-{node}", "namespace": NS,
+                                "labels": ds["spec"]["selector"]["matchLabels"]},
+                   "spec": {"nodeName": node, "serviceAccountName": AGENT, "automountServiceAccountToken": False,
+                            "containers": [{"name": "agent", "image": "example.org/agent:v1"}]}}, NS)
+
+
 def test_wait_times_out_naming_lagging_nodes_then_succeeds(cli, admin, control_plane) -> None:
+    """Only the nodes the DaemonSet is scheduled on count (issue 13.3): node-c (tainted, say) runs no agent and
+    never advertises, and must not make --wait time out."""
     assert cli("--kubeconfig", admin, "expose", "eth0", "--name", "dataplane").exit_code == 0
     assert cli("--kubeconfig", admin, "install").exit_code == 0
     with control_plane.kube() as k:
-        for n in ("node-a", "node-b"):
+        for n in ("node-a", "node-b", "node-c"):
             k.create(NODE, _node(n, {}))
+        for n in ("node-a", "node-b"):
+            _agent_pod(k, n)
         _set_node_status(k, "node-a", {"macvtap.network.kubevirt.io/dataplane": "100"})
         _set_ds_status(k, 2, 1)
     r = cli("--kubeconfig", admin, "install", "--wait", "--timeout", "2s")
@@ -166,6 +183,7 @@ def test_wait_ignores_the_previous_rollouts_counts(cli, admin, control_plane) ->
     assert cli("--kubeconfig", admin, "install", "--image", "example.org/agent:v2").exit_code == 0
     with control_plane.kube() as k:
         k.create(NODE, _node("node-a", {}))
+        _agent_pod(k, "node-a")
         _set_node_status(k, "node-a", {"macvtap.network.kubevirt.io/dataplane": "100"})
         _set_ds_status(k, 1, 1, observed=False)
     r = cli("--kubeconfig", admin, "install", "--image", "example.org/agent:v2", "--wait", "--timeout", "2s")
