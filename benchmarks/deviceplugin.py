@@ -1,12 +1,12 @@
-"""Device-plugin Allocate latency and agent memory, against a Go device plugin doing the same work.
+"""Device-plugin Allocate latency and agent memory, against the real upstream macvtap-cni device plugin.
 
     sudo .venv/bin/python benchmarks/deviceplugin.py [runs] [parallel]
 
-Needs root and Go (builds benchmarks/go-baseline/cmd/deviceplugin: kubevirt/macvtap-cni's Allocate steps with
-vishvananda/netlink and grpc-go, since macvtap-cni itself is not served by the module proxy here).
-Both plugins are dialled directly over their unix sockets (no kubelet). Reports Allocate p50/p99 (one device
-per call, alternating plugin by plugin), RSS idle, and RSS after `parallel` concurrent pod starts (Allocate +
-CNI ADD through the shim for the agent; Allocate only for the Go plugin, whose CNI is a separate process).
+Needs root and Go. Upstream is built offline from ../shared/upstream (tests/compat/build.sh) and runs in a
+private mount namespace on a kubelet stand-in, as does the agent (tests/compat/upstream.py); without that source
+the Go stand-in (benchmarks/go-baseline/cmd/deviceplugin) is used instead, and said so. Reports Allocate p50/p99
+(one device per call, interleaved plugin by plugin), RSS idle, and RSS peak during `parallel` concurrent pod
+starts (Allocate + CNI ADD: the agent's shim, or upstream's CNI binary, whose processes are not counted).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -57,79 +58,107 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))] * 1000
 
 
+def start_plugins(work: Path) -> tuple[dict[str, Any], list[Any], str]:
+    """{who: (pid, stub, device prefix, CNI argv)}, things to stop, and the comparison's label.
+
+    The real upstream device plugin (built from ../shared/upstream, on a kubelet stand-in) when available; the
+    Go stand-in (benchmarks/go-baseline) otherwise, said so."""
+    from tests.compat.upstream import PREFIX, DevicePlugin, build_upstream
+
+    conf = json.dumps([{"name": "bench", "lowerDevice": "dpbnic0", "capacity": 1000}])
+    (work / "a").mkdir()
+    agent = DevicePlugin("agent", work / "a", Path("/nonexistent"), conf)
+    shim = [str(REPO / "macvtapctl/agent/shim/macvtap")]
+    try:
+        upstream = build_upstream()
+    except subprocess.CalledProcessError as exc:
+        print(f"upstream source not available ({exc.stderr.strip()}): comparing with the Go stand-in")
+        upstream = None
+    agent.kubelet.wait(lambda: agent.kubelet.plugins.get(PREFIX + "bench"), timeout=30)
+    plugins: dict[str, Any] = {"agent": (agent.proc.pid, agent.kubelet.plugins[PREFIX + "bench"].stub, "bench",
+                                         shim, agent.socket)}
+    if upstream is not None:
+        (work / "u").mkdir()
+        other = DevicePlugin("upstream", work / "u", upstream, conf.replace('"bench"', '"ubench"'))
+        other.kubelet.wait(lambda: other.kubelet.plugins.get(PREFIX + "ubench"), timeout=30)
+        plugins["upstream"] = (other.proc.pid, other.kubelet.plugins[PREFIX + "ubench"].stub, "ubench",
+                               [str(upstream / "macvtap")], None)
+        return plugins, [agent, other], "upstream"
+    gobin = work / "dp-go"
+    subprocess.run(["go", "build", "-o", str(gobin), "./cmd/deviceplugin"], cwd=REPO / "benchmarks/go-baseline",
+                   check=True, env={**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"})
+    go_sock = str(work / "go.sock")
+    go = subprocess.Popen([str(gobin), go_sock, "gobench", "dpbnic0", "1000"])
+    wait_socket(go_sock)
+    plugins["go stand-in"] = (go.pid, rpc.DevicePluginStub(grpc.insecure_channel(f"unix://{go_sock}")), "gobench",
+                              None, None)
+    return plugins, [agent, go], "go stand-in"
+
+
 def main() -> None:
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 200
     parallel = int(sys.argv[2]) if len(sys.argv) > 2 else 50
     if os.geteuid() != 0:
         sys.exit("run as root")
-    work = Path(tempfile.mkdtemp(prefix="dpb", dir="/tmp"))
-    gobin = work / "dp-go"
-    subprocess.run(["go", "build", "-o", str(gobin), "./cmd/deviceplugin"], cwd=REPO / "benchmarks/go-baseline",
-                   check=True, env={**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"})
+    work = Path(tempfile.mkdtemp(prefix="dpb", dir="/tmp"))  # short: unix socket paths
     subprocess.run(["make", "-s", "-C", str(REPO), "shim"], check=True)
     subprocess.run(["ip", "link", "add", "dpbnic0", "type", "veth", "peer", "name", "dpbsw0"], check=True)
     subprocess.run(["ip", "link", "set", "dpbnic0", "up"], check=True)
-    plugin_dir = work / "dp"
-    plugin_dir.mkdir()
-    (work / "conf.json").write_text(json.dumps([{"name": "bench", "lowerDevice": "dpbnic0", "capacity": 1000}]))
-    agent = subprocess.Popen([sys.executable, "-m", "macvtapctl", "agent", "--cni-socket", str(work / "cni.sock"),
-                              "--device-plugin-dir", str(plugin_dir), "--config-file", str(work / "conf.json"),
-                              "--metrics-address", "", "--log-level", "warning"], cwd=REPO)
-    go_sock = str(work / "go.sock")
-    go = subprocess.Popen([str(gobin), go_sock, "gobench", "dpbnic0", "1000"])
+    running: list[Any] = []
     try:
-        agent_sock = str(plugin_dir / "macvtap.network.kubevirt.io_bench")
-        wait_socket(agent_sock)
-        wait_socket(go_sock)
+        plugins, running, other = start_plugins(work)
         time.sleep(1.0)
-        idle = {"agent": rss_kib(agent.pid), "go": rss_kib(go.pid)}
-        stubs = {"agent": rpc.DevicePluginStub(grpc.insecure_channel(f"unix://{agent_sock}")),
-                 "go": rpc.DevicePluginStub(grpc.insecure_channel(f"unix://{go_sock}"))}
-        names = {"agent": "bench", "go": "gobench"}
-        lat: dict[str, list[float]] = {"agent": [], "go": []}
-        for i in range(runs + 10):
-            for who, stub in stubs.items():
-                t = allocate(stub, f"{names[who]}Mvp{i % 1000}")
+        idle = {who: rss_kib(p[0]) for who, p in plugins.items()}
+        lat: dict[str, list[float]] = {who: [] for who in plugins}
+        for i in range(runs + 10):  # interleaved, one device per call
+            for who, (_, stub, name, _, _) in plugins.items():
+                t = allocate(stub, f"{name}Mvp{i % 500}")
                 if i >= 10:
                     lat[who].append(t)
-        # 50 concurrent pod starts: Allocate, then (agent) CNI ADD into a fresh namespace.
-        shim = str(REPO / "macvtapctl/agent/shim/macvtap")
 
-        def pod_start(i: int) -> None:
-            dev = f"benchMvp{500 + i}"
-            allocate(stubs["agent"], dev)
-            ns = f"dpbp{i}"
+        def pod_start(who: str, i: int) -> None:
+            """Allocate, then the CNI ADD into a fresh namespace (the agent's shim, or upstream's binary)."""
+            _, stub, name, cni, socket = plugins[who]
+            dev = f"{name}Mvp{500 + i}"
+            allocate(stub, dev)
+            if cni is None:
+                return  # the Go stand-in has no CNI of its own
+            ns = f"dpb{who[0]}{i}"
             subprocess.run(["ip", "netns", "add", ns], check=True)
-            conf = json.dumps({"cniVersion": "1.0.0", "name": "b", "type": "macvtap", "deviceID": dev}).encode()
+            conf = json.dumps({"cniVersion": "0.4.0", "name": "b", "type": "macvtap", "deviceID": dev}).encode()
             env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": dev, "CNI_NETNS": f"/run/netns/{ns}",
-                   "CNI_IFNAME": "net1", "CNI_PATH": str(work), "CNI_ARGS": f"MAC=02:00:00:05:00:{i:02x}",
-                   "MACVTAPCTL_CNI_SOCKET": str(work / "cni.sock")}
-            r = subprocess.run([shim], env=env, input=conf, capture_output=True, check=False)
+                   "CNI_IFNAME": "net1", "CNI_PATH": str(work),
+                   "CNI_ARGS": f"MAC=02:00:00:05:{ord(who[0]):02x}:{i:02x}",
+                   "PATH": os.environ["PATH"], **({"MACVTAPCTL_CNI_SOCKET": socket} if socket else {})}
+            r = subprocess.run(cni, env=env, input=conf, capture_output=True, check=False)
             assert r.returncode == 0, r.stdout
 
-        peak = {"agent": 0, "go": 0}
-        with ThreadPoolExecutor(max_workers=parallel) as pool:
-            futures = [pool.submit(pod_start, i) for i in range(parallel)]
-            go_futures = [pool.submit(allocate, stubs["go"], f"gobenchMvp{600 + i}") for i in range(parallel)]
-            while not all(f.done() for f in futures + go_futures):
-                peak = {"agent": max(peak["agent"], rss_kib(agent.pid)), "go": max(peak["go"], rss_kib(go.pid))}
+        peak = dict.fromkeys(plugins, 0)
+        with ThreadPoolExecutor(max_workers=parallel * len(plugins)) as pool:
+            futures = [pool.submit(pod_start, who, i) for i in range(parallel) for who in plugins]
+            while not all(f.done() for f in futures):
+                peak = {who: max(peak[who], rss_kib(p[0])) for who, p in plugins.items()}
                 time.sleep(0.02)
-            for f in futures + go_futures:
+            for f in futures:
                 f.result()
-        print(f"{'plugin':8s} {'Allocate p50':>13s} {'p99':>9s} {'RSS idle':>10s} {'RSS peak x' + str(parallel):>14s}")
-        for who in ("agent", "go"):
-            print(f"{who:8s} {pct(lat[who], 50):11.2f}ms {pct(lat[who], 99):7.2f}ms {idle[who] / 1024:8.1f}MiB "
+        print(f"{'plugin':12s} {'Allocate p50':>13s} {'p99':>9s} {'RSS idle':>10s} {'RSS peak x' + str(parallel):>14s}")
+        for who in plugins:
+            print(f"{who:12s} {pct(lat[who], 50):11.2f}ms {pct(lat[who], 99):7.2f}ms {idle[who] / 1024:8.1f}MiB "
                   f"{peak[who] / 1024:12.1f}MiB")
-        print(f"Allocate p50 ratio agent/Go: {statistics.median(lat['agent']) / statistics.median(lat['go']):.2f}x "
-              f"(target <= 1.5x); RSS idle ratio {idle['agent'] / idle['go']:.2f}x, under load "
-              f"{peak['agent'] / max(peak['go'], 1):.2f}x (target <= 2x)")
+        ratio = statistics.median(lat["agent"]) / statistics.median(lat[other])
+        print(f"Allocate p50 ratio agent/{other}: {ratio:.2f}x; "
+              f"RSS idle ratio {idle['agent'] / idle[other]:.2f}x, under load "
+              f"{peak['agent'] / max(peak[other], 1):.2f}x (upstream's CNI runs as separate processes, not counted)")
     finally:
-        agent.terminate()
-        go.terminate()
-        agent.wait()
-        go.wait()
+        for thing in running:
+            if hasattr(thing, "kubelet"):
+                thing.stop()
+            else:
+                thing.terminate()
+                thing.wait()
         for i in range(parallel):
-            subprocess.run(["ip", "netns", "del", f"dpbp{i}"], check=False, capture_output=True)
+            for prefix in ("dpba", "dpbu"):
+                subprocess.run(["ip", "netns", "del", f"{prefix}{i}"], check=False, capture_output=True)
         out = subprocess.run(["ip", "-j", "link"], capture_output=True, text=True, check=True).stdout
         for link in json.loads(out):
             if link["ifname"].startswith("mvt"):

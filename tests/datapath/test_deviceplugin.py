@@ -272,6 +272,27 @@ def test_a_configuration_that_registers_nothing_is_not_ready(dp: DPAgent, node: 
     dp.kubelet.wait(lambda: dp.http("/readyz") == (200, "ok\n"))
 
 
+def test_the_health_port_drops_oversized_or_endless_requests(dp: DPAgent, node: Node) -> None:
+    """Issue 13.16: the port is reachable from the network; a request head is bounded in size (8 KiB) and the
+    server keeps answering real probes."""
+    dp.write_config([{"name": f"hp{node.tag}", "lowerDevice": node.lower, "capacity": 1}])
+    dp.start()
+    dp.kubelet.wait(lambda: dp.http("/healthz")[0] == 200)
+    with socket.create_connection(("127.0.0.1", dp.metrics_port), timeout=10) as conn:
+        try:
+            conn.sendall(b"GET /metrics HTTP/1.1\r\n")
+            for _ in range(200):  # 200 headers of ~110 bytes: past both bounds, never the blank line
+                conn.sendall(b"X-Pad: " + b"a" * 100 + b"\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server stopped reading: what we want
+        try:
+            answer = conn.recv(65536)
+        except ConnectionResetError:
+            answer = b""
+        assert answer == b""  # closed without an answer
+    assert dp.http("/healthz") == (200, "ok\n")
+
+
 def test_capacity_1000(dp: DPAgent, node: Node) -> None:
     res = f"big{node.tag}"
     dp.write_config([{"name": res, "lowerDevice": node.lower, "capacity": 1000}])

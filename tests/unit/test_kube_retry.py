@@ -66,3 +66,43 @@ def test_an_object_that_keeps_changing_is_a_conflict() -> None:
     with pytest.raises(ConflictError):
         guarded_json_patch(kube, VIRTUAL_MACHINE, "test-vm", "default", plan, what="VM", dry_run=DryRun.NONE,  # type: ignore[arg-type]
                            )
+
+
+def test_the_cnao_patch_is_retried_on_a_stale_resource_version() -> None:
+    """Issue 13.12: a 409 on the NetworkAddonsConfig merge patch re-reads and re-plans instead of failing."""
+    from macvtapctl.cli.install import _cnao
+    from macvtapctl.kube.errors import StaleError
+
+    class Kube:
+        def __init__(self) -> None:
+            self.rv = "1"
+            self.patches: list[dict[str, Any]] = []
+
+        def _nac(self) -> dict[str, Any]:
+            return {"metadata": {"name": "cluster", "resourceVersion": self.rv}, "spec": {"linuxBridge": {}}}
+
+        def get_or_none(self, *args: Any) -> dict[str, Any]:
+            return self._nac()
+
+        def get(self, *args: Any) -> dict[str, Any]:
+            return self._nac()
+
+        def merge_patch(self, res: Any, name: str, patch: dict[str, Any], **kw: Any) -> dict[str, Any]:
+            self.patches.append(patch)
+            if patch["metadata"]["resourceVersion"] == "1":
+                self.rv = "2"  # someone else wrote it meanwhile
+                raise StaleError("modified concurrently")
+            return {**self._nac(), "spec": patch["spec"]}
+
+    class Printer:
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def status(self, label: str, op: str, suffix: str = "") -> None:
+            self.lines.append(f"{label} {op}")
+
+    kube = Kube()
+    obj = {"spec": {"macvtap": {"devicePluginConfig": "mine"}}}
+    result = _cnao(kube, Printer(), DryRun.NONE, obj)  # type: ignore[arg-type]
+    assert [p["metadata"]["resourceVersion"] for p in kube.patches] == ["1", "2"]
+    assert result["spec"]["macvtap"] == {"devicePluginConfig": "mine"}

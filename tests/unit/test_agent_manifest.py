@@ -1,0 +1,27 @@
+"""The agent DaemonSet as `install` renders it: what the node-side fixes of issue 13 rely on."""
+
+from __future__ import annotations
+
+from macvtapctl.manifests import agent as agentm
+
+
+def _container() -> dict:
+    return agentm.daemonset(agentm.InstallOptions())["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_the_configuration_is_in_the_environment_so_an_in_pod_agent_check_finds_it() -> None:
+    """Issue 13.5: `kubectl exec ds/macvtapctl-agent -- macvtapctl agent check` inherits the container's env."""
+    c = _container()
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["MACVTAPCTL_CONFIG_FILE"] == "/etc/macvtap/DP_MACVTAP_CONF"
+    assert env["MACVTAPCTL_DEVICE_PLUGIN_DIR"] == "/var/lib/kubelet/device-plugins"
+    assert "--config-file" not in c["args"] and "--device-plugin-dir" not in c["args"]
+
+
+def test_health_and_metrics_bind_to_the_nodes_own_address() -> None:
+    """Issue 13.16: not 0.0.0.0 on a host-network pod; the downward API gives the node's address."""
+    c = _container()
+    host_ip = next(e for e in c["env"] if e["name"] == "HOST_IP")
+    assert host_ip["valueFrom"] == {"fieldRef": {"fieldPath": "status.hostIP"}}
+    i = c["args"].index("--metrics-address")
+    assert c["args"][i + 1] == f"$(HOST_IP):{agentm.METRICS_PORT}"
