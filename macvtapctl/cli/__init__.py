@@ -16,9 +16,9 @@ import typer
 from typer.core import TyperGroup
 
 from macvtapctl.cli import argv
+from macvtapctl.cli.settings import Settings, check_output_format, debug_from_env, parse_request_timeout
 from macvtapctl.errors import ExitCode, MacvtapctlError
 from macvtapctl.output import Printer
-from macvtapctl.settings import Settings, check_output_format, debug_from_env, parse_request_timeout
 
 PLUGIN_NAME = "kubectl-macvtap"
 

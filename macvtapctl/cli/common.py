@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from macvtapctl.cli.settings import Settings, parse_dry_run
+from macvtapctl.kube.options import DryRun
 from macvtapctl.output import Printer
-from macvtapctl.settings import DryRun, Settings, parse_dry_run
 
 if TYPE_CHECKING:
     from macvtapctl.kube.client import Kube

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -18,8 +18,6 @@ from macvtapctl.cli.common import (
     settings_of,
 )
 from macvtapctl.errors import PreconditionError, UsageError
-from macvtapctl.output import Printer
-from macvtapctl.settings import DryRun
 
 EXPOSE_HELP = """Expose a host NIC to VMs as macvtap.network.kubevirt.io/NAME (default NAME: the device name).
 
@@ -60,90 +58,17 @@ def expose(
     else:
         if not lower_device:
             raise UsageError("LOWER_DEVICE is required (or --all)")
-        entry = make_entry(lower_device, name, mode, capacity)
+        from macvtapctl.ops.expose import entry_for
+
+        entry = entry_for(lower_device, name, mode, capacity)
     if dp_namespace:
         validate.check_dns_label(dp_namespace, "--dp-namespace")
     printer = printer_for(settings)
+    from macvtapctl.ops import expose as ops
+
     with connect(settings) as kube:
-        objs = run_expose(kube, printer, mode_, entry, dp_namespace=dp_namespace, force=force, restart=restart)
+        objs = ops.expose(kube, printer, mode_, entry, dp_namespace=dp_namespace, force=force, restart=restart)
     emit(printer, fmt, objs)
-
-
-def make_entry(lower_device: str, name: str | None, mode: str, capacity: int | None) -> dpconfig.Entry:
-    validate.check_interface_name(lower_device, "lower device")
-    if mode == dpconfig.PASSTHRU:
-        if capacity not in (None, 1):
-            raise UsageError(f"invalid capacity {capacity}: a passthru macvtap takes the whole of {lower_device}, "
-                             "so there is one device per node (--capacity 1)")
-        capacity = 1
-    capacity = dpconfig.DEFAULT_CAPACITY if capacity is None else capacity
-    return dpconfig.Entry(name=name or lower_device, lower_device=lower_device, mode=mode,
-                          capacity=capacity).validated()
-
-
-def run_expose(kube: Any, printer: Printer, mode: DryRun, entry: dpconfig.Entry | None, *,
-               dp_namespace: str | None = None, force: bool = False, restart: bool = False) -> list[dict[str, Any]]:
-    """Upsert `entry` (None: write []) with re-read/re-plan on conflict. Returns the objects written."""
-    from macvtapctl.kube import dpconfigmap
-    from macvtapctl.kube.retry import retry_on_conflict
-
-    objs: list[dict[str, Any]] = []
-    warned = False
-
-    def attempt() -> None:
-        nonlocal warned
-        objs.clear()
-        target = dpconfigmap.locate(kube, dp_namespace)
-        cfg = target.config()
-        if not warned:
-            for w in cfg.warnings:
-                printer.warn(w)
-            warned = True
-        if entry is None:
-            if cfg.items and not force:
-                raise PreconditionError(
-                    f"--all would drop the explicit entries {', '.join(cfg.names())} from {target.label}; "
-                    "pass --force to replace them with []")
-            new, changed = dpconfig.Config(), bool(cfg.items) or target.object is None
-        else:
-            new, op = dpconfig.upsert(cfg, entry)
-            changed = op != "unchanged" or target.object is None
-        if not changed:
-            printer.status(target.label, "unchanged", mode.suffix)
-            if target.object is not None:
-                objs.append(target.object)
-            return
-        ns_obj = dpconfigmap.ensure_namespace(kube, target.namespace, mode) if target.object is None else None
-        if ns_obj is not None:
-            printer.status(f"namespace/{target.namespace}", "created", mode.suffix)
-            objs.append(ns_obj)
-        write_mode = mode
-        if ns_obj is not None and mode is DryRun.SERVER:
-            # Nothing can be validated inside a namespace that a dry run did not create.
-            printer.warn(f"namespace {target.namespace} does not exist yet: {target.label} was not validated by "
-                         "the server")
-            write_mode = DryRun.CLIENT
-        obj, operation = dpconfigmap.write(kube, target, new, write_mode)
-        printer.status(target.label, operation, mode.suffix)
-        objs.append(obj)
-        _upstream_restart(kube, printer, target, mode, restart)
-
-    retry_on_conflict(attempt, what="the device-plugin ConfigMap")
-    return objs
-
-
-def _upstream_restart(kube: Any, printer: Printer, target: Any, mode: DryRun, restart: bool) -> None:
-    from macvtapctl.kube import dpconfigmap
-
-    for ds in dpconfigmap.upstream_daemonsets(kube, target.namespace, target.name):
-        ref = f"{ds['metadata']['namespace']}/{ds['metadata']['name']}"
-        if restart:
-            dpconfigmap.restart_daemonset(kube, ds, mode)
-            printer.status(f"daemonset.apps/{ds['metadata']['name']}", "restarted", mode.suffix)
-        else:
-            printer.warn(f"DaemonSet {ref} (upstream macvtap-cni) reads {target.name} only at start: restart it "
-                         f"(kubectl -n {ds['metadata']['namespace']} rollout restart daemonset "
-                         f"{ds['metadata']['name']}) or rerun with --restart")
 
 
 def unexpose(
@@ -157,26 +82,11 @@ def unexpose(
     fmt = settings.output_format(WRITE_FORMATS)
     mode = dry_run_of(dry_run)
     printer = printer_for(settings)
-    from macvtapctl.kube import dpconfigmap
-    from macvtapctl.kube.retry import retry_on_conflict
 
-    objs: list[dict[str, Any]] = []
+    from macvtapctl.ops import expose as ops
+
     with connect(settings) as kube:
-        def attempt() -> None:
-            objs.clear()
-            target = dpconfigmap.locate(kube, dp_namespace)
-            cfg = target.config()
-            new, removed = dpconfig.remove(cfg, name)
-            if not removed:
-                known = ", ".join(cfg.names()) or "none"
-                raise PreconditionError(f"{name!r} is not exposed in {target.namespace}/{target.name} "
-                                        f"(entries: {known})")
-            obj, _ = dpconfigmap.write(kube, target, new, mode)
-            printer.status(target.label, "configured", mode.suffix)
-            objs.append(obj)
-            _upstream_restart(kube, printer, target, mode, restart)
-
-        retry_on_conflict(attempt, what="the device-plugin ConfigMap")
+        objs = ops.unexpose(kube, printer, mode, name, dp_namespace=dp_namespace, restart=restart)
     emit(printer, fmt, objs)
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from macvtapctl import dpconfig
 from macvtapctl.cli.common import (
     WRITE_FORMATS,
     DryRunOption,
@@ -18,10 +17,7 @@ from macvtapctl.cli.common import (
     printer_for,
     settings_of,
 )
-from macvtapctl.errors import ConflictError, PreconditionError
 from macvtapctl.manifests import nad as nadm
-from macvtapctl.output import Printer
-from macvtapctl.settings import DryRun
 
 app = typer.Typer(help="Manage macvtap NetworkAttachmentDefinitions.", no_args_is_help=True, rich_markup_mode=None)
 
@@ -51,48 +47,10 @@ def create(
     obj = nadm.render(name, namespace, resource, mtu=mtu, promisc=promisc, cni_version=cni_version)
     printer = printer_for(settings)
     with connect(settings) as kube:
-        result = run_create(kube, printer, mode, obj, force=force)
+        from macvtapctl.ops import nad as ops
+
+        result = ops.create(kube, printer, mode, obj, force=force)
     emit(printer, fmt, [result])
-
-
-def run_create(kube: Any, printer: Printer, mode: DryRun, obj: dict[str, Any],
-               exposed: dpconfig.Config | None = None, *, force: bool = False) -> dict[str, Any]:
-    """Warn about unexposed resources, then server-side apply the NAD (no write when unchanged).
-
-    An existing NAD of that name that is not a macvtap NAD macvtapctl manages is someone else's: refused
-    (exit 5) unless `force`."""
-    from macvtapctl.kube.dpconfigmap import current_config
-    from macvtapctl.kube.resources import NAD
-
-    name, namespace = obj["metadata"]["name"], obj["metadata"]["namespace"]
-    resource = nadm.resource_of(obj)
-    if exposed is None:
-        exposed = current_config(kube)
-    if exposed is not None and not exposed.expose_all and resource not in exposed.names():
-        printer.warn(f"resource {resource!r} is not exposed (exposed: {', '.join(exposed.names()) or 'none'}); "
-                     f"VMs using this NAD will not schedule until you run: macvtapctl expose LOWER_DEVICE "
-                     f"--name {resource}")
-    if namespace != "default":
-        printer.info(f"note: only VMs in namespace {namespace!r} can use this NAD; create it in 'default' to "
-                     "share it with every namespace")
-    current = kube.get_or_none(NAD, name, namespace)
-    label = NAD.label(name)
-    if current is not None and nadm.same_content(current, obj):
-        printer.status(label, "unchanged", mode.suffix)
-        return dict(current)
-    if current is not None:
-        problem = nadm.ownership_problem(current, kube.field_manager)
-        if problem and not force:
-            raise ConflictError(f"{problem}; not changing it. Choose another name, or pass --force to take it over")
-        if problem:
-            printer.warn(f"{problem}; taking it over (--force)")
-    operation = "created" if current is None else "configured"
-    if mode is DryRun.CLIENT:
-        printer.status(label, operation, mode.suffix)
-        return obj
-    result: dict[str, Any] = kube.apply(NAD, obj, namespace, dry_run=mode, force=True)
-    printer.status(label, operation, mode.suffix)
-    return result
 
 
 @app.command("list", help="List macvtap NADs with the resource each points to and whether it is exposed.")
@@ -147,20 +105,9 @@ def delete(
     mode = dry_run_of(dry_run)
     namespace = namespace_of(settings)
     printer = printer_for(settings)
-    from macvtapctl.kube.resources import NAD
-    from macvtapctl.kube.vms import vms_using_network
+
+    from macvtapctl.ops import nad as ops
 
     with connect(settings) as kube:
-        current = kube.get_or_none(NAD, name, namespace)
-        if current is None:
-            raise PreconditionError(f'NetworkAttachmentDefinition "{name}" not found in namespace "{namespace}"')
-        problem = nadm.ownership_problem(current, kube.field_manager)
-        if problem and not force:
-            raise ConflictError(f"{problem}; not deleting it (pass --force to delete it anyway)")
-        users = vms_using_network(kube, namespace, name)
-        if users and not force:
-            raise PreconditionError(f"NetworkAttachmentDefinition {namespace}/{name} is used by VM(s) "
-                                    f"{', '.join(users)}; change or delete them first, or pass --force")
-        if mode is not DryRun.CLIENT:
-            kube.delete(NAD, name, namespace, dry_run=mode)
-    printer.status(NAD.label(name), "deleted", mode.suffix)
+        ops.delete(kube, printer, mode, name, namespace, force=force)
+

@@ -8,9 +8,9 @@ import typer
 
 from macvtapctl import validate
 from macvtapctl.cli.common import printer_for, settings_of
+from macvtapctl.cli.settings import Settings
 from macvtapctl.errors import PreconditionError, UsageError
 from macvtapctl.manifests import rbac as rbacm
-from macvtapctl.settings import Settings
 
 HELP = """Print a least-privilege ClusterRole for running macvtapctl's admin commands, plus a
 ClusterRoleBinding for --user, --group or --serviceaccount NS/NAME. Apply with: macvtapctl rbac ... |

@@ -8,9 +8,6 @@ import typer
 
 from macvtapctl import kubevirt, validate
 from macvtapctl.cli.common import DryRunOption, ForceOption, connect, dry_run_of, namespace_of, printer_for, settings_of
-from macvtapctl.cli.enable import run_enable
-from macvtapctl.cli.expose import make_entry, run_expose
-from macvtapctl.cli.nad import run_create
 from macvtapctl.manifests import nad as nadm
 
 HELP = """Everything a cluster needs for VMs on LOWER_DEVICE: register the binding in KubeVirt (enable), expose
@@ -46,7 +43,10 @@ def setup(
     validate.check_binding_name(binding_name)
     if kubevirt_version is not None:
         kubevirt.require_version(None, kubevirt_version)
-    entry = make_entry(lower_device, name, mode, capacity)
+    from macvtapctl.ops import binding, expose
+    from macvtapctl.ops import nad as nads
+
+    entry = expose.entry_for(lower_device, name, mode, capacity)
     if dp_namespace:
         validate.check_dns_label(dp_namespace, "--dp-namespace")
     namespace = namespace_of(settings)
@@ -55,13 +55,13 @@ def setup(
     printer = printer_for(settings)
     objs: list[dict[str, Any]] = []
     with connect(settings) as kube:
-        objs.append(run_enable(kube, printer, mode_, binding_name=binding_name, external_injector=external_injector,
+        objs.append(binding.enable(kube, printer, mode_, binding_name=binding_name, external_injector=external_injector,
                                kubevirt_version=kubevirt_version, force=force))
-        objs.extend(run_expose(kube, printer, mode_, entry, dp_namespace=dp_namespace))
+        objs.extend(expose.expose(kube, printer, mode_, entry, dp_namespace=dp_namespace))
         from macvtapctl import dpconfig
 
         # After expose the resource is exposed (even in a dry run), so nad create has nothing to warn about.
-        objs.append(run_create(kube, printer, mode_, nad, exposed=dpconfig.Config(items=[entry.to_json()]),
+        objs.append(nads.create(kube, printer, mode_, nad, exposed=dpconfig.Config(items=[entry.to_json()]),
                                force=force))
     if fmt == "yaml":
         printer.yaml_stream(objs)

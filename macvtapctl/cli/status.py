@@ -7,161 +7,11 @@ from typing import Any
 import typer
 
 from macvtapctl.cli.common import connect, printer_for, settings_of
-from macvtapctl.errors import ExitCode, MacvtapctlError
+from macvtapctl.errors import ExitCode
 
 HELP = """Show the whole chain: KubeVirt version and binding/gate state, the device-plugin ConfigMap, the agent
 (or upstream macvtap-cni) DaemonSet, per node and resource the capacity, allocatable and in use by running VMs,
 and the NADs with the resource each points to. Exit code 0 only when the chain is complete; 8 otherwise."""
-
-
-def collect(kube: Any) -> dict[str, Any]:
-    """Everything status shows, as plain data, plus the list of problems."""
-    problems: list[str] = []
-    doc: dict[str, Any] = {"kubevirt": _kubevirt(kube, problems)}
-    doc["deviceplugin"], cfg, cm_name = _deviceplugin(kube, problems)
-    doc["agents"] = _agents(kube, cm_name, problems)
-    nad_res = _macvtap_nads(kube)
-    doc["nodes"], advertised = _nodes(kube, nad_res)
-    doc["nads"] = _nads(nad_res, cfg, advertised, problems)
-    doc["problems"] = problems
-    doc["complete"] = not problems
-    return doc
-
-
-def _kubevirt(kube: Any, problems: list[str]) -> dict[str, Any]:
-    from macvtapctl import kubevirt as kvplan
-    from macvtapctl.jsonmerge import dig
-    from macvtapctl.kube.facts import registered_bindings
-    from macvtapctl.kube.lookup import find_kubevirts
-
-    kvs = find_kubevirts(kube)
-    kv = kvs[0] if len(kvs) == 1 else None
-    version = kvplan.observed_version_of(kv) if kv else None
-    bindings = registered_bindings(kube, kv) if kv else {}
-    tap = sorted(n for n, b in bindings.items() if (b or {}).get("domainAttachmentType") == "tap")
-    out: dict[str, Any] = {"installed": kv is not None, "version": version, "macvtapBindings": tap}
-    if kv is None:
-        problems.append("KubeVirt is not installed" if not kvs else "more than one KubeVirt CR")
-        return out
-    gates = dig(kv, "spec", "configuration", "developerConfiguration")
-    gates = gates if isinstance(gates, dict) else {}
-    parsed = kvplan.parse_version(version)
-    if not tap:
-        problems.append("no macvtap binding registered (run: macvtapctl enable)")
-    if parsed and parsed < (1, 5, 0) and kvplan.BINDING_GATE not in (gates.get("featureGates") or []):
-        problems.append(f"feature gate {kvplan.BINDING_GATE} is missing (KubeVirt < v1.5)")
-    injection_on = kvplan.INJECTION_GATE in (gates.get("featureGates") or []) or (
-        parsed is not None and parsed >= (1, 9, 0))  # Beta from v1.8: off there unless enabled by hand
-    if parsed and parsed >= (1, 8, 0) and injection_on and (
-            kvplan.INJECTION_GATE not in (gates.get("disabledFeatureGates") or [])):
-        out["note"] = (f"{kvplan.INJECTION_GATE} is on: network-resources-injector must add the macvtap resource "
-                       "to VM pods")
-    return out
-
-
-def _deviceplugin(kube: Any, problems: list[str]) -> tuple[dict[str, Any], Any, str]:
-    from macvtapctl import dpconfig
-    from macvtapctl.kube import dpconfigmap
-
-    try:
-        target = dpconfigmap.locate(kube, None)
-    except MacvtapctlError as exc:  # several ConfigMaps, or CNAO's own: a finding, not a usage error
-        problems.append(exc.message)
-        return ({"namespace": None, "configMap": dpconfig.CONFIGMAP_NAME, "present": None, "exposeAll": False,
-                 "entries": [], "warnings": []}, None, dpconfig.CONFIGMAP_NAME)
-    cfg = None
-    try:
-        cfg = target.config() if target.object is not None else None
-    except MacvtapctlError as exc:
-        problems.append(exc.message)
-    if target.object is None:
-        problems.append(f"ConfigMap {target.name} not found (run: macvtapctl expose LOWER_DEVICE)")
-    if cfg is not None:
-        problems.extend(f"{target.label}: {p} — fix: macvtapctl expose LOWER_DEVICE --name NAME, or edit it"
-                        for p in cfg.problems)
-    out = {"namespace": target.namespace, "configMap": target.name, "present": target.object is not None,
-           "exposeAll": bool(cfg and cfg.expose_all), "entries": [] if cfg is None else cfg.items,
-           "warnings": [] if cfg is None else [n.text for n in cfg.notices]}
-    return out, cfg, target.name
-
-
-def _agents(kube: Any, configmap: str, problems: list[str]) -> list[dict[str, Any]]:
-    from macvtapctl.kube import dpconfigmap
-    from macvtapctl.kube.resources import DAEMONSET
-
-    found = []
-    for ds in kube.list(DAEMONSET):
-        ours = (ds["metadata"].get("labels") or {}).get(dpconfigmap.AGENT_LABEL) == dpconfigmap.AGENT_LABEL_VALUE
-        if not ours and ds not in dpconfigmap.upstream_daemonsets(kube, ds["metadata"]["namespace"], configmap):
-            continue
-        st = ds.get("status") or {}
-        row = {"namespace": ds["metadata"]["namespace"], "name": ds["metadata"]["name"],
-               "kind": "macvtapctl" if ours else "macvtap-cni",
-               "desired": int(st.get("desiredNumberScheduled") or 0), "ready": int(st.get("numberReady") or 0)}
-        found.append(row)
-        if row["desired"] == 0 or row["ready"] < row["desired"]:
-            problems.append(f"DaemonSet {row['namespace']}/{row['name']}: {row['ready']}/{row['desired']} ready")
-    if not found:
-        problems.append("no macvtap agent DaemonSet found (run: macvtapctl install)")
-    return found
-
-
-def _macvtap_nads(kube: Any) -> dict[tuple[str, str], str | None]:
-    from macvtapctl.kube.resources import NAD
-    from macvtapctl.manifests import nad as nadm
-
-    return {(n["metadata"]["namespace"], n["metadata"]["name"]): nadm.resource_of(n)
-            for n in kube.list(NAD) if nadm.is_macvtap(n)}
-
-
-def _nodes(kube: Any, nad_res: dict[tuple[str, str], str | None]) -> tuple[list[dict[str, Any]], set[str]]:
-    """Per node and resource: capacity, allocatable, and how many interfaces running VMIs there use."""
-    from macvtapctl import validate
-    from macvtapctl.kube.resources import NODE, VIRTUAL_MACHINE_INSTANCE
-
-    in_use: dict[tuple[str, str], int] = {}
-    for vmi in kube.list(VIRTUAL_MACHINE_INSTANCE):
-        st = vmi.get("status") or {}
-        if st.get("phase") != "Running":
-            continue
-        for net in (vmi.get("spec") or {}).get("networks") or []:
-            ref = (net.get("multus") or {}).get("networkName")
-            if ref:
-                rns, _, rname = ref.rpartition("/")
-                res = nad_res.get((rns or vmi["metadata"]["namespace"], rname))
-                if res:
-                    key = (st.get("nodeName", ""), res)
-                    in_use[key] = in_use.get(key, 0) + 1
-    prefix = validate.RESOURCE_PREFIX + "/"
-    rows, advertised = [], set()
-    for node in kube.list(NODE):
-        st = node.get("status") or {}
-        cap, alloc = st.get("capacity") or {}, st.get("allocatable") or {}
-        name = node["metadata"]["name"]
-        for key in sorted(k for k in set(cap) | set(alloc) if k.startswith(prefix)):
-            res = key[len(prefix):]
-            rows.append({"node": name, "resource": res, "capacity": cap.get(key, "0"),
-                         "allocatable": alloc.get(key, "0"), "inUse": in_use.get((name, res), 0)})
-            if str(alloc.get(key, "0")) not in ("0", ""):
-                advertised.add(res)
-    return rows, advertised
-
-
-def _nads(nad_res: dict[tuple[str, str], str | None], cfg: Any, advertised: set[str],
-          problems: list[str]) -> list[dict[str, Any]]:
-    from macvtapctl import dpconfig
-
-    names = {e.name for e in dpconfig.usable_entries(cfg)[0]} if cfg is not None else set()
-    rows = []
-    for (ns, name), res in sorted(nad_res.items()):
-        exposed = bool(cfg is not None and (cfg.expose_all or res in names))
-        rows.append({"namespace": ns, "name": name, "resource": res, "exposed": exposed,
-                     "advertised": res in advertised})
-        if not exposed:
-            problems.append(f"NAD {ns}/{name}: resource {res!r} is not exposed")
-        elif res not in advertised:
-            problems.append(f"NAD {ns}/{name}: resource {res!r} is not advertised by any node")
-    return rows
 
 
 def status(ctx: typer.Context) -> None:
@@ -169,6 +19,8 @@ def status(ctx: typer.Context) -> None:
     fmt = settings.output_format(("table", "wide", "json", "yaml"))
     printer = printer_for(settings)
     with connect(settings) as kube:
+        from macvtapctl.ops.status import collect
+
         doc = collect(kube)
     if fmt in ("json", "yaml"):
         printer.document(doc, fmt)

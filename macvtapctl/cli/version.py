@@ -9,9 +9,9 @@ from typing import Annotated, Any
 import typer
 
 from macvtapctl import __version__
+from macvtapctl.cli.settings import Settings
 from macvtapctl.errors import MacvtapctlError
 from macvtapctl.output import Printer
-from macvtapctl.settings import Settings
 
 HELP = "Print the client, server and KubeVirt versions."
 

@@ -10,13 +10,15 @@ import typer
 
 from macvtapctl import validate, vmlint
 from macvtapctl.cli.common import DryRunOption, connect, dry_run_of, namespace_of, printer_for, settings_of
-from macvtapctl.errors import ExitCode, MacvtapctlError, PreconditionError, UsageError
+from macvtapctl.cli.settings import Settings
+from macvtapctl.errors import ExitCode, MacvtapctlError, UsageError
+from macvtapctl.kube.options import DryRun
 from macvtapctl.manifests import vm as vmm
+from macvtapctl.ops import vm as vmops
 from macvtapctl.output import Printer
-from macvtapctl.settings import DryRun, Settings
 
 if TYPE_CHECKING:
-    from macvtapctl.kube.client import Kube
+    pass
 
 app = typer.Typer(help="Create, check and convert VirtualMachines that use macvtap.", no_args_is_help=True,
                   rich_markup_mode=None)
@@ -121,7 +123,7 @@ def create(
         return
     with kube:
         try:
-            _check_against_cluster(kube, printer, vms, namespace)
+            vmops.check_against_cluster(kube, printer, vms, namespace)
         except MacvtapctlError as exc:
             if not apply and mode is DryRun.CLIENT and exc.exit_code in (ExitCode.UNREACHABLE, ExitCode.TIMEOUT):
                 printer.warn(f"cluster checks skipped: {exc.message}")
@@ -130,7 +132,8 @@ def create(
         if not apply and mode is not DryRun.SERVER:
             _print_vms(printer, vms, fmt)
             return
-        results = _apply_all(kube, printer, vms, namespace, mode, concurrency, force=force_conflicts)
+        results = vmops.apply_all(kube, printer, vms, namespace, mode, concurrency, force=force_conflicts,
+                                  progress=_progress(len(vms), printer))
     if fmt in ("json", "yaml", "name"):
         printer.objects(results, fmt, as_list=len(results) > 1)
 
@@ -163,80 +166,6 @@ def _print_vms(printer: Printer, vms: list[dict[str, Any]], fmt: str) -> None:
         printer.objects(vms, "json", as_list=len(vms) > 1)
     else:
         printer.yaml_stream(vms)
-
-
-def _check_against_cluster(kube: Kube, printer: Printer, vms: list[dict[str, Any]], namespace: str) -> None:
-    """Lint the generated VMs against the cluster; errors stop everything before any write."""
-    from macvtapctl.kube.facts import gather
-
-    facts = gather(kube, namespaces={namespace})
-    errors: list[str] = []
-    for vm in vms:
-        obj = {**vm, "metadata": {**vm["metadata"], "namespace": namespace}}
-        for finding in vmlint.lint(obj, facts):
-            if finding.check == "no-mac":
-                continue  # the generator's choice; `vm check` reports it for existing VMs
-            line = f"VM {obj['metadata']['name']}: {finding.field}: {finding.message}"
-            if finding.severity == vmlint.ERROR:
-                errors.append(line)
-            else:
-                printer.warn(line)
-        vmlint.record_macs(obj, facts)
-    if errors:
-        for line in errors[:-1]:
-            printer.error(line)
-        raise PreconditionError(errors[-1] + (f" ({len(errors)} problems; nothing was written)"
-                                              if len(errors) > 1 else " (nothing was written)"))
-
-
-def _apply_all(kube: Kube, printer: Printer, vms: list[dict[str, Any]], namespace: str, mode: DryRun,
-               concurrency: int, *, force: bool = False) -> list[dict[str, Any]]:
-    """Server-side apply with bounded concurrency; report exactly which VMs failed. Fields other managers own
-    are a conflict (exit 5) unless `force` (--force-conflicts)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from macvtapctl.kube.resources import VIRTUAL_MACHINE
-
-    def one(vm: dict[str, Any]) -> tuple[dict[str, Any], str]:
-        obj = {**vm, "metadata": {**vm["metadata"], "namespace": namespace}}
-        name = obj["metadata"]["name"]
-        before = kube.get_or_none(VIRTUAL_MACHINE, name, namespace)
-        after = kube.apply(VIRTUAL_MACHINE, obj, namespace, dry_run=mode, force=force)
-        if before is None:
-            return after, "created"
-        # Content, not resourceVersion: a server dry run never bumps it, so it cannot tell a change.
-        return after, "unchanged" if _applied_content(after) == _applied_content(before) else "configured"
-
-    results: list[dict[str, Any]] = []
-    failures: list[tuple[str, MacvtapctlError]] = []
-    progress = _progress(len(vms), printer)
-    with ThreadPoolExecutor(max_workers=min(concurrency, len(vms))) as pool:
-        futures = [(vm["metadata"]["name"], pool.submit(one, vm)) for vm in vms]
-        for name, fut in futures:
-            try:
-                obj, operation = fut.result()
-            except MacvtapctlError as exc:
-                failures.append((name, exc))
-                printer.error(f"VM {name}: {exc.message}")
-            else:
-                results.append(obj)
-                if progress is None:
-                    printer.status(f"virtualmachine.kubevirt.io/{name}", operation, mode.suffix)
-            if progress is not None:
-                progress.advance()
-    if progress is not None:
-        progress.close(len(vms) - len(failures), len(failures), mode)
-    if failures:
-        codes = {f[1].exit_code for f in failures}
-        failed = ", ".join(n for n, _ in failures)
-        raise MacvtapctlError(f"{len(failures)} of {len(vms)} VMs failed: {failed}",
-                              exit_code=codes.pop() if len(codes) == 1 else ExitCode.ERROR)
-    return results
-
-
-def _applied_content(obj: dict[str, Any]) -> Any:
-    meta = obj.get("metadata") or {}
-    return obj.get("spec"), meta.get("labels") or {}, meta.get("annotations") or {}
 
 
 class _Progress:
@@ -347,9 +276,9 @@ def convert(
         raise UsageError("give a VM NAME, or --all (or -A for every namespace)")
     printer = printer_for(settings)
     namespace = None if all_namespaces else namespace_of(settings)
-    from macvtapctl.cli.enable import run_enable
     from macvtapctl.kube.facts import registered_bindings
     from macvtapctl.kube.resources import VIRTUAL_MACHINE
+    from macvtapctl.ops import binding
 
     results: list[dict[str, Any]] = []
     with connect(settings) as kube:
@@ -358,50 +287,12 @@ def convert(
             targets = [kube.get(VIRTUAL_MACHINE, name, namespace)]
         else:
             targets = kube.list(VIRTUAL_MACHINE, namespace)
-        todo = [vm for vm in targets if _core_macvtap_indexes(vm)]
+        todo = [vm for vm in targets if vmops.core_macvtap_indexes(vm)]
         if todo and binding_name not in registered_bindings(kube):
-            run_enable(kube, printer, mode, binding_name=binding_name, kubevirt_version=kubevirt_version)
+            binding.enable(kube, printer, mode, binding_name=binding_name, kubevirt_version=kubevirt_version)
         for vm in targets:
-            results.append(_convert_one(kube, printer, mode, vm, binding_name))
+            results.append(vmops.convert_one(kube, printer, mode, vm, binding_name))
     if not targets:
         printer.info("no VirtualMachines found")
     if fmt in ("json", "yaml", "name"):
         printer.objects(results, fmt, as_list=len(results) != 1)
-
-
-def _convert_one(kube: Kube, printer: Printer, mode: DryRun, vm: dict[str, Any], binding: str) -> dict[str, Any]:
-    """Convert one VM with a resourceVersion-guarded JSON patch; re-read and retry when it changed."""
-    from macvtapctl.kube.resources import VIRTUAL_MACHINE
-    from macvtapctl.kube.retry import guarded_json_patch
-
-    vm_name, vm_ns = vm["metadata"]["name"], vm["metadata"]["namespace"]
-    label = VIRTUAL_MACHINE.label(vm_name)
-
-    def plan(current: dict[str, Any]) -> list[dict[str, Any]]:
-        return _convert_ops(_core_macvtap_indexes(current), binding)
-
-    if mode is DryRun.CLIENT:
-        import jsonpatch
-
-        ops = plan(vm)
-        printer.status(label, "converted" if ops else "unchanged", mode.suffix)
-        result: dict[str, Any] = jsonpatch.apply_patch(vm, ops) if ops else vm
-        return result
-    written, changed = guarded_json_patch(kube, VIRTUAL_MACHINE, vm_name, vm_ns, plan, what=f"VM {vm_ns}/{vm_name}",
-                                          dry_run=mode, current=vm)
-    printer.status(label, "converted" if changed else "unchanged", mode.suffix)
-    return written
-
-
-def _core_macvtap_indexes(vm: dict[str, Any]) -> list[int]:
-    ifaces = vmlint.vmi_spec(vm).get("domain", {}).get("devices", {}).get("interfaces") or []
-    return [i for i, iface in enumerate(ifaces) if "macvtap" in iface]
-
-
-def _convert_ops(indexes: list[int], binding: str) -> list[dict[str, Any]]:
-    base = "/spec/template/spec/domain/devices/interfaces"
-    ops: list[dict[str, Any]] = []
-    for i in indexes:
-        ops.append({"op": "remove", "path": f"{base}/{i}/macvtap"})
-        ops.append({"op": "add", "path": f"{base}/{i}/binding", "value": {"name": binding}})
-    return ops

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from macvtapctl.errors import MacvtapctlError, UsageError
 from macvtapctl.kube import kubeconfig
 from macvtapctl.kube.errors import Request, from_status, from_transport
+from macvtapctl.kube.options import ConnectionOptions, DryRun
 from macvtapctl.kube.resources import Resource
-from macvtapctl.settings import DryRun, Settings
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -30,7 +30,7 @@ APPLY_PATCH = "application/apply-patch+yaml"
 Obj = dict[str, Any]
 
 
-def new_api_client(settings: Settings) -> ApiClient:
+def new_api_client(settings: ConnectionOptions) -> ApiClient:
     """An ApiClient from kubeconfig (kubectl precedence) or in-cluster config; no global state touched."""
     from kubernetes import client, config
 
@@ -82,7 +82,7 @@ class Kube:
         self.field_manager = field_manager
 
     @classmethod
-    def connect(cls, settings: Settings, *, field_manager: str = FIELD_MANAGER) -> Kube:
+    def connect(cls, settings: ConnectionOptions, *, field_manager: str = FIELD_MANAGER) -> Kube:
         return cls(new_api_client(settings), request_timeout=settings.request_timeout,
                    field_manager=field_manager)
 

@@ -11,8 +11,8 @@ from macvtapctl.errors import ForbiddenError, PreconditionError, UsageError
 from macvtapctl.jsonmerge import dig
 from macvtapctl.kube.client import Kube
 from macvtapctl.kube.errors import AlreadyExistsError
+from macvtapctl.kube.options import DryRun
 from macvtapctl.kube.resources import CONFIGMAP, DAEMONSET, NAMESPACE, NETWORK_ADDONS_CONFIG
-from macvtapctl.settings import DryRun
 
 DEFAULT_AGENT_NAMESPACE = "macvtap"
 AGENT_LABEL = "app.kubernetes.io/name"

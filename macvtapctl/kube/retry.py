@@ -12,8 +12,8 @@ from macvtapctl.kube.errors import AlreadyExistsError, StaleError
 
 if TYPE_CHECKING:
     from macvtapctl.kube.client import Kube
+    from macvtapctl.kube.options import DryRun
     from macvtapctl.kube.resources import Resource
-    from macvtapctl.settings import DryRun
 
 T = TypeVar("T")
 

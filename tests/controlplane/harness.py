@@ -273,10 +273,10 @@ class ControlPlane:
     # -- cluster content --
     def kube(self, *, unprivileged: bool = False) -> Any:
         from macvtapctl.kube.client import Kube
-        from macvtapctl.settings import Settings
+        from macvtapctl.kube.options import Connection
 
         path = self.user_kubeconfig if unprivileged else self.admin_kubeconfig
-        return Kube.connect(Settings(kubeconfig=str(path), request_timeout=30))
+        return Kube.connect(Connection(kubeconfig=str(path), request_timeout=30))
 
     def crd_files(self) -> list[Path]:
         src = self.crds_dir or MINIMAL_CRDS

@@ -171,9 +171,9 @@ def test_unprivileged_user_is_forbidden(cli, unprivileged, control_plane) -> Non
 
 def test_concurrent_enables_lose_no_binding(control_plane) -> None:
     """Ten writers registering different bindings at once: the resourceVersion guard plus retries keep all."""
-    from macvtapctl.cli.enable import run_enable
+    from macvtapctl.kube.options import DryRun
+    from macvtapctl.ops.binding import enable
     from macvtapctl.output import Printer
-    from macvtapctl.settings import DryRun
 
     control_plane.reset_kubevirt("v1.4.0", spec=json.loads(json.dumps(RICH_SPEC)))
     errors: list[BaseException] = []
@@ -181,7 +181,7 @@ def test_concurrent_enables_lose_no_binding(control_plane) -> None:
     def one(i: int) -> None:
         try:
             with control_plane.kube() as k:
-                run_enable(k, Printer(io.StringIO(), io.StringIO()), DryRun.NONE, binding_name=f"mvt{i}")
+                enable(k, Printer(io.StringIO(), io.StringIO()), DryRun.NONE, binding_name=f"mvt{i}")
         except BaseException as exc:
             errors.append(exc)
 

@@ -148,9 +148,9 @@ def test_expose_all_refuses_to_drop_entries_without_force(cli, admin, control_pl
 
 
 def test_twenty_concurrent_exposes_leave_twenty_entries(control_plane) -> None:
-    from macvtapctl.cli.expose import make_entry, run_expose
+    from macvtapctl.kube.options import DryRun
+    from macvtapctl.ops.expose import entry_for, expose
     from macvtapctl.output import Printer
-    from macvtapctl.settings import DryRun
 
     seed(control_plane, "[]")
     errors: list[BaseException] = []
@@ -158,7 +158,7 @@ def test_twenty_concurrent_exposes_leave_twenty_entries(control_plane) -> None:
     def one(i: int) -> None:
         try:
             with control_plane.kube() as k:
-                run_expose(k, Printer(io.StringIO(), io.StringIO()), DryRun.NONE, make_entry(f"eth{i}", None, "bridge", 100))
+                expose(k, Printer(io.StringIO(), io.StringIO()), DryRun.NONE, entry_for(f"eth{i}", None, "bridge", 100))
         except BaseException as exc:
             errors.append(exc)
 

@@ -10,9 +10,9 @@ import pytest
 
 from macvtapctl.errors import ExitCode, ForbiddenError, InvalidObjectError, NotFoundError, PreconditionError
 from macvtapctl.kube.errors import AlreadyExistsError, StaleError
+from macvtapctl.kube.options import DryRun
 from macvtapctl.kube.resources import CONFIGMAP, Resource
 from macvtapctl.kube.retry import retry_on_conflict
-from macvtapctl.settings import DryRun
 
 
 def _cm(name: str, data: dict[str, str] | None = None) -> dict:

@@ -153,7 +153,7 @@ def deny_batch_3(control_plane):
                "metadata": {"name": "deny-batch-3"},
                "spec": {"policyName": "deny-batch-3", "validationActions": ["Deny"]}}
     from macvtapctl.errors import InvalidObjectError, MacvtapctlError
-    from macvtapctl.settings import DryRun
+    from macvtapctl.kube.options import DryRun
 
     with control_plane.kube() as k:
         k.create(VAP, policy)

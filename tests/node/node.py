@@ -324,9 +324,9 @@ state = "{CONTAINERD_STATE}"
     def _kube(self) -> Any:
         sys.path.insert(0, str(REPO))
         from macvtapctl.kube.client import Kube
-        from macvtapctl.settings import Settings
+        from macvtapctl.kube.options import Connection
 
-        return Kube.connect(Settings(kubeconfig=str(self.cluster / "kubeconfig"), request_timeout=10))
+        return Kube.connect(Connection(kubeconfig=str(self.cluster / "kubeconfig"), request_timeout=10))
 
     def _node(self) -> dict[str, Any] | None:
         from macvtapctl.kube.resources import NODE

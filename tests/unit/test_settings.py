@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from macvtapctl.cli.settings import DryRun, check_output_format, parse_dry_run, parse_request_timeout
 from macvtapctl.errors import ExitCode, UsageError
-from macvtapctl.settings import DryRun, check_output_format, parse_dry_run, parse_request_timeout
 
 
 @pytest.mark.parametrize(("text", "seconds"), [

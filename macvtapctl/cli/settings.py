@@ -5,24 +5,13 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from enum import StrEnum
 
 from macvtapctl.errors import UsageError
+from macvtapctl.kube.options import DryRun
 
 OUTPUT_FORMATS = ("table", "wide", "json", "yaml", "name")
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-
-
-class DryRun(StrEnum):
-    NONE = "none"
-    CLIENT = "client"
-    SERVER = "server"
-
-    @property
-    def suffix(self) -> str:
-        """What kubectl appends to a status line."""
-        return {"none": "", "client": " (dry run)", "server": " (server dry run)"}[self.value]
 
 
 def parse_dry_run(value: str | None) -> DryRun:

@@ -1,0 +1,22 @@
+"""Use-cases: what each command does, as functions of a `Kube`, plain options and a `Reporter`.
+
+The CLI (macvtapctl/cli/) parses flags, builds these inputs and prints what comes back; nothing here knows
+about Typer, flags or output formats, and no use-case imports a command module. `setup` composes
+binding.enable, expose.expose and nad.create.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Reporter(Protocol):
+    """Progress for a person: kubectl-style status lines and notes (the CLI's Printer implements it)."""
+
+    def status(self, label: str, operation: str, suffix: str = "") -> None: ...
+
+    def info(self, message: str) -> None: ...
+
+    def warn(self, message: str) -> None: ...
+
+    def error(self, message: str) -> None: ...

@@ -1,0 +1,73 @@
+"""NetworkAttachmentDefinitions for macvtap resources: create (server-side apply) and delete, leaving other
+people's NADs alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from macvtapctl import dpconfig
+from macvtapctl.errors import ConflictError, PreconditionError
+from macvtapctl.kube.client import Kube
+from macvtapctl.kube.options import DryRun
+from macvtapctl.manifests import nad as nadm
+from macvtapctl.ops import Reporter
+
+
+def create(kube: Kube, report: Reporter, mode: DryRun, obj: dict[str, Any],
+               exposed: dpconfig.Config | None = None, *, force: bool = False) -> dict[str, Any]:
+    """Warn about unexposed resources, then server-side apply the NAD (no write when unchanged).
+
+    An existing NAD of that name that is not a macvtap NAD macvtapctl manages is someone else's: refused
+    (exit 5) unless `force`."""
+    from macvtapctl.kube.dpconfigmap import current_config
+    from macvtapctl.kube.resources import NAD
+
+    name, namespace = obj["metadata"]["name"], obj["metadata"]["namespace"]
+    resource = nadm.resource_of(obj)
+    if exposed is None:
+        exposed = current_config(kube)
+    if exposed is not None and not exposed.expose_all and resource not in exposed.names():
+        report.warn(f"resource {resource!r} is not exposed (exposed: {', '.join(exposed.names()) or 'none'}); "
+                     f"VMs using this NAD will not schedule until you run: macvtapctl expose LOWER_DEVICE "
+                     f"--name {resource}")
+    if namespace != "default":
+        report.info(f"note: only VMs in namespace {namespace!r} can use this NAD; create it in 'default' to "
+                     "share it with every namespace")
+    current = kube.get_or_none(NAD, name, namespace)
+    label = NAD.label(name)
+    if current is not None and nadm.same_content(current, obj):
+        report.status(label, "unchanged", mode.suffix)
+        return dict(current)
+    if current is not None:
+        problem = nadm.ownership_problem(current, kube.field_manager)
+        if problem and not force:
+            raise ConflictError(f"{problem}; not changing it. Choose another name, or pass --force to take it over")
+        if problem:
+            report.warn(f"{problem}; taking it over (--force)")
+    operation = "created" if current is None else "configured"
+    if mode is DryRun.CLIENT:
+        report.status(label, operation, mode.suffix)
+        return obj
+    result: dict[str, Any] = kube.apply(NAD, obj, namespace, dry_run=mode, force=True)
+    report.status(label, operation, mode.suffix)
+    return result
+
+
+def delete(kube: Kube, report: Reporter, mode: DryRun, name: str, namespace: str, *, force: bool = False) -> None:
+    """Refused while VMs reference the NAD, or when it is someone else's, unless `force`."""
+    from macvtapctl.kube.resources import NAD
+    from macvtapctl.kube.vms import vms_using_network
+
+    current = kube.get_or_none(NAD, name, namespace)
+    if current is None:
+        raise PreconditionError(f'NetworkAttachmentDefinition "{name}" not found in namespace "{namespace}"')
+    problem = nadm.ownership_problem(current, kube.field_manager)
+    if problem and not force:
+        raise ConflictError(f"{problem}; not deleting it (pass --force to delete it anyway)")
+    users = vms_using_network(kube, namespace, name)
+    if users and not force:
+        raise PreconditionError(f"NetworkAttachmentDefinition {namespace}/{name} is used by VM(s) "
+                                f"{', '.join(users)}; change or delete them first, or pass --force")
+    if mode is not DryRun.CLIENT:
+        kube.delete(NAD, name, namespace, dry_run=mode)
+    report.status(NAD.label(name), "deleted", mode.suffix)

@@ -1,0 +1,131 @@
+"""VirtualMachines on macvtap: lint generated VMs against the cluster, apply them in batches, convert the core
+`macvtap: {}` binding of old VMs."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from macvtapctl import vmlint
+from macvtapctl.errors import ExitCode, MacvtapctlError, PreconditionError
+from macvtapctl.kube.client import Kube
+from macvtapctl.kube.options import DryRun
+from macvtapctl.ops import Reporter
+
+
+class Progress(Protocol):
+    """A progress display for batches (the CLI's bar); without one each VM gets a status line."""
+
+    def advance(self) -> None: ...
+
+    def close(self, ok: int, failed: int, mode: DryRun) -> None: ...
+
+
+def check_against_cluster(kube: Kube, report: Reporter, vms: list[dict[str, Any]], namespace: str) -> None:
+    """Lint the generated VMs against the cluster; errors stop everything before any write."""
+    from macvtapctl.kube.facts import gather
+
+    facts = gather(kube, namespaces={namespace})
+    errors: list[str] = []
+    for vm in vms:
+        obj = {**vm, "metadata": {**vm["metadata"], "namespace": namespace}}
+        for finding in vmlint.lint(obj, facts):
+            if finding.check == "no-mac":
+                continue  # the generator's choice; `vm check` reports it for existing VMs
+            line = f"VM {obj['metadata']['name']}: {finding.field}: {finding.message}"
+            if finding.severity == vmlint.ERROR:
+                errors.append(line)
+            else:
+                report.warn(line)
+        vmlint.record_macs(obj, facts)
+    if errors:
+        for line in errors[:-1]:
+            report.error(line)
+        raise PreconditionError(errors[-1] + (f" ({len(errors)} problems; nothing was written)"
+                                              if len(errors) > 1 else " (nothing was written)"))
+
+
+def apply_all(kube: Kube, report: Reporter, vms: list[dict[str, Any]], namespace: str, mode: DryRun,
+              concurrency: int, *, force: bool = False, progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Server-side apply with bounded concurrency; report exactly which VMs failed. Fields other managers own
+    are a conflict (exit 5) unless `force` (--force-conflicts)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from macvtapctl.kube.resources import VIRTUAL_MACHINE
+
+    def one(vm: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        obj = {**vm, "metadata": {**vm["metadata"], "namespace": namespace}}
+        name = obj["metadata"]["name"]
+        before = kube.get_or_none(VIRTUAL_MACHINE, name, namespace)
+        after = kube.apply(VIRTUAL_MACHINE, obj, namespace, dry_run=mode, force=force)
+        if before is None:
+            return after, "created"
+        # Content, not resourceVersion: a server dry run never bumps it, so it cannot tell a change.
+        return after, "unchanged" if applied_content(after) == applied_content(before) else "configured"
+
+    results: list[dict[str, Any]] = []
+    failures: list[tuple[str, MacvtapctlError]] = []
+    with ThreadPoolExecutor(max_workers=min(concurrency, len(vms))) as pool:
+        futures = [(vm["metadata"]["name"], pool.submit(one, vm)) for vm in vms]
+        for name, fut in futures:
+            try:
+                obj, operation = fut.result()
+            except MacvtapctlError as exc:
+                failures.append((name, exc))
+                report.error(f"VM {name}: {exc.message}")
+            else:
+                results.append(obj)
+                if progress is None:
+                    report.status(f"virtualmachine.kubevirt.io/{name}", operation, mode.suffix)
+            if progress is not None:
+                progress.advance()
+    if progress is not None:
+        progress.close(len(vms) - len(failures), len(failures), mode)
+    if failures:
+        codes = {f[1].exit_code for f in failures}
+        failed = ", ".join(n for n, _ in failures)
+        raise MacvtapctlError(f"{len(failures)} of {len(vms)} VMs failed: {failed}",
+                              exit_code=codes.pop() if len(codes) == 1 else ExitCode.ERROR)
+    return results
+
+
+def applied_content(obj: dict[str, Any]) -> Any:
+    meta = obj.get("metadata") or {}
+    return obj.get("spec"), meta.get("labels") or {}, meta.get("annotations") or {}
+
+
+def convert_one(kube: Kube, report: Reporter, mode: DryRun, vm: dict[str, Any], binding: str) -> dict[str, Any]:
+    """Convert one VM with a resourceVersion-guarded JSON patch; re-read and retry when it changed."""
+    from macvtapctl.kube.resources import VIRTUAL_MACHINE
+    from macvtapctl.kube.retry import guarded_json_patch
+
+    vm_name, vm_ns = vm["metadata"]["name"], vm["metadata"]["namespace"]
+    label = VIRTUAL_MACHINE.label(vm_name)
+
+    def plan(current: dict[str, Any]) -> list[dict[str, Any]]:
+        return _convert_ops(core_macvtap_indexes(current), binding)
+
+    if mode is DryRun.CLIENT:
+        import jsonpatch
+
+        ops = plan(vm)
+        report.status(label, "converted" if ops else "unchanged", mode.suffix)
+        result: dict[str, Any] = jsonpatch.apply_patch(vm, ops) if ops else vm
+        return result
+    written, changed = guarded_json_patch(kube, VIRTUAL_MACHINE, vm_name, vm_ns, plan, what=f"VM {vm_ns}/{vm_name}",
+                                          dry_run=mode, current=vm)
+    report.status(label, "converted" if changed else "unchanged", mode.suffix)
+    return written
+
+
+def core_macvtap_indexes(vm: dict[str, Any]) -> list[int]:
+    ifaces = vmlint.vmi_spec(vm).get("domain", {}).get("devices", {}).get("interfaces") or []
+    return [i for i, iface in enumerate(ifaces) if "macvtap" in iface]
+
+
+def _convert_ops(indexes: list[int], binding: str) -> list[dict[str, Any]]:
+    base = "/spec/template/spec/domain/devices/interfaces"
+    ops: list[dict[str, Any]] = []
+    for i in indexes:
+        ops.append({"op": "remove", "path": f"{base}/{i}/macvtap"})
+        ops.append({"op": "add", "path": f"{base}/{i}/binding", "value": {"name": binding}})
+    return ops
