@@ -17,12 +17,3 @@ def merge_patch(target: Any, patch: Any) -> Any:
         else:
             result[key] = merge_patch(result.get(key), value)
     return result
-
-
-def dig(obj: Any, *path: str) -> Any:
-    """obj[path[0]][path[1]]... or None when any step is missing or not a mapping."""
-    for key in path:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(key)
-    return obj

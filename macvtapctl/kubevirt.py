@@ -1,8 +1,9 @@
 """Planning changes to the KubeVirt CR: pure functions on dicts (no I/O).
 
-Facts (see docs/enable.md): network binding plugins exist since v1.1; the NetworkBindingPlugins gate must be
-listed in v1.1-v1.4 and is GA (always on) from v1.5; from v1.9 the Beta gate ExternalNetResourceInjection is
-on by default and stops KubeVirt from injecting the macvtap device request into virt-launcher pods.
+Facts (docs/cluster-setup.md, "enable / disable"): network binding plugins exist since v1.1; the
+NetworkBindingPlugins gate must be listed in v1.1-v1.4 and is GA (always on) from v1.5; the gate
+ExternalNetResourceInjection exists from v1.8 (off) and is on by default from v1.9, when it stops KubeVirt from
+injecting the macvtap device request into virt-launcher pods.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from macvtapctl.dig import dig
 from macvtapctl.errors import PreconditionError, UsageError
-from macvtapctl.jsonmerge import dig, merge_patch
+from macvtapctl.jsonmerge import merge_patch
 
 BINDING_GATE = "NetworkBindingPlugins"
 INJECTION_GATE = "ExternalNetResourceInjection"

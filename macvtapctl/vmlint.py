@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from macvtapctl import dpconfig, validate
+from macvtapctl.dig import dig
 from macvtapctl.errors import UsageError
-from macvtapctl.jsonmerge import dig
 from macvtapctl.manifests import nad as nadm
 
 ERROR = "error"

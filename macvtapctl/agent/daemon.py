@@ -11,8 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from macvtapctl.agent import datapath
-from macvtapctl.agent.cni import CniError
+from macvtapctl.agent.cni import datapath
+from macvtapctl.agent.cni.protocol import CniError
+from macvtapctl.agent.link_registry import LinkRegistry
 
 log = logging.getLogger("macvtapctl.agent")
 
@@ -51,10 +52,10 @@ async def run(cfg: AgentConfig) -> None:
     # Netlink work runs in threads next to the event loop and gRPC's poller: a short GIL switch interval
     # (default 5 ms) keeps a thread coming back from a syscall from waiting behind them.
     sys.setswitchinterval(0.0005)
-    from macvtapctl.agent.server import CniServer
+    from macvtapctl.agent.cni.server import CniServer
 
     metrics = Metrics()
-    registry = datapath.LinkRegistry(grace=cfg.gc_min_age)
+    registry = LinkRegistry(grace=cfg.gc_min_age)
     owned = _owned_reader(cfg.pod_resources_socket)
 
     def handle(env: dict[str, str], stdin: bytes) -> tuple[int, bytes]:
@@ -73,7 +74,7 @@ async def run(cfg: AgentConfig) -> None:
     server = CniServer(cfg.cni_socket, handle, workers=cfg.workers, observe=observe_cni)
     manager = None
     if cfg.device_plugin:
-        from macvtapctl.agent.allocator import make_allocator
+        from macvtapctl.agent.deviceplugin.allocator import make_allocator
         from macvtapctl.agent.deviceplugin.manager import ConfigSource, Manager
 
         source = ConfigSource(path=cfg.config_file, on_read=metrics.config_read) if cfg.config_file else (
@@ -107,17 +108,17 @@ async def run_uninstall(cfg: AgentConfig, bin_dir: str | None) -> None:
     """`uninstall --purge-node-resources` rolls the DaemonSet to this mode: take the shim out of the CNI bin dir,
     delete every temporary link no live pod owns (none at all if the kubelet cannot say), advertise nothing,
     report ready, and wait to be deleted."""
-    from macvtapctl.agent import install
+    from macvtapctl.agent import cni_bin
     from macvtapctl.agent.observability import HealthServer, Metrics
 
     if bin_dir is not None:
-        removed = install.uninstall(bin_dir)
-        log.info("%s/%s %s", bin_dir, install.PLUGIN_NAME, "removed" if removed else "not ours or absent; left")
+        removed = cni_bin.uninstall(bin_dir)
+        log.info("%s/%s %s", bin_dir, cni_bin.PLUGIN_NAME, "removed" if removed else "not ours or absent; left")
     owned = _owned_reader(cfg.pod_resources_socket)()
     if owned is None:
         log.warning("the kubelet cannot say which links live pods own: no link deleted")
     else:
-        reclaimed = await asyncio.to_thread(datapath.gc, datapath.LinkRegistry(grace=0), owned)
+        reclaimed = await asyncio.to_thread(datapath.gc, LinkRegistry(grace=0), owned)
         log.info("uninstall: %d link(s) no pod owns deleted", len(reclaimed))
 
     def done() -> tuple[bool, str]:

@@ -68,8 +68,8 @@ class RootGroup(TyperGroup):
         except BrokenPipeError:
             raise typer.Exit(int(ExitCode.ERROR)) from None
         except Exception as exc:
-            settings = ctx.obj if isinstance(ctx.obj, Settings) else None
-            debug = settings.debug if settings else debug_from_env()
+            settings = getattr(ctx.obj, "settings", None)
+            debug = settings.debug if isinstance(settings, Settings) else debug_from_env()
             raise typer.Exit(_report(exc, debug)) from None
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
@@ -153,7 +153,9 @@ def root(
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", envvar="MACVTAPCTL_QUIET", help="Only errors and warnings on stderr.")] = False,
 ) -> None:
-    ctx.obj = Settings(
+    from macvtapctl.cli.common import Application
+
+    ctx.obj = Application(Settings(
         kubeconfig=kubeconfig,
         context=context,
         namespace=namespace,
@@ -161,7 +163,7 @@ def root(
         output=_check_output(output),
         verbosity=-1 if quiet and not verbose else verbose,
         program=ctx.find_root().info_name or "macvtapctl",
-    )
+    ))
 
 
 # The command tree, loaded lazily: a command's module is imported only when that command runs (or its own

@@ -63,7 +63,7 @@ def agent(
     import asyncio
     import os
 
-    from macvtapctl.agent import daemon, install
+    from macvtapctl.agent import cni_bin, daemon
 
     if log_level.lower() not in ("debug", "info", "warning", "error"):
         raise UsageError(f'invalid --log-level "{log_level}": debug, info, warning or error')
@@ -86,7 +86,7 @@ def agent(
         return
     if install_cni:
         try:
-            changed = install.install(install.find_shim(shim), install_cni)
+            changed = cni_bin.install(cni_bin.find_shim(shim), install_cni)
         except (OSError, FileNotFoundError) as exc:
             raise MacvtapctlError(f"cannot install the CNI shim into {install_cni}: {exc}") from None
         from macvtapctl.output import Printer
@@ -134,12 +134,12 @@ def check(
     import json
     import os
 
-    from macvtapctl.cli.common import settings_of
+    from macvtapctl.cli.common import application
     from macvtapctl.errors import ExitCode
     from macvtapctl.output import Printer
 
     # -o/--output is the global flag (also after the verb, or MACVTAPCTL_OUTPUT): one spelling, one meaning.
-    output = settings_of(ctx).output_format(("table", "json"))
+    output = application(ctx).output_format(("table", "json"))
     if os.geteuid() != 0:
         raise MacvtapctlError("agent check must run as root on the node (it creates a test macvtap link)")
     from macvtapctl.agent.check import FAIL, run_checks

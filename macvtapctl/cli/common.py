@@ -1,7 +1,9 @@
-"""Helpers shared by the command modules: options that many commands take, and the write pattern."""
+"""What every command gets (`Application`, hatch's shape: one object in ctx.obj), options many commands take,
+and the write pattern."""
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -21,10 +23,39 @@ ForceOption = Annotated[bool, typer.Option("--force", help="Go ahead despite the
 WRITE_FORMATS = ("table", "json", "yaml", "name")
 
 
-def settings_of(ctx: typer.Context) -> Settings:
-    obj = ctx.obj
-    assert isinstance(obj, Settings)
+class Application:
+    """The global flags and what they give every command: the printer, the namespace, an API connection.
+
+    The root command puts one in ctx.obj; commands take it with `application(ctx)` instead of repeating the
+    settings -> format -> printer -> namespace -> connect preamble."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def printer(self) -> Printer:
+        return Printer(verbosity=self.settings.verbosity)
+
+    @cached_property
+    def namespace(self) -> str:
+        """-n, else the kubeconfig context's namespace, else "default" (kubectl's rule)."""
+        return namespace_of(self.settings)
+
+    def output_format(self, allowed: tuple[str, ...]) -> str:
+        return self.settings.output_format(allowed)
+
+    def connect(self) -> Kube:
+        return connect(self.settings)
+
+
+def application(ctx: typer.Context) -> Application:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, Application)
     return obj
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    return application(ctx).settings
 
 
 def printer_for(settings: Settings) -> Printer:

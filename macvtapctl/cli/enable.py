@@ -11,11 +11,9 @@ from macvtapctl.cli.common import (
     WRITE_FORMATS,
     DryRunOption,
     ForceOption,
-    connect,
+    application,
     dry_run_of,
     emit,
-    printer_for,
-    settings_of,
 )
 
 ENABLE_HELP = """Register the macvtap network binding plugin in the KubeVirt CR.
@@ -43,18 +41,18 @@ def enable(
     dry_run: DryRunOption = "none",
     force: ForceOption = False,
 ) -> None:
-    settings = settings_of(ctx)
-    fmt = settings.output_format(WRITE_FORMATS)
+    cli = application(ctx)
+    fmt = cli.output_format(WRITE_FORMATS)
     mode = dry_run_of(dry_run)
     from macvtapctl.validate import check_binding_name
 
     check_binding_name(binding_name)
     if kubevirt_version is not None:
         kubevirt.require_version(None, kubevirt_version)  # bad input fails before any request
-    printer = printer_for(settings)
+    printer = cli.printer
     from macvtapctl.ops import binding
 
-    with connect(settings) as kube:
+    with cli.connect() as kube:
         result = binding.enable(kube, printer, mode, binding_name=binding_name, external_injector=external_injector,
                                 kubevirt_version=kubevirt_version, force=force)
     emit(printer, fmt, [result])
@@ -66,15 +64,15 @@ def disable(
     dry_run: DryRunOption = "none",
     force: ForceOption = False,
 ) -> None:
-    settings = settings_of(ctx)
-    fmt = settings.output_format(WRITE_FORMATS)
+    cli = application(ctx)
+    fmt = cli.output_format(WRITE_FORMATS)
     mode = dry_run_of(dry_run)
     from macvtapctl.validate import check_binding_name
 
     check_binding_name(binding_name)
-    printer = printer_for(settings)
+    printer = cli.printer
     from macvtapctl.ops import binding
 
-    with connect(settings) as kube:
+    with cli.connect() as kube:
         result = binding.disable(kube, printer, mode, binding_name=binding_name, force=force)
     emit(printer, fmt, [result])

@@ -11,11 +11,9 @@ from macvtapctl.cli.common import (
     WRITE_FORMATS,
     DryRunOption,
     ForceOption,
-    connect,
+    application,
     dry_run_of,
     emit,
-    printer_for,
-    settings_of,
 )
 from macvtapctl.errors import PreconditionError, UsageError
 
@@ -48,8 +46,8 @@ def expose(
     dry_run: DryRunOption = "none",
     force: ForceOption = False,
 ) -> None:
-    settings = settings_of(ctx)
-    fmt = settings.output_format(WRITE_FORMATS)
+    cli = application(ctx)
+    fmt = cli.output_format(WRITE_FORMATS)
     mode_ = dry_run_of(dry_run)
     entry = None
     if expose_all:
@@ -63,10 +61,10 @@ def expose(
         entry = entry_for(lower_device, name, mode, capacity)
     if dp_namespace:
         validate.check_dns_label(dp_namespace, "--dp-namespace")
-    printer = printer_for(settings)
+    printer = cli.printer
     from macvtapctl.ops import expose as ops
 
-    with connect(settings) as kube:
+    with cli.connect() as kube:
         objs = ops.expose(kube, printer, mode_, entry, dp_namespace=dp_namespace, force=force, restart=restart)
     emit(printer, fmt, objs)
 
@@ -78,25 +76,25 @@ def unexpose(
     restart: Restart = False,
     dry_run: DryRunOption = "none",
 ) -> None:
-    settings = settings_of(ctx)
-    fmt = settings.output_format(WRITE_FORMATS)
+    cli = application(ctx)
+    fmt = cli.output_format(WRITE_FORMATS)
     mode = dry_run_of(dry_run)
-    printer = printer_for(settings)
+    printer = cli.printer
 
     from macvtapctl.ops import expose as ops
 
-    with connect(settings) as kube:
+    with cli.connect() as kube:
         objs = ops.unexpose(kube, printer, mode, name, dp_namespace=dp_namespace, restart=restart)
     emit(printer, fmt, objs)
 
 
 def exposed(ctx: typer.Context, dp_namespace: DpNamespace = None) -> None:
-    settings = settings_of(ctx)
-    fmt = settings.output_format(("table", "wide", "json", "yaml"))
-    printer = printer_for(settings)
+    cli = application(ctx)
+    fmt = cli.output_format(("table", "wide", "json", "yaml"))
+    printer = cli.printer
     from macvtapctl.kube import dpconfigmap
 
-    with connect(settings) as kube:
+    with cli.connect() as kube:
         target = dpconfigmap.locate(kube, dp_namespace)
     if target.object is None:
         raise PreconditionError(f"ConfigMap {target.name} not found in namespace {target.namespace!r}; "

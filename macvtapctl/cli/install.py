@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from macvtapctl import validate
-from macvtapctl.cli.common import DryRunOption, ForceOption, connect, dry_run_of, printer_for, settings_of
+from macvtapctl.cli.common import DryRunOption, ForceOption, application, dry_run_of
 from macvtapctl.errors import UsageError
 from macvtapctl.kube.options import DryRun
 from macvtapctl.manifests import agent as agentm
@@ -57,8 +57,9 @@ def install(
 ) -> None:
     from macvtapctl.cli.settings import parse_request_timeout
 
-    settings = settings_of(ctx)
-    fmt = settings.output_format(("table", "json", "yaml", "name"))
+    cli = application(ctx)
+    settings = cli.settings
+    fmt = cli.output_format(("table", "json", "yaml", "name"))
     mode = dry_run_of(dry_run)
     limit = parse_request_timeout(timeout) or 300.0
     if via not in ("agent", "cnao"):
@@ -70,7 +71,7 @@ def install(
     # -n/--namespace (global, kubectl's) is the agent's namespace here; default "macvtap".
     namespace = settings.namespace or agentm.DEFAULT_NAMESPACE
     opts = _options(image, namespace, node_selector or [], toleration or [], cni_bin_dir, device_plugin_dir)
-    printer = printer_for(settings)
+    printer = cli.printer
     if via == "cnao":
         objs = [agentm.network_addons_config(device_plugin_config)]
     else:
@@ -84,7 +85,7 @@ def install(
         return
     from macvtapctl.ops import deploy
 
-    with connect(settings) as kube:
+    with cli.connect() as kube:
         if via == "cnao":
             result = [deploy.via_cnao(kube, printer, mode, objs[0])]
         else:
@@ -112,13 +113,14 @@ def uninstall(
     dry_run: DryRunOption = "none",
     force: ForceOption = False,
 ) -> None:
-    settings = settings_of(ctx)
+    cli = application(ctx)
+    settings = cli.settings
     mode = dry_run_of(dry_run)
     namespace = validate.check_dns_label(settings.namespace or agentm.DEFAULT_NAMESPACE, "--namespace")
-    printer = printer_for(settings)
+    printer = cli.printer
     from macvtapctl.ops import deploy
 
-    with connect(settings) as kube:
+    with cli.connect() as kube:
         deploy.uninstall(kube, printer, mode, namespace, purge=purge, purge_node_resources=purge_node_resources,
                          force=force)
 
@@ -127,10 +129,10 @@ def kind_config(
     ctx: typer.Context,
     nodes: Annotated[int, typer.Option("--nodes", help="Nodes: one control plane, the rest workers.")] = 2,
 ) -> None:
-    settings = settings_of(ctx)
-    fmt = settings.output_format(("table", "yaml", "json"))
+    cli = application(ctx)
+    fmt = cli.output_format(("table", "yaml", "json"))
     doc = agentm.kind_config(nodes)
-    printer = printer_for(settings)
+    printer = cli.printer
     if fmt == "json":
         printer.document(doc, "json")
     else:

@@ -10,12 +10,9 @@ from macvtapctl.cli.common import (
     WRITE_FORMATS,
     DryRunOption,
     ForceOption,
-    connect,
+    application,
     dry_run_of,
     emit,
-    namespace_of,
-    printer_for,
-    settings_of,
 )
 from macvtapctl.manifests import nad as nadm
 
@@ -40,13 +37,13 @@ def create(
     dry_run: DryRunOption = "none",
     force: ForceOption = False,
 ) -> None:
-    settings = settings_of(ctx)
-    fmt = settings.output_format(WRITE_FORMATS)
+    cli = application(ctx)
+    fmt = cli.output_format(WRITE_FORMATS)
     mode = dry_run_of(dry_run)
-    namespace = namespace_of(settings)
+    namespace = cli.namespace
     obj = nadm.render(name, namespace, resource, mtu=mtu, promisc=promisc, cni_version=cni_version)
-    printer = printer_for(settings)
-    with connect(settings) as kube:
+    printer = cli.printer
+    with cli.connect() as kube:
         from macvtapctl.ops import nad as ops
 
         result = ops.create(kube, printer, mode, obj, force=force)
@@ -58,14 +55,14 @@ def list_(
     ctx: typer.Context,
     all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="Every namespace.")] = False,
 ) -> None:
-    settings = settings_of(ctx)
-    fmt = settings.output_format(("table", "wide", "json", "yaml", "name"))
-    printer = printer_for(settings)
+    cli = application(ctx)
+    fmt = cli.output_format(("table", "wide", "json", "yaml", "name"))
+    printer = cli.printer
     from macvtapctl.kube.dpconfigmap import current_config
     from macvtapctl.kube.resources import NAD
 
-    namespace = None if all_namespaces else namespace_of(settings)
-    with connect(settings) as kube:
+    namespace = None if all_namespaces else cli.namespace
+    with cli.connect() as kube:
         nads = [n for n in kube.list(NAD, namespace) if nadm.is_macvtap(n)]
         exposed = current_config(kube)
     if fmt in ("json", "yaml", "name"):
@@ -101,13 +98,13 @@ def delete(
     dry_run: DryRunOption = "none",
     force: ForceOption = False,
 ) -> None:
-    settings = settings_of(ctx)
+    cli = application(ctx)
     mode = dry_run_of(dry_run)
-    namespace = namespace_of(settings)
-    printer = printer_for(settings)
+    namespace = cli.namespace
+    printer = cli.printer
 
     from macvtapctl.ops import nad as ops
 
-    with connect(settings) as kube:
+    with cli.connect() as kube:
         ops.delete(kube, printer, mode, name, namespace, force=force)
 

@@ -7,8 +7,7 @@ from typing import Annotated
 import typer
 
 from macvtapctl import validate
-from macvtapctl.cli.common import printer_for, settings_of
-from macvtapctl.cli.settings import Settings
+from macvtapctl.cli.common import Application, application
 from macvtapctl.errors import PreconditionError, UsageError
 from macvtapctl.manifests import rbac as rbacm
 
@@ -31,8 +30,8 @@ def rbac(
     from_cluster: Annotated[bool, typer.Option(
         "--from-cluster", help="Ask the cluster which ConfigMap CNAO's devicePluginConfig names.")] = False,
 ) -> None:
-    settings = settings_of(ctx)
-    fmt = settings.output_format(("table", "yaml", "json"))
+    cli = application(ctx)
+    fmt = cli.output_format(("table", "yaml", "json"))
     validate.check_dns_subdomain(role_name, "--role-name")
     subjects = [(k, v) for k, v in (("User", user), ("Group", group), ("ServiceAccount", serviceaccount)) if v]
     if len(subjects) > 1:
@@ -46,9 +45,9 @@ def rbac(
         validate.check_dns_label(sa_ns, "service account namespace")
         validate.check_dns_subdomain(subject, "service account name")
     names_ = [validate.check_dns_subdomain(c, "--configmap") for c in configmap or []]
-    printer = printer_for(settings)
+    printer = cli.printer
     if from_cluster:
-        names_ += _cnao_configmaps(settings)
+        names_ += _cnao_configmaps(cli)
     for groups, resources, verbs, names, why in rbacm.ADMIN_RULES:
         target = ",".join(resources) + (f" ({','.join(names)})" if names else "")
         printer.debug(f"# {'/'.join(g or 'core' for g in groups)} {target}: {','.join(verbs)} - {why}")
@@ -59,13 +58,12 @@ def rbac(
         printer.yaml_stream(docs)
 
 
-def _cnao_configmaps(settings: Settings) -> list[str]:
+def _cnao_configmaps(cli: Application) -> list[str]:
     """The ConfigMap CNAO's NetworkAddonsConfig points `expose` at, if any (CNAO not installed: none)."""
-    from macvtapctl.cli.common import connect
-    from macvtapctl.jsonmerge import dig
+    from macvtapctl.dig import dig
     from macvtapctl.kube.resources import NETWORK_ADDONS_CONFIG
 
-    with connect(settings) as kube:
+    with cli.connect() as kube:
         try:
             nacs = kube.list(NETWORK_ADDONS_CONFIG)
         except PreconditionError:  # the CRD is not served: no CNAO

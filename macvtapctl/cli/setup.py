@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from macvtapctl import kubevirt, validate
-from macvtapctl.cli.common import DryRunOption, ForceOption, connect, dry_run_of, namespace_of, printer_for, settings_of
+from macvtapctl.cli.common import DryRunOption, ForceOption, application, dry_run_of
 from macvtapctl.manifests import nad as nadm
 
 HELP = """Everything a cluster needs for VMs on LOWER_DEVICE: register the binding in KubeVirt (enable), expose
@@ -36,8 +36,8 @@ def setup(
     dry_run: DryRunOption = "none",
     force: ForceOption = False,
 ) -> None:
-    settings = settings_of(ctx)
-    fmt = settings.output_format(("table", "json", "yaml", "name"))
+    cli = application(ctx)
+    fmt = cli.output_format(("table", "json", "yaml", "name"))
     mode_ = dry_run_of(dry_run)
     # All input is checked before the first request.
     validate.check_binding_name(binding_name)
@@ -49,12 +49,12 @@ def setup(
     entry = expose.entry_for(lower_device, name, mode, capacity)
     if dp_namespace:
         validate.check_dns_label(dp_namespace, "--dp-namespace")
-    namespace = namespace_of(settings)
+    namespace = cli.namespace
     nad = nadm.render(nad_name or entry.name, namespace, entry.name, mtu=mtu, promisc=promisc,
                       cni_version=cni_version)
-    printer = printer_for(settings)
+    printer = cli.printer
     objs: list[dict[str, Any]] = []
-    with connect(settings) as kube:
+    with cli.connect() as kube:
         objs.append(binding.enable(kube, printer, mode_, binding_name=binding_name, external_injector=external_injector,
                                kubevirt_version=kubevirt_version, force=force))
         objs.extend(expose.expose(kube, printer, mode_, entry, dp_namespace=dp_namespace))

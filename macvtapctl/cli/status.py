@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from macvtapctl.cli.common import connect, printer_for, settings_of
+from macvtapctl.cli.common import application
 from macvtapctl.errors import ExitCode
 
 HELP = """Show the whole chain: KubeVirt version and binding/gate state, the device-plugin ConfigMap, the agent
@@ -15,10 +15,10 @@ and the NADs with the resource each points to. Exit code 0 only when the chain i
 
 
 def status(ctx: typer.Context) -> None:
-    settings = settings_of(ctx)
-    fmt = settings.output_format(("table", "wide", "json", "yaml"))
-    printer = printer_for(settings)
-    with connect(settings) as kube:
+    cli = application(ctx)
+    fmt = cli.output_format(("table", "wide", "json", "yaml"))
+    printer = cli.printer
+    with cli.connect() as kube:
         from macvtapctl.ops.status import collect
 
         doc = collect(kube)

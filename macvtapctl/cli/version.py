@@ -9,9 +9,9 @@ from typing import Annotated, Any
 import typer
 
 from macvtapctl import __version__
+from macvtapctl.cli.common import application
 from macvtapctl.cli.settings import Settings
 from macvtapctl.errors import MacvtapctlError
-from macvtapctl.output import Printer
 
 HELP = "Print the client, server and KubeVirt versions."
 
@@ -29,9 +29,10 @@ def version(
     client: Annotated[bool, typer.Option("--client", help="Only the client version; no cluster contact.")]
     = False,
 ) -> None:
-    settings: Settings = ctx.obj
-    fmt = settings.output_format(("table", "json", "yaml"))
-    printer = Printer(verbosity=settings.verbosity)
+    cli = application(ctx)
+    settings = cli.settings
+    fmt = cli.output_format(("table", "json", "yaml"))
+    printer = cli.printer
     doc: dict[str, Any] = {"clientVersion": client_version()}
     failure: MacvtapctlError | None = None
     if not client:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from macvtapctl import validate, vmlint
-from macvtapctl.cli.common import DryRunOption, connect, dry_run_of, namespace_of, printer_for, settings_of
+from macvtapctl.cli.common import DryRunOption, application, dry_run_of
 from macvtapctl.cli.settings import Settings
 from macvtapctl.errors import ExitCode, MacvtapctlError, UsageError
 from macvtapctl.kube.options import DryRun
@@ -96,9 +96,10 @@ def create(
         "--force-conflicts", help="With --apply: take over fields other managers own (kubectl's flag).")] = False,
     dry_run: DryRunOption = "none",
 ) -> None:
-    settings = settings_of(ctx)
+    cli = application(ctx)
+    settings = cli.settings
     mode = dry_run_of(dry_run)
-    fmt = settings.output_format(("table", "json", "yaml", "name") if apply else ("table", "json", "yaml"))
+    fmt = cli.output_format(("table", "json", "yaml", "name") if apply else ("table", "json", "yaml"))
     if offline and (apply or mode is DryRun.SERVER):
         raise UsageError("--offline cannot be combined with --apply or --dry-run=server: both need the cluster")
     if not 1 <= concurrency <= 64:
@@ -106,15 +107,15 @@ def create(
     opts = _options(settings, network or [], memory, cpu, image, run_strategy, ssh_key or [], user, password_file,
                     ip or [], mac or [], no_pod_network, no_network_data, label or [], binding_name)
     names = vmm.names_for(name, count, name_template)
-    namespace = namespace_of(settings)
+    namespace = cli.namespace
     vms = [vmm.render(n, opts, default_namespace=namespace) for n in names]
-    printer = printer_for(settings)
+    printer = cli.printer
     contact = apply or mode is not DryRun.NONE
     if not contact or offline:
         _print_vms(printer, vms, fmt)
         return
     try:
-        kube = connect(settings)
+        kube = cli.connect()
     except MacvtapctlError as exc:
         if apply or mode is DryRun.SERVER:
             raise
@@ -211,16 +212,16 @@ def check(
     all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="Every namespace.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Warnings count as problems too.")] = False,
 ) -> None:
-    settings = settings_of(ctx)
-    fmt = settings.output_format(("table", "wide", "json", "yaml"))
+    cli = application(ctx)
+    fmt = cli.output_format(("table", "wide", "json", "yaml"))
     if bool(name) == (all_vms or all_namespaces):
         raise UsageError("give a VM NAME, or --all (or -A for every namespace)")
-    printer = printer_for(settings)
-    namespace = None if all_namespaces else namespace_of(settings)
+    printer = cli.printer
+    namespace = None if all_namespaces else cli.namespace
     from macvtapctl.kube.facts import gather
     from macvtapctl.kube.vms import all_vms as list_vms
 
-    with connect(settings) as kube:
+    with cli.connect() as kube:
         facts = gather(kube, namespaces=None if namespace is None else {namespace})
         if name:
             from macvtapctl.kube.resources import VIRTUAL_MACHINE
@@ -268,20 +269,20 @@ def convert(
     kubevirt_version: Annotated[str | None, typer.Option("--kubevirt-version", metavar="vX.Y.Z")] = None,
     dry_run: DryRunOption = "none",
 ) -> None:
-    settings = settings_of(ctx)
-    fmt = settings.output_format(("table", "json", "yaml", "name"))
+    cli = application(ctx)
+    fmt = cli.output_format(("table", "json", "yaml", "name"))
     mode = dry_run_of(dry_run)
     validate.check_binding_name(binding_name)
     if bool(name) == (all_vms or all_namespaces):
         raise UsageError("give a VM NAME, or --all (or -A for every namespace)")
-    printer = printer_for(settings)
-    namespace = None if all_namespaces else namespace_of(settings)
+    printer = cli.printer
+    namespace = None if all_namespaces else cli.namespace
     from macvtapctl.kube.facts import registered_bindings
     from macvtapctl.kube.resources import VIRTUAL_MACHINE
     from macvtapctl.ops import binding
 
     results: list[dict[str, Any]] = []
-    with connect(settings) as kube:
+    with cli.connect() as kube:
         if name:
             assert namespace is not None
             targets = [kube.get(VIRTUAL_MACHINE, name, namespace)]

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from macvtapctl import dpconfig
+from macvtapctl.dig import dig
 from macvtapctl.errors import ForbiddenError, PreconditionError, UsageError
-from macvtapctl.jsonmerge import dig
 from macvtapctl.kube.client import Kube
 from macvtapctl.kube.errors import AlreadyExistsError
 from macvtapctl.kube.options import DryRun

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from macvtapctl import vmlint
+from macvtapctl.dig import dig
 from macvtapctl.errors import MacvtapctlError, PreconditionError
-from macvtapctl.jsonmerge import dig
 from macvtapctl.kube.client import Kube
 from macvtapctl.kube.dpconfigmap import current_config
 from macvtapctl.kube.kubevirt_cr import get_hco, hco_owner, the_kubevirt

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from macvtapctl.dig import dig
 from macvtapctl.errors import PreconditionError
-from macvtapctl.jsonmerge import dig
 from macvtapctl.kube.client import Kube
 from macvtapctl.kube.resources import VIRTUAL_MACHINE, VIRTUAL_MACHINE_INSTANCE
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from macvtapctl import kubevirt
+from macvtapctl.dig import dig
 from macvtapctl.errors import PreconditionError
-from macvtapctl.jsonmerge import dig
 from macvtapctl.kube.client import Kube
 from macvtapctl.kube.options import DryRun
 from macvtapctl.kube.resources import Resource

@@ -78,7 +78,7 @@ def _content(obj: dict[str, Any]) -> dict[str, Any]:
 
 def via_cnao(kube: Kube, report: Reporter, mode: DryRun, obj: dict[str, Any]) -> dict[str, Any]:
     """Create the NetworkAddonsConfig `cluster`, or merge-patch macvtap into the existing one."""
-    from macvtapctl.jsonmerge import dig
+    from macvtapctl.dig import dig
     from macvtapctl.kube.resources import NETWORK_ADDONS_CONFIG
 
     existing = kube.get_or_none(NETWORK_ADDONS_CONFIG, "cluster")

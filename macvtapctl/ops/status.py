@@ -27,7 +27,7 @@ def collect(kube: Kube) -> dict[str, Any]:
 
 def _kubevirt(kube: Kube, problems: list[str]) -> dict[str, Any]:
     from macvtapctl import kubevirt as kvplan
-    from macvtapctl.jsonmerge import dig
+    from macvtapctl.dig import dig
     from macvtapctl.kube.facts import registered_bindings
     from macvtapctl.kube.lookup import find_kubevirts
 

@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from macvtapctl.agent import netns as agent_netns
-from macvtapctl.agent.cni import SUPPORTED_VERSIONS
+from macvtapctl.agent.cni.protocol import SUPPORTED_VERSIONS
+from macvtapctl.agent.netlink import netns as agent_netns
 from tests.datapath.conftest import Node, host_mvt_links, ip, run_cnitool, run_shim, write_conf
 
 ETH_P_EXPERIMENTAL = 0x88B5
@@ -437,10 +437,12 @@ def test_a_refused_concurrent_add_holds_no_namespace_open(node: Node) -> None:
     """An ADD refused because another ADD is attaching the same device must not leak the pod netns fd."""
     import pytest
 
-    from macvtapctl.agent import cni, datapath
+    from macvtapctl.agent.cni import datapath
+    from macvtapctl.agent.cni import protocol as cni
     from macvtapctl.agent.link_name import temporary_link_name
+    from macvtapctl.agent.link_registry import LinkRegistry
 
-    registry = datapath.LinkRegistry()
+    registry = LinkRegistry()
     registry.claim(temporary_link_name("busyMvp0"))
     req = cni.parse_request({"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": node.pod_path,
                              "CNI_IFNAME": "net1", "CNI_PATH": "/opt/cni/bin"},

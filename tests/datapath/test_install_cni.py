@@ -28,15 +28,15 @@ def test_install_cni_is_atomic_and_idempotent(tmp_path, shim) -> None:
 
 
 def test_uninstall_removes_only_our_shim(tmp_path, shim) -> None:
-    from macvtapctl.agent import install
+    from macvtapctl.agent import cni_bin
 
-    install.install(shim, str(tmp_path))
-    assert install.uninstall(str(tmp_path)) is True
+    cni_bin.install(shim, str(tmp_path))
+    assert cni_bin.uninstall(str(tmp_path)) is True
     assert not (tmp_path / "macvtap").exists()
     (tmp_path / "macvtap").write_bytes(b"\x7fELF upstream's macvtap-cni binary")
-    assert install.uninstall(str(tmp_path)) is False  # not ours: left alone
+    assert cni_bin.uninstall(str(tmp_path)) is False  # not ours: left alone
     assert (tmp_path / "macvtap").exists()
-    assert install.uninstall(str(tmp_path / "missing")) is False
+    assert cni_bin.uninstall(str(tmp_path / "missing")) is False
 
 
 @pytest.mark.parametrize("args", [["-o", "json", "agent", "check"], ["agent", "check", "-o", "json"]])

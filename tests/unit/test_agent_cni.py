@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from macvtapctl.agent import cni
+from macvtapctl.agent.cni import protocol as cni
 from macvtapctl.agent.link_name import temporary_link_name
 
 ENV = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c", "CNI_NETNS": "/run/netns/p", "CNI_IFNAME": "net1"}

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from macvtapctl.agent.datapath import LinkRegistry
 from macvtapctl.agent.deviceplugin import podresources_pb2 as pb
 from macvtapctl.agent.deviceplugin.podresources import owned_in
+from macvtapctl.agent.link_registry import LinkRegistry
 
 
 def test_owned_links_are_never_reclaimed_however_old() -> None:

@@ -7,7 +7,7 @@ import struct
 from hypothesis import given
 from hypothesis import strategies as st
 
-from macvtapctl.agent import rtnl
+from macvtapctl.agent.netlink import rtnl
 
 
 def test_newlink_round_trip() -> None:

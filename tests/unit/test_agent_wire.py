@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from macvtapctl.agent import wire
+from macvtapctl.agent.cni import wire
 
 env_keys = st.from_regex(r"CNI_[A-Z_]{1,20}", fullmatch=True)
 envs = st.dictionaries(env_keys, st.text(max_size=200), max_size=wire.MAX_ENV)

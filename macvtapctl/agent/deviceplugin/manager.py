@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from macvtapctl import dpconfig
+from macvtapctl.agent.deviceplugin.links import LinkWatcher
 from macvtapctl.agent.deviceplugin.plugin import Allocator, ResourcePlugin
-from macvtapctl.agent.links import LinkWatcher
 from macvtapctl.dpconfig import Entry
 
 log = logging.getLogger("macvtapctl.agent.dp")

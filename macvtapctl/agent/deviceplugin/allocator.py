@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from macvtapctl.agent.datapath import LinkRegistry
 from macvtapctl.agent.link_name import temporary_link_name
-from macvtapctl.agent.rtnl_client import Rtnl
+from macvtapctl.agent.link_registry import LinkRegistry
+from macvtapctl.agent.netlink.rtnl_client import Rtnl
 from macvtapctl.dpconfig import Entry
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from macvtapctl.agent import netns
+from macvtapctl.agent.netlink import netns
 
 IFF_UP = 0x1
 IFF_PROMISC = 0x100
@@ -55,7 +56,7 @@ class Netlink:
         try:
             return _link(self.ipr.link("get", ifname=name)[0])
         except NetlinkError as exc:
-            if exc.code == 19:  # ENODEV
+            if exc.code == errno.ENODEV:
                 return None
             raise
 
@@ -65,7 +66,7 @@ class Netlink:
         try:
             return _link(self.ipr.link("get", index=index)[0])
         except NetlinkError as exc:
-            if exc.code == 19:  # ENODEV
+            if exc.code == errno.ENODEV:
                 return None
             raise
 
@@ -115,7 +116,7 @@ class Netlink:
         try:
             self.ipr.link("del", ifname=name)
         except NetlinkError as exc:
-            if exc.code == 19:
+            if exc.code == errno.ENODEV:
                 return False
             raise
         return True

@@ -7,7 +7,7 @@ import os
 import socket
 import threading
 
-from macvtapctl.agent import rtnl
+from macvtapctl.agent.netlink import rtnl
 
 
 class RtnlError(OSError):

@@ -6,66 +6,20 @@ import contextlib
 import errno
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from macvtapctl.agent import cni, link_name, netns
-from macvtapctl.agent.cni import CniError, Request
+from macvtapctl.agent import link_name
+from macvtapctl.agent.cni import protocol as cni
+from macvtapctl.agent.cni.protocol import CniError, Request
 from macvtapctl.agent.link_name import temporary_link_name
-from macvtapctl.agent.netlink import Link, Netlink, error_code, host, in_namespace
+from macvtapctl.agent.link_registry import LinkBusy, LinkRegistry
+from macvtapctl.agent.netlink import Link, Netlink, error_code, host, in_namespace, netns
 
 log = logging.getLogger("macvtapctl.agent.cni")
 TEMP_PREFIX = link_name.PREFIX
 E_INVALID_NETNS = 8  # libcni's ErrInvalidNetNS
-
-
-@dataclass
-class LinkRegistry:
-    """The temporary mvt* links on the node: when each was allocated or first seen, and which an ADD is using.
-
-    A link on the node belongs to its device ID for as long as the kubelet assigns that ID to a live pod: DEL
-    hands a link back to the node (so a retried sandbox, which gets no new Allocate, finds it again), and only
-    links no live pod owns are reclaimed. `owned` is that set of link names, from the kubelet's pod-resources
-    API; None when it cannot be read, and then nothing is reclaimed: age proves nothing (a pod whose volumes
-    take minutes to mount gets its ADD long after Allocate), and neither do CNI GC's valid attachments (they
-    name containers, while a device outlives a failed sandbox). A link younger than `grace` is never reclaimed:
-    its Allocate may have answered before the kubelet lists the pod.
-    """
-
-    grace: float = 10.0
-    first_seen: dict[str, float] = field(default_factory=dict)
-    # ifindex of the link the latest Allocate created per name: the /dev/tapN the kubelet handed out. Another link
-    # under the same name (given back late by an old pod) is stale.
-    allocated_index: dict[str, int] = field(default_factory=dict)
-    busy: set[str] = field(default_factory=set)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def allocated(self, name: str, index: int | None = None) -> None:
-        with self.lock:
-            self.first_seen[name] = time.monotonic()
-            if index is not None:
-                self.allocated_index[name] = index
-
-    def claim(self, name: str) -> None:
-        with self.lock:
-            if name in self.busy:
-                raise CniError(cni.E_TRY_AGAIN, f"link {name} is being attached by another ADD")
-            self.busy.add(name)
-
-    def release(self, name: str) -> None:
-        with self.lock:
-            self.busy.discard(name)
-            self.first_seen.pop(name, None)
-
-    def reclaimable(self, name: str, now: float, owned: set[str] | None) -> bool:
-        """Call with `lock` held."""
-        if name in self.busy:
-            return False
-        age = now - self.first_seen.setdefault(name, now)
-        return owned is not None and name not in owned and age >= self.grace
 
 
 def _netlink_error(what: str, exc: BaseException) -> CniError:
@@ -93,7 +47,10 @@ def _open(req: Request, *, allow_missing: bool = False) -> int | None:
 
 def add(req: Request, registry: LinkRegistry, *, tap_dir: str = "/dev") -> dict[str, Any]:
     tmp = temporary_link_name(req.device_id)
-    registry.claim(tmp)  # before opening the namespace: a refused ADD must not hold a pod's netns open
+    try:
+        registry.claim(tmp)  # before opening the namespace: a refused ADD must not hold a pod's netns open
+    except LinkBusy as exc:
+        raise CniError(cni.E_TRY_AGAIN, str(exc)) from None
     try:
         fd = _open(req)
         assert fd is not None

@@ -8,9 +8,9 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from macvtapctl.agent import rtnl
+from macvtapctl.agent.netlink import rtnl
 
-log = logging.getLogger("macvtapctl.agent.links")
+log = logging.getLogger("macvtapctl.agent.deviceplugin.links")
 IFF_LOOPBACK = 0x8
 QUIET_KINDS = ("macvtap",)
 

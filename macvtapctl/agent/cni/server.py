@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from macvtapctl.agent import wire
+from macvtapctl.agent.cni import wire
 
 log = logging.getLogger("macvtapctl.agent")
 READ_TIMEOUT = 10.0

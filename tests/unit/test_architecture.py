@@ -1,0 +1,74 @@
+"""The import rules of docs/architecture.md, checked on every import statement in the package."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[2] / "macvtapctl"
+PURE = ("macvtapctl.dpconfig", "macvtapctl.kubevirt", "macvtapctl.vmlint", "macvtapctl.validate",
+        "macvtapctl.errors", "macvtapctl.dig", "macvtapctl.jsonmerge", "macvtapctl.yamlout")
+
+
+def imports(path: Path) -> set[str]:
+    """Every module a file imports (at any depth), `from a import b` counted as a and a.b."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return {m for m in found if m.startswith("macvtapctl")}
+
+
+def modules(room: str) -> list[Path]:
+    return sorted((PKG / room).rglob("*.py")) if (PKG / room).is_dir() else [PKG / f"{room}.py"]
+
+
+def under(names: set[str], *prefixes: str) -> list[str]:
+    return sorted(n for n in names if any(n == p or n.startswith(p + ".") for p in prefixes))
+
+
+@pytest.mark.parametrize("room", ["kube", "ops", "manifests", "dpconfig", "kubevirt", "vmlint", "validate"])
+def test_nothing_below_the_command_layer_imports_it(room: str) -> None:
+    for path in modules(room):
+        assert not under(imports(path), "macvtapctl.cli"), path
+
+
+@pytest.mark.parametrize("room", ["kube", "manifests", "dpconfig", "kubevirt", "vmlint", "validate"])
+def test_the_api_layer_and_the_pure_modules_know_no_use_cases(room: str) -> None:
+    for path in modules(room):
+        assert not under(imports(path), "macvtapctl.ops"), path
+
+
+@pytest.mark.parametrize("room", ["manifests", "dpconfig", "kubevirt", "vmlint", "validate"])
+def test_pure_modules_do_no_io(room: str) -> None:
+    for path in modules(room):
+        assert not under(imports(path), "macvtapctl.kube", "macvtapctl.agent"), path
+
+
+def test_no_command_module_imports_another_verbs_module() -> None:
+    shared = {"macvtapctl.cli.common", "macvtapctl.cli.settings", "macvtapctl.cli.argv",
+              "macvtapctl.cli._click_compat", "macvtapctl.cli"}
+    for path in sorted((PKG / "cli").glob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        own = f"macvtapctl.cli.{path.stem}"
+        others = [m for m in under(imports(path), "macvtapctl.cli") if m not in shared and not m.startswith(own)
+                  and not any(m.startswith(s + ".") and s != "macvtapctl.cli" for s in shared)]
+        assert others == [], (path, others)
+
+
+def test_the_admin_side_never_imports_the_agent() -> None:
+    for room in ("kube", "ops", "manifests"):
+        for path in modules(room):
+            assert not under(imports(path), "macvtapctl.agent"), path
+
+
+def test_the_checker_sees_a_violation() -> None:
+    """The rules can fail: a cli import is found where one exists."""
+    assert under(imports(PKG / "cli" / "setup.py"), "macvtapctl.cli")
+    assert set(PURE) <= {f"macvtapctl.{p.stem}" for p in PKG.glob("*.py")}
