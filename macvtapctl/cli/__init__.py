@@ -78,7 +78,7 @@ class RootGroup(TyperGroup):
         raw = list(sys.argv[1:] if args is None else args)
         prog = prog_name if prog_name and prog_name != "macvtapctl" else program_name()
         try:
-            hoisted = argv.hoist_global_options(raw)
+            hoisted = argv.hoist_global_options(raw, declared_options(argv.command_path(raw)))
         except MacvtapctlError as exc:
             Printer().error(f"{exc.message} (see '{prog} --help')")
             hoisted = None
@@ -203,6 +203,21 @@ def load_command(name: str) -> Any:
         command = typer.main.get_command(single)
     command.name = name
     return command
+
+
+def declared_options(path: list[str]) -> set[str]:
+    """Global-option spellings that a command on `path` declares itself (those are never hoisted: they are its
+    own). Loads only the module of that one command."""
+    if not path or path[0] not in COMMANDS:
+        return set()
+    command = load_command(path[0])
+    commands = [command]
+    if len(path) > 1 and hasattr(command, "commands"):
+        sub = command.commands.get(path[1])
+        if sub is not None:
+            commands.append(sub)
+    spellings = {opt for cmd in commands for param in cmd.params for opt in getattr(param, "opts", [])}
+    return spellings & set(argv.GLOBAL_OPTIONS)
 
 
 def main() -> None:

@@ -22,10 +22,6 @@ GLOBAL_OPTIONS: dict[str, bool] = {
     "-q": False,
 }
 
-# Subcommands whose own options reuse one of these names, so nothing is hoisted for them (none today: a command
-# that needs -o/-n/-v/-q reads the global setting instead of declaring its own, so the flag cannot be stolen).
-_OPAQUE_COMMANDS: set[str] = set()
-
 
 def _match(arg: str) -> tuple[str, bool] | None:
     """(option, value_is_attached) if `arg` is a global option, else None."""
@@ -45,8 +41,26 @@ def _match(arg: str) -> tuple[str, bool] | None:
     return None
 
 
-def hoist_global_options(args: list[str]) -> list[str]:
-    """Return args with every global option (and its value) moved before the first subcommand."""
+def command_path(args: list[str], limit: int = 2) -> list[str]:
+    """The leading words naming the command (`vm create`), global options and their values skipped."""
+    path: list[str] = []
+    i = 0
+    while i < len(args) and len(path) < limit:
+        arg = args[i]
+        m = _match(arg)
+        if m is not None:
+            i += 2 if GLOBAL_OPTIONS.get(m[0]) and not m[1] else 1
+            continue
+        if arg.startswith("-"):
+            break  # the command's own options begin
+        path.append(arg)
+        i += 1
+    return path
+
+
+def hoist_global_options(args: list[str], declared: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """Return args with every global option (and its value) moved before the first subcommand — except the
+    spellings in `declared`: a sub-command on the path declares an option of that name, and it is its own."""
     hoisted: list[str] = []
     rest: list[str] = []
     i = 0
@@ -60,13 +74,14 @@ def hoist_global_options(args: list[str]) -> list[str]:
         if m is None:
             if not arg.startswith("-") and not seen_command:
                 seen_command = True
-                if arg in _OPAQUE_COMMANDS:
-                    rest.extend(args[i:])
-                    break
             rest.append(arg)
             i += 1
             continue
         name, attached = m
+        if seen_command and (name in declared or (name.startswith("-v") and "-v" in declared)):
+            rest.append(arg)  # the sub-command's own option (Click parses it, with its value)
+            i += 1
+            continue
         if GLOBAL_OPTIONS.get(name) and not attached:
             if i + 1 >= len(args):
                 raise UsageError(f"flag needs an argument: {name}")
