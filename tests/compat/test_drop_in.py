@@ -22,7 +22,7 @@ import pytest
 
 from macvtapctl.agent.link_name import temporary_link_name
 from tests.compat.upstream import PREFIX, DevicePlugin, build_upstream
-from tests.datapath.conftest import host_mvt_links, ip, returned_links
+from tests.datapath.helpers import host_mvt_links, ip, returned_links
 
 REPO = Path(__file__).resolve().parents[2]
 UPSTREAM_SETTLE = 25.0  # upstream's device-plugin manager waits 10 s before it registers

@@ -16,7 +16,7 @@ import pytest
 
 from macvtapctl.agent.cni.protocol import SUPPORTED_VERSIONS
 from macvtapctl.agent.netlink import netns as agent_netns
-from tests.datapath.conftest import Node, host_mvt_links, ip, run_cnitool, run_shim, write_conf
+from tests.datapath.helpers import Node, host_mvt_links, ip, run_cnitool, run_shim, write_conf
 
 ETH_P_EXPERIMENTAL = 0x88B5
 VNET_HDR = 10  # macvtap queues default to IFF_VNET_HDR: a 10-byte virtio_net_hdr precedes each frame

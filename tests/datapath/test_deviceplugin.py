@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from macvtapctl.agent.link_name import temporary_link_name
-from tests.datapath.conftest import Node, host_mvt_links, ip, run_shim
+from tests.datapath.helpers import Node, host_mvt_links, ip, run_shim
 from tests.datapath.kubelet import FakeKubelet
 
 PREFIX = "macvtap.network.kubevirt.io/"
@@ -143,7 +143,7 @@ def test_full_node_flow(dp: DPAgent, node: Node, cnitool) -> None:
 
 
 def run_shim_env(dp: DPAgent, command: str, netns: str, conf: dict):
-    from tests.datapath.conftest import Agent
+    from tests.datapath.helpers import Agent
 
     a = Agent(dir=dp.dir, socket=dp.cni_socket, bin_dir=dp.shim_dir, conf_dir=dp.dir)
     return run_shim(a, {"CNI_COMMAND": command, "CNI_CONTAINERID": "c1", "CNI_NETNS": netns, "CNI_IFNAME": "net1",

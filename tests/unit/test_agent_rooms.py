@@ -1,0 +1,58 @@
+"""The agent's pure parts, without root or a kubelet: the link watcher's state machine and the config source."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from macvtapctl.agent.deviceplugin.links import LinkWatcher
+from macvtapctl.agent.deviceplugin.manager import ConfigSource
+from macvtapctl.agent.netlink import rtnl
+
+
+def new(index: int, name: str, kind: str = "", flags: int = 0) -> rtnl.LinkMsg:
+    return rtnl.LinkMsg(event=rtnl.RTM_NEWLINK, index=index, flags=flags, name=name, kind=kind)
+
+
+def gone(index: int, name: str) -> rtnl.LinkMsg:
+    return rtnl.LinkMsg(event=rtnl.RTM_DELLINK, index=index, flags=0, name=name, kind="")
+
+
+def test_the_link_watcher_reconciles_on_set_changes_only() -> None:
+    w = LinkWatcher(lambda: None)
+    assert w._apply("RTM_NEWLINK", new(2, "eth0")) is True
+    assert w._apply("RTM_NEWLINK", new(2, "eth0", flags=1)) is False  # flags/stats: same set of links
+    assert w._apply("RTM_NEWLINK", new(7, "mvt0123456789ab", "macvtap")) is False  # allocations are quiet
+    assert w._apply("RTM_NEWLINK", new(2, "lan0")) is True  # renamed
+    assert set(w.links) == {"lan0", "mvt0123456789ab"} and w.by_index[2] == "lan0"
+    assert w._apply("RTM_DELLINK", gone(7, "mvt0123456789ab")) is False
+    assert w._apply("RTM_DELLINK", gone(2, "lan0")) is True
+    assert w._apply("RTM_DELLINK", gone(99, "never-seen")) is False
+    assert w.links == {}
+
+
+def test_physical_means_a_nic_or_a_bond() -> None:
+    w = LinkWatcher(lambda: None)
+    for i, (name, kind, flags) in enumerate([("lo", "", 0x8), ("eth0", "", 0), ("bond0", "bond", 0),
+                                            ("veth1", "veth", 0), ("br0", "bridge", 0), ("eth0.100", "vlan", 0)]):
+        w._apply("RTM_NEWLINK", new(i + 1, name, kind, flags))
+    assert w.physical() == ["bond0", "eth0"]
+    assert w.physical(veth_is_physical=True) == ["bond0", "eth0", "veth1"]
+
+
+def test_the_config_source_keeps_the_last_good_configuration(tmp_path: Path) -> None:
+    seen: list[object] = []
+    path = tmp_path / "DP_MACVTAP_CONF"
+    path.write_text('[{"name": "dp", "lowerDevice": "eth0", "capacity": 2}]')
+    src = ConfigSource(path=str(path), on_read=seen.append)
+    assert src.read() is True and [e.name for e in src.entries or []] == ["dp"]
+    assert src.read() is False  # unchanged text: nothing to do
+    path.write_text('[{"name": "dp"')  # truncated
+    assert src.read() is False and [e.name for e in src.entries or []] == ["dp"]
+    assert src.problems and "not valid JSON" in src.problems[0] and seen[-1] is None
+    path.write_text('[{"name": "dp", "master": "eth0"}]')
+    assert src.read() is True and src.entries == [] and "master" in src.problems[0]
+
+
+def test_without_a_readable_file_nothing_is_served_and_that_is_said(tmp_path: Path) -> None:
+    src = ConfigSource(path=str(tmp_path / "missing"))
+    assert src.read() is True and src.entries == [] and not src.expose_all

@@ -1,0 +1,57 @@
+"""`install --wait`'s rule without a cluster: the DaemonSet's own rollout, on the nodes it is scheduled on."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from macvtapctl.manifests import agent as agentm
+from macvtapctl.ops.deploy import readiness
+
+LABELS = agentm.daemonset(agentm.InstallOptions())["spec"]["selector"]["matchLabels"]
+
+
+class FakeKube:
+    def __init__(self, ds_status: dict[str, Any], generation: int, pods: list[str], nodes: dict[str, dict[str, str]],
+                 conf: list[dict[str, Any]]) -> None:
+        self.objects = {
+            "daemonsets": {"metadata": {"name": agentm.AGENT_NAME, "generation": generation},
+                           "spec": {"selector": {"matchLabels": LABELS}}, "status": ds_status},
+            "configmaps": {"metadata": {"name": "macvtap-deviceplugin-config", "namespace": "macvtap"},
+                           "data": {"DP_MACVTAP_CONF": json.dumps(conf)}}}
+        self.pods = [{"metadata": {"name": f"agent-{n}", "labels": LABELS}, "spec": {"nodeName": n}} for n in pods]
+        self.nodes = [{"metadata": {"name": n}, "status": {"allocatable": alloc}} for n, alloc in nodes.items()]
+
+    def get_or_none(self, res: Any, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        return self.objects.get(res.plural)
+
+    def list(self, res: Any, namespace: str | None = None, **kw: Any) -> list[dict[str, Any]]:
+        return {"pods": self.pods, "nodes": self.nodes}.get(res.plural, [])
+
+
+def status(desired: int, ready: int, observed: int) -> dict[str, Any]:
+    return {"desiredNumberScheduled": desired, "numberReady": ready, "updatedNumberScheduled": ready,
+            "observedGeneration": observed}
+
+
+CONF = [{"name": "dp", "lowerDevice": "eth0"}, {"name": "legacy", "master": "eth1"}]
+DP = {"macvtap.network.kubevirt.io/dp": "100"}
+
+
+def test_ready_when_the_scheduled_nodes_advertise_what_can_be_served() -> None:
+    """node-c runs no agent (tainted): it never counts; `legacy` can never be served: never waited for."""
+    kube = FakeKube(status(2, 2, 3), 3, ["node-a", "node-b"], {"node-a": DP, "node-b": DP, "node-c": {}}, CONF)
+    ok, summary, lagging = readiness(kube, agentm.InstallOptions())  # type: ignore[arg-type]
+    assert ok and lagging == [] and "2/2 node(s) advertise 1 resource(s)" in summary
+
+
+def test_a_rollout_not_observed_yet_is_not_ready_whatever_the_counts() -> None:
+    kube = FakeKube(status(2, 2, 2), 3, ["node-a", "node-b"], {"node-a": DP, "node-b": DP}, CONF)
+    ok, _, lagging = readiness(kube, agentm.InstallOptions())  # type: ignore[arg-type]
+    assert not ok and "the new rollout not observed yet" in lagging[0]
+
+
+def test_a_scheduled_node_not_advertising_is_named() -> None:
+    kube = FakeKube(status(2, 2, 1), 1, ["node-a", "node-b"], {"node-a": DP, "node-b": {}}, CONF)
+    ok, _, lagging = readiness(kube, agentm.InstallOptions())  # type: ignore[arg-type]
+    assert not ok and lagging == ["node-b (not advertising macvtap.network.kubevirt.io/dp)"]
