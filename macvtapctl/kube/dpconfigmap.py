@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,6 +84,53 @@ def current_config(kube: Kube) -> dpconfig.Config | None:
         return target.config() if target.object is not None else None
     except MacvtapctlError:
         return None
+
+
+@dataclass
+class Update:
+    """What `update` did: the ConfigMap it found, the objects written (a created namespace first), and
+    created|configured|unchanged for the ConfigMap."""
+
+    target: Target
+    objects: list[dict[str, Any]]
+    operation: str
+    namespace_created: bool = False
+    unvalidated: bool = False  # a server dry run whose namespace does not exist: the ConfigMap was not sent
+
+
+Mutation = Callable[[Target, dpconfig.Config], "dpconfig.Config | None"]
+
+
+def update(kube: Kube, mutate: Mutation, mode: DryRun, *, dp_namespace: str | None = None,
+           on_read: Callable[[Target, dpconfig.Config], None] | None = None) -> Update:
+    """The one read-modify-write door of DP_MACVTAP_CONF: locate and read the ConfigMap, let `mutate` (pure; None
+    = nothing to change) plan the new document, write it guarded by resourceVersion — or create it, with its
+    namespace — and on a stale read (409) or a create race (AlreadyExists) start again from the read.
+    `on_read` sees the first document read (for its warnings)."""
+    from macvtapctl.kube.retry import retry_on_conflict
+
+    first = [True]
+
+    def attempt() -> Update:
+        target = locate(kube, dp_namespace)
+        cfg = target.config()
+        if first[0] and on_read is not None:
+            on_read(target, cfg)
+        first[0] = False
+        new = mutate(target, cfg)
+        if new is None:
+            return Update(target, [target.object] if target.object is not None else [], "unchanged")
+        objects: list[dict[str, Any]] = []
+        ns_obj = ensure_namespace(kube, target.namespace, mode) if target.object is None else None
+        if ns_obj is not None:
+            objects.append(ns_obj)
+        # Nothing can be validated inside a namespace that a server dry run did not really create.
+        unvalidated = ns_obj is not None and mode is DryRun.SERVER
+        obj, operation = write(kube, target, new, DryRun.CLIENT if unvalidated else mode)
+        objects.append(obj)
+        return Update(target, objects, operation, namespace_created=ns_obj is not None, unvalidated=unvalidated)
+
+    return retry_on_conflict(attempt, what="the device-plugin ConfigMap")
 
 
 def write(kube: Kube, target: Target, cfg: dpconfig.Config, mode: DryRun) -> tuple[dict[str, Any], str]:

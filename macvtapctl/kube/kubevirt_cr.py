@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from macvtapctl import kubevirt
 from macvtapctl.dig import dig
 from macvtapctl.errors import PreconditionError
 from macvtapctl.kube.client import Kube
 from macvtapctl.kube.lookup import find_kubevirts
-from macvtapctl.kube.resources import HYPERCONVERGED
+from macvtapctl.kube.options import DryRun
+from macvtapctl.kube.resources import HYPERCONVERGED, Resource
 
 HCO_MANAGERS = {"hco-operator", "hyperconverged-cluster-operator"}
 
@@ -54,3 +58,42 @@ def get_hco(kube: Kube, name: str, namespace: str) -> dict[str, Any]:
         f"the KubeVirt CR is managed by HyperConverged{' ' + repr(name) if name else ''}, which was not found "
         f'in namespace "{namespace}": HCO reverts direct edits, so configure the binding through HCO '
         "(spec.networkBinding)")
+
+
+Planner = Callable[[dict[str, Any], dict[str, Any] | None], "kubevirt.Plan"]
+
+
+@dataclass
+class Update:
+    """What `update` did: the object it planned against (the KubeVirt CR, or HyperConverged when HCO manages
+    it), its plan, and the object as written (or as it would be, for a client dry run)."""
+
+    resource: Resource
+    planned: dict[str, Any]
+    plan: kubevirt.Plan
+    written: dict[str, Any]
+
+
+def update(kube: Kube, planner: Planner, mode: DryRun) -> Update:
+    """The one read-modify-write door of the KubeVirt CR and HyperConverged: read the KubeVirt CR (and the HCO
+    that manages it, if any), let `planner(kv, hco)` (pure) return the merge patch for the object it belongs to
+    (HCO's when there is one: it reverts direct edits), write it guarded by resourceVersion, and on a stale read
+    (409) plan again from a fresh read."""
+    from macvtapctl.kube.resources import KUBEVIRT
+    from macvtapctl.kube.retry import retry_on_conflict
+
+    def attempt() -> Update:
+        kv = the_kubevirt(kube)
+        owner = hco_owner(kv)
+        hco = get_hco(kube, owner, kv["metadata"]["namespace"]) if owner is not None else None
+        plan = planner(kv, hco)
+        res, obj = (HYPERCONVERGED, hco) if hco is not None else (KUBEVIRT, kv)
+        if not plan.changed:
+            return Update(res, obj, plan, obj)
+        if mode is DryRun.CLIENT:
+            return Update(res, obj, plan, kubevirt.apply_plan(obj, plan))
+        name, ns = obj["metadata"]["name"], obj["metadata"].get("namespace")
+        patch = kubevirt.guarded(plan.patch, obj["metadata"]["resourceVersion"])
+        return Update(res, obj, plan, kube.merge_patch(res, name, patch, ns, dry_run=mode))
+
+    return retry_on_conflict(attempt, what="the KubeVirt CR")

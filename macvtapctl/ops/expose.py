@@ -7,7 +7,7 @@ from typing import Any
 from macvtapctl import dpconfig, validate
 from macvtapctl.errors import PreconditionError, UsageError
 from macvtapctl.kube.client import Kube
-from macvtapctl.kube.dpconfigmap import Target
+from macvtapctl.kube.dpconfigmap import Target, Update
 from macvtapctl.kube.options import DryRun
 from macvtapctl.ops import Reporter
 
@@ -26,53 +26,38 @@ def entry_for(lower_device: str, name: str | None, mode: str, capacity: int | No
 
 def expose(kube: Kube, report: Reporter, mode: DryRun, entry: dpconfig.Entry | None, *,
            dp_namespace: str | None = None, force: bool = False, restart: bool = False) -> list[dict[str, Any]]:
-    """Upsert `entry` (None: write []) with re-read/re-plan on conflict. Returns the objects written."""
+    """Upsert `entry` (None: write []) through the DP ConfigMap's read-modify-write door. Returns the objects
+    written (or found unchanged)."""
     from macvtapctl.kube import dpconfigmap
-    from macvtapctl.kube.retry import retry_on_conflict
 
-    objs: list[dict[str, Any]] = []
-    warned = False
+    def warn(target: Target, cfg: dpconfig.Config) -> None:
+        for w in cfg.warnings:
+            report.warn(w)
 
-    def attempt() -> None:
-        nonlocal warned
-        objs.clear()
-        target = dpconfigmap.locate(kube, dp_namespace)
-        cfg = target.config()
-        if not warned:
-            for w in cfg.warnings:
-                report.warn(w)
-            warned = True
+    def mutate(target: Target, cfg: dpconfig.Config) -> dpconfig.Config | None:
         if entry is None:
             if cfg.items and not force:
                 raise PreconditionError(
                     f"--all would drop the explicit entries {', '.join(cfg.names())} from {target.label}; "
                     "pass --force to replace them with []")
-            new, changed = dpconfig.Config(), bool(cfg.items) or target.object is None
-        else:
-            new, op = dpconfig.upsert(cfg, entry)
-            changed = op != "unchanged" or target.object is None
-        if not changed:
-            report.status(target.label, "unchanged", mode.suffix)
-            if target.object is not None:
-                objs.append(target.object)
-            return
-        ns_obj = dpconfigmap.ensure_namespace(kube, target.namespace, mode) if target.object is None else None
-        if ns_obj is not None:
-            report.status(f"namespace/{target.namespace}", "created", mode.suffix)
-            objs.append(ns_obj)
-        write_mode = mode
-        if ns_obj is not None and mode is DryRun.SERVER:
-            # Nothing can be validated inside a namespace that a dry run did not create.
-            report.warn(f"namespace {target.namespace} does not exist yet: {target.label} was not validated by "
-                         "the server")
-            write_mode = DryRun.CLIENT
-        obj, operation = dpconfigmap.write(kube, target, new, write_mode)
-        report.status(target.label, operation, mode.suffix)
-        objs.append(obj)
-        _upstream_restart(kube, report, target, mode, restart)
+            return dpconfig.Config() if cfg.items or target.object is None else None
+        new, op = dpconfig.upsert(cfg, entry)
+        return new if op != "unchanged" or target.object is None else None
 
-    retry_on_conflict(attempt, what="the device-plugin ConfigMap")
-    return objs
+    done = dpconfigmap.update(kube, mutate, mode, dp_namespace=dp_namespace, on_read=warn)
+    _report(report, done, mode)
+    if done.operation != "unchanged":
+        _upstream_restart(kube, report, done.target, mode, restart)
+    return done.objects
+
+
+def _report(report: Reporter, done: Update, mode: DryRun) -> None:
+    if done.namespace_created:
+        report.status(f"namespace/{done.target.namespace}", "created", mode.suffix)
+    if done.unvalidated:
+        report.warn(f"namespace {done.target.namespace} does not exist yet: {done.target.label} was not validated "
+                    "by the server")
+    report.status(done.target.label, done.operation, mode.suffix)
 
 
 def _upstream_restart(kube: Kube, report: Reporter, target: Target, mode: DryRun, restart: bool) -> None:
@@ -91,25 +76,18 @@ def _upstream_restart(kube: Kube, report: Reporter, target: Target, mode: DryRun
 
 def unexpose(kube: Kube, report: Reporter, mode: DryRun, name: str, *, dp_namespace: str | None = None,
              restart: bool = False) -> list[dict[str, Any]]:
-    """Remove the entry `name` (re-read and re-planned on conflict). Returns the objects written."""
+    """Remove the entry `name` through the DP ConfigMap's read-modify-write door. Returns the objects written."""
     from macvtapctl.kube import dpconfigmap
-    from macvtapctl.kube.retry import retry_on_conflict
 
-    objs: list[dict[str, Any]] = []
-
-    def attempt() -> None:
-        objs.clear()
-        target = dpconfigmap.locate(kube, dp_namespace)
-        cfg = target.config()
+    def mutate(target: Target, cfg: dpconfig.Config) -> dpconfig.Config | None:
         new, removed = dpconfig.remove(cfg, name)
         if not removed:
             known = ", ".join(cfg.names()) or "none"
             raise PreconditionError(f"{name!r} is not exposed in {target.namespace}/{target.name} "
                                     f"(entries: {known})")
-        obj, _ = dpconfigmap.write(kube, target, new, mode)
-        report.status(target.label, "configured", mode.suffix)
-        objs.append(obj)
-        _upstream_restart(kube, report, target, mode, restart)
+        return new
 
-    retry_on_conflict(attempt, what="the device-plugin ConfigMap")
-    return objs
+    done = dpconfigmap.update(kube, mutate, mode, dp_namespace=dp_namespace)
+    _report(report, done, mode)
+    _upstream_restart(kube, report, done.target, mode, restart)
+    return done.objects
