@@ -54,7 +54,7 @@ class RootGroup(TyperGroup):
     def format_commands(self, ctx: Any, formatter: Any) -> None:
         # The summaries are static: listing them must not import every command module.
         with formatter.section("Commands"):
-            formatter.write_dl([(name, entry[3]) for name, entry in COMMANDS.items()])
+            formatter.write_dl([(name, summary) for name, (_target, summary) in COMMANDS.items()])
 
     def invoke(self, ctx: Any) -> Any:
         from macvtapctl.cli._click_compat import click_exceptions
@@ -166,25 +166,26 @@ def root(
     ))
 
 
-# The command tree, loaded lazily: a command's module is imported only when that command runs (or its own
-# help is shown), so start-up pays for one module, not twenty. name -> (module, attribute, help attribute,
-# summary shown in `macvtapctl --help`).
-COMMANDS: dict[str, tuple[str, str, str | None, str]] = {
-    "version": ("version", "version", "HELP", "Print the client, server and KubeVirt versions."),
-    "enable": ("enable", "enable", "ENABLE_HELP", "Register the macvtap network binding in the KubeVirt CR."),
-    "disable": ("enable", "disable", "DISABLE_HELP", "Unregister the macvtap network binding."),
-    "expose": ("expose", "expose", "EXPOSE_HELP", "Expose a host NIC to VMs (DP_MACVTAP_CONF entry)."),
-    "unexpose": ("expose", "unexpose", "UNEXPOSE_HELP", "Remove an exposed device."),
-    "exposed": ("expose", "exposed", "EXPOSED_HELP", "List the exposed devices."),
-    "setup": ("setup", "setup", "HELP", "enable + expose + nad create, in one step."),
-    "rbac": ("rbac", "rbac", "HELP", "Print a least-privilege ClusterRole for the admin commands."),
-    "nad": ("nad", "app", None, "Manage macvtap NetworkAttachmentDefinitions."),
-    "vm": ("vm", "app", None, "Create, check and convert VirtualMachines that use macvtap."),
-    "install": ("install", "install", "INSTALL_HELP", "Deploy the node agent (or enable macvtap in CNAO)."),
-    "uninstall": ("install", "uninstall", "UNINSTALL_HELP", "Remove what install created."),
-    "status": ("status", "status", "HELP", "The whole macvtap chain at a glance; exit 0 when complete."),
-    "kind-config": ("install", "kind_config", "KIND_HELP", "Print a KinD config whose nodes see /dev/tapN."),
-    "agent": ("agent", "app", None, "Run the node agent (device plugin + CNI datapath); agent check."),
+# The command tree, loaded lazily (hatch's LazyGroup shape): a command's module is imported only when that command
+# runs (or shows its own help), so start-up pays for one module, not fifteen. name -> ("module:attribute", the
+# one-line summary). The summary is written here only: `macvtapctl --help` lists it without importing anything,
+# and the command's own help starts with it, followed by the module's <ATTRIBUTE>_HELP (or HELP) detail.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "version": ("version:version", "Print the client, server and KubeVirt versions."),
+    "enable": ("enable:enable", "Register the macvtap network binding in the KubeVirt CR."),
+    "disable": ("enable:disable", "Unregister the macvtap network binding."),
+    "expose": ("expose:expose", "Expose a host NIC to VMs (DP_MACVTAP_CONF entry)."),
+    "unexpose": ("expose:unexpose", "Remove an exposed device."),
+    "exposed": ("expose:exposed", "List the exposed devices."),
+    "setup": ("setup:setup", "enable + expose + nad create, in one step."),
+    "rbac": ("rbac:rbac", "Print a least-privilege ClusterRole for the admin commands."),
+    "nad": ("nad:app", "Manage macvtap NetworkAttachmentDefinitions."),
+    "vm": ("vm:app", "Create, check and convert VirtualMachines that use macvtap."),
+    "install": ("install:install", "Deploy the node agent (or enable macvtap in CNAO)."),
+    "uninstall": ("install:uninstall", "Remove what install created."),
+    "status": ("status:status", "The whole macvtap chain at a glance; exit 0 when complete."),
+    "kind-config": ("install:kind_config", "Print a KinD config whose nodes see /dev/tapN."),
+    "agent": ("agent:app", "Run the node agent (device plugin + CNI datapath); agent check."),
 }
 
 
@@ -192,14 +193,16 @@ def load_command(name: str) -> Any:
     """The Click command for `name`, built from its module on first use."""
     import importlib
 
-    module_name, attr, help_attr, _summary = COMMANDS[name]
+    target_ref, summary = COMMANDS[name]
+    module_name, attr = target_ref.split(":")
     module = importlib.import_module(f"macvtapctl.cli.{module_name}")
     target = getattr(module, attr)
     if isinstance(target, typer.Typer):
         command = typer.main.get_command(target)
     else:
+        detail = getattr(module, f"{attr.upper()}_HELP", None) or getattr(module, "HELP", None)
         single = typer.Typer(rich_markup_mode=None)
-        single.command(name, help=getattr(module, help_attr) if help_attr else None)(target)
+        single.command(name, help=f"{summary}\n\n{detail}" if detail else summary)(target)
         command = typer.main.get_command(single)
     command.name = name
     return command

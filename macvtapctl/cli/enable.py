@@ -16,15 +16,13 @@ from macvtapctl.cli.common import (
     emit,
 )
 
-ENABLE_HELP = """Register the macvtap network binding plugin in the KubeVirt CR.
-
-Finds the KubeVirt CR in any namespace and plans by its status.observedKubeVirtVersion: adds the
+ENABLE_HELP = """Finds the KubeVirt CR in any namespace and plans by its status.observedKubeVirtVersion: adds the
 NetworkBindingPlugins gate on v1.1-v1.4, nothing on v1.5+ (GA), and on v1.9+ disables
 ExternalNetResourceInjection so KubeVirt keeps requesting the macvtap device for VM pods (unless
 --external-injector). Every other binding, gate and setting is kept. Goes through HyperConverged when HCO
 manages KubeVirt."""
 
-DISABLE_HELP = "Unregister the macvtap network binding (refused while VMs use it, unless --force)."
+DISABLE_HELP = "Refused while VMs use it, unless --force. Feature gates stay (other bindings may need them)."
 
 BindingName = Annotated[str, typer.Option("--binding-name", help="Name of the binding in the KubeVirt CR.")]
 

@@ -17,13 +17,13 @@ from macvtapctl.cli.common import (
 )
 from macvtapctl.errors import PreconditionError, UsageError
 
-EXPOSE_HELP = """Expose a host NIC to VMs as macvtap.network.kubevirt.io/NAME (default NAME: the device name).
+EXPOSE_HELP = """The resource is macvtap.network.kubevirt.io/NAME (default NAME: the device name).
 
 Upserts one entry of DP_MACVTAP_CONF in ConfigMap macvtap-deviceplugin-config. --all writes [] (every
 physical link or bond, each under its own name). The ConfigMap's namespace: --dp-namespace, else the one
 namespace that has it, else "macvtap" (the agent's default install namespace)."""
-UNEXPOSE_HELP = "Remove the entry NAME from DP_MACVTAP_CONF."
-EXPOSED_HELP = "List the exposed devices (the entries of DP_MACVTAP_CONF)."
+UNEXPOSE_HELP = "Removes the entry NAME from DP_MACVTAP_CONF; the other entries are kept as they are."
+EXPOSED_HELP = "The entries of DP_MACVTAP_CONF, defaults filled in (-o wide: the full resource name)."
 
 DpNamespace = Annotated[str | None, typer.Option(
     "--dp-namespace", metavar="NS", help="Namespace of the device-plugin ConfigMap (default: found, else macvtap).")]

@@ -23,7 +23,7 @@ with --purge). First the agent is rolled to its uninstall mode on every node: it
 CNI bin dir (a shim without its agent would fail every pod's teardown) and deletes the macvtap links no pod owns.
 Refused while VMs use macvtap, unless --force. --purge-node-resources also clears the stale
 macvtap.network.kubevirt.io/* capacity the kubelet leaves on nodes."""
-KIND_HELP = "Print a KinD cluster config whose nodes see the host's /dev (macvtap's /dev/tapN lives there)."
+KIND_CONFIG_HELP = "Print a KinD cluster config whose nodes see the host's /dev (macvtap's /dev/tapN lives there)."
 
 
 def _options(image: str, namespace: str, node_selector: list[str], toleration: list[str], cni_bin_dir: str,

@@ -1,8 +1,9 @@
-"""Allocate: (re)create the temporary macvtap for a device ID on its lower device (blocking, host netns)."""
+"""Allocate: (re)create the temporary macvtap for a device ID on its lower device (host netns, awaited on the
+event loop)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from macvtapctl.agent.link_name import temporary_link_name
 from macvtapctl.agent.link_registry import LinkRegistry
@@ -18,21 +19,24 @@ LowerLookup = Callable[[str], tuple[int, int] | None]  # name -> (ifindex, txqle
 
 
 def make_allocator(registry: LinkRegistry, tap_dir: str = "/dev",
-                   lower_lookup: LowerLookup | None = None) -> Callable[[str, Entry], str]:
-    rt = Rtnl()
+                   lower_lookup: LowerLookup | None = None) -> Callable[[str, Entry], Awaitable[str]]:
+    rt: Rtnl | None = None
 
-    def allocate(device: str, entry: Entry) -> str:
+    async def allocate(device: str, entry: Entry) -> str:
         """Delete any leftover link of this device (a failed sandbox leaves one: there is no deallocate),
         create mvt<hash> on the lower device, up, in the configured mode with the lower's txqueuelen.
-        Two raw netlink round trips (delete by name; create with echo): quick enough for the event loop."""
+        Two raw netlink round trips (delete by name; create with echo), awaited on the event loop."""
+        nonlocal rt
+        if rt is None:
+            rt = Rtnl()  # created on the loop that awaits it
         tmp = temporary_link_name(device)
         lower = lower_lookup(entry.lower_device) if lower_lookup is not None else None
         if lower is None:
-            lower = rt.index_of(entry.lower_device)
+            lower = await rt.index_of(entry.lower_device)
             if lower is None:
                 raise LowerDeviceMissing(f"lower device {entry.lower_device} does not exist on this node")
-        rt.delete(tmp)
-        index = rt.create_macvtap(tmp, lower[0], entry.mode, lower[1])
+        await rt.delete(tmp)
+        index = await rt.create_macvtap(tmp, lower[0], entry.mode, lower[1])
         registry.allocated(tmp, index)
         return f"{tap_dir}/tap{index}"
 

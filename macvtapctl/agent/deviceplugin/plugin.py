@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc  # noqa: TID253 - the agent always needs it; never imported by the admin CLI
@@ -22,7 +22,7 @@ log = logging.getLogger("macvtapctl.agent.dp")
 API_VERSION = "v1beta1"
 HEALTHY = "Healthy"
 
-Allocator = Callable[[str, Entry], str]  # (device ID, entry) -> host path of /dev/tapN
+Allocator = Callable[[str, Entry], Awaitable[str]]  # (device ID, entry) -> host path of /dev/tapN
 
 
 def socket_name(resource: str) -> str:
@@ -115,7 +115,7 @@ class ResourcePlugin(rpc.DevicePluginServicer):
                                         f"{dev!r} is not a device of {self.resource}")
                 started = time.perf_counter()
                 try:
-                    path = self.allocate_one(dev, self.entry)  # two netlink round trips: no thread hop
+                    path = await self.allocate_one(dev, self.entry)  # two netlink round trips, awaited
                 except Exception as exc:
                     if self.observe:
                         self.observe("error", time.perf_counter() - started)

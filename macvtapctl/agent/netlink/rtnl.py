@@ -139,3 +139,10 @@ def error_of(buf: bytes) -> int | None:
             return -err
         pos += (length + 3) & ~3
     return None
+
+
+def seq_of(buf: bytes) -> int | None:
+    """The sequence number of the first message in buf (what a reply echoes from its request)."""
+    if len(buf) < _NLMSGHDR.size:
+        return None
+    return int(_NLMSGHDR.unpack_from(buf, 0)[3])

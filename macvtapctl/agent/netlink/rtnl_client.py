@@ -1,13 +1,20 @@
-"""Blocking RTNL calls on one raw socket, fast enough (sub-millisecond) to run on the event loop."""
+"""RTNL requests on one raw, non-blocking socket, awaited on the event loop (Allocate's fast path).
+
+Sub-millisecond round trips: awaiting them on the loop costs nothing, and a thread hop measured ~6 ms per
+Allocate. Every reply is matched to its request by sequence number (a late answer to a request that timed out
+is dropped, never taken for the current one), and every wait has a deadline."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import socket
-import threading
+from collections.abc import Callable
 
 from macvtapctl.agent.netlink import rtnl
+
+TIMEOUT = 10.0
 
 
 class RtnlError(OSError):
@@ -16,62 +23,61 @@ class RtnlError(OSError):
 
 class Rtnl:
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK, socket.NETLINK_ROUTE)
         self.sock.bind((0, 0))
-        self.sock.settimeout(10)
         self.seq = 0
-        self.lock = threading.Lock()
+        self.lock = asyncio.Lock()
 
-    def _call(self, build: object, *args: object) -> list[bytes]:
-        """Send one request and read until its ACK/ERROR; returns the other messages' raw bytes."""
-        with self.lock:
+    async def _call(self, build: Callable[..., bytes], *args: object, single: bool = False) -> list[bytes]:
+        """Send one request; collect its replies until its ACK/ERROR or NLMSG_DONE (`single`: a request without
+        NLM_F_ACK, answered by one message or an error)."""
+        loop = asyncio.get_running_loop()
+        async with self.lock:
             self.seq += 1
-            self.sock.send(build(self.seq, *args))  # type: ignore[operator]
-            chunks = []
+            seq = self.seq
+            await loop.sock_sendall(self.sock, build(seq, *args))
+            chunks: list[bytes] = []
             while True:
-                data = self.sock.recv(1 << 16)
+                data = await asyncio.wait_for(loop.sock_recv(self.sock, 1 << 16), TIMEOUT)
+                if rtnl.seq_of(data) != seq:
+                    continue  # a late reply to an earlier request
                 err = rtnl.error_of(data)
-                if err is not None:
-                    if err:
-                        raise RtnlError(err, os.strerror(err))
-                    chunks.append(data)
-                    return chunks
+                if err:
+                    raise RtnlError(err, os.strerror(err))
                 chunks.append(data)
-                if any(m == rtnl.NLMSG_DONE for m in rtnl.parse(data)):
+                if single or err == 0 or any(m == rtnl.NLMSG_DONE for m in rtnl.parse(data)):
                     return chunks
 
-    def index_of(self, name: str) -> tuple[int, int] | None:
+    async def index_of(self, name: str) -> tuple[int, int] | None:
         """(ifindex, txqlen) of a link by name, or None."""
-        with self.lock:
-            self.seq += 1
-            self.sock.send(rtnl.getlink(self.seq, name))
-            data = self.sock.recv(1 << 16)
-        err = rtnl.error_of(data)
-        if err == errno.ENODEV:
-            return None
-        if err:
-            raise RtnlError(err, os.strerror(err))
-        for msg in rtnl.parse(data):
-            if isinstance(msg, rtnl.LinkMsg) and msg.name == name:
-                return msg.index, msg.txqlen
+        try:
+            replies = await self._call(rtnl.getlink, name, single=True)
+        except RtnlError as exc:
+            if exc.errno == errno.ENODEV:
+                return None
+            raise
+        for data in replies:
+            for msg in rtnl.parse(data):
+                if isinstance(msg, rtnl.LinkMsg) and msg.name == name:
+                    return msg.index, msg.txqlen
         return None
 
-    def delete(self, name: str) -> bool:
+    async def delete(self, name: str) -> bool:
         try:
-            self._call(rtnl.dellink, name)
+            await self._call(rtnl.dellink, name)
         except RtnlError as exc:
             if exc.errno == errno.ENODEV:
                 return False
             raise
         return True
 
-    def create_macvtap(self, name: str, lower_index: int, mode: str, txqlen: int) -> int:
+    async def create_macvtap(self, name: str, lower_index: int, mode: str, txqlen: int) -> int:
         """Create an UP macvtap; return its ifindex (from the kernel's echo, else a lookup)."""
-        for data in self._call(rtnl.newlink_macvtap, name, lower_index, mode, txqlen):
+        for data in await self._call(rtnl.newlink_macvtap, name, lower_index, mode, txqlen):
             for msg in rtnl.parse(data):
                 if isinstance(msg, rtnl.LinkMsg) and msg.name == name:
                     return msg.index
-        found = self.index_of(name)  # kernels before ~6.1 do not echo new links
+        found = await self.index_of(name)  # kernels before ~6.1 do not echo new links
         if found is None:
             raise RtnlError(errno.ENODEV, f"{name} vanished right after it was created")
         return found[0]

@@ -1,0 +1,59 @@
+"""The RTNL client matches replies to requests by sequence number and never blocks the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import struct
+
+import pytest
+
+from macvtapctl.agent.netlink import rtnl
+from macvtapctl.agent.netlink.rtnl_client import Rtnl, RtnlError
+
+
+def ack(seq: int, err: int = 0) -> bytes:
+    body = struct.pack("=i", -err) + struct.pack("=IHHII", 16, 0, 0, seq, 0)
+    return struct.pack("=IHHII", 16 + len(body), 2, 0, seq, 0) + body  # NLMSG_ERROR
+
+
+@pytest.fixture
+def client() -> Rtnl:
+    rt = Rtnl()
+    rt.sock.close()  # the loop's socket calls are replaced: the kernel is played by a queue of replies
+    return rt
+
+
+def run_with(rt: Rtnl, replies: list[bytes], coro_of: object) -> object:
+    async def main() -> object:
+        loop = asyncio.get_running_loop()
+        queue = list(replies)
+
+        async def sock_sendall(sock: object, data: bytes) -> None:
+            return None
+
+        async def sock_recv(sock: object, n: int) -> bytes:
+            await asyncio.sleep(0)
+            return queue.pop(0)
+
+        loop.sock_sendall = sock_sendall  # type: ignore[method-assign, assignment]
+        loop.sock_recv = sock_recv  # type: ignore[method-assign, assignment]
+        return await coro_of(rt)  # type: ignore[operator]
+
+    return asyncio.run(main())
+
+
+def test_a_late_reply_to_an_earlier_request_is_never_taken_for_the_current_one(client: Rtnl) -> None:
+    client.seq = 41  # the next request is 42; 41's ENODEV answer arrives late
+    assert run_with(client, [ack(41, errno.ENODEV), ack(42)], lambda rt: rt.delete("mvtx")) is True
+
+
+def test_an_error_for_this_request_is_raised_with_its_errno(client: Rtnl) -> None:
+    with pytest.raises(RtnlError) as info:
+        run_with(client, [ack(1, errno.EBUSY)], lambda rt: rt.delete("mvtx"))
+    assert info.value.errno == errno.EBUSY
+
+
+def test_a_missing_link_is_none_not_an_error(client: Rtnl) -> None:
+    assert run_with(client, [ack(1, errno.ENODEV)], lambda rt: rt.index_of("eth9")) is None
+    assert rtnl.seq_of(ack(7)) == 7
