@@ -197,12 +197,14 @@ def load_command(name: str) -> Any:
     module_name, attr = target_ref.split(":")
     module = importlib.import_module(f"macvtapctl.cli.{module_name}")
     target = getattr(module, attr)
+    detail = getattr(module, f"{attr.upper()}_HELP", None) or getattr(module, "HELP", None)
+    text = f"{summary}\n\n{detail}" if detail else summary
     if isinstance(target, typer.Typer):
         command = typer.main.get_command(target)
+        command.help = text
     else:
-        detail = getattr(module, f"{attr.upper()}_HELP", None) or getattr(module, "HELP", None)
         single = typer.Typer(rich_markup_mode=None)
-        single.command(name, help=f"{summary}\n\n{detail}" if detail else summary)(target)
+        single.command(name, help=text)(target)
         command = typer.main.get_command(single)
     command.name = name
     return command

@@ -8,13 +8,11 @@ import typer
 
 from macvtapctl.errors import MacvtapctlError, UsageError
 
-HELP = """Run the node agent: the macvtap CNI datapath behind the static shim (and the device plugin).
-
-Runs as root in the node's network namespace (a DaemonSet pod). --install-cni DIR first installs the shim as
+HELP = """The macvtap CNI datapath behind the static shim, and the kubelet device plugin. Runs as root in the node's network namespace (a DaemonSet pod). --install-cni DIR first installs the shim as
 DIR/macvtap (atomic, idempotent)."""
 
 
-app = typer.Typer(help=HELP, invoke_without_command=True, rich_markup_mode=None)
+app = typer.Typer(invoke_without_command=True, rich_markup_mode=None)  # help: summary + HELP
 
 
 @app.callback()

@@ -16,7 +16,7 @@ from macvtapctl.cli.common import (
 )
 from macvtapctl.manifests import nad as nadm
 
-app = typer.Typer(help="Manage macvtap NetworkAttachmentDefinitions.", no_args_is_help=True, rich_markup_mode=None)
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)  # help: the registry's summary
 
 CREATE_HELP = """Create (or update) a NetworkAttachmentDefinition for macvtap resource R.
 
@@ -40,8 +40,8 @@ def create(
     cli = application(ctx)
     fmt = cli.output_format(WRITE_FORMATS)
     mode = dry_run_of(dry_run)
-    namespace = cli.namespace
-    obj = nadm.render(name, namespace, resource, mtu=mtu, promisc=promisc, cni_version=cni_version)
+    nadm.check_inputs(name, resource, mtu=mtu, cni_version=cni_version)  # before the kubeconfig is read
+    obj = nadm.render(name, cli.namespace, resource, mtu=mtu, promisc=promisc, cni_version=cni_version)
     printer = cli.printer
     with cli.connect() as kube:
         from macvtapctl.ops import nad as ops

@@ -49,6 +49,7 @@ def setup(
     entry = expose.entry_for(lower_device, name, mode, capacity)
     if dp_namespace:
         validate.check_dns_label(dp_namespace, "--dp-namespace")
+    nadm.check_inputs(nad_name or entry.name, entry.name, mtu=mtu, cni_version=cni_version)
     namespace = cli.namespace
     nad = nadm.render(nad_name or entry.name, namespace, entry.name, mtu=mtu, promisc=promisc,
                       cni_version=cni_version)

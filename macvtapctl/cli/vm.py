@@ -20,8 +20,7 @@ from macvtapctl.output import Printer
 if TYPE_CHECKING:
     pass
 
-app = typer.Typer(help="Create, check and convert VirtualMachines that use macvtap.", no_args_is_help=True,
-                  rich_markup_mode=None)
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 
 CREATE_HELP = """Generate a VirtualMachine on macvtap (pod network with masquerade plus one macvtap interface per
 --network) and print it as YAML, ready for `kubectl apply -f -`; or apply it with --apply.

@@ -19,12 +19,19 @@ def check_cni_version(value: str) -> str:
     return value
 
 
-def render(name: str, namespace: str, resource: str, *, mtu: int | None = None, promisc: bool = False,
-           cni_version: str = DEFAULT_CNI_VERSION) -> dict[str, Any]:
+def check_inputs(name: str, resource: str, *, mtu: int | None = None, cni_version: str = DEFAULT_CNI_VERSION) -> None:
+    """Every rule on a NAD's inputs but the namespace: callers check them before asking where to write."""
     validate.check_dns_subdomain(name, "NAD name")
-    validate.check_dns_label(namespace, "namespace")
     validate.check_resource_name(resource)
     check_cni_version(cni_version)
+    if mtu is not None:
+        validate.check_mtu(mtu)
+
+
+def render(name: str, namespace: str, resource: str, *, mtu: int | None = None, promisc: bool = False,
+           cni_version: str = DEFAULT_CNI_VERSION) -> dict[str, Any]:
+    check_inputs(name, resource, mtu=mtu, cni_version=cni_version)
+    validate.check_dns_label(namespace, "namespace")
     config: dict[str, Any] = {"cniVersion": cni_version, "name": name, "type": "macvtap"}
     if mtu is not None:
         config["mtu"] = validate.check_mtu(mtu)
