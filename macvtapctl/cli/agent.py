@@ -8,8 +8,9 @@ import typer
 
 from macvtapctl.errors import MacvtapctlError, UsageError
 
-HELP = """The macvtap CNI datapath behind the static shim, and the kubelet device plugin. Runs as root in the node's network namespace (a DaemonSet pod). --install-cni DIR first installs the shim as
-DIR/macvtap (atomic, idempotent)."""
+HELP = """The macvtap CNI datapath behind the static shim, and the kubelet device plugin. Runs as root in the
+node's network namespace (a DaemonSet pod). --install-cni DIR first installs the shim as DIR/macvtap (atomic,
+idempotent)."""
 
 
 app = typer.Typer(invoke_without_command=True, rich_markup_mode=None)  # help: summary + HELP

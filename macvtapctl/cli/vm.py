@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
@@ -16,9 +16,6 @@ from macvtapctl.kube.options import DryRun
 from macvtapctl.manifests import vm as vmm
 from macvtapctl.ops import vm as vmops
 from macvtapctl.output import Printer
-
-if TYPE_CHECKING:
-    pass
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 
