@@ -6,6 +6,7 @@ Command modules import only typer and the standard library at module level; heav
 
 from __future__ import annotations
 
+import functools
 import sys
 import traceback
 from collections.abc import Sequence
@@ -189,8 +190,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+@functools.cache
 def load_command(name: str) -> Any:
-    """The Click command for `name`, built from its module on first use."""
+    """The Click command for `name`, built from its module on first use (once per process)."""
     import importlib
 
     target_ref, summary = COMMANDS[name]
