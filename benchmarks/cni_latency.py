@@ -61,6 +61,8 @@ def one_run(plugin: str, lower: str, socket: str, tag: str) -> tuple[float, floa
         delete = call(plugin, "DEL", f"/run/netns/{name}", device, socket)
     finally:
         sh("ip", "netns", "del", name)
+        # The agent's DEL gives the link back to the node (a retried sandbox needs it); not timed.
+        subprocess.run(["ip", "link", "del", temporary_link_name(device)], check=False, capture_output=True)
     return add, delete
 
 

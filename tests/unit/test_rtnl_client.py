@@ -20,32 +20,46 @@ def ack(seq: int, err: int = 0) -> bytes:
 @pytest.fixture
 def client() -> Rtnl:
     rt = Rtnl()
-    rt.sock.close()  # the loop's socket calls are replaced: the kernel is played by a queue of replies
+    rt.sock.close()  # the kernel is played by a queue of replies
     return rt
 
 
-def run_with(rt: Rtnl, replies: list[bytes], coro_of: object) -> object:
+class Queued:
+    """The socket's non-blocking recv: the queued replies, then EAGAIN (the client then awaits the loop)."""
+
+    def __init__(self, replies: list[bytes], ready: bool) -> None:
+        self.replies, self.ready = replies, ready
+
+    def recv(self, n: int) -> bytes:
+        if not self.ready or not self.replies:
+            raise BlockingIOError
+        return self.replies.pop(0)
+
+
+def run_with(rt: Rtnl, replies: list[bytes], coro_of: object, *, ready: bool = True) -> object:
     async def main() -> object:
         loop = asyncio.get_running_loop()
-        queue = list(replies)
+        queue = Queued(list(replies), ready)
 
         async def sock_sendall(sock: object, data: bytes) -> None:
             return None
 
         async def sock_recv(sock: object, n: int) -> bytes:
             await asyncio.sleep(0)
-            return queue.pop(0)
+            return queue.replies.pop(0)
 
         loop.sock_sendall = sock_sendall  # type: ignore[method-assign, assignment]
         loop.sock_recv = sock_recv  # type: ignore[method-assign, assignment]
+        rt.sock = queue  # type: ignore[assignment]
         return await coro_of(rt)  # type: ignore[operator]
 
     return asyncio.run(main())
 
 
-def test_a_late_reply_to_an_earlier_request_is_never_taken_for_the_current_one(client: Rtnl) -> None:
+@pytest.mark.parametrize("ready", [True, False], ids=["reply queued", "reply awaited"])
+def test_a_late_reply_to_an_earlier_request_is_never_taken_for_the_current_one(client: Rtnl, ready: bool) -> None:
     client.seq = 41  # the next request is 42; 41's ENODEV answer arrives late
-    assert run_with(client, [ack(41, errno.ENODEV), ack(42)], lambda rt: rt.delete("mvtx")) is True
+    assert run_with(client, [ack(41, errno.ENODEV), ack(42)], lambda rt: rt.delete("mvtx"), ready=ready) is True
 
 
 def test_an_error_for_this_request_is_raised_with_its_errno(client: Rtnl) -> None:

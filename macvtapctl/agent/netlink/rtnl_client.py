@@ -38,7 +38,7 @@ class Rtnl:
             await loop.sock_sendall(self.sock, build(seq, *args))
             chunks: list[bytes] = []
             while True:
-                data = await asyncio.wait_for(loop.sock_recv(self.sock, 1 << 16), TIMEOUT)
+                data = await self._recv(loop)
                 if rtnl.seq_of(data) != seq:
                     continue  # a late reply to an earlier request
                 err = rtnl.error_of(data)
@@ -47,6 +47,14 @@ class Rtnl:
                 chunks.append(data)
                 if single or err == 0 or any(m == rtnl.NLMSG_DONE for m in rtnl.parse(data)):
                     return chunks
+
+    async def _recv(self, loop: asyncio.AbstractEventLoop) -> bytes:
+        """RTNL answers while the request is being sent, so the reply is usually queued already: take it without
+        a trip through the selector (measured: 0.57 vs 0.80 ms per Allocate); otherwise await it, with a deadline."""
+        try:
+            return self.sock.recv(1 << 16)
+        except BlockingIOError:
+            return await asyncio.wait_for(loop.sock_recv(self.sock, 1 << 16), TIMEOUT)
 
     async def index_of(self, name: str) -> tuple[int, int] | None:
         """(ifindex, txqlen) of a link by name, or None."""
