@@ -18,14 +18,28 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130  # Ctrl-C
 
 
+class Hint:
+    """What the user can change to fix an error, named by meaning; the command layer words it with its own flags
+    (cli/__init__.py HINTS), so the layers below never speak CLI."""
+
+    NO_KUBECONFIG = "no-kubeconfig"
+    KUBECONFIG = "kubeconfig"
+    CONTEXT = "context"
+    UNREACHABLE = "unreachable"
+    REQUEST_TIMEOUT = "request-timeout"
+    DP_NAMESPACE = "dp-namespace"
+    FORCE_CONFLICTS = "force-conflicts"
+
+
 class MacvtapctlError(Exception):
-    """An error the user should see as one line, with a defined exit code."""
+    """An error the user should see as one line, with a defined exit code (and maybe a Hint)."""
 
     exit_code: ExitCode = ExitCode.ERROR
 
-    def __init__(self, message: str, *, exit_code: ExitCode | None = None) -> None:
+    def __init__(self, message: str, *, exit_code: ExitCode | None = None, hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.hint = hint
         if exit_code is not None:
             self.exit_code = exit_code
 

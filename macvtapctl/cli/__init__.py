@@ -17,6 +17,7 @@ import typer
 from typer.core import TyperGroup
 
 from macvtapctl.cli import argv
+from macvtapctl.cli.common import describe
 from macvtapctl.cli.settings import Settings, check_output_format, debug_from_env, parse_request_timeout
 from macvtapctl.errors import ExitCode, MacvtapctlError
 from macvtapctl.output import Printer
@@ -35,7 +36,7 @@ def _report(exc: BaseException, debug: bool) -> int:
     if debug:
         traceback.print_exception(exc, file=sys.stderr)
     if isinstance(exc, MacvtapctlError):
-        printer.error(exc.message)
+        printer.error(describe(exc))
         return int(exc.exit_code)
     printer.error(f"unexpected {type(exc).__name__}: {exc}" + ("" if debug else " (run with -v for details)"))
     return int(ExitCode.ERROR)
@@ -81,7 +82,7 @@ class RootGroup(TyperGroup):
         try:
             hoisted = argv.hoist_global_options(raw, declared_options(argv.command_path(raw)))
         except MacvtapctlError as exc:
-            Printer().error(f"{exc.message} (see '{prog} --help')")
+            Printer().error(f"{describe(exc)} (see '{prog} --help')")
             hoisted = None
         code = int(ExitCode.USAGE) if hoisted is None else self._run(hoisted, prog, complete_var, **extra)
         if standalone_mode:

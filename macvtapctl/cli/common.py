@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from macvtapctl.cli.settings import Settings, parse_dry_run
+from macvtapctl.errors import Hint, MacvtapctlError
 from macvtapctl.kube.options import DryRun
 from macvtapctl.output import Printer
 
@@ -21,6 +22,23 @@ DryRunOption = Annotated[str, typer.Option(
 ForceOption = Annotated[bool, typer.Option("--force", help="Go ahead despite the safety check described above.")]
 
 WRITE_FORMATS = ("table", "json", "yaml", "name")
+
+# What the user can change, in this command layer's words (the layers below name a Hint, never a flag).
+HINTS = {
+    Hint.NO_KUBECONFIG: ": pass --kubeconfig or set KUBECONFIG",
+    Hint.KUBECONFIG: " (--kubeconfig)",
+    Hint.CONTEXT: " (--context)",
+    Hint.UNREACHABLE: " (is the cluster running? check --kubeconfig and --context)",
+    Hint.REQUEST_TIMEOUT: " (--request-timeout)",
+    Hint.DP_NAMESPACE: "; choose one with --dp-namespace (the one the device plugin DaemonSet runs in)",
+    Hint.FORCE_CONFLICTS: "; pass --force-conflicts to take them over",
+}
+
+
+def describe(exc: MacvtapctlError) -> str:
+    """The error's one line, with the flag that fixes it when there is one."""
+    return exc.message + HINTS.get(exc.hint or "", "")
+
 
 
 class Application:

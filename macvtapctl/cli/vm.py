@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from macvtapctl import validate, vmlint
-from macvtapctl.cli.common import DryRunOption, application, dry_run_of
+from macvtapctl.cli.common import DryRunOption, application, describe, dry_run_of
 from macvtapctl.cli.settings import Settings
 from macvtapctl.errors import ExitCode, MacvtapctlError, UsageError
 from macvtapctl.kube.options import DryRun
@@ -115,7 +115,7 @@ def create(
     except MacvtapctlError as exc:
         if apply or mode is DryRun.SERVER:
             raise
-        printer.warn(f"cluster checks skipped: {exc.message}")
+        printer.warn(f"cluster checks skipped: {describe(exc)}")
         _print_vms(printer, vms, fmt)
         return
     with kube:
@@ -123,7 +123,7 @@ def create(
             vmops.check_against_cluster(kube, printer, vms, namespace)
         except MacvtapctlError as exc:
             if not apply and mode is DryRun.CLIENT and exc.exit_code in (ExitCode.UNREACHABLE, ExitCode.TIMEOUT):
-                printer.warn(f"cluster checks skipped: {exc.message}")
+                printer.warn(f"cluster checks skipped: {describe(exc)}")
             else:
                 raise
         if not apply and mode is not DryRun.SERVER:

@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from macvtapctl.errors import MacvtapctlError, UsageError
+from macvtapctl.errors import Hint, MacvtapctlError, UsageError
 from macvtapctl.kube import kubeconfig
 from macvtapctl.kube.errors import Request, from_status, from_transport
 from macvtapctl.kube.options import ConnectionOptions, DryRun
@@ -54,10 +54,8 @@ def new_api_client(settings: ConnectionOptions) -> ApiClient:
         except config.ConfigException as exc:
             raise MacvtapctlError(f"in-cluster configuration failed: {exc}") from None
     else:
-        raise UsageError(
-            "no kubeconfig found (tried " + ", ".join(str(p) for p in paths) + "): "
-            "pass --kubeconfig or set KUBECONFIG"
-        )
+        raise UsageError("no kubeconfig found (tried " + ", ".join(str(p) for p in paths) + ")",
+                         hint=Hint.NO_KUBECONFIG)
     # One attempt per request: our callers decide what is worth retrying (conflicts), and a refused
     # connection should fail within --request-timeout, not after urllib3's silent retries.
     cfg.retries = False

@@ -9,7 +9,7 @@ from typing import Any
 
 from macvtapctl import dpconfig
 from macvtapctl.dig import dig
-from macvtapctl.errors import ForbiddenError, PreconditionError, UsageError
+from macvtapctl.errors import ForbiddenError, Hint, PreconditionError, UsageError
 from macvtapctl.kube.client import Kube
 from macvtapctl.kube.errors import AlreadyExistsError
 from macvtapctl.kube.options import DryRun
@@ -47,8 +47,7 @@ def locate(kube: Kube, dp_namespace: str | None, name: str = dpconfig.CONFIGMAP_
         found = kube.list(CONFIGMAP, field_selector=f"metadata.name={name}")
         if len(found) > 1:
             where = ", ".join(sorted(c["metadata"]["namespace"] for c in found))
-            raise UsageError(f"ConfigMap {name} exists in several namespaces ({where}); choose one with "
-                             "--dp-namespace (the one the device plugin DaemonSet runs in)")
+            raise UsageError(f"ConfigMap {name} exists in several namespaces ({where})", hint=Hint.DP_NAMESPACE)
         if found:
             target = Target(found[0]["metadata"]["namespace"], name, found[0])
         else:

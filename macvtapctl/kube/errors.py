@@ -10,6 +10,7 @@ from macvtapctl.errors import (
     ConflictError,
     ExitCode,
     ForbiddenError,
+    Hint,
     InvalidObjectError,
     MacvtapctlError,
     NotFoundError,
@@ -84,8 +85,8 @@ def from_status(status: int, body: Any, req: Request, server: str) -> Macvtapctl
         if reason == "AlreadyExists":
             return AlreadyExistsError(f"{target} already exists {req.where()}")
         if message.startswith("Apply failed with"):  # server-side apply: fields other managers own, not staleness
-            return ConflictError(f"{target} has fields other managers own {req.where()}: {message}; pass "
-                                 "--force-conflicts to take them over")
+            return ConflictError(f"{target} has fields other managers own {req.where()}: {message}",
+                                 hint=Hint.FORCE_CONFLICTS)
         return StaleError(f"{target} was modified concurrently {req.where()}: {message}")
     if status in (400, 422):
         return InvalidObjectError(f"the server rejected {target}: {message or reason}")
@@ -105,24 +106,18 @@ def from_transport(exc: BaseException, req: Request, server: str, timeout: float
         inner = exc.reason
     # NewConnectionError subclasses ConnectTimeoutError in urllib3, so refusals are checked first.
     if isinstance(inner, u3.NewConnectionError) and "timed out" not in str(inner):
-        return UnreachableError(
-            f"cannot reach the API server at {server}: {_short(inner)} "
-            "(is the cluster running? check --kubeconfig and --context)"
-        )
+        return UnreachableError(f"cannot reach the API server at {server}: {_short(inner)}", hint=Hint.UNREACHABLE)
     if isinstance(inner, (u3.ConnectTimeoutError, u3.ReadTimeoutError, TimeoutError)):
-        limit = f" after {timeout:g}s (--request-timeout)" if timeout else ""
+        limit = f" after {timeout:g}s" if timeout else ""
         return TimeoutExceeded(f"request to {server} timed out{limit} while trying to {req.verb} "
-                               f"{req.resource.qualified}")
+                               f"{req.resource.qualified}", hint=Hint.REQUEST_TIMEOUT if timeout else None)
     if isinstance(inner, u3.SSLError) or "SSL" in type(inner).__name__ or "SSLError" in str(inner):
         return UnreachableError(
             f"TLS handshake with {server} failed: {_short(inner)} "
             "(check certificate-authority in the kubeconfig)"
         )
     if isinstance(inner, (u3.NewConnectionError, u3.ProtocolError, ConnectionError, OSError)):
-        return UnreachableError(
-            f"cannot reach the API server at {server}: {_short(inner)} "
-            "(is the cluster running? check --kubeconfig and --context)"
-        )
+        return UnreachableError(f"cannot reach the API server at {server}: {_short(inner)}", hint=Hint.UNREACHABLE)
     return MacvtapctlError(f"request to {server} failed: {_short(inner)}", exit_code=ExitCode.ERROR)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from macvtapctl.errors import MacvtapctlError, UsageError
+from macvtapctl.errors import Hint, MacvtapctlError, UsageError
 
 
 def kubeconfig_paths(explicit: str | None) -> list[Path]:
@@ -33,7 +33,7 @@ def load_merged(paths: list[Path], *, explicit: bool) -> dict[str, Any]:
     for path in paths:
         if not path.exists():
             if explicit:
-                raise UsageError(f'kubeconfig "{path}" does not exist (--kubeconfig)')
+                raise UsageError(f'kubeconfig "{path}" does not exist', hint=Hint.KUBECONFIG)
             continue
         found = True
         try:
@@ -62,8 +62,11 @@ def context_entry(config: dict[str, Any], context: str | None) -> tuple[str, dic
         if item.get("name") == name:
             return name, item.get("context") or {}
     available = ", ".join(sorted(str(c.get("name")) for c in config["contexts"])) or "none"
-    flag = "--context" if context else "current-context"
-    raise UsageError(f'context "{name}" does not exist in the kubeconfig ({flag}; available: {available})')
+    if context:
+        raise UsageError(f'context "{name}" does not exist in the kubeconfig (available: {available})',
+                         hint=Hint.CONTEXT)
+    raise UsageError(f'context "{name}" does not exist in the kubeconfig (its current-context; available: '
+                     f'{available})')
 
 
 def default_namespace(explicit_kubeconfig: str | None, context: str | None) -> str:

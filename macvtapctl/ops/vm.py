@@ -83,8 +83,10 @@ def apply_all(kube: Kube, report: Reporter, vms: list[dict[str, Any]], namespace
     if failures:
         codes = {f[1].exit_code for f in failures}
         failed = ", ".join(n for n, _ in failures)
+        hints = {f[1].hint for f in failures}
         raise MacvtapctlError(f"{len(failures)} of {len(vms)} VMs failed: {failed}",
-                              exit_code=codes.pop() if len(codes) == 1 else ExitCode.ERROR)
+                              exit_code=codes.pop() if len(codes) == 1 else ExitCode.ERROR,
+                              hint=hints.pop() if len(hints) == 1 else None)
     return results
 
 
