@@ -9,24 +9,43 @@ from macvtapctl.agent.deviceplugin.manager import ConfigSource
 from macvtapctl.agent.netlink import rtnl
 
 
-def new(index: int, name: str, kind: str = "", flags: int = 0) -> rtnl.LinkMsg:
-    return rtnl.LinkMsg(event=rtnl.RTM_NEWLINK, index=index, flags=flags, name=name, kind=kind)
+def event(mtype: int, index: int, name: str, kind: str = "", flags: int = 0) -> rtnl.Raw:
+    """A kernel link event as bytes (pyroute2-encoded), through the pre-filter."""
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+    msg = ifinfmsg()
+    msg["header"]["type"] = mtype
+    msg["index"], msg["flags"] = index, flags
+    attrs: list[object] = [("IFLA_IFNAME", name)]
+    if kind:
+        attrs.append(("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", kind)]}))
+    msg["attrs"] = attrs
+    msg.encode()
+    return next(rtnl.messages(bytes(msg.data)))
 
 
-def gone(index: int, name: str) -> rtnl.LinkMsg:
-    return rtnl.LinkMsg(event=rtnl.RTM_DELLINK, index=index, flags=0, name=name, kind="")
+def new(index: int, name: str, kind: str = "", flags: int = 0) -> rtnl.Raw:
+    return event(rtnl.RTM_NEWLINK, index, name, kind, flags)
 
 
-def test_the_link_watcher_reconciles_on_set_changes_only() -> None:
+def gone(index: int, name: str) -> rtnl.Raw:
+    return event(rtnl.RTM_DELLINK, index, name)
+
+
+def test_the_link_watcher_reconciles_on_set_changes_only(monkeypatch) -> None:
+    decoded: list[str] = []
+    real = rtnl.decode
+    monkeypatch.setattr(rtnl, "decode", lambda raw: decoded.append(raw.name) or real(raw))
     w = LinkWatcher(lambda: None)
-    assert w._apply("RTM_NEWLINK", new(2, "eth0")) is True
-    assert w._apply("RTM_NEWLINK", new(2, "eth0", flags=1)) is False  # flags/stats: same set of links
-    assert w._apply("RTM_NEWLINK", new(7, "mvt0123456789ab", "macvtap")) is False  # allocations are quiet
-    assert w._apply("RTM_NEWLINK", new(2, "lan0")) is True  # renamed
+    assert w.handle(new(2, "eth0")) is True
+    assert w.handle(new(2, "eth0")) is False and decoded == ["eth0"]  # nothing new: not even decoded
+    assert w.handle(new(2, "eth0", flags=1)) is False  # up: the same set of links
+    assert w.handle(new(7, "mvt0123456789ab", "macvtap")) is False  # allocations are quiet
+    assert w.handle(new(2, "lan0", flags=1)) is True  # renamed
     assert set(w.links) == {"lan0", "mvt0123456789ab"} and w.by_index[2] == "lan0"
-    assert w._apply("RTM_DELLINK", gone(7, "mvt0123456789ab")) is False
-    assert w._apply("RTM_DELLINK", gone(2, "lan0")) is True
-    assert w._apply("RTM_DELLINK", gone(99, "never-seen")) is False
+    assert w.handle(gone(7, "mvt0123456789ab")) is False
+    assert w.handle(gone(2, "lan0")) is True
+    assert w.handle(gone(99, "never-seen")) is False
     assert w.links == {}
 
 
@@ -34,7 +53,7 @@ def test_physical_means_a_nic_or_a_bond() -> None:
     w = LinkWatcher(lambda: None)
     for i, (name, kind, flags) in enumerate([("lo", "", 0x8), ("eth0", "", 0), ("bond0", "bond", 0),
                                             ("veth1", "veth", 0), ("br0", "bridge", 0), ("eth0.100", "vlan", 0)]):
-        w._apply("RTM_NEWLINK", new(i + 1, name, kind, flags))
+        w.handle(new(i + 1, name, kind, flags))
     assert w.physical() == ["bond0", "eth0"]
     assert w.physical(veth_is_physical=True) == ["bond0", "eth0", "veth1"]
 

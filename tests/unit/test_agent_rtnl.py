@@ -1,4 +1,4 @@
-"""The minimal RTNL encoder/parser used by the link watcher and Allocate (pure)."""
+"""The raw-socket side of the agent's netlink stack: pyroute2-encoded requests, the pre-filter, decoding (pure)."""
 
 from __future__ import annotations
 
@@ -10,29 +10,32 @@ from hypothesis import strategies as st
 from macvtapctl.agent.netlink import rtnl
 
 
-def test_newlink_round_trip() -> None:
+def test_newlink_round_trip_through_the_pre_filter_and_pyroute2() -> None:
     raw = rtnl.newlink_macvtap(7, "mvt0123456789ab", 42, "bridge", 1000)
-    (msg,) = list(rtnl.parse(raw))
-    assert msg == rtnl.LinkMsg(rtnl.RTM_NEWLINK, 0, rtnl.IFF_UP, "mvt0123456789ab", "macvtap", 1000)
+    (msg,) = list(rtnl.messages(raw))
+    assert (msg.type, msg.seq, msg.name, msg.flags) == (rtnl.RTM_NEWLINK, 7, "mvt0123456789ab", rtnl.IFF_UP)
+    link = rtnl.decode(msg)
+    assert (link.name, link.kind, link.txqlen, link.lower_index, link.up) == ("mvt0123456789ab", "macvtap", 1000,
+                                                                               42, True)
     length, mtype, flags, seq, _ = struct.unpack_from("=IHHII", raw)
     assert (length, mtype, seq) == (len(raw), rtnl.RTM_NEWLINK, 7)
     assert flags & rtnl.NLM_F_CREATE and flags & rtnl.NLM_F_EXCL and flags & rtnl.NLM_F_ECHO
 
 
 def test_modes_are_the_kernels() -> None:
-    assert rtnl.MACVTAP_MODES == {"private": 1, "vepa": 2, "bridge": 4, "passthru": 8}  # if_link.h MACVLAN_MODE_*
-    raw = rtnl.newlink_macvtap(1, "x", 1, "vepa", 0)
-    assert struct.pack("=HHI", 8, rtnl.IFLA_MACVLAN_MODE, 2) in raw
-    assert struct.pack("=HH", 8, rtnl.IFLA_TXQLEN) not in raw  # txqlen 0 is never sent
+    for mode, value in (("private", 1), ("vepa", 2), ("bridge", 4), ("passthru", 8)):  # if_link.h MACVLAN_MODE_*
+        raw = rtnl.newlink_macvtap(1, "x", 1, mode, 0)
+        assert raw.endswith(struct.pack("=HHI", 8, 1, value)), mode  # IFLA_MACVLAN_MODE, last in the message
+    assert struct.pack("=HH", 8, 13) not in rtnl.newlink_macvtap(1, "x", 1, "vepa", 0)  # txqlen 0 never sent
 
 
 def test_error_and_done() -> None:
     err = struct.pack("=IHHII", 36, rtnl.NLMSG_ERROR, 0, 1, 0) + struct.pack("=i", -19) + bytes(16)
-    assert rtnl.error_of(err) == 19
+    assert rtnl.error_of(err) == 19 and rtnl.seq_of(err) == 1
     ack = struct.pack("=IHHII", 36, rtnl.NLMSG_ERROR, 0, 1, 0) + struct.pack("=i", 0) + bytes(16)
     assert rtnl.error_of(ack) == 0
     done = struct.pack("=IHHII", 20, rtnl.NLMSG_DONE, 0, 1, 0) + bytes(4)
-    assert list(rtnl.parse(done)) == [rtnl.NLMSG_DONE]
+    assert [m.type for m in rtnl.messages(done)] == [rtnl.NLMSG_DONE]
     assert rtnl.error_of(done) is None
 
 
@@ -43,6 +46,7 @@ def test_dellink_and_getlink_carry_the_name() -> None:
 
 
 @given(st.binary(max_size=400))
-def test_parser_never_crashes_on_garbage(data: bytes) -> None:
-    list(rtnl.parse(data))
+def test_the_pre_filter_never_crashes_on_garbage(data: bytes) -> None:
+    list(rtnl.messages(data))
     rtnl.error_of(data)
+    rtnl.seq_of(data)

@@ -6,43 +6,20 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from macvtapctl.agent.netlink import rtnl
+from macvtapctl.agent.netlink import Link, rtnl
 
 log = logging.getLogger("macvtapctl.agent.deviceplugin.links")
-IFF_LOOPBACK = 0x8
 QUIET_KINDS = ("macvtap",)
-
-
-@dataclass(frozen=True)
-class NodeLink:
-    name: str
-    kind: str  # "" for a plain (physical) device
-    loopback: bool
-    index: int = 0
-    txqlen: int = 0
-
-    def is_physical(self, *, veth_is_physical: bool = False) -> bool:
-        """A NIC or a bond, as upstream's `[]` mode exposes (not loopback, veth, bridge, VLAN, macvlan, tunnels)."""
-        if self.loopback:
-            return False
-        if self.kind in ("", "bond"):
-            return True
-        return veth_is_physical and self.kind == "veth"
-
-
-def _from_msg(msg: rtnl.LinkMsg) -> NodeLink:
-    return NodeLink(name=msg.name, kind=msg.kind, loopback=bool(msg.flags & IFF_LOOPBACK), index=msg.index,
-                    txqlen=msg.txqlen)
 
 
 class LinkWatcher:
     """Keeps `links` current; calls `on_change()` after every add/remove/rename."""
 
     def __init__(self, on_change: Callable[[], None]) -> None:
-        self.links: dict[str, NodeLink] = {}
+        self.links: dict[str, Link] = {}
         self.by_index: dict[int, str] = {}
+        self.flags: dict[int, int] = {}  # ifi_flags last decoded per index: the pre-filter's memory
         self.on_change = on_change
         self.ready = asyncio.Event()
 
@@ -54,20 +31,18 @@ class LinkWatcher:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
                 sock.bind((0, rtnl.RTMGRP_LINK))  # subscribe first, then dump: no event is lost
                 await loop.sock_sendall(sock, rtnl.dump_request())
-                self.links, self.by_index = {}, {}
+                self.links, self.by_index, self.flags = {}, {}, {}
                 dumping = True
                 while True:
                     data = await loop.sock_recv(sock, 1 << 16)
                     changed = False
-                    for msg in rtnl.parse(data):
-                        if isinstance(msg, int):
-                            if msg == rtnl.NLMSG_DONE and dumping:
-                                dumping = False
-                                self.ready.set()
-                                changed = True
-                            continue
-                        changed |= self._apply("RTM_DELLINK" if msg.event == rtnl.RTM_DELLINK else "RTM_NEWLINK",
-                                               msg)
+                    for raw in rtnl.messages(data):
+                        if raw.type == rtnl.NLMSG_DONE and dumping:
+                            dumping = False
+                            self.ready.set()
+                            changed = True
+                        else:
+                            changed |= self.handle(raw)
                     if changed and not dumping:
                         self.on_change()
             except asyncio.CancelledError:
@@ -79,27 +54,29 @@ class LinkWatcher:
             finally:
                 sock.close()
 
-    def _apply(self, event: str, msg: rtnl.LinkMsg) -> bool:
-        """Record the event; True when it matters to the device plugin. Macvtap links come and go with every
-        allocation and are never lower devices, so they do not trigger a reconcile."""
-        index = msg.index
-        if event == "RTM_DELLINK":
-            name = self.by_index.pop(index, None)
-            if name is not None:
-                gone = self.links.pop(name, None)
-                return gone is not None and gone.kind not in QUIET_KINDS
+    def handle(self, raw: rtnl.Raw) -> bool:
+        """Record one link event; True when it matters to the device plugin. The pre-filter skips what carries
+        nothing new (same index, name and flags: statistics, carrier, MTU); the rest is decoded by pyroute2.
+        Macvtap links come and go with every allocation and are never lower devices: they do not count."""
+        if raw.type == rtnl.RTM_DELLINK:
+            self.flags.pop(raw.index, None)
+            name = self.by_index.pop(raw.index, None)
+            gone = self.links.pop(name, None) if name is not None else None
+            return gone is not None and gone.kind not in QUIET_KINDS
+        if raw.type != rtnl.RTM_NEWLINK:
             return False
-        if event != "RTM_NEWLINK":
+        old = self.by_index.get(raw.index)
+        if old == raw.name and self.flags.get(raw.index) == raw.flags:
             return False
-        link = _from_msg(msg)
-        old = self.by_index.get(index)
+        link: Link = rtnl.decode(raw)
+        self.flags[raw.index] = raw.flags
         same = self.links.get(link.name)
         if old == link.name and same is not None and (same.kind, same.loopback) == (link.kind, link.loopback):
-            self.links[link.name] = link  # keep txqlen current
-            return False  # a flags/stats update: the set of links did not change
+            self.links[link.name] = link  # flags changed (up/down): the set of links did not
+            return False
         if old is not None and old != link.name:
             self.links.pop(old, None)  # renamed
-        self.by_index[index] = link.name
+        self.by_index[raw.index] = link.name
         self.links[link.name] = link
         return link.kind not in QUIET_KINDS
 

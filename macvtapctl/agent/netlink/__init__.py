@@ -1,4 +1,6 @@
-"""pyroute2 operations the datapath needs, on plain values. The only module that imports pyroute2."""
+"""The agent's one netlink stack (pyroute2): the link type every room uses, and the operations the datapath and
+the checks need, on plain values. rtnl.py and rtnl_client.py are its raw-socket side for Allocate and the link
+watcher (pyroute2 messages, awaited on the event loop, with a narrow pre-filter)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Any
 from macvtapctl.agent.netlink import netns
 
 IFF_UP = 0x1
+IFF_LOOPBACK = 0x8
 IFF_PROMISC = 0x100
 
 _local = threading.local()
@@ -29,9 +32,19 @@ class Link:
     lower_index: int | None
     txqlen: int
     alias: str = ""
+    loopback: bool = False
+
+    def is_physical(self, *, veth_is_physical: bool = False) -> bool:
+        """A NIC or a bond, as upstream's `[]` mode exposes (not loopback, veth, bridge, VLAN, macvlan, tunnels)."""
+        if self.loopback:
+            return False
+        if self.kind in ("", "bond"):
+            return True
+        return veth_is_physical and self.kind == "veth"
 
 
-def _link(msg: Any) -> Link:
+def link_of(msg: Any) -> Link:
+    """The Link in a decoded pyroute2 ifinfmsg."""
     info = msg.get_attr("IFLA_LINKINFO")
     kind = info.get_attr("IFLA_INFO_KIND") if info is not None else ""
     flags = int(msg["flags"])
@@ -40,7 +53,7 @@ def _link(msg: Any) -> Link:
                 mtu=int(msg.get_attr("IFLA_MTU") or 0), mac=str(msg.get_attr("IFLA_ADDRESS") or "").lower(),
                 up=bool(flags & IFF_UP), promisc=bool(flags & IFF_PROMISC),
                 lower_index=int(lower) if lower else None, txqlen=int(msg.get_attr("IFLA_TXQLEN") or 0),
-                alias=str(msg.get_attr("IFLA_IFALIAS") or ""))
+                alias=str(msg.get_attr("IFLA_IFALIAS") or ""), loopback=bool(flags & IFF_LOOPBACK))
 
 
 class Netlink:
@@ -54,7 +67,7 @@ class Netlink:
         from pyroute2 import NetlinkError
 
         try:
-            return _link(self.ipr.link("get", ifname=name)[0])
+            return link_of(self.ipr.link("get", ifname=name)[0])
         except NetlinkError as exc:
             if exc.code == errno.ENODEV:
                 return None
@@ -64,14 +77,14 @@ class Netlink:
         from pyroute2 import NetlinkError
 
         try:
-            return _link(self.ipr.link("get", index=index)[0])
+            return link_of(self.ipr.link("get", index=index)[0])
         except NetlinkError as exc:
             if exc.code == errno.ENODEV:
                 return None
             raise
 
     def links(self) -> list[Link]:
-        return [_link(m) for m in self.ipr.get_links()]
+        return [link_of(m) for m in self.ipr.get_links()]
 
     def move(self, index: int, netns_fd: int) -> None:
         self.ipr.link("set", index=index, net_ns_fd=netns_fd)

@@ -45,7 +45,7 @@ class Rtnl:
                 if err:
                     raise RtnlError(err, os.strerror(err))
                 chunks.append(data)
-                if single or err == 0 or any(m == rtnl.NLMSG_DONE for m in rtnl.parse(data)):
+                if single or err == 0 or any(m.type == rtnl.NLMSG_DONE for m in rtnl.messages(data)):
                     return chunks
 
     async def _recv(self, loop: asyncio.AbstractEventLoop) -> bytes:
@@ -65,9 +65,10 @@ class Rtnl:
                 return None
             raise
         for data in replies:
-            for msg in rtnl.parse(data):
-                if isinstance(msg, rtnl.LinkMsg) and msg.name == name:
-                    return msg.index, msg.txqlen
+            for raw in rtnl.messages(data):
+                if raw.type == rtnl.RTM_NEWLINK and raw.name == name:
+                    link = rtnl.decode(raw)
+                    return link.index, link.txqlen
         return None
 
     async def delete(self, name: str) -> bool:
@@ -82,9 +83,9 @@ class Rtnl:
     async def create_macvtap(self, name: str, lower_index: int, mode: str, txqlen: int) -> int:
         """Create an UP macvtap; return its ifindex (from the kernel's echo, else a lookup)."""
         for data in await self._call(rtnl.newlink_macvtap, name, lower_index, mode, txqlen):
-            for msg in rtnl.parse(data):
-                if isinstance(msg, rtnl.LinkMsg) and msg.name == name:
-                    return msg.index
+            for raw in rtnl.messages(data):  # the echo: its index is all we need, no decoding
+                if raw.type == rtnl.RTM_NEWLINK and raw.name == name:
+                    return raw.index
         found = await self.index_of(name)  # kernels before ~6.1 do not echo new links
         if found is None:
             raise RtnlError(errno.ENODEV, f"{name} vanished right after it was created")
