@@ -1,10 +1,11 @@
-"""/healthz, /readyz and /metrics over a tiny asyncio HTTP server, with a private Prometheus registry."""
+"""/healthz, /readyz and /metrics (http.server in its own thread), with a private Prometheus registry."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -47,65 +48,77 @@ class Metrics:
         return bytes(generate_latest(self.registry))
 
 
-REQUEST_TIMEOUT = 5.0
-MAX_HEAD = 8192  # bytes of request line + headers
-MAX_HEADERS = 64
-
-
-async def _read_head(reader: asyncio.StreamReader) -> bytes:
-    """The request line, after reading (and bounding) the headers; ValueError when too large."""
-    line = await reader.readline()
-    size = len(line)
-    for _ in range(MAX_HEADERS):
-        header = await reader.readline()
-        size += len(header)
-        if size > MAX_HEAD:
-            raise ValueError("request head too large")
-        if not header.strip():
-            return line
-    raise ValueError("too many headers")
+REQUEST_TIMEOUT = 5.0  # for a whole request: the port is reachable from the network
 
 
 class HealthServer:
+    """/healthz, /readyz and /metrics on `http.server` (its parser bounds the request line and headers: 64 KiB
+    per line, 100 headers), in a thread of its own — the checks are blocking netlink calls and must stay off the
+    event loop. A watchdog closes any connection still open after REQUEST_TIMEOUT, so a client dribbling bytes
+    cannot hold a thread (http.server alone only bounds each read)."""
+
     def __init__(self, host: str, port: int, metrics: Metrics, ready: Callable[[], tuple[bool, str]],
                  alive: Callable[[], tuple[bool, str]]) -> None:
         self.host, self.port = host, port
         self.metrics, self.ready, self.alive = metrics, ready, alive
-        self.server: asyncio.base_events.Server | None = None
+        self.server: Any = None
+        self.thread: threading.Thread | None = None
 
     async def start(self) -> None:
-        self.server = await asyncio.start_server(self._serve, self.host, self.port, limit=MAX_HEAD)
+        from http.server import ThreadingHTTPServer
+
+        self.server = ThreadingHTTPServer((self.host, self.port), _handler(self))
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, name="health", daemon=True)
+        self.thread.start()
         log.info("health and metrics on http://%s:%d (/healthz /readyz /metrics)", self.host, self.port)
 
     async def stop(self) -> None:
         if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
+            await asyncio.to_thread(self.server.shutdown)
+            self.server.server_close()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            # One deadline for the whole head and a bound on its size: the port is reachable from the network.
-            line = await asyncio.wait_for(_read_head(reader), REQUEST_TIMEOUT)
-            parts = line.decode("latin-1").split()
-            path = parts[1] if len(parts) > 1 else ""
-            status, ctype, body = await self._route(path)
-            head = (f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                    "Connection: close\r\n\r\n")
-            writer.write(head.encode() + body)
-            await writer.drain()
-        except (TimeoutError, ConnectionError, ValueError):
-            pass  # slow, oversized or broken requests are dropped
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
-
-    async def _route(self, path: str) -> tuple[str, str, bytes]:
-        checks: dict[str, Any] = {"/healthz": self.alive, "/readyz": self.ready}
+    def route(self, path: str) -> tuple[int, str, bytes]:
+        checks: dict[str, Callable[[], tuple[bool, str]]] = {"/healthz": self.alive, "/readyz": self.ready}
         if path in checks:
-            # The checks use blocking netlink: keep them off the event loop.
-            ok, why = await asyncio.get_running_loop().run_in_executor(None, checks[path])
-            return ("200 OK" if ok else "503 Service Unavailable", "text/plain", (why + "\n").encode())
+            ok, why = checks[path]()
+            return (200 if ok else 503), "text/plain", (why + "\n").encode()
         if path == "/metrics":
-            return "200 OK", "text/plain; version=0.0.4", self.metrics.render()
-        return "404 Not Found", "text/plain", b"not found\n"
+            return 200, "text/plain; version=0.0.4", self.metrics.render()
+        return 404, "text/plain", b"not found\n"
+
+
+def _handler(health: HealthServer) -> Any:
+    from http.server import BaseHTTPRequestHandler
+
+    class Handler(BaseHTTPRequestHandler):
+        timeout = REQUEST_TIMEOUT
+        protocol_version = "HTTP/1.0"  # one request per connection
+
+        def setup(self) -> None:
+            super().setup()
+            self.watchdog = threading.Timer(REQUEST_TIMEOUT, self._expire)
+            self.watchdog.daemon = True
+            self.watchdog.start()
+
+        def _expire(self) -> None:
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(2)  # SHUT_RDWR: the handler's next read or write fails
+
+        def finish(self) -> None:
+            self.watchdog.cancel()
+            with contextlib.suppress(OSError):
+                super().finish()
+
+        def do_GET(self) -> None:
+            status, ctype, body = health.route(self.path.split("?", 1)[0])
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("health: " + format, *args)
+
+    return Handler

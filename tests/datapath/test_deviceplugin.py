@@ -289,7 +289,8 @@ def test_the_health_port_drops_oversized_or_endless_requests(dp: DPAgent, node: 
             answer = conn.recv(65536)
         except ConnectionResetError:
             answer = b""
-        assert answer == b""  # closed without an answer
+        # refused (431 Request Header Fields Too Large) or cut off: never served
+        assert answer == b"" or answer.split(b" ", 2)[1] == b"431", answer[:80]
     assert dp.http("/healthz") == (200, "ok\n")
 
 
