@@ -56,7 +56,13 @@ def _apply(kube: Kube, report: Reporter, mode: DryRun, obj: dict[str, Any]) -> d
         if existing is not None:  # the user's entries are never touched
             report.status(_label(obj), "unchanged", mode.suffix)
             return dict(existing)
-        result: dict[str, Any] = kube.create(res, obj, ns, dry_run=mode)
+        from macvtapctl.kube.errors import AlreadyExistsError
+
+        try:
+            result: dict[str, Any] = kube.create(res, obj, ns, dry_run=mode)
+        except AlreadyExistsError:  # created by `expose` or another install since we looked: theirs, untouched
+            report.status(_label(obj), "unchanged", mode.suffix)
+            return dict(kube.get(res, name, ns))
         report.status(_label(obj), "created", mode.suffix)
         return result
     preview: dict[str, Any] = kube.apply(res, obj, ns, dry_run=DryRun.SERVER)

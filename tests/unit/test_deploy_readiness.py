@@ -55,3 +55,34 @@ def test_a_scheduled_node_not_advertising_is_named() -> None:
     kube = FakeKube(status(2, 2, 1), 1, ["node-a", "node-b"], {"node-a": DP, "node-b": {}}, CONF)
     ok, _, lagging = readiness(kube, agentm.InstallOptions())  # type: ignore[arg-type]
     assert not ok and lagging == ["node-b (not advertising macvtap.network.kubevirt.io/dp)"]
+
+
+def test_installs_configmap_lost_to_a_concurrent_creator_is_theirs_and_unchanged() -> None:
+    """Issue 12.3: the create race of install's ConfigMap (an `expose` or another install created it between our
+    read and our create) is not an error: the ConfigMap is never overwritten, so it is `unchanged`."""
+    from macvtapctl.kube.errors import AlreadyExistsError
+    from macvtapctl.kube.options import DryRun
+    from macvtapctl.ops.deploy import apply_all
+
+    theirs = {"metadata": {"name": "macvtap-deviceplugin-config", "namespace": "macvtap"},
+              "data": {"DP_MACVTAP_CONF": '[{"name": "dp", "lowerDevice": "eth0"}]'}}
+
+    class Racing:
+        def get_or_none(self, *args: Any) -> None:
+            return None  # not there when we looked
+
+        def create(self, *args: Any, **kw: Any) -> dict[str, Any]:
+            raise AlreadyExistsError("configmaps already exists")
+
+        def get(self, *args: Any) -> dict[str, Any]:
+            return theirs
+
+    lines: list[str] = []
+
+    class Report:
+        def status(self, label: str, op: str, suffix: str = "") -> None:
+            lines.append(f"{label} {op}")
+
+    objs = [agentm.configmap(agentm.InstallOptions())]
+    assert apply_all(Racing(), Report(), DryRun.NONE, objs, "macvtap") == [theirs]  # type: ignore[arg-type]
+    assert lines == ["configmap/macvtap-deviceplugin-config unchanged"]

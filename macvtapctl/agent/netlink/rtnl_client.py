@@ -12,13 +12,11 @@ import os
 import socket
 from collections.abc import Callable
 
+from pyroute2.netlink.exceptions import NetlinkError  # noqa: TID253 - agent only; the stack's one error type
+
 from macvtapctl.agent.netlink import rtnl
 
 TIMEOUT = 10.0
-
-
-class RtnlError(OSError):
-    pass
 
 
 class Rtnl:
@@ -43,7 +41,7 @@ class Rtnl:
                     continue  # a late reply to an earlier request
                 err = rtnl.error_of(data)
                 if err:
-                    raise RtnlError(err, os.strerror(err))
+                    raise NetlinkError(err, os.strerror(err))
                 chunks.append(data)
                 if single or err == 0 or any(m.type == rtnl.NLMSG_DONE for m in rtnl.messages(data)):
                     return chunks
@@ -60,8 +58,8 @@ class Rtnl:
         """(ifindex, txqlen) of a link by name, or None."""
         try:
             replies = await self._call(rtnl.getlink, name, single=True)
-        except RtnlError as exc:
-            if exc.errno == errno.ENODEV:
+        except NetlinkError as exc:
+            if exc.code == errno.ENODEV:
                 return None
             raise
         for data in replies:
@@ -74,8 +72,8 @@ class Rtnl:
     async def delete(self, name: str) -> bool:
         try:
             await self._call(rtnl.dellink, name)
-        except RtnlError as exc:
-            if exc.errno == errno.ENODEV:
+        except NetlinkError as exc:
+            if exc.code == errno.ENODEV:
                 return False
             raise
         return True
@@ -88,7 +86,7 @@ class Rtnl:
                     return raw.index
         found = await self.index_of(name)  # kernels before ~6.1 do not echo new links
         if found is None:
-            raise RtnlError(errno.ENODEV, f"{name} vanished right after it was created")
+            raise NetlinkError(errno.ENODEV, f"{name} vanished right after it was created")
         return found[0]
 
     def close(self) -> None:
