@@ -72,14 +72,6 @@ def application(ctx: typer.Context) -> Application:
     return obj
 
 
-def settings_of(ctx: typer.Context) -> Settings:
-    return application(ctx).settings
-
-
-def printer_for(settings: Settings) -> Printer:
-    return Printer(verbosity=settings.verbosity)
-
-
 def dry_run_of(value: str) -> DryRun:
     return parse_dry_run(value)
 

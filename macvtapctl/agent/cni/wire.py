@@ -46,6 +46,19 @@ def _u32(buf: bytes, pos: int) -> tuple[int, int] | None:
     return struct.unpack_from(">I", buf, pos)[0], pos + 4
 
 
+def _field(buf: bytes, pos: int, limit: int, too_long: str) -> tuple[bytes, int] | None:
+    """A length-prefixed field at pos: (bytes, position after it), None when more bytes are needed."""
+    got = _u32(buf, pos)
+    if got is None:
+        return None
+    length, pos = got
+    if length > limit:
+        raise WireError(too_long)
+    if pos + length > len(buf):
+        return None
+    return buf[pos:pos + length], pos + length
+
+
 def decode_request(buf: bytes, *, partial: bool = False) -> Call | None:
     """Decode a whole request; with partial=True, None means 'need more bytes'. Raises WireError."""
 
@@ -69,18 +82,11 @@ def decode_request(buf: bytes, *, partial: bool = False) -> Call | None:
         raise WireError(f"too many environment entries ({count})")
     env: dict[str, str] = {}
     for _ in range(count):
-        got = _u32(buf, pos)
-        if got is None:
+        field = _field(buf, pos, MAX_ENV_ENTRY, "environment entry too long")
+        if field is None:
             need()
             return None
-        length, pos = got
-        if length > MAX_ENV_ENTRY:
-            raise WireError("environment entry too long")
-        if pos + length > len(buf):
-            need()
-            return None
-        raw = buf[pos:pos + length]
-        pos += length
+        raw, pos = field
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -89,19 +95,14 @@ def decode_request(buf: bytes, *, partial: bool = False) -> Call | None:
         if not sep or not key.startswith("CNI_"):
             raise WireError("environment entry is not CNI_KEY=VALUE")
         env[key] = value
-    got = _u32(buf, pos)
-    if got is None:
+    field = _field(buf, pos, MAX_STDIN, "stdin too large")
+    if field is None:
         need()
         return None
-    length, pos = got
-    if length > MAX_STDIN:
-        raise WireError("stdin too large")
-    if pos + length > len(buf):
-        need()
-        return None
-    if pos + length != len(buf):
+    stdin, pos = field
+    if pos != len(buf):
         raise WireError("trailing bytes after the request")
-    return Call(env, bytes(buf[pos:pos + length]))
+    return Call(env, bytes(stdin))
 
 
 def encode_request(env: dict[str, str], stdin: bytes) -> bytes:

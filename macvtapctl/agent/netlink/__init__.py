@@ -64,20 +64,16 @@ class Netlink:
 
     def find(self, name: str) -> Link | None:
         """One RTM_GETLINK by name (link_lookup would dump every link on the node)."""
-        from pyroute2 import NetlinkError
-
-        try:
-            return link_of(self.ipr.link("get", ifname=name)[0])
-        except NetlinkError as exc:
-            if exc.code == errno.ENODEV:
-                return None
-            raise
+        return self._get(ifname=name)
 
     def get(self, index: int) -> Link | None:
+        return self._get(index=index)
+
+    def _get(self, **key: Any) -> Link | None:
         from pyroute2 import NetlinkError
 
         try:
-            return link_of(self.ipr.link("get", index=index)[0])
+            return link_of(self.ipr.link("get", **key)[0])
         except NetlinkError as exc:
             if exc.code == errno.ENODEV:
                 return None
