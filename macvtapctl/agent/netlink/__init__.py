@@ -118,18 +118,6 @@ class Netlink:
             if exc.code != 19:
                 raise
 
-    def delete_by_name(self, name: str) -> bool:
-        """One RTM_DELLINK by name; False when there was no such link."""
-        from pyroute2 import NetlinkError
-
-        try:
-            self.ipr.link("del", ifname=name)
-        except NetlinkError as exc:
-            if exc.code == errno.ENODEV:
-                return False
-            raise
-        return True
-
     def create_macvtap(self, name: str, lower_index: int, mode: str, txqlen: int, *, up: bool = False) -> Link:
         # `macvtap_mode` (not macvlan_mode: that one is silently dropped and the kernel defaults to vepa).
         attrs: dict[str, Any] = {"ifname": name, "kind": "macvtap", "link": lower_index,
