@@ -4,7 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEVCLUSTER := .devcluster
-KUBEVIRT_VERSION ?= v1.5.0
+# The KubeVirt to run: a pinned release (KUBEVIRT_PINS in tests/controlplane/pins.env) runs its own CRDs and
+# admission; any other version runs the newest pin with the KubeVirt CR reporting it. Empty: cluster-up runs the
+# newest pin, the tests run every pin.
+KUBEVIRT_VERSION ?=
 export KUBEVIRT_VERSION
 
 SHIM := macvtapctl/agent/shim/macvtap
@@ -42,8 +45,10 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed
 
+# kube-apiserver, etcd, kubectl, cnitool (tests/controlplane/build.sh) and the KubeVirt fixture of every pin.
 testenv:
 	bash tests/controlplane/build.sh >/dev/null
+	. tests/controlplane/pins.env && for v in $$KUBEVIRT_PINS; do bash tests/kubevirt/build.sh $$v >/dev/null; done
 
 # containerd, the runc shim, the CNI reference plugins and Multus (tests/node/pins.env).
 nodeenv:
@@ -72,7 +77,7 @@ test: venv testenv nodeenv shim lint typecheck
 	$(BIN)/pytest
 
 cluster-up: venv testenv
-	$(BIN)/python tests/controlplane/harness.py up --dir $(DEVCLUSTER) --kubevirt-version $(KUBEVIRT_VERSION)
+	$(BIN)/python tests/controlplane/harness.py up --dir $(DEVCLUSTER)
 
 cluster-down: venv node-down
 	$(BIN)/python tests/controlplane/harness.py down --dir $(DEVCLUSTER)

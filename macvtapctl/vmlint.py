@@ -93,6 +93,7 @@ def lint(vm: dict[str, Any], facts: Facts) -> list[Finding]:
         if net_name not in iface_names:
             out.append(Finding(ERROR, "unmatched-network", f"{base}.networks[{net_name}]",
                                f"network {net_name!r} has no interface of the same name"))
+    out.extend(_same_mac_twice(ifaces, base))
     for idx, iface in enumerate(ifaces):
         f = f"{base}.domain.devices.interfaces[{idx}]"
         name = iface.get("name")
@@ -130,6 +131,24 @@ def lint(vm: dict[str, Any], facts: Facts) -> list[Finding]:
                                f"interface {name!r} has no explicit macAddress: after a live migration its MAC "
                                "changes, and peers on the source node lose it until the source pod is gone "
                                "(kubevirt#5912); set one (macvtapctl vm create --mac auto)"))
+    return out
+
+
+def _same_mac_twice(ifaces: list[dict[str, Any]], base: str) -> list[Finding]:
+    """One MAC on two interfaces of one VM: KubeVirt's admission (v1.7) lets it through; the guest gets two NICs
+    that answer for one address."""
+    out = []
+    first: dict[str, Any] = {}
+    for idx, iface in enumerate(ifaces):
+        try:
+            mac = validate.normalize_mac(str(iface.get("macAddress") or ""))
+        except UsageError:
+            continue  # absent or malformed: the per-interface check names it
+        if mac in first:
+            out.append(Finding(ERROR, "duplicate-mac", f"{base}.domain.devices.interfaces[{idx}].macAddress",
+                               f"MAC {mac} is on interfaces {first[mac]!r} and {iface.get('name')!r} of this VM"))
+        else:
+            first[mac] = iface.get("name")
     return out
 
 

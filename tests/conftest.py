@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "controlplane"))
 
-from harness import ControlPlane, shared_crds_dir
+from harness import ControlPlane, kubevirt_pins
 
 # tests/compat runs the real upstream macvtap-cni beside the agent (`make compat`): it needs ../shared/upstream,
 # so `make test` never collects it.
@@ -47,7 +47,7 @@ def cli() -> Any:
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     """One control plane for the session; tests reset the KubeVirt CR they need."""
     cp = ControlPlane(tmp_path_factory.mktemp("controlplane"), kubevirt_version="v1.5.0",
-                      crds=shared_crds_dir())
+                      kubevirt_pin=kubevirt_pins()[-1])
     try:
         cp.start()
     except Exception as exc:  # a broken fixture build must fail loudly, never skip
@@ -76,3 +76,24 @@ def resource_versions(cp: ControlPlane, refs: list[tuple[Any, str, str | None]])
             obj = kube.get_or_none(res, name, ns)
             out[f"{res.plural}/{ns}/{name}"] = obj["metadata"]["resourceVersion"] if obj else None
     return out
+
+
+def vm_manifest(name: str, *flags: str) -> dict[str, Any]:
+    """A VirtualMachine as `vm create` writes it (KubeVirt's admission accepts it), for tests that need one."""
+    import yaml
+
+    r = run_cli("vm", "create", name, *flags, "--offline")
+    assert r.exit_code == 0, r.stderr
+    return dict(yaml.safe_load(r.stdout))
+
+
+def vmi_of(vm: dict[str, Any]) -> dict[str, Any]:
+    """The VirtualMachineInstance virt-controller would create for a VM (architecture as virt-api's mutating
+    webhook, which does not run here, would default it)."""
+    import copy
+
+    spec = copy.deepcopy(vm["spec"]["template"]["spec"])
+    spec["architecture"] = "amd64"
+    return {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+            "metadata": {"name": vm["metadata"]["name"], "labels": vm["spec"]["template"]["metadata"]["labels"]},
+            "spec": spec}

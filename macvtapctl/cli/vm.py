@@ -62,9 +62,43 @@ def create(
     name: Annotated[str, typer.Argument(metavar="NAME", help="VM name (with --count: the base of NAME-{i}).")],
     network: Annotated[list[str] | None, typer.Option(
         "--network", metavar="[NAME=][NS/]NAD", help="A macvtap network; repeatable.")] = None,
-    memory: Annotated[str, typer.Option("--memory", help="Guest memory, e.g. 2Gi.")] = "1Gi",
-    cpu: Annotated[int, typer.Option("--cpu", help="vCPU cores.")] = 1,
-    image: Annotated[str, typer.Option("--image", help="Container disk image.")] = vmm.DEFAULT_IMAGE,
+    memory: Annotated[str | None, typer.Option(
+        "--memory", help="Guest memory, e.g. 2Gi (default 1Gi; not with --instancetype).")] = None,
+    cpu: Annotated[int | None, typer.Option(
+        "--cpu", help="vCPU cores (default 1; not with --instancetype).")] = None,
+    image: Annotated[str | None, typer.Option(
+        "--image", help=f"Container disk image (default {vmm.DEFAULT_IMAGE}, unless a --volume-* flag is "
+                        "given).")] = None,
+    instancetype: Annotated[str | None, typer.Option(
+        "--instancetype", metavar="[KIND/]NAME",
+        help="Instance type (virtctl's flag; KIND defaults to virtualmachineclusterinstancetype).")] = None,
+    preference: Annotated[str | None, typer.Option(
+        "--preference", metavar="[KIND/]NAME",
+        help="Preference (virtctl's flag; KIND defaults to virtualmachineclusterpreference).")] = None,
+    volume_containerdisk: Annotated[list[str] | None, typer.Option(
+        "--volume-containerdisk", metavar="src:IMAGE[,name:N][,bootorder:B]",
+        help="A container disk (virtctl's flag); repeatable.")] = None,
+    volume_pvc: Annotated[list[str] | None, typer.Option(
+        "--volume-pvc", metavar="src:PVC[,name:N][,bootorder:B]",
+        help="A PersistentVolumeClaim disk (virtctl's flag); repeatable.")] = None,
+    volume_datasource: Annotated[list[str] | None, typer.Option(
+        "--volume-datasource", metavar="src:[NS/]DS[,name:N][,size:Q][,bootorder:B]",
+        help="A disk cloned from a CDI DataSource (virtctl's flag); repeatable.")] = None,
+    termination_grace_period: Annotated[int | None, typer.Option(
+        "--termination-grace-period", metavar="SECONDS", help="terminationGracePeriodSeconds.")] = None,
+    access_cred: Annotated[list[str] | None, typer.Option(
+        "--access-cred", metavar="[type:ssh|password,]src:SECRET[,method:ga|nocloud][,user:U]",
+        help="An access credential from a Secret (virtctl's flag); repeatable.")] = None,
+    ga_manage_ssh: Annotated[bool, typer.Option(
+        "--ga-manage-ssh", help="Let the guest agent manage SSH keys (virtctl's flag).")] = False,
+    cloud_init: Annotated[str, typer.Option(
+        "--cloud-init", metavar="nocloud|none", help="Cloud-init data source, or none.")] = "nocloud",
+    cloud_init_user_data: Annotated[str | None, typer.Option(
+        "--cloud-init-user-data", metavar="BASE64",
+        help="Cloud-init user data, base64 (instead of --user/--password-file/--ssh-key).")] = None,
+    cloud_init_network_data: Annotated[str | None, typer.Option(
+        "--cloud-init-network-data", metavar="BASE64",
+        help="Cloud-init network data, base64 (instead of the generated DHCP/static config).")] = None,
     run_strategy: Annotated[str, typer.Option("--run-strategy", help=", ".join(vmm.RUN_STRATEGIES))] = "Always",
     ssh_key: Annotated[list[str] | None, typer.Option(
         "--ssh-key", metavar="KEY|FILE", help="Authorized SSH public key (or a file of them); repeatable.")] = None,
@@ -102,9 +136,14 @@ def create(
         raise UsageError(f"invalid --concurrency {concurrency}: must be from 1 to 64")
     opts = _options(settings, network or [], memory, cpu, image, run_strategy, ssh_key or [], user, password_file,
                     ip or [], mac or [], no_pod_network, no_network_data, label or [], binding_name)
+    _virtctl_options(opts, instancetype, preference, volume_containerdisk or [], volume_pvc or [],
+                     volume_datasource or [], termination_grace_period, access_cred or [], ga_manage_ssh,
+                     cloud_init, cloud_init_user_data, cloud_init_network_data)
+    vmm.check_options(opts)
     names = vmm.names_for(name, count, name_template)
     namespace = cli.namespace
-    vms = [vmm.render(n, opts, default_namespace=namespace) for n in names]
+    per_vm = vmm.batch(opts, len(names))
+    vms = [vmm.render(n, o, default_namespace=namespace) for n, o in zip(names, per_vm, strict=True)]
     printer = cli.printer
     contact = apply or mode is not DryRun.NONE
     if not contact or offline:
@@ -135,7 +174,8 @@ def create(
         printer.objects(results, fmt, as_list=len(results) > 1)
 
 
-def _options(settings: Settings, network: list[str], memory: str, cpu: int, image: str, run_strategy: str,
+def _options(settings: Settings, network: list[str], memory: str | None, cpu: int | None, image: str | None,
+             run_strategy: str,
              ssh_key: list[str], user: str | None, password_file: str | None, ip: list[str], mac: list[str],
              no_pod_network: bool, no_network_data: bool, label: list[str], binding_name: str) -> vmm.VMOptions:
     macs: dict[str, str] = {}
@@ -148,14 +188,48 @@ def _options(settings: Settings, network: list[str], memory: str, cpu: int, imag
             macs[net] = m
     opts = vmm.VMOptions(
         networks=[vmm.network_from_nad(n) for n in network], binding=binding_name,
-        namespace=settings.namespace, memory=memory, cpu=cpu, image=image, run_strategy=run_strategy,
+        namespace=settings.namespace, memory="1Gi" if memory is None else memory,
+        cpu=1 if cpu is None else cpu, image=vmm.DEFAULT_IMAGE if image is None else image,
+        run_strategy=run_strategy,
         user=user, password=_password(password_file), ssh_keys=_ssh_keys(ssh_key),
         ips=dict(vmm.parse_ip(v) for v in ip), macs=macs, auto_mac=auto, pod_network=not no_pod_network,
         network_data=not no_network_data, labels=validate.parse_labels(label, "--label"))
     if settings.namespace:
         validate.check_dns_label(settings.namespace, "namespace")
-    vmm.check_options(opts)
+    # What the user left out, virtctl-style flags may decide (_virtctl_options).
+    opts.explicit = {"--memory": memory is not None, "--cpu": cpu is not None, "--image": image is not None}
     return opts
+
+
+def _virtctl_options(opts: vmm.VMOptions, instancetype: str | None, preference: str | None,
+                     containerdisks: list[str], pvcs: list[str], datasources: list[str], grace: int | None,
+                     access_creds: list[str], ga_manage_ssh: bool, cloud_init: str, user_data: str | None,
+                     network_data: str | None) -> None:
+    """The flags `virtctl create vm` users know, with its meanings (docs/vms.md maps each one)."""
+    if instancetype is not None:
+        for flag in ("--memory", "--cpu"):
+            if opts.explicit[flag]:
+                raise UsageError(f"{flag} cannot be combined with --instancetype: the instance type sets it")
+        opts.instancetype = vmm.parse_matcher(instancetype, "--instancetype", vmm.INSTANCETYPE_KINDS)
+        opts.memory = opts.cpu = None
+    if preference is not None:
+        opts.preference = vmm.parse_matcher(preference, "--preference", vmm.PREFERENCE_KINDS)
+    for flag, values in (("--volume-containerdisk", containerdisks), ("--volume-pvc", pvcs),
+                         ("--volume-datasource", datasources)):
+        opts.disks += [vmm.parse_volume(v, flag, i) for i, v in enumerate(values)]
+    if opts.disks and not opts.explicit["--image"]:
+        opts.image = None  # as virtctl: the volumes given are the VM's disks
+    opts.termination_grace_period = grace
+    opts.access_credentials = [vmm.parse_access_credential(v) for v in access_creds]
+    opts.ga_manage_ssh = ga_manage_ssh
+    if cloud_init not in ("nocloud", "none"):
+        raise UsageError(f'invalid --cloud-init "{cloud_init}": must be nocloud or none (configdrive is not '
+                         "supported: the generated network config is NoCloud's)")
+    opts.cloud_init = cloud_init
+    if user_data is not None:
+        opts.user_data_b64 = vmm.decode_b64(user_data, "--cloud-init-user-data")
+    if network_data is not None:
+        opts.network_data_b64 = vmm.decode_b64(network_data, "--cloud-init-network-data")
 
 
 def _print_vms(printer: Printer, vms: list[dict[str, Any]], fmt: str) -> None:

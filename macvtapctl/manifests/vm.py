@@ -1,8 +1,12 @@
 """VirtualMachine generator (virtctl `create vm` style): pod network with masquerade plus one macvtap
-interface per network, container disk, cloud-init NoCloud. Pure: no I/O."""
+interface per network, container disk (or virtctl's volume flags), instance types and preferences, cloud-init
+NoCloud, access credentials. Pure: no I/O."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import dataclasses
 import hashlib
 import ipaddress
 from dataclasses import dataclass, field
@@ -12,7 +16,9 @@ from macvtapctl import validate
 from macvtapctl.errors import UsageError
 
 DEFAULT_IMAGE = "quay.io/kubevirt/fedora-with-test-tooling-container-disk:devel"
-RUN_STRATEGIES = ("Always", "RerunOnFailure", "Manual", "Halted", "Once", "WaitAsReceiver")
+# virtctl create vm's list. WaitAsReceiver is a migration target's state (KubeVirt admits it only with the
+# DecentralizedLiveMigration gate), not one to create a VM in.
+RUN_STRATEGIES = ("Always", "RerunOnFailure", "Manual", "Halted", "Once")
 POD_NETWORK = "default"
 
 
@@ -28,14 +34,51 @@ class StaticIP:
     gateway: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
 
 
+@dataclass(frozen=True)
+class Matcher:
+    """spec.instancetype / spec.preference."""
+    kind: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Disk:
+    """A volume and its disk, from virtctl's --volume-containerdisk / --volume-pvc / --volume-datasource."""
+    name: str
+    source: str  # image, claim name, or DataSource name
+    kind: str  # "containerDisk", "persistentVolumeClaim" or "dataSource"
+    namespace: str | None = None  # DataSource namespace
+    size: str | None = None  # DataSource clone size
+    boot_order: int | None = None
+
+
+@dataclass(frozen=True)
+class AccessCredential:
+    """virtctl's --access-cred type:ssh|password,src:SECRET[,method:ga|nocloud][,user:USER]."""
+    type: str  # "ssh" or "password"
+    secret: str
+    method: str  # "ga" or "nocloud"
+    users: tuple[str, ...] = ()
+
+
 @dataclass
 class VMOptions:
     networks: list[Network] = field(default_factory=list)
     binding: str = "macvtap"
     namespace: str | None = None  # set on the object only when given
-    memory: str = "1Gi"
-    cpu: int = 1
-    image: str = DEFAULT_IMAGE
+    memory: str | None = "1Gi"  # None with an instance type (it sets the memory)
+    cpu: int | None = 1
+    image: str | None = DEFAULT_IMAGE  # None: no default container disk (virtctl's volume flags instead)
+    instancetype: Matcher | None = None
+    preference: Matcher | None = None
+    disks: list[Disk] = field(default_factory=list)
+    termination_grace_period: int | None = None
+    access_credentials: list[AccessCredential] = field(default_factory=list)
+    cloud_init: str = "nocloud"  # or "none"
+    ga_manage_ssh: bool = False
+    explicit: dict[str, bool] = field(default_factory=dict)  # which defaults the user set (flag -> given)
+    user_data_b64: str | None = None  # virtctl's --cloud-init-user-data: used as given
+    network_data_b64: str | None = None  # virtctl's --cloud-init-network-data: used as given
     run_strategy: str = "Always"
     user: str | None = None
     password: str | None = None
@@ -97,6 +140,157 @@ def parse_mac(value: str) -> tuple[str, str]:
     return net, validate.check_unicast_mac(mac)
 
 
+INSTANCETYPE_KINDS = {"virtualmachineinstancetype": "VirtualMachineInstancetype",
+                      "virtualmachineclusterinstancetype": "VirtualMachineClusterInstancetype"}
+PREFERENCE_KINDS = {"virtualmachinepreference": "VirtualMachinePreference",
+                    "virtualmachineclusterpreference": "VirtualMachineClusterPreference"}
+
+
+def parse_matcher(value: str, flag: str, kinds: dict[str, str]) -> Matcher:
+    """virtctl's `[KIND/]NAME` for --instancetype and --preference; KIND defaults to the cluster-wide one."""
+    kind, slash, name = value.rpartition("/")
+    if slash and kind.lower() not in kinds:
+        raise UsageError(f'invalid {flag} "{value}": kind "{kind}" must be one of {", ".join(kinds)}')
+    validate.check_dns_subdomain(name, f"{flag} name")
+    canonical = kinds[kind.lower()] if slash else next(v for v in kinds.values() if "Cluster" in v)
+    return Matcher(canonical, name)
+
+
+def parse_params(value: str, flag: str, allowed: tuple[str, ...]) -> dict[str, str]:
+    """virtctl's parameter syntax `key:value,key:value` (a value may contain ':', e.g. an image tag)."""
+    out: dict[str, str] = {}
+    for part in value.split(","):
+        key, sep, val = part.partition(":")
+        if not sep or not key or not val:
+            raise UsageError(f'invalid {flag} "{value}": expected key:value pairs separated by commas '
+                             f"({', '.join(allowed)})")
+        key = key.lower()
+        if key not in allowed:
+            raise UsageError(f'invalid {flag} "{value}": unknown parameter "{key}" (supported: {", ".join(allowed)})')
+        if key in out:
+            raise UsageError(f'invalid {flag} "{value}": parameter "{key}" given twice')
+        out[key] = val
+    if "src" in allowed and "src" not in out:
+        raise UsageError(f'invalid {flag} "{value}": src must be specified')
+    return out
+
+
+def _boot_order(params: dict[str, str], flag: str, value: str) -> int | None:
+    if "bootorder" not in params:
+        return None
+    text = params["bootorder"]
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f'invalid {flag} "{value}": bootorder must be a positive integer')
+    return int(text)
+
+
+def parse_volume(value: str, flag: str, index: int) -> Disk:
+    """--volume-containerdisk / --volume-pvc / --volume-datasource, as virtctl reads them."""
+    if flag == "--volume-containerdisk":
+        p = parse_params(value, flag, ("src", "name", "bootorder"))
+        name = p.get("name") or f"containerdisk-{index}"
+        disk = Disk(name, p["src"], "containerDisk", boot_order=_boot_order(p, flag, value))
+    elif flag == "--volume-pvc":
+        p = parse_params(value, flag, ("src", "name", "bootorder"))
+        if "/" in p["src"]:
+            raise UsageError(f'invalid {flag} "{value}": not allowed to specify the namespace of a PVC')
+        validate.check_dns_subdomain(p["src"], f"{flag} src")
+        disk = Disk(p.get("name") or p["src"], p["src"], "persistentVolumeClaim",
+                    boot_order=_boot_order(p, flag, value))
+    else:
+        p = parse_params(value, flag, ("src", "name", "size", "bootorder"))
+        ns, slash, src = p["src"].rpartition("/")
+        if slash:
+            validate.check_dns_label(ns, f"{flag} namespace")
+        validate.check_dns_subdomain(src, f"{flag} src")
+        if "size" in p:
+            validate.check_quantity(p["size"], f"{flag} size")
+        disk = Disk(p.get("name") or f"datasource-{index}", src, "dataSource", namespace=ns or None,
+                    size=p.get("size"), boot_order=_boot_order(p, flag, value))
+    validate.check_dns_label(disk.name, f"{flag} volume name")
+    return disk
+
+
+def parse_access_credential(value: str) -> AccessCredential:
+    flag = "--access-cred"
+    p = parse_params(value, flag, ("type", "src", "method", "user"))
+    kind = p.get("type", "ssh").lower()
+    method = p.get("method", "ga").lower()
+    if "/" in p["src"]:
+        raise UsageError(f'invalid {flag} "{value}": not allowed to specify the namespace of a secret')
+    validate.check_dns_subdomain(p["src"], f"{flag} src")
+    if kind == "ssh":
+        if method not in ("ga", "nocloud"):
+            raise UsageError(f'invalid {flag} "{value}": ssh method must be ga or nocloud (configdrive: not '
+                             "supported, the generated cloud-init is NoCloud)")
+        if method == "nocloud" and "user" in p:
+            raise UsageError(f'invalid {flag} "{value}": user is only valid with method ga')
+    elif kind == "password":
+        if method != "ga":
+            raise UsageError(f'invalid {flag} "{value}": password method must be ga')
+        if "user" in p:
+            raise UsageError(f'invalid {flag} "{value}": user is only valid with type ssh, method ga')
+    else:
+        raise UsageError(f'invalid {flag} "{value}": type must be ssh or password')
+    users = (p["user"],) if "user" in p else ()
+    for u in users:
+        validate.check_linux_user(u)
+    return AccessCredential(kind, p["src"], method, users)
+
+
+def decode_b64(value: str, flag: str) -> str:
+    """virtctl's --cloud-init-user-data/--cloud-init-network-data are base64; refuse what does not decode."""
+    try:
+        base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise UsageError(f'invalid {flag}: the value is not valid base64 (encode the file: base64 -w0 FILE)') from None
+    return value
+
+
+def offset_ip(static: StaticIP, i: int, net: str) -> StaticIP:
+    """The i-th VM's address of a `--count` batch: the given one plus i, inside its subnet."""
+    if i == 0:
+        return static
+    address = static.address.ip + i
+    network = static.address.network
+    last_usable = int(network.broadcast_address) - (1 if network.version == 4 and network.prefixlen < 31 else 0)
+    if int(address) > last_usable or address == static.gateway:
+        why = "is the gateway" if address == static.gateway else f"runs past the end of {network}"
+        raise UsageError(f"--ip {net}={static.address} with this --count: VM {i + 1}'s address {address} {why}; "
+                         "start lower or use a larger subnet")
+    return StaticIP(ipaddress.ip_interface(f"{address}/{network.prefixlen}"), static.gateway)
+
+
+def offset_mac(mac: str, i: int, net: str) -> str:
+    """The i-th VM's MAC of a `--count` batch: the given one plus i, same first three bytes."""
+    if i == 0:
+        return mac
+    value = int(mac.replace(":", ""), 16) + i
+    if value >> 24 != int(mac.replace(":", ""), 16) >> 24:
+        raise UsageError(f"--mac {net}={mac} with this --count: VM {i + 1}'s MAC would change the first three "
+                         "bytes; start lower")
+    raw = f"{value:012x}"
+    return ":".join(raw[k:k + 2] for k in range(0, 12, 2))
+
+
+def batch(opts: VMOptions, count: int) -> list[VMOptions]:
+    """Options per VM of a `--count` batch: explicit --ip and --mac advance by one per VM (never shared)."""
+    if count > 1:
+        named = [d.name for d in opts.disks if d.kind == "dataSource" and not d.name.startswith("datasource-")]
+        if named:
+            raise UsageError(f"--volume-datasource name:{named[0]} with --count {count}: every VM would clone into "
+                             "the same DataVolume; leave name out (each VM gets its own)")
+    out = []
+    for i in range(count):
+        if not opts.ips and not opts.macs:
+            out.append(opts)
+            continue
+        out.append(dataclasses.replace(
+            opts, ips={n: offset_ip(s, i, n) for n, s in opts.ips.items()},
+            macs={n: offset_mac(m, i, n) for n, m in opts.macs.items()}))
+    return out
+
+
 def derived_mac(namespace: str, vm: str, network: str) -> str:
     """A stable, locally administered unicast MAC for namespace/vm/network: same inputs, same MAC."""
     digest = hashlib.sha256(f"{namespace}/{vm}/{network}".encode()).digest()
@@ -118,9 +312,31 @@ def check_options(opts: VMOptions) -> None:
                                  f"({', '.join(names) or 'none'})")
     if opts.run_strategy not in RUN_STRATEGIES:
         raise UsageError(f'invalid --run-strategy "{opts.run_strategy}": must be one of {", ".join(RUN_STRATEGIES)}')
-    if not 1 <= opts.cpu <= 512:
+    if opts.cpu is not None and not 1 <= opts.cpu <= 512:
         raise UsageError(f"invalid --cpu {opts.cpu}: must be from 1 to 512")
-    validate.check_quantity(opts.memory, "--memory")
+    if opts.memory is not None:
+        validate.check_quantity(opts.memory, "--memory")
+    if opts.termination_grace_period is not None and opts.termination_grace_period < 0:
+        raise UsageError(f"invalid --termination-grace-period {opts.termination_grace_period}: must be 0 or more")
+    volumes = (["containerdisk"] if opts.image else []) + [d.name for d in opts.disks] + ["cloudinitdisk"]
+    dupes = sorted({v for v in volumes if volumes.count(v) > 1})
+    if dupes:
+        raise UsageError(f"volume name {dupes[0]!r} is used twice; name volumes with the name: parameter")
+    if opts.user_data_b64 is not None and (opts.user or opts.password is not None or opts.ssh_keys):
+        raise UsageError("--cloud-init-user-data cannot be combined with --user, --password-file or --ssh-key: "
+                         "the user data is used as given")
+    if opts.network_data_b64 is not None and opts.ips:
+        raise UsageError("--cloud-init-network-data cannot be combined with --ip: the network data is used as given")
+    if opts.cloud_init == "none" and (opts.user_data_b64 or opts.network_data_b64 or opts.user or opts.ssh_keys
+                                      or opts.password is not None or opts.ips):
+        raise UsageError("--cloud-init none cannot be combined with flags that write cloud-init data")
+    for cred in opts.access_credentials:
+        if cred.type == "ssh" and cred.method == "ga" and not (cred.users or opts.user):
+            raise UsageError(f"--access-cred src:{cred.secret}: method ga needs a user (--user or the user: "
+                             "parameter)")
+        if cred.method == "nocloud" and opts.cloud_init == "none":
+            raise UsageError(f"--access-cred src:{cred.secret}: method nocloud needs cloud-init "
+                             "(not --cloud-init none)")
     for key, value in opts.labels.items():
         validate.check_label(key, value)
     if not opts.networks and not opts.pod_network:
@@ -212,6 +428,10 @@ def _user_data(opts: VMOptions) -> str:
     if opts.ssh_keys:
         lines.append("ssh_authorized_keys:")
         lines += [f"  - {_yaml_quote(k)}" for k in opts.ssh_keys]
+    if opts.ga_manage_ssh or any(c.type == "ssh" and c.method == "ga" for c in opts.access_credentials):
+        # virtctl's --ga-manage-ssh (implied, as there, by an ssh credential over the guest agent): SELinux lets
+        # the guest agent write authorized keys.
+        lines += ["runcmd:", "  - [ setsebool, -P, 'virt_qemu_ga_manage_ssh', 'on' ]"]
     return "\n".join(lines) + "\n"
 
 
@@ -219,6 +439,50 @@ def _yaml_quote(text: str) -> str:
     import json
 
     return json.dumps(text)  # a JSON string is a valid YAML double-quoted scalar
+
+
+def _storage(name: str, opts: VMOptions, macs: dict[str, str],
+             pod_mac: str | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Disks, volumes and dataVolumeTemplates: the container disk, virtctl's volumes, then cloud-init."""
+    disks: list[dict[str, Any]] = []
+    volumes: list[dict[str, Any]] = []
+    data_volumes: list[dict[str, Any]] = []
+    if opts.image:
+        disks.append({"name": "containerdisk", "disk": {"bus": "virtio"}})
+        volumes.append({"name": "containerdisk", "containerDisk": {"image": opts.image}})
+    for d in opts.disks:
+        disk: dict[str, Any] = {"name": d.name, "disk": {"bus": "virtio"}}
+        if d.boot_order is not None:
+            disk["bootOrder"] = d.boot_order
+        disks.append(disk)
+        if d.kind == "containerDisk":
+            volumes.append({"name": d.name, "containerDisk": {"image": d.source}})
+        elif d.kind == "persistentVolumeClaim":
+            volumes.append({"name": d.name, "persistentVolumeClaim": {"claimName": d.source}})
+        else:
+            # Each VM clones into a DataVolume of its own: named after the VM unless the user named it.
+            dv_name = f"{name}-{d.name}" if d.name.startswith("datasource-") else d.name
+            source_ref: dict[str, Any] = {"kind": "DataSource", "name": d.source}
+            if d.namespace:
+                source_ref["namespace"] = d.namespace
+            storage: dict[str, Any] = {"resources": {"requests": {"storage": d.size}}} if d.size else {}
+            data_volumes.append({"metadata": {"name": dv_name}, "spec": {"sourceRef": source_ref, "storage": storage}})
+            volumes.append({"name": d.name, "dataVolume": {"name": dv_name}})
+    if opts.cloud_init != "none":
+        cloud_init: dict[str, Any] = {}
+        if opts.user_data_b64 is not None:
+            cloud_init["userDataBase64"] = opts.user_data_b64
+        else:
+            cloud_init["userData"] = _user_data(opts)
+        if opts.network_data_b64 is not None:
+            cloud_init["networkDataBase64"] = opts.network_data_b64
+        else:
+            network_data = _network_data(opts, macs, pod_mac)
+            if network_data is not None:
+                cloud_init["networkData"] = block_yaml(network_data)
+        disks.append({"name": "cloudinitdisk", "disk": {"bus": "virtio"}})
+        volumes.append({"name": "cloudinitdisk", "cloudInitNoCloud": cloud_init})
+    return disks, volumes, data_volumes
 
 
 def render(name: str, opts: VMOptions, *, default_namespace: str = "default") -> dict[str, Any]:
@@ -241,43 +505,44 @@ def render(name: str, opts: VMOptions, *, default_namespace: str = "default") ->
             iface["macAddress"] = macs[net.name]
         interfaces.append(iface)
         networks.append({"name": net.name, "multus": {"networkName": net.nad}})
-    cloud_init: dict[str, Any] = {"userData": _user_data(opts)}
-    network_data = _network_data(opts, macs, pod_mac)
-    if network_data is not None:
-        cloud_init["networkData"] = block_yaml(network_data)
+    domain: dict[str, Any] = {}
+    if opts.cpu is not None:
+        domain["cpu"] = {"cores": opts.cpu}
+    if opts.memory is not None:
+        domain["memory"] = {"guest": opts.memory}
+    disks, volumes, data_volumes = _storage(name, opts, macs, pod_mac)
+    domain["devices"] = {"disks": disks, "interfaces": interfaces}
     labels = {"kubevirt.io/vm": name, **opts.labels}
     metadata: dict[str, Any] = {"name": name}
     if opts.namespace:
         metadata["namespace"] = opts.namespace
     if opts.labels:
         metadata["labels"] = dict(opts.labels)
-    return {
-        "apiVersion": "kubevirt.io/v1",
-        "kind": "VirtualMachine",
-        "metadata": metadata,
-        "spec": {
-            "runStrategy": opts.run_strategy,
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "domain": {
-                        "cpu": {"cores": opts.cpu},
-                        "memory": {"guest": opts.memory},
-                        "devices": {
-                            "disks": [{"name": "containerdisk", "disk": {"bus": "virtio"}},
-                                      {"name": "cloudinitdisk", "disk": {"bus": "virtio"}}],
-                            "interfaces": interfaces,
-                        },
-                    },
-                    "networks": networks,
-                    "volumes": [
-                        {"name": "containerdisk", "containerDisk": {"image": opts.image}},
-                        {"name": "cloudinitdisk", "cloudInitNoCloud": cloud_init},
-                    ],
-                },
-            },
-        },
-    }
+    template_spec: dict[str, Any] = {"domain": domain, "networks": networks, "volumes": volumes}
+    if opts.termination_grace_period is not None:
+        template_spec["terminationGracePeriodSeconds"] = opts.termination_grace_period
+    if opts.access_credentials:
+        template_spec["accessCredentials"] = [_access_credential(c, opts.user) for c in opts.access_credentials]
+    spec: dict[str, Any] = {"runStrategy": opts.run_strategy}
+    if opts.instancetype:
+        spec["instancetype"] = {"kind": opts.instancetype.kind, "name": opts.instancetype.name}
+    if opts.preference:
+        spec["preference"] = {"kind": opts.preference.kind, "name": opts.preference.name}
+    if data_volumes:
+        spec["dataVolumeTemplates"] = data_volumes
+    spec["template"] = {"metadata": {"labels": labels}, "spec": template_spec}
+    return {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": metadata, "spec": spec}
+
+
+def _access_credential(cred: AccessCredential, user: str | None) -> dict[str, Any]:
+    secret = {"secret": {"secretName": cred.secret}}
+    if cred.type == "password":
+        return {"userPassword": {"source": secret, "propagationMethod": {"qemuGuestAgent": {}}}}
+    if cred.method == "nocloud":
+        method: dict[str, Any] = {"noCloud": {}}
+    else:
+        method = {"qemuGuestAgent": {"users": list(cred.users or ((user,) if user else ()))}}
+    return {"sshPublicKey": {"source": secret, "propagationMethod": method}}
 
 
 def names_for(name: str, count: int, template: str | None) -> list[str]:

@@ -1,10 +1,10 @@
 """A real local control plane for tests and the demo: etcd + kube-apiserver on 127.0.0.1.
 
 Built from the Go module proxy by build.sh; TLS with a throwaway CA; RBAC on; an admin and an
-unprivileged user kubeconfig; the KubeVirt and NAD CRDs; a KubeVirt CR with a chosen
-status.observedKubeVirtVersion.
+unprivileged user kubeconfig; the CRDs and validating admission of a pinned KubeVirt release
+(tests/kubevirt), the NAD and CNAO CRDs; a KubeVirt CR with a chosen status.observedKubeVirtVersion.
 
-    python tests/controlplane/harness.py up [--dir .devcluster] [--kubevirt-version v1.5.0]
+    python tests/controlplane/harness.py up [--dir .devcluster] [--kubevirt-version v1.7.0] [--crds minimal]
     python tests/controlplane/harness.py down [--dir .devcluster]
 """
 
@@ -24,6 +24,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +39,48 @@ UNPRIVILEGED_USER = "jane"
 NODE_NAME = "macvtap-e2e"  # the real node of tests/node (make node-up)
 
 
-def shared_crds_dir() -> Path | None:
-    """The real upstream CRDs (../shared/crds beside the repo), if that folder exists."""
-    env = os.environ.get("MACVTAPCTL_SHARED_CRDS")
-    path = Path(env) if env else REPO.parent / "shared" / "crds"
-    return path if path.is_dir() else None
+def _pins() -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in (HERE / "pins.env").read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip().strip('"')
+    return out
+
+
+def kubevirt_pins() -> list[str]:
+    """The KubeVirt releases the fixture is built for (pins.env), oldest first."""
+    return _pins()["KUBEVIRT_PINS"].split()
+
+
+def _minor(version: str) -> tuple[int, int]:
+    major, minor = version.lstrip("v").split(".")[:2]
+    return int(major), int(minor)
+
+
+def select_kubevirt(requested: str | None) -> tuple[str, str]:
+    """The pinned KubeVirt to run for a requested version, and a note when it is not the same minor.
+
+    A pin of the requested minor wins; otherwise the newest pin runs and the KubeVirt CR reports the requested
+    version (status.observedKubeVirtVersion), which is what macvtapctl reads to pick its rules.
+    """
+    pins = kubevirt_pins()
+    if requested:
+        same = [p for p in pins if _minor(p) == _minor(requested)]
+        if same:
+            return same[-1], ""
+    newest = pins[-1]
+    if not requested:
+        return newest, ""
+    return newest, (f"no KubeVirt {requested} fixture is pinned (pinned: {', '.join(pins)}); running KubeVirt "
+                    f"{newest}'s CRDs and admission with the KubeVirt CR reporting {requested}")
+
+
+def kubevirt_fixture(pin: str) -> Path:
+    """Build (or find cached) the KubeVirt fixture for a pin: kvfixture and the CRD files."""
+    out = subprocess.run(["bash", str(REPO / "tests" / "kubevirt" / "build.sh"), pin], check=True,
+                         stdout=subprocess.PIPE, text=True)
+    return Path(out.stdout.strip().splitlines()[-1])
 
 
 def binaries() -> Path:
@@ -109,6 +147,10 @@ def _pki(d: Path) -> dict[str, Path]:
     srv_key = ec.generate_private_key(ec.SECP256R1())
     write("apiserver", cert(name("kube-apiserver"), srv_key, ca_name, ca_key, server=True, san=[
         x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), srv_key)
+    # The KubeVirt fixture's admission webhook (kube-apiserver calls it at 127.0.0.1).
+    wh_key = ec.generate_private_key(ec.SECP256R1())
+    write("kvfixture", cert(name("kvfixture"), wh_key, ca_name, ca_key, server=True, san=[
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), wh_key)
     for stem, cn, orgs in (("admin", "macvtapctl-admin", ("system:masters",)),
                            ("user", UNPRIVILEGED_USER, ("developers",)),
                            # kube-apiserver -> kubelet (kubectl logs/exec), and the real node's kubelet.
@@ -132,25 +174,6 @@ def kubeconfig(server: str, ca: Path, crt: Path, key: Path, user: str) -> dict[s
         "users": [{"name": user, "user": {"client-certificate-data": b64(crt), "client-key-data": b64(key)}}],
         "contexts": [{"name": "local", "context": {"cluster": "local", "user": user}}],
     }
-
-
-def _as_v19(crd: dict[str, Any]) -> dict[str, Any]:
-    """The shared KubeVirt CRD is the v1.7 API; v1.8 added developerConfiguration.disabledFeatureGates.
-
-    Add that one field (a list of strings, as upstream declares it) so the tests can model v1.9 clusters,
-    which is where `enable` writes it.
-    """
-    if crd["metadata"]["name"] != "kubevirts.kubevirt.io":
-        return crd
-    for version in crd["spec"]["versions"]:
-        props = (version.get("schema") or {}).get("openAPIV3Schema", {}).get("properties", {})
-        dev = (props.get("spec", {}).get("properties", {}).get("configuration", {}).get("properties", {})
-               .get("developerConfiguration"))
-        if dev and "properties" in dev:
-            dev["properties"].setdefault("disabledFeatureGates", {
-                "description": "DisabledFeatureGates is the list of feature gates to disable (KubeVirt v1.8+)",
-                "items": {"type": "string"}, "type": "array"})
-    return crd
 
 
 # --- processes -----------------------------------------------------------------------------------
@@ -179,11 +202,21 @@ def _tail(log: Path, n: int = 20) -> str:
 class ControlPlane:
     """etcd + kube-apiserver in `workdir`. Use start()/stop(), or as a context manager."""
 
-    def __init__(self, workdir: Path, *, kubevirt_version: str | None = "v1.5.0",
-                 crds: Path | None = None, detach: bool = False) -> None:
+    def __init__(self, workdir: Path, *, kubevirt_version: str | None = "v1.5.0", crds: str = "kubevirt",
+                 kubevirt_pin: str | None = None, detach: bool = False) -> None:
+        """crds: "kubevirt" (the pinned KubeVirt's CRDs and admission, see tests/kubevirt) or "minimal"
+        (tests/controlplane/crds: accept any field, no admission; a named fallback the conformance tests fail).
+        kubevirt_pin: which pinned KubeVirt runs (default: select_kubevirt(kubevirt_version)); the KubeVirt CR
+        reports kubevirt_version either way."""
+        if crds not in ("kubevirt", "minimal"):
+            raise ValueError(f"crds must be 'kubevirt' or 'minimal', not {crds!r}")
         self.dir = Path(workdir).resolve()
         self.kubevirt_version = kubevirt_version
-        self.crds_dir = crds
+        self.crds = crds
+        self.kubevirt_pin, self.kubevirt_note = ((kubevirt_pin, "") if kubevirt_pin
+                                                 else select_kubevirt(kubevirt_version))
+        self.fixture: Path | None = None  # the KubeVirt fixture's directory once started with crds="kubevirt"
+        self.webhook_url = ""
         self.detach = detach
         self.procs: list[subprocess.Popen[bytes]] = []
         self.server = ""
@@ -193,6 +226,8 @@ class ControlPlane:
     # -- lifecycle --
     def start(self) -> ControlPlane:
         bins = binaries()
+        if self.crds == "kubevirt":
+            self.fixture = kubevirt_fixture(self.kubevirt_pin)
         self.dir.mkdir(parents=True, exist_ok=True)
         pki = _pki(self.dir / "pki")
         etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
@@ -235,6 +270,8 @@ class ControlPlane:
             p.chmod(0o600)
         self.install_crds()
         self.reset_kubevirt(self.kubevirt_version)
+        if self.fixture is not None:
+            self._start_admission(pki)
         (self.dir / "state.json").write_text(json.dumps({
             "server": self.server, "pids": [p.pid for p in self.procs], "bin": str(bins)}))
         return self
@@ -279,8 +316,64 @@ class ControlPlane:
         return Kube.connect(Connection(kubeconfig=str(path), request_timeout=30))
 
     def crd_files(self) -> list[Path]:
-        src = self.crds_dir or MINIMAL_CRDS
-        return sorted(src.glob("*.yaml"))
+        if self.fixture is None:
+            return sorted(MINIMAL_CRDS.glob("*.yaml"))
+        return [self.fixture / f for f in ("kubevirt.crds.yaml", "nad.crd.yaml", "cnao.crd.yaml")]
+
+    def _start_admission(self, pki: dict[str, Path]) -> None:
+        """KubeVirt's validating admission (virt-api's VM and VMI-create admitters, virt-operator's KubeVirt CR
+        admitters) as a real webhook: kvfixture serves them, KubeVirt's own webhook configurations route to it."""
+        assert self.fixture is not None
+        port = free_port()
+        self.webhook_url = f"https://127.0.0.1:{port}"
+        log = self.dir / "kvfixture.log"
+        proc = self._spawn([str(self.fixture / "kvfixture"), "serve", f"--kubeconfig={self.admin_kubeconfig}",
+                            f"--cert={pki['kvfixture.crt']}", f"--key={pki['kvfixture.key']}",
+                            f"--listen=127.0.0.1:{port}", f"--namespace={KUBEVIRT_NAMESPACE}"], log)
+        ctx = ssl.create_default_context(cafile=str(pki["ca.crt"]))
+        _wait(lambda: urllib.request.urlopen(f"{self.webhook_url}/healthz", context=ctx, timeout=3).status == 200,
+              "kvfixture", proc, log)
+        out = subprocess.run([str(self.fixture / "kvfixture"), "webhooks", f"--url={self.webhook_url}",
+                              f"--ca-file={pki['ca.crt']}"], check=True, stdout=subprocess.PIPE, text=True)
+        self.webhook_configurations = [d for d in yaml.safe_load_all(out.stdout) if d]
+        self._apply_webhooks()
+        self._ssl = ctx
+
+    def _apply_webhooks(self) -> None:
+        from macvtapctl.kube.errors import AlreadyExistsError
+        from macvtapctl.kube.resources import Resource
+
+        vwc = Resource("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations",
+                       "ValidatingWebhookConfiguration", namespaced=False)
+        with self.kube() as kube:
+            for doc in self.webhook_configurations:
+                with contextlib.suppress(AlreadyExistsError):
+                    kube.create(vwc, doc, strict=False)
+
+    @contextlib.contextmanager
+    def without_admission(self, name: str) -> Iterator[None]:
+        """Lift one of KubeVirt's webhook configurations for a moment (e.g. to build a state KubeVirt's admission
+        would refuse now but a cluster can still be in, such as two KubeVirt CRs created before the operator's)."""
+        from macvtapctl.kube.resources import Resource
+
+        vwc = Resource("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations",
+                       "ValidatingWebhookConfiguration", namespaced=False)
+        with self.kube() as kube:
+            kube.delete(vwc, name)
+        try:
+            yield
+        finally:
+            self._apply_webhooks()
+
+    def binding_check(self, vm: dict[str, Any]) -> str:
+        """virt-controller's start-time check of a VM's network bindings (KubeVirt's own code, via kvfixture): the
+        error it would raise before creating the VM's pod, "" when there is none."""
+        if not self.webhook_url:
+            raise RuntimeError("the KubeVirt fixture is not running (crds='minimal')")
+        req = urllib.request.Request(f"{self.webhook_url}/binding-check", data=json.dumps(vm).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(req, context=self._ssl, timeout=10) as resp:
+            return str(json.load(resp)["error"])
 
     def install_crds(self) -> None:
         from macvtapctl.kube.errors import AlreadyExistsError
@@ -289,10 +382,12 @@ class ControlPlane:
         with self.kube() as kube:
             names = []
             for f in self.crd_files():
-                crd = _as_v19(yaml.safe_load(f.read_text()))
-                names.append(crd["metadata"]["name"])
-                with contextlib.suppress(AlreadyExistsError):
-                    kube.create(CRD, crd, strict=False)
+                for crd in yaml.safe_load_all(f.read_text()):
+                    if not crd:
+                        continue
+                    names.append(crd["metadata"]["name"])
+                    with contextlib.suppress(AlreadyExistsError):
+                        kube.create(CRD, crd, strict=False)
             deadline = time.monotonic() + 60
             for name in names:
                 while True:
@@ -356,16 +451,19 @@ def cmd_up(args: argparse.Namespace) -> int:
             print(f"local control plane already running at {st['server']}; kubeconfig: {d / 'kubeconfig'}")
             return 0
         cmd_down(args)
-    crds = shared_crds_dir() if args.crds == "upstream" else None
     t0 = time.monotonic()
-    cp = ControlPlane(d, kubevirt_version=args.kubevirt_version or None, crds=crds, detach=True)
+    cp = ControlPlane(d, kubevirt_version=args.kubevirt_version or None, crds=args.crds, detach=True)
+    if cp.kubevirt_note:
+        print(f"note: {cp.kubevirt_note}", file=sys.stderr)
     try:
         cp.start()
     except BaseException:
         cp.stop()
         raise
-    print(f"local control plane up at {cp.server} in {time.monotonic() - t0:.1f}s "
-          f"(KubeVirt CR {KUBEVIRT_NAMESPACE}/{KUBEVIRT_NAME} at {args.kubevirt_version or 'no version'})")
+    served = (f"KubeVirt {cp.kubevirt_pin} CRDs and admission" if cp.fixture
+              else "minimal CRDs (any field accepted, no admission)")
+    print(f"local control plane up at {cp.server} in {time.monotonic() - t0:.1f}s: {served}; "
+          f"KubeVirt CR {KUBEVIRT_NAMESPACE}/{KUBEVIRT_NAME} reports {args.kubevirt_version or 'no version'}")
     # kubectl (built with the control plane) on a path the README can name.
     bin_dir = d / "bin"
     bin_dir.mkdir(exist_ok=True)
@@ -405,9 +503,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up")
     up.add_argument("--dir", default=".devcluster")
-    up.add_argument("--kubevirt-version", default=os.environ.get("KUBEVIRT_VERSION", "v1.5.0"))
-    up.add_argument("--crds", choices=("minimal", "upstream"),
-                    default="upstream" if shared_crds_dir() else "minimal")
+    up.add_argument("--kubevirt-version", default=os.environ.get("KUBEVIRT_VERSION") or kubevirt_pins()[-1],
+                    help="what the KubeVirt CR reports; a pinned release also runs its own CRDs and admission")
+    up.add_argument("--crds", choices=("kubevirt", "minimal"), default="kubevirt",
+                    help="kubevirt: the pinned KubeVirt's CRDs and admission; minimal: accept-anything CRDs")
     down = sub.add_parser("down")
     down.add_argument("--dir", default=".devcluster")
     args = parser.parse_args(argv)

@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
 
-from harness import ControlPlane, shared_crds_dir
+from harness import ControlPlane, kubevirt_pins
 from node import Node
 
 from tests.e2e.helpers import Cluster
@@ -32,7 +32,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                     pytrace=False)
     # A control plane of their own: what the node tests deploy must not leak into the integration tests.
     control_plane = ControlPlane(tmp_path_factory.mktemp("e2e-controlplane"), kubevirt_version="v1.5.0",
-                                 crds=shared_crds_dir())
+                      kubevirt_pin=kubevirt_pins()[-1])
     try:
         control_plane.start()
     except Exception as exc:

@@ -20,7 +20,7 @@ from macvtapctl.kube.resources import (
     VIRTUAL_MACHINE,
     VIRTUAL_MACHINE_INSTANCE,
 )
-from tests.conftest import resource_versions
+from tests.conftest import resource_versions, vm_manifest, vmi_of
 
 NS = "macvtap"
 CM = "macvtap-deviceplugin-config"
@@ -207,8 +207,7 @@ def test_status_chain(cli, admin, control_plane) -> None:
         k.create(NODE, _node("node-a", {}))
         _set_node_status(k, "node-a", {"macvtap.network.kubevirt.io/dataplane": "100"})
         _set_ds_status(k, 1, 1)
-        vmi = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance", "metadata": {"name": "vmi-1"},
-               "spec": {"domain": {"devices": {}}, "networks": [{"name": "dp", "multus": {"networkName": "dataplane"}}]}}
+        vmi = vmi_of(vm_manifest("vmi-1", "--network", "dp=dataplane"))
         k.create(VIRTUAL_MACHINE_INSTANCE, vmi, "default", strict=False)
         if control_plane.has_status_subresource("virtualmachineinstances.kubevirt.io"):
             k.merge_patch(VIRTUAL_MACHINE_INSTANCE, "vmi-1", {"status": {"phase": "Running", "nodeName": "node-a"}},
@@ -233,12 +232,7 @@ def test_uninstall_removes_exactly_what_install_made(cli, admin, control_plane) 
     with control_plane.kube() as k:
         k.create(NODE, _node("node-a", {}))
         _set_node_status(k, "node-a", {"macvtap.network.kubevirt.io/old": "0", "cpu": "2"})
-        k.create(VIRTUAL_MACHINE, {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
-                                   "metadata": {"name": "uses"}, "spec": {"template": {"spec": {
-                                       "domain": {"devices": {"interfaces": [
-                                           {"name": "n", "binding": {"name": "macvtap"}}]}},
-                                       "networks": [{"name": "n", "multus": {"networkName": "x"}}]}}}},
-                 "default", strict=False)
+        k.create(VIRTUAL_MACHINE, vm_manifest("uses", "--network", "n=x"), "default", strict=False)
     r = cli("--kubeconfig", admin, "uninstall")
     assert r.exit_code == ExitCode.PRECONDITION and "default/uses" in r.stderr
     with control_plane.kube() as k:

@@ -16,7 +16,7 @@ from macvtapctl.kube.resources import (
     NAD,
     VIRTUAL_MACHINE,
 )
-from tests.conftest import resource_versions
+from tests.conftest import resource_versions, vm_manifest
 
 CM = "macvtap-deviceplugin-config"
 
@@ -90,9 +90,7 @@ def test_nad_list_and_delete(cli, admin, control_plane) -> None:
                      "default     b      eth9       no"]
     listed = json.loads(cli("--kubeconfig", admin, "nad", "list", "-A", "-o", "json").stdout)
     assert listed["kind"] == "List" and len(listed["items"]) == 2
-    vm = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": {"name": "vm-a"},
-          "spec": {"template": {"spec": {"domain": {"devices": {}},
-                                         "networks": [{"name": "n", "multus": {"networkName": "default/a"}}]}}}}
+    vm = vm_manifest("vm-a", "--network", "n=default/a")
     with control_plane.kube() as k:
         from macvtapctl.kube.resources import NAMESPACE
         if k.get_or_none(NAMESPACE, "team") is None:

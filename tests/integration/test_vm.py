@@ -1,4 +1,5 @@
-"""`vm create --apply`, `vm check`, `vm convert` against the real API server (and the real KubeVirt CRDs)."""
+"""`vm create --apply`, `vm check`, `vm convert` against the real API server, KubeVirt's CRDs and admission
+(what KubeVirt itself judges, version by version, is in test_kubevirt_admission.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import yaml
 
 from macvtapctl.errors import ExitCode
 from macvtapctl.kube.resources import CONFIGMAP, NAD, NAMESPACE, VIRTUAL_MACHINE, Resource
-from tests.conftest import resource_versions
+from tests.conftest import resource_versions, run_cli
 
 VAP = Resource("admissionregistration.k8s.io", "v1", "validatingadmissionpolicies", "ValidatingAdmissionPolicy",
                namespaced=False)
@@ -131,10 +132,11 @@ def test_duplicate_mac_across_vms_and_within_a_batch(cli, admin, control_plane) 
             "--apply")
     assert r.exit_code == ExitCode.PRECONDITION
     assert f"MAC {mac} is already used by default/a" in r.stderr
+    # A batch's MACs count up from the one given: c-1 gets ...:00, c-2 would get a's ...:01.
     r = cli("--kubeconfig", admin, "vm", "create", "c", "--count", "2", "--network", "dataplane", "--mac",
-            "dataplane=02:aa:bb:cc:dd:02", "--apply")
+            "dataplane=02:aa:bb:cc:dd:00", "--apply")
     assert r.exit_code == ExitCode.PRECONDITION
-    assert "already used by default/c-1" in r.stderr
+    assert f"MAC {mac} is already used by default/a" in r.stderr
     assert set(vms(control_plane)) == {"a"}
 
 
@@ -158,12 +160,13 @@ def deny_batch_3(control_plane):
     with control_plane.kube() as k:
         k.create(VAP, policy)
         k.create(VAPB, binding)
-        probe = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": {"name": "batch-3"},
-                 "spec": {"template": {"spec": {"domain": {"devices": {}}}}}}
+        # A VM KubeVirt's own admission accepts, so that only the policy can refuse it.
+        probe = yaml.safe_load(run_cli("vm", "create", "batch-3", "--offline").stdout)
         for _ in range(100):  # the policy takes effect once the apiserver has compiled it
             try:
                 k.create(VIRTUAL_MACHINE, probe, "default", dry_run=DryRun.SERVER)
-            except (InvalidObjectError, MacvtapctlError):
+            except (InvalidObjectError, MacvtapctlError) as exc:
+                assert "batch-3 is not allowed" in str(exc)
                 break
             time.sleep(0.1)
     yield
@@ -192,8 +195,10 @@ def test_vm_check(cli, admin, control_plane) -> None:
                   "domain": {"devices": {"interfaces": [{"name": "net1", "macvtap": {}}]}},
                   "networks": [{"name": "net1", "multus": {"networkName": "gone"}}]}}}}
     nomac = yaml.safe_load(cli("vm", "create", "nomac", "--network", "dataplane").stdout)
-    with control_plane.kube() as k:
+    # The legacy VM predates the cluster's upgrade: KubeVirt's admission refuses `macvtap: {}` on create today.
+    with control_plane.without_admission("virt-api-validator"), control_plane.kube() as k:
         k.create(VIRTUAL_MACHINE, legacy, "default")
+    with control_plane.kube() as k:
         k.create(VIRTUAL_MACHINE, nomac, "default")
     r = cli("--kubeconfig", admin, "vm", "check", "--all")
     assert r.exit_code == ExitCode.FINDINGS
@@ -216,8 +221,8 @@ def test_vm_convert_registers_binding_and_is_idempotent(cli, admin, control_plan
                                                         {"name": "net1", "macvtap": {}}]}},
                   "networks": [{"name": "default", "pod": {}},
                                {"name": "net1", "multus": {"networkName": "dataplane"}}]}}}}
-    with control_plane.kube() as k:
-        k.create(VIRTUAL_MACHINE, legacy, "default")
+    with control_plane.without_admission("virt-api-validator"), control_plane.kube() as k:
+        k.create(VIRTUAL_MACHINE, legacy, "default")  # from before the upgrade, as above
     before = resource_versions(control_plane, [(VIRTUAL_MACHINE, "legacy", "default")])
     r = cli("--kubeconfig", admin, "vm", "convert", "legacy", "--dry-run=client", "-o", "yaml")
     assert r.exit_code == 0, r.stderr
@@ -234,18 +239,3 @@ def test_vm_convert_registers_binding_and_is_idempotent(cli, admin, control_plan
     r = cli("--kubeconfig", admin, "vm", "convert", "--all")
     assert "virtualmachine.kubevirt.io/legacy unchanged" in r.stderr
     assert cli("--kubeconfig", admin, "vm", "check", "legacy").exit_code == 0
-
-
-@pytest.mark.parametrize("flags", [
-    [],
-    ["--mac", "auto"],
-    ["--ip", "dataplane=192.0.2.10/24,192.0.2.1", "--user", "fedora", "--ssh-key", "ssh-ed25519 AAAA k"],
-    ["--no-pod-network", "--mac", "auto", "--run-strategy", "Halted", "--cpu", "4", "--memory", "4Gi"],
-    ["--no-network-data", "--label", "app=web", "--label", "example.com/tier=front"],
-    ["--network", "second=default/dataplane", "--mac", "dataplane=02:00:00:00:00:10"],
-])
-def test_generated_vms_conform_to_the_real_crd(cli, admin, control_plane, flags) -> None:
-    if control_plane.crds_dir is None:
-        pytest.skip("../shared/crds is absent: the minimal CRDs accept any field, so conformance is not tested")
-    r = cli("--kubeconfig", admin, "vm", "create", "conf", "--network", "dataplane", *flags, "--apply")
-    assert r.exit_code == 0, r.stderr  # applied with fieldValidation=Strict: no unknown or misplaced field

@@ -111,3 +111,15 @@ def test_uses_macvtap() -> None:
     plain["spec"]["template"]["spec"]["domain"]["devices"]["interfaces"] = [{"name": "default", "masquerade": {}}]
     plain["spec"]["template"]["spec"]["networks"] = [{"name": "default", "pod": {}}]
     assert not vmlint.uses_macvtap(plain, facts())
+
+
+def test_the_same_mac_on_two_interfaces_of_one_vm() -> None:
+    vm = vmm.render("a", vmm.VMOptions(networks=[vmm.network_from_nad("dp"), vmm.network_from_nad("two=dp")],
+                                       namespace="default", macs={"dp": "02:00:00:00:00:01",
+                                                                  "two": "02-00-00-00-00-01"}))
+    found = [f for f in vmlint.lint(vm, facts()) if f.check == "duplicate-mac"]
+    assert [(f.field, f.message) for f in found] == [
+        ("spec.template.spec.domain.devices.interfaces[2].macAddress",
+         "MAC 02:00:00:00:00:01 is on interfaces 'dp' and 'two' of this VM")]
+    ifaces(vm)[2]["macAddress"] = "02:00:00:00:00:02"
+    assert "duplicate-mac" not in checks(vm)
