@@ -32,6 +32,9 @@ class AgentConfig:
     metrics_port: int = 9450  # 0: no health/metrics server
     pod_resources_socket: str = "/var/lib/kubelet/pod-resources/kubelet.sock"
     reclaim_interval: float = 10.0  # 0: reclaim only on CNI GC
+    node_name: str = ""  # for the doctor report (the DaemonSet sets NODE_NAME)
+    cni_bin_dir: str | None = None  # where the shim was installed, checked by the doctor report
+    report_interval: float = 60.0  # node checks for `doctor` (GET /doctor); 0: none
 
 
 def _ours(record: logging.LogRecord) -> bool:
@@ -100,8 +103,43 @@ async def run(cfg: AgentConfig) -> None:
             return ok, why
         return manager.readiness() if manager is not None else (True, "ok")
 
-    health = HealthServer(cfg.metrics_host, cfg.metrics_port, metrics, ready, alive) if cfg.metrics_port else None
-    await _serve(server, health, manager, reclaim if cfg.reclaim_interval else None, cfg.reclaim_interval)
+    report = NodeReport(cfg)
+    health = HealthServer(cfg.metrics_host, cfg.metrics_port, metrics, ready, alive,
+                          report=report.latest) if cfg.metrics_port else None
+    loops = [report.loop] if cfg.report_interval and cfg.metrics_port else []
+    await _serve(server, health, manager, reclaim if cfg.reclaim_interval else None, cfg.reclaim_interval, loops)
+
+
+class NodeReport:
+    """The node checks `doctor` reads (GET /doctor), run every report_interval in a thread (netlink, sysfs)."""
+
+    def __init__(self, cfg: AgentConfig) -> None:
+        self.cfg = cfg
+        self.report: dict[str, Any] | None = None
+        self.visibility: Any = None  # measured once: the test creates a link and a /dev/tapN
+
+    def latest(self) -> dict[str, Any] | None:
+        return self.report
+
+    def once(self) -> None:
+        from macvtapctl.agent import check
+
+        cfg = self.cfg
+        report = check.node_report(cfg.node_name, config_file=cfg.config_file, plugin_dir=cfg.plugin_dir,
+                                   owner=107, group=107, cni_bin_dir=cfg.cni_bin_dir, tap_dir=cfg.tap_dir,
+                                   visibility=self.visibility)
+        if self.visibility is None:
+            found = [c for c in report["checks"] if c.get("id") == "kind-dev"]
+            self.visibility = check.Result(**found[0]) if found else None
+        self.report = report
+
+    async def loop(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self.once)
+            except Exception:  # a bad round must not stop the next one
+                log.exception("node checks failed")
+            await asyncio.sleep(self.cfg.report_interval)
 
 
 async def run_uninstall(cfg: AgentConfig, bin_dir: str | None) -> None:
@@ -174,7 +212,7 @@ class AgentFailed(Exception):
 
 
 async def _serve(server: Any, health: Any, manager: Any, reclaim: Callable[[], None] | None = None,
-                 interval: float = 0) -> None:
+                 interval: float = 0, loops: list[Callable[[], Any]] | None = None) -> None:
     """Run until SIGTERM/SIGINT (or the device plugin fails), then stop serving and remove every socket."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -185,6 +223,7 @@ async def _serve(server: Any, health: Any, manager: Any, reclaim: Callable[[], N
         await health.start()
     dp_task = asyncio.create_task(manager.run()) if manager is not None else None
     reclaimer = asyncio.create_task(_reclaim_loop(reclaim, interval)) if reclaim is not None else None
+    background = [asyncio.create_task(loop()) for loop in loops or []]
     log.info("agent ready")
     stopper = asyncio.create_task(stop.wait())
     waiting = {stopper} | ({dp_task} if dp_task else set())
@@ -195,6 +234,8 @@ async def _serve(server: Any, health: Any, manager: Any, reclaim: Callable[[], N
     log.info("shutting down")
     if reclaimer is not None:
         reclaimer.cancel()
+    for task in background:
+        task.cancel()
     if dp_task is not None and not dp_task.done():
         dp_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -1,4 +1,4 @@
-"""/healthz, /readyz and /metrics (http.server in its own thread), with a private Prometheus registry."""
+"""/healthz, /readyz, /metrics and /doctor (http.server in its own thread), with a private Prometheus registry."""
 
 from __future__ import annotations
 
@@ -58,9 +58,10 @@ class HealthServer:
     cannot hold a thread (http.server alone only bounds each read)."""
 
     def __init__(self, host: str, port: int, metrics: Metrics, ready: Callable[[], tuple[bool, str]],
-                 alive: Callable[[], tuple[bool, str]]) -> None:
+                 alive: Callable[[], tuple[bool, str]],
+                 report: Callable[[], dict[str, Any] | None] | None = None) -> None:
         self.host, self.port = host, port
-        self.metrics, self.ready, self.alive = metrics, ready, alive
+        self.metrics, self.ready, self.alive, self.report = metrics, ready, alive, report
         self.server: Any = None
         self.thread: threading.Thread | None = None
 
@@ -85,6 +86,13 @@ class HealthServer:
             return (200 if ok else 503), "text/plain", (why + "\n").encode()
         if path == "/metrics":
             return 200, "text/plain; version=0.0.4", self.metrics.render()
+        if path == "/doctor" and self.report is not None:
+            import json
+
+            doc = self.report()
+            if doc is None:
+                return 503, "text/plain", b"node checks have not run yet\n"
+            return 200, "application/json", json.dumps(doc).encode()
         return 404, "text/plain", b"not found\n"
 
 

@@ -186,6 +186,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "install": ("install:install", "Deploy the node agent (or enable macvtap in CNAO)."),
     "uninstall": ("install:uninstall", "Remove what install created."),
     "status": ("status:status", "The whole macvtap chain at a glance; exit 0 when complete."),
+    "doctor": ("doctor:doctor", "Why a VM on macvtap has no network: causes and fixes."),
     "kind-config": ("install:kind_config", "Print a KinD config whose nodes see /dev/tapN."),
     "agent": ("agent:app", "Run the node agent (device plugin + CNI datapath); agent check."),
 }

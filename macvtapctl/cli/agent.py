@@ -43,7 +43,7 @@ def agent(
     veth_is_physical: Annotated[bool, typer.Option(
         "--veth-is-physical", help="Testing: with [], expose veth links as if they were NICs.")] = False,
     metrics_address: Annotated[str, typer.Option(
-        "--metrics-address", metavar="HOST:PORT", help="/healthz, /readyz and /metrics; empty to disable.")]
+        "--metrics-address", metavar="HOST:PORT", help="/healthz, /readyz, /metrics and /doctor; empty to disable.")]
     = "0.0.0.0:9450",
     pod_resources_socket: Annotated[str, typer.Option(
         "--pod-resources-socket", metavar="PATH",
@@ -56,6 +56,12 @@ def agent(
         "--uninstall", help="Remove the shim from --install-cni DIR and the links no pod owns, then idle (what "
                             "`macvtapctl uninstall --purge-node-resources` rolls the DaemonSet to).")] = False,
     log_level: Annotated[str, typer.Option("--log-level", envvar="MACVTAPCTL_LOG_LEVEL")] = "info",
+    node_name: Annotated[str, typer.Option(
+        "--node-name", envvar="NODE_NAME", help="This node's name, in the report `doctor` reads (GET /doctor).")]
+    = "",
+    report_interval: Annotated[float, typer.Option(
+        "--report-interval", metavar="SECONDS", help="How often to run the node checks `doctor` reads; 0: never.")]
+    = 60.0,
 ) -> None:
     if ctx.invoked_subcommand is not None:
         return
@@ -72,6 +78,8 @@ def agent(
         raise UsageError(f"invalid --gc-min-age {gc_min_age}: must be >= 0")
     if reclaim_interval < 0:
         raise UsageError(f"invalid --reclaim-interval {reclaim_interval}: must be >= 0")
+    if report_interval < 0:
+        raise UsageError(f"invalid --report-interval {report_interval}: must be >= 0")
     if install_only and not install_cni:
         raise UsageError("--install-only needs --install-cni DIR")
     daemon.setup_logging(log_level)
@@ -101,7 +109,8 @@ def agent(
             cni_socket=cni_socket, gc_min_age=gc_min_age, workers=workers, tap_dir=tap_dir,
             device_plugin=device_plugin, plugin_dir=device_plugin_dir, config_file=config_file,
             veth_is_physical=veth_is_physical, metrics_host=host or "0.0.0.0", metrics_port=port,  # noqa: S104
-            pod_resources_socket=pod_resources_socket, reclaim_interval=reclaim_interval)))
+            pod_resources_socket=pod_resources_socket, reclaim_interval=reclaim_interval, node_name=node_name,
+            cni_bin_dir=install_cni, report_interval=report_interval)))
     except daemon.AgentFailed as exc:  # logged with its traceback already; exit 1 so the kubelet restarts us
         raise MacvtapctlError(str(exc)) from None
 

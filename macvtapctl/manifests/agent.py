@@ -102,7 +102,8 @@ def daemonset(opts: InstallOptions) -> dict[str, Any]:
     # the same configuration and directories as the agent.
     env = [{"name": "MACVTAPCTL_CONFIG_FILE", "value": f"/etc/macvtap/{dpconfig.CONFIG_KEY}"},
            {"name": "MACVTAPCTL_DEVICE_PLUGIN_DIR", "value": opts.device_plugin_dir},
-           {"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}]
+           {"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
+           {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]
     probe = {"httpGet": {"path": "/healthz", "port": METRICS_PORT}, "periodSeconds": 10, "failureThreshold": 3}
     container = {
         "name": "agent",

@@ -36,6 +36,8 @@ CASES = [
     (["install", "--image", "a b"], 'invalid --image "a b"'),
     (["uninstall", "-n", "Bad_NS"], '"Bad_NS"'),
     (["status", "-o", "name"], '"name"'),
+    (["doctor", "-o", "name"], '"name"'),
+    (["doctor", "web", "-A"], "not both"),
     (["kind-config", "--nodes", "0"], "invalid --nodes 0"),
     (["agent", "--workers", "0"], "invalid --workers 0"),
     (["agent", "--log-level", "loud"], 'invalid --log-level "loud"'),

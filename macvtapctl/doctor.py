@@ -1,0 +1,469 @@
+"""`doctor`'s rules: every known way a macvtap VM fails to get on the network, as pure functions over a Snapshot
+of the cluster (and of what the node agents report). No I/O; ops/doctor.py gathers the Snapshot.
+
+Each finding has a stable id (docs/doctor.md lists them with an example each), a severity, the object it
+concerns, the cause in one sentence and, where there is one, the fix as a command.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from macvtapctl import dpconfig, kubevirt, validate, vmlint
+from macvtapctl.dig import dig
+from macvtapctl.manifests import nad as nadm
+
+ERROR, WARNING, INFO = "error", "warning", "info"
+SEVERITIES = (ERROR, WARNING, INFO)
+QEMU_UID = 107
+UPSTREAM_TEMP_NAME_LIMIT = 10  # name + "Mvp" + index must fit IFNAMSIZ on macvtap-cni <= v0.13.1
+NETWORK_STATUS = "k8s.v1.cni.cncf.io/network-status"
+CNI_READS = {"cniVersion", "name", "type", "deviceID", "mtu", "promiscMode", "owner", "group", "capabilities",
+             "runtimeConfig", "args", "prevResult", "plugins", "disableCheck"}
+CNI_IGNORES = ("lowerDevice", "mac", "master", "mode", "ipam")
+HOST_SHIM_RECIPE = ("ip link add mvt-host link LOWER type macvlan mode bridge && ip addr add ADDR dev mvt-host && "
+                    "ip link set mvt-host up")
+
+
+@dataclass(frozen=True)
+class Finding:
+    id: str
+    severity: str
+    object: str  # kind/namespace/name or kind/name
+    cause: str
+    fix: str | None = None
+    refs: tuple[str, ...] = ()  # other objects this finding concerns (narrowing by VM)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "severity": self.severity, "object": self.object, "cause": self.cause,
+                "fix": self.fix}
+
+
+@dataclass
+class Snapshot:
+    """What doctor read: raw API objects, plus each node agent's report (None: no report, with the reason)."""
+
+    server_version: str | None = None
+    openshift: bool = False
+    kubevirts: list[dict[str, Any]] = field(default_factory=list)
+    configmaps: list[dict[str, Any]] = field(default_factory=list)  # every macvtap-deviceplugin-config
+    cnao_configmap: str | None = None  # spec.macvtap.devicePluginConfig of the NetworkAddonsConfig, if any
+    agents: list[dict[str, Any]] = field(default_factory=list)  # our agent DaemonSets
+    upstream: list[dict[str, Any]] = field(default_factory=list)  # macvtap-cni DaemonSets reading the ConfigMap
+    agent_pods: list[dict[str, Any]] = field(default_factory=list)  # pods of both
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+    nads: list[dict[str, Any]] = field(default_factory=list)
+    vms: list[dict[str, Any]] = field(default_factory=list)
+    vmis: list[dict[str, Any]] = field(default_factory=list)
+    launchers: list[dict[str, Any]] = field(default_factory=list)  # virt-launcher pods
+    reports: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # node -> agent report
+    report_errors: dict[str, str] = field(default_factory=dict)  # node -> why there is no report
+
+
+def ref(kind: str, name: str, namespace: str | None = None) -> str:
+    return f"{kind}/{namespace}/{name}" if namespace else f"{kind}/{name}"
+
+
+def obj_ref(obj: dict[str, Any]) -> str:
+    md = obj.get("metadata") or {}
+    return ref(str(obj.get("kind", "")).lower(), str(md.get("name")), md.get("namespace"))
+
+
+# --- what the snapshot means -------------------------------------------------------------------------------------
+
+def _config_of(s: Snapshot) -> tuple[dict[str, Any] | None, dpconfig.Config | None, str | None]:
+    """The ConfigMap in effect (CNAO's pointer followed), its parsed config, or why it cannot be read."""
+    cms = s.configmaps
+    if s.cnao_configmap:
+        cms = [c for c in cms if c["metadata"]["name"] == s.cnao_configmap] or cms
+    if not cms:
+        return None, None, None
+    cm = cms[0]
+    text = (cm.get("data") or {}).get(dpconfig.CONFIG_KEY)
+    try:
+        return cm, dpconfig.parse(text, where=f"ConfigMap {cm['metadata']['name']}"), None
+    except dpconfig.MalformedConfigError as exc:
+        return cm, None, exc.message
+
+
+def _macvtap_nads(s: Snapshot) -> list[tuple[dict[str, Any], str | None]]:
+    return [(n, nadm.resource_of(n)) for n in s.nads if nadm.is_macvtap(n)]
+
+
+def _allocatable(node: dict[str, Any], resource: str) -> int:
+    value = str(dig(node, "status", "allocatable", f"{validate.RESOURCE_PREFIX}/{resource}") or "0")
+    return int(value) if value.isdigit() else 0
+
+
+def _schedulable(node: dict[str, Any]) -> bool:
+    if dig(node, "spec", "unschedulable"):
+        return False
+    conds = dig(node, "status", "conditions") or []
+    ready = [c for c in conds if c.get("type") == "Ready"]
+    return not ready or ready[0].get("status") == "True"
+
+
+def _kubevirt(s: Snapshot) -> tuple[dict[str, Any] | None, tuple[int, int, int] | None]:
+    kv = s.kubevirts[0] if len(s.kubevirts) == 1 else None
+    return kv, kubevirt.parse_version(kubevirt.observed_version_of(kv)) if kv else None
+
+
+def _image_version(ds: dict[str, Any]) -> tuple[int, int, int] | None:
+    for c in dig(ds, "spec", "template", "spec", "containers") or []:
+        tag = str(c.get("image", "")).rpartition(":")[2]
+        m = re.match(r"v?(\d+)\.(\d+)\.(\d+)", tag)
+        if m:
+            return int(m[1]), int(m[2]), int(m[3])
+    return None
+
+
+def _report_checks(s: Snapshot, check_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    for node, report in sorted(s.reports.items()):
+        for c in (report or {}).get("checks") or []:
+            if c.get("id") == check_id:
+                yield node, c
+
+
+def _lower_of(cfg: dpconfig.Config | None, resource: str | None) -> str | None:
+    if cfg is None or resource is None:
+        return None
+    if cfg.expose_all:
+        return resource  # [] exposes each NIC under its own name
+    entry = cfg.find(resource)
+    return str(entry.get("lowerDevice")) if entry else None
+
+
+# --- the checks (each yields findings; ids are stable) -------------------------------------------------------------
+
+def resource_capacity(s: Snapshot) -> Iterator[Finding]:
+    """1. A NAD's resource has no devices on the nodes where its VMs can run."""
+    _, cfg, _ = _config_of(s)
+    nodes = [n for n in s.nodes if _schedulable(n)]
+    for nad, res in _macvtap_nads(s):
+        if res is None:
+            continue
+        where = obj_ref(nad)
+        empty = [n["metadata"]["name"] for n in nodes if _allocatable(n, res) == 0]
+        if not nodes or not empty:
+            continue
+        lower = _lower_of(cfg, res)
+        why = []
+        for node in empty:
+            for c in (s.reports.get(node) or {}).get("checks") or []:
+                if c.get("check") == f"lower device {lower}" and c.get("status") != "ok":
+                    why.append(f"{node}: {lower} {c.get('detail')}")
+        exposed = cfg is not None and (cfg.expose_all or res in cfg.names())
+        fix = None if exposed else f"macvtapctl expose LOWER_DEVICE --name {res}"
+        cause = (f"resource {res!r} has no allocatable device on " + (
+            "any schedulable node" if len(empty) == len(nodes) else f"node(s) {', '.join(empty)}"))
+        if not exposed:
+            cause += ": it is not exposed in the device-plugin ConfigMap"
+        elif why:
+            cause += "; " + "; ".join(why)
+        elif cfg is not None and cfg.expose_all:
+            cause += " ([] exposes each NIC under its own name: a NIC named differently on those nodes gives "\
+                     "another resource; expose it with a stable --name)"
+        yield Finding("resource-capacity", ERROR if len(empty) == len(nodes) else WARNING, where, cause, fix,
+                      refs=(ref("resource", res), *(ref("node", n) for n in empty)))
+
+
+def dp_config(s: Snapshot) -> Iterator[Finding]:
+    """2. The device-plugin ConfigMap: what upstream refuses or misreads, ownership, staleness."""
+    cm, cfg, broken = _config_of(s)
+    if cm is None:
+        if _macvtap_nads(s):
+            yield Finding("dp-config", ERROR, ref("configmap", dpconfig.CONFIGMAP_NAME),
+                          "no device-plugin ConfigMap: no resource is advertised", "macvtapctl expose LOWER_DEVICE")
+        return
+    where = obj_ref({"kind": "ConfigMap", "metadata": cm["metadata"]})
+    fix = "macvtapctl expose LOWER_DEVICE --name NAME (rewrites the document as plain JSON)"
+    if broken:
+        yield Finding("dp-config", ERROR, where, broken, fix)
+        return
+    assert cfg is not None
+    upstream = bool(s.upstream)
+    for notice in cfg.notices:
+        severe = upstream and notice.kind == dpconfig.TRAILING_COMMA  # macvtap-cni exits on it
+        yield Finding("dp-config", ERROR if severe else WARNING, where, notice.text, fix)
+    for problem in cfg.problems:
+        yield Finding("dp-config", ERROR, where, problem, fix)
+    old = [v for v in (_image_version(d) for d in s.upstream) if v and v <= (0, 13, 1)]
+    if old:
+        for name in cfg.names():
+            if len(name) > UPSTREAM_TEMP_NAME_LIMIT:
+                yield Finding("dp-config", ERROR, where, f"name {name!r} is longer than {UPSTREAM_TEMP_NAME_LIMIT} "
+                              "characters: macvtap-cni <= v0.13.1 names its links NAME+Mvp+index, past the "
+                              "15-character limit, and allocation fails", fix, refs=(ref("resource", name),))
+    owners = [o for o in dig(cm, "metadata", "ownerReferences") or [] if o.get("kind") == "NetworkAddonsConfig"]
+    if owners:
+        yield Finding("dp-config-owned", WARNING, where, "CNAO owns this ConfigMap and reverts edits to it",
+                      "kubectl patch networkaddonsconfig cluster --type=merge -p "
+                      "'{\"spec\":{\"macvtap\":{\"devicePluginConfig\":\"my-macvtap\"}}}' (then macvtapctl expose "
+                      "writes my-macvtap)")
+    written = max((m.get("time") or "" for m in dig(cm, "metadata", "managedFields") or []), default="")
+    for ds in s.upstream:
+        ns, name = ds["metadata"]["namespace"], ds["metadata"]["name"]
+        pods = [p for p in s.agent_pods if p["metadata"]["namespace"] == ns
+                and any(o.get("name") == name for o in p["metadata"].get("ownerReferences") or [])]
+        started = [str(dig(p, "status", "startTime") or "") for p in pods]
+        stale = [t for t in started if t and written and t < written]
+        if stale:
+            yield Finding("dp-config-stale", WARNING, ref("daemonset", name, ns),
+                          f"{len(stale)} pod(s) started before the ConfigMap's last change ({written}): macvtap-cni "
+                          "reads it only at start", f"kubectl -n {ns} rollout restart daemonset/{name}")
+
+
+def versions(s: Snapshot) -> Iterator[Finding]:
+    """4. Version pairs known bad, gates, and the injection feature (and 3's rule for upstream)."""
+    kv, version = _kubevirt(s)
+    k8s = kubevirt.parse_version(s.server_version)
+    for ds in s.upstream:
+        where = obj_ref({"kind": "DaemonSet", "metadata": ds["metadata"]})
+        dp = _image_version(ds)
+        if dp is None:
+            continue
+        if k8s and k8s >= (1, 25, 0) and dp < (0, 10, 0):
+            yield Finding("version-pair", ERROR, where, "macvtap-cni before v0.10.0 crashes on Kubernetes >= 1.25 "
+                          "(device-plugin registration)", "upgrade macvtap-cni, or: macvtapctl install")
+        if version and version >= (1, 5, 0) and dp < (0, 13, 1):
+            yield Finding("version-pair", ERROR, where, "KubeVirt >= v1.5 no longer chowns /dev/tapN: macvtap-cni "
+                          "before v0.13.1 leaves it root:root 0600 and qemu (uid 107) gets Permission denied",
+                          "upgrade macvtap-cni to v0.13.1 or later, or: macvtapctl install")
+    if kv is None or version is None:
+        return
+    where = obj_ref({"kind": "KubeVirt", "metadata": kv["metadata"]})
+    gates = dig(kv, "spec", "configuration", "developerConfiguration", "featureGates") or []
+    if (1, 1, 0) <= version < (1, 5, 0) and kubevirt.BINDING_GATE not in gates:
+        yield Finding("binding-gate", ERROR, where, f"feature gate {kubevirt.BINDING_GATE} is missing: KubeVirt "
+                      f"{'.'.join(map(str, version))} rejects VMs using network binding plugins", "macvtapctl enable")
+    disabled = dig(kv, "spec", "configuration", "developerConfiguration", "disabledFeatureGates") or []
+    if (version >= (1, 9, 0) and kubevirt.INJECTION_GATE not in disabled) or (
+            (1, 8, 0) <= version < (1, 9, 0) and kubevirt.INJECTION_GATE in gates):
+        yield Finding("external-injection", WARNING, where, f"{kubevirt.INJECTION_GATE} is on: KubeVirt expects "
+                      "network-resources-injector to add the macvtap resource to VM pods; without it they get no "
+                      "device", "macvtapctl enable (disables the gate)")
+
+
+def vm_spec(s: Snapshot) -> Iterator[Finding]:
+    """5 and 10 (across VMs): KubeVirt's view of each VM's macvtap interfaces (vmlint's rules)."""
+    cm, cfg, _ = _config_of(s)
+    kv, _ = _kubevirt(s)
+    bindings = dig(kv, "spec", "configuration", "network", "binding") if kv else None
+    facts = vmlint.Facts(bindings=dict(bindings) if isinstance(bindings, dict) else ({} if kv else None),
+                         nads={(n["metadata"]["namespace"], n["metadata"]["name"]): n for n in s.nads},
+                         exposed=cfg if cm is not None else None)
+    for vm in s.vms:
+        vmlint.record_macs(vm, facts)
+    for vm in s.vms:
+        if not vmlint.uses_macvtap(vm, facts):
+            continue
+        where = obj_ref(vm)
+        fixes = {"core-macvtap": f"macvtapctl vm convert {vm['metadata']['name']} -n {vm['metadata']['namespace']}",
+                 "no-mac": "macvtapctl vm create ... --mac auto (or set macAddress)"}
+        for f in vmlint.lint(vm, facts):
+            fix = re.search(r"run: (macvtapctl [^)]*)$", f.message)
+            yield Finding(f"vm-{f.check}", f.severity, where, f"{f.field}: {f.message}",
+                          fix[1] if fix else fixes.get(f.check), refs=_vm_refs(vm))
+
+
+def _vm_refs(vm: dict[str, Any]) -> tuple[str, ...]:
+    ns = vm["metadata"].get("namespace") or "default"
+    out = []
+    for net in vmlint.vmi_spec(vm).get("networks") or []:
+        name = (net.get("multus") or {}).get("networkName")
+        if name:
+            nns, nname = vmlint.nad_ref(name, ns)
+            out.append(ref("networkattachmentdefinition", nname, nns))
+    return tuple(out)
+
+
+def nad_content(s: Snapshot) -> Iterator[Finding]:
+    """6 and 12: keys the CNI ignores, an MTU above a lower device's, promiscMode."""
+    _, cfg, _ = _config_of(s)
+    for nad, res in _macvtap_nads(s):
+        where = obj_ref(nad)
+        conf = nadm.config_of(nad) or {}
+        ignored = [k for k in CNI_IGNORES if k in conf]
+        if ignored:
+            yield Finding("nad-ignored-keys", WARNING, where, f"the macvtap CNI ignores {', '.join(ignored)}: the "
+                          "lower device comes from the device-plugin ConfigMap, the MAC from the VM, and there is no "
+                          "IPAM", f"macvtapctl nad create {nad['metadata']['name']} --resource {res} (rewrites it)")
+        mtu = conf.get("mtu")
+        lower = _lower_of(cfg, res)
+        if isinstance(mtu, int) and mtu > 0 and lower:
+            for node, report in sorted(s.reports.items()):
+                have = dig(report, "lowerDevices", lower, "mtu")
+                if isinstance(have, int) and mtu > have:
+                    yield Finding("nad-mtu", ERROR, where, f"mtu {mtu} is above {lower}'s MTU {have} on node {node}: "
+                                  "the kernel refuses it and the pod's sandbox fails (\"invalid argument\")",
+                                  f"macvtapctl nad create {nad['metadata']['name']} --resource {res} --mtu {have}",
+                                  refs=(ref("node", node),))
+        if "promiscMode" not in conf:
+            yield Finding("promisc", INFO, where, "no promiscMode: macvtap drops multicast the guest did not "
+                          "subscribe through it (LLDP, some IPv6 ND, mDNS); set it if the VM needs them",
+                          f"macvtapctl nad create {nad['metadata']['name']} --resource {res} --promisc")
+
+
+def node_agents(s: Snapshot) -> Iterator[Finding]:
+    """3, 7, 8, 9, 11 and 12 (node side): the agents' own reports; nodes without one are named."""
+    ids = {"tap-ownership": ERROR, "kind-dev": ERROR, "agent-health": ERROR, "leaked-links": WARNING,
+           "l2-nested-lower": WARNING, "dp-config": None, "resource-capacity": None}
+    fixes = {"kind-dev": "macvtapctl kind-config (recreate the KinD cluster with it)",
+             "tap-ownership": "remove owner/group from the NAD (the CNI then chowns /dev/tapN to 107:107, qemu), "
+                              "or: macvtapctl nad create NAME --resource RES"}
+    for check_id, severity in ids.items():
+        if severity is None:  # folded into the cluster-side findings of the same id
+            continue
+        for node, c in _report_checks(s, check_id):
+            if c.get("status") == "ok":
+                continue
+            sev = severity if c.get("status") == "error" else WARNING
+            yield Finding(check_id, sev, ref("node", node), f"{c.get('check')}: {c.get('detail')}",
+                          fixes.get(check_id))
+    for node, report in sorted(s.reports.items()):
+        if report and report.get("virtualization"):
+            yield Finding("virtualised-node", WARNING, ref("node", node),
+                          f"the node is a VM ({report['virtualization']}): the outer switch must allow "
+                          "promiscuous mode / forged transmits, or frames for VM MACs never arrive")
+    for node, why in sorted(s.report_errors.items()):
+        yield Finding("node-no-report", INFO, ref("node", node), f"node-side checks not available: {why}")
+
+
+def agent_health(s: Snapshot) -> Iterator[Finding]:
+    """8 (cluster side): the DaemonSet, its pods, the platform."""
+    if not s.agents and not s.upstream and _macvtap_nads(s):
+        yield Finding("agent-health", ERROR, ref("daemonset", "macvtapctl-agent"), "no macvtap agent or macvtap-cni "
+                      "DaemonSet: nothing advertises devices or runs the CNI", "macvtapctl install --image IMAGE")
+    for ds in [*s.agents, *s.upstream]:
+        where = obj_ref({"kind": "DaemonSet", "metadata": ds["metadata"]})
+        st = ds.get("status") or {}
+        desired, ready = int(st.get("desiredNumberScheduled") or 0), int(st.get("numberReady") or 0)
+        if desired == 0 or ready < desired:
+            yield Finding("agent-health", ERROR, where, f"{ready}/{desired} pods ready",
+                          f"kubectl -n {ds['metadata']['namespace']} describe daemonset {ds['metadata']['name']}")
+    for pod in s.agent_pods:
+        where = obj_ref({"kind": "Pod", "metadata": pod["metadata"]})
+        for cs in dig(pod, "status", "containerStatuses") or []:
+            waiting = dig(cs, "state", "waiting", "reason")
+            if waiting in ("ImagePullBackOff", "ErrImagePull", "InvalidImageName"):
+                yield Finding("agent-image", ERROR, where, f"{waiting}: the node cannot pull {cs.get('image')} (is it "
+                              "published? see docs/install.md: make image, push, install --image)",
+                              "macvtapctl install --image REGISTRY/IMAGE:TAG")
+            elif waiting == "CrashLoopBackOff" or int(cs.get("restartCount") or 0) > 0:
+                last = dig(cs, "lastState", "terminated", "reason") or waiting or "restarted"
+                yield Finding("agent-restarts", WARNING, where, f"{cs.get('restartCount')} restart(s), last: {last}",
+                              f"kubectl -n {pod['metadata']['namespace']} logs {pod['metadata']['name']} --previous")
+    if s.openshift and (s.agents or s.upstream or _macvtap_nads(s)):
+        yield Finding("openshift", WARNING, ref("cluster", "openshift"), "OpenShift: CNAO refuses macvtap here, and "
+                      "the agent needs a privileged SCC (hostNetwork, /dev, root)",
+                      "oc adm policy add-scc-to-user privileged -z macvtapctl-agent -n macvtap")
+
+
+def stale_resources(s: Snapshot) -> Iterator[Finding]:
+    """9: macvtap resources left on nodes that no configuration serves (the kubelet never removes them)."""
+    cm, cfg, _ = _config_of(s)
+    if cm is None or cfg is None or cfg.expose_all:
+        return
+    served = set(cfg.names())
+    prefix = validate.RESOURCE_PREFIX + "/"
+    for node in s.nodes:
+        name = node["metadata"]["name"]
+        for key in sorted(dig(node, "status", "capacity") or {}):
+            res = key[len(prefix):]
+            if key.startswith(prefix) and res not in served:
+                path = "/status/capacity/" + key.replace("~", "~0").replace("/", "~1")
+                yield Finding("stale-resource", WARNING, ref("node", name), f"resource {res!r} is on the node but "
+                              "no configuration serves it (the kubelet keeps a gone plugin's resources)",
+                              f"kubectl patch node {name} --subresource=status --type=json -p "
+                              f"'[{{\"op\":\"remove\",\"path\":\"{path}\"}}]'", refs=(ref("resource", res),))
+
+
+def mac_consistency(s: Snapshot) -> Iterator[Finding]:
+    """10: the VMI's MAC, the pod's network-status MAC and the VM spec agree, per macvtap interface."""
+    launchers = {(p["metadata"]["namespace"], (p["metadata"].get("labels") or {}).get("vm.kubevirt.io/name")): p
+                 for p in s.launchers}
+    for vmi in s.vmis:
+        ns, name = vmi["metadata"]["namespace"], vmi["metadata"]["name"]
+        spec_macs = {i.get("name"): str(i.get("macAddress")).lower()
+                     for i in dig(vmi, "spec", "domain", "devices", "interfaces") or [] if i.get("macAddress")}
+        nets = {n.get("name"): (n.get("multus") or {}).get("networkName") for n in dig(vmi, "spec", "networks") or []}
+        status = {i.get("name"): str(i.get("mac") or "").lower() for i in dig(vmi, "status", "interfaces") or []}
+        pod = launchers.get((ns, name))
+        pod_macs: dict[str, str] = {}
+        if pod is not None:
+            try:
+                entries = json.loads(dig(pod, "metadata", "annotations", NETWORK_STATUS) or "[]")
+            except ValueError:
+                entries = []
+            for e in entries if isinstance(entries, list) else []:
+                pod_macs[str(e.get("name", "")).rpartition("/")[2]] = str(e.get("mac") or "").lower()
+        for iface, want in spec_macs.items():
+            nad = (nets.get(iface) or "").rpartition("/")[2]
+            for seen, what in ((status.get(iface), "the VMI status"), (pod_macs.get(nad), "the pod's network-status")):
+                if seen and seen != want:
+                    yield Finding("mac-mismatch", ERROR, ref("virtualmachineinstance", name, ns),
+                                  f"interface {iface!r}: {what} has MAC {seen}, the spec {want}: DHCP leases and peers "
+                                  "see another address than the guest uses", f"virtctl restart {name} -n {ns}")
+
+
+def l2_explainers(s: Snapshot) -> Iterator[Finding]:
+    """11: what macvtap does not do, said once, before someone debugs it."""
+    nads = _macvtap_nads(s)
+    if not nads:
+        return
+    _, cfg, _ = _config_of(s)
+    lowers = sorted({str(e.get("lowerDevice")) for e in (cfg.items if cfg else [])}) or ["LOWER"]
+    yield Finding("l2-host-to-vm", INFO, obj_ref(nads[0][0]), "a node cannot reach its own VMs through the lower "
+                  "device (macvtap hands the node's frames to the wire, not to its siblings' host side); use "
+                  "another host, or a macvlan shim on the node", HOST_SHIM_RECIPE.replace("LOWER", lowers[0]))
+    for entry in cfg.items if cfg else []:
+        mode = entry.get("mode") or dpconfig.DEFAULT_MODE
+        if mode in ("vepa", "private"):
+            what = ("VMs on this node reach each other only if the switch port reflects frames (hairpin)"
+                    if mode == "vepa" else "VMs on this node cannot reach each other at all")
+            yield Finding("l2-mode", INFO, ref("resource", str(entry.get("name"))), f"mode {mode}: {what}")
+
+
+CHECKS: tuple[Callable[[Snapshot], Iterator[Finding]], ...] = (
+    resource_capacity, dp_config, versions, vm_spec, nad_content, node_agents, agent_health, stale_resources,
+    mac_consistency, l2_explainers)
+
+
+def diagnose(s: Snapshot) -> list[Finding]:
+    """Every finding, errors first, in a stable order."""
+    found = [f for check in CHECKS for f in check(s)]
+    rank = {sev: i for i, sev in enumerate(SEVERITIES)}
+    return sorted(found, key=lambda f: (rank[f.severity], f.id, f.object, f.cause))
+
+
+def chain_of(vm: dict[str, Any], s: Snapshot) -> set[str]:
+    """The objects a VM's network depends on: binding (KubeVirt CR), NADs, resources, the ConfigMap, the agent,
+    the nodes, its VMI and pod."""
+    ns, name = vm["metadata"].get("namespace") or "default", vm["metadata"]["name"]
+    out = {obj_ref(vm), ref("virtualmachineinstance", name, ns), *_vm_refs(vm)}
+    out.update(obj_ref({"kind": "KubeVirt", "metadata": kv["metadata"]}) for kv in s.kubevirts)
+    out.update(obj_ref({"kind": "ConfigMap", "metadata": c["metadata"]}) for c in s.configmaps)
+    out.add(ref("configmap", dpconfig.CONFIGMAP_NAME))
+    out.update(obj_ref({"kind": "DaemonSet", "metadata": d["metadata"]}) for d in [*s.agents, *s.upstream])
+    out.update(obj_ref({"kind": "Pod", "metadata": p["metadata"]}) for p in s.agent_pods)
+    out.update(ref("node", n["metadata"]["name"]) for n in s.nodes)
+    out.add(ref("daemonset", "macvtapctl-agent"))
+    by_ref = {obj_ref(n): n for n in s.nads}
+    for r in list(out):
+        nad = by_ref.get(r)
+        res = nadm.resource_of(nad) if nad else None
+        if res:
+            out.add(ref("resource", res))
+    return out
+
+
+def narrow(findings: list[Finding], chain: set[str]) -> list[Finding]:
+    """The findings on a chain: its own objects, and what they depend on (another VM's findings are not)."""
+    def other_vm(f: Finding) -> bool:
+        return f.object.startswith(("virtualmachine/", "virtualmachineinstance/")) and f.object not in chain
+
+    return [f for f in findings if not other_vm(f) and (f.object in chain or chain.intersection(f.refs))]

@@ -1,0 +1,116 @@
+"""`doctor`: read the cluster (one paginated LIST per kind) and each node agent's report, then apply the rules of
+macvtapctl/doctor.py. Read-only.
+
+Node reports come from the agents' health port (GET /doctor) through the API server's pod proxy: the reader
+needs `get pods/proxy` in the agent's namespace only (docs/install.md), no exec and no node access.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from macvtapctl import doctor, dpconfig
+from macvtapctl.dig import dig
+from macvtapctl.errors import ForbiddenError, MacvtapctlError, PreconditionError
+from macvtapctl.kube.client import Kube
+from macvtapctl.kube.errors import Request
+from macvtapctl.kube.resources import (
+    CONFIGMAP,
+    DAEMONSET,
+    KUBEVIRT,
+    NAD,
+    NODE,
+    POD,
+    VIRTUAL_MACHINE,
+    VIRTUAL_MACHINE_INSTANCE,
+    Resource,
+)
+
+
+def _list(kube: Kube, res: Resource, namespace: str | None = None, **kw: Any) -> list[dict[str, Any]]:
+    """A LIST, or [] when the kind is not served (no KubeVirt, no Multus CRD)."""
+    try:
+        return kube.list(res, namespace, **kw)
+    except PreconditionError:
+        return []
+
+
+def snapshot(kube: Kube, *, reports: bool = True) -> doctor.Snapshot:
+    from macvtapctl.kube import dpconfigmap
+    from macvtapctl.manifests import agent as agentm
+
+    s = doctor.Snapshot()
+    s.server_version = str(kube.server_version().get("gitVersion") or "") or None
+    groups = kube.request("GET", "/apis", Request("list", Resource("", "", "apis", "APIGroupList",
+                                                                   namespaced=False)))
+    s.openshift = any(g.get("name") == "config.openshift.io" for g in (groups or {}).get("groups") or [])
+    s.kubevirts = _list(kube, KUBEVIRT)
+    s.configmaps = _list(kube, CONFIGMAP, field_selector=f"metadata.name={dpconfig.CONFIGMAP_NAME}")
+    try:
+        target = dpconfigmap.locate(kube, None)
+    except MacvtapctlError:
+        target = None  # several ConfigMaps: dp_config names them from s.configmaps
+    if target is not None and target.object is not None and target.name != dpconfig.CONFIGMAP_NAME:
+        s.cnao_configmap = target.name  # CNAO's devicePluginConfig points at a user-owned ConfigMap
+        s.configmaps.insert(0, target.object)
+    s.agents = _list(kube, DAEMONSET, label_selector=f"{dpconfigmap.AGENT_LABEL}={dpconfigmap.AGENT_LABEL_VALUE}")
+    for cm in s.configmaps:
+        s.upstream += dpconfigmap.upstream_daemonsets(kube, cm["metadata"]["namespace"], cm["metadata"]["name"])
+    for ds in [*s.agents, *s.upstream]:
+        labels = dig(ds, "spec", "selector", "matchLabels") or {}
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        s.agent_pods += _list(kube, POD, ds["metadata"]["namespace"], label_selector=selector)
+    s.nodes = _list(kube, NODE)
+    s.nads = _list(kube, NAD)
+    s.vms = _list(kube, VIRTUAL_MACHINE)
+    s.vmis = _list(kube, VIRTUAL_MACHINE_INSTANCE)
+    s.launchers = _list(kube, POD, label_selector="kubevirt.io=virt-launcher")
+    if reports:
+        _node_reports(kube, s, agentm.METRICS_PORT)
+    return s
+
+
+def _node_reports(kube: Kube, s: doctor.Snapshot, port: int) -> None:
+    agent_names = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in s.agents}
+    ours: dict[str, dict[str, Any]] = {}
+    for pod in s.agent_pods:
+        owner = next((o.get("name") for o in pod["metadata"].get("ownerReferences") or []
+                      if o.get("kind") == "DaemonSet"), None)
+        node = dig(pod, "spec", "nodeName")
+        if node and (pod["metadata"]["namespace"], owner) in agent_names:
+            ours[node] = pod
+    for node in s.nodes:
+        name = node["metadata"]["name"]
+        found = ours.get(name)
+        if found is None:
+            s.report_errors[name] = ("not available with this device plugin (macvtap-cni)" if s.upstream and not
+                                     s.agents else "no macvtapctl agent runs on this node")
+            continue
+        pod = found
+        if dig(pod, "status", "phase") != "Running":
+            s.report_errors[name] = f"the agent pod {pod['metadata']['name']} is {dig(pod, 'status', 'phase')}"
+            continue
+        ns, pod_name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+        path = f"/api/v1/namespaces/{ns}/pods/{pod_name}:{port}/proxy/doctor"
+        try:
+            s.reports[name] = kube.request("GET", path, Request("get", Resource("", "v1", "pods/proxy", "Pod"), ns,
+                                                                pod_name))
+        except ForbiddenError:
+            s.report_errors[name] = f"forbidden: reading node reports needs get pods/proxy in namespace {ns}"
+        except MacvtapctlError as exc:
+            s.report_errors[name] = f"the agent did not answer: {exc.message}"
+
+
+def run(kube: Kube, *, vm: tuple[str, str] | None = None) -> tuple[list[doctor.Finding], doctor.Snapshot]:
+    """Every finding (or only those on one VM's chain), and what they were read from."""
+    s = snapshot(kube)
+    findings = doctor.diagnose(s)
+    if vm is not None:
+        ns, name = vm
+        target = next((v for v in s.vms if v["metadata"]["name"] == name and v["metadata"]["namespace"] == ns), None)
+        if target is None:
+            from macvtapctl.errors import NotFoundError
+
+            raise NotFoundError(f'virtualmachine.kubevirt.io "{name}" not found in namespace "{ns}"')
+        findings = doctor.narrow(findings, doctor.chain_of(target, s))
+    return findings, s
