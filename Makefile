@@ -116,12 +116,15 @@ ifeq ($(DEMO_NODE),yes)
 	  $(KUBECTL) exec macvtap-demo -- sh -c 'taptool arp /dev/tap$$(cat /sys/class/net/net1/ifindex) \
 	    $$(cat /sys/class/net/net1/address) 198.51.100.9 198.51.100.1'
 	@echo; echo "+ macvtapctl status"; $(MVC) status
+	@echo; echo "+ macvtapctl doctor   # every known cause of a VM without network, with its fix"; $(MVC) doctor
 	@echo; echo "(stop it all with: make cluster-down)"
 else
 	@echo; echo "+ macvtapctl install --dry-run=server   # the agent DaemonSet, validated by the API server"; \
 	  $(MVC) install --dry-run=server
 	@echo; echo "+ macvtapctl status   # no node runs the agent (the real node needs root), so exit 8"; \
 	  $(MVC) status || true
+	@echo; echo "+ macvtapctl doctor   # names that cause (and every other), with the fix; exit 8"; \
+	  $(MVC) doctor || true
 	@echo; echo "(stop the local control plane with: make cluster-down)"
 endif
 

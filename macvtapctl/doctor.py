@@ -180,7 +180,7 @@ def dp_config(s: Snapshot) -> Iterator[Finding]:
                           "no device-plugin ConfigMap: no resource is advertised", "macvtapctl expose LOWER_DEVICE")
         return
     where = obj_ref({"kind": "ConfigMap", "metadata": cm["metadata"]})
-    fix = "macvtapctl expose LOWER_DEVICE --name NAME (rewrites the document as plain JSON)"
+    fix = "macvtapctl expose LOWER_DEVICE --name NAME"  # rewrites the whole document as plain JSON
     if broken:
         yield Finding("dp-config", ERROR, where, broken, fix)
         return
@@ -245,7 +245,7 @@ def versions(s: Snapshot) -> Iterator[Finding]:
             (1, 8, 0) <= version < (1, 9, 0) and kubevirt.INJECTION_GATE in gates):
         yield Finding("external-injection", WARNING, where, f"{kubevirt.INJECTION_GATE} is on: KubeVirt expects "
                       "network-resources-injector to add the macvtap resource to VM pods; without it they get no "
-                      "device", "macvtapctl enable (disables the gate)")
+                      "device", "macvtapctl enable")
 
 
 def vm_spec(s: Snapshot) -> Iterator[Finding]:
@@ -291,7 +291,8 @@ def nad_content(s: Snapshot) -> Iterator[Finding]:
         if ignored:
             yield Finding("nad-ignored-keys", WARNING, where, f"the macvtap CNI ignores {', '.join(ignored)}: the "
                           "lower device comes from the device-plugin ConfigMap, the MAC from the VM, and there is no "
-                          "IPAM", f"macvtapctl nad create {nad['metadata']['name']} --resource {res} (rewrites it)")
+                          "IPAM", f"macvtapctl nad create {nad['metadata']['name']} -n {nad['metadata']['namespace']} "
+                          f"--resource {res}")
         mtu = conf.get("mtu")
         lower = _lower_of(cfg, res)
         if isinstance(mtu, int) and mtu > 0 and lower:
@@ -300,12 +301,14 @@ def nad_content(s: Snapshot) -> Iterator[Finding]:
                 if isinstance(have, int) and mtu > have:
                     yield Finding("nad-mtu", ERROR, where, f"mtu {mtu} is above {lower}'s MTU {have} on node {node}: "
                                   "the kernel refuses it and the pod's sandbox fails (\"invalid argument\")",
-                                  f"macvtapctl nad create {nad['metadata']['name']} --resource {res} --mtu {have}",
+                                  f"macvtapctl nad create {nad['metadata']['name']} -n {nad['metadata']['namespace']} "
+                                  f"--resource {res} --mtu {have}",
                                   refs=(ref("node", node),))
         if "promiscMode" not in conf:
             yield Finding("promisc", INFO, where, "no promiscMode: macvtap drops multicast the guest did not "
                           "subscribe through it (LLDP, some IPv6 ND, mDNS); set it if the VM needs them",
-                          f"macvtapctl nad create {nad['metadata']['name']} --resource {res} --promisc")
+                          f"macvtapctl nad create {nad['metadata']['name']} -n {nad['metadata']['namespace']} "
+                          f"--resource {res} --promisc")
 
 
 def node_agents(s: Snapshot) -> Iterator[Finding]:

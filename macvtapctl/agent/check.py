@@ -125,7 +125,8 @@ def virtualization(dmi_dir: str = "/sys/class/dmi/id") -> str | None:
 
 
 def node_report(node: str, *, config_file: str | None, plugin_dir: str, owner: int, group: int,
-                cni_bin_dir: str | None, tap_dir: str = "/dev", visibility: Result | None = None) -> dict[str, Any]:
+                cni_bin_dir: str | None, tap_dir: str = "/dev", visibility: Result | None = None,
+                dmi_dir: str = "/sys/class/dmi/id") -> dict[str, Any]:
     """What `doctor` reads from this node's agent (GET /doctor on its health port)."""
     import datetime as dt
 
@@ -142,7 +143,7 @@ def node_report(node: str, *, config_file: str | None, plugin_dir: str, owner: i
                               "microk8s keep CNI binaries elsewhere)", "agent-health"))
     return {"node": node, "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "checks": [r.__dict__ for r in results], "lowerDevices": lower_devices(links),
-            "virtualization": virtualization()}
+            "virtualization": virtualization(dmi_dir)}
 
 
 def _tap_visibility(h: Netlink, lowers: list[Link], tap_dir: str) -> Result:

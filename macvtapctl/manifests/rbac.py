@@ -1,4 +1,6 @@
-"""Least-privilege RBAC for running the admin commands (enable, expose, nad, setup, vm create --apply)."""
+"""Least-privilege RBAC for running the admin commands (enable, expose, nad, setup, vm create --apply, status,
+doctor). doctor's node reports need `get pods/proxy` in the agent's namespace: a Role there (docs/install.md),
+not a cluster-wide rule."""
 
 from __future__ import annotations
 
@@ -28,8 +30,10 @@ ADMIN_RULES: list[tuple[list[str], list[str], list[str], list[str], str]] = [
      "expose: notice an upstream macvtap-cni DaemonSet that needs a restart"),
     (["apps"], ["daemonsets"], ["patch"], ["macvtap-cni"],
      "expose --restart: rollout-restart the upstream DaemonSet"),
-    (["networkaddonsoperator.network.kubevirt.io"], ["networkaddonsconfigs"], ["get"], [],
-     "expose: follow CNAO's devicePluginConfig"),
+    (["networkaddonsoperator.network.kubevirt.io"], ["networkaddonsconfigs"], ["get", "list"], [],
+     "expose: follow CNAO's devicePluginConfig; doctor"),
+    ([""], ["nodes", "pods"], ["list"], [],
+     "status, doctor: node capacities, agent and virt-launcher pods (read-only)"),
 ]
 
 

@@ -19,6 +19,7 @@ from harness import NODE_NAME
 from tests.e2e.helpers import (
     AGENT_NS,
     CAPACITY,
+    LOWER,
     NAD_MTU,
     NETWORK,
     POD_NS,
@@ -230,6 +231,32 @@ def test_k_the_documented_in_pod_agent_check_passes(cluster: Cluster) -> None:
     assert checks["configuration"]["status"] == "ok", checks["configuration"]
     assert checks["lower device e2elan0"]["status"] == "ok"
     assert checks["kubelet socket"]["status"] == "ok"
+
+
+def test_l_doctor_reads_the_node_report_through_the_pod_proxy(cluster: Cluster) -> None:
+    """doctor on the real node: the agent's report (GET /doctor) arrives through the API server's pod proxy, the
+    node's own checks pass, and a NAD whose mtu the lower device cannot carry is named with the fix that works."""
+    from macvtapctl.kube.resources import NAD
+
+    def run() -> dict:
+        r = cluster.mvc("doctor", "-A", "-o", "json", check=False)
+        assert r.code in (0, 8), r.err
+        return json.loads(r.out)
+
+    doc = wait_for("the agent's first report", lambda: (d := run())["summary"]["nodesReporting"] and d, timeout=90)
+    assert doc["summary"]["nodesReporting"] == [NODE_NAME], doc["summary"]
+    node_ids = {f["id"] for f in doc["findings"] if f["object"] == f"node/{NODE_NAME}" and f["severity"] == "error"}
+    assert node_ids == set(), doc["findings"]  # /dev/tapN visible, kubelet socket and CNI binary found
+    mtu = int(Path(f"/sys/class/net/{LOWER}/mtu").read_text()) + 1000
+    cluster.mvc("nad", "create", "toobig", "-n", POD_NS, "--resource", NETWORK, "--mtu", str(mtu))
+    try:
+        [f] = [f for f in run()["findings"] if f["id"] == "nad-mtu"]
+        assert f["object"] == f"networkattachmentdefinition/{POD_NS}/toobig" and f"on node {NODE_NAME}" in f["cause"]
+        cluster.mvc(*f["fix"].split()[1:])
+        assert [f for f in run()["findings"] if f["id"] == "nad-mtu"] == []
+    finally:
+        with cluster.kube() as kube:
+            kube.delete(NAD, "toobig", POD_NS)
 
 
 def _agent_log() -> str:

@@ -123,3 +123,19 @@ def test_the_same_mac_on_two_interfaces_of_one_vm() -> None:
          "MAC 02:00:00:00:00:01 is on interfaces 'dp' and 'two' of this VM")]
     ifaces(vm)[2]["macAddress"] = "02:00:00:00:00:02"
     assert "duplicate-mac" not in checks(vm)
+
+
+def test_every_doctor_id_is_documented() -> None:
+    """docs/doctor.md names every finding id doctor can emit (ids are a public, allow-listable interface)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    src = (root / "macvtapctl" / "doctor.py").read_text()
+    ids = set(re.findall(r'Finding\("([a-z0-9-]+)"', src))
+    ids |= set(re.findall(r'"([a-z0-9-]+)": (?:ERROR|WARNING)', src))  # node report ids
+    lint = (root / "macvtapctl" / "vmlint.py").read_text()
+    ids |= {f"vm-{c}" for c in re.findall(r'Finding\((?:ERROR|WARNING), "([a-z-]+)"', lint)}
+    doc = (root / "docs" / "doctor.md").read_text()
+    assert len(ids) > 30
+    assert sorted(i for i in ids if f"`{i}`" not in doc) == []
