@@ -30,7 +30,7 @@ def test_node_report_and_what_doctor_makes_of_it(tmp_path: Path) -> None:
         def in_ns(*args: str) -> None:
             ip("-n", ns, *args)
 
-        in_ns("link", "add", "lowera", "type", "dummy")
+        in_ns("link", "add", "lowera", "type", "veth", "peer", "name", "lowerz")  # no dummy module here
         in_ns("link", "set", "lowera", "mtu", "1500", "up")
         in_ns("link", "add", "lowerb", "link", "lowera", "type", "macvlan", "mode", "bridge")
         in_ns("link", "set", "lowerb", "up")
@@ -62,7 +62,8 @@ def test_node_report_and_what_doctor_makes_of_it(tmp_path: Path) -> None:
     assert by[("tap-ownership", "tap ownership")]["status"] == "error"
     assert by[("agent-health", "kubelet socket")]["status"] == "error"
     assert by[("agent-health", "CNI binary")]["status"] == "error"
-    assert report["lowerDevices"]["lowera"] == {"mtu": 1500, "up": True, "kind": "dummy"}
+    assert report["lowerDevices"]["lowera"] == {"mtu": 1500, "up": True, "kind": "veth"}
+    assert by[("l2-nested-lower", "lower device lowera")]["detail"].startswith("is itself a veth link")
     assert report["virtualization"] == "QEMU"
 
     cm = {"kind": "ConfigMap", "metadata": {"name": "macvtap-deviceplugin-config", "namespace": "macvtap"},

@@ -37,3 +37,21 @@ def test_a_failed_device_plugin_stops_the_agent_with_an_error_after_cleaning_up(
     with pytest.raises(daemon.AgentFailed, match="kubelet socket vanished for good"):
         asyncio.run(daemon._serve(server, None, manager))
     assert server.stopped and manager.stopped  # sockets removed before exiting
+
+
+def test_the_doctor_route_serves_the_latest_node_report() -> None:
+    import json
+
+    from macvtapctl.agent.observability import HealthServer, Metrics
+
+    latest: dict = {}
+
+    def ok() -> tuple[bool, str]:
+        return True, "ok"
+
+    health = HealthServer("127.0.0.1", 0, Metrics(), ok, ok, report=lambda: latest.get("r"))
+    assert health.route("/doctor")[0] == 503  # before the first round
+    latest["r"] = {"node": "n1", "checks": [{"id": "kind-dev", "status": "ok"}]}
+    status, ctype, body = health.route("/doctor")
+    assert (status, ctype) == (200, "application/json") and json.loads(body)["node"] == "n1"
+    assert HealthServer("127.0.0.1", 0, Metrics(), ok, ok).route("/doctor")[0] == 404  # no report configured
