@@ -12,7 +12,7 @@ export KUBEVIRT_VERSION
 
 SHIM := macvtapctl/agent/shim/macvtap
 
-.PHONY: help shim proto venv testenv nodeenv lint typecheck unit integration datapath e2e compat test demo cluster-up \
+.PHONY: help shim proto venv testenv nodeenv lint typecheck unit integration datapath e2e compat test demo cluster-up image \
         cluster-down node-up node-down completions clean
 
 help:
@@ -127,6 +127,11 @@ else
 	  $(MVC) doctor || true
 	@echo; echo "(stop the local control plane with: make cluster-down)"
 endif
+
+# The agent image as an OCI archive (Debian base from mmdebstrap, this project, the static shim), no container
+# engine or registry needed; push it with: skopeo copy oci-archive:build/agent-image.tar docker://REGISTRY/...
+image: venv shim
+	$(BIN)/python tests/node/images.py --out build/agent-image.tar --ref $${IMAGE_REF:-localhost/macvtapctl/agent:dev}
 
 completions: venv
 	_MACVTAPCTL_COMPLETE=source_bash $(BIN)/macvtapctl > completions/macvtapctl.bash

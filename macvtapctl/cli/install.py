@@ -40,7 +40,9 @@ def _options(image: str, namespace: str, node_selector: list[str], toleration: l
 
 def install(
     ctx: typer.Context,
-    image: Annotated[str, typer.Option("--image", help="Agent image.")] = agentm.DEFAULT_IMAGE,
+    image: Annotated[str | None, typer.Option(
+        "--image", help=f"Agent image (default {agentm.DEFAULT_IMAGE}, not published yet: build and push your own, "
+                        "see docs/install.md).")] = None,
     node_selector: Annotated[list[str] | None, typer.Option("--node-selector", metavar="KEY=VALUE",
                                                             help="Only these nodes; repeatable.")] = None,
     toleration: Annotated[list[str] | None, typer.Option(
@@ -70,8 +72,14 @@ def install(
         validate.check_dns_subdomain(device_plugin_config, "--device-plugin-config")
     # -n/--namespace (global, kubectl's) is the agent's namespace here; default "macvtap".
     namespace = settings.namespace or agentm.DEFAULT_NAMESPACE
-    opts = _options(image, namespace, node_selector or [], toleration or [], cni_bin_dir, device_plugin_dir)
+    opts = _options(image or agentm.DEFAULT_IMAGE, namespace, node_selector or [], toleration or [], cni_bin_dir,
+                    device_plugin_dir)
     printer = cli.printer
+    if image is None and via == "agent":
+        # Said before anything is written: otherwise every node shows ImagePullBackOff and nothing else.
+        printer.warn(f"{agentm.DEFAULT_IMAGE} is not published in a registry yet: nodes will fail to pull it. Build "
+                     "the image (make image), push it (skopeo copy oci-archive:build/agent-image.tar "
+                     "docker://REGISTRY/macvtapctl/agent:TAG) and pass --image REGISTRY/macvtapctl/agent:TAG")
     if via == "cnao":
         objs = [agentm.network_addons_config(device_plugin_config)]
     else:

@@ -133,7 +133,8 @@ def readiness(kube: Kube, opts: agentm.InstallOptions) -> tuple[bool, str, list[
     observed, desired, ready, updated = rollout(ds)
     # Only the nodes the DaemonSet runs on (taints, selectors and affinity decide that, not us): a node it is not
     # scheduled on will never advertise, and must not make --wait time out.
-    scheduled = _scheduled_nodes(kube, ds, opts.namespace)
+    pods = daemonset_pods(kube, ds, opts.namespace)
+    scheduled = {p["spec"]["nodeName"] for p in pods if (p.get("spec") or {}).get("nodeName")}
     nodes = [n for n in kube.list(NODE) if n["metadata"]["name"] in scheduled]
     target = dpconfigmap.locate(kube, opts.namespace)
     cfg = target.config() if target.object is not None else None
@@ -152,20 +153,34 @@ def readiness(kube: Kube, opts: agentm.InstallOptions) -> tuple[bool, str, list[
                f"{len(nodes) - len(lagging)}/{len(nodes)} node(s) advertise {len(wanted)} resource(s)")
     if not ds_ready:
         pending = "" if observed else ", the new rollout not observed yet"
-        lagging.insert(0, f"DaemonSet {opts.namespace}/{agentm.AGENT_NAME}: {ready}/{desired} ready{pending}")
+        lagging[:0] = [f"DaemonSet {opts.namespace}/{agentm.AGENT_NAME}: {ready}/{desired} ready{pending}",
+                       *pull_failures(pods)]
     return ds_ready and not lagging, summary, lagging
 
 
-def _scheduled_nodes(kube: Kube, ds: dict[str, Any], namespace: str) -> set[str]:
-    """Nodes with a pod of this DaemonSet (its own scheduled set)."""
+def daemonset_pods(kube: Kube, ds: dict[str, Any], namespace: str) -> list[dict[str, Any]]:
     from macvtapctl.kube.resources import POD
 
     labels = ((ds.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
     if not labels:
-        return set()
+        return []
     selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-    return {p["spec"]["nodeName"] for p in kube.list(POD, namespace, label_selector=selector)
-            if (p.get("spec") or {}).get("nodeName")}
+    return kube.list(POD, namespace, label_selector=selector)
+
+
+PULL_FAILURES = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull")
+
+
+def pull_failures(pods: list[dict[str, Any]]) -> list[str]:
+    """'pod P on node N cannot pull IMAGE (ImagePullBackOff)' for each pod whose image cannot be pulled."""
+    out = []
+    for pod in pods:
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            reason = ((cs.get("state") or {}).get("waiting") or {}).get("reason")
+            if reason in PULL_FAILURES:
+                out.append(f"pod {pod['metadata']['name']} on node {(pod.get('spec') or {}).get('nodeName')} cannot "
+                           f"pull {cs.get('image')} ({reason}; is the image published? see docs/install.md)")
+    return out
 
 
 def wait_ready(kube: Kube, report: Reporter, opts: agentm.InstallOptions, limit: float) -> None:

@@ -97,7 +97,10 @@ def _agents(kube: Kube, configmap: str, problems: list[str]) -> list[dict[str, A
                "desired": int(st.get("desiredNumberScheduled") or 0), "ready": int(st.get("numberReady") or 0)}
         found.append(row)
         if row["desired"] == 0 or row["ready"] < row["desired"]:
+            from macvtapctl.ops.deploy import daemonset_pods, pull_failures
+
             problems.append(f"DaemonSet {row['namespace']}/{row['name']}: {row['ready']}/{row['desired']} ready")
+            problems += pull_failures(daemonset_pods(kube, ds, row["namespace"]))
     if not found:
         problems.append("no macvtap agent DaemonSet found (run: macvtapctl install)")
     return found

@@ -320,3 +320,26 @@ def test_status_reports_odd_configmaps_as_findings(cli, admin, control_plane) ->
     assert any("entry 'legacy': key 'master' is not read by the device plugin: write 'lowerDevice'" in p
                for p in doc["problems"])
     assert [w.split(":")[0] for w in doc["deviceplugin"]["warnings"]] == ["entry 'dp'", "entry 'dp'"]
+
+
+def test_the_unpublished_default_image_is_said_up_front_and_a_pull_failure_is_named(cli, admin,
+                                                                                    control_plane) -> None:
+    r = cli("--kubeconfig", admin, "install", "--dry-run=client")
+    assert "quay.io/macvtapctl/agent:v0.1.0 is not published in a registry yet" in r.stderr
+    assert r.stderr.index("not published") < r.stderr.index("daemonset.apps/macvtapctl-agent")  # before any write
+    r = cli("--kubeconfig", admin, "install", "--image", "registry.example/macvtapctl/agent:v1")
+    assert r.exit_code == 0 and "not published" not in r.stderr
+    with control_plane.kube() as k:
+        k.create(NODE, _node("node-a", {}))
+        _agent_pod(k, "node-a")
+        # What the kubelet reports when the registry does not have the image (no kubelet here).
+        k.merge_patch(POD, f"{AGENT}-node-a", {"status": {"phase": "Pending", "containerStatuses": [{
+            "name": "agent", "image": "registry.example/macvtapctl/agent:v1", "imageID": "", "ready": False,
+            "restartCount": 0, "state": {"waiting": {"reason": "ImagePullBackOff"}}}]}}, NS, subresource="status")
+        _set_ds_status(k, 1, 0)
+    want = f"pod {AGENT}-node-a on node node-a cannot pull registry.example/macvtapctl/agent:v1 (ImagePullBackOff"
+    r = cli("--kubeconfig", admin, "status")
+    assert r.exit_code == ExitCode.FINDINGS and want in r.stderr
+    r = cli("--kubeconfig", admin, "install", "--image", "registry.example/macvtapctl/agent:v1", "--wait",
+            "--timeout", "2s")
+    assert r.exit_code == ExitCode.TIMEOUT and want in r.stderr

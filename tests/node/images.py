@@ -159,7 +159,7 @@ def base_layer() -> Path:
     return out
 
 
-def agent_image(out_dir: Path, shim: Path) -> Path:
+def agent_image(out_dir: Path, shim: Path, ref: str = AGENT_IMAGE, name: str = "agent.tar") -> Path:
     """The project as pip installs it (with its dependencies) into /opt/macvtapctl, on the Debian base."""
     with tempfile.TemporaryDirectory() as tmp:
         site = Path(tmp) / "site"
@@ -174,7 +174,22 @@ def agent_image(out_dir: Path, shim: Path) -> Path:
     wrapper = b'#!/bin/sh\nexec /usr/bin/python3 -m macvtapctl "$@"\n'
     extra = _layer([("usr/local/bin/macvtapctl", wrapper, 0o755),
                     ("usr/local/lib/macvtapctl/macvtap", shim.read_bytes(), 0o755)])
-    return write_oci_archive(out_dir / "agent.tar", AGENT_IMAGE, [base_layer().read_bytes(), app, extra], {
+    return write_oci_archive(out_dir / name, ref, [base_layer().read_bytes(), app, extra], {
         "Env": ["PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "PYTHONPATH=/opt/macvtapctl/site",
                 "PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1"],
         "Entrypoint": ["macvtapctl"], "Cmd": ["agent"]})
+
+
+if __name__ == "__main__":
+    # `make image`: the agent image as an OCI archive, without a container engine or a registry.
+    import argparse
+
+    ap = argparse.ArgumentParser(description="build the agent image as an OCI archive")
+    ap.add_argument("--out", default=str(REPO / "build" / "agent-image.tar"))
+    ap.add_argument("--ref", default="localhost/macvtapctl/agent:dev")
+    ap.add_argument("--shim", default=str(REPO / "macvtapctl" / "agent" / "shim" / "macvtap"))
+    a = ap.parse_args()
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    built = agent_image(out.parent, Path(a.shim), a.ref, out.name)
+    print(f"{built} ({built.stat().st_size / 2**20:.1f} MiB): {a.ref}")
