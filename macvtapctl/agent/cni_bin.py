@@ -18,7 +18,10 @@ def find_shim(explicit: str | None = None) -> Path:
     for c in candidates:
         if c and Path(c).is_file():
             return Path(c)
-    raise FileNotFoundError("the CNI shim binary was not found (build it with `make shim`, or pass --shim)")
+    source = Path(__file__).parent / "shim" / "macvtap.c"
+    raise FileNotFoundError(
+        "the CNI shim binary was not found: the agent image carries it; from a checkout run `make shim`; from a "
+        f"wheel compile its source: cc -O2 -static -o /usr/local/lib/macvtapctl/macvtap {source} (or pass --shim)")
 
 
 def _digest(path: Path) -> str:

@@ -16,9 +16,30 @@ from macvtapctl.errors import MacvtapctlError
 HELP = "Print the client, server and KubeVirt versions."
 
 
+def git_version() -> str:
+    """`git describe` of the checkout this package runs from (v0.1.0-dev+g1a2b3c4[.dirty] without a release tag),
+    else the released version. A wheel has no .git beside it, so it always reports the release."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return f"v{__version__}"
+    try:
+        out = subprocess.run(["git", "-C", str(root), "describe", "--tags", "--dirty=.dirty", "--always",
+                              "--match", "v[0-9]*"], capture_output=True, text=True, timeout=2, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return f"v{__version__}"
+    described = out.stdout.strip()
+    if described.startswith("v"):
+        return described  # at or after a release tag: v0.2.0, v0.2.0-3-gabc1234
+    return f"v{__version__}-dev+g{described}"
+
+
 def client_version() -> dict[str, str]:
     return {
-        "gitVersion": f"v{__version__}",
+        "gitVersion": git_version(),
+        "release": f"v{__version__}",
         "pythonVersion": platform.python_version(),
         "platform": f"{sys.platform}/{platform.machine()}",
     }
