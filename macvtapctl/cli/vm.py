@@ -27,6 +27,25 @@ cluster: the binding is registered, each NAD exists (in the VM's namespace or de
 exposed, MACs are unique on each network. --offline skips those checks (printing only)."""
 
 
+def complete_nads(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion for --network: the macvtap NADs of the namespace (-n, else the context's), from the
+    cluster, with a short timeout; nothing when the cluster cannot say (completion must never fail loudly)."""
+    from macvtapctl.cli.common import connect, namespace_of
+    from macvtapctl.kube.resources import NAD
+    from macvtapctl.manifests import nad as nadm
+
+    root = ctx.find_root().params
+    settings = Settings(kubeconfig=root.get("kubeconfig"), context=root.get("context"),
+                        namespace=root.get("namespace"), request_timeout=3.0)
+    try:
+        with connect(settings) as kube:
+            nads = kube.list(NAD, namespace_of(settings))
+    except Exception:
+        return []
+    return sorted(n["metadata"]["name"] for n in nads
+                  if nadm.is_macvtap(n) and n["metadata"]["name"].startswith(incomplete))
+
+
 def _ssh_keys(values: list[str]) -> list[str]:
     """Each --ssh-key is a public key, or a path to a file of them."""
     keys = []
@@ -61,7 +80,8 @@ def create(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(metavar="NAME", help="VM name (with --count: the base of NAME-{i}).")],
     network: Annotated[list[str] | None, typer.Option(
-        "--network", metavar="[NAME=][NS/]NAD", help="A macvtap network; repeatable.")] = None,
+        "--network", metavar="[NAME=][NS/]NAD", help="A macvtap network; repeatable.",
+        autocompletion=complete_nads)] = None,
     memory: Annotated[str | None, typer.Option(
         "--memory", help="Guest memory, e.g. 2Gi (default 1Gi; not with --instancetype).")] = None,
     cpu: Annotated[int | None, typer.Option(
