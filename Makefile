@@ -13,7 +13,7 @@ export KUBEVIRT_VERSION
 SHIM := macvtapctl/agent/shim/macvtap
 
 .PHONY: help shim proto venv testenv nodeenv lint typecheck unit integration datapath e2e compat test demo cluster-up image \
-        cluster-down node-up node-down completions clean
+        cluster-down node-up node-down completions docs clean
 
 help:
 	@echo "make demo          start a local control plane and run macvtapctl against it"
@@ -55,7 +55,7 @@ nodeenv:
 	bash tests/node/build.sh >/dev/null
 
 lint: venv
-	$(BIN)/ruff check macvtapctl tests benchmarks
+	$(BIN)/ruff check macvtapctl tests benchmarks tools
 
 typecheck: venv
 	$(BIN)/mypy
@@ -132,6 +132,10 @@ endif
 # engine or registry needed; push it with: skopeo copy oci-archive:build/agent-image.tar docker://REGISTRY/...
 image: venv shim
 	$(BIN)/python tests/node/images.py --out build/agent-image.tar --ref $${IMAGE_REF:-localhost/macvtapctl/agent:dev}
+
+# docs/reference.md and docs/macvtapctl.1 from the app's command tree (tests fail when they are stale).
+docs: venv
+	$(BIN)/python tools/clidocs.py
 
 completions: venv
 	_MACVTAPCTL_COMPLETE=source_bash $(BIN)/macvtapctl > completions/macvtapctl.bash

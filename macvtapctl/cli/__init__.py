@@ -202,7 +202,7 @@ def load_command(name: str) -> Any:
     module = importlib.import_module(f"macvtapctl.cli.{module_name}")
     target = getattr(module, attr)
     detail = getattr(module, f"{attr.upper()}_HELP", None) or getattr(module, "HELP", None)
-    text = f"{summary}\n\n{detail}" if detail else summary
+    text = f"{summary}\n\n{detail}" if detail and detail != summary else summary
     if isinstance(target, typer.Typer):
         command = typer.main.get_command(target)
         command.help = text
