@@ -134,8 +134,10 @@ image: venv shim
 	$(BIN)/python tests/node/images.py --out build/agent-image.tar --ref $${IMAGE_REF:-localhost/macvtapctl/agent:dev}
 
 # docs/reference.md and docs/macvtapctl.1 from the app's command tree (tests fail when they are stale).
-docs: venv
+docs: venv testenv
 	$(BIN)/python tools/clidocs.py
+	$(BIN)/python tools/walkthrough.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
 
 completions: venv
 	_MACVTAPCTL_COMPLETE=source_bash $(BIN)/macvtapctl > completions/macvtapctl.bash
