@@ -13,7 +13,7 @@ export KUBEVIRT_VERSION
 SHIM := macvtapctl/agent/shim/macvtap
 
 .PHONY: help shim proto venv testenv nodeenv lint typecheck unit integration datapath e2e compat test demo cluster-up image \
-        cluster-down node-up node-down completions docs clean
+        cluster-down node-up node-down completions docs krew clean
 
 help:
 	@echo "make demo          start a local control plane and run macvtapctl against it"
@@ -138,6 +138,10 @@ docs: venv testenv
 	$(BIN)/python tools/clidocs.py
 	$(BIN)/python tools/walkthrough.py
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
+
+# The krew plugin archive and its manifest (build/krew/): see tools/krew.py.
+krew: venv
+	$(BIN)/python tools/krew.py $(if $(KREW_URI_BASE),--uri-base $(KREW_URI_BASE))
 
 completions: venv
 	_MACVTAPCTL_COMPLETE=source_bash $(BIN)/macvtapctl > completions/macvtapctl.bash

@@ -84,3 +84,22 @@ def test_agent_without_a_compiled_shim_says_how_to_get_one(installed: Path, tmp_
     assert f"cc -O2 -static -o /usr/local/lib/macvtapctl/macvtap {site}/macvtapctl/agent/shim/macvtap.c" \
         in r.stderr, r.stderr
     assert os.path.exists(f"{site}/macvtapctl/agent/shim/macvtap.c")
+
+
+def test_pipx_installs_the_wheel(dist: Path, tmp_path: Path) -> None:
+    """pipx (from the package index, into a venv of its own) installs the wheel with both entry points."""
+    tools = tmp_path / "tools"
+    venv.create(tools, with_pip=True)
+    subprocess.run([str(tools / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", "pipx"],
+                   check=True, capture_output=True)
+    env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path), "PIPX_HOME": str(tmp_path / "pipx"),
+           "PIPX_BIN_DIR": str(tmp_path / "bin"), "PIPX_MAN_DIR": str(tmp_path / "man")}
+    wheel = next(dist.glob("macvtapctl-*.whl"))
+    r = subprocess.run([str(tools / "bin" / "pipx"), "install", str(wheel)], capture_output=True, text=True,
+                       env=env, check=False, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for command in ("macvtapctl", "kubectl-macvtap"):
+        r = subprocess.run([str(tmp_path / "bin" / command), "version", "--client"], capture_output=True, text=True,
+                           env=env, check=False, timeout=60)
+        assert r.returncode == 0 and r.stdout == "Client Version: v0.1.0\n", r.stderr
+    assert (tmp_path / "man" / "man1" / "macvtapctl.1").is_file()  # pipx links the wheel's man page
