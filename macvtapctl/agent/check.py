@@ -82,7 +82,7 @@ def _run(h: Netlink, links: dict[str, Link], *, config_file: str | None, plugin_
         else:
             results.append(Result(f"lower device {lower}", OK, f"up, MTU {link.mtu}", "resource-capacity"))
         if link is not None and link.kind in NESTED_KINDS:
-            results.append(Result(f"lower device {lower}", WARN, f"is itself a {link.kind} link: macvtap on it "
+            results.append(Result(f"lower device {lower} kind", WARN, f"is itself a {link.kind} link: macvtap on it "
                                   "works only as far as its own parent lets frames through", "l2-nested-lower"))
     results.append(visibility or _tap_visibility(h, [links[name] for name in lowers if name in links], tap_dir))
     leaked = sorted(n for n, link in links.items() if n.startswith("mvt") and link.kind == "macvtap")

@@ -81,6 +81,8 @@ class DPAgent:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
+        except urllib.error.URLError:  # not listening yet: the health server starts after the CNI socket
+            return 0, ""
 
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
         if self.proc is None or self.proc.poll() is not None:

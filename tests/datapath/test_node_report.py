@@ -54,7 +54,7 @@ def test_node_report_and_what_doctor_makes_of_it(tmp_path: Path) -> None:
     by = {(c["id"], c["check"]): c for c in report["checks"]}
     assert by[("resource-capacity", "lower device lowera")]["status"] == "ok"
     assert by[("resource-capacity", "lower device gone0")]["status"] == "error"
-    assert by[("l2-nested-lower", "lower device lowerb")]["status"] == "warning"
+    assert by[("l2-nested-lower", "lower device lowerb kind")]["status"] == "warning"
     assert by[("leaked-links", "leaked links")]["detail"].startswith("1 temporary macvtap link(s) on the node: "
                                                                       "mvt0123456789ab")
     # The test macvtap's /dev/tapN appeared in the real /dev, not in this one: what a KinD node sees.
@@ -63,7 +63,7 @@ def test_node_report_and_what_doctor_makes_of_it(tmp_path: Path) -> None:
     assert by[("agent-health", "kubelet socket")]["status"] == "error"
     assert by[("agent-health", "CNI binary")]["status"] == "error"
     assert report["lowerDevices"]["lowera"] == {"mtu": 1500, "up": True, "kind": "veth"}
-    assert by[("l2-nested-lower", "lower device lowera")]["detail"].startswith("is itself a veth link")
+    assert by[("l2-nested-lower", "lower device lowera kind")]["detail"].startswith("is itself a veth link")
     assert report["virtualization"] == "QEMU"
 
     cm = {"kind": "ConfigMap", "metadata": {"name": "macvtap-deviceplugin-config", "namespace": "macvtap"},
