@@ -145,7 +145,9 @@ def readiness(kube: Kube, opts: agentm.InstallOptions) -> tuple[bool, str, list[
     lagging = []
     for node in nodes:
         alloc = (node.get("status") or {}).get("allocatable") or {}
-        missing = [r for r in wanted if r not in alloc]
+        # Present is not enough: the kubelet can publish a resource at 0 between the plugin's registration and
+        # its first device list (node status is written every 10 s), and a VM cannot schedule on 0.
+        missing = [r for r in wanted if str(alloc.get(r, "0")) in ("0", "")]
         if missing:
             lagging.append(f"{node['metadata']['name']} (not advertising {', '.join(missing)})")
     ds_ready = observed and desired > 0 and ready == desired and updated == desired

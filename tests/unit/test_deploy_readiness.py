@@ -57,6 +57,14 @@ def test_a_scheduled_node_not_advertising_is_named() -> None:
     assert not ok and lagging == ["node-b (not advertising macvtap.network.kubevirt.io/dp)"]
 
 
+def test_a_resource_published_at_zero_is_not_advertised_yet() -> None:
+    """The kubelet can publish the resource at 0 before the plugin's first device list reaches it."""
+    zero = {"macvtap.network.kubevirt.io/dp": "0"}
+    kube = FakeKube(status(2, 2, 1), 1, ["node-a", "node-b"], {"node-a": DP, "node-b": zero}, CONF)
+    ok, _, lagging = readiness(kube, agentm.InstallOptions())  # type: ignore[arg-type]
+    assert not ok and lagging == ["node-b (not advertising macvtap.network.kubevirt.io/dp)"]
+
+
 def test_installs_configmap_lost_to_a_concurrent_creator_is_theirs_and_unchanged() -> None:
     """Issue 12.3: the create race of install's ConfigMap (an `expose` or another install created it between our
     read and our create) is not an error: the ConfigMap is never overwritten, so it is `unchanged`."""
