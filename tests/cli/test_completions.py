@@ -50,3 +50,16 @@ def test_bash_completes_commands_and_subcommands() -> None:
     assert bash_complete("macvtapctl ex") == ["expose", "exposed"]
     assert bash_complete("macvtapctl nad ") == ["create", "list", "delete"]
     assert "--instancetype" in bash_complete("macvtapctl vm create web --ins")
+
+
+def test_fish_completes_commands_and_subcommands() -> None:
+    """fish (Debian's package; .ci/run installs it) asked with `complete -C`, the script loaded."""
+    fish = shutil.which("fish")
+    assert fish, "fish is required (apt-get install fish)"
+    script = 'source $argv[1]; complete -C "macvtapctl ex"; echo ---; complete -C "macvtapctl nad "'
+    out = subprocess.run([fish, "--no-config", "-c", script, str(REPO / "completions" / "macvtapctl.fish")],
+                         check=True, capture_output=True, text=True, timeout=30,
+                         env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}).stdout
+    first, second = out.split("---\n")
+    assert [line.split("\t")[0] for line in first.splitlines()] == ["expose", "exposed"]
+    assert sorted(line.split("\t")[0] for line in second.splitlines()) == ["create", "delete", "list"]
