@@ -128,10 +128,11 @@ else
 	@echo; echo "(stop the local control plane with: make cluster-down)"
 endif
 
-# The agent image as an OCI archive (Debian base from mmdebstrap, this project, the static shim), no container
-# engine or registry needed; push it with: skopeo copy oci-archive:build/agent-image.tar docker://REGISTRY/...
-image: venv shim
-	$(BIN)/python tests/node/images.py --out build/agent-image.tar --ref $${IMAGE_REF:-localhost/macvtapctl/agent:dev}
+# The agent image: the Containerfile built by buildah into build/agent-image.tar (an OCI archive), run, sized
+# (tools/image.sh; BASE=... selects the base, default a Debian base bootstrapped here). Push it with:
+# skopeo copy oci-archive:build/agent-image.tar docker://REGISTRY/macvtapctl/agent:TAG
+image:
+	bash tools/image.sh
 
 # docs/reference.md and docs/macvtapctl.1 from the app's command tree (tests fail when they are stale).
 docs: venv testenv

@@ -1,6 +1,6 @@
-"""The agent image `make image` builds (tests/node/images.py): an OCI archive whose rootfs, unpacked, runs
-`macvtapctl --help` and `agent --install-cni DIR --install-only` (chroot; no container engine here). Its size is
-printed for the closing note, not asserted."""
+"""The agent image the real node runs (tests/node/images.py, built without a container engine): an OCI archive
+whose rootfs, unpacked, runs `macvtapctl --help` and `agent --install-cni DIR --install-only` (chroot). Its size
+is printed, not asserted. (`make image` builds the Containerfile with buildah and runs the same two commands.)"""
 
 from __future__ import annotations
 

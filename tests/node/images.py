@@ -179,17 +179,3 @@ def agent_image(out_dir: Path, shim: Path, ref: str = AGENT_IMAGE, name: str = "
                 "PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1"],
         "Entrypoint": ["macvtapctl"], "Cmd": ["agent"]})
 
-
-if __name__ == "__main__":
-    # `make image`: the agent image as an OCI archive, without a container engine or a registry.
-    import argparse
-
-    ap = argparse.ArgumentParser(description="build the agent image as an OCI archive")
-    ap.add_argument("--out", default=str(REPO / "build" / "agent-image.tar"))
-    ap.add_argument("--ref", default="localhost/macvtapctl/agent:dev")
-    ap.add_argument("--shim", default=str(REPO / "macvtapctl" / "agent" / "shim" / "macvtap"))
-    a = ap.parse_args()
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    built = agent_image(out.parent, Path(a.shim), a.ref, out.name)
-    print(f"{built} ({built.stat().st_size / 2**20:.1f} MiB): {a.ref}")
