@@ -146,12 +146,30 @@ def node_report(node: str, *, config_file: str | None, plugin_dir: str, owner: i
             "virtualization": virtualization(dmi_dir)}
 
 
+CHECK_LINK_PREFIX = "mvtchk"  # the throwaway macvtap of the /dev/tapN visibility test
+
+
+def remove_check_leftovers(h: Netlink) -> list[str]:
+    """Delete throwaway test links a check killed mid-way (SIGKILL between create and delete) left behind."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    gone = []
+    for link in h.links():
+        if link.name.startswith(CHECK_LINK_PREFIX) and link.kind == "macvtap":
+            try:
+                h.delete(link.index)
+            except NetlinkError:  # gone already (another checker finished): nothing to do
+                continue
+            gone.append(link.name)
+    return gone
+
+
 def _tap_visibility(h: Netlink, lowers: list[Link], tap_dir: str) -> Result:
     """Create a throwaway macvtap and look for its /dev/tapN here (KinD nodes do not see the host's devtmpfs)."""
     lower = lowers[0] if lowers else None
     if lower is None:
         return Result("/dev/tapN visible", WARN, "skipped: no configured lower device on this node", "kind-dev")
-    name = "mvtchk" + secrets.token_hex(4)
+    name = CHECK_LINK_PREFIX + secrets.token_hex(4)
     try:
         link = h.create_macvtap(name, lower.index, "bridge", lower.txqlen)
     except Exception as exc:

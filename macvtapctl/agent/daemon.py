@@ -125,6 +125,11 @@ class NodeReport:
         from macvtapctl.agent import check
 
         cfg = self.cfg
+        if self.visibility is None:  # first round: a previous agent killed mid-test may have left its link
+            from macvtapctl.agent.netlink import host
+
+            for name in check.remove_check_leftovers(host()):
+                log.info("deleted %s, a test link a killed node check left behind", name)
         report = check.node_report(cfg.node_name, config_file=cfg.config_file, plugin_dir=cfg.plugin_dir,
                                    owner=107, group=107, cni_bin_dir=cfg.cni_bin_dir, tap_dir=cfg.tap_dir,
                                    visibility=self.visibility)

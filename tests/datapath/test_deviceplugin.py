@@ -57,6 +57,9 @@ class DPAgent:
              "--metrics-address", f"127.0.0.1:{self.metrics_port}", "--gc-min-age", "1", "--log-level", "debug",
              "--pod-resources-socket", self.kubelet.pod_resources_socket,
              "--reclaim-interval", "0",  # reclaim only on CNI GC: deterministic
+             # No periodic node report: its /dev/tapN test link would race this suite's link accounting (the
+             # report has tests of its own: test_node_report.py, the e2e).
+             "--report-interval", "0",
              *extra], stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while not self._accepting():  # a SIGKILLed agent leaves its socket file behind

@@ -18,8 +18,11 @@ from .helpers import ip
 PROBE = """
 import json, sys
 from macvtapctl.agent import check
-print(json.dumps(check.node_report("n1", config_file=sys.argv[1], plugin_dir=sys.argv[2], owner=107, group=107,
-                                   cni_bin_dir=sys.argv[3], tap_dir=sys.argv[4], dmi_dir=sys.argv[5])))
+from macvtapctl.agent.netlink import host
+removed = check.remove_check_leftovers(host())  # what the agent's first round does
+print(json.dumps({"removed": removed, "report": check.node_report(
+    "n1", config_file=sys.argv[1], plugin_dir=sys.argv[2], owner=107, group=107, cni_bin_dir=sys.argv[3],
+    tap_dir=sys.argv[4], dmi_dir=sys.argv[5])}))
 """
 
 
@@ -35,6 +38,7 @@ def test_node_report_and_what_doctor_makes_of_it(tmp_path: Path) -> None:
         in_ns("link", "add", "lowerb", "link", "lowera", "type", "macvlan", "mode", "bridge")
         in_ns("link", "set", "lowerb", "up")
         in_ns("link", "add", "mvt0123456789ab", "link", "lowera", "type", "macvtap")  # allocated, never attached
+        in_ns("link", "add", "mvtchkdeadbeef", "link", "lowera", "type", "macvtap")  # a killed check's test link
         conf = tmp_path / "DP_MACVTAP_CONF"
         entries = [{"name": "dataplane", "lowerDevice": "lowera"}, {"name": "nested", "lowerDevice": "lowerb"},
                    {"name": "gone", "lowerDevice": "gone0"}]
@@ -47,7 +51,9 @@ def test_node_report_and_what_doctor_makes_of_it(tmp_path: Path) -> None:
         os.mknod(taps / "tap4242", 0o600 | 0o020000, os.makedev(10, 200))  # an attached tap, root-owned
         out = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", PROBE, str(conf), str(plugins),
                               str(cni_bin), str(taps), str(dmi)], check=True, capture_output=True, text=True)
-        report = json.loads(out.stdout)
+        doc = json.loads(out.stdout)
+        report = doc["report"]
+        assert doc["removed"] == ["mvtchkdeadbeef"]
     finally:
         ip("netns", "del", ns, check=False)
 
