@@ -25,6 +25,8 @@ NETWORK_STATUS = "k8s.v1.cni.cncf.io/network-status"
 CNI_READS = {"cniVersion", "name", "type", "deviceID", "mtu", "promiscMode", "owner", "group", "capabilities",
              "runtimeConfig", "args", "prevResult", "plugins", "disableCheck"}
 CNI_IGNORES = ("lowerDevice", "mac", "master", "mode", "ipam")
+# A container waiting for one of these will not start until its image is fixed or published.
+IMAGE_PULL_FAILURES = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull")
 HOST_SHIM_RECIPE = ("ip link add mvt-host link LOWER type macvlan mode bridge && ip addr add ADDR dev mvt-host && "
                     "ip link set mvt-host up")
 
@@ -352,7 +354,7 @@ def agent_health(s: Snapshot) -> Iterator[Finding]:
         where = obj_ref({"kind": "Pod", "metadata": pod["metadata"]})
         for cs in dig(pod, "status", "containerStatuses") or []:
             waiting = dig(cs, "state", "waiting", "reason")
-            if waiting in ("ImagePullBackOff", "ErrImagePull", "InvalidImageName"):
+            if waiting in IMAGE_PULL_FAILURES:
                 yield Finding("agent-image", ERROR, where, f"{waiting}: the node cannot pull {cs.get('image')} (is it "
                               "published? see docs/install.md: make image, push, install --image)",
                               "macvtapctl install --image REGISTRY/IMAGE:TAG")

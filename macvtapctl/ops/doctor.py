@@ -38,6 +38,7 @@ def _list(kube: Kube, res: Resource, namespace: str | None = None, **kw: Any) ->
 def snapshot(kube: Kube, *, reports: bool = True) -> doctor.Snapshot:
     from macvtapctl.kube import dpconfigmap
     from macvtapctl.manifests import agent as agentm
+    from macvtapctl.ops.deploy import daemonset_pods
 
     s = doctor.Snapshot()
     s.server_version = str(kube.server_version().get("gitVersion") or "") or None
@@ -57,9 +58,7 @@ def snapshot(kube: Kube, *, reports: bool = True) -> doctor.Snapshot:
     for cm in s.configmaps:
         s.upstream += dpconfigmap.upstream_daemonsets(kube, cm["metadata"]["namespace"], cm["metadata"]["name"])
     for ds in [*s.agents, *s.upstream]:
-        labels = dig(ds, "spec", "selector", "matchLabels") or {}
-        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-        s.agent_pods += _list(kube, POD, ds["metadata"]["namespace"], label_selector=selector)
+        s.agent_pods += daemonset_pods(kube, ds, ds["metadata"]["namespace"])
     s.nodes = _list(kube, NODE)
     s.nads = _list(kube, NAD)
     s.vms = _list(kube, VIRTUAL_MACHINE)
