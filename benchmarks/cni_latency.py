@@ -121,8 +121,9 @@ def main() -> None:
     shim.write_bytes((REPO / "macvtapctl/agent/shim/macvtap").read_bytes())
     shim.chmod(0o755)
     socket = str(work / "cni.sock")
-    agent = subprocess.Popen([sys.executable, "-m", "macvtapctl", "agent", "--cni-socket", socket,
-                              "--log-level", "warning"], cwd=REPO)
+    agent = subprocess.Popen([sys.executable, "-m", "macvtapctl", "agent", "--cni-socket", socket, "--no-device-plugin",
+                              "--metrics-address", "",
+                              "--log-level", os.environ.get("BENCH_AGENT_LOG", "warning")], cwd=REPO)
     sh("ip", "link", "add", "benchnic0", "type", "veth", "peer", "name", "benchsw0")
     sh("ip", "link", "set", "benchnic0", "up")
     try:

@@ -61,6 +61,16 @@ def device_id(name: str, index: int) -> str:
     return f"{name}Mvp{index}"
 
 
+def is_device_id(value: str, name: str, capacity: int) -> bool:
+    """Whether `value` is one of device_id(name, 0 … capacity-1), without listing them (Allocate checks every
+    ID the kubelet sends; building the 1,000 IDs of a resource measured 0.48 ms per call)."""
+    prefix = f"{name}Mvp"
+    if not value.startswith(prefix):
+        return False
+    number = value[len(prefix):]
+    return number.isascii() and number.isdigit() and str(int(number)) == number and int(number) < capacity
+
+
 def resource_name_problem(name: str, capacity: int) -> str | None:
     if not name:
         return "must not be empty"

@@ -78,3 +78,16 @@ def test_a_trailing_newline_is_never_valid(check) -> None:
     for value in ("web\n", "02:00:00:00:00:01\n", "1Gi\n"):
         with pytest.raises(UsageError):
             check(value)
+
+
+@given(st.text(max_size=12), st.integers(min_value=0, max_value=40))
+def test_is_device_id_is_membership_in_the_advertised_ids(value: str, capacity: int) -> None:
+    ids = {v.device_id("net", i) for i in range(capacity)}
+    assert v.is_device_id(value, "net", capacity) == (value in ids)
+    assert v.is_device_id(f"netMvp{value}", "net", capacity) == (f"netMvp{value}" in ids)
+
+
+def test_is_device_id_edges() -> None:
+    assert v.is_device_id("netMvp0", "net", 1) and v.is_device_id("netMvp999", "net", 1000)
+    for bad in ("netMvp1000", "netMvp01", "netMvp-1", "netMvp", "netMvp\u0661", "otherMvp0", "netmvp0", "netMvp 1"):
+        assert not v.is_device_id(bad, "net", 1000), bad

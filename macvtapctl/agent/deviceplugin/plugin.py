@@ -16,7 +16,7 @@ from grpc import aio  # noqa: TID253
 from macvtapctl.agent.deviceplugin import api_pb2 as pb
 from macvtapctl.agent.deviceplugin import api_pb2_grpc as rpc
 from macvtapctl.dpconfig import Entry
-from macvtapctl.validate import RESOURCE_PREFIX, device_id
+from macvtapctl.validate import RESOURCE_PREFIX, device_id, is_device_id
 
 log = logging.getLogger("macvtapctl.agent.dp")
 API_VERSION = "v1beta1"
@@ -105,12 +105,11 @@ class ResourcePlugin(rpc.DevicePluginServicer):
         return pb.PreferredAllocationResponse(container_responses=responses)
 
     async def Allocate(self, request: pb.AllocateRequest, context: Any) -> pb.AllocateResponse:
-        valid = set(self.device_ids())
         responses = []
         for creq in request.container_requests:
             specs = []
             for dev in creq.devices_ids:
-                if dev not in valid:
+                if not is_device_id(dev, self.entry.name, self.entry.capacity):
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                         f"{dev!r} is not a device of {self.resource}")
                 started = time.perf_counter()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -71,9 +70,3 @@ def entered(fd: int) -> Iterator[None]:
         yield
     finally:
         _setns(host)  # if this fails the thread is unusable; let it raise loudly
-
-
-def netlink_socket(fd: int) -> socket.socket:
-    """A NETLINK_ROUTE socket inside the namespace `fd`."""
-    with entered(fd):
-        return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)

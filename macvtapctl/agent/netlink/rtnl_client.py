@@ -43,7 +43,7 @@ class Rtnl:
                 if err:
                     raise NetlinkError(err, os.strerror(err))
                 chunks.append(data)
-                if single or err == 0 or any(m.type == rtnl.NLMSG_DONE for m in rtnl.messages(data)):
+                if rtnl.finished(data, single=single):
                     return chunks
 
     async def _recv(self, loop: asyncio.AbstractEventLoop) -> bytes:
