@@ -130,8 +130,10 @@ def test_full_node_flow(dp: DPAgent, node: Node, cnitool) -> None:
     assert os.path.exists(spec.host_path)
     assert link["linkinfo"]["info_data"]["mode"] == "vepa"
     assert link["txqlen"] == 1234 and "UP" in link["flags"]
-    # Allocate again (a retried sandbox): the link is recreated, not duplicated.
-    k.allocate(PREFIX + res, [f"{res}Mvp2"])
+    # Allocate again (a retried sandbox): the leftover is deleted and the link made anew, not duplicated.
+    (again,) = k.allocate(PREFIX + res, [f"{res}Mvp2"]).container_responses[0].devices
+    anew = json.loads(ip("-j", "-d", "link", "show", tmp).stdout)[0]
+    assert anew["ifindex"] != link["ifindex"] and again.host_path == f"/dev/tap{anew['ifindex']}"
     assert tmp in host_mvt_links()
     # Multus would now call the CNI with the allocated device ID.
     conf = {"cniVersion": "1.1.0", "name": "dp", "type": "macvtap", "deviceID": f"{res}Mvp2"}

@@ -50,3 +50,26 @@ def test_the_pre_filter_never_crashes_on_garbage(data: bytes) -> None:
     list(rtnl.messages(data))
     rtnl.error_of(data)
     rtnl.seq_of(data)
+
+
+@given(st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=15),
+       st.integers(min_value=1, max_value=2**31 - 1), st.sampled_from(rtnl.MACVTAP_MODES),
+       st.integers(min_value=0, max_value=10000), st.booleans(), st.integers(min_value=0, max_value=2**32 - 1))
+def test_newlink_from_its_template_is_what_pyroute2_encodes(name: str, lower: int, mode: str, txqlen: int,
+                                                             up: bool, seq: int) -> None:
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+    msg = ifinfmsg()
+    msg["header"]["type"] = rtnl.RTM_NEWLINK
+    msg["header"]["flags"] = (rtnl.NLM_F_REQUEST | rtnl.NLM_F_ACK | rtnl.NLM_F_ECHO | rtnl.NLM_F_CREATE
+                              | rtnl.NLM_F_EXCL)
+    msg["header"]["sequence_number"] = seq
+    msg["flags"] = msg["change"] = rtnl.IFF_UP if up else 0
+    attrs: list[object] = [("IFLA_IFNAME", name), ("IFLA_LINK", lower)]
+    if txqlen:
+        attrs.append(("IFLA_TXQLEN", txqlen))
+    attrs.append(("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "macvtap"),
+                                              ("IFLA_INFO_DATA", {"attrs": [("IFLA_MACVTAP_MODE", mode)]})]}))
+    msg["attrs"] = attrs
+    msg.encode()
+    assert rtnl.newlink_macvtap(seq, name, lower, mode, txqlen, up=up) == bytes(msg.data)

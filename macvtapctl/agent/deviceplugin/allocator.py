@@ -3,10 +3,12 @@ event loop)."""
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Awaitable, Callable
 
 from macvtapctl.agent.link_name import temporary_link_name
 from macvtapctl.agent.link_registry import LinkRegistry
+from macvtapctl.agent.netlink import NetlinkError
 from macvtapctl.agent.netlink.rtnl_client import Rtnl
 from macvtapctl.dpconfig import Entry
 
@@ -23,9 +25,9 @@ def make_allocator(registry: LinkRegistry, tap_dir: str = "/dev",
     rt: Rtnl | None = None
 
     async def allocate(device: str, entry: Entry) -> str:
-        """Delete any leftover link of this device (a failed sandbox leaves one: there is no deallocate),
-        create mvt<hash> on the lower device, up, in the configured mode with the lower's txqueuelen.
-        Two raw netlink round trips (delete by name; create with echo), awaited on the event loop."""
+        """Create mvt<hash> on the lower device, up, in the configured mode with the lower's txqueuelen; a leftover
+        link of this device (a failed sandbox leaves one: there is no deallocate) is deleted and the link made
+        anew. One raw netlink round trip (create with echo) when there is no leftover, awaited on the loop."""
         nonlocal rt
         if rt is None:
             rt = Rtnl()  # created on the loop that awaits it
@@ -35,8 +37,13 @@ def make_allocator(registry: LinkRegistry, tap_dir: str = "/dev",
             lower = await rt.index_of(entry.lower_device)
             if lower is None:
                 raise LowerDeviceMissing(f"lower device {entry.lower_device} does not exist on this node")
-        await rt.delete(tmp)
-        index = await rt.create_macvtap(tmp, lower[0], entry.mode, lower[1])
+        try:
+            index = await rt.create_macvtap(tmp, lower[0], entry.mode, lower[1])
+        except NetlinkError as exc:
+            if exc.code != errno.EEXIST:
+                raise
+            await rt.delete(tmp)
+            index = await rt.create_macvtap(tmp, lower[0], entry.mode, lower[1])
         registry.allocated(tmp, index)
         return f"{tap_dir}/tap{index}"
 

@@ -22,7 +22,8 @@ from typing import Any
 from macvtapctl.agent.netlink import netns
 from macvtapctl.agent.netlink.link import IFF_LOOPBACK, IFF_PROMISC, IFF_UP, Link
 
-__all__ = ["IFF_LOOPBACK", "IFF_PROMISC", "IFF_UP", "Link", "Netlink", "error_code", "host", "in_namespace", "netns"]
+__all__ = ["IFF_LOOPBACK", "IFF_PROMISC", "IFF_UP", "Link", "Netlink", "NetlinkError", "error_code", "host",
+           "in_namespace", "netns"]
 
 TIMEOUT = 10.0
 _local = threading.local()

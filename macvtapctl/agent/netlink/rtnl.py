@@ -10,6 +10,7 @@ The link watcher's pre-filter (header, ifinfomsg, IFLA_IFNAME) says which events
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -155,14 +156,26 @@ def dump_request(seq: int = 1) -> bytes:
 
 def newlink_macvtap(seq: int, name: str, lower_index: int, mode: str, txqlen: int, *, up: bool = True) -> bytes:
     """RTM_NEWLINK creating a macvtap, UP unless told (NLM_F_ECHO: the kernel answers with the new link)."""
+    encoded = name.encode()
+    template = _newlink_template(len(encoded), lower_index, mode, txqlen, up)
+    # IFLA_IFNAME is the first attribute: after the netlink header, the ifinfomsg and its own header.
+    start = _NLMSGHDR.size + _IFINFOMSG.size + _NLA.size
+    return template[:8] + _U32.pack(seq) + template[12:start] + encoded + template[start + len(encoded):]
+
+
+@functools.lru_cache(maxsize=64)
+def _newlink_template(name_length: int, lower_index: int, mode: str, txqlen: int, up: bool) -> bytes:
+    """The request pyroute2 encodes, with a placeholder name of the same length: every Allocate on a lower device
+    sends the same bytes but for the name and the sequence number, and pyroute2 encodes this nested request in
+    0.22 ms (measured), a tenth of an Allocate."""
     if mode not in MACVTAP_MODES:
         raise ValueError(f"unknown macvtap mode {mode!r}")
-    attrs: list[Any] = [("IFLA_IFNAME", name), ("IFLA_LINK", lower_index)]
+    attrs: list[Any] = [("IFLA_IFNAME", "x" * name_length), ("IFLA_LINK", lower_index)]
     if txqlen:
         attrs.append(("IFLA_TXQLEN", txqlen))  # never 0: a zero-length queue drops every frame
     attrs.append(("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "macvtap"),
                                               ("IFLA_INFO_DATA", {"attrs": [("IFLA_MACVTAP_MODE", mode)]})]}))
-    return _request(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_ECHO | NLM_F_CREATE | NLM_F_EXCL, seq, attrs,
+    return _request(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_ECHO | NLM_F_CREATE | NLM_F_EXCL, 0, attrs,
                     up=up)
 
 
