@@ -178,8 +178,9 @@ def create(
         _print_vms(printer, vms, fmt)
         return
     with kube:
+        existing: dict[str, Any] | None = None
         try:
-            vmops.check_against_cluster(kube, printer, vms, namespace)
+            existing = vmops.check_against_cluster(kube, printer, vms, namespace)
         except MacvtapctlError as exc:
             if not apply and mode is DryRun.CLIENT and exc.exit_code in (ExitCode.UNREACHABLE, ExitCode.TIMEOUT):
                 printer.warn(f"cluster checks skipped: {describe(exc)}")
@@ -189,7 +190,7 @@ def create(
             _print_vms(printer, vms, fmt)
             return
         results = vmops.apply_all(kube, printer, vms, namespace, mode, concurrency, force=force_conflicts,
-                                  progress=_progress(len(vms), printer))
+                                  progress=_progress(len(vms), printer), existing=existing)
     if fmt in ("json", "yaml", "name"):
         printer.objects(results, fmt, as_list=len(results) > 1)
 
@@ -312,14 +313,15 @@ def check(
     from macvtapctl.kube.vms import all_vms as list_vms
 
     with cli.connect() as kube:
-        facts = gather(kube, namespaces=None if namespace is None else {namespace})
+        cluster_vms = list_vms(kube)  # every VM: a MAC is checked against the whole cluster
+        facts = gather(kube, namespaces=None if namespace is None else {namespace}, vms=cluster_vms)
         if name:
             from macvtapctl.kube.resources import VIRTUAL_MACHINE
 
             assert namespace is not None
             vms = [kube.get(VIRTUAL_MACHINE, name, namespace)]
         else:
-            vms = list_vms(kube, namespace)
+            vms = [v for v in cluster_vms if namespace is None or v["metadata"].get("namespace") == namespace]
     rows: list[dict[str, Any]] = []
     checked = 0
     for vm in vms:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import builtins
 import json
 import os
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,21 @@ JSON_PATCH = "application/json-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
 
 Obj = dict[str, Any]
+
+RETRY_AFTER_ATTEMPTS = 10  # client-go's maxRetries for Retry-After
+MAX_RETRY_AFTER = 30.0  # seconds; a larger request is capped, never ignored
+
+
+def retry_delay(status: int, retry_after: str | None) -> float | None:
+    """How long to wait before sending again, or None when this answer is final: 429 always (1 s without a
+    header), a 5xx only with a Retry-After of whole seconds (RFC 9110; an HTTP date is read as 1 s)."""
+    if status != 429 and not (500 <= status <= 599 and retry_after):
+        return None
+    try:
+        seconds = float(int((retry_after or "1").strip()))
+    except ValueError:
+        seconds = 1.0
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def new_api_client(settings: ConnectionOptions) -> ApiClient:
@@ -100,6 +116,20 @@ class Kube:
     # --- transport ---
     def request(self, method: str, path: str, req: Request, *, query: builtins.list[tuple[str, str]] | None = None,
                 body: Any = None, content_type: str | None = None) -> Any:
+        """One API call; a 429, or a 5xx with Retry-After (the server shedding load, the request not carried out),
+        is retried after the delay the server asks for, as client-go does (at most RETRY_AFTER_ATTEMPTS)."""
+        for attempt in range(RETRY_AFTER_ATTEMPTS):
+            status, data, retry_after = self._send(method, path, req, query, body, content_type)
+            if 200 <= status <= 299:
+                return json.loads(data) if data else None
+            if retry_after is None or attempt == RETRY_AFTER_ATTEMPTS - 1:
+                break
+            time.sleep(retry_after)
+        raise from_status(status, data, req, self.server)
+
+    def _send(self, method: str, path: str, req: Request, query: builtins.list[tuple[str, str]] | None, body: Any,
+              content_type: str | None) -> tuple[int, bytes, float | None]:
+        """(status, body, seconds to wait before a retry or None)."""
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
@@ -119,13 +149,11 @@ class Kube:
             if isinstance(exc, ApiException):
                 if not exc.status:  # the client wraps TLS failures as status 0
                     raise from_transport(exc, req, self.server, self.request_timeout) from None
-                raise from_status(exc.status, exc.body, req, self.server) from None
+                raw = exc.body or b""
+                return (int(exc.status), raw.encode() if isinstance(raw, str) else raw,
+                        retry_delay(int(exc.status), (exc.headers or {}).get("Retry-After")))
             raise from_transport(exc, req, self.server, self.request_timeout) from None
-        if not 200 <= resp.status <= 299:
-            raise from_status(resp.status, data, req, self.server)
-        if not data:
-            return None
-        return json.loads(data)
+        return int(resp.status), data or b"", retry_delay(int(resp.status), resp.getheader("Retry-After"))
 
     # --- reads ---
     def server_version(self) -> Obj:

@@ -32,8 +32,10 @@ def registered_bindings(kube: Kube, kv: dict[str, Any] | None = None) -> dict[st
     return bindings
 
 
-def gather(kube: Kube, *, namespaces: set[str] | None = None, with_vm_macs: bool = True) -> vmlint.Facts:
-    """Bindings, NADs (in the given namespaces plus 'default'), the DP config and MACs in use."""
+def gather(kube: Kube, *, namespaces: set[str] | None = None, with_vm_macs: bool = True,
+           vms: list[dict[str, Any]] | None = None) -> vmlint.Facts:
+    """Bindings, NADs (in the given namespaces plus 'default'), the DP config and MACs in use (of `vms`, every
+    VM and VMI of the cluster, when the caller listed them already: one LIST per kind, never two)."""
     facts = vmlint.Facts(bindings=registered_bindings(kube))
     nads: dict[tuple[str, str], dict[str, Any]] = {}
     try:
@@ -48,6 +50,6 @@ def gather(kube: Kube, *, namespaces: set[str] | None = None, with_vm_macs: bool
     facts.nads = nads
     facts.exposed = current_config(kube)
     if with_vm_macs:
-        for vm in all_vms(kube):
+        for vm in all_vms(kube) if vms is None else vms:
             vmlint.record_macs(vm, facts)
     return facts

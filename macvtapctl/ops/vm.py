@@ -20,11 +20,15 @@ class Progress(Protocol):
     def close(self, ok: int, failed: int, mode: DryRun) -> None: ...
 
 
-def check_against_cluster(kube: Kube, report: Reporter, vms: list[dict[str, Any]], namespace: str) -> None:
-    """Lint the generated VMs against the cluster; errors stop everything before any write."""
+def check_against_cluster(kube: Kube, report: Reporter, vms: list[dict[str, Any]], namespace: str
+                          ) -> dict[str, dict[str, Any]]:
+    """Lint the generated VMs against the cluster; errors stop everything before any write. Returns the VMs that
+    exist in `namespace` by name (read in the same LIST)."""
     from macvtapctl.kube.facts import gather
+    from macvtapctl.kube.vms import all_vms
 
-    facts = gather(kube, namespaces={namespace})
+    cluster_vms = all_vms(kube)
+    facts = gather(kube, namespaces={namespace}, vms=cluster_vms)
     errors: list[str] = []
     for vm in vms:
         obj = {**vm, "metadata": {**vm["metadata"], "namespace": namespace}}
@@ -42,20 +46,27 @@ def check_against_cluster(kube: Kube, report: Reporter, vms: list[dict[str, Any]
             report.error(line)
         raise PreconditionError(errors[-1] + (f" ({len(errors)} problems; nothing was written)"
                                               if len(errors) > 1 else " (nothing was written)"))
+    return {v["metadata"]["name"]: v for v in cluster_vms
+            if v["metadata"].get("namespace") == namespace and v.get("kind") == "VirtualMachine"}
 
 
 def apply_all(kube: Kube, report: Reporter, vms: list[dict[str, Any]], namespace: str, mode: DryRun,
-              concurrency: int, *, force: bool = False, progress: Progress | None = None) -> list[dict[str, Any]]:
+              concurrency: int, *, force: bool = False, progress: Progress | None = None,
+              existing: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Server-side apply with bounded concurrency; report exactly which VMs failed. Fields other managers own
-    are a conflict (exit 5) unless `force` (--force-conflicts)."""
+    are a conflict (exit 5) unless `force` (--force-conflicts). `existing`: the namespace's VMs by name, read
+    before (else one LIST here), to say created, configured or unchanged — one request per VM, not two."""
     from concurrent.futures import ThreadPoolExecutor
 
     from macvtapctl.kube.resources import VIRTUAL_MACHINE
 
+    if existing is None:
+        existing = {v["metadata"]["name"]: v for v in kube.list(VIRTUAL_MACHINE, namespace)}
+
     def one(vm: dict[str, Any]) -> tuple[dict[str, Any], str]:
         obj = {**vm, "metadata": {**vm["metadata"], "namespace": namespace}}
         name = obj["metadata"]["name"]
-        before = kube.get_or_none(VIRTUAL_MACHINE, name, namespace)
+        before = existing.get(name)
         after = kube.apply(VIRTUAL_MACHINE, obj, namespace, dry_run=mode, force=force)
         if before is None:
             return after, "created"
@@ -64,7 +75,8 @@ def apply_all(kube: Kube, report: Reporter, vms: list[dict[str, Any]], namespace
 
     results: list[dict[str, Any]] = []
     failures: list[tuple[str, MacvtapctlError]] = []
-    with ThreadPoolExecutor(max_workers=min(concurrency, len(vms))) as pool:
+    pool = ThreadPoolExecutor(max_workers=min(concurrency, len(vms)))
+    try:
         futures = [(vm["metadata"]["name"], pool.submit(one, vm)) for vm in vms]
         for name, fut in futures:
             try:
@@ -78,6 +90,12 @@ def apply_all(kube: Kube, report: Reporter, vms: list[dict[str, Any]], namespace
                     report.status(f"virtualmachine.kubevirt.io/{name}", operation, mode.suffix)
             if progress is not None:
                 progress.advance()
+    except BaseException:
+        # Ctrl-C: stop now. Writes in flight finish (each is a whole apply, never half a VM); queued ones are
+        # dropped, and a rerun applies them (the names are the same, so nothing is duplicated).
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     if progress is not None:
         progress.close(len(vms) - len(failures), len(failures), mode)
     if failures:

@@ -239,3 +239,65 @@ def test_vm_convert_registers_binding_and_is_idempotent(cli, admin, control_plan
     r = cli("--kubeconfig", admin, "vm", "convert", "--all")
     assert "virtualmachine.kubevirt.io/legacy unchanged" in r.stderr
     assert cli("--kubeconfig", admin, "vm", "check", "legacy").exit_code == 0
+
+
+def _counting(monkeypatch) -> list[tuple[str, str]]:
+    """(method, path) of every request the client sends."""
+    from macvtapctl.kube.client import Kube
+
+    sent: list[tuple[str, str]] = []
+    real = Kube._send
+
+    def send(self, method, path, *args, **kw):
+        sent.append((method, path))
+        return real(self, method, path, *args, **kw)
+
+    monkeypatch.setattr(Kube, "_send", send)
+    return sent
+
+
+def test_a_batch_sends_one_write_per_vm_and_lists_each_kind_once(cli, admin, control_plane, monkeypatch) -> None:
+    sent = _counting(monkeypatch)
+    r = cli("--kubeconfig", admin, "vm", "create", "many", "--count", "12", "--network", "dataplane", "--apply",
+            "--concurrency", "4")
+    assert r.exit_code == 0, r.stderr
+    vm_path = "/apis/kubevirt.io/v1/namespaces/default/virtualmachines/"
+    per_vm = [(m, p) for m, p in sent if p.startswith(vm_path)]
+    assert sorted(per_vm) == sorted(("PATCH", f"{vm_path}many-{i}") for i in range(1, 13))  # no GET per VM
+    assert sent.count(("GET", "/apis/kubevirt.io/v1/virtualmachines")) == 1
+    assert r.stderr.count(" created") == 12
+    sent.clear()
+    r = cli("--kubeconfig", admin, "vm", "check", "-A")
+    assert r.exit_code == 0, r.stderr
+    assert "12 VM(s) using macvtap checked" in r.stderr
+    lists = [p for m, p in sent if m == "GET"]
+    assert lists.count("/apis/kubevirt.io/v1/virtualmachines") == 1
+    assert lists.count("/apis/kubevirt.io/v1/virtualmachineinstances") == 1
+    assert not [p for p in lists if p.startswith(vm_path)], "a request per VM"
+
+
+def test_an_interrupted_batch_is_completed_by_rerunning_it(admin, control_plane, tmp_path) -> None:
+    """Ctrl-C in the middle of `vm create --count --apply`: it stops (exit 130) without applying what was queued;
+    the same command again creates the rest, leaves the applied ones unchanged and duplicates nothing."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "macvtapctl", "--kubeconfig", admin, "vm", "create", "intr", "--count", "150",
+            "--network", "dataplane", "--apply", "--concurrency", "1"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "NO_COLOR": "1"})
+    deadline = time.monotonic() + 60
+    while len(vms(control_plane)) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == ExitCode.INTERRUPTED, err
+    first = set(vms(control_plane))
+    assert 5 <= len(first) < 150, len(first)  # stopped early: the queued VMs were not applied
+    rerun = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1"}, timeout=300,
+                           check=False)
+    assert rerun.returncode == 0, rerun.stderr
+    assert set(vms(control_plane)) == {f"intr-{i}" for i in range(1, 151)}
+    assert rerun.stderr.count(" unchanged") == len(first) and rerun.stderr.count(" created") == 150 - len(first)
