@@ -102,7 +102,10 @@ def install(
             if via == "cnao":
                 printer.warn("--wait follows the macvtapctl agent; with --via cnao watch CNAO's macvtap-cni instead")
             else:
-                deploy.wait_ready(kube, printer, opts, limit)
+                from macvtapctl.cli.progress import Bar, interactive
+
+                deploy.wait_ready(kube, printer, opts, limit,
+                                  progress=Bar("nodes ready", 0) if interactive(printer) else None)
     _emit(printer, fmt, result)
 
 

@@ -261,30 +261,25 @@ def _print_vms(printer: Printer, vms: list[dict[str, Any]], fmt: str) -> None:
 
 
 class _Progress:
-    """A Rich progress bar on stderr (interactive batches only)."""
+    """The batch's bar, then one summary line (interactive batches only)."""
 
     def __init__(self, total: int) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from macvtapctl.cli.progress import Bar
 
-        self.bar = Progress(TextColumn("applying VMs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            console=Console(stderr=True), transient=True)
-        self.task = self.bar.add_task("apply", total=total)
-        self.bar.start()
+        self.bar = Bar("applying VMs", total)
 
     def advance(self) -> None:
-        self.bar.advance(self.task)
+        self.bar.advance()
 
     def close(self, ok: int, failed: int, mode: DryRun) -> None:
-        self.bar.stop()
+        self.bar.close()
         print(f"{ok} VMs applied{mode.suffix}" + (f", {failed} failed" if failed else ""), file=sys.stderr)
 
 
 def _progress(total: int, printer: Printer) -> _Progress | None:
-    import os
+    from macvtapctl.cli.progress import interactive
 
-    interactive = printer.err.isatty() and not os.environ.get("CI")
-    return _Progress(total) if total > 1 and interactive and printer.verbosity >= 0 else None
+    return _Progress(total) if total > 1 and interactive(printer) else None
 
 
 # --- vm check -----------------------------------------------------------------------------------------

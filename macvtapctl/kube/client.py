@@ -10,7 +10,7 @@ import builtins
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from macvtapctl.errors import Hint, MacvtapctlError, UsageError
@@ -201,6 +201,59 @@ class Kube:
             cont = (page.get("metadata") or {}).get("continue") or ""
             if not cont:
                 return
+
+    def list_with_version(self, res: Resource, namespace: str | None = None, *, label_selector: str | None = None,
+                          field_selector: str | None = None) -> tuple[builtins.list[Obj], str]:
+        """All objects and the list's resourceVersion, to watch from."""
+        items: builtins.list[Obj] = []
+        version = ""
+        for page in self._pages(res, namespace, label_selector, field_selector):
+            items += page.get("items") or []
+            version = (page.get("metadata") or {}).get("resourceVersion") or version
+        return items, version
+
+    def watch(self, res: Resource, namespace: str | None = None, *, resource_version: str,
+              label_selector: str | None = None, field_selector: str | None = None,
+              timeout_seconds: int = 300, on_open: Callable[[Any], None] | None = None) -> Iterator[tuple[str, Obj]]:
+        """(type, object) of each change after resource_version, as the server streams them, until the server
+        ends the watch (timeout_seconds). An ERROR event (410 Gone: the version is too old) is yielded as is:
+        the caller lists again. `on_open` gets the open stream: its shutdown() ends the watch from another
+        thread."""
+        query = [("watch", "true"), ("resourceVersion", resource_version), ("allowWatchBookmarks", "true"),
+                 ("timeoutSeconds", str(timeout_seconds))]
+        if label_selector:
+            query.append(("labelSelector", label_selector))
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
+        req = Request("watch", res, namespace)
+        method_, url, header_params, _, _ = self.api.param_serialize(
+            "GET", res.path(namespace), query_params=query, header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"])
+        try:
+            resp = self.api.call_api(method_, url, header_params=header_params,
+                                     _request_timeout=(self.request_timeout or 30, timeout_seconds + 30))
+        except MacvtapctlError:
+            raise
+        except Exception as exc:
+            from kubernetes.client.exceptions import ApiException
+
+            if isinstance(exc, ApiException) and exc.status:
+                raise from_status(exc.status, exc.body, req, self.server) from None
+            raise from_transport(exc, req, self.server, self.request_timeout) from None
+        if not 200 <= resp.status <= 299:
+            raise from_status(resp.status, resp.read(), req, self.server)
+        stream = resp.response
+        if on_open is not None:
+            on_open(stream)
+        try:
+            for line in stream:
+                if line.strip():
+                    event = json.loads(line)
+                    yield str(event.get("type")), event.get("object") or {}
+        except Exception as exc:
+            raise from_transport(exc, req, self.server, self.request_timeout) from None
+        finally:
+            stream.release_conn()
 
     # --- writes ---
     def _write_query(self, dry_run: DryRun, *, manager: bool = True, strict: bool = False,

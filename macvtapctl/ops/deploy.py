@@ -4,8 +4,11 @@ Everything is server-side applied with no-op detection; readiness follows the Da
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from macvtapctl import validate
 from macvtapctl.errors import PreconditionError, TimeoutExceeded
@@ -124,24 +127,45 @@ def rollout(ds: dict[str, Any]) -> tuple[bool, int, int, int]:
     return observed, desired, ready, updated
 
 
+@dataclass
+class Readiness:
+    ok: bool
+    summary: str
+    lagging: list[str]
+    advertising: int  # scheduled nodes advertising every wanted resource
+    scheduled: int  # nodes the DaemonSet runs on
+
+
 def readiness(kube: Kube, opts: agentm.InstallOptions) -> tuple[bool, str, list[str]]:
-    """(ready, summary, lagging nodes): the DaemonSet is ready everywhere and nodes advertise the resources."""
-    from macvtapctl.kube import dpconfigmap
+    """(ready, summary, lagging nodes), read once: the DaemonSet is ready everywhere and nodes advertise the
+    resources."""
     from macvtapctl.kube.resources import DAEMONSET, NODE
 
     ds = kube.get_or_none(DAEMONSET, agentm.AGENT_NAME, opts.namespace) or {}
+    r = readiness_of(ds, daemonset_pods(kube, ds, opts.namespace), kube.list(NODE), wanted_resources(kube, opts),
+                     opts.namespace)
+    return r.ok, r.summary, r.lagging
+
+
+def wanted_resources(kube: Kube, opts: agentm.InstallOptions) -> list[str]:
+    """The resources the configuration can serve (an entry that can never be served is never waited for)."""
+    from macvtapctl import dpconfig
+    from macvtapctl.kube import dpconfigmap
+
+    target = dpconfigmap.locate(kube, opts.namespace)
+    cfg = target.config() if target.object is not None else None
+    return [] if cfg is None or cfg.expose_all else [
+        validate.full_resource_name(e.name) for e in dpconfig.usable_entries(cfg)[0]]
+
+
+def readiness_of(ds: dict[str, Any], pods: list[dict[str, Any]], all_nodes: list[dict[str, Any]],
+                 wanted: list[str], namespace: str) -> Readiness:
+    """The rule, on objects already read."""
     observed, desired, ready, updated = rollout(ds)
     # Only the nodes the DaemonSet runs on (taints, selectors and affinity decide that, not us): a node it is not
     # scheduled on will never advertise, and must not make --wait time out.
-    pods = daemonset_pods(kube, ds, opts.namespace)
     scheduled = {p["spec"]["nodeName"] for p in pods if (p.get("spec") or {}).get("nodeName")}
-    nodes = [n for n in kube.list(NODE) if n["metadata"]["name"] in scheduled]
-    target = dpconfigmap.locate(kube, opts.namespace)
-    cfg = target.config() if target.object is not None else None
-    from macvtapctl import dpconfig
-
-    wanted = [] if cfg is None or cfg.expose_all else [
-        validate.full_resource_name(e.name) for e in dpconfig.usable_entries(cfg)[0]]
+    nodes = [n for n in all_nodes if n["metadata"]["name"] in scheduled]
     lagging = []
     for node in nodes:
         alloc = (node.get("status") or {}).get("allocatable") or {}
@@ -150,14 +174,15 @@ def readiness(kube: Kube, opts: agentm.InstallOptions) -> tuple[bool, str, list[
         missing = [r for r in wanted if str(alloc.get(r, "0")) in ("0", "")]
         if missing:
             lagging.append(f"{node['metadata']['name']} (not advertising {', '.join(missing)})")
+    advertising = len(nodes) - len(lagging)
     ds_ready = observed and desired > 0 and ready == desired and updated == desired
     summary = (f"agent ready on {ready}/{desired} node(s), {updated} updated; "
-               f"{len(nodes) - len(lagging)}/{len(nodes)} node(s) advertise {len(wanted)} resource(s)")
+               f"{advertising}/{len(nodes)} node(s) advertise {len(wanted)} resource(s)")
     if not ds_ready:
         pending = "" if observed else ", the new rollout not observed yet"
-        lagging[:0] = [f"DaemonSet {opts.namespace}/{agentm.AGENT_NAME}: {ready}/{desired} ready{pending}",
+        lagging[:0] = [f"DaemonSet {namespace}/{agentm.AGENT_NAME}: {ready}/{desired} ready{pending}",
                        *pull_failures(pods)]
-    return ds_ready and not lagging, summary, lagging
+    return Readiness(ds_ready and not lagging, summary, lagging, advertising, len(nodes))
 
 
 def daemonset_pods(kube: Kube, ds: dict[str, Any], namespace: str) -> list[dict[str, Any]]:
@@ -184,20 +209,146 @@ def pull_failures(pods: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def wait_ready(kube: Kube, report: Reporter, opts: agentm.InstallOptions, limit: float) -> None:
+class NodeProgress(Protocol):
+    """A display of nodes ready / total (the CLI's bar on a terminal)."""
+
+    def update(self, done: int, total: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+WATCH_SECONDS = 240  # the server ends a watch after this; it is started again from the last version seen
+
+
+def wait_ready(kube: Kube, report: Reporter, opts: agentm.InstallOptions, limit: float,
+               progress: NodeProgress | None = None) -> None:
+    """Wait for readiness_of() on watches: one LIST per kind (the DaemonSet, its pods, the nodes), then a WATCH
+    from that version; the rule is evaluated again on every change, never by polling. Summary lines when it
+    changes, and `progress` with the nodes advertising / scheduled."""
+    from macvtapctl.kube.resources import DAEMONSET, NODE, POD
+
     deadline = time.monotonic() + limit
+    wanted = wanted_resources(kube, opts)
+    ds0 = kube.get_or_none(DAEMONSET, agentm.AGENT_NAME, opts.namespace) or {}
+    labels = ((ds0.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    pod_selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    mirror = _Mirror()
+    follows = [_Follow(kube, mirror, "ds", DAEMONSET, opts.namespace,
+                       field_selector=f"metadata.name={agentm.AGENT_NAME}"),
+               _Follow(kube, mirror, "nodes", NODE, None)]
+    if pod_selector:
+        follows.append(_Follow(kube, mirror, "pods", POD, opts.namespace, label_selector=pod_selector))
+    else:  # no selector: no pods to read (and a DaemonSet that is not ours)
+        mirror.listed.add("pods")
+    for f in follows:
+        f.start()
     last = ""
-    while True:
-        ok, summary, lagging = readiness(kube, opts)
-        if summary != last:
-            report.info(f"waiting: {summary}")
-            last = summary
-        if ok:
-            report.info("macvtapctl agent is ready on every selected node")
+    try:
+        while True:
+            mirror.take(max(0.0, deadline - time.monotonic()))
+            lagging = ["the first reads of the DaemonSet, its pods and the nodes did not finish"]
+            if mirror.complete():
+                r = readiness_of(next(iter(mirror.caches["ds"].values()), {}), list(mirror.caches["pods"].values()),
+                                 list(mirror.caches["nodes"].values()), wanted, opts.namespace)
+                if progress is not None:
+                    progress.update(r.advertising, r.scheduled)
+                if r.summary != last:
+                    report.info(f"waiting: {r.summary}")
+                    last = r.summary
+                if r.ok:
+                    report.info("macvtapctl agent is ready on every selected node")
+                    return
+                lagging = r.lagging
+            if time.monotonic() >= deadline:
+                raise TimeoutExceeded(f"timed out after {limit:g}s waiting for the agent; lagging: "
+                                      f"{'; '.join(lagging)}")
+    finally:
+        for f in follows:
+            f.stop()
+        if progress is not None:
+            progress.close()
+
+
+class _Mirror:
+    """The objects the watches have seen, by kind and name."""
+
+    KINDS = ("ds", "pods", "nodes")
+
+    def __init__(self) -> None:
+        import queue
+
+        self.events: queue.Queue[tuple[str, str, Any]] = queue.Queue()
+        self.caches: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in self.KINDS}
+        self.listed: set[str] = set()
+
+    def complete(self) -> bool:
+        return self.listed >= set(self.KINDS)
+
+    def take(self, timeout: float) -> None:
+        """Wait up to `timeout` for events, then apply all that are queued (one evaluation per burst)."""
+        import queue
+
+        try:
+            batch = [self.events.get(timeout=timeout)]
+        except queue.Empty:
             return
-        if time.monotonic() >= deadline:
-            raise TimeoutExceeded(f"timed out after {limit:g}s waiting for the agent; lagging: {'; '.join(lagging)}")
-        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+        while not self.events.empty():
+            batch.append(self.events.get_nowait())
+        for key, kind, obj in batch:
+            if kind == "FAILED":
+                raise obj
+            cache = self.caches[key]
+            if kind == "LIST":
+                cache.clear()
+                cache.update({o["metadata"]["name"]: o for o in obj})
+                self.listed.add(key)
+            elif kind == "DELETED":
+                cache.pop(obj["metadata"]["name"], None)
+            else:
+                cache[obj["metadata"]["name"]] = obj
+
+
+class _Follow(threading.Thread):
+    """LIST then WATCH one kind forever (again from a fresh LIST when the server says the version is gone),
+    feeding (key, event type, object) to the queue; ("FAILED", error) ends it."""
+
+    def __init__(self, kube: Kube, mirror: _Mirror, key: str, res: Any, namespace: str | None,
+                 **selectors: str) -> None:
+        super().__init__(name=f"watch-{key}", daemon=True)
+        self.kube, self.events, self.key, self.res, self.namespace = kube, mirror.events, key, res, namespace
+        self.selectors = selectors
+        self.done = threading.Event()
+        self.stream: Any = None
+
+    def run(self) -> None:
+        from macvtapctl.errors import MacvtapctlError
+
+        try:
+            while not self.done.is_set():
+                items, version = self.kube.list_with_version(self.res, self.namespace, **self.selectors)
+                self.events.put((self.key, "LIST", items))
+                for kind, obj in self.kube.watch(self.res, self.namespace, resource_version=version,
+                                                 timeout_seconds=WATCH_SECONDS, on_open=self._opened,
+                                                 **self.selectors):
+                    if self.done.is_set():
+                        return
+                    if kind == "ERROR":
+                        break  # 410 Gone: list again
+                    if kind != "BOOKMARK":
+                        self.events.put((self.key, kind, obj))
+        except MacvtapctlError as exc:
+            if not self.done.is_set():
+                self.events.put((self.key, "FAILED", exc))
+
+    def _opened(self, stream: Any) -> None:
+        self.stream = stream
+
+    def stop(self) -> None:
+        self.done.set()
+        stream = self.stream
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.shutdown()  # unblocks the read in run()
 
 
 def uninstall(kube: Kube, report: Reporter, mode: DryRun, namespace: str, *, purge: bool = False,

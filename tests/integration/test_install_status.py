@@ -343,3 +343,52 @@ def test_the_unpublished_default_image_is_said_up_front_and_a_pull_failure_is_na
     r = cli("--kubeconfig", admin, "install", "--image", "registry.example/macvtapctl/agent:v1", "--wait",
             "--timeout", "2s")
     assert r.exit_code == ExitCode.TIMEOUT and want in r.stderr
+
+
+def test_wait_follows_watches_and_reports_nodes_as_they_become_ready(admin, control_plane, monkeypatch) -> None:
+    """`install --wait` on 30 nodes that become ready over ~4 s: it returns once the last one advertises, having
+    listed each kind once (then watched), and says how many nodes advertise as they do."""
+    import threading
+    import time
+
+    from macvtapctl.kube.client import Kube
+    from tests.conftest import run_cli
+
+    assert run_cli("--kubeconfig", admin, "expose", "eth0", "--name", "dataplane").exit_code == 0
+    assert run_cli("--kubeconfig", admin, "install").exit_code == 0
+    names = [f"wnode-{i:02d}" for i in range(30)]
+    with control_plane.kube() as k:
+        for n in names:
+            k.create(NODE, _node(n, {}))
+            _agent_pod(k, n)
+        _set_ds_status(k, 30, 0)
+    sent: list[tuple[str, str]] = []
+    real = Kube._send
+    monkeypatch.setattr(Kube, "_send", lambda self, m, p, *a, **kw: sent.append((m, p)) or real(self, m, p, *a, **kw))
+    finished: list[float] = []
+
+    def nodes_come_up() -> None:
+        with control_plane.kube() as k:
+            for i, n in enumerate(names):
+                time.sleep(0.12)
+                _set_node_status(k, n, {"macvtap.network.kubevirt.io/dataplane": "100"})
+                if i == len(names) - 1:
+                    finished.append(time.monotonic())  # the change that makes it ready
+                _set_ds_status(k, 30, i + 1)
+
+    try:
+        threading.Thread(target=nodes_come_up, daemon=True).start()
+        r = run_cli("--kubeconfig", admin, "install", "--wait", "--timeout", "60s")
+        done = time.monotonic()
+        assert r.exit_code == 0, r.stderr
+        assert finished and done - finished[0] < 2.0  # woken by the change, not a poll interval later
+        assert sent.count(("GET", "/api/v1/nodes")) == 1  # one LIST; every change after it came from the watch
+        assert sent.count(("GET", f"/api/v1/namespaces/{NS}/pods")) == 1
+        progress = [int(line.split("; ")[1].split("/")[0]) for line in r.stderr.splitlines()
+                    if line.startswith("waiting: ")]
+        assert progress == sorted(progress) and progress[-1] == 30 and len(set(progress)) > 3, progress
+    finally:
+        with control_plane.kube() as k:
+            for n in names:
+                k.delete(POD, f"{AGENT}-{n}", NS)
+                k.delete(NODE, n)

@@ -1,0 +1,71 @@
+"""What every benchmark shares: timing a command with its peak RSS, percentiles, and the rows `make bench` prints
+in one table (benchmarks/run.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+GNU_TIME = shutil.which("time", path="/usr/bin:/bin") or "/usr/bin/time"
+RESULTS_ENV = "MACVTAPCTL_BENCH_RESULTS"  # a JSON-lines file run.py reads; unset: rows are only printed
+
+
+@dataclass
+class Row:
+    """One compared figure: ours against a reference (upstream macvtap-cni, kubectl) on the same machine."""
+
+    benchmark: str
+    figure: str
+    ours: float
+    reference: float
+    unit: str
+    against: str
+    goal: str = ""  # e.g. "<= 1.0x"
+
+    @property
+    def ratio(self) -> float:
+        return self.ours / self.reference if self.reference else float("inf")
+
+
+def record(*rows: Row) -> None:
+    path = os.environ.get(RESULTS_ENV)
+    for row in rows:
+        print(f"  {row.figure}: {row.ours:.2f} {row.unit} vs {row.against} {row.reference:.2f} {row.unit} "
+              f"= {row.ratio:.2f}x" + (f" (goal {row.goal})" if row.goal else ""))
+    if path:
+        with open(path, "a") as out:
+            for row in rows:
+                out.write(json.dumps(asdict(row)) + "\n")
+
+
+def measured(argv: list[str], *, env: dict[str, str] | None = None, check: bool = True) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of one process, output discarded.
+
+    The peak comes from GNU time (/usr/bin/time, Debian's `time` package), which forks the command from its own
+    small process: a child forked by this Python process would inherit its high-water mark (getrusage's
+    ru_maxrss survives exec), so every command would seem to use at least this benchmark's memory."""
+    with tempfile.NamedTemporaryFile(mode="r", suffix=".rss") as rss:
+        t0 = time.perf_counter()
+        proc = subprocess.run([GNU_TIME, "-f", "%M", "-o", rss.name, *argv], env=env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+        elapsed = time.perf_counter() - t0
+        peak = rss.read().strip().splitlines()
+    if check and proc.returncode not in (0, 8):  # 8: findings (vm check, doctor), still a complete read
+        raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr.decode(errors='replace')[-2000:]}")
+    return elapsed, int(peak[-1]) if peak and peak[-1].isdigit() else 0
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def median(values: list[float]) -> float:
+    return pct(values, 50)
