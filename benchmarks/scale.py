@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import REPO, Row, measured, median, record  # noqa: E402
+from benchmarks.common import REPO, Row, measured, median, record
 
 RESOURCES = ("lan0", "lan1", "lan2", "lan3", "lan4")
 RES = "macvtap.network.kubevirt.io/"
