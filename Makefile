@@ -13,7 +13,7 @@ export KUBEVIRT_VERSION
 SHIM := macvtapctl/agent/shim/macvtap
 
 .PHONY: help shim proto venv testenv nodeenv lint typecheck unit integration datapath e2e compat test demo cluster-up image \
-        cluster-down node-up node-down completions docs krew clean
+        cluster-down node-up node-down completions docs krew clean bench
 
 help:
 	@echo "make demo          start a local control plane and run macvtapctl against it"
@@ -24,6 +24,7 @@ help:
 	@echo "make node-down     stop the node and undo everything it changed on the host"
 	@echo "make e2e           the real-node tests (root; part of make test)"
 	@echo "make compat        the agent beside the real upstream macvtap-cni (root; needs ../shared/upstream)"
+	@echo "make bench         every benchmark, one table of ratios vs kubectl and upstream (root; ~30 min)"
 
 # The static CNI shim (C, no dependencies); the agent installs it as <cni-bin-dir>/macvtap.
 $(SHIM): macvtapctl/agent/shim/macvtap.c
@@ -75,6 +76,11 @@ compat: venv shim
 
 test: venv testenv nodeenv shim lint typecheck
 	$(BIN)/pytest
+
+# Timings live here, never in tests: start-up, rendering, scale reads/writes vs kubectl, CNI and device plugin vs
+# upstream (its Go stand-in without ../shared/upstream), the agent under churn. BENCH_ARGS=--quick: a smoke run.
+bench: venv testenv shim
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 cluster-up: venv testenv
 	$(BIN)/python tests/controlplane/harness.py up --dir $(DEVCLUSTER)

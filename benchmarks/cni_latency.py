@@ -133,15 +133,22 @@ def main() -> None:
         plugins = {"shim -> macvtapctl agent": str(shim), other: str(gobin)}
         interleaved(plugins, 10, "benchnic0", socket)  # warm-up
         series = interleaved(plugins, runs, "benchnic0", socket)
-        medians = {}
+        tputs = {}
         for label, plugin in plugins.items():
             adds, dels = series[label]
-            tput = throughput(plugin, parallel, "benchnic0", socket, label[:1])
-            medians[label] = statistics.median(adds)
+            tputs[label] = throughput(plugin, parallel, "benchnic0", socket, label[:1])
             print(f"{label:28s} {pct(adds, 50):7.2f}ms {pct(adds, 99):7.2f}ms {pct(dels, 50):7.2f}ms "
-                  f"{pct(dels, 99):7.2f}ms  {tput:6.0f}")
-        ratio = medians["shim -> macvtapctl agent"] / medians[other]
+                  f"{pct(dels, 99):7.2f}ms  {tputs[label]:6.0f}")
+        ours, theirs = series["shim -> macvtapctl agent"], series[other]
+        ratio = statistics.median(ours[0]) / statistics.median(theirs[0])
         print(f"ADD p50 ratio agent/{other}: {ratio:.2f}x; {runs} interleaved runs each")
+        from benchmarks.common import Row, record
+
+        record(Row("CNI", "ADD p50", pct(ours[0], 50), pct(theirs[0], 50), "ms", other, "<= 1.0x"),
+               Row("CNI", "ADD p99", pct(ours[0], 99), pct(theirs[0], 99), "ms", other),
+               Row("CNI", "DEL p50", pct(ours[1], 50), pct(theirs[1], 50), "ms", other, "<= 0.9x"),
+               Row("CNI", f"ADD/s, {parallel} in parallel (higher is better)", tputs["shim -> macvtapctl agent"],
+                   tputs[other], "/s", other))
     finally:
         agent.terminate()
         agent.wait()

@@ -12,6 +12,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 
 def run(count: int, fmt: str, runs: int) -> float:
@@ -27,11 +28,15 @@ def run(count: int, fmt: str, runs: int) -> float:
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from benchmarks.common import Row, record
+
     for fmt in ("yaml", "json"):
         one = run(1, fmt, runs)
         many = run(n, fmt, runs)
         print(f"-o {fmt}: 1 VM {one * 1000:6.0f} ms   {n} VMs {many * 1000:6.0f} ms   "
               f"work beyond start-up {(many - one) * 1000:6.0f} ms ({(many - one) / n * 1e6:.0f} us/VM)")
+        record(Row("render", f"vm create --count {n} -o {fmt} (offline)", many * 1000, 0, "ms", ""))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 COMMANDS = [
     ["--help"],
@@ -41,6 +42,19 @@ def main() -> None:
         p90 = t[int(len(t) * 0.9) - 1]
         print(f"{'macvtapctl ' + ' '.join(args):40s} median {statistics.median(t) * 1000:6.1f} ms   "
               f"p90 {p90 * 1000:6.1f} ms")
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from benchmarks.common import Row, record
+    from tests.controlplane.harness import binaries
+
+    kubectl = str(binaries() / "kubectl")
+    ours, theirs = [], []
+    for _ in range(runs):  # alternately
+        ours += measure(["version", "--client", "-o", "json"], 1)
+        t0 = time.perf_counter()
+        subprocess.run([kubectl, "version", "--client", "-o", "json"], check=True, capture_output=True)
+        theirs.append(time.perf_counter() - t0)
+    record(Row("start-up", "version --client -o json", statistics.median(ours) * 1000,
+               statistics.median(theirs) * 1000, "ms", "kubectl version --client"))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""A small, explicit client over the official `kubernetes` ApiClient: plain dicts in and out.
+"""A small, explicit API client on urllib3 (transport.py connects it): plain dicts in and out.
 
 Every write names its patch type and the field manager; `--dry-run=server` sends dryRun=All;
 `--dry-run=client` never reaches this module's write methods (callers compute locally).
@@ -8,19 +8,15 @@ from __future__ import annotations
 
 import builtins
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from macvtapctl.errors import Hint, MacvtapctlError, UsageError
-from macvtapctl.kube import kubeconfig
+from macvtapctl.errors import MacvtapctlError
+from macvtapctl.kube import transport
 from macvtapctl.kube.errors import Request, from_status, from_transport
 from macvtapctl.kube.options import ConnectionOptions, DryRun
 from macvtapctl.kube.resources import Resource
-
-if TYPE_CHECKING:
-    from kubernetes.client import ApiClient
 
 FIELD_MANAGER = "macvtapctl"
 
@@ -46,40 +42,6 @@ def retry_delay(status: int, retry_after: str | None) -> float | None:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
-def new_api_client(settings: ConnectionOptions) -> ApiClient:
-    """An ApiClient from kubeconfig (kubectl precedence) or in-cluster config; no global state touched."""
-    from kubernetes import client, config
-
-    cfg = client.Configuration()
-    paths = kubeconfig.kubeconfig_paths(settings.kubeconfig)
-    merged = kubeconfig.load_merged(paths, explicit=bool(settings.kubeconfig))
-    if merged["_found"]:
-        kubeconfig.context_entry(merged, settings.context)  # clear error for a wrong --context
-        try:
-            config.load_kube_config(
-                config_file=os.pathsep.join(str(p) for p in paths if p.exists()),
-                context=settings.context,
-                client_configuration=cfg,
-                persist_config=False,
-            )
-        except config.ConfigException as exc:
-            raise MacvtapctlError(f"invalid kubeconfig: {exc}") from None
-    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
-        try:
-            config.load_incluster_config(client_configuration=cfg)
-        except config.ConfigException as exc:
-            raise MacvtapctlError(f"in-cluster configuration failed: {exc}") from None
-    else:
-        raise UsageError("no kubeconfig found (tried " + ", ".join(str(p) for p in paths) + ")",
-                         hint=Hint.NO_KUBECONFIG)
-    # One attempt per request: our callers decide what is worth retrying (conflicts), and a refused
-    # connection should fail within --request-timeout, not after urllib3's silent retries.
-    cfg.retries = False
-    api = client.ApiClient(configuration=cfg)
-    api.user_agent = f"macvtapctl/{_version()}"
-    return api
-
-
 def _version() -> str:
     from macvtapctl import __version__
 
@@ -89,23 +51,38 @@ def _version() -> str:
 class Kube:
     """Raw-JSON access to any resource, with errors translated for users."""
 
-    def __init__(self, api: ApiClient, *, request_timeout: float | None = None,
+    def __init__(self, ep: transport.Endpoint, *, request_timeout: float | None = None,
                  field_manager: str = FIELD_MANAGER) -> None:
-        self.api = api
+        self.endpoint = ep
+        self.pool = transport.pool(ep)
+        self.headers = {"Accept": "application/json", "User-Agent": f"macvtapctl/{_version()}",
+                        **transport.auth_headers(ep)}
         self.request_timeout = request_timeout
         self.field_manager = field_manager
 
     @classmethod
     def connect(cls, settings: ConnectionOptions, *, field_manager: str = FIELD_MANAGER) -> Kube:
-        return cls(new_api_client(settings), request_timeout=settings.request_timeout,
+        return cls(transport.endpoint(settings), request_timeout=settings.request_timeout,
                    field_manager=field_manager)
 
     @property
     def server(self) -> str:
-        return str(self.api.configuration.host)
+        return self.endpoint.server
 
     def close(self) -> None:
-        self.api.close()
+        self.pool.clear()
+
+    def _url(self, path: str, query: builtins.list[tuple[str, str]] | None) -> str:
+        from urllib.parse import urlencode
+
+        return self.endpoint.server + path + (f"?{urlencode(query)}" if query else "")
+
+    def _timeout(self, read: float | None = None) -> Any:
+        import urllib3
+
+        if read is not None:
+            return urllib3.Timeout(connect=self.request_timeout or 30, read=read)
+        return urllib3.Timeout(total=self.request_timeout) if self.request_timeout else urllib3.Timeout()
 
     def __enter__(self) -> Kube:
         return self
@@ -130,30 +107,20 @@ class Kube:
     def _send(self, method: str, path: str, req: Request, query: builtins.list[tuple[str, str]] | None, body: Any,
               content_type: str | None) -> tuple[int, bytes, float | None]:
         """(status, body, seconds to wait before a retry or None)."""
-        headers = {"Accept": "application/json"}
-        if content_type:
-            headers["Content-Type"] = content_type
-        method_, url, header_params, body_, _ = self.api.param_serialize(
-            method, path, query_params=query or [], header_params=headers, body=body,
-            auth_settings=["BearerToken"],
-        )
+        headers = self.headers
+        data = None
+        if body is not None:
+            headers = {**headers, "Content-Type": content_type or "application/json"}
+            data = json.dumps(body).encode()
         try:
-            resp = self.api.call_api(method_, url, header_params=header_params, body=body_,
-                                     _request_timeout=self.request_timeout)
-            data = resp.read()
+            resp = self.pool.request(method, self._url(path, query), body=data, headers=headers,
+                                     timeout=self._timeout(), retries=False, redirect=False)
         except MacvtapctlError:
             raise
-        except Exception as exc:  # urllib3 and socket errors; ApiException is not raised at this level
-            from kubernetes.client.exceptions import ApiException
-
-            if isinstance(exc, ApiException):
-                if not exc.status:  # the client wraps TLS failures as status 0
-                    raise from_transport(exc, req, self.server, self.request_timeout) from None
-                raw = exc.body or b""
-                return (int(exc.status), raw.encode() if isinstance(raw, str) else raw,
-                        retry_delay(int(exc.status), (exc.headers or {}).get("Retry-After")))
+        except Exception as exc:  # urllib3 and socket errors
             raise from_transport(exc, req, self.server, self.request_timeout) from None
-        return int(resp.status), data or b"", retry_delay(int(resp.status), resp.getheader("Retry-After"))
+        status = int(resp.status)
+        return status, resp.data or b"", retry_delay(status, resp.headers.get("Retry-After"))
 
     # --- reads ---
     def server_version(self) -> Obj:
@@ -226,23 +193,14 @@ class Kube:
         if field_selector:
             query.append(("fieldSelector", field_selector))
         req = Request("watch", res, namespace)
-        method_, url, header_params, _, _ = self.api.param_serialize(
-            "GET", res.path(namespace), query_params=query, header_params={"Accept": "application/json"},
-            auth_settings=["BearerToken"])
         try:
-            resp = self.api.call_api(method_, url, header_params=header_params,
-                                     _request_timeout=(self.request_timeout or 30, timeout_seconds + 30))
-        except MacvtapctlError:
-            raise
+            stream = self.pool.request("GET", self._url(res.path(namespace), query), headers=self.headers,
+                                       timeout=self._timeout(read=timeout_seconds + 30), retries=False,
+                                       redirect=False, preload_content=False)
         except Exception as exc:
-            from kubernetes.client.exceptions import ApiException
-
-            if isinstance(exc, ApiException) and exc.status:
-                raise from_status(exc.status, exc.body, req, self.server) from None
             raise from_transport(exc, req, self.server, self.request_timeout) from None
-        if not 200 <= resp.status <= 299:
-            raise from_status(resp.status, resp.read(), req, self.server)
-        stream = resp.response
+        if not 200 <= stream.status <= 299:
+            raise from_status(stream.status, stream.data, req, self.server)
         if on_open is not None:
             on_open(stream)
         try:

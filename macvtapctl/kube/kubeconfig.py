@@ -1,7 +1,7 @@
 """Reading the kubeconfig ourselves (PyYAML only): which file, which context, which namespace.
 
-The `kubernetes` client does the real loading; this gives kubectl's precedence and clear errors
-without paying its import cost, e.g. for offline rendering that only needs the namespace.
+transport.py turns the selected context into a connection; this gives kubectl's precedence and clear errors,
+e.g. for offline rendering that only needs the namespace.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def load_merged(paths: list[Path], *, explicit: bool) -> dict[str, Any]:
             for item in doc.get(key) or []:
                 if isinstance(item, dict) and str(item.get("name")) not in seen[key]:
                     seen[key].add(str(item.get("name")))
-                    merged[key].append(item)
+                    # Relative paths in an entry are relative to the file that holds it (kubectl's rule).
+                    merged[key].append({**item, "_dir": str(path.parent)})
     merged["_found"] = found
     return merged
 

@@ -34,9 +34,18 @@ def test_no_heavy_imports(args: list[str]) -> None:
     assert report["heavy"] == []
 
 
-def test_probe_detects_heavy_imports() -> None:
-    """The probe itself must be able to fail: a command that connects loads kubernetes."""
-    proc = subprocess.run([sys.executable, "-c", PROBE % (HEAVY,), "--kubeconfig", "/dev/null", "version"],
+def test_probe_detects_heavy_imports(tmp_path) -> None:
+    """The probe itself must be able to fail: a command that connects loads urllib3 — and, for a kubeconfig
+    with a token or certificates, not the `kubernetes` package (0.45 s of imports; kube/transport.py)."""
+    import yaml
+
+    cfg = tmp_path / "kubeconfig"
+    cfg.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+    proc = subprocess.run([sys.executable, "-c", PROBE % (HEAVY,), "--kubeconfig", str(cfg), "version"],
                           capture_output=True, text=True, check=False)
     report = json.loads(proc.stderr.strip().splitlines()[-1])
-    assert "kubernetes" in report["heavy"]
+    assert report["code"] != 0 and "urllib3" in report["heavy"] and "kubernetes" not in report["heavy"]
