@@ -46,20 +46,37 @@ def record(*rows: Row) -> None:
 
 
 def measured(argv: list[str], *, env: dict[str, str] | None = None, check: bool = True) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KiB) of one process, output discarded.
+    """Wall seconds and peak RSS (KiB) of one process, output discarded (see Measured)."""
+    proc = Measured(argv, env=env)
+    elapsed, peak, _cpu = proc.finish(check=check)
+    return elapsed, peak
+
+
+class Measured:
+    """Start one process under GNU time; finish() gives wall seconds, peak RSS (KiB) and CPU seconds.
 
     The peak comes from GNU time (/usr/bin/time, Debian's `time` package), which forks the command from its own
     small process: a child forked by this Python process would inherit its high-water mark (getrusage's
     ru_maxrss survives exec), so every command would seem to use at least this benchmark's memory."""
-    with tempfile.NamedTemporaryFile(mode="r", suffix=".rss") as rss:
-        t0 = time.perf_counter()
-        proc = subprocess.run([GNU_TIME, "-f", "%M", "-o", rss.name, *argv], env=env, stdin=subprocess.DEVNULL,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
-        elapsed = time.perf_counter() - t0
-        peak = rss.read().strip().splitlines()
-    if check and proc.returncode not in (0, 8):  # 8: findings (vm check, doctor), still a complete read
-        raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr.decode(errors='replace')[-2000:]}")
-    return elapsed, int(peak[-1]) if peak and peak[-1].isdigit() else 0
+    def __init__(self, argv: list[str], *, env: dict[str, str] | None = None) -> None:
+        self.argv = argv
+        self.out = tempfile.NamedTemporaryFile(mode="r", suffix=".time")  # noqa: SIM115 - closed in finish()
+        self.t0 = time.perf_counter()
+        self.proc = subprocess.Popen([GNU_TIME, "-f", "%M %U %S", "-o", self.out.name, *argv], env=env,
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def finish(self, *, check: bool = True) -> tuple[float, int, float]:
+        _, err = self.proc.communicate()
+        elapsed = time.perf_counter() - self.t0
+        lines = self.out.read().strip().splitlines()
+        self.out.close()
+        if check and self.proc.returncode not in (0, 8):  # 8: findings (vm check, doctor), still a complete read
+            raise RuntimeError(f"{' '.join(self.argv)} exited {self.proc.returncode}: "
+                               f"{err.decode(errors='replace')[-2000:]}")
+        fields = lines[-1].split() if lines else []
+        if len(fields) != 3:
+            return elapsed, 0, 0.0
+        return elapsed, int(fields[0]), float(fields[1]) + float(fields[2])
 
 
 def pct(values: list[float], p: float) -> float:

@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import REPO, Row, measured, median, record
+from benchmarks.common import REPO, Measured, Row, measured, median, record
 
 RESOURCES = ("lan0", "lan1", "lan2", "lan3", "lan4")
 RES = "macvtap.network.kubevirt.io/"
@@ -135,6 +135,71 @@ def writes(env: dict[str, str], kubectl: str, count: int, work: Path) -> list[Ro
     return rows
 
 
+def install_wait(cp: Any, env: dict[str, str], kubectl: str, seconds: float) -> list[Row]:
+    """`install --wait` while every node becomes ready over `seconds` (what the DaemonSet controller and kubelets
+    would write; neither runs here), against `kubectl rollout status` of the same DaemonSet (a watch too; it
+    follows the DaemonSet only). How long after the last change each returns, and its CPU time."""
+    import threading
+
+    from macvtapctl.kube.resources import DAEMONSET, NODE, POD
+
+    ns, name = "macvtap", "macvtapctl-agent"
+    with cp.kube() as k:
+        nodes = [n["metadata"]["name"] for n in k.list(NODE)]
+        ds = k.get(DAEMONSET, name, ns)
+        labels = ds["spec"]["selector"]["matchLabels"]
+        parallel(lambda n: k.create(POD, {
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"{name}-{n}", "namespace": ns, "labels": labels},
+            "spec": {"nodeName": n, "automountServiceAccountToken": False,
+                     "containers": [{"name": "agent", "image": "example.org/agent:v1"}]}}, ns), nodes)
+
+    def ds_status(k: Any, ready: int) -> None:
+        generation = k.get(DAEMONSET, name, ns)["metadata"]["generation"]
+        k.merge_patch(DAEMONSET, name, {"status": {
+            "desiredNumberScheduled": len(nodes), "numberReady": ready, "updatedNumberScheduled": ready,
+            "currentNumberScheduled": len(nodes), "numberMisscheduled": 0, "numberAvailable": ready,
+            "observedGeneration": generation}}, ns, subresource="status")
+
+    def advertise(k: Any, node: str, count: str) -> None:
+        cap = {"cpu": "64", "memory": "256Gi", "pods": "250", **{RES + r: count for r in RESOURCES}}
+        k.merge_patch(NODE, node, {"status": {"capacity": cap, "allocatable": cap}}, subresource="status")
+
+    rows = []
+    for who, argv in (("macvtapctl install --wait", [sys.executable, "-m", "macvtapctl", "install", "--wait",
+                                                     "--timeout", "10m"]),
+                      ("kubectl rollout status", [kubectl, "rollout", "status", f"daemonset/{name}", "-n", ns,
+                                                  "--timeout", "10m"])):
+        with cp.kube() as k:
+            parallel(lambda n: advertise(k, n, "0"), nodes)
+            ds_status(k, 0)
+        proc = Measured(argv, env=env)
+        time.sleep(2)  # it has read everything once and waits
+        last: list[float] = []
+
+        def rollout(last: list[float] = last) -> None:
+            with cp.kube() as k:
+                step = max(1, len(nodes) // 50)
+                for i in range(0, len(nodes), step):
+                    parallel(lambda n: advertise(k, n, "1000"), nodes[i:i + step], workers=4)
+                    if i + step >= len(nodes):
+                        last.append(time.perf_counter())
+                    ds_status(k, min(len(nodes), i + step))
+                    time.sleep(seconds / 50)
+
+        writer = threading.Thread(target=rollout)
+        writer.start()
+        writer.join()
+        _elapsed, _peak, cpu = proc.finish()
+        latency = time.perf_counter() - last[0]  # upper bound: finish() returned before this line
+        print(f"  {who}: returned {latency:.2f} s after the last change (at most), {cpu:.2f} CPU-s")
+        rows.append((who, latency, cpu))
+    (_, ours_l, ours_c), (_, theirs_l, theirs_c) = rows
+    return [Row("install --wait", f"{len(nodes)} nodes: return after the last change", ours_l, theirs_l, "s",
+                "kubectl rollout status"),
+            Row("install --wait", f"{len(nodes)} nodes: CPU while waiting {seconds:.0f} s", ours_c, theirs_c,
+                "CPU-s", "kubectl rollout status")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vms", type=int, default=5000)
@@ -143,6 +208,7 @@ def main() -> None:
     parser.add_argument("--nads", type=int, default=200)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--writes", type=int, default=1000)
+    parser.add_argument("--rollout", type=float, default=20.0, help="seconds over which the nodes become ready")
     args = parser.parse_args()
     from tests.controlplane.harness import ControlPlane, binaries, kubevirt_pins
 
@@ -157,6 +223,8 @@ def main() -> None:
         record(*reads(env, kubectl, args.runs))
         print(f"writes ({args.writes} VMs):")
         record(*writes(env, kubectl, args.writes, work))
+        print(f"install --wait ({args.nodes} nodes ready over {args.rollout:.0f} s):")
+        record(*install_wait(cp, env, kubectl, args.rollout))
     finally:
         cp.stop()
 
