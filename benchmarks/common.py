@@ -37,8 +37,9 @@ class Row:
 def record(*rows: Row) -> None:
     path = os.environ.get(RESULTS_ENV)
     for row in rows:
-        print(f"  {row.figure}: {row.ours:.2f} {row.unit} vs {row.against} {row.reference:.2f} {row.unit} "
-              f"= {row.ratio:.2f}x" + (f" (goal {row.goal})" if row.goal else ""))
+        versus = (f" vs {row.against} {row.reference:.2f} {row.unit} = {row.ratio:.2f}x" if row.reference
+                  else "")
+        print(f"  {row.figure}: {row.ours:.2f} {row.unit}{versus}" + (f" (goal {row.goal})" if row.goal else ""))
     if path:
         with open(path, "a") as out:
             for row in rows:
