@@ -122,6 +122,7 @@ def main() -> None:
     shim.chmod(0o755)
     socket = str(work / "cni.sock")
     agent = subprocess.Popen([sys.executable, "-m", "macvtapctl", "agent", "--cni-socket", socket, "--no-device-plugin",
+                              "--reclaim-interval", "0", "--report-interval", "0",
                               "--metrics-address", "",
                               "--log-level", os.environ.get("BENCH_AGENT_LOG", "warning")], cwd=REPO)
     sh("ip", "link", "add", "benchnic0", "type", "veth", "peer", "name", "benchsw0")

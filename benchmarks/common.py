@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -65,10 +66,19 @@ class Measured:
         self.t0 = time.perf_counter()
         self.proc = subprocess.Popen([GNU_TIME, "-f", "%M %U %S", "-o", self.out.name, *argv], env=env,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.ended = 0.0  # perf_counter() when it exited
+
+        def stamp() -> None:
+            self.proc.wait()
+            self.ended = time.perf_counter()
+
+        self.waiter = threading.Thread(target=stamp, daemon=True)
+        self.waiter.start()
 
     def finish(self, *, check: bool = True) -> tuple[float, int, float]:
         _, err = self.proc.communicate()
-        elapsed = time.perf_counter() - self.t0
+        self.waiter.join()
+        elapsed = self.ended - self.t0
         lines = self.out.read().strip().splitlines()
         self.out.close()
         if check and self.proc.returncode not in (0, 8):  # 8: findings (vm check, doctor), still a complete read

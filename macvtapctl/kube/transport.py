@@ -122,7 +122,7 @@ def _from_library(settings: ConnectionOptions, paths: list[Path]) -> Endpoint:
     cfg = client.Configuration()
     try:
         config.load_kube_config(config_file=os.pathsep.join(str(p) for p in paths if p.exists()),
-                                context=settings.context, client_configuration=cfg, persist_config=False)  # type: ignore[no-untyped-call]
+                                context=settings.context, client_configuration=cfg, persist_config=False)
     except config.ConfigException as exc:
         raise MacvtapctlError(f"invalid kubeconfig: {exc}") from None
     headers = {}

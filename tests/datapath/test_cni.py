@@ -246,6 +246,23 @@ def test_existing_ifname_leaves_nothing_behind(cnitool, agent, node: Node) -> No
     ip("link", "del", tmp)
 
 
+def test_a_mac_already_on_the_lower_device_is_named_and_leaves_the_pod_clean(agent, node: Node) -> None:
+    """Two macvtaps on one lower device cannot share a MAC: the kernel refuses the second after the move (one
+    RTM_SETLINK moves and configures), and the half-configured link is not left in the pod."""
+    first, second = node.allocate("macaMvp0"), node.allocate("macaMvp1")
+    mac = "02:00:00:0a:0b:0c"
+    conf = {"cniVersion": "1.1.0", "name": "maca", "type": "macvtap", "deviceID": "macaMvp0"}
+    assert shim_call(agent, "ADD", node.pod_path, conf, CNI_ARGS=f"MAC={mac}").code == 0
+    other = node.new_pod()
+    r = shim_call(agent, "ADD", other, {**conf, "deviceID": "macaMvp1"}, CNI_ARGS=f"MAC={mac}")
+    assert r.result["code"] == 104 and f"MAC {mac} is already used" in r.result["msg"], r.result
+    assert node.pod_link("net1", other.rsplit("/", 1)[1]) is None
+    assert node.pod_link(second, other.rsplit("/", 1)[1]) is None
+    assert shim_call(agent, "DEL", node.pod_path, conf, CNI_ARGS=f"MAC={mac}").code == 0
+    ip("link", "del", first, check=False)
+    ip("link", "del", second, check=False)
+
+
 @pytest.mark.parametrize(("ifname", "needle"), [("bad/name", "'/'"), ("x" * 16, "at most 15"), ("..", "'..'")])
 def test_bad_ifname(agent, node: Node, ifname: str, needle: str) -> None:
     r = run_shim(agent, {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": node.pod_path,

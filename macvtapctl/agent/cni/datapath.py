@@ -81,33 +81,39 @@ def _add(req: Request, tmp: str, fd: int, tap_dir: str) -> dict[str, Any]:
                        f"{lower.name}", "a macvtap cannot exceed its lower device's MTU: lower the NAD's mtu or "
                        "raise the NIC's")
     with in_namespace(fd) as pod:
-        if pod.find(req.ifname) is not None:
-            raise CniError(cni.E_IFNAME_EXISTS, f"interface {req.ifname} already exists in {req.netns}")
         try:
-            h.move(link.index, fd)
-        except Exception as exc:
-            raise _netlink_error(f"cannot move {tmp} into {req.netns}", exc) from None
-        try:
-            return _configure(req, tmp, pod, tap_dir)
+            return _move_and_configure(req, tmp, link, fd, pod, tap_dir)
+        except CniError as exc:
+            if exc.code != cni.E_IFNAME_EXISTS:  # refused before the move: nothing to undo
+                _remove_from(pod, (req.ifname, tmp))
+            raise
         except BaseException:
             _remove_from(pod, (req.ifname, tmp))
             raise
 
 
-def _configure(req: Request, tmp: str, pod: Netlink, tap_dir: str) -> dict[str, Any]:
-    moved = pod.find(tmp)
-    if moved is None:
-        raise CniError(cni.E_NETLINK, f"{tmp} vanished after the move into {req.netns}")
+def _move_and_configure(req: Request, tmp: str, link: Link, fd: int, pod: Netlink, tap_dir: str) -> dict[str, Any]:
+    """One RTM_SETLINK moves the link into the pod and configures it there (three netlink round trips fewer than
+    look up, move, look up, configure, read back), then one read of the result in the pod."""
     try:
         # The alias keeps the temporary name on the link: DEL gives it back under that name even when the
         # runtime sends no deviceID (Multus cannot look it up once the pod is gone).
-        pod.configure(moved.index, name=req.ifname, mtu=req.mtu, mac=req.mac, promisc=req.promisc, alias=tmp)
+        host().configure(link.index, netns_fd=fd, name=req.ifname, mtu=req.mtu, mac=req.mac, promisc=req.promisc,
+                         alias=tmp)
     except Exception as exc:
-        if error_code(exc) == 98 and req.mac:  # EADDRINUSE
+        code = error_code(exc)
+        if code == errno.EEXIST:
+            # The kernel moved the link under its own name, then refused the rename: give it back to the node
+            # as it was, so the allocation stays usable.
+            moved = pod.find(tmp)
+            if moved is not None:
+                pod.move_to(moved.index, netns.host_netns_fd(), name=tmp)
+            raise CniError(cni.E_IFNAME_EXISTS, f"interface {req.ifname} already exists in {req.netns}") from None
+        if code == errno.EADDRINUSE and req.mac:
             raise CniError(cni.E_NETLINK, f"MAC {req.mac} is already used by another macvtap on the same lower "
                            "device", "every VM NIC on a NIC needs its own MAC") from None
-        raise _netlink_error(f"cannot configure {req.ifname} in {req.netns}", exc) from None
-    final = pod.get(moved.index)
+        raise _netlink_error(f"cannot move {tmp} into {req.netns} as {req.ifname}", exc) from None
+    final = pod.find(req.ifname)
     if final is None:
         raise CniError(cni.E_NETLINK, f"{req.ifname} vanished while being configured")
     # The index may differ from the node's (the kernel renumbers on a clash): use the pod's view.

@@ -120,12 +120,14 @@ class Netlink:
         self._call(rtnl.setlink, index, netns_fd=netns_fd, name=name)
 
     def configure(self, index: int, *, name: str | None = None, mtu: int | None = None, mac: str | None = None,
-                  promisc: bool = False, up: bool = True, alias: str | None = None) -> None:
-        """Everything in one RTM_SETLINK. The kernel applies address and MTU, then the name, then the flags,
-        so a link that is down (as every link is right after a namespace move) is renamed before it goes up:
-        kernels before ~6.2 refuse to rename an up link."""
+                  promisc: bool = False, up: bool = True, alias: str | None = None,
+                  netns_fd: int | None = None) -> None:
+        """Everything in one RTM_SETLINK. The kernel moves the link first (`netns_fd`, renamed on the way: a name
+        taken there is EEXIST before anything moved), then applies MTU, address and alias, then the flags, so
+        the link (down, as every link is right after a namespace move) is renamed before it goes up: kernels
+        before ~6.2 refuse to rename an up link. Not atomic: a later step failing leaves the earlier ones done."""
         # Promiscuity is always set one way or the other: a link handed back by DEL keeps its last pod's.
-        self._call(rtnl.setlink, index, name=name, mtu=mtu, mac=mac, alias=alias,
+        self._call(rtnl.setlink, index, name=name, mtu=mtu, mac=mac, alias=alias, netns_fd=netns_fd,
                    flags=(IFF_UP if up else 0) | (IFF_PROMISC if promisc else 0),
                    change=IFF_PROMISC | (IFF_UP if up else 0))
 
