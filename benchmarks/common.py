@@ -61,6 +61,8 @@ class Measured:
     small process: a child forked by this Python process would inherit its high-water mark (getrusage's
     ru_maxrss survives exec), so every command would seem to use at least this benchmark's memory."""
     def __init__(self, argv: list[str], *, env: dict[str, str] | None = None) -> None:
+        if not os.path.exists(GNU_TIME):
+            raise SystemExit(f"{GNU_TIME} not found: install GNU time (Debian: apt-get install time)")
         self.argv = argv
         self.out = tempfile.NamedTemporaryFile(mode="r", suffix=".time")  # noqa: SIM115 - closed in finish()
         self.t0 = time.perf_counter()

@@ -242,7 +242,7 @@ def wait_ready(kube: Kube, report: Reporter, opts: agentm.InstallOptions, limit:
         mirror.listed.add("pods")
     for f in follows:
         f.start()
-    last = ""
+    last, said_at = "", 0.0
     try:
         while True:
             mirror.take(max(0.0, deadline - time.monotonic()))
@@ -252,9 +252,11 @@ def wait_ready(kube: Kube, report: Reporter, opts: agentm.InstallOptions, limit:
                                  list(mirror.caches["nodes"].values()), wanted, opts.namespace)
                 if progress is not None:
                     progress.update(r.advertising, r.scheduled)
-                if r.summary != last:
+                # A line per change, at most one a second (500 nodes would be 500 lines in a CI log); the last
+                # state always.
+                if r.summary != last and (r.ok or time.monotonic() - said_at >= 1.0):
                     report.info(f"waiting: {r.summary}")
-                    last = r.summary
+                    last, said_at = r.summary, time.monotonic()
                 if r.ok:
                     report.info("macvtapctl agent is ready on every selected node")
                     return

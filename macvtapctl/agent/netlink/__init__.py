@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import importlib.util
-import os
 import socket
 import sys
 import threading
@@ -81,14 +80,11 @@ class Netlink:
         chunks: list[bytes] = []
         while True:
             data = self.sock.recv(1 << 16)
-            if rtnl.seq_of(data) != seq:
-                continue
-            err = rtnl.error_of(data)
-            if err:
-                raise NetlinkError(err, os.strerror(err))
-            chunks.append(data)
-            if rtnl.finished(data, single=single):
-                return chunks
+            last = rtnl.reply(data, seq, single=single)
+            if last is not None:
+                chunks.append(data)
+                if last:
+                    return chunks
 
     def find(self, name: str) -> Link | None:
         """One RTM_GETLINK by name (a dump would read every link on the node)."""

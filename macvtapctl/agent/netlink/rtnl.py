@@ -207,10 +207,20 @@ def setlink(seq: int, index: int, *, name: str | None = None, mtu: int | None = 
                     change=change)
 
 
-def finished(buf: bytes, *, single: bool) -> bool:
-    """Whether this chunk ends a request's replies: its ACK, NLMSG_DONE of a dump, or (`single`: a request
-    without NLM_F_ACK) its one answer. Errors are raised by the caller before this."""
-    return single or error_of(buf) == 0 or any(m.type == NLMSG_DONE for m in messages(buf))
+def reply(buf: bytes, seq: int, *, single: bool) -> bool | None:
+    """What one received chunk means to the request `seq`: None, not its reply (a late answer to an earlier
+    request: drop it); True, its last reply (its ACK, NLMSG_DONE of a dump, or — `single`, a request without
+    NLM_F_ACK — its one answer); False, more follow. Its error is raised as pyroute2's NetlinkError."""
+    if seq_of(buf) != seq:
+        return None
+    err = error_of(buf)
+    if err:
+        import os
+
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        raise NetlinkError(err, os.strerror(err))
+    return single or err == 0 or any(m.type == NLMSG_DONE for m in messages(buf))
 
 
 def error_of(buf: bytes) -> int | None:

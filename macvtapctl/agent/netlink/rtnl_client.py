@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import os
 import socket
 from collections.abc import Callable
 
@@ -37,14 +36,11 @@ class Rtnl:
             chunks: list[bytes] = []
             while True:
                 data = await self._recv(loop)
-                if rtnl.seq_of(data) != seq:
-                    continue  # a late reply to an earlier request
-                err = rtnl.error_of(data)
-                if err:
-                    raise NetlinkError(err, os.strerror(err))
-                chunks.append(data)
-                if rtnl.finished(data, single=single):
-                    return chunks
+                last = rtnl.reply(data, seq, single=single)
+                if last is not None:
+                    chunks.append(data)
+                    if last:
+                        return chunks
 
     async def _recv(self, loop: asyncio.AbstractEventLoop) -> bytes:
         """RTNL answers while the request is being sent, so the reply is usually queued already: take it without
