@@ -136,17 +136,6 @@ class Readiness:
     scheduled: int  # nodes the DaemonSet runs on
 
 
-def readiness(kube: Kube, opts: agentm.InstallOptions) -> tuple[bool, str, list[str]]:
-    """(ready, summary, lagging nodes), read once: the DaemonSet is ready everywhere and nodes advertise the
-    resources."""
-    from macvtapctl.kube.resources import DAEMONSET, NODE
-
-    ds = kube.get_or_none(DAEMONSET, agentm.AGENT_NAME, opts.namespace) or {}
-    r = readiness_of(ds, daemonset_pods(kube, ds, opts.namespace), kube.list(NODE), wanted_resources(kube, opts),
-                     opts.namespace)
-    return r.ok, r.summary, r.lagging
-
-
 def wanted_resources(kube: Kube, opts: agentm.InstallOptions) -> list[str]:
     """The resources the configuration can serve (an entry that can never be served is never waited for)."""
     from macvtapctl import dpconfig

@@ -56,7 +56,7 @@ def test_move_configure_and_delete_in_a_pod_namespace(node: Node) -> None:
     fd = netns.open_netns(node.pod_path)
     try:
         with in_namespace(fd) as pod:
-            host().move(link.index, fd)
+            host().move_to(link.index, fd, name=tmp)
             moved = pod.find(tmp)
             assert moved is not None and host().find(tmp) is None
             pod.configure(moved.index, name="net1", mtu=1400, mac="02:00:00:aa:bb:cc", promisc=True, alias=tmp)
@@ -77,7 +77,7 @@ def test_move_configure_and_delete_in_a_pod_namespace(node: Node) -> None:
 def test_errors_carry_the_errno(node: Node) -> None:
     nl: Netlink = host()
     try:
-        nl.move(2**31 - 1, netns.host_netns_fd())
+        nl.move_to(2**31 - 1, netns.host_netns_fd(), name="nosuchlink0")
     except Exception as exc:
         assert getattr(exc, "code", None) == 19  # ENODEV
     else:

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from macvtapctl.manifests import agent as agentm
-from macvtapctl.ops.deploy import readiness
+from macvtapctl.ops.deploy import readiness_of, wanted_resources
 
 LABELS = agentm.daemonset(agentm.InstallOptions())["spec"]["selector"]["matchLabels"]
 
@@ -29,6 +29,13 @@ class FakeKube:
         return {"pods": self.pods, "nodes": self.nodes}.get(res.plural, [])
 
 
+def readiness(kube: FakeKube, opts: agentm.InstallOptions) -> tuple[bool, str, list[str]]:
+    """The rule `install --wait` applies to what its watches hold, on the fake's objects."""
+    r = readiness_of(kube.objects["daemonsets"], kube.pods, kube.nodes, wanted_resources(kube, opts),  # type: ignore[arg-type]
+                     opts.namespace)
+    return r.ok, r.summary, r.lagging
+
+
 def status(desired: int, ready: int, observed: int) -> dict[str, Any]:
     return {"desiredNumberScheduled": desired, "numberReady": ready, "updatedNumberScheduled": ready,
             "observedGeneration": observed}
@@ -41,19 +48,19 @@ DP = {"macvtap.network.kubevirt.io/dp": "100"}
 def test_ready_when_the_scheduled_nodes_advertise_what_can_be_served() -> None:
     """node-c runs no agent (tainted): it never counts; `legacy` can never be served: never waited for."""
     kube = FakeKube(status(2, 2, 3), 3, ["node-a", "node-b"], {"node-a": DP, "node-b": DP, "node-c": {}}, CONF)
-    ok, summary, lagging = readiness(kube, agentm.InstallOptions())  # type: ignore[arg-type]
+    ok, summary, lagging = readiness(kube, agentm.InstallOptions())
     assert ok and lagging == [] and "2/2 node(s) advertise 1 resource(s)" in summary
 
 
 def test_a_rollout_not_observed_yet_is_not_ready_whatever_the_counts() -> None:
     kube = FakeKube(status(2, 2, 2), 3, ["node-a", "node-b"], {"node-a": DP, "node-b": DP}, CONF)
-    ok, _, lagging = readiness(kube, agentm.InstallOptions())  # type: ignore[arg-type]
+    ok, _, lagging = readiness(kube, agentm.InstallOptions())
     assert not ok and "the new rollout not observed yet" in lagging[0]
 
 
 def test_a_scheduled_node_not_advertising_is_named() -> None:
     kube = FakeKube(status(2, 2, 1), 1, ["node-a", "node-b"], {"node-a": DP, "node-b": {}}, CONF)
-    ok, _, lagging = readiness(kube, agentm.InstallOptions())  # type: ignore[arg-type]
+    ok, _, lagging = readiness(kube, agentm.InstallOptions())
     assert not ok and lagging == ["node-b (not advertising macvtap.network.kubevirt.io/dp)"]
 
 
@@ -61,7 +68,7 @@ def test_a_resource_published_at_zero_is_not_advertised_yet() -> None:
     """The kubelet can publish the resource at 0 before the plugin's first device list reaches it."""
     zero = {"macvtap.network.kubevirt.io/dp": "0"}
     kube = FakeKube(status(2, 2, 1), 1, ["node-a", "node-b"], {"node-a": DP, "node-b": zero}, CONF)
-    ok, _, lagging = readiness(kube, agentm.InstallOptions())  # type: ignore[arg-type]
+    ok, _, lagging = readiness(kube, agentm.InstallOptions())
     assert not ok and lagging == ["node-b (not advertising macvtap.network.kubevirt.io/dp)"]
 
 

@@ -108,9 +108,6 @@ class Netlink:
     def links(self) -> list[Link]:
         return [link for data in self._call(rtnl.dump_request) for link in rtnl.links_in(data)]
 
-    def move(self, index: int, netns_fd: int) -> None:
-        self._call(rtnl.setlink, index, netns_fd=netns_fd)
-
     def move_to(self, index: int, netns_fd: int, *, name: str) -> None:
         """Move into another namespace and rename there, in one RTM_SETLINK (the link arrives down)."""
         self._call(rtnl.setlink, index, netns_fd=netns_fd, name=name)
