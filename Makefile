@@ -12,7 +12,7 @@ export KUBEVIRT_VERSION
 
 SHIM := macvtapctl/agent/shim/macvtap
 
-.PHONY: help shim proto venv testenv nodeenv lint typecheck unit integration datapath e2e compat test demo cluster-up image \
+.PHONY: help prereqs shim proto venv testenv nodeenv lint typecheck unit integration datapath e2e compat test demo cluster-up image \
         cluster-down node-up node-down completions docs krew clean bench
 
 help:
@@ -25,6 +25,12 @@ help:
 	@echo "make e2e           the real-node tests (root; part of make test)"
 	@echo "make compat        the agent beside the real upstream macvtap-cni (root; needs ../shared/upstream)"
 	@echo "make bench         every benchmark, one table of ratios vs kubectl and upstream (root; ~30 min)"
+
+# The system prerequisites (Debian packages), one list for make demo, make test and .ci/run (tools/prereqs.py):
+# installed as root, named with the command that installs them otherwise, before any build starts.
+PREREQS_FOR ?= test
+prereqs:
+	@$(PYTHON) tools/prereqs.py $(PREREQS_FOR)
 
 # The static CNI shim (C, no dependencies); the agent installs it as <cni-bin-dir>/macvtap.
 $(SHIM): macvtapctl/agent/shim/macvtap.c
@@ -74,7 +80,7 @@ e2e: venv testenv nodeenv shim
 compat: venv shim
 	MACVTAPCTL_COMPAT=1 $(BIN)/pytest tests/compat -p no:cacheprovider -rA
 
-test: venv testenv nodeenv shim lint typecheck
+test: prereqs venv testenv nodeenv shim lint typecheck
 	$(BIN)/pytest
 
 # Timings live here, never in tests: start-up, rendering, scale reads/writes vs kubectl, CNI and device plugin vs
@@ -82,13 +88,17 @@ test: venv testenv nodeenv shim lint typecheck
 bench: venv testenv shim
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
+# kubevirt: the pinned KubeVirt's CRDs and admission (no KubeVirt components); runtime: a control plane ready for
+# KubeVirt's own components (make kubevirt-up): in-cluster API access, service-account tokens.
+CLUSTER_CRDS ?= kubevirt
 cluster-up: venv testenv
-	$(BIN)/python tests/controlplane/harness.py up --dir $(DEVCLUSTER)
+	$(BIN)/python tests/controlplane/harness.py up --dir $(DEVCLUSTER) --crds $(CLUSTER_CRDS)
 
 cluster-down: venv node-down
 	$(BIN)/python tests/controlplane/harness.py down --dir $(DEVCLUSTER)
 
-node-up: cluster-up nodeenv shim
+node-up: PREREQS_FOR = demo
+node-up: prereqs cluster-up nodeenv shim
 	$(BIN)/python tests/node/node.py up --dir $(DEVCLUSTER)
 
 node-down: venv
@@ -102,7 +112,8 @@ KUBECTL := $(DEVCLUSTER)/bin/kubectl --kubeconfig $(DEVCLUSTER)/kubeconfig
 DEMO_NODE := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 DEMO_LOWER := $(if $(DEMO_NODE),e2elan0,eth0)
 
-demo: cluster-up $(if $(DEMO_NODE),node-up)
+demo: PREREQS_FOR = demo
+demo: prereqs cluster-up $(if $(DEMO_NODE),node-up)
 	@echo "+ macvtapctl version"; $(MVC) version
 	@echo; echo "+ macvtapctl setup $(DEMO_LOWER) --name dataplane"; $(MVC) setup $(DEMO_LOWER) --name dataplane
 	@echo; echo "+ macvtapctl setup $(DEMO_LOWER) --name dataplane   # again: nothing changes"; \

@@ -235,6 +235,10 @@ def versions(s: Snapshot) -> Iterator[Finding]:
             yield Finding("version-pair", ERROR, where, "KubeVirt >= v1.5 no longer chowns /dev/tapN: macvtap-cni "
                           "before v0.13.1 leaves it root:root 0600 and qemu (uid 107) gets Permission denied",
                           "upgrade macvtap-cni to v0.13.1 or later, or: macvtapctl install")
+    if kv is not None and (deploying := kubevirt.deployment_problem(kv)):
+        yield Finding("kubevirt-deploying", ERROR, obj_ref({"kind": "KubeVirt", "metadata": kv["metadata"]}),
+                      f"{deploying}: no VM starts before it is Deployed",
+                      f"kubectl get pods -n {kv['metadata'].get('namespace')}   (and their events)")
     if kv is None or version is None:
         return
     where = obj_ref({"kind": "KubeVirt", "metadata": kv["metadata"]})

@@ -250,3 +250,27 @@ def plan_enable_hco(hco: dict[str, Any], kv: dict[str, Any], version: tuple[int,
 def observed_version_of(kv: dict[str, Any]) -> str | None:
     value = dig(kv, "status", "observedKubeVirtVersion")
     return str(value) if value else None
+
+
+DEPLOYED = "Deployed"
+
+
+def deployment_problem(kv: dict[str, Any]) -> str | None:
+    """What virt-operator says of its own deployment, when it is not done: phase Deploying, Deleting, ...; its
+    conditions' messages; a target version it has not reached. None once it reports Deployed (or when no operator
+    writes status, as on a cluster whose KubeVirt CR was written by hand)."""
+    status = dig(kv, "status")
+    if not isinstance(status, dict) or not status.get("phase"):
+        return None
+    phase = str(status["phase"])
+    target, observed = status.get("targetKubeVirtVersion"), status.get("observedKubeVirtVersion")
+    if phase == DEPLOYED and (not target or target == observed):
+        return None
+    conds = [c for c in status.get("conditions") or [] if isinstance(c, dict)]
+    degraded = [str(c.get("message") or c.get("reason")) for c in conds
+                if c.get("type") == "Degraded" and c.get("status") == "True"]
+    why = f": {degraded[0]}" if degraded else ""
+    if phase == DEPLOYED:
+        return f"KubeVirt is deploying {target} (still at {observed or 'no version'}){why}"
+    return f"KubeVirt is {phase}, not {DEPLOYED} (virt-operator has not finished){why}"
+

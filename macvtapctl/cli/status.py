@@ -32,7 +32,8 @@ def status(ctx: typer.Context) -> None:
 
 def _tables(printer: Any, doc: dict[str, Any], *, wide: bool) -> None:
     kv = doc["kubevirt"]
-    lines = [f"KubeVirt:        {kv['version'] or 'not installed'}; macvtap bindings: "
+    phase = f" ({kv['phase']})" if kv.get("phase") else ""
+    lines = [f"KubeVirt:        {kv['version'] or 'not installed'}{phase}; macvtap bindings: "
              f"{', '.join(kv['macvtapBindings']) or 'none'}"]
     if kv.get("note"):
         lines.append(f"                 {kv['note']}")

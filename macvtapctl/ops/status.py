@@ -36,10 +36,15 @@ def _kubevirt(kube: Kube, problems: list[str]) -> dict[str, Any]:
     version = kvplan.observed_version_of(kv) if kv else None
     bindings = registered_bindings(kube, kv) if kv else {}
     tap = sorted(n for n, b in bindings.items() if (b or {}).get("domainAttachmentType") == "tap")
-    out: dict[str, Any] = {"installed": kv is not None, "version": version, "macvtapBindings": tap}
+    phase = dig(kv, "status", "phase") if kv else None
+    out: dict[str, Any] = {"installed": kv is not None, "version": version, "phase": phase or None,
+                           "macvtapBindings": tap}
     if kv is None:
         problems.append("KubeVirt is not installed" if not kvs else "more than one KubeVirt CR")
         return out
+    deploying = kvplan.deployment_problem(kv)
+    if deploying:
+        problems.append(deploying)
     gates = dig(kv, "spec", "configuration", "developerConfiguration")
     gates = gates if isinstance(gates, dict) else {}
     parsed = kvplan.parse_version(version)

@@ -33,6 +33,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 MINIMAL_CRDS = HERE / "crds"
+API_SERVICE_IP = "10.0.0.1"  # the `kubernetes` Service: the first address of --service-cluster-ip-range
 KUBEVIRT_NAMESPACE = "kubevirt"
 KUBEVIRT_NAME = "kubevirt"
 UNPRIVILEGED_USER = "jane"
@@ -56,6 +57,11 @@ def kubevirt_pins() -> list[str]:
 def _minor(version: str) -> tuple[int, int]:
     major, minor = version.lstrip("v").split(".")[:2]
     return int(major), int(minor)
+
+
+def kubevirt_runtime_version() -> str:
+    """The KubeVirt release whose own components run on the real node (KUBEVIRT_RUNTIME_VERSION in pins.env)."""
+    return _pins()["KUBEVIRT_RUNTIME_VERSION"]
 
 
 def select_kubevirt(requested: str | None) -> tuple[str, str]:
@@ -145,8 +151,13 @@ def _pki(d: Path) -> dict[str, Path]:
     import ipaddress
 
     srv_key = ec.generate_private_key(ec.SECP256R1())
+    node_addresses = [ip] if (ip := default_route_ip()) else []
+    # In-cluster clients (KubeVirt's components) reach it at the `kubernetes` Service's address and by its names.
     write("apiserver", cert(name("kube-apiserver"), srv_key, ca_name, ca_key, server=True, san=[
-        x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), srv_key)
+        x509.DNSName("localhost"), x509.DNSName("kubernetes"), x509.DNSName("kubernetes.default"),
+        x509.DNSName("kubernetes.default.svc"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        x509.IPAddress(ipaddress.ip_address(API_SERVICE_IP)),
+        *[x509.IPAddress(ipaddress.ip_address(a)) for a in node_addresses]]), srv_key)
     # The KubeVirt fixture's admission webhook (kube-apiserver calls it at 127.0.0.1).
     wh_key = ec.generate_private_key(ec.SECP256R1())
     write("kvfixture", cert(name("kvfixture"), wh_key, ca_name, ca_key, server=True, san=[
@@ -162,6 +173,14 @@ def _pki(d: Path) -> dict[str, Path]:
     (d / "sa.key").write_bytes(key_pem(sa))
     files["sa.key"] = d / "sa.key"
     return files
+
+
+def default_route_ip() -> str | None:
+    """The address on the default route's interface: what a node (and the API server it calls) is reached at."""
+    with contextlib.suppress(OSError, ValueError, IndexError, KeyError, TypeError):
+        out = subprocess.run(["ip", "-j", "route", "get", "1.1.1.1"], check=False, capture_output=True, text=True)
+        return str(json.loads(out.stdout)[0]["prefsrc"])
+    return None
 
 
 def kubeconfig(server: str, ca: Path, crt: Path, key: Path, user: str) -> dict[str, Any]:
@@ -208,8 +227,8 @@ class ControlPlane:
         (tests/controlplane/crds: accept any field, no admission; a named fallback the conformance tests fail).
         kubevirt_pin: which pinned KubeVirt runs (default: select_kubevirt(kubevirt_version)); the KubeVirt CR
         reports kubevirt_version either way."""
-        if crds not in ("kubevirt", "minimal"):
-            raise ValueError(f"crds must be 'kubevirt' or 'minimal', not {crds!r}")
+        if crds not in ("kubevirt", "minimal", "runtime"):
+            raise ValueError(f"crds must be 'kubevirt', 'minimal' or 'runtime', not {crds!r}")
         self.dir = Path(workdir).resolve()
         self.kubevirt_version = kubevirt_version
         self.crds = crds
@@ -226,7 +245,7 @@ class ControlPlane:
     # -- lifecycle --
     def start(self) -> ControlPlane:
         bins = binaries()
-        if self.crds == "kubevirt":
+        if self.crds in ("kubevirt", "runtime"):
             self.fixture = kubevirt_fixture(self.kubevirt_pin)
         self.dir.mkdir(parents=True, exist_ok=True)
         pki = _pki(self.dir / "pki")
@@ -246,17 +265,16 @@ class ControlPlane:
         api_log = self.dir / "kube-apiserver.log"
         api = self._spawn([
             str(bins / "kube-apiserver"), f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-            "--bind-address=127.0.0.1", f"--secure-port={api_port}", f"--cert-dir={self.dir / 'pki'}",
+            f"--secure-port={api_port}", f"--cert-dir={self.dir / 'pki'}",
             f"--tls-cert-file={pki['apiserver.crt']}", f"--tls-private-key-file={pki['apiserver.key']}",
             f"--client-ca-file={pki['ca.crt']}", "--authorization-mode=RBAC",
             f"--service-account-issuer=https://127.0.0.1:{api_port}",
             f"--service-account-key-file={pki['sa.key']}", f"--service-account-signing-key-file={pki['sa.key']}",
             "--service-cluster-ip-range=10.0.0.0/24", "--allow-privileged=true",
-            "--disable-admission-plugins=ServiceAccount", "--endpoint-reconciler-type=none",
             "--enable-priority-and-fairness=false", "--profiling=false", "--v=0",
             f"--kubelet-client-certificate={pki['kubelet-client.crt']}",
             f"--kubelet-client-key={pki['kubelet-client.key']}", "--kubelet-preferred-address-types=InternalIP",
-            *self._advertise_flags(),
+            *self._network_flags(),
         ], api_log)
         ctx = ssl.create_default_context(cafile=str(pki["ca.crt"]))
         _wait(lambda: urllib.request.urlopen(
@@ -269,19 +287,30 @@ class ControlPlane:
         for p in (self.admin_kubeconfig, self.user_kubeconfig):
             p.chmod(0o600)
         self.install_crds()
-        self.reset_kubevirt(self.kubevirt_version)
-        if self.fixture is not None:
-            self._start_admission(pki)
+        if self.crds != "runtime":  # with KubeVirt's runtime, virt-operator installs its CRDs, CR status, admission
+            self.reset_kubevirt(self.kubevirt_version)
+            if self.fixture is not None:
+                self._start_admission(pki)
         (self.dir / "state.json").write_text(json.dumps({
-            "server": self.server, "pids": [p.pid for p in self.procs], "bin": str(bins)}))
+            "server": self.server, "pids": [p.pid for p in self.procs], "bin": str(bins), "crds": self.crds,
+            "kubevirt_pin": self.kubevirt_pin}))
         return self
 
-    @staticmethod
-    def _advertise_flags() -> list[str]:
+    def _network_flags(self) -> list[str]:
+        if self.crds == "runtime":
+            # In-cluster clients (KubeVirt's pods) call the API server as a real cluster's do: at the `kubernetes`
+            # Service, whose endpoint is the node address (tests/node/node.py routes the Service there); the
+            # ServiceAccount admission gives them their tokens; webhooks and the virt-api APIService are called
+            # at their endpoints (there is no kube-proxy on this host for the API server to go through).
+            ip = default_route_ip()
+            if ip is None:
+                raise RuntimeError("KubeVirt's runtime needs a node address: this host has no default route")
+            return ["--bind-address=0.0.0.0", f"--advertise-address={ip}", "--enable-aggregator-routing=true"]
+        # Nothing in the cluster calls the API server: loopback only, no pod tokens, no endpoints to keep.
+        flags = ["--bind-address=127.0.0.1", "--disable-admission-plugins=ServiceAccount",
+                 "--endpoint-reconciler-type=none"]
         # Without a default route kube-apiserver cannot pick an advertise address on its own.
-        with open("/proc/net/route") as f:
-            has_default = any(line.split()[1] == "00000000" for line in f.readlines()[1:] if line.split())
-        return [] if has_default else ["--advertise-address=127.0.0.1"]
+        return flags if default_route_ip() else [*flags, "--advertise-address=127.0.0.1"]
 
     def _spawn(self, cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
         with open(log, "ab") as out:
@@ -318,7 +347,8 @@ class ControlPlane:
     def crd_files(self) -> list[Path]:
         if self.fixture is None:
             return sorted(MINIMAL_CRDS.glob("*.yaml"))
-        return [self.fixture / f for f in ("kubevirt.crds.yaml", "nad.crd.yaml", "cnao.crd.yaml")]
+        kubevirt = [] if self.crds == "runtime" else ["kubevirt.crds.yaml"]
+        return [self.fixture / f for f in (*kubevirt, "nad.crd.yaml", "cnao.crd.yaml")]
 
     def _start_admission(self, pki: dict[str, Path]) -> None:
         """KubeVirt's validating admission (virt-api's VM and VMI-create admitters, virt-operator's KubeVirt CR
@@ -452,7 +482,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             return 0
         cmd_down(args)
     t0 = time.monotonic()
-    cp = ControlPlane(d, kubevirt_version=args.kubevirt_version or None, crds=args.crds, detach=True)
+    runtime = args.crds == "runtime"
+    cp = ControlPlane(d, kubevirt_version=args.kubevirt_version or None, crds=args.crds, detach=True,
+                      kubevirt_pin=kubevirt_runtime_version() if runtime else None)
     if cp.kubevirt_note:
         print(f"note: {cp.kubevirt_note}", file=sys.stderr)
     try:
@@ -460,10 +492,14 @@ def cmd_up(args: argparse.Namespace) -> int:
     except BaseException:
         cp.stop()
         raise
-    served = (f"KubeVirt {cp.kubevirt_pin} CRDs and admission" if cp.fixture
-              else "minimal CRDs (any field accepted, no admission)")
-    print(f"local control plane up at {cp.server} in {time.monotonic() - t0:.1f}s: {served}; "
-          f"KubeVirt CR {KUBEVIRT_NAMESPACE}/{KUBEVIRT_NAME} reports {args.kubevirt_version or 'no version'}")
+    if runtime:
+        print(f"local control plane up at {cp.server} in {time.monotonic() - t0:.1f}s: ready for KubeVirt "
+              f"{cp.kubevirt_pin}'s own components (make kubevirt-up installs them)")
+    else:
+        served = (f"KubeVirt {cp.kubevirt_pin} CRDs and admission" if cp.fixture
+                  else "minimal CRDs (any field accepted, no admission)")
+        print(f"local control plane up at {cp.server} in {time.monotonic() - t0:.1f}s: {served}; "
+              f"KubeVirt CR {KUBEVIRT_NAMESPACE}/{KUBEVIRT_NAME} reports {args.kubevirt_version or 'no version'}")
     # kubectl (built with the control plane) on a path the README can name.
     bin_dir = d / "bin"
     bin_dir.mkdir(exist_ok=True)
@@ -505,8 +541,9 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--dir", default=".devcluster")
     up.add_argument("--kubevirt-version", default=os.environ.get("KUBEVIRT_VERSION") or kubevirt_pins()[-1],
                     help="what the KubeVirt CR reports; a pinned release also runs its own CRDs and admission")
-    up.add_argument("--crds", choices=("kubevirt", "minimal"), default="kubevirt",
-                    help="kubevirt: the pinned KubeVirt's CRDs and admission; minimal: accept-anything CRDs")
+    up.add_argument("--crds", choices=("kubevirt", "minimal", "runtime"), default="kubevirt",
+                    help="kubevirt: the pinned KubeVirt's CRDs and admission; minimal: accept-anything CRDs; "
+                         "runtime: ready for KubeVirt's own components (make kubevirt-up), which bring theirs")
     down = sub.add_parser("down")
     down.add_argument("--dir", default=".devcluster")
     args = parser.parse_args(argv)

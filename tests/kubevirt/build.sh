@@ -25,14 +25,17 @@ out="$cache/kubevirt-${version}_nad-${NAD_CLIENT_VERSION}_cnao-${CNAO_VERSION}"
 src_sum=$(sha256sum "$here/main.go" | cut -c1-16)
 ready() { [ -x "$out/kvfixture" ] && [ -s "$out/kubevirt.crds.yaml" ] && [ -s "$out/nad.crd.yaml" ] \
   && [ -s "$out/cnao.crd.yaml" ] && [ "$(cat "$out/main.go.sum" 2>/dev/null)" = "$src_sum" ]; }
-if ready; then echo "$out"; exit 0; fi
+# shellcheck source=../buildsteps.sh
+. "$here/../buildsteps.sh"
+if ready; then cached "KubeVirt $version fixture"; echo "$out"; exit 0; fi
 mkdir -p "$cache"
 exec 9>"$cache/.lock-kubevirt"
 flock 9
-if ready; then echo "$out"; exit 0; fi
+if ready; then cached "KubeVirt $version fixture"; echo "$out"; exit 0; fi
 command -v go >/dev/null || { echo "error: go is required to build the KubeVirt fixture" >&2; exit 1; }
-echo "building the KubeVirt $version fixture; the first build takes about 5 minutes" >&2
 mkdir -p "$out"
+export BUILD_LOG="$out/build.log"
+: > "$BUILD_LOG"
 work=$(mktemp -d "$cache/build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=${GOTOOLCHAIN:-local}
@@ -62,8 +65,10 @@ go mod edit -require="kubevirt.io/kubevirt@$version"
 # does not list (v1.8: github.com/rhobs/operator-observability-toolkit v0.0.30, a 404 there).
 cp "$(moddir "kubevirt.io/kubevirt@$version")/go.sum" go.sum
 chmod u+w go.sum
-go mod tidy -e >&2  # -e: test-only imports of dependencies need not resolve (not built)
-go build -trimpath -ldflags "-s -w -X main.version=$version" -o "$out/kvfixture.tmp" . >&2
+# -e: test-only imports of dependencies need not resolve (not built)
+fetch "KubeVirt $version modules" go mod tidy -e
+step "KubeVirt $version fixture (CRDs, admission)" \
+  go build -trimpath -ldflags "-s -w -X main.version=$version" -o "$out/kvfixture.tmp" .
 mv "$out/kvfixture.tmp" "$out/kvfixture"
 "$out/kvfixture" crds > "$out/kubevirt.crds.yaml"
 cp "$(moddir "github.com/k8snetworkplumbingwg/network-attachment-definition-client@$NAD_CLIENT_VERSION")/artifacts/networks-crd.yaml" \
@@ -72,4 +77,5 @@ cp "$(moddir "github.com/kubevirt/cluster-network-addons-operator@$CNAO_VERSION"
   "$out/cnao.crd.yaml"
 chmod u+w "$out"/*.yaml
 echo "$src_sum" > "$out/main.go.sum"
+build_done "KubeVirt $version fixture"
 echo "$out"

@@ -93,6 +93,45 @@ def artefacts() -> Artefacts:
     return art
 
 
+CONTAINERDISK_IMAGE = "localhost/macvtapctl/guest-disk:e2e"
+
+
+def boot_disk() -> Path:
+    """A raw disk SeaBIOS boots: one FAT filesystem (no partition table) with syslinux in its boot sector, the
+    kernel and the initramfs; `mvt.do=vm` on the kernel command line. Made without mounting anything: mkfs.fat
+    writes a file, syslinux and mcopy reach into it through mtools. Cached with the guest's artefacts."""
+    art = artefacts()
+    out = art.kernel.parent / "disk.img"
+    if out.exists():
+        return out
+    for tool in ("mkfs.fat", "syslinux", "mcopy"):
+        if shutil.which(tool) is None:
+            raise RuntimeError(f"{tool} is required for the guest's boot disk (python3 tools/prereqs.py test)")
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = Path(tmp) / "syslinux.cfg"
+        cfg.write_text("DEFAULT vm\nPROMPT 0\nTIMEOUT 0\nLABEL vm\n  KERNEL vmlinuz\n  INITRD initrd\n"
+                       "  APPEND console=ttyS0 quiet panic=-1 mvt.do=vm\n")
+        size_kib = (art.kernel.stat().st_size + art.initramfs.stat().st_size) // 1024 + 4096
+        tmp_img = out.with_suffix(".tmp")
+        tmp_img.unlink(missing_ok=True)
+        subprocess.run(["mkfs.fat", "-C", "-n", "MVTGUEST", str(tmp_img), str(size_kib)], check=True,
+                       capture_output=True)
+        subprocess.run(["syslinux", "--install", str(tmp_img)], check=True, capture_output=True)
+        for src, name in ((art.kernel, "vmlinuz"), (art.initramfs, "initrd"), (cfg, "syslinux.cfg")):
+            subprocess.run(["mcopy", "-i", str(tmp_img), str(src), f"::{name}"], check=True, capture_output=True)
+        tmp_img.replace(out)
+    return out
+
+
+def containerdisk_image(out_dir: Path) -> Path:
+    """The guest as a KubeVirt containerDisk: FROM scratch, the disk at /disk/, readable by qemu's uid 107."""
+    from images import _layer, write_oci_archive
+
+    disk = boot_disk().read_bytes()
+    return write_oci_archive(out_dir / "guest-disk.tar", CONTAINERDISK_IMAGE,
+                             [_layer([("disk/guest.img", disk, 0o444)])], {})
+
+
 def accelerator() -> tuple[str, str]:
     """(accel, vhost): KVM only where the CPU really has VT-x/AMD-V (a PVM host has /dev/kvm but stock kernels
     hang in it), vhost-net only where its device exists (`vhost=on` without it aborts qemu)."""

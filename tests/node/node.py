@@ -43,8 +43,13 @@ KUBELET_ROOT = Path("/var/lib/kubelet")
 CONTAINERD_STATE = Path("/run/containerd")
 CONTAINERD_ROOT = Path("/var/lib/macvtapctl-e2e/containerd")
 SOCKET = CONTAINERD_STATE / "containerd.sock"
+# KubeVirt's virt-handler keeps its state in host directories (hostPath volumes, DirectoryOrCreate).
+KUBEVIRT_HOST_DIRS = [Path("/run/kubevirt"), Path("/run/kubevirt-private"), Path("/run/kubevirt-libvirt-runtimes"),
+                      Path("/var/lib/kubevirt-node-labeller"), Path("/etc/multipath")]
 HOST_DIRS = [KUBELET_ROOT, CONTAINERD_STATE, CONTAINERD_ROOT.parent, Path("/var/log/pods"),
-             Path("/var/log/containers"), Path("/usr/libexec/kubernetes"), Path("/etc/kubernetes")]
+             Path("/var/log/containers"), Path("/usr/libexec/kubernetes"), Path("/etc/kubernetes"),
+             *KUBEVIRT_HOST_DIRS]
+NFT_TABLES = [("ip", "kube-proxy"), ("ip6", "kube-proxy")]  # kube-proxy's own (nftables mode); no other table
 SYSCTLS = ["kernel.panic", "kernel.panic_on_oops", "vm.overcommit_memory"]  # the kubelet changes these
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 RUNC = "/usr/sbin/runc"  # Debian's runc: built with seccomp, which containerd's sandbox profile needs
@@ -142,15 +147,47 @@ class Node:
         # The guest VMs' qemu runs as uid 107 and reads its kernel from a directory below this one.
         CONTAINERD_ROOT.parent.mkdir(parents=True, exist_ok=True)
         CONTAINERD_ROOT.parent.chmod(0o711)
-        self._lan()
+        self._lan()  # first: its /run/netns bind mount must not join /'s peer group (see _shared_mounts)
+        self._shared_mounts()
         self._cni(nbins)
         self._images()
         self._containerd(nbins)
         self._kubelet(bins, cp["server"])
         self._control_loops(bins)
+        if cp.get("crds") == "runtime":
+            self._kube_proxy(bins)
         self._wait_ready(bins)
         print(f"node {NODE_NAME} Ready in {time.monotonic() - t0:.1f}s (lower device {LOWER}, "
               f"LAN peer {LAN_PEER_IP} in netns {LAN_NETNS}; logs in {self.dir})")
+
+    def _shared_mounts(self) -> None:
+        """Shared mounts where a systemd host has them: KubeVirt's virt-handler (/var/lib/kubelet, /run/kubevirt)
+        and upstream macvtap-cni (its CNI dir) mount with Bidirectional propagation, which the kubelet refuses on
+        a private mount ("... is not a shared mount"). Only the mounts holding those paths change (here: /), not
+        recursively: this host stacks mounts at /dev/shm and /dev/pts that `--make-rshared /` would reach and no
+        path can give back. Each one's propagation is recorded first; `down` restores it.
+        After `ip netns add` (_lan): a /run/netns bind made while / is shared joins /'s peer group, a namespace
+        mounted in it then propagates to / under the bind, and `ip netns del` cannot remove it (EBUSY)."""
+        holders = {_mount_of(p) for p in (KUBELET_ROOT.parent, Path("/run"), self.cni_bin.parent)}
+        found = _propagation()
+        self.state["propagation"] = {t: found[t] for t in sorted(holders) if found.get(t) != "shared"}
+        self._save()
+        for target in self.state["propagation"]:
+            run("mount", "--make-shared", target)
+
+    def _kube_proxy(self, bins: Path) -> None:
+        """kube-proxy (nftables mode): the `kubernetes` Service's address reaches the API server from pods, as in
+        a real cluster. It writes only its own tables (ip/ip6 kube-proxy), which `down` removes."""
+        if shutil.which("nft") is None:
+            raise NodeError("nft is missing (Debian package nftables): kube-proxy's nftables mode runs it")
+        self.state["nft_tables"] = [f"{fam} {name}" for fam, name in NFT_TABLES]
+        self._save()
+        kc = str(self.cluster / "kubeconfig")
+        self._spawn("kube-proxy", [
+            str(bins / "kube-proxy"), f"--kubeconfig={kc}", "--proxy-mode=nftables",
+            f"--hostname-override={NODE_NAME}", f"--cluster-cidr={POD_SUBNET}",
+            "--conntrack-max-per-core=0",  # leave the host's nf_conntrack_max alone
+            "--metrics-bind-address=127.0.0.1:10249", "--healthz-bind-address=127.0.0.1:10256", "--v=1"])
 
     def _lan(self) -> None:
         self.state["lan"] = True
@@ -310,6 +347,8 @@ state = "{CONTAINERD_STATE}"
             str(bins / "kube-controller-manager"), f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}",
             f"--authorization-kubeconfig={kc}", "--leader-elect=false", "--secure-port=0",
             "--controllers=*,-serviceaccount-token", "--use-service-account-credentials=false",
+            # kube-root-ca.crt in every namespace: what pods' projected service-account volumes mount
+            f"--root-ca-file={self.cluster / 'pki' / 'ca.crt'}",
             "--node-monitor-grace-period=20s", "--v=1"])
 
     def _wait_ready(self, bins: Path) -> None:
@@ -351,7 +390,7 @@ state = "{CONTAINERD_STATE}"
 
         step("keep the agent's log", self._keep_agent_log)
         pids = self.state.get("pids", {})
-        for name in ("kube-controller-manager", "kube-scheduler", "kubelet"):
+        for name in ("kube-proxy", "kube-controller-manager", "kube-scheduler", "kubelet"):
             if name in pids:
                 step(f"stop {name}", lambda p=pids[name]: _stop(p))
         step("kill pod processes", _kill_cgroup_tasks)
@@ -362,10 +401,15 @@ state = "{CONTAINERD_STATE}"
         step("pod namespaces", _remove_pod_netns)
         step("cgroups", _remove_cgroups)
         step("links", self._remove_links)
+        for table in self.state.get("nft_tables", []):
+            step(f"nft table {table}", lambda t=table: _delete_nft_table(t))
+
         if self.state.get("lan"):
             step("LAN namespace", lambda: run("ip", "netns", "del", LAN_NETNS, check=False, quiet=True))
         if self.state.get("netns_mount") and not any(Path("/run/netns").iterdir()):
             step("/run/netns", lambda: run("umount", "/run/netns", check=False, quiet=True))
+        if self.state.get("propagation"):
+            step("mount propagation", lambda: _restore_propagation(self.state["propagation"]))
         for name, value in self.state.get("sysctls", {}).items():
             step(f"sysctl {name}", lambda n=name, v=value: Path("/proc/sys", *n.split(".")).write_text(v))
         for d in self.state.get("created_dirs", []):
@@ -448,7 +492,9 @@ def _kubepods_cgroups() -> list[Path]:
     for ctrl in CGROUP_ROOT.iterdir():
         base = ctrl / "kubepods"
         if base.is_dir():
-            found += sorted((p for p in base.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+            # os.walk skips what vanishes under it (a pod's cgroup removed while we look); rglob raises.
+            dirs = [Path(root) / d for root, subdirs, _ in os.walk(base) for d in subdirs]
+            found += sorted(dirs, key=lambda p: -len(p.parts))
             found.append(base)
     return found
 
@@ -483,9 +529,36 @@ def _mounts() -> list[str]:
         return [line.split()[4].replace("\\040", " ") for line in f]
 
 
+def _propagation() -> dict[str, str]:
+    """Every mount point and its propagation (shared, private, slave, unbindable)."""
+    out = run("findmnt", "-J", "-l", "-o", "TARGET,PROPAGATION", check=True, quiet=True).stdout
+    return {m["target"]: m["propagation"].split(",")[0] for m in json.loads(out)["filesystems"]}
+
+
+def _mount_of(path: Path) -> str:
+    """The mount point holding `path` (the nearest existing ancestor's)."""
+    while not path.exists():
+        path = path.parent
+    return run("findmnt", "-n", "-o", "TARGET", "-T", str(path), check=True, quiet=True).stdout.strip()
+
+
+def _restore_propagation(before: dict[str, str]) -> None:
+    now = _propagation()
+    for target, prop in before.items():
+        if target in now and now[target] != prop:
+            run("mount", f"--make-{prop}", target, quiet=True)
+
+
+def _delete_nft_table(table: str) -> None:
+    family, name = table.split()
+    if run("nft", "list", "table", family, name, check=False, quiet=True).returncode == 0:
+        run("nft", "delete", "table", family, name, quiet=True)
+
+
 def _unmount_all() -> None:
-    prefixes = [str(d) + "/" for d in (KUBELET_ROOT, CONTAINERD_STATE, CONTAINERD_ROOT)] + ["/run/netns/cni-"]
-    exact = {str(KUBELET_ROOT), str(CONTAINERD_STATE), str(CONTAINERD_ROOT)}
+    roots = [KUBELET_ROOT, CONTAINERD_STATE, CONTAINERD_ROOT, *KUBEVIRT_HOST_DIRS]
+    prefixes = [str(d) + "/" for d in roots] + ["/run/netns/cni-"]
+    exact = {str(d) for d in roots}
     for _ in range(5):
         targets = [m for m in _mounts() if m in exact or any(m.startswith(p) for p in prefixes)]
         if not targets:

@@ -74,3 +74,28 @@ def test_quirks_upstream_accepts_are_warnings_not_problems() -> None:
     doc = collect(FakeKube(kubevirt("v1.5.0"), [{"Name": "dp", "lowerDevice": "eth0", "capacity": 0}],  # type: ignore[arg-type]
                            [nad("dp", "dp")]))
     assert doc["problems"] == [] and len(doc["deviceplugin"]["warnings"]) == 2
+
+
+def test_kubevirt_not_yet_deployed_is_a_problem_for_status_and_doctor_alike() -> None:
+    from macvtapctl import doctor
+
+    states = {
+        "deploying": ({"phase": "Deploying", "observedKubeVirtVersion": "v1.7.0",
+                       "conditions": [{"type": "Degraded", "status": "True", "message": "virt-handler 0/1"}]},
+                      "KubeVirt is Deploying, not Deployed (virt-operator has not finished): virt-handler 0/1"),
+        "updating": ({"phase": "Deployed", "observedKubeVirtVersion": "v1.7.0", "targetKubeVirtVersion": "v1.8.0"},
+                     "KubeVirt is deploying v1.8.0 (still at v1.7.0)"),
+        "deployed": ({"phase": "Deployed", "observedKubeVirtVersion": "v1.7.0",
+                      "targetKubeVirtVersion": "v1.7.0"}, None),
+        "no operator": ({"observedKubeVirtVersion": "v1.7.0"}, None),
+    }
+    for state, (status, expected) in states.items():
+        kv = kubevirt("v1.7.0")
+        kv["status"] = status
+        problems = collect(FakeKube(kv, GOOD, [nad("dp", "dp")]))["problems"]  # type: ignore[arg-type]
+        found = [f for f in doctor.versions(doctor.Snapshot(kubevirts=[kv])) if f.id == "kubevirt-deploying"]
+        if expected is None:
+            assert problems == [] and found == [], state
+        else:
+            assert problems == [expected], state
+            assert len(found) == 1 and found[0].cause.startswith(expected) and found[0].severity == "error", state

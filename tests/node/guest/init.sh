@@ -5,6 +5,8 @@
 #   dhcp             get a lease with udhcpc (the cloud-init `dhcp4: true` path)
 #   serve:SECONDS    answer pings for SECONDS
 #   lldp:SECONDS     wait SECONDS for an LLDP frame (a multicast group the guest never joined)
+#   vm               a VM KubeVirt runs (the containerDisk boots it so): every NIC up and leased by DHCP (the
+#                    cloud-init `dhcp4: true` path), each lease on the console, then answer pings until stopped
 export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -14,6 +16,15 @@ for m in failover net_failover virtio_ring virtio virtio_pci_modern_dev virtio_p
 done
 arg() { tr ' ' '\n' < /proc/cmdline | sed -n "s/^mvt\.$1=//p"; }
 ip link set lo up
+if [ "$(arg do)" = vm ]; then
+  i=0; while [ -z "$(ls /sys/class/net | grep -v '^lo$')" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+  for nic in $(ls /sys/class/net | grep -v '^lo$'); do
+    ip link set "$nic" up
+    echo "MVT-NIC name=$nic mac=$(cat /sys/class/net/$nic/address) mtu=$(cat /sys/class/net/$nic/mtu)"
+    udhcpc -i "$nic" -b -t 30 -T 2 -s /bin/udhcpc.sh >/dev/null 2>&1  # -b: keeps trying, renews, in background
+  done
+  while :; do sleep 3600; done
+fi
 i=0; while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
 ip link set eth0 up
 echo "MVT-NIC mac=$(cat /sys/class/net/eth0/address) mtu=$(cat /sys/class/net/eth0/mtu)"
