@@ -11,8 +11,10 @@ KUBEVIRT_VERSION ?=
 export KUBEVIRT_VERSION
 
 SHIM := macvtapctl/agent/shim/macvtap
+# As root, the real node (and KubeVirt's own components on it) join the demo and the tests.
+DEMO_NODE := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 
-.PHONY: help prereqs shim proto venv testenv nodeenv lint typecheck unit integration datapath e2e compat test demo cluster-up image \
+.PHONY: help prereqs shim proto venv testenv nodeenv kubevirtenv kubevirt-up lint typecheck unit integration datapath e2e compat test demo cluster-up image \
         cluster-down node-up node-down completions docs krew clean bench
 
 help:
@@ -21,6 +23,7 @@ help:
 	@echo "make cluster-up    start the local control plane in the background ($(DEVCLUSTER)/kubeconfig)"
 	@echo "make cluster-down  stop it (and the node)"
 	@echo "make node-up       join a real node (kubelet, containerd, runc, Multus) to it (root)"
+	@echo "make kubevirt-up   KubeVirt's own components on that node, deployed by virt-operator (root)"
 	@echo "make node-down     stop the node and undo everything it changed on the host"
 	@echo "make e2e           the real-node tests (root; part of make test)"
 	@echo "make compat        the agent beside the real upstream macvtap-cni (root; needs ../shared/upstream)"
@@ -80,7 +83,7 @@ e2e: venv testenv nodeenv shim
 compat: venv shim
 	MACVTAPCTL_COMPAT=1 $(BIN)/pytest tests/compat -p no:cacheprovider -rA
 
-test: prereqs venv testenv nodeenv shim lint typecheck
+test: prereqs venv testenv nodeenv $(if $(DEMO_NODE),kubevirtenv) shim lint typecheck
 	$(BIN)/pytest
 
 # Timings live here, never in tests: start-up, rendering, scale reads/writes vs kubectl, CNI and device plugin vs
@@ -101,6 +104,15 @@ node-up: PREREQS_FOR = demo
 node-up: prereqs cluster-up nodeenv shim
 	$(BIN)/python tests/node/node.py up --dir $(DEVCLUSTER)
 
+# KubeVirt's own virt-operator, virt-api, virt-controller and virt-handler on the real node (root), built here
+# (tests/kubevirt/runtime) and deployed by virt-operator from the KubeVirt CR.
+kubevirtenv: venv
+	bash tests/kubevirt/runtime/build.sh >/dev/null
+
+kubevirt-up: CLUSTER_CRDS = runtime
+kubevirt-up: node-up kubevirtenv
+	$(BIN)/python tests/node/kubevirt.py up --dir $(DEVCLUSTER)
+
 node-down: venv
 	$(BIN)/python tests/node/node.py down --dir $(DEVCLUSTER)
 
@@ -109,7 +121,6 @@ MVC := $(BIN)/macvtapctl --kubeconfig $(DEVCLUSTER)/kubeconfig
 KUBECTL := $(DEVCLUSTER)/bin/kubectl --kubeconfig $(DEVCLUSTER)/kubeconfig
 # As root the demo joins a real node (kubelet, containerd, Multus) and puts a pod on macvtap; otherwise it stops at
 # what the API server alone can show.
-DEMO_NODE := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 DEMO_LOWER := $(if $(DEMO_NODE),e2elan0,eth0)
 
 demo: PREREQS_FOR = demo

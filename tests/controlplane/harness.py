@@ -169,6 +169,14 @@ def _pki(d: Path) -> dict[str, Path]:
                            ("node", f"system:node:{NODE_NAME}", ("system:nodes",))):
         k = ec.generate_private_key(ec.SECP256R1())
         write(stem, cert(name(cn, orgs), k, ca_name, ca_key), k)
+    # The aggregation layer's front proxy (a CA of its own, as kubeadm makes it): kube-apiserver proxies
+    # subresources.kubevirt.io to virt-api with this client certificate, and virt-api refuses to start without
+    # the CA in extension-apiserver-authentication.
+    fp_key = ec.generate_private_key(ec.SECP256R1())
+    fp_name = name("front-proxy-ca")
+    write("front-proxy-ca", cert(fp_name, fp_key, fp_name, fp_key, ca=True), fp_key)
+    fpc_key = ec.generate_private_key(ec.SECP256R1())
+    write("front-proxy-client", cert(name("front-proxy-client"), fpc_key, fp_name, fp_key), fpc_key)
     sa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     (d / "sa.key").write_bytes(key_pem(sa))
     files["sa.key"] = d / "sa.key"
@@ -305,7 +313,13 @@ class ControlPlane:
             ip = default_route_ip()
             if ip is None:
                 raise RuntimeError("KubeVirt's runtime needs a node address: this host has no default route")
-            return ["--bind-address=0.0.0.0", f"--advertise-address={ip}", "--enable-aggregator-routing=true"]
+            pki = self.dir / "pki"
+            return ["--bind-address=0.0.0.0", f"--advertise-address={ip}", "--enable-aggregator-routing=true",
+                    f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
+                    f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+                    f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
+                    "--requestheader-allowed-names=front-proxy-client", "--requestheader-username-headers=X-Remote-User",
+                    "--requestheader-group-headers=X-Remote-Group", "--requestheader-extra-headers-prefix=X-Remote-Extra-"]
         # Nothing in the cluster calls the API server: loopback only, no pod tokens, no endpoints to keep.
         flags = ["--bind-address=127.0.0.1", "--disable-admission-plugins=ServiceAccount",
                  "--endpoint-reconciler-type=none"]

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +45,12 @@ def compile_static(src: Path, out: Path) -> Path:
     return out
 
 
-def _layer(files: Iterable[tuple[str, bytes | str, int]]) -> bytes:
-    """An uncompressed layer tar from (path, bytes or symlink target as str, mode); parent dirs are added."""
+def _layer(files: Iterable[tuple[str, bytes | str | None, int]], *,
+           owners: Mapping[str, tuple[int, int]] | None = None,
+           xattrs: Mapping[str, Mapping[str, bytes]] | None = None) -> bytes:
+    """An uncompressed layer tar from (path, bytes, symlink target as str, or None for a directory, mode); parent
+    dirs are added. `owners` gives a path's (uid, gid), root's by default; `xattrs` a path's extended attributes,
+    written as PAX SCHILY.xattr records, which containerd and GNU tar restore (a file capability, for one)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         dirs: set[str] = set()
@@ -61,7 +65,15 @@ def _layer(files: Iterable[tuple[str, bytes | str, int]]) -> bytes:
                     tar.addfile(info)
             info = tarfile.TarInfo(path.strip("/"))
             info.mode = mode
-            if isinstance(content, str):
+            info.uid, info.gid = (owners or {}).get(path, (0, 0))
+            # Binary values ride through tarfile's str headers undamaged (hdrcharset=BINARY).
+            info.pax_headers = {f"SCHILY.xattr.{k}": v.decode("utf-8", "surrogateescape")
+                                for k, v in (xattrs or {}).get(path, {}).items()}
+            if content is None:
+                dirs.add(info.name)
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            elif isinstance(content, str):
                 info.type, info.linkname = tarfile.SYMTYPE, content
                 tar.addfile(info)
             else:
@@ -142,19 +154,20 @@ def test_image(out_dir: Path) -> Path:
                              {"Env": ["PATH=/usr/local/bin:/bin"], "Cmd": ["sleep", "infinity"]})
 
 
-def base_layer() -> Path:
-    """Debian bookworm with Python 3.11, from Debian's packages (mmdebstrap), cached by its recipe."""
-    recipe = json.dumps([BASE_SUITE, BASE_PACKAGES, "minbase", "nodocs"])
-    out = cache_dir() / f"agent-base-{hashlib.sha256(recipe.encode()).hexdigest()[:12]}.tar"
+def base_layer(suite: str = BASE_SUITE, packages: Sequence[str] = BASE_PACKAGES, name: str = "agent-base") -> Path:
+    """Debian `suite` with `packages` (by default: bookworm with Python 3.11), from Debian's packages (mmdebstrap),
+    cached by its recipe as <cache>/<name>-<hash>.tar."""
+    recipe = json.dumps([suite, list(packages), "minbase", "nodocs"])
+    out = cache_dir() / f"{name}-{hashlib.sha256(recipe.encode()).hexdigest()[:12]}.tar"
     if out.exists():
         return out
     if shutil.which("mmdebstrap") is None:
-        raise RuntimeError("mmdebstrap is required to build the agent image's base (apt-get install mmdebstrap)")
+        raise RuntimeError(f"mmdebstrap is required to build the image base {name} (apt-get install mmdebstrap)")
     tmp = out.with_suffix(".tmp")
     subprocess.run(["mmdebstrap", "--variant=minbase", "--mode=root", "--format=tar", "--quiet",
-                    "--include=" + ",".join(BASE_PACKAGES),
+                    "--include=" + ",".join(packages),
                     *[f"--dpkgopt=path-exclude=/usr/share/{d}/*" for d in ("doc", "man", "locale", "info")],
-                    BASE_SUITE, str(tmp)], check=True, stdout=sys.stderr)
+                    suite, str(tmp)], check=True, stdout=sys.stderr)
     tmp.replace(out)
     return out
 

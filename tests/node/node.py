@@ -39,6 +39,7 @@ LAN_PEER_IP = "198.51.100.1"  # TEST-NET-2: only ever inside namespaces this har
 LAN_PREFIX = 24
 POD_SUBNET = "10.88.0.0/24"  # the default pod network (bridge + host-local), inside pod namespaces only
 POD_BRIDGE = "e2ecni0"
+CLUSTER_DNS_IP = "10.0.0.10"  # in the Service range; reserved for a cluster DNS (none runs here)
 KUBELET_ROOT = Path("/var/lib/kubelet")
 CONTAINERD_STATE = Path("/run/containerd")
 CONTAINERD_ROOT = Path("/var/lib/macvtapctl-e2e/containerd")
@@ -147,6 +148,7 @@ class Node:
         # The guest VMs' qemu runs as uid 107 and reads its kernel from a directory below this one.
         CONTAINERD_ROOT.parent.mkdir(parents=True, exist_ok=True)
         CONTAINERD_ROOT.parent.chmod(0o711)
+        self.state["pid_namespace"] = cp.get("crds") == "runtime"
         self._lan()  # first: its /run/netns bind mount must not join /'s peer group (see _shared_mounts)
         self._shared_mounts()
         self._cni(nbins)
@@ -206,15 +208,18 @@ class Node:
         self.cni_conf.mkdir(parents=True, exist_ok=True)
         for b in ("bridge", "ptp", "loopback", "host-local", "multus"):
             shutil.copy2(nbins / b, self.cni_bin / b)
-        podnet = {"cniVersion": "1.0.0", "name": "podnet", "plugins": [{
-            "type": "bridge", "bridge": POD_BRIDGE, "isGateway": True, "ipMasq": False,  # no iptables here
-            "ipam": {"type": "host-local", "ranges": [[{"subnet": POD_SUBNET}]],
-                     "dataDir": str(self.dir / "cni" / "ipam")}}]}
-        (self.dir / "cni" / "podnet.conflist").write_text(json.dumps(podnet, indent=1))
+        # One plugin, not a conflist: Multus v4.2.3 caches a clusterNetwork conflist for DEL with only the fields
+        # it knows (bridge's ipam loses its ranges: "no IP ranges specified"), and pods then never terminate.
+        podnet = {"cniVersion": "1.0.0", "name": "podnet",
+                  "type": "bridge", "bridge": POD_BRIDGE, "isGateway": True, "ipMasq": False,  # no iptables here
+                  # The default route (via the bridge, the host): what in-cluster clients reach Services through.
+                  "ipam": {"type": "host-local", "ranges": [[{"subnet": POD_SUBNET}]],
+                           "routes": [{"dst": "0.0.0.0/0"}], "dataDir": str(self.dir / "cni" / "ipam")}}
+        (self.dir / "cni" / "podnet.conf").write_text(json.dumps(podnet, indent=1))
         multus = {"cniVersion": "1.0.0", "name": "multus-cni-network", "type": "multus",
                   "kubeconfig": str(self.cluster / "kubeconfig"), "confDir": str(self.cni_conf),
                   "cniDir": str(self.dir / "cni" / "multus"), "binDir": str(self.cni_bin),
-                  "clusterNetwork": str(self.dir / "cni" / "podnet.conflist"),
+                  "clusterNetwork": str(self.dir / "cni" / "podnet.conf"),
                   "logFile": str(self.dir / "multus.log"), "logLevel": "verbose"}
         (self.cni_conf / "00-multus.conf").write_text(json.dumps(multus, indent=1))
 
@@ -260,8 +265,15 @@ state = "{CONTAINERD_STATE}"
         self._save()
         # The shim is found on PATH.
         env = {"PATH": f"{nbins}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
-        proc = self._spawn("containerd", [str(nbins / "containerd"), "--config", str(self.dir / "containerd.toml")],
-                           env)
+        cmd = [str(nbins / "containerd"), "--config", str(self.dir / "containerd.toml")]
+        if self.state.get("pid_namespace"):
+            # KubeVirt takes the node's PID 1 for its init (systemd on a real node): virt-handler (hostPID) joins
+            # /proc/1/ns/mnt to reach the host's mounts. This sandbox's PID 1 denies that even to root, so the
+            # runtime gets a PID namespace whose PID 1 is containerd, with its own /proc (containerd reads
+            # /proc/1 too) in a mount namespace whose other mounts stay the host's peers (propagation unchanged:
+            # / is shared, see _shared_mounts), so the kubelet's volumes and the pods' mounts are seen both ways.
+            cmd = ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "--propagation", "unchanged", *cmd]
+        proc = self._spawn("containerd", cmd, env)
         self._wait("containerd", lambda: self.ctr(nbins, "version", quiet=True).returncode == 0, proc,
                    "containerd.log")
         t0 = time.monotonic()
@@ -300,6 +312,11 @@ state = "{CONTAINERD_STATE}"
             "syncFrequency": "5s", "fileCheckFrequency": "5s", "cpuManagerReconcilePeriod": "5s",
             "maxPods": 60, "containerLogMaxSize": "10Mi",
         }
+        if self.state.get("pid_namespace"):  # KubeVirt's runtime (see _containerd)
+            # virt-launcher's DHCP server (the pod network's masquerade binding) hands the guest the pod's search
+            # domains and refuses the "." a kubelet without a cluster domain writes. No DNS server answers at
+            # 10.0.0.10 (nothing here resolves names); the search list is what a cluster's pods get.
+            config |= {"clusterDomain": "cluster.local", "clusterDNS": [CLUSTER_DNS_IP]}
         (self.dir / "kubelet.yaml").write_text(yaml.safe_dump(config))
         with self._kube() as kube:
             _node_rbac(kube)
@@ -318,8 +335,29 @@ state = "{CONTAINERD_STATE}"
         for line in out.splitlines()[1:]:
             fields = line.split()
             if fields and fields[0] == cid:
-                return int(fields[1])
+                return self._host_pid(int(fields[1]))
         raise NodeError(f"no running task for container {cid}")
+
+    def _host_pid(self, pid: int) -> int:
+        """containerd's PIDs are in its own PID namespace when the node has one (pid_namespace): the host's PID
+        of the process whose NSpid there is `pid`."""
+        if not self.state.get("pid_namespace"):
+            return pid
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                nspid = next(line.split()[1:] for line in (proc / "status").read_text().splitlines()
+                             if line.startswith("NSpid:"))
+                if len(nspid) >= 2 and int(nspid[1]) == pid and _within(proc / "ns" / "pid", self._pid_ns()):
+                    return int(proc.name)
+        raise NodeError(f"no host process is PID {pid} in the node's PID namespace")
+
+    def _pid_ns(self) -> int:
+        """The node's PID namespace (its inode): containerd's, the child of the `unshare` recorded as containerd."""
+        unshare = self.state["pids"]["containerd"]
+        child = Path(f"/proc/{unshare}/task/{unshare}/children").read_text().split()[0]
+        return os.stat(f"/proc/{child}/ns/pid").st_ino
 
     @staticmethod
     def kubelet_healthy() -> bool:
@@ -527,6 +565,28 @@ def _kill_shims() -> None:
 def _mounts() -> list[str]:
     with open("/proc/self/mountinfo") as f:
         return [line.split()[4].replace("\\040", " ") for line in f]
+
+
+NS_GET_PARENT = 0xB702  # ioctl on a namespace fd: its parent (linux/nsfs.h)
+
+
+def _within(ns_path: Path, ancestor_ino: int) -> bool:
+    """Whether the PID namespace at `ns_path` is `ancestor_ino` or nested in it (a pod's own PID namespace)."""
+    import fcntl
+
+    fd = os.open(ns_path, os.O_RDONLY)
+    try:
+        while True:
+            if os.fstat(fd).st_ino == ancestor_ino:
+                return True
+            try:
+                parent = fcntl.ioctl(fd, NS_GET_PARENT)
+            except OSError:  # the initial namespace, or one we do not own
+                return False
+            os.close(fd)
+            fd = parent
+    finally:
+        os.close(fd)
 
 
 def _propagation() -> dict[str, str]:

@@ -1,0 +1,137 @@
+"""KubeVirt's own components on the real node: virt-operator deploys virt-api, virt-controller and virt-handler from
+the KubeVirt CR, with the images built here (tests/kubevirt/runtime) imported into the node's containerd.
+
+    python tests/node/kubevirt.py up [--dir .devcluster]   (after `make node-up` on a control plane started with
+                                                            --crds runtime; `make kubevirt-up` does all three)
+
+Nothing of KubeVirt is re-implemented: the operator's manifest is KubeVirt's release manifest rendered by its own
+manifest-templator, and everything after it (install strategy, CRDs, webhooks, the components) is virt-operator's.
+What this sets is what a cluster admin sets: the image registry and tag, IfNotPresent, and `useEmulation: true`
+because this host's /dev/kvm (a PVM host) cannot run stock kernels. `make node-down` undoes it with the node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+sys.path.insert(0, str(HERE.parent / "controlplane"))
+sys.path.insert(0, str(HERE))
+
+from harness import KUBEVIRT_NAME, KUBEVIRT_NAMESPACE, NODE_NAME, kubevirt_runtime_version  # noqa: E402
+from node import Node, NodeError  # noqa: E402
+
+REGISTRY = "localhost/kubevirt"
+COMPONENTS = ("virt-operator", "virt-api", "virt-controller", "virt-handler", "virt-launcher")
+CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
+
+
+def runtime_dir() -> Path:
+    """The KubeVirt runtime's images and manifests (built, or found cached, by tests/kubevirt/runtime/build.sh)."""
+    out = subprocess.run(["bash", str(REPO / "tests" / "kubevirt" / "runtime" / "build.sh"),
+                          kubevirt_runtime_version()], check=True, stdout=subprocess.PIPE, text=True)
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def kubevirt_cr(version: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "kubevirt.io/v1", "kind": "KubeVirt",
+        "metadata": {"name": KUBEVIRT_NAME, "namespace": KUBEVIRT_NAMESPACE},
+        "spec": {
+            "imageRegistry": REGISTRY, "imageTag": version, "imagePullPolicy": "IfNotPresent",
+            # The images are imported, not pulled: IfNotPresent. TCG, not KVM: this host's KVM is a PVM host.
+            "configuration": {"developerConfiguration": {"useEmulation": True}},
+        },
+    }
+
+
+class KubeVirt:
+    def __init__(self, cluster_dir: Path) -> None:
+        self.node = Node(cluster_dir)
+        self.cluster = self.node.cluster
+        cp_state = self.cluster / "state.json"
+        if not cp_state.exists():
+            raise NodeError(f"no local control plane in {self.cluster}: run `make kubevirt-up`")
+        self.cp = json.loads(cp_state.read_text())
+        bins = Path(self.cp["bin"])
+        self.kubectl = [str(bins / "kubectl"), f"--kubeconfig={self.cluster / 'kubeconfig'}"]
+
+    def _kubectl(self, *args: str, check: bool = True, input: str | None = None) -> str:
+        r = subprocess.run([*self.kubectl, *args], check=False, text=True, capture_output=True, input=input)
+        if check and r.returncode != 0:
+            raise NodeError(f"kubectl {' '.join(args)}: {r.stderr.strip()}")
+        return r.stdout
+
+    def up(self, timeout: float = 900) -> None:
+        if self.cp.get("crds") != "runtime":
+            raise NodeError("the local control plane runs the KubeVirt fixture, not a control plane ready for "
+                            "KubeVirt's own components: `make cluster-down`, then `make kubevirt-up`")
+        self.node._load()
+        if not self.node.state.get("pids"):
+            raise NodeError(f"node {NODE_NAME} is not running: `make node-up` first")
+        version = kubevirt_runtime_version()
+        t0 = time.monotonic()
+        rt = runtime_dir()
+        nbins = Path(self.node.state["node_bin"])
+        for c in COMPONENTS:
+            ref = f"{REGISTRY}/{c}:{version}"
+            self.node.ctr(nbins, "images", "import", "--platform", "linux/amd64", str(rt / f"{c}.tar"),
+                          quiet=True, check=True)
+            # Pinned: the kubelet's image GC must not remove an image no registry can give back.
+            self.node.ctr(nbins, "images", "label", ref, "io.cri-containerd.pinned=pinned", quiet=True, check=True)
+        print(f"KubeVirt {version} images imported in {time.monotonic() - t0:.1f}s", file=sys.stderr)
+        # virt-operator, virt-api and virt-controller require a control-plane node (KubeVirt's placement rule).
+        self._kubectl("label", "node", NODE_NAME, f"{CONTROL_PLANE_LABEL}=", "--overwrite")
+        self._kubectl("apply", "--server-side", "--force-conflicts", "-f", str(rt / "kubevirt-operator.yaml"))
+        if not self._kubectl("get", "kubevirt", "-n", KUBEVIRT_NAMESPACE, KUBEVIRT_NAME, "--ignore-not-found",
+                             "-o", "name", check=False).strip():
+            self._kubectl("create", "-f", "-", input=json.dumps(kubevirt_cr(version)))
+        self.wait_deployed(timeout)
+        print(f"KubeVirt {version} Deployed in {time.monotonic() - t0:.1f}s (virt-operator, virt-api, "
+              f"virt-controller, virt-handler on node {NODE_NAME})")
+
+    def wait_deployed(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            out = self._kubectl("get", "kubevirt", "-n", KUBEVIRT_NAMESPACE, KUBEVIRT_NAME, "-o", "json",
+                                check=False)
+            status = json.loads(out).get("status", {}) if out else {}
+            phase = status.get("phase", "")
+            conds = ", ".join(f"{c['type']}={c['status']}" for c in status.get("conditions") or [])
+            line = f"KubeVirt: {phase or 'no phase yet'}{f' ({conds})' if conds else ''}"
+            if line != last:
+                print(line, file=sys.stderr)
+                last = line
+            if phase == "Deployed":
+                return
+            time.sleep(3)
+        pods = self._kubectl("get", "pods", "-n", KUBEVIRT_NAMESPACE, "-o", "wide", check=False)
+        events = self._kubectl("get", "events", "-n", KUBEVIRT_NAMESPACE, "--sort-by=.lastTimestamp", check=False)
+        raise NodeError(f"KubeVirt not Deployed after {timeout:.0f}s ({last})\n{pods}\n"
+                        + "\n".join(events.splitlines()[-25:]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("cmd", choices=("up",))
+    parser.add_argument("--dir", default=".devcluster")
+    parser.add_argument("--timeout", type=float, default=900)
+    args = parser.parse_args(argv)
+    try:
+        KubeVirt(Path(args.dir)).up(args.timeout)
+    except (NodeError, subprocess.CalledProcessError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
