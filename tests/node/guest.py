@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from images import cache_dir, compile_static
+from images import _layer, cache_dir, compile_static, write_oci_archive
 
 HERE = Path(__file__).resolve().parent
 KERNEL_PACKAGE = "linux-image-6.1.0-56-amd64"  # pinned: the guest's kernel and virtio-net modules
@@ -125,8 +125,6 @@ def boot_disk() -> Path:
 
 def containerdisk_image(out_dir: Path) -> Path:
     """The guest as a KubeVirt containerDisk: FROM scratch, the disk at /disk/, readable by qemu's uid 107."""
-    from images import _layer, write_oci_archive
-
     disk = boot_disk().read_bytes()
     return write_oci_archive(out_dir / "guest-disk.tar", CONTAINERDISK_IMAGE,
                              [_layer([("disk/guest.img", disk, 0o444)])], {})

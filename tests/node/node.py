@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -30,7 +31,7 @@ sys.path.insert(0, str(HERE.parent / "controlplane"))
 sys.path.insert(0, str(HERE))
 
 import images  # noqa: E402
-from harness import NODE_NAME, _alive, _tail  # noqa: E402
+from harness import NODE_NAME, _alive, _tail, default_route_ip  # noqa: E402
 
 LOWER = "e2elan0"  # the node's "NIC" for macvtap: a veth whose peer is in the LAN namespace
 LAN_NETNS = "macvtapctl-e2e-lan"
@@ -72,10 +73,10 @@ def node_binaries() -> Path:
 
 def node_ip() -> str:
     """The address the kubelet reports (it refuses loopback): the one on the default route's interface."""
-    out = run("ip", "-j", "route", "get", "1.1.1.1", check=False, quiet=True).stdout
-    with contextlib.suppress(ValueError, IndexError, KeyError):
-        return str(json.loads(out)[0]["prefsrc"])
-    raise NodeError("no default route: the kubelet needs a non-loopback node address")
+    ip = default_route_ip()
+    if ip is None:
+        raise NodeError("no default route: the kubelet needs a non-loopback node address")
+    return ip
 
 
 class Node:
@@ -343,13 +344,14 @@ state = "{CONTAINERD_STATE}"
         of the process whose NSpid there is `pid`."""
         if not self.state.get("pid_namespace"):
             return pid
+        node_ns = self._pid_ns()
         for proc in Path("/proc").iterdir():
             if not proc.name.isdigit():
                 continue
             with contextlib.suppress(OSError):
                 nspid = next(line.split()[1:] for line in (proc / "status").read_text().splitlines()
                              if line.startswith("NSpid:"))
-                if len(nspid) >= 2 and int(nspid[1]) == pid and _within(proc / "ns" / "pid", self._pid_ns()):
+                if len(nspid) >= 2 and int(nspid[1]) == pid and _within(proc / "ns" / "pid", node_ns):
                     return int(proc.name)
         raise NodeError(f"no host process is PID {pid} in the node's PID namespace")
 
@@ -572,8 +574,6 @@ NS_GET_PARENT = 0xB702  # ioctl on a namespace fd: its parent (linux/nsfs.h)
 
 def _within(ns_path: Path, ancestor_ino: int) -> bool:
     """Whether the PID namespace at `ns_path` is `ancestor_ino` or nested in it (a pod's own PID namespace)."""
-    import fcntl
-
     fd = os.open(ns_path, os.O_RDONLY)
     try:
         while True:
