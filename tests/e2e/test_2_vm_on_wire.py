@@ -4,13 +4,17 @@ the tap fd as its netdev, the guest NIC's MAC equal to the macvtap's, the guest 
 
 The VM manifests come from `macvtapctl vm create`; the pods stand in for virt-launcher (tests/e2e/helpers.py says
 what of the launcher pod they reproduce). The guest kernel is Debian's; its init runs one check and powers off.
+
+A stand-in, kept only for what the KubeVirt suite (tests/e2e_kubevirt, where KubeVirt's own components start the
+VM) does not reach yet: each case here picks its guest's check and address on the kernel command line, which a
+containerDisk fixes when it is built, and private mode, the node-to-VM limit, unsubscribed multicast and a refused
+NAD MTU need a check per case. The single VM on the LAN, its DHCP lease and one MAC along the chain moved there.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +22,7 @@ from typing import Any
 import guest
 import pytest
 import yaml
-from node import LAN_NETNS, LAN_PEER, LAN_PEER_IP, LOWER
+from node import LAN_NETNS, LAN_PEER, LOWER
 
 from tests.e2e.helpers import AGENT_NS, NAD_MTU, NETWORK, Cluster, no_mvt_links, wait_for
 
@@ -57,45 +61,6 @@ def _start(cluster: Cluster, vms: list[guest.Guest], name: str, network: str, ma
         (cluster.pod(name) or {})["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"])
         if s.get("interface") == ifname)
     return g, iface
-
-
-def test_a_one_vm_pings_the_lan_and_the_mac_is_the_same_at_every_step(cluster: Cluster, vms: list) -> None:
-    mac = "02:00:5e:50:00:01"
-    g, iface = _start(cluster, vms, "vm-a", NETWORK, mac, ip="198.51.100.20/24", action=f"ping:{LAN_PEER_IP}")
-    nic = g.nic()
-    # vm create --mac -> Multus' network selection -> the macvtap in the pod -> the guest's NIC.
-    assert iface["vm_mac"] == mac
-    assert iface["status_mac"] == mac
-    assert iface["mac"] == mac
-    assert nic["mac"] == mac
-    assert g.result() == f"ok ping {LAN_PEER_IP}"
-    # The LAN side learned the guest from its frames.
-    assert mac in subprocess.run(["ip", "-n", LAN_NETNS, "neigh", "show"], capture_output=True, text=True,
-                                 check=True).stdout
-    print(f"guest: first reply from the LAN {time.monotonic() - g.started:.1f}s after qemu started")
-
-
-@pytest.fixture
-def dhcp_server() -> Iterator[str]:
-    """dnsmasq as a DHCP server bound only to the LAN namespace's interface; one fixed lease."""
-    leases = "02:00:5e:50:00:02,198.51.100.123"
-    proc = subprocess.Popen(["ip", "netns", "exec", LAN_NETNS, "dnsmasq", "--keep-in-foreground", "--no-resolv",
-                             "--no-hosts", "--port=0", f"--interface={LAN_PEER}", "--bind-interfaces",
-                             "--dhcp-range=198.51.100.100,198.51.100.150,255.255.255.0,1h",
-                             f"--dhcp-host={leases}", "--leasefile-ro", "--user=root", "--log-dhcp"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    yield leases
-    proc.terminate()
-    proc.wait(timeout=10)
-
-
-def test_b_dhcp_lease_on_the_mac_vm_create_chose(cluster: Cluster, vms: list, dhcp_server: str) -> None:
-    mac, leased = dhcp_server.split(",")
-    vm = _vm(cluster, "vm-dhcp-check", NETWORK, mac)
-    network_data = yaml.safe_load(vm["spec"]["template"]["spec"]["volumes"][1]["cloudInitNoCloud"]["networkData"])
-    assert network_data["ethernets"][NETWORK] == {"match": {"macaddress": mac}, "dhcp4": True}
-    g, _ = _start(cluster, vms, "vm-dhcp", NETWORK, mac, ip=None, action="dhcp")
-    assert g.result() == f"ok dhcp {leased}/24"
 
 
 def _reach(cluster: Cluster, vms: list, network: str, prefix: str, octet: int) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 import time
 from pathlib import Path
@@ -14,8 +15,10 @@ from typing import Any
 
 import guest
 import pytest
+from harness import KUBEVIRT_NAME, KUBEVIRT_NAMESPACE
 from node import LAN_NETNS
 
+from macvtapctl.errors import ExitCode
 from tests.e2e.helpers import NETWORK, POD_NS, Cluster, wait_for
 
 VMI_TIMEOUT = 300  # TCG: the launcher image is large and the guest boots without KVM
@@ -43,9 +46,13 @@ def wait_vmi_running(c: Cluster, name: str) -> dict[str, Any]:
         raise AssertionError(f"VMI {name} not Running:\n{diagnostics(c, name)}") from None
 
 
+def launcher_pods(c: Cluster, name: str) -> list[dict[str, Any]]:
+    return list(json.loads(c.kubectl("get", "pods", "-n", POD_NS, "-l", f"vm.kubevirt.io/name={name}", "-o",
+                                     "json").out)["items"])
+
+
 def launcher_pod(c: Cluster, name: str) -> dict[str, Any]:
-    pods = json.loads(c.kubectl("get", "pods", "-n", POD_NS, "-l", f"vm.kubevirt.io/name={name}", "-o",
-                                "json").out)["items"]
+    pods = launcher_pods(c, name)
     live = [p for p in pods if p["status"].get("phase") in ("Pending", "Running")]
     assert len(live) == 1, f"launcher pods of {name}: {[p['metadata']['name'] for p in pods]}"
     return dict(live[0])
@@ -115,3 +122,46 @@ def test_a_the_seed_vm_leases_from_the_lan_and_answers_it(kv_cluster: Cluster, l
     assert [n["mac"] for n in netstatus if n["name"].endswith(f"/{NETWORK}")] == [mac], netstatus
     macvtaps = [link for link in pod_links(c, pod) if (link.get("linkinfo") or {}).get("info_kind") == "macvtap"]
     assert [link["address"] for link in macvtaps] == [mac], macvtaps
+
+
+@pytest.mark.timeout(900)
+def test_b_an_unregistered_binding_is_refused_by_kubevirt_and_doctor_s_fix_starts_the_vm(kv_cluster: Cluster,
+                                                                                         lan_dhcp: Path) -> None:
+    """The binding registration removed from the KubeVirt CR (as when the CR's owner resets it) after the VM was
+    written: `vm create --apply` now refuses a new VM and writes nothing; starting the existing VM, KubeVirt's
+    virt-controller refuses its launcher pod with its own message (the VMI's Synchronized condition); `doctor VM` names the cause and its printed fix,
+    run as printed, lets KubeVirt start the VM."""
+    c = kv_cluster
+    create_vm(c, "unreg", "--run-strategy", "Halted")
+    c.kubectl("patch", "kubevirt", KUBEVIRT_NAME, "-n", KUBEVIRT_NAMESPACE, "--type", "json", "-p", json.dumps(
+        [{"op": "remove", "path": "/spec/configuration/network/binding/macvtap"}]))
+    refused = c.mvc("vm", "create", "unreg-new", "-n", POD_NS, "--network", NETWORK, "--mac", "auto",
+                    "--image", guest.CONTAINERDISK_IMAGE, "--apply", check=False)
+    assert refused.code == ExitCode.PRECONDITION, refused
+    assert "'macvtap' is not registered" in refused.err and "nothing was written" in refused.err, refused.err
+    assert c.kubectl("get", "vm", "-n", POD_NS, "unreg-new", check=False).code != 0
+
+    c.kubectl("patch", "vm", "-n", POD_NS, "unreg", "--type", "merge", "-p", '{"spec":{"runStrategy":"Always"}}')
+
+    def kubevirt_refusal() -> str | None:
+        """virt-controller's sync error, which it writes into the VMI's Synchronized condition."""
+        conditions = (vmi(c, "unreg") or {}).get("status", {}).get("conditions") or []
+        return next((f"{k['reason']}: {k['message']}" for k in conditions if k.get("type") == "Synchronized"
+                     and "couldn't find configuration for network binding: macvtap" in k.get("message", "")), None)
+
+    message = wait_for("virt-controller's refusal of the launcher pod", kubevirt_refusal, timeout=120, interval=1)
+    assert message.startswith("FailedCreate: failed to render launch manifest"), message
+    assert launcher_pods(c, "unreg") == [], "a launcher pod exists although KubeVirt refused to render it"
+
+    report = c.mvc("doctor", "unreg", "-n", POD_NS, "-o", "json", check=False)
+    assert report.code == ExitCode.FINDINGS, report
+    found = [f for f in json.loads(report.out)["findings"] if f["id"] == "vm-binding-not-registered"]
+    assert len(found) == 1 and found[0]["severity"] == "error", report.out
+    assert found[0]["object"] == f"virtualmachine/{POD_NS}/unreg", found
+    fix = shlex.split(found[0]["fix"])
+    assert fix[:2] == ["macvtapctl", "enable"], found
+    c.mvc(*fix[1:])
+    wait_vmi_running(c, "unreg")
+    after = json.loads(c.mvc("doctor", "unreg", "-n", POD_NS, "-o", "json", check=False).out)["findings"]
+    assert not [f for f in after if f["id"] == "vm-binding-not-registered"], after
+    c.kubectl("delete", "vm", "-n", POD_NS, "unreg", "--wait=true", timeout=180)

@@ -4,16 +4,18 @@ kubelet that does not run here, the test writes what that component would (named
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
 import subprocess
+import time
 from typing import Any
 
 import pytest
 from harness import binaries
 
-from macvtapctl.errors import ExitCode
+from macvtapctl.errors import ExitCode, NotFoundError
 from macvtapctl.kube.resources import (
     CONFIGMAP,
     CRD,
@@ -61,8 +63,13 @@ def wipe(cp) -> None:
             k.delete(NODE, n["metadata"]["name"])
         for nac in k.list(NETWORK_ADDONS_CONFIG):
             k.delete(NETWORK_ADDONS_CONFIG, nac["metadata"]["name"])
+        # A CRD the previous test deleted may still be terminating: its DELETE then races the finalizer (404).
         if k.get_or_none(CRD, "clusterversions.config.openshift.io"):
-            k.delete(CRD, "clusterversions.config.openshift.io")
+            with contextlib.suppress(NotFoundError):
+                k.delete(CRD, "clusterversions.config.openshift.io")
+        deadline = time.monotonic() + 30
+        while k.get_or_none(CRD, "clusterversions.config.openshift.io") and time.monotonic() < deadline:
+            time.sleep(0.1)
 
 
 def doctor(cli, admin, *args: str) -> tuple[int, list[dict[str, Any]]]:
