@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from macvtapctl import dpconfig, kubevirt, validate, vmlint
+from macvtapctl import dpconfig, failures, kubevirt, validate, vmlint
 from macvtapctl.dig import dig
+from macvtapctl.manifests import agent as agentm
 from macvtapctl.manifests import nad as nadm
 
 ERROR, WARNING, INFO = "error", "warning", "info"
@@ -22,6 +23,7 @@ SEVERITIES = (ERROR, WARNING, INFO)
 QEMU_UID = 107
 UPSTREAM_TEMP_NAME_LIMIT = 10  # name + "Mvp" + index must fit IFNAMSIZ on macvtap-cni <= v0.13.1
 NETWORK_STATUS = "k8s.v1.cni.cncf.io/network-status"
+NETWORKS = "k8s.v1.cni.cncf.io/networks"
 CNI_READS = {"cniVersion", "name", "type", "deviceID", "mtu", "promiscMode", "owner", "group", "capabilities",
              "runtimeConfig", "args", "prevResult", "plugins", "disableCheck"}
 CNI_IGNORES = ("lowerDevice", "mac", "master", "mode", "ipam")
@@ -62,6 +64,10 @@ class Snapshot:
     vms: list[dict[str, Any]] = field(default_factory=list)
     vmis: list[dict[str, Any]] = field(default_factory=list)
     launchers: list[dict[str, Any]] = field(default_factory=list)  # virt-launcher pods
+    waiting: list[dict[str, Any]] = field(default_factory=list)  # pods neither Running nor Succeeded
+    events: list[dict[str, Any]] = field(default_factory=list)  # Warning events in the namespaces of `waiting`/VMIs
+    events_error: str | None = None  # why events could not be read
+    field_manager: str = "macvtapctl"  # whose NADs `nad create` may rewrite without --force
     reports: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # node -> agent report
     report_errors: dict[str, str] = field(default_factory=dict)  # node -> why there is no report
 
@@ -137,6 +143,20 @@ def _lower_of(cfg: dpconfig.Config | None, resource: str | None) -> str | None:
         return resource  # [] exposes each NIC under its own name
     entry = cfg.find(resource)
     return str(entry.get("lowerDevice")) if entry else None
+
+
+def nad_fix(nad: dict[str, Any], s: Snapshot, *, mtu: int | None = None, promisc: bool | None = None) -> str:
+    """`nad create` that rewrites this NAD as macvtapctl renders it (no owner/group, no ignored keys), keeping its
+    resource, mtu and promiscMode unless told otherwise; --force when someone else wrote it (it refuses without)."""
+    conf = nadm.config_of(nad) or {}
+    md = nad["metadata"]
+    cmd = f"macvtapctl nad create {md['name']} -n {md['namespace']} --resource {nadm.resource_of(nad)}"
+    keep = conf.get("mtu") if mtu is None else mtu
+    if isinstance(keep, int) and keep > 0:
+        cmd += f" --mtu {keep}"
+    if (conf.get("promiscMode") is True) if promisc is None else promisc:
+        cmd += " --promisc"
+    return cmd + (" --force" if nadm.ownership_problem(nad, s.field_manager) else "")
 
 
 # --- the checks (each yields findings; ids are stable) -------------------------------------------------------------
@@ -297,8 +317,7 @@ def nad_content(s: Snapshot) -> Iterator[Finding]:
         if ignored:
             yield Finding("nad-ignored-keys", WARNING, where, f"the macvtap CNI ignores {', '.join(ignored)}: the "
                           "lower device comes from the device-plugin ConfigMap, the MAC from the VM, and there is no "
-                          "IPAM", f"macvtapctl nad create {nad['metadata']['name']} -n {nad['metadata']['namespace']} "
-                          f"--resource {res}")
+                          "IPAM", nad_fix(nad, s))
         mtu = conf.get("mtu")
         lower = _lower_of(cfg, res)
         if isinstance(mtu, int) and mtu > 0 and lower:
@@ -307,14 +326,12 @@ def nad_content(s: Snapshot) -> Iterator[Finding]:
                 if isinstance(have, int) and mtu > have:
                     yield Finding("nad-mtu", ERROR, where, f"mtu {mtu} is above {lower}'s MTU {have} on node {node}: "
                                   "the kernel refuses it and the pod's sandbox fails (\"invalid argument\")",
-                                  f"macvtapctl nad create {nad['metadata']['name']} -n {nad['metadata']['namespace']} "
-                                  f"--resource {res} --mtu {have}",
+                                  nad_fix(nad, s, mtu=have),
                                   refs=(ref("node", node),))
         if "promiscMode" not in conf:
             yield Finding("promisc", INFO, where, "no promiscMode: macvtap drops multicast the guest did not "
                           "subscribe through it (LLDP, some IPv6 ND, mDNS); set it if the VM needs them",
-                          f"macvtapctl nad create {nad['metadata']['name']} -n {nad['metadata']['namespace']} "
-                          f"--resource {res} --promisc")
+                          nad_fix(nad, s, promisc=True))
 
 
 def node_agents(s: Snapshot) -> Iterator[Finding]:
@@ -437,16 +454,199 @@ def l2_explainers(s: Snapshot) -> Iterator[Finding]:
             yield Finding("l2-mode", INFO, ref("resource", str(entry.get("name"))), f"mode {mode}: {what}")
 
 
+# --- 13: what the workloads that do not start say ------------------------------------------------------------------
+
+def _nads_of(obj: dict[str, Any], s: Snapshot) -> list[dict[str, Any]]:
+    """The macvtap NADs a pod (its Multus annotation) or a VMI (its multus networks) attaches."""
+    ns = obj["metadata"].get("namespace") or "default"
+    names: list[str] = []
+    if obj.get("kind") == "VirtualMachineInstance":
+        names = [str((n.get("multus") or {}).get("networkName")) for n in dig(obj, "spec", "networks") or []
+                 if (n.get("multus") or {}).get("networkName")]
+    else:
+        raw = str(dig(obj, "metadata", "annotations", NETWORKS) or "")
+        try:
+            parsed = json.loads(raw) if raw.strip().startswith("[") else None
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, list):
+            names = [f"{e.get('namespace', ns)}/{e.get('name')}" for e in parsed if isinstance(e, dict)]
+        else:
+            names = [n.strip().split("@")[0] for n in raw.split(",") if n.strip()]
+    by_key = {(n["metadata"]["namespace"], n["metadata"]["name"]): n for n, _ in _macvtap_nads(s)}
+    out = []
+    for name in names:
+        key = vmlint.nad_ref(name, ns)
+        if key in by_key:
+            out.append(by_key[key])
+    return out
+
+
+def _requests_macvtap(pod: dict[str, Any]) -> bool:
+    prefix = validate.RESOURCE_PREFIX + "/"
+    for c in dig(pod, "spec", "containers") or []:
+        res = c.get("resources") or {}
+        if any(k.startswith(prefix) for k in [*(res.get("limits") or {}), *(res.get("requests") or {})]):
+            return True
+    return False
+
+
+def _messages(obj: dict[str, Any], s: Snapshot) -> list[tuple[str, str]]:
+    """(reason, message) of what this pod or VMI reports, the newest first: its Warning events, a waiting
+    container's reason, a False condition's message."""
+    uid = obj["metadata"].get("uid")
+    key = (str(obj.get("kind")), obj["metadata"].get("namespace"), obj["metadata"].get("name"))
+    events = [e for e in s.events if (dig(e, "involvedObject", "uid") == uid and uid) or (
+        (dig(e, "involvedObject", "kind"), dig(e, "involvedObject", "namespace"), dig(e, "involvedObject", "name"))
+        == key)]
+    events.sort(key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""), reverse=True)
+    out = [(str(e.get("reason") or ""), str(e.get("message") or "")) for e in events]
+    for cs in [*(dig(obj, "status", "initContainerStatuses") or []), *(dig(obj, "status", "containerStatuses") or [])]:
+        waiting = dig(cs, "state", "waiting") or {}
+        if waiting.get("message"):
+            out.append((str(waiting.get("reason") or "Waiting"), str(waiting["message"])))
+    for cond in dig(obj, "status", "conditions") or []:
+        if cond.get("status") == "False" and cond.get("message"):
+            out.append((str(cond.get("reason") or cond.get("type")), str(cond["message"])))
+    unique: dict[str, str] = {}
+    for reason, message in out:
+        unique.setdefault(message, reason)  # the same message, repeated by events and conditions, once
+    return [(reason, message) for message, reason in unique.items()]
+
+
+def _in_use(s: Snapshot, node: str, resource: str) -> list[str]:
+    key = f"{validate.RESOURCE_PREFIX}/{resource}"
+    def holds(p: dict[str, Any]) -> bool:
+        return any(key in ((c.get("resources") or {}).get("limits") or {}) for c in dig(p, "spec", "containers") or [])
+
+    return sorted(f"{p['metadata']['namespace']}/{p['metadata']['name']}" for p in [*s.launchers, *s.waiting]
+                  if dig(p, "spec", "nodeName") == node and dig(p, "status", "phase") in ("Pending", "Running")
+                  and holds(p))
+
+
+def _insufficient(s: Snapshot, resource: str) -> tuple[str, str | None]:
+    _, cfg, _ = _config_of(s)
+    if cfg is None or not (cfg.expose_all or resource in cfg.names()):
+        return (f"resource {resource!r} is not exposed in the device-plugin ConfigMap",
+                f"macvtapctl expose LOWER_DEVICE --name {resource}")
+    lower = _lower_of(cfg, resource) or "LOWER_DEVICE"
+    full, empty = [], []
+    for node in [n for n in s.nodes if _schedulable(n)]:
+        name = node["metadata"]["name"]
+        have = _allocatable(node, resource)
+        if have == 0:
+            empty.append(name)
+        else:
+            users = _in_use(s, name, resource)
+            if len(users) >= have:
+                full.append(f"{name}: all {have} in use by {', '.join(users[:5])}{' ...' if len(users) > 5 else ''}")
+    if full and not empty:
+        entry = cfg.find(resource) if not cfg.expose_all else None
+        capacity = int((entry or {}).get("capacity") or dpconfig.DEFAULT_CAPACITY)
+        return ("every device is in use (" + "; ".join(full) + ")",
+                f"macvtapctl expose {lower} --name {resource} --capacity {capacity * 2}")
+    return (f"no schedulable node advertises it ({', '.join(empty) or 'no node'}: is {lower} on them, and the "
+            "agent running? see their node reports below)", None)
+
+
+def failing_subjects(s: Snapshot) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]], tuple[str, ...]]]:
+    """Each pod (virt-launcher included) and VMI on macvtap that does not run, its NADs, and the VMI a launcher
+    pod belongs to."""
+    for pod in s.waiting:
+        nads = _nads_of(pod, s)
+        if nads or _requests_macvtap(pod):
+            vm = (pod["metadata"].get("labels") or {}).get("vm.kubevirt.io/name")
+            yield {"kind": "Pod", **pod}, nads, (ref("virtualmachineinstance", vm, pod["metadata"]["namespace"]),
+                                                 ) if vm else ()
+    for vmi in s.vmis:
+        nads = _nads_of({"kind": "VirtualMachineInstance", **vmi}, s)
+        if nads and dig(vmi, "status", "phase") not in ("Running", "Succeeded"):
+            yield {"kind": "VirtualMachineInstance", **vmi}, nads, ()
+
+
+def _explain(s: Snapshot, obj: dict[str, Any], nads: list[dict[str, Any]], f: failures.Failure,
+             verbatim: str) -> tuple[str, str, str | None] | None:
+    """(finding id, cause, fix) for one known failure of a workload (None: not one of doctor's to say)."""
+    md = obj["metadata"]
+    describe = f"kubectl describe {obj['kind'].lower()} {md['name']} -n {md['namespace']}"
+    if f.kind == failures.INSUFFICIENT:
+        why, fix = _insufficient(s, f.detail)
+        return "workload-insufficient", f"cannot be scheduled: resource {f.detail!r}: {why}", fix
+    if f.kind == failures.CNI_NOT_FOUND:
+        agent = s.agents[0] if s.agents else None
+        fix = f"macvtapctl install --cni-bin-dir {f.detail}"
+        if agent is not None:
+            image = next((c.get("image") for c in dig(agent, "spec", "template", "spec", "containers") or []), None)
+            fix += f" --image {image}" if image else ""
+            if agent["metadata"]["namespace"] != agentm.DEFAULT_NAMESPACE:
+                fix += f" --namespace {agent['metadata']['namespace']}"
+        return ("workload-cni-not-found", f"the container runtime looks for the macvtap CNI plugin in {f.detail}, "
+                f"where it is not installed ({verbatim})", fix)
+    if f.kind == failures.MTU:
+        cfg = _config_of(s)[1]
+        with_mtu = [n for n in nads if isinstance((nadm.config_of(n) or {}).get("mtu"), int)]
+        lowers = [dig(r, "lowerDevices", lower, "mtu") for n in with_mtu for r in s.reports.values()
+                  if r and (lower := _lower_of(cfg, nadm.resource_of(n)))]
+        have = min((m for m in lowers if isinstance(m, int)), default=None)
+        return ("workload-mtu", f"the NAD's mtu is above the lower device's: the pod's sandbox is refused "
+                f"({verbatim})", nad_fix(with_mtu[0], s, mtu=have) if with_mtu and have else None)
+    if f.kind == failures.TAP_DENIED:
+        owned = [n for n in nads if {"owner", "group"} & set(nadm.config_of(n) or {})]
+        cause = (f"qemu (uid {QEMU_UID}) cannot open {f.detail or '/dev/tapN'}" + (
+            f": NAD {obj_ref(owned[0])} sets owner/group, so the CNI gives the tap to them" if owned else "") +
+            f" ({verbatim})")
+        if not owned:
+            return "workload-tap-denied", cause, "macvtapctl install (its CNI chowns /dev/tapN to 107:107)"
+        # The tap was chowned when the pod was made: only a new launcher pod gets the NAD's new content.
+        vm = md["name"] if obj["kind"] == "VirtualMachineInstance" else (md.get("labels") or {}).get(
+            "vm.kubevirt.io/name")
+        again = f" && kubectl delete vmi {vm} -n {md['namespace']}" if vm else ""
+        return "workload-tap-denied", cause + (" (its VirtualMachine then starts a new one)" if vm else ""), \
+            nad_fix(owned[0], s) + again
+    if f.kind == failures.TAP_INVALID:
+        return ("workload-tap-invalid", "libvirt cannot use /dev/tap<ifindex> of the pod's macvtap link "
+                f"(kubevirt#17392) ({verbatim})", describe)
+    if f.kind == failures.MAC_IN_USE:
+        return ("workload-mac-in-use", "the VM's MAC is already on another macvtap of the same lower device: every "
+                f"NIC needs its own ({verbatim})", "give the VM another MAC: macvtapctl vm create ... --mac auto")
+    return "workload-failing", verbatim, describe
+
+
+def failing_workloads(s: Snapshot) -> Iterator[Finding]:
+    """13. Pods (virt-launcher included) and VMIs on macvtap that do not run: what their events and conditions say,
+    each known message mapped to its cause and the fix that works; an unknown one reported verbatim."""
+    said: set[tuple[str, str, str]] = set()  # (VMI, kind, detail): a launcher's cause is not repeated on its VMI
+    subjects = list(failing_subjects(s))
+    for obj, nads, refs in subjects:
+        where = obj_ref(obj)
+        for reason, message in _messages(obj, s):
+            f = failures.classify(message)
+            key = (refs[0] if refs else where, f.kind, f.detail if f.kind != failures.UNKNOWN else message)
+            if f.kind == failures.BINDING or key in said:
+                continue  # the binding: vm-binding-not-registered says it, with its fix
+            if f.kind == failures.UNKNOWN and reason in ("BackOff", "Unhealthy"):
+                continue  # restarts and probes of a pod that runs: not why it does not start
+            said.add(key)
+            explained = _explain(s, obj, nads, f, f"{reason}: {message}")
+            if explained is not None:
+                fid, cause, fix = explained
+                severity = WARNING if fid == "workload-failing" and obj["kind"] != "Pod" else ERROR
+                yield Finding(fid, severity, where, cause, fix, refs=(*refs, *(obj_ref(n) for n in nads)))
+    if s.events_error and subjects:
+        yield Finding("events-unreadable", INFO, ref("cluster", "events"), f"events not read: {s.events_error}")
+
+
 CHECKS: tuple[Callable[[Snapshot], Iterator[Finding]], ...] = (
-    resource_capacity, dp_config, versions, vm_spec, nad_content, node_agents, agent_health, stale_resources,
-    mac_consistency, l2_explainers)
+    failing_workloads, resource_capacity, dp_config, versions, vm_spec, nad_content, node_agents, agent_health,
+    stale_resources, mac_consistency, l2_explainers)
 
 
 def diagnose(s: Snapshot) -> list[Finding]:
-    """Every finding, errors first, in a stable order."""
+    """Every finding, errors first and, among them, what the failing workloads say; in a stable order."""
     found = [f for check in CHECKS for f in check(s)]
     rank = {sev: i for i, sev in enumerate(SEVERITIES)}
-    return sorted(found, key=lambda f: (rank[f.severity], f.id, f.object, f.cause))
+    return sorted(found, key=lambda f: (rank[f.severity], not f.id.startswith("workload-"), f.id, f.object,
+                                        f.cause))
 
 
 def chain_of(vm: dict[str, Any], s: Snapshot) -> set[str]:

@@ -34,6 +34,8 @@ ADMIN_RULES: list[tuple[list[str], list[str], list[str], list[str], str]] = [
      "expose: follow CNAO's devicePluginConfig; doctor"),
     ([""], ["nodes", "pods"], ["list"], [],
      "status, doctor: node capacities, agent and virt-launcher pods (read-only)"),
+    ([""], ["events"], ["list"], [],
+     "doctor: the Warning events of pods and VMIs on macvtap that do not start (read-only)"),
 ]
 
 

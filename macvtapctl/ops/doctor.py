@@ -17,6 +17,7 @@ from macvtapctl.kube.errors import Request
 from macvtapctl.kube.resources import (
     CONFIGMAP,
     DAEMONSET,
+    EVENT,
     KUBEVIRT,
     NAD,
     NODE,
@@ -64,9 +65,24 @@ def snapshot(kube: Kube, *, reports: bool = True) -> doctor.Snapshot:
     s.vms = _list(kube, VIRTUAL_MACHINE)
     s.vmis = _list(kube, VIRTUAL_MACHINE_INSTANCE)
     s.launchers = _list(kube, POD, label_selector="kubevirt.io=virt-launcher")
+    s.waiting = _list(kube, POD, field_selector="status.phase!=Running,status.phase!=Succeeded")
+    s.field_manager = kube.field_manager
+    _events(kube, s)
     if reports:
         _node_reports(kube, s, agentm.METRICS_PORT)
     return s
+
+
+def _events(kube: Kube, s: doctor.Snapshot) -> None:
+    """Warning events, only in the namespaces where a workload on macvtap is not running (one LIST each)."""
+    namespaces = sorted({obj["metadata"]["namespace"] for obj, _, _ in doctor.failing_subjects(s)})
+    for ns in namespaces:
+        try:
+            s.events += _list(kube, EVENT, ns, field_selector="type=Warning")
+        except ForbiddenError:
+            s.events_error = f"forbidden: reading why workloads fail needs list events (namespace {ns})"
+        except MacvtapctlError as exc:
+            s.events_error = exc.message
 
 
 def _node_reports(kube: Kube, s: doctor.Snapshot, port: int) -> None:

@@ -18,8 +18,9 @@ import pytest
 from harness import KUBEVIRT_NAME, KUBEVIRT_NAMESPACE
 from node import LAN_NETNS
 
+from macvtapctl.agent.deviceplugin.podresources import owned_device_ids
 from macvtapctl.errors import ExitCode
-from tests.e2e.helpers import NETWORK, POD_NS, Cluster, wait_for
+from tests.e2e.helpers import AGENT_NS, NETWORK, POD_NS, Cluster, no_mvt_links, pod_netns, wait_for
 
 VMI_TIMEOUT = 300  # TCG: the launcher image is large and the guest boots without KVM
 
@@ -71,6 +72,48 @@ def leases_on_console(c: Cluster, pod: str) -> dict[str, dict[str, str]]:
             fields = dict(kv.split("=", 1) for kv in m.group(1).split())
             found[fields["mac"]] = fields
     return found
+
+
+def reached_on_console(c: Cluster, pod: str) -> list[dict[str, str]]:
+    """The peers the guest found on the LAN (a broadcast ping, then a unicast one), as its init printed them."""
+    return [dict(kv.split("=", 1) for kv in m.group(1).split())
+            for m in re.finditer(r"MVT-REACH (.*)", console(c, pod))]
+
+
+def mac_of(vm: dict[str, Any]) -> str:
+    ifaces = {i["name"]: i for i in vm["spec"]["template"]["spec"]["domain"]["devices"]["interfaces"]}
+    return str(ifaces[NETWORK]["macAddress"])
+
+
+def wait_lease(c: Cluster, pod: dict[str, Any], mac: str) -> dict[str, str]:
+    return dict(wait_for(f"the DHCP lease of {mac} on the guest's console", lambda: leases_on_console(
+        c, pod["metadata"]["name"]).get(mac), timeout=180, interval=2))
+
+
+def macvtap_links(c: Cluster, pod: dict[str, Any]) -> list[dict[str, Any]]:
+    return [link for link in pod_links(c, pod) if (link.get("linkinfo") or {}).get("info_kind") == "macvtap"]
+
+
+def links_with_mac(mac: str) -> list[str]:
+    """Every link on the node with this MAC: the host's namespace and every named one (the pods')."""
+    found = []
+    for netns in [None, *sorted(p.name for p in Path("/run/netns").glob("*"))]:
+        cmd = ["ip", "-j", "link", "show"] if netns is None else ["ip", "-n", netns, "-j", "link", "show"]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode == 0:
+            found += [f"{netns or 'host'}/{link['ifname']}" for link in json.loads(done.stdout or "[]")
+                      if link.get("address") == mac]
+    return found
+
+
+def set_run_strategy(c: Cluster, name: str, strategy: str) -> None:
+    c.kubectl("patch", "vm", "-n", POD_NS, name, "--type", "merge", "-p",
+              json.dumps({"spec": {"runStrategy": strategy}}))
+
+
+def wait_stopped(c: Cluster, name: str) -> None:
+    wait_for(f"VM {name}'s VMI and launcher pod gone", lambda: vmi(c, name) is None and not launcher_pods(c, name),
+             timeout=180, interval=1)
 
 
 def pod_links(c: Cluster, pod: dict[str, Any]) -> list[dict[str, Any]]:
@@ -165,3 +208,172 @@ def test_b_an_unregistered_binding_is_refused_by_kubevirt_and_doctor_s_fix_start
     after = json.loads(c.mvc("doctor", "unreg", "-n", POD_NS, "-o", "json", check=False).out)["findings"]
     assert not [f for f in after if f["id"] == "vm-binding-not-registered"], after
     c.kubectl("delete", "vm", "-n", POD_NS, "unreg", "--wait=true", timeout=180)
+
+
+@pytest.mark.timeout(1200)
+def test_c_two_vms_on_one_bridge_resource_reach_each_other_a_restart_keeps_the_mac_a_delete_leaves_nothing(
+        kv_cluster: Cluster, lan_dhcp: Path) -> None:
+    """Two VMs on the bridge-mode resource find each other on the LAN (each guest's broadcast ping, confirmed by a
+    unicast one: the frames go through the lower device's macvtap bridge). Stopping one gives its device back to
+    the kubelet and leaves no link with its MAC; starting it again gives the same MAC on a new macvtap link and
+    the same lease. Deleting both leaves no link, pod namespace, /dev/tapN or owned device."""
+    c = kv_cluster
+    owned_before, netns_before = owned_device_ids(), pod_netns()
+    names = ("left", "right")
+    macs = {name: mac_of(create_vm(c, name)) for name in names}
+    pods = {}
+    for name in names:
+        wait_vmi_running(c, name)
+        pods[name] = launcher_pod(c, name)
+    leases = {name: wait_lease(c, pods[name], macs[name]) for name in names}
+    for me, peer in (names, names[::-1]):
+        reached = wait_for(f"{me} reaching {peer} ({leases[peer]['ip']}) on the LAN", lambda me=me, peer=peer: [
+            r for r in reached_on_console(c, pods[me]["metadata"]["name"])
+            if r["to"] == leases[peer]["ip"] and r["mac"] == macs[me]], timeout=120, interval=2)
+        assert reached[0]["from"] == leases[me]["ip"], reached
+    devices = owned_device_ids() - owned_before
+    assert len(devices) == 2, f"the kubelet should hold one device per VM, holds {sorted(devices)}"
+    taps = {name: f"/dev/tap{macvtap_links(c, pods[name])[0]['ifindex']}" for name in names}
+
+    set_run_strategy(c, "right", "Halted")
+    wait_stopped(c, "right")
+    wait_for("right's device given back to the kubelet", lambda: len(owned_device_ids() - owned_before) == 1,
+             timeout=60, interval=1)
+    wait_for(f"no link with right's MAC {macs['right']}", lambda: not links_with_mac(macs["right"]), timeout=60)
+
+    set_run_strategy(c, "right", "Always")
+    wait_vmi_running(c, "right")
+    again = launcher_pod(c, "right")
+    assert again["metadata"]["uid"] != pods["right"]["metadata"]["uid"]
+    assert mac_of(json.loads(c.kubectl("get", "vm", "-n", POD_NS, "right", "-o", "json").out)) == macs["right"]
+    assert [link["address"] for link in macvtap_links(c, again)] == [macs["right"]]
+    assert wait_lease(c, again, macs["right"])["ip"] == leases["right"]["ip"]  # the LAN knows it as before
+    assert lan_ping(leases["right"]["ip"])
+    taps["right-again"] = f"/dev/tap{macvtap_links(c, again)[0]['ifindex']}"
+
+    c.kubectl("delete", "vm", "-n", POD_NS, *names, "--wait=true", timeout=180)
+    for name in names:
+        wait_stopped(c, name)
+    wait_for("every device given back to the kubelet", lambda: owned_device_ids() == owned_before, timeout=60,
+             interval=1)
+    for name in names:
+        wait_for(f"no link with {name}'s MAC", lambda name=name: not links_with_mac(macs[name]), timeout=60)
+    no_mvt_links()
+    assert pod_netns() <= netns_before, f"leaked pod namespaces: {pod_netns() - netns_before}"
+    left = [tap for tap in taps.values() if Path(tap).exists()]
+    assert not left, f"tap devices left on the node: {left}"
+
+
+@pytest.mark.timeout(1200)
+def test_d_a_vm_keeps_its_network_across_agent_and_kubelet_restarts_and_a_new_vm_starts(
+        kv_cluster: Cluster, lan_dhcp: Path) -> None:
+    """The agent's pod deleted (its DaemonSet makes a new one), then the kubelet restarted, while a VM runs: the
+    LAN still reaches the guest, the launcher pod and its macvtap link are the same ones; then a new VM starts and
+    gets on the LAN."""
+    c = kv_cluster
+    mac = mac_of(create_vm(c, "steady"))
+    wait_vmi_running(c, "steady")
+    pod = launcher_pod(c, "steady")
+    ip = wait_lease(c, pod, mac)["ip"]
+    link = macvtap_links(c, pod)[0]
+    assert lan_ping(ip), "the LAN got no reply before the restarts"
+
+    old_agent = c.agent_pod()
+    c.kubectl("delete", "pod", "-n", AGENT_NS, old_agent["metadata"]["name"], "--wait=true", timeout=120)
+
+    def new_agent_ready() -> bool:
+        pods = json.loads(c.kubectl("get", "pods", "-n", AGENT_NS, "-l", "app.kubernetes.io/name=macvtapctl-agent",
+                                    "-o", "json").out)["items"]
+        return any(p["metadata"]["uid"] != old_agent["metadata"]["uid"] and any(
+            k["type"] == "Ready" and k["status"] == "True" for k in p["status"].get("conditions") or []) for p in pods)
+
+    wait_for("a new agent pod Ready", new_agent_ready, timeout=180, interval=1)
+    assert lan_ping(ip), "the LAN lost the guest after the agent restarted"
+
+    c.node.restart_kubelet()
+    wait_for("the kubelet to serve", c.node.kubelet_healthy, timeout=120, interval=0.5)
+    assert lan_ping(ip), "the LAN lost the guest after the kubelet restarted"
+    same = launcher_pod(c, "steady")
+    assert same["metadata"]["uid"] == pod["metadata"]["uid"]
+    assert (vmi(c, "steady") or {}).get("status", {}).get("phase") == "Running"
+    assert [(k["ifindex"], k["address"]) for k in macvtap_links(c, same)] == [(link["ifindex"], mac)]
+
+    after_mac = mac_of(create_vm(c, "after-restarts"))
+    wait_vmi_running(c, "after-restarts")
+    after_ip = wait_lease(c, launcher_pod(c, "after-restarts"), after_mac)["ip"]
+    assert lan_ping(after_ip), f"the LAN got no reply from the new VM at {after_ip}"
+    c.kubectl("delete", "vm", "-n", POD_NS, "steady", "after-restarts", "--wait=true", timeout=180)
+
+
+def user_nad(c: Cluster, tmp_path: Path, name: str, **conf: Any) -> None:
+    """A NAD for the dataplane resource written with kubectl, as users copy them from issue threads."""
+    obj = {"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+           "metadata": {"name": name, "namespace": POD_NS,
+                        "annotations": {"k8s.v1.cni.cncf.io/resourceName": f"macvtap.network.kubevirt.io/{NETWORK}"}},
+           "spec": {"config": json.dumps({"cniVersion": "0.3.1", "name": name, "type": "macvtap", **conf})}}
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(obj))
+    c.kubectl("apply", "-f", str(path))
+
+
+def doctor_finding(c: Cluster, vm: str, finding_id: str) -> dict[str, Any] | None:
+    """The finding `doctor VM` leads with, if it is finding_id (its errors come first, the workloads' first)."""
+    report = c.mvc("doctor", vm, "-n", POD_NS, "-o", "json", check=False)
+    errors = [f for f in json.loads(report.out or "{}").get("findings") or [] if f["severity"] == "error"]
+    return errors[0] if errors and errors[0]["id"] == finding_id and report.code == ExitCode.FINDINGS else None
+
+
+def run_fix(c: Cluster, fix: str) -> None:
+    """The printed fix, run as printed: commands joined by &&, each macvtapctl or kubectl."""
+    for part in fix.split(" && "):
+        argv = shlex.split(part)
+        assert argv[0] in ("macvtapctl", "kubectl"), fix
+        (c.mvc if argv[0] == "macvtapctl" else c.kubectl)(*argv[1:])
+
+
+@pytest.mark.timeout(900)
+def test_e1_a_tap_qemu_cannot_open_is_named_by_doctor_and_its_fix_starts_the_vm(
+        kv_cluster: Cluster, lan_dhcp: Path, tmp_path: Path) -> None:
+    """A NAD with owner/group 0 (the CNI then gives /dev/tapN to root, mode 0600): KubeVirt's launcher cannot open
+    it as qemu (uid 107) and the VM does not start; `doctor VM` leads with the cause read from KubeVirt's own
+    events; its printed fix rewrites the NAD and gets a new launcher pod, and the VM runs on the LAN."""
+    c = kv_cluster
+    user_nad(c, tmp_path, "rootnet", owner=0, group=0)
+    c.mvc("vm", "create", "tapvm", "-n", POD_NS, "--network", "rootnet", "--mac", "auto", "--memory", "256Mi",
+          "--image", guest.CONTAINERDISK_IMAGE, "--apply")
+    found = wait_for("doctor naming the tap qemu cannot open", lambda: doctor_finding(c, "tapvm", "workload-tap-denied"),
+                     timeout=240, interval=5)
+    assert "/dev/tap" in found["cause"] and "rootnet" in found["cause"], found
+    assert (vmi(c, "tapvm") or {}).get("status", {}).get("phase") != "Running"
+    run_fix(c, found["fix"])
+    running = wait_vmi_running(c, "tapvm")
+    mac = next(i["mac"] for i in running["status"]["interfaces"] if i.get("name") == "rootnet")
+    lease = wait_lease(c, launcher_pod(c, "tapvm"), mac)
+    assert lan_ping(lease["ip"])
+    assert doctor_finding(c, "tapvm", "workload-tap-denied") is None
+    c.kubectl("delete", "vm", "-n", POD_NS, "tapvm", "--wait=true", timeout=180)
+    c.kubectl("delete", "net-attach-def", "-n", POD_NS, "rootnet")
+
+
+@pytest.mark.timeout(900)
+def test_e2_a_nad_mtu_above_the_lower_devices_is_named_by_doctor_and_its_fix_starts_the_vm(
+        kv_cluster: Cluster, lan_dhcp: Path, tmp_path: Path) -> None:
+    """A NAD asking for MTU 9000 on the 1500-byte lower device: the CNI refuses the launcher pod's sandbox, the VM
+    never gets a pod; `doctor VM` leads with that refusal and its fix (the NAD rewritten with the lower device's
+    MTU); the kubelet's next sandbox attempt succeeds and the VM runs on the LAN."""
+    c = kv_cluster
+    user_nad(c, tmp_path, "jumbo", mtu=9000)
+    c.mvc("vm", "create", "jumbovm", "-n", POD_NS, "--network", "jumbo", "--mac", "auto", "--memory", "256Mi",
+          "--image", guest.CONTAINERDISK_IMAGE, "--apply")
+    found = wait_for("doctor naming the MTU refusal", lambda: doctor_finding(c, "jumbovm", "workload-mtu"),
+                     timeout=240, interval=5)
+    assert "9000" in found["cause"], found
+    assert shlex.split(found["fix"])[:3] == ["macvtapctl", "nad", "create"] and "--mtu 1500" in found["fix"], found
+    run_fix(c, found["fix"])
+    running = wait_vmi_running(c, "jumbovm")
+    mac = next(i["mac"] for i in running["status"]["interfaces"] if i.get("name") == "jumbo")
+    lease = wait_lease(c, launcher_pod(c, "jumbovm"), mac)
+    assert lan_ping(lease["ip"])
+    assert doctor_finding(c, "jumbovm", "workload-mtu") is None
+    c.kubectl("delete", "vm", "-n", POD_NS, "jumbovm", "--wait=true", timeout=180)
+    c.kubectl("delete", "net-attach-def", "-n", POD_NS, "jumbo")

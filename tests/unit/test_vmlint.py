@@ -134,6 +134,7 @@ def test_every_doctor_id_is_documented() -> None:
     src = (root / "macvtapctl" / "doctor.py").read_text()
     ids = set(re.findall(r'Finding\("([a-z0-9-]+)"', src))
     ids |= set(re.findall(r'"([a-z0-9-]+)": (?:ERROR|WARNING)', src))  # node report ids
+    ids |= set(re.findall(r'"(workload-[a-z-]+)"', src))  # rule 13 names its ids in _explain
     lint = (root / "macvtapctl" / "vmlint.py").read_text()
     ids |= {f"vm-{c}" for c in re.findall(r'Finding\((?:ERROR|WARNING), "([a-z-]+)"', lint)}
     doc = (root / "docs" / "doctor.md").read_text()

@@ -6,7 +6,9 @@
 #   serve:SECONDS    answer pings for SECONDS
 #   lldp:SECONDS     wait SECONDS for an LLDP frame (a multicast group the guest never joined)
 #   vm               a VM KubeVirt runs (the containerDisk boots it so): every NIC up and leased by DHCP (the
-#                    cloud-init `dhcp4: true` path), each lease on the console, then answer pings until stopped
+#                    cloud-init `dhcp4: true` path), each lease on the console; then, until stopped, answer pings
+#                    (broadcast ones too) and look for peers every 3 s: a broadcast ping on each leased NIC, each
+#                    new replier confirmed by a unicast ping and printed as MVT-REACH
 export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -23,7 +25,24 @@ if [ "$(arg do)" = vm ]; then
     echo "MVT-NIC name=$nic mac=$(cat /sys/class/net/$nic/address) mtu=$(cat /sys/class/net/$nic/mtu)"
     udhcpc -i "$nic" -b -t 30 -T 2 -s /bin/udhcpc.sh >/dev/null 2>&1  # -b: keeps trying, renews, in background
   done
-  while :; do sleep 3600; done
+  echo 0 > /proc/sys/net/ipv4/icmp_echo_ignore_broadcasts  # so that peers find this guest the same way
+  seen=" "
+  while :; do
+    for nic in $(ls /sys/class/net | grep -v '^lo$'); do
+      set -- $(ip -o -4 addr show dev "$nic" | awk '$5 == "brd" {print $4, $6; exit}')
+      [ -n "${2:-}" ] || continue  # no lease yet
+      self=${1%/*}
+      for peer in $(ping -w 2 -I "$nic" "$2" 2>/dev/null | sed -n 's/.* bytes from \([0-9.]*\):.*/\1/p' | sort -u); do
+        case "$seen" in *" $nic/$peer "*) continue ;; esac
+        [ "$peer" = "$self" ] && continue
+        if ping -c 1 -W 1 -I "$nic" "$peer" >/dev/null 2>&1; then
+          echo "MVT-REACH name=$nic mac=$(cat /sys/class/net/$nic/address) from=$self to=$peer"
+          seen="$seen$nic/$peer "
+        fi
+      done
+    done
+    sleep 3
+  done
 fi
 i=0; while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
 ip link set eth0 up

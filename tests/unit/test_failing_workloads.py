@@ -1,0 +1,173 @@
+"""doctor's rule 13 on plain dicts: what a pod or VMI on macvtap that does not start says, the cause it maps to and
+the fix. The messages are the runtimes' own wording (the kubelet's scheduler, containerd's libcni, this agent's
+CNI, libvirt through virt-launcher); the real-node suite builds the same states with KubeVirt and runs the fixes."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Any
+
+import pytest
+
+from macvtapctl import doctor, failures
+
+PREFIX = "macvtap.network.kubevirt.io"
+
+
+def nad(name: str = "dataplane", *, manager: str = "macvtapctl", **conf: Any) -> dict[str, Any]:
+    return {"kind": "NetworkAttachmentDefinition",
+            "metadata": {"name": name, "namespace": "default",
+                         "annotations": {"k8s.v1.cni.cncf.io/resourceName": f"{PREFIX}/{name}"},
+                         "managedFields": [{"manager": manager, "time": "2026-12-01T00:00:00Z"}]},
+            "spec": {"config": json.dumps({"cniVersion": "0.3.1", "name": name, "type": "macvtap", **conf})}}
+
+
+def launcher(phase: str = "Pending", *, node: str | None = None, vm: str = "web") -> dict[str, Any]:
+    pod: dict[str, Any] = {
+        "metadata": {"name": f"virt-launcher-{vm}-abcde", "namespace": "default", "uid": f"uid-{vm}",
+                     "labels": {"kubevirt.io": "virt-launcher", "vm.kubevirt.io/name": vm},
+                     "annotations": {"k8s.v1.cni.cncf.io/networks": json.dumps(
+                         [{"name": "dataplane", "namespace": "default", "interface": "podabc"}])}},
+        "spec": {"containers": [{"name": "compute", "resources": {"limits": {f"{PREFIX}/dataplane": "1"}}}]},
+        "status": {"phase": phase}}
+    if node:
+        pod["spec"]["nodeName"] = node
+    return pod
+
+
+def event(obj: dict[str, Any], reason: str, message: str, kind: str = "Pod") -> dict[str, Any]:
+    md = obj["metadata"]
+    return {"type": "Warning", "reason": reason, "message": message, "lastTimestamp": "2026-12-03T10:00:00Z",
+            "involvedObject": {"kind": kind, "namespace": md["namespace"], "name": md["name"], "uid": md["uid"]}}
+
+
+def node(name: str, allocatable: int) -> dict[str, Any]:
+    return {"metadata": {"name": name}, "status": {"allocatable": {f"{PREFIX}/dataplane": str(allocatable)},
+                                                   "conditions": [{"type": "Ready", "status": "True"}]}}
+
+
+def configmap(capacity: int = 2) -> dict[str, Any]:
+    return {"metadata": {"name": "macvtap-deviceplugin-config", "namespace": "macvtap"},
+            "data": {"DP_MACVTAP_CONF": json.dumps([{"name": "dataplane", "lowerDevice": "eth1",
+                                                     "capacity": capacity}])}}
+
+
+def agent_ds(image: str = "registry.local/macvtapctl/agent:dev") -> dict[str, Any]:
+    return {"metadata": {"name": "macvtapctl-agent", "namespace": "macvtap"},
+            "spec": {"template": {"spec": {"containers": [{"name": "agent", "image": image}]}}}}
+
+
+def findings(s: doctor.Snapshot) -> list[doctor.Finding]:
+    return list(doctor.failing_workloads(s))
+
+
+@pytest.mark.parametrize(("message", "kind", "detail"), [
+    ("0/1 nodes are available: 1 Insufficient macvtap.network.kubevirt.io/dataplane. preemption: 0/1 nodes are "
+     "available: 1 No preemption victims found for incoming pod.", failures.INSUFFICIENT, "dataplane"),
+    ('plugin type="multus" name="multus-cni-network" failed (add): [default/virt-launcher-web-abcde/abc:dataplane]: '
+     'error adding container to network "dataplane": failed to find plugin "macvtap" in path [/usr/libexec/cni]',
+     failures.CNI_NOT_FOUND, "/usr/libexec/cni"),
+    ("error adding container to network \"dataplane\": mtu 9000 is larger than the MTU 1500 of lower device eth1",
+     failures.MTU, ""),
+    ("failed to set mtu 9000 on macvtap: invalid argument", failures.MTU, ""),
+    ("server error. command SyncVMI failed: \"LibvirtError(Code=38, Domain=0, Message='cannot open macvtap tap "
+     "device /dev/tap46: Permission denied')\"", failures.TAP_DENIED, "/dev/tap46"),
+    ("Unable to create tap device net1: Invalid argument", failures.TAP_INVALID, ""),
+    ("MAC 02:00:00:00:00:01 is already used by another macvtap on the same lower device", failures.MAC_IN_USE, ""),
+    ("failed to render launch manifest: couldn't find configuration for network binding: macvtap", failures.BINDING,
+     ""),
+    ("something nobody has seen before", failures.UNKNOWN, ""),
+])
+def test_each_known_message_maps_to_its_cause(message: str, kind: str, detail: str) -> None:
+    assert failures.classify(message) == failures.Failure(kind, detail)
+
+
+def test_insufficient_names_the_missing_exposure_and_its_fix() -> None:
+    pod = launcher()
+    s = doctor.Snapshot(nads=[nad()], nodes=[node("n1", 0)], waiting=[pod], events=[event(
+        pod, "FailedScheduling", "0/1 nodes are available: 1 Insufficient macvtap.network.kubevirt.io/dataplane.")])
+    [f] = findings(s)
+    assert (f.id, f.severity, f.object) == ("workload-insufficient", "error", "pod/default/virt-launcher-web-abcde")
+    assert "not exposed" in f.cause and f.fix == "macvtapctl expose LOWER_DEVICE --name dataplane"
+    assert "virtualmachineinstance/default/web" in f.refs  # `doctor web` keeps it
+
+
+def test_insufficient_names_the_pods_that_hold_every_device() -> None:
+    waiting = launcher(vm="third")
+    holders = [launcher("Running", node="n1", vm=v) for v in ("one", "two")]
+    s = doctor.Snapshot(nads=[nad()], nodes=[node("n1", 2)], configmaps=[configmap(capacity=2)], launchers=holders,
+                        waiting=[waiting], events=[event(waiting, "FailedScheduling", "0/1 nodes are available: 1 "
+                                                        "Insufficient macvtap.network.kubevirt.io/dataplane.")])
+    [f] = findings(s)
+    assert "all 2 in use by default/virt-launcher-one-abcde, default/virt-launcher-two-abcde" in f.cause, f.cause
+    assert f.fix == "macvtapctl expose eth1 --name dataplane --capacity 4"
+
+
+def test_cni_not_in_the_runtimes_path_gives_install_with_that_dir_and_the_running_image() -> None:
+    pod = launcher()
+    s = doctor.Snapshot(nads=[nad()], agents=[agent_ds()], waiting=[pod], events=[event(
+        pod, "FailedCreatePodSandBox", 'failed to find plugin "macvtap" in path [/usr/libexec/cni /opt/cni/bin]')])
+    [f] = findings(s)
+    assert f.id == "workload-cni-not-found" and "/usr/libexec/cni" in f.cause
+    assert shlex.split(f.fix or "") == ["macvtapctl", "install", "--cni-bin-dir", "/usr/libexec/cni", "--image",
+                                        "registry.local/macvtapctl/agent:dev"]
+
+
+def test_mtu_refusal_rewrites_the_nad_with_the_lower_devices_mtu_keeping_its_other_settings() -> None:
+    pod = launcher()
+    s = doctor.Snapshot(nads=[nad(mtu=9000, promiscMode=True, manager="kubectl-client-side-apply")],
+                        configmaps=[configmap()], waiting=[pod], reports={"n1": {"lowerDevices": {"eth1": {"mtu": 1500}}}},
+                        events=[event(pod, "FailedCreatePodSandBox", "error adding container to network "
+                                      "\"dataplane\": mtu 9000 is larger than the MTU 1500 of lower device eth1")])
+    [f] = findings(s)
+    assert f.id == "workload-mtu"
+    # Written by kubectl, so `nad create` takes it over only with --force (it refuses otherwise, exit 5).
+    assert f.fix == "macvtapctl nad create dataplane -n default --resource dataplane --mtu 1500 --promisc --force"
+
+
+def test_tap_denied_on_a_vmi_blames_the_nads_owner_and_group() -> None:
+    vmi = {"kind": "VirtualMachineInstance",
+           "metadata": {"name": "web", "namespace": "default", "uid": "vmi-uid"},
+           "spec": {"networks": [{"name": "dataplane", "multus": {"networkName": "dataplane"}}]},
+           "status": {"phase": "Scheduled"}}
+    s = doctor.Snapshot(nads=[nad(owner=0, group=0)], vmis=[vmi], events=[event(
+        vmi, "SyncFailed", "server error. command SyncVMI failed: \"LibvirtError(Code=38, Domain=0, Message='cannot "
+        "open macvtap tap device /dev/tap46: Permission denied')\"", kind="VirtualMachineInstance")])
+    [f] = findings(s)
+    assert (f.id, f.object) == ("workload-tap-denied", "virtualmachineinstance/default/web")
+    assert "/dev/tap46" in f.cause and "sets owner/group" in f.cause
+    assert f.fix == "macvtapctl nad create dataplane -n default --resource dataplane && kubectl delete vmi web -n default"
+
+
+def test_a_launchers_cause_is_said_once_not_again_on_its_vmi_and_unknown_messages_are_kept_verbatim() -> None:
+    pod = launcher()
+    vmi = {"kind": "VirtualMachineInstance", "metadata": {"name": "web", "namespace": "default", "uid": "vmi-uid"},
+           "spec": {"networks": [{"name": "dataplane", "multus": {"networkName": "dataplane"}}]},
+           "status": {"phase": "Scheduling", "conditions": [{"type": "PodScheduled", "status": "False",
+                                                             "reason": "Unschedulable", "message": "0/1 nodes are "
+                                                             "available: 1 Insufficient "
+                                                             "macvtap.network.kubevirt.io/dataplane."}]}}
+    s = doctor.Snapshot(nads=[nad()], nodes=[node("n1", 0)], vmis=[vmi], waiting=[pod], events=[
+        event(pod, "FailedScheduling", "0/1 nodes are available: 1 Insufficient macvtap.network.kubevirt.io/dataplane."),
+        event(pod, "FailedMount", "MountVolume.SetUp failed for volume \"x\": something new")])
+    found = findings(s)
+    assert sorted(f.id for f in found) == ["workload-failing", "workload-insufficient"], found
+    unknown = next(f for f in found if f.id == "workload-failing")
+    assert unknown.cause == "FailedMount: MountVolume.SetUp failed for volume \"x\": something new"
+
+
+def test_running_workloads_and_pods_without_macvtap_say_nothing() -> None:
+    other = {"metadata": {"name": "web", "namespace": "default", "uid": "u"}, "spec": {"containers": [{"name": "c"}]},
+             "status": {"phase": "Pending"}}
+    s = doctor.Snapshot(nads=[nad()], waiting=[other], events=[event(other, "FailedScheduling", "0/1 nodes are "
+                                                                      "available: 1 Insufficient cpu.")])
+    assert findings(s) == []
+
+
+def test_workload_findings_lead_doctors_errors() -> None:
+    pod = launcher()
+    s = doctor.Snapshot(nads=[nad()], nodes=[node("n1", 0)], waiting=[pod], events=[event(
+        pod, "FailedScheduling", "0/1 nodes are available: 1 Insufficient macvtap.network.kubevirt.io/dataplane.")])
+    errors = [f.id for f in doctor.diagnose(s) if f.severity == "error"]
+    assert errors[0] == "workload-insufficient" and len(errors) > 1, errors
