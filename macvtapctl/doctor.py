@@ -129,11 +129,33 @@ def _image_version(ds: dict[str, Any]) -> tuple[int, int, int] | None:
     return None
 
 
+# Report checks that judge the configuration: a report of an older configuration says nothing about the current one.
+CONFIG_JUDGED = ("dp-config", "resource-capacity", "kind-dev", "l2-nested-lower")
+
+
+def stale_report(s: Snapshot, node: str) -> bool:
+    """The node's report judged another configuration than the ConfigMap's (the kubelet had not refreshed the
+    mounted file yet, or the report predates the change)."""
+    judged = (s.reports.get(node) or {}).get("configDigest")
+    cm, _, _ = _config_of(s)
+    current = dpconfig.digest((cm.get("data") or {}).get(dpconfig.CONFIG_KEY)) if cm else None
+    return judged is not None and current is not None and judged != current
+
+
 def _report_checks(s: Snapshot, check_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The report results for one finding id, only what was measured (not skipped) against the current
+    configuration."""
     for node, report in sorted(s.reports.items()):
+        if check_id in CONFIG_JUDGED and stale_report(s, node):
+            continue
         for c in (report or {}).get("checks") or []:
-            if c.get("id") == check_id:
+            if c.get("id") == check_id and c.get("status") != "skipped":
                 yield node, c
+
+
+def _kind_node(s: Snapshot, node: str) -> bool:
+    n = next((n for n in s.nodes if n["metadata"]["name"] == node), None)
+    return str(dig(n, "spec", "providerID") or "").startswith("kind://") if n else False
 
 
 def _lower_of(cfg: dpconfig.Config | None, resource: str | None) -> str | None:
@@ -175,7 +197,7 @@ def resource_capacity(s: Snapshot) -> Iterator[Finding]:
         lower = _lower_of(cfg, res)
         why = []
         for node in empty:
-            for c in (s.reports.get(node) or {}).get("checks") or []:
+            for c in [] if stale_report(s, node) else (s.reports.get(node) or {}).get("checks") or []:
                 if c.get("check") == f"lower device {lower}" and c.get("status") != "ok":
                     why.append(f"{node}: {lower} {c.get('detail')}")
         exposed = cfg is not None and (cfg.expose_all or res in cfg.names())
@@ -338,9 +360,9 @@ def node_agents(s: Snapshot) -> Iterator[Finding]:
     """3, 7, 8, 9, 11 and 12 (node side): the agents' own reports; nodes without one are named."""
     ids = {"tap-ownership": ERROR, "kind-dev": ERROR, "agent-health": ERROR, "leaked-links": WARNING,
            "l2-nested-lower": WARNING, "dp-config": None, "resource-capacity": None}
-    fixes = {"kind-dev": "macvtapctl kind-config (recreate the KinD cluster with it)",
-             "tap-ownership": "remove owner/group from the NAD (the CNI then chowns /dev/tapN to 107:107, qemu), "
-                              "or: macvtapctl nad create NAME --resource RES"}
+    owned = [n for n, _ in _macvtap_nads(s) if {"owner", "group"} & set(nadm.config_of(n) or {})]
+    fixes = {"tap-ownership": " && ".join(nad_fix(n, s) for n in owned) if owned else
+             "macvtapctl install (its CNI chowns /dev/tapN to 107:107, qemu)"}
     for check_id, severity in ids.items():
         if severity is None:  # folded into the cluster-side findings of the same id
             continue
@@ -348,8 +370,16 @@ def node_agents(s: Snapshot) -> Iterator[Finding]:
             if c.get("status") == "ok":
                 continue
             sev = severity if c.get("status") == "error" else WARNING
-            yield Finding(check_id, sev, ref("node", node), f"{c.get('check')}: {c.get('detail')}",
-                          fixes.get(check_id))
+            fix = fixes.get(check_id)
+            if check_id == "kind-dev":
+                fix = ("macvtapctl kind-config (recreate the KinD cluster with it)" if _kind_node(s, node) else
+                       "mount the node's /dev into the agent pod (hostPath /dev, as macvtapctl install does)")
+            yield Finding(check_id, sev, ref("node", node), f"{c.get('check')}: {c.get('detail')}", fix)
+    for node in sorted(s.reports):
+        if stale_report(s, node):
+            yield Finding("node-report-stale", INFO, ref("node", node), "the agent's last report judged an older "
+                          "device-plugin configuration (the kubelet refreshes the mounted ConfigMap within its sync "
+                          "period): its configuration checks are left out", "macvtapctl doctor   (again in a minute)")
     for node, report in sorted(s.reports.items()):
         if report and report.get("virtualization"):
             yield Finding("virtualised-node", WARNING, ref("node", node),

@@ -13,6 +13,7 @@ nothing for (no lowerDevice — e.g. `master` —, an empty name, an unknown mod
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -345,3 +346,9 @@ def _context(text: str, lineno: int) -> str:
     if lineno >= 2 and lineno - 2 < len(lines):
         return f" (after {lines[lineno - 2].strip()!r})"
     return ""
+
+
+def digest(text: str | None) -> str | None:
+    """Which configuration a node report judged: the agent hashes the text it read, doctor the ConfigMap's value
+    (the kubelet mounts it byte for byte), so a report older than the ConfigMap is told apart."""
+    return None if text is None else hashlib.sha256(text.encode()).hexdigest()[:16]

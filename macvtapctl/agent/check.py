@@ -12,7 +12,7 @@ from typing import Any
 from macvtapctl import dpconfig
 from macvtapctl.agent.netlink import Link, Netlink
 
-OK, WARN, FAIL = "ok", "warning", "error"
+OK, WARN, FAIL, SKIP = "ok", "warning", "error", "skipped"
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,15 @@ class Result:
     status: str
     detail: str
     id: str = ""  # the doctor finding this result feeds (docs/doctor.md), "" for none
+
+
+def _raw_config(config_file: str | None) -> str | None:
+    if config_file:
+        try:
+            return Path(config_file).read_text()
+        except OSError:
+            return None
+    return os.environ.get(dpconfig.CONFIG_KEY) or None
 
 
 def _config(config_file: str | None) -> tuple[dpconfig.Config | None, str]:
@@ -143,6 +152,7 @@ def node_report(node: str, *, config_file: str | None, plugin_dir: str, owner: i
                               "microk8s keep CNI binaries elsewhere)", "agent-health"))
     return {"node": node, "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "checks": [r.__dict__ for r in results], "lowerDevices": lower_devices(links),
+            "configDigest": dpconfig.digest(_raw_config(config_file)),
             "virtualization": virtualization(dmi_dir)}
 
 
@@ -168,7 +178,7 @@ def _tap_visibility(h: Netlink, lowers: list[Link], tap_dir: str) -> Result:
     """Create a throwaway macvtap and look for its /dev/tapN here (KinD nodes do not see the host's devtmpfs)."""
     lower = lowers[0] if lowers else None
     if lower is None:
-        return Result("/dev/tapN visible", WARN, "skipped: no configured lower device on this node", "kind-dev")
+        return Result("/dev/tapN visible", SKIP, "no configured lower device on this node yet", "kind-dev")
     name = CHECK_LINK_PREFIX + secrets.token_hex(4)
     try:
         link = h.create_macvtap(name, lower.index, "bridge", lower.txqlen)

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from macvtapctl import doctor
+from macvtapctl import doctor, dpconfig
 from macvtapctl.manifests import nad as nadm
 
 from .helpers import ip
@@ -85,4 +85,17 @@ def test_node_report_and_what_doctor_makes_of_it(tmp_path: Path) -> None:
     assert cap.severity == "error" and "n1: gone0 does not exist on this node" in cap.cause
     for fid in ("kind-dev", "tap-ownership", "leaked-links", "l2-nested-lower", "agent-health", "virtualised-node"):
         assert (fid, "node/n1") in found, fid
-    assert found[("kind-dev", "node/n1")].fix.startswith("macvtapctl kind-config")
+    # Not a KinD node: the advice is the agent pod's /dev mount, not recreating a KinD cluster.
+    assert found[("kind-dev", "node/n1")].fix.startswith("mount the node's /dev into the agent pod")
+    node["spec"] = {"providerID": "kind://docker/dev/dev-worker"}
+    kind = {(f.id, f.object): f for f in doctor.diagnose(s)}
+    assert kind[("kind-dev", "node/n1")].fix.startswith("macvtapctl kind-config")
+    # The report judged this ConfigMap's text; once the ConfigMap changes, its configuration checks are stale.
+    assert report["configDigest"] == dpconfig.digest(cm["data"]["DP_MACVTAP_CONF"])
+    cm["data"]["DP_MACVTAP_CONF"] = json.dumps(entries[:1])
+    stale = {(f.id, f.object): f for f in doctor.diagnose(s)}
+    assert ("node-report-stale", "node/n1") in stale and stale[("node-report-stale", "node/n1")].severity == "info"
+    for fid in ("kind-dev", "l2-nested-lower"):
+        assert (fid, "node/n1") not in stale, fid
+    assert "does not exist on this node" not in stale[("resource-capacity", "networkattachmentdefinition/default/gone")
+                                                      ].cause
