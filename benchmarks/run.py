@@ -5,7 +5,8 @@
 Runs, one after another (never in parallel: they would time each other): start-up and rendering (vs kubectl),
 scale reads and writes and install --wait (vs kubectl, on a local control plane), CNI ADD/DEL and the device
 plugin (vs the real upstream macvtap-cni when ../shared/upstream is beside the repository, else its Go stand-in,
-said so), and the agent at capacity under churn (BENCH_CHURN_SECONDS, default 600). --quick: smaller sizes and a
+said so), the agent at capacity under churn (BENCH_CHURN_SECONDS, default 600), and a VM started by KubeVirt
+(vs the hand-made launcher, interleaved) with KubeVirt's memory. --quick: smaller sizes and a
 60 s churn, for a smoke run. Benchmarks time and compare; tests never assert timings.
 """
 
@@ -48,6 +49,7 @@ def main() -> None:
         ("CNI", [py, "benchmarks/cni_latency.py", "50" if args.quick else "200", "20"]),
         ("device plugin", [py, "benchmarks/deviceplugin.py", "50" if args.quick else "200", "30"]),
         ("agent at capacity", [py, "benchmarks/agent_churn.py", "--seconds", churn]),
+        ("VM started by KubeVirt", [py, "benchmarks/vm_kubevirt.py", "--runs", "2" if args.quick else "5"]),
     ]
     results = Path(tempfile.mkstemp(prefix="bench-", suffix=".jsonl")[1])
     env = {**os.environ, RESULTS_ENV: str(results), "PYTHONPATH": str(REPO)}

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import time
 from pathlib import Path
 
 from harness import NODE_NAME
+from images import AGENT_IMAGE
 
 from tests.e2e.helpers import (
     AGENT_NS,
@@ -260,6 +262,41 @@ def test_l_doctor_reads_the_node_report_through_the_pod_proxy(cluster: Cluster) 
     finally:
         with cluster.kube() as kube:
             kube.delete(NAD, "toobig", POD_NS)
+
+
+def test_m_a_cni_plugin_outside_the_runtimes_path_is_named_by_doctor_and_its_fix_runs_the_pod(
+        cluster: Cluster, tmp_path: Path) -> None:
+    """The agent installed with a CNI bin dir the runtime does not read (the default /opt/cni/bin where the node
+    reads another): a pod on the macvtap network stays in ContainerCreating with libcni's "failed to find plugin";
+    doctor names it from the pod's events, its printed fix (install with the runtime's dir and the running image)
+    makes the pod run."""
+    wrong = tmp_path / "cni-bin"
+    shim = cluster.node.cni_bin / "macvtap"
+    cluster.mvc("install", "--image", AGENT_IMAGE, "--cni-bin-dir", str(wrong), "--wait", "--timeout", "3m")
+    shim.unlink()  # what a node that never had the plugin in its runtime's dir looks like
+    try:
+        cluster.make_pod("nocni", networks=[{"name": NETWORK, "mac": "02:00:5e:40:00:01"}])
+
+        def finding() -> dict | None:
+            r = cluster.mvc("doctor", "-A", "-o", "json", check=False)
+            found = [f for f in json.loads(r.out or "{}").get("findings") or [] if f["id"] == "workload-cni-not-found"
+                     and f["object"] == f"pod/{POD_NS}/nocni"]
+            return found[0] if found and r.code == 8 else None
+
+        f = wait_for("doctor naming the CNI path", finding, timeout=120, interval=2)
+        assert str(cluster.node.cni_bin) in f["cause"], f
+        argv = shlex.split(f["fix"])
+        assert argv[:2] == ["macvtapctl", "install"] and argv[argv.index("--image") + 1] == AGENT_IMAGE, f
+        cluster.mvc(*argv[1:])
+        cluster.wait_running("nocni", timeout=180)
+        assert cluster.interface("nocni")["mac"] == "02:00:5e:40:00:01"
+        assert finding() is None
+    finally:
+        cluster.delete_pods("nocni")
+        if not shim.exists():
+            cluster.mvc("install", "--image", AGENT_IMAGE, "--cni-bin-dir", str(cluster.node.cni_bin), "--wait",
+                        "--timeout", "3m")
+    _idle(cluster)
 
 
 def _agent_log() -> str:

@@ -1,0 +1,81 @@
+"""KubeVirt's own components on the real node (root), as the KubeVirt tests and benchmarks/vm_kubevirt.py use
+them: a control plane ready for in-cluster clients, the node with kube-proxy and shared mounts, virt-operator
+deploying virt-api, virt-controller and virt-handler from the KubeVirt CR, the guest's containerDisk imported,
+the agent installed by `macvtapctl install`; and a DHCP server on the LAN. Not a conftest: both import it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "controlplane"))
+
+import guest
+from harness import ControlPlane, kubevirt_runtime_version
+from kubevirt import KubeVirt
+from node import LAN_NETNS, LAN_PEER, Node
+
+from tests.e2e.helpers import POD_NS, Cluster
+
+DHCP_RANGE = ("198.51.100.100", "198.51.100.150")
+
+
+class StartFailed(Exception):
+    """A real part did not start: the message says which, and where its logs are."""
+
+
+@contextmanager
+def kubevirt_cluster(workdir: Path) -> Iterator[Cluster]:
+    version = kubevirt_runtime_version()
+    cp = ControlPlane(workdir, kubevirt_version=version, crds="runtime", kubevirt_pin=version)
+    try:
+        cp.start()
+    except Exception as exc:
+        cp.stop()
+        raise StartFailed(f"local control plane did not start: {exc}") from exc
+    node = Node(cp.dir)
+    c = Cluster(cp, node)
+    try:
+        node.up()
+        KubeVirt(cp.dir).up()
+        node.ctr(Path(node.state["node_bin"]), "images", "import", "--platform", "linux/amd64",
+                 str(guest.containerdisk_image(node.images)), quiet=True, check=True)
+        c.deploy()
+    except Exception as exc:
+        try:
+            node.down()
+        finally:
+            cp.stop()
+        raise StartFailed(f"KubeVirt on the real node did not start: {exc}\n(logs: {node.dir})") from exc
+    try:
+        yield c
+    finally:
+        try:
+            # VMs first: their controller would start a new launcher for every pod the teardown deletes.
+            c.kubectl("delete", "vm", "--all", "-n", POD_NS, "--wait=true", timeout=180, check=False)
+            c.teardown()
+        finally:
+            try:
+                node.down()
+            finally:
+                cp.stop()
+
+
+@contextmanager
+def lan_dhcp(workdir: Path) -> Iterator[Path]:
+    """dnsmasq as the LAN's DHCP server (only on the LAN namespace's interface); yields its lease file."""
+    leases = workdir / "leases"
+    proc = subprocess.Popen(["ip", "netns", "exec", LAN_NETNS, "dnsmasq", "--keep-in-foreground", "--no-resolv",
+                             "--no-hosts", "--port=0", f"--interface={LAN_PEER}", "--bind-interfaces",
+                             f"--dhcp-range={DHCP_RANGE[0]},{DHCP_RANGE[1]},255.255.255.0,1h",
+                             f"--dhcp-leasefile={leases}", "--user=root", "--log-dhcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield leases
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
