@@ -117,6 +117,7 @@ node-down: venv
 	$(BIN)/python tests/node/node.py down --dir $(DEVCLUSTER)
 
 MVC := $(BIN)/macvtapctl --kubeconfig $(DEVCLUSTER)/kubeconfig
+DEMO_DISK := localhost/macvtapctl/guest-disk:e2e  # tests/node/guest.py's containerDisk, imported by kubevirt-up
 
 KUBECTL := $(DEVCLUSTER)/bin/kubectl --kubeconfig $(DEVCLUSTER)/kubeconfig
 # As root the demo joins a real node (kubelet, containerd, Multus) and puts a pod on macvtap; otherwise it stops at
@@ -124,29 +125,35 @@ KUBECTL := $(DEVCLUSTER)/bin/kubectl --kubeconfig $(DEVCLUSTER)/kubeconfig
 DEMO_LOWER := $(if $(DEMO_NODE),e2elan0,eth0)
 
 demo: PREREQS_FOR = demo
-demo: prereqs cluster-up $(if $(DEMO_NODE),node-up)
+demo: CLUSTER_CRDS = $(if $(DEMO_NODE),runtime,kubevirt)
+demo: prereqs cluster-up $(if $(DEMO_NODE),kubevirt-up)
 	@echo "+ macvtapctl version"; $(MVC) version
 	@echo; echo "+ macvtapctl setup $(DEMO_LOWER) --name dataplane"; $(MVC) setup $(DEMO_LOWER) --name dataplane
 	@echo; echo "+ macvtapctl setup $(DEMO_LOWER) --name dataplane   # again: nothing changes"; \
 	  $(MVC) setup $(DEMO_LOWER) --name dataplane
 	@echo; echo "+ macvtapctl exposed"; $(MVC) exposed
 	@echo; echo "+ macvtapctl nad list -A"; $(MVC) nad list -A
-	@echo; echo "+ macvtapctl vm create demo-vm --network dataplane --mac auto --apply"; \
-	  $(MVC) vm create demo-vm --network dataplane --mac auto --apply
-	@echo; echo "+ macvtapctl vm check --all"; $(MVC) vm check --all
 ifeq ($(DEMO_NODE),yes)
 	@echo; echo "+ macvtapctl install --image localhost/macvtapctl/agent:e2e --cni-bin-dir ... --wait   # the real node"; \
 	  $(MVC) install --image localhost/macvtapctl/agent:e2e --cni-bin-dir $(CURDIR)/$(DEVCLUSTER)/node/cni/bin --wait
-	@echo; echo "+ kubectl apply -f tests/node/demo-pod.yaml   # a pod on macvtap (stands in for virt-launcher)"; \
-	  $(KUBECTL) apply -f tests/node/demo-pod.yaml && $(KUBECTL) wait --for=condition=Ready pod/macvtap-demo --timeout=120s
-	@echo; echo "+ kubectl exec macvtap-demo -- ip link show net1"; $(KUBECTL) exec macvtap-demo -- ip link show net1
-	@echo; echo "+ kubectl exec macvtap-demo -- taptool arp ...   # a frame through /dev/tapN to the LAN and back"; \
-	  $(KUBECTL) exec macvtap-demo -- sh -c 'taptool arp /dev/tap$$(cat /sys/class/net/net1/ifindex) \
-	    $$(cat /sys/class/net/net1/address) 198.51.100.9 198.51.100.1'
+	@$(BIN)/python tests/node/kubevirt.py lan-dhcp --dir $(DEVCLUSTER) >/dev/null
+	@echo; echo "+ macvtapctl vm create demo-vm --network dataplane --mac auto --image $(DEMO_DISK) --memory 256Mi --apply"; \
+	  $(MVC) vm create demo-vm --network dataplane --mac auto --image $(DEMO_DISK) --memory 256Mi --apply
+	@echo; echo "+ macvtapctl vm check --all"; $(MVC) vm check --all
+	@echo; echo "+ kubectl wait vmi/demo-vm --for=condition=Ready   # KubeVirt starts it (virt-launcher, libvirt, qemu TCG)"; \
+	  for i in $$(seq 60); do $(KUBECTL) get vmi demo-vm >/dev/null 2>&1 && break; sleep 1; done; \
+	  $(KUBECTL) wait vmi/demo-vm --for=condition=Ready --timeout=300s
+	@echo; echo "+ kubectl get vmi demo-vm -o jsonpath='{.status.interfaces}'"; \
+	  $(KUBECTL) get vmi demo-vm -o jsonpath='{.status.interfaces}'; echo
+	@echo; echo "+ the guest leases from the LAN's DHCP server on its macvtap NIC, and the LAN pings it"; \
+	  $(BIN)/python tests/node/kubevirt.py lan-ping demo-vm --dir $(DEVCLUSTER)
 	@echo; echo "+ macvtapctl status"; $(MVC) status
 	@echo; echo "+ macvtapctl doctor   # every known cause of a VM without network, with its fix"; $(MVC) doctor
 	@echo; echo "(stop it all with: make cluster-down)"
 else
+	@echo; echo "+ macvtapctl vm create demo-vm --network dataplane --mac auto --apply"; \
+	  $(MVC) vm create demo-vm --network dataplane --mac auto --apply
+	@echo; echo "+ macvtapctl vm check --all"; $(MVC) vm check --all
 	@echo; echo "+ macvtapctl install --dry-run=server   # the agent DaemonSet, validated by the API server"; \
 	  $(MVC) install --dry-run=server
 	@echo; echo "+ macvtapctl status   # no node runs the agent (the real node needs root), so exit 8"; \

@@ -3,7 +3,11 @@ to a LAN ping of the address the guest leased, median of N runs, interleaved wit
 benchmarks/vm_on_wire.py (its pod built by the test, qemu started without libvirt) on the same cluster; and the
 memory of KubeVirt's components on the node (the resident set of every process in each pod's cgroup).
 
-    .venv/bin/python benchmarks/vm_kubevirt.py [--runs 5]
+    .venv/bin/python benchmarks/vm_kubevirt.py [--runs 5] [--chain]
+
+With --chain, first prints the real objects of one VM along the chain (VM, launcher pod, network-status, VMI
+status, the macvtap in the pod, qemu's tap descriptor and command line, the guest's console): docs/vm-on-the-wire.md
+shows such a run.
 
 Starts its own control plane, node and KubeVirt (tests/e2e_kubevirt/runtime.py) and tears them down.
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import tempfile
@@ -29,10 +34,12 @@ from benchmarks.common import Row, median, record  # noqa: E402
 from tests.e2e.helpers import POD_NS, Cluster, wait_for  # noqa: E402
 from tests.e2e_kubevirt import runtime  # noqa: E402
 from tests.e2e_kubevirt.test_vm_started_by_kubevirt import (  # noqa: E402
+    console,
     create_vm,
     lan_ping,
     launcher_pod,
     mac_of,
+    macvtap_links,
     wait_lease,
     wait_stopped,
     wait_vmi_running,
@@ -52,6 +59,49 @@ def one_vm(c: Cluster, i: int) -> tuple[float, float]:
     c.kubectl("delete", "vm", "-n", POD_NS, name, "--wait=true", timeout=180)
     wait_stopped(c, name)
     return running, replied
+
+
+def print_chain(c: Cluster) -> None:
+    """One VM's real objects, step by step (not timed)."""
+    vm = create_vm(c, "kv-chain")
+    mac = mac_of(vm)
+    running = wait_vmi_running(c, "kv-chain")
+    pod = launcher_pod(c, "kv-chain")
+    wait_lease(c, pod, mac)
+    tmpl = vm["spec"]["template"]["spec"]
+    print("\n--- the chain of one VM started by KubeVirt ---")
+    print("VM interfaces:", json.dumps(tmpl["domain"]["devices"]["interfaces"]))
+    print("VM networks:", json.dumps(tmpl["networks"]))
+    ann = pod["metadata"]["annotations"]
+    print("launcher pod:", pod["metadata"]["name"])
+    print("pod networks annotation:", ann.get("k8s.v1.cni.cncf.io/networks"))
+    print("pod network-status:", ann.get("k8s.v1.cni.cncf.io/network-status"))
+    compute = next(x for x in pod["spec"]["containers"] if x["name"] == "compute")
+    print("compute limits:", json.dumps(compute["resources"].get("limits")))
+    print("VMI status.interfaces:", json.dumps(running["status"].get("interfaces")))
+    print("macvtap in the pod:", json.dumps([{k: link.get(k) for k in ("ifname", "ifindex", "address", "mtu")}
+                                            | {"mode": (link.get("linkinfo") or {}).get("info_data", {}).get("mode")}
+                                            for link in macvtap_links(c, pod)]))
+    cs = next(x for x in pod["status"]["containerStatuses"] if x["name"] == "compute")
+    pid = c.node.container_pid(cs["containerID"])
+    line = next(x for x in Path(f"/proc/{pid}/cgroup").read_text().splitlines() if ":memory:" in x)
+    procs = (Path("/sys/fs/cgroup/memory") / line.split(":", 2)[2].lstrip("/") / "cgroup.procs").read_text().split()
+    for p in procs:
+        try:
+            args = Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if args and b"qemu-system" in args[0]:
+            uid = next(x.split()[1] for x in Path(f"/proc/{p}/status").read_text().splitlines()
+                       if x.startswith("Uid:"))
+            taps = sorted({os.readlink(f"/proc/{p}/fd/{fd}") for fd in os.listdir(f"/proc/{p}/fd")
+                           if os.readlink(f"/proc/{p}/fd/{fd}").startswith("/dev/tap")})
+            print(f"qemu (uid {uid}, tap descriptors -> {', '.join(taps)}):",
+                  " ".join(a.decode() for a in args if a))
+    print("guest console:", "\n".join(x for x in console(c, pod["metadata"]["name"]).splitlines() if "MVT-" in x))
+    print("---\n")
+    c.kubectl("delete", "vm", "-n", POD_NS, "kv-chain", "--wait=true", timeout=180)
+    wait_stopped(c, "kv-chain")
 
 
 def rss_kib(pid: int) -> int:
@@ -97,9 +147,12 @@ def memory(c: Cluster) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--chain", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, runtime.kubevirt_cluster(Path(tmp) / "cp") as c, \
-            runtime.lan_dhcp(Path(tmp)):
+            runtime.lan_dhcp(c):
+        if args.chain:
+            print_chain(c)
         running, replied, handmade = [], [], []
         workdir = Path("/var/lib/macvtapctl-e2e/guest")
         for i in range(args.runs):  # interleaved: both see the same machine load

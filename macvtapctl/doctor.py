@@ -68,6 +68,8 @@ class Snapshot:
     events: list[dict[str, Any]] = field(default_factory=list)  # Warning events in the namespaces of `waiting`/VMIs
     events_error: str | None = None  # why events could not be read
     field_manager: str = "macvtapctl"  # whose NADs `nad create` may rewrite without --force
+    dhcp_resource: str | None = None  # doctor --probe-dhcp RESOURCE
+    dhcp_probes: dict[str, dict[str, Any]] = field(default_factory=dict)  # node -> the agent's probe answer
     reports: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # node -> agent report
     report_errors: dict[str, str] = field(default_factory=dict)  # node -> why there is no report
 
@@ -666,9 +668,32 @@ def failing_workloads(s: Snapshot) -> Iterator[Finding]:
         yield Finding("events-unreadable", INFO, ref("cluster", "events"), f"events not read: {s.events_error}")
 
 
+def dhcp_probe(s: Snapshot) -> Iterator[Finding]:
+    """14 (on request): did a DHCP server answer a DISCOVER on the resource's lower device, on each node?"""
+    res = s.dhcp_resource
+    if res is None:
+        return
+    if not s.dhcp_probes:
+        yield Finding("dhcp-probe-failed", WARNING, ref("resource", res), "no node runs the macvtapctl agent, "
+                      "which sends the probe (macvtap-cni has no such endpoint)", "macvtapctl install")
+    for node, answer in sorted(s.dhcp_probes.items()):
+        where, lower = ref("node", node), answer.get("lower") or "its lower device"
+        if answer.get("error"):
+            yield Finding("dhcp-probe-failed", WARNING, where, f"DHCP probe of {res!r}: {answer['error']}",
+                          refs=(ref("resource", res),))
+        elif answer.get("offered"):
+            yield Finding("dhcp-offer", INFO, where, f"resource {res!r} on {lower}: {answer.get('detail')}: a guest "
+                          "asking DHCP on it gets an address", refs=(ref("resource", res),))
+        else:
+            yield Finding("dhcp-no-offer", WARNING, where, f"resource {res!r} on {lower}: {answer.get('detail')}: a "
+                          "guest asking DHCP gets no address (a macvtap NAD has no IPAM; the LAN must serve it)",
+                          "run a DHCP server on that LAN, or give the guests static addresses (cloud-init "
+                          "networkData)", refs=(ref("resource", res),))
+
+
 CHECKS: tuple[Callable[[Snapshot], Iterator[Finding]], ...] = (
     failing_workloads, resource_capacity, dp_config, versions, vm_spec, nad_content, node_agents, agent_health,
-    stale_resources, mac_consistency, l2_explainers)
+    stale_resources, mac_consistency, l2_explainers, dhcp_probe)
 
 
 def diagnose(s: Snapshot) -> list[Finding]:

@@ -32,7 +32,7 @@ def _raw_config(config_file: str | None) -> str | None:
     return os.environ.get(dpconfig.CONFIG_KEY) or None
 
 
-def _config(config_file: str | None) -> tuple[dpconfig.Config | None, str]:
+def read_config(config_file: str | None) -> tuple[dpconfig.Config | None, str]:
     if config_file:
         try:
             raw = Path(config_file).read_text()
@@ -64,7 +64,7 @@ def run_checks(*, config_file: str | None, plugin_dir: str, owner: int, group: i
 def _run(h: Netlink, links: dict[str, Link], *, config_file: str | None, plugin_dir: str, owner: int, group: int,
          tap_dir: str, visibility: Result | None) -> list[Result]:
     results: list[Result] = []
-    cfg, where = _config(config_file)
+    cfg, where = read_config(config_file)
     lowers: list[str] = []
     if cfg is None:
         results.append(Result("configuration", FAIL, where))

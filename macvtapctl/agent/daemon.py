@@ -104,10 +104,35 @@ async def run(cfg: AgentConfig) -> None:
         return manager.readiness() if manager is not None else (True, "ok")
 
     report = NodeReport(cfg)
-    health = HealthServer(cfg.metrics_host, cfg.metrics_port, metrics, ready, alive,
-                          report=report.latest) if cfg.metrics_port else None
+    health = HealthServer(cfg.metrics_host, cfg.metrics_port, metrics, ready, alive, report=report.latest,
+                          probe_dhcp=lambda resource: probe_dhcp(cfg, resource)) if cfg.metrics_port else None
     loops = [report.loop] if cfg.report_interval and cfg.metrics_port else []
     await _serve(server, health, manager, reclaim if cfg.reclaim_interval else None, cfg.reclaim_interval, loops)
+
+
+def probe_dhcp(cfg: AgentConfig, resource: str) -> tuple[int, dict[str, Any]]:
+    """GET /probe/dhcp?resource=R (doctor --probe-dhcp): a DHCPDISCOVER on R's lower device, in the health server's
+    thread. Only a resource of the current configuration: the caller never names a link."""
+    from macvtapctl import validate
+    from macvtapctl.agent import check, dhcp_probe
+    from macvtapctl.agent.netlink import host
+    from macvtapctl.errors import UsageError
+
+    try:
+        validate.check_resource_name(resource)
+    except UsageError as exc:
+        return 400, {"error": exc.message}
+    config, where = check.read_config(cfg.config_file)
+    if config is None:
+        return 503, {"error": where}
+    entry = None if config.expose_all else config.find(resource)
+    lower = resource if config.expose_all else str(entry.get("lowerDevice")) if entry else None
+    if lower is None:
+        return 404, {"error": f"resource {resource!r} is not in this node's configuration ({where}); exposed: "
+                              f"{', '.join(config.names()) or 'none'}"}
+    offer = dhcp_probe.probe(host(), lower, tap_dir=cfg.tap_dir)
+    log.info("DHCP probe on %s (resource %s): %s", lower, resource, offer.detail)
+    return 200, {"node": cfg.node_name, "resource": resource, **offer.as_dict()}
 
 
 class NodeReport:

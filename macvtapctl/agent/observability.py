@@ -59,9 +59,11 @@ class HealthServer:
 
     def __init__(self, host: str, port: int, metrics: Metrics, ready: Callable[[], tuple[bool, str]],
                  alive: Callable[[], tuple[bool, str]],
-                 report: Callable[[], dict[str, Any] | None] | None = None) -> None:
+                 report: Callable[[], dict[str, Any] | None] | None = None,
+                 probe_dhcp: Callable[[str], tuple[int, dict[str, Any]]] | None = None) -> None:
         self.host, self.port = host, port
         self.metrics, self.ready, self.alive, self.report = metrics, ready, alive, report
+        self.probe_dhcp = probe_dhcp
         self.server: Any = None
         self.thread: threading.Thread | None = None
 
@@ -79,7 +81,7 @@ class HealthServer:
             await asyncio.to_thread(self.server.shutdown)
             self.server.server_close()
 
-    def route(self, path: str) -> tuple[int, str, bytes]:
+    def route(self, path: str, query: str = "") -> tuple[int, str, bytes]:
         checks: dict[str, Callable[[], tuple[bool, str]]] = {"/healthz": self.alive, "/readyz": self.ready}
         if path in checks:
             ok, why = checks[path]()
@@ -93,6 +95,13 @@ class HealthServer:
             if doc is None:
                 return 503, "text/plain", b"node checks have not run yet\n"
             return 200, "application/json", json.dumps(doc).encode()
+        if path == "/probe/dhcp" and self.probe_dhcp is not None:
+            import json
+            from urllib.parse import parse_qs
+
+            resource = (parse_qs(query).get("resource") or [""])[0]
+            status, doc = self.probe_dhcp(resource)
+            return status, "application/json", json.dumps(doc).encode()
         return 404, "text/plain", b"not found\n"
 
 
@@ -119,7 +128,8 @@ def _handler(health: HealthServer) -> Any:
                 super().finish()
 
         def do_GET(self) -> None:
-            status, ctype, body = health.route(self.path.split("?", 1)[0])
+            path, _, query = self.path.partition("?")
+            status, ctype, body = health.route(path, query)
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))

@@ -43,7 +43,8 @@ def agent(
     veth_is_physical: Annotated[bool, typer.Option(
         "--veth-is-physical", help="Testing: with [], expose veth links as if they were NICs.")] = False,
     metrics_address: Annotated[str, typer.Option(
-        "--metrics-address", metavar="HOST:PORT", help="/healthz, /readyz, /metrics and /doctor; empty to disable.")]
+        "--metrics-address", metavar="HOST:PORT",
+        help="/healthz, /readyz, /metrics, /doctor and /probe/dhcp; empty to disable.")]
     = "0.0.0.0:9450",
     pod_resources_socket: Annotated[str, typer.Option(
         "--pod-resources-socket", metavar="PATH",

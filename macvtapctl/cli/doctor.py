@@ -23,16 +23,26 @@ def doctor(
     all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A",
                                                  help="Every namespace (the default without a VM).")] = False,
     all_vms: Annotated[bool, typer.Option("--all", help="Every VM (the default without a VM).")] = False,
+    probe_dhcp: Annotated[str | None, typer.Option(
+        "--probe-dhcp", metavar="RESOURCE",
+        help="Also ask each node's agent to send one DHCPDISCOVER on RESOURCE's lower device (a throwaway macvtap, "
+             "removed after) and report whether a DHCP server offered an address, and which.")] = None,
 ) -> None:
     cli = application(ctx)
     fmt = cli.output_format(("table", "wide", "json", "yaml"))
     if name and (all_namespaces or all_vms):
         raise UsageError("give a VM NAME, or --all / -A, not both")
+    if probe_dhcp is not None:
+        from macvtapctl import validate
+
+        problem = validate.resource_name_problem(probe_dhcp, 1)
+        if problem:
+            raise UsageError(f'invalid --probe-dhcp "{probe_dhcp}": {problem}')
     printer = cli.printer
     from macvtapctl.ops import doctor as ops
 
     with cli.connect() as kube:
-        findings, snap = ops.run(kube, vm=(cli.namespace, name) if name else None)
+        findings, snap = ops.run(kube, vm=(cli.namespace, name) if name else None, dhcp_resource=probe_dhcp)
     counts = {sev: sum(f.severity == sev for f in findings) for sev in ("error", "warning", "info")}
     if fmt in ("json", "yaml"):
         printer.document({"apiVersion": "macvtapctl.io/v1", "kind": "DoctorReport",

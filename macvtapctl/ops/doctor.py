@@ -85,7 +85,8 @@ def _events(kube: Kube, s: doctor.Snapshot) -> None:
             s.events_error = exc.message
 
 
-def _node_reports(kube: Kube, s: doctor.Snapshot, port: int) -> None:
+def _our_agents(s: doctor.Snapshot) -> dict[str, dict[str, Any]]:
+    """node -> the pod of our agent DaemonSet on it."""
     agent_names = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in s.agents}
     ours: dict[str, dict[str, Any]] = {}
     for pod in s.agent_pods:
@@ -94,6 +95,34 @@ def _node_reports(kube: Kube, s: doctor.Snapshot, port: int) -> None:
         node = dig(pod, "spec", "nodeName")
         if node and (pod["metadata"]["namespace"], owner) in agent_names:
             ours[node] = pod
+    return ours
+
+
+def _proxy_get(kube: Kube, pod: dict[str, Any], port: int, path: str,
+               query: list[tuple[str, str]] | None = None) -> Any:
+    ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+    return kube.request("GET", f"/api/v1/namespaces/{ns}/pods/{name}:{port}/proxy/{path}",
+                        Request("get", Resource("", "v1", "pods/proxy", "Pod"), ns, name), query=query)
+
+
+def probe_dhcp(kube: Kube, s: doctor.Snapshot, resource: str, port: int) -> None:
+    """doctor --probe-dhcp: each node's agent sends one DHCPDISCOVER on the resource's lower device."""
+    s.dhcp_resource = resource
+    for node, pod in sorted(_our_agents(s).items()):
+        if dig(pod, "status", "phase") != "Running":
+            s.dhcp_probes[node] = {"error": f"the agent pod {pod['metadata']['name']} is not running"}
+            continue
+        try:
+            s.dhcp_probes[node] = _proxy_get(kube, pod, port, "probe/dhcp", [("resource", resource)])
+        except ForbiddenError:
+            s.dhcp_probes[node] = {"error": "forbidden: the probe needs get pods/proxy in namespace "
+                                            f"{pod['metadata']['namespace']}"}
+        except MacvtapctlError as exc:
+            s.dhcp_probes[node] = {"error": exc.message}
+
+
+def _node_reports(kube: Kube, s: doctor.Snapshot, port: int) -> None:
+    ours = _our_agents(s)
     for node in s.nodes:
         name = node["metadata"]["name"]
         found = ours.get(name)
@@ -105,20 +134,24 @@ def _node_reports(kube: Kube, s: doctor.Snapshot, port: int) -> None:
         if dig(pod, "status", "phase") != "Running":
             s.report_errors[name] = f"the agent pod {pod['metadata']['name']} is {dig(pod, 'status', 'phase')}"
             continue
-        ns, pod_name = pod["metadata"]["namespace"], pod["metadata"]["name"]
-        path = f"/api/v1/namespaces/{ns}/pods/{pod_name}:{port}/proxy/doctor"
+        ns = pod["metadata"]["namespace"]
         try:
-            s.reports[name] = kube.request("GET", path, Request("get", Resource("", "v1", "pods/proxy", "Pod"), ns,
-                                                                pod_name))
+            s.reports[name] = _proxy_get(kube, pod, port, "doctor")
         except ForbiddenError:
             s.report_errors[name] = f"forbidden: reading node reports needs get pods/proxy in namespace {ns}"
         except MacvtapctlError as exc:
             s.report_errors[name] = f"the agent did not answer: {exc.message}"
 
 
-def run(kube: Kube, *, vm: tuple[str, str] | None = None) -> tuple[list[doctor.Finding], doctor.Snapshot]:
-    """Every finding (or only those on one VM's chain), and what they were read from."""
+def run(kube: Kube, *, vm: tuple[str, str] | None = None,
+        dhcp_resource: str | None = None) -> tuple[list[doctor.Finding], doctor.Snapshot]:
+    """Every finding (or only those on one VM's chain), and what they were read from; with `dhcp_resource`, each
+    node's DHCP probe on that resource too."""
+    from macvtapctl.manifests import agent as agentm
+
     s = snapshot(kube)
+    if dhcp_resource is not None:
+        probe_dhcp(kube, s, dhcp_resource, agentm.METRICS_PORT)
     findings = doctor.diagnose(s)
     if vm is not None:
         ns, name = vm

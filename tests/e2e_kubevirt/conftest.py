@@ -29,6 +29,6 @@ def kv_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 @pytest.fixture(scope="package")
-def lan_dhcp(kv_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    with runtime.lan_dhcp(tmp_path_factory.mktemp("dnsmasq")) as leases:
+def lan_dhcp(kv_cluster: Cluster) -> Iterator[Path]:
+    with runtime.lan_dhcp(kv_cluster) as leases:
         yield leases

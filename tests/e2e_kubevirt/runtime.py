@@ -1,11 +1,10 @@
 """KubeVirt's own components on the real node (root), as the KubeVirt tests and benchmarks/vm_kubevirt.py use
 them: a control plane ready for in-cluster clients, the node with kube-proxy and shared mounts, virt-operator
-deploying virt-api, virt-controller and virt-handler from the KubeVirt CR, the guest's containerDisk imported,
-the agent installed by `macvtapctl install`; and a DHCP server on the LAN. Not a conftest: both import it."""
+deploying virt-api, virt-controller and virt-handler from the KubeVirt CR (and the guest's containerDisk), the
+agent installed by `macvtapctl install`; and a DHCP server on the LAN. Not a conftest: both import it."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,14 +13,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "controlplane"))
 
-import guest
 from harness import ControlPlane, kubevirt_runtime_version
 from kubevirt import KubeVirt
-from node import LAN_NETNS, LAN_PEER, Node
+from node import Node
 
 from tests.e2e.helpers import POD_NS, Cluster
-
-DHCP_RANGE = ("198.51.100.100", "198.51.100.150")
 
 
 class StartFailed(Exception):
@@ -42,8 +38,6 @@ def kubevirt_cluster(workdir: Path) -> Iterator[Cluster]:
     try:
         node.up()
         KubeVirt(cp.dir).up()
-        node.ctr(Path(node.state["node_bin"]), "images", "import", "--platform", "linux/amd64",
-                 str(guest.containerdisk_image(node.images)), quiet=True, check=True)
         c.deploy()
     except Exception as exc:
         try:
@@ -66,16 +60,10 @@ def kubevirt_cluster(workdir: Path) -> Iterator[Cluster]:
 
 
 @contextmanager
-def lan_dhcp(workdir: Path) -> Iterator[Path]:
-    """dnsmasq as the LAN's DHCP server (only on the LAN namespace's interface); yields its lease file."""
-    leases = workdir / "leases"
-    proc = subprocess.Popen(["ip", "netns", "exec", LAN_NETNS, "dnsmasq", "--keep-in-foreground", "--no-resolv",
-                             "--no-hosts", "--port=0", f"--interface={LAN_PEER}", "--bind-interfaces",
-                             f"--dhcp-range={DHCP_RANGE[0]},{DHCP_RANGE[1]},255.255.255.0,1h",
-                             f"--dhcp-leasefile={leases}", "--user=root", "--log-dhcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def lan_dhcp(c: Cluster) -> Iterator[Path]:
+    """The LAN's DHCP server (tests/node: dnsmasq on the LAN namespace's interface); yields its lease file."""
+    leases = c.node.start_lan_dhcp()
     try:
         yield leases
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        c.node.stop_lan_dhcp()

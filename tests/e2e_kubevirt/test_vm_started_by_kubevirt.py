@@ -377,3 +377,26 @@ def test_e2_a_nad_mtu_above_the_lower_devices_is_named_by_doctor_and_its_fix_sta
     assert doctor_finding(c, "jumbovm", "workload-mtu") is None
     c.kubectl("delete", "vm", "-n", POD_NS, "jumbovm", "--wait=true", timeout=180)
     c.kubectl("delete", "net-attach-def", "-n", POD_NS, "jumbo")
+
+
+@pytest.mark.timeout(300)
+def test_f_doctor_s_dhcp_probe_sees_the_lans_server_and_its_absence(kv_cluster: Cluster, lan_dhcp: Path) -> None:
+    """`doctor --probe-dhcp dataplane`: the agent's DISCOVER on the lower device gets the LAN dnsmasq's offer;
+    with the server stopped, no offer, said as the reason a DHCP guest would get no address. Read-only: no link
+    is left on the node."""
+    c = kv_cluster
+
+    def probe() -> list[dict[str, Any]]:
+        r = c.mvc("doctor", "-A", "--probe-dhcp", NETWORK, "-o", "json", check=False)
+        assert r.code in (0, ExitCode.FINDINGS), r.err
+        return [f for f in json.loads(r.out)["findings"] if f["id"].startswith("dhcp-")]
+
+    [offer] = probe()
+    assert offer["id"] == "dhcp-offer" and "from 198.51.100.1" in offer["cause"], offer
+    c.node.stop_lan_dhcp()
+    try:
+        [none] = probe()
+        assert (none["id"], none["severity"]) == ("dhcp-no-offer", "warning") and "no DHCP offer" in none["cause"]
+    finally:
+        c.node.start_lan_dhcp()
+    no_mvt_links()

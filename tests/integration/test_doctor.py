@@ -204,7 +204,11 @@ def test_dp_config_stale_upstream_pods(cli, admin, control_plane) -> None:
     [f] = with_id(doctor(cli, admin)[1], "dp-config-stale")
     assert f["fix"] == "kubectl -n macvtap rollout restart daemonset/macvtap-cni"
     run_fix(cli, admin, f["fix"])
-    with control_plane.kube() as k:  # the controller replaces the pod after the restart: a new start time
+    with control_plane.kube() as k:
+        # The fix's own write: a new pod template (no controller runs here to replace the pod, so the test does
+        # what the DaemonSet controller does with that template: a new pod, started now).
+        template = k.get(DAEMONSET, "macvtap-cni", "macvtap")["spec"]["template"]["metadata"]
+        assert "kubectl.kubernetes.io/restartedAt" in (template.get("annotations") or {}), template
         k.delete(POD, "macvtap-cni-a", "macvtap", grace_period=0)
     assert with_id(doctor(cli, admin)[1], "dp-config-stale") == []
 

@@ -3,6 +3,8 @@ the KubeVirt CR, with the images built here (tests/kubevirt/runtime) imported in
 
     python tests/node/kubevirt.py up [--dir .devcluster]   (after `make node-up` on a control plane started with
                                                             --crds runtime; `make kubevirt-up` does all three)
+    python tests/node/kubevirt.py lan-dhcp                 (a DHCP server on the LAN; `make demo`)
+    python tests/node/kubevirt.py lan-ping VM              (the VM's lease, and the LAN pinging it; `make demo`)
 
 Nothing of KubeVirt is re-implemented: the operator's manifest is KubeVirt's release manifest rendered by its own
 manifest-templator, and everything after it (install strategy, CRDs, webhooks, the components) is virt-operator's.
@@ -25,8 +27,9 @@ REPO = HERE.parent.parent
 sys.path.insert(0, str(HERE.parent / "controlplane"))
 sys.path.insert(0, str(HERE))
 
+import guest  # noqa: E402
 from harness import KUBEVIRT_NAME, KUBEVIRT_NAMESPACE, NODE_NAME, kubevirt_runtime_version  # noqa: E402
-from node import Node, NodeError  # noqa: E402
+from node import LAN_NETNS, Node, NodeError  # noqa: E402
 
 REGISTRY = "localhost/kubevirt"
 COMPONENTS = ("virt-operator", "virt-api", "virt-controller", "virt-handler", "virt-launcher")
@@ -86,6 +89,9 @@ class KubeVirt:
                           quiet=True, check=True)
             # Pinned: the kubelet's image GC must not remove an image no registry can give back.
             self.node.ctr(nbins, "images", "label", ref, "io.cri-containerd.pinned=pinned", quiet=True, check=True)
+        # The test guest's containerDisk (tests/node/guest.py), the image `make demo` and the tests give their VMs.
+        self.node.ctr(nbins, "images", "import", "--platform", "linux/amd64",
+                      str(guest.containerdisk_image(self.node.images)), quiet=True, check=True)
         print(f"KubeVirt {version} images imported in {time.monotonic() - t0:.1f}s", file=sys.stderr)
         # virt-operator, virt-api and virt-controller require a control-plane node (KubeVirt's placement rule).
         self._kubectl("label", "node", NODE_NAME, f"{CONTROL_PLANE_LABEL}=", "--overwrite")
@@ -119,14 +125,40 @@ class KubeVirt:
                         + "\n".join(events.splitlines()[-25:]))
 
 
+    def lan_ping(self, vm: str, timeout: float) -> None:
+        """`make demo`: the lease the LAN's DHCP server gave the VM's macvtap MAC, and three pings from the LAN."""
+        obj = json.loads(self._kubectl("get", "vm", vm, "-o", "json"))
+        macs = [str(i["macAddress"]).lower() for i in obj["spec"]["template"]["spec"]["domain"]["devices"][
+            "interfaces"] if i.get("macAddress")]
+        leases = self.node.dir / "lan.leases"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            lines = leases.read_text().splitlines() if leases.exists() else []
+            found = [line.split() for line in lines if len(line.split()) > 2 and line.split()[1] in macs]
+            if found:
+                print(f"lease: {found[0][2]} for {found[0][1]} (the LAN's DHCP server, {leases})")
+                subprocess.run(["ip", "netns", "exec", LAN_NETNS, "busybox", "ping", "-c", "3", found[0][2]],
+                               check=True)
+                return
+            time.sleep(1)
+        raise NodeError(f"no lease for {', '.join(macs)} in {leases} after {timeout:.0f}s")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("cmd", choices=("up",))
+    parser.add_argument("cmd", choices=("up", "lan-dhcp", "lan-ping"))
+    parser.add_argument("vm", nargs="?", help="lan-ping: the VM")
     parser.add_argument("--dir", default=".devcluster")
     parser.add_argument("--timeout", type=float, default=900)
     args = parser.parse_args(argv)
     try:
-        KubeVirt(Path(args.dir)).up(args.timeout)
+        kv = KubeVirt(Path(args.dir))
+        if args.cmd == "up":
+            kv.up(args.timeout)
+        elif args.cmd == "lan-dhcp":
+            print(f"the LAN's DHCP server: dnsmasq in namespace {LAN_NETNS}, leases in {kv.node.start_lan_dhcp()}")
+        else:
+            kv.lan_ping(args.vm or parser.error("lan-ping needs the VM's name"), min(args.timeout, 300))
     except (NodeError, subprocess.CalledProcessError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -36,6 +36,7 @@ from harness import NODE_NAME, _alive, _tail, default_route_ip  # noqa: E402
 LOWER = "e2elan0"  # the node's "NIC" for macvtap: a veth whose peer is in the LAN namespace
 LAN_NETNS = "macvtapctl-e2e-lan"
 LAN_PEER = "lan0"
+LAN_DHCP_RANGE = ("198.51.100.100", "198.51.100.150")  # what the LAN's DHCP server (start_lan_dhcp) leases
 LAN_PEER_IP = "198.51.100.1"  # TEST-NET-2: only ever inside namespaces this harness made
 LAN_PREFIX = 24
 POD_SUBNET = "10.88.0.0/24"  # the default pod network (bridge + host-local), inside pod namespaces only
@@ -203,6 +204,26 @@ class Node:
         run("ip", "-n", LAN_NETNS, "link", "set", "lo", "up")
         run("ip", "-n", LAN_NETNS, "addr", "add", f"{LAN_PEER_IP}/{LAN_PREFIX}", "dev", LAN_PEER)
         run("ip", "-n", LAN_NETNS, "link", "set", LAN_PEER, "up")
+
+    def start_lan_dhcp(self) -> Path:
+        """dnsmasq as the LAN's DHCP server, only on the LAN namespace's interface (as a VM's DHCP finds one on a
+        real L2 network); stopped by stop_lan_dhcp or node-down. Returns its lease file."""
+        self._load()
+        leases, pid_file = self.dir / "lan.leases", self.dir / "lan-dnsmasq.pid"
+        self.stop_lan_dhcp()
+        run("ip", "netns", "exec", LAN_NETNS, "dnsmasq", "--no-resolv", "--no-hosts", "--port=0",
+            f"--interface={LAN_PEER}", "--bind-interfaces", f"--pid-file={pid_file}",
+            f"--dhcp-range={LAN_DHCP_RANGE[0]},{LAN_DHCP_RANGE[1]},255.255.255.0,1h", f"--dhcp-leasefile={leases}",
+            "--user=root", "--log-dhcp", f"--log-facility={self.dir / 'lan-dnsmasq.log'}")
+        self.state["lan_dhcp_pid"] = int(pid_file.read_text().split()[0])
+        self._save()
+        return leases
+
+    def stop_lan_dhcp(self) -> None:
+        pid = self.state.pop("lan_dhcp_pid", None)
+        if pid and _alive(pid):
+            _stop(pid)
+        self._save()
 
     def _cni(self, nbins: Path) -> None:
         self.cni_bin.mkdir(parents=True, exist_ok=True)
@@ -444,6 +465,7 @@ state = "{CONTAINERD_STATE}"
         for table in self.state.get("nft_tables", []):
             step(f"nft table {table}", lambda t=table: _delete_nft_table(t))
 
+        step("LAN DHCP server", self.stop_lan_dhcp)
         if self.state.get("lan"):
             step("LAN namespace", lambda: run("ip", "netns", "del", LAN_NETNS, check=False, quiet=True))
         if self.state.get("netns_mount") and not any(Path("/run/netns").iterdir()):

@@ -55,3 +55,25 @@ def test_the_doctor_route_serves_the_latest_node_report() -> None:
     status, ctype, body = health.route("/doctor")
     assert (status, ctype) == (200, "application/json") and json.loads(body)["node"] == "n1"
     assert HealthServer("127.0.0.1", 0, Metrics(), ok, ok).route("/doctor")[0] == 404  # no report configured
+
+
+def test_the_dhcp_probe_route_takes_only_a_configured_resource(tmp_path) -> None:
+    """The health port is on the node's address: the probe never takes a link name, only a resource of the
+    current configuration, validated first (no link is created for a refused request)."""
+    import json
+
+    from macvtapctl.agent.observability import HealthServer, Metrics
+
+    conf = tmp_path / "DP_MACVTAP_CONF"
+    conf.write_text('[{"name": "dataplane", "lowerDevice": "eth1"}]')
+    cfg = daemon.AgentConfig(config_file=str(conf), node_name="n1")
+
+    def ok() -> tuple[bool, str]:
+        return True, "ok"
+
+    health = HealthServer("127.0.0.1", 0, Metrics(), ok, ok, probe_dhcp=lambda r: daemon.probe_dhcp(cfg, r))
+    status, _, body = health.route("/probe/dhcp", "resource=..%2Fetc")
+    assert status == 400 and "invalid resource name" in json.loads(body)["error"]
+    status, _, body = health.route("/probe/dhcp", "resource=other")
+    assert status == 404 and "exposed: dataplane" in json.loads(body)["error"]
+    assert HealthServer("127.0.0.1", 0, Metrics(), ok, ok).route("/probe/dhcp", "resource=x")[0] == 404
