@@ -581,6 +581,11 @@ def _insufficient(s: Snapshot, resource: str) -> tuple[str, str | None]:
             "agent running? see their node reports below)", None)
 
 
+# Reasons that describe where a workload is, not why: the cause is in another message (or none is known yet).
+CONSEQUENCES = ("BackOff", "Unhealthy", "PodSandboxNotReady", "ContainersNotReady", "ContainersNotInitialized",
+                "PodCompleted", "GuestNotRunning")
+
+
 def failing_subjects(s: Snapshot) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]], tuple[str, ...]]]:
     """Each pod (virt-launcher included) and VMI on macvtap that does not run, its NADs, and the VMI a launcher
     pod belongs to."""
@@ -656,8 +661,8 @@ def failing_workloads(s: Snapshot) -> Iterator[Finding]:
             key = (refs[0] if refs else where, f.kind, f.detail if f.kind != failures.UNKNOWN else message)
             if f.kind == failures.BINDING or key in said:
                 continue  # the binding: vm-binding-not-registered says it, with its fix
-            if f.kind == failures.UNKNOWN and reason in ("BackOff", "Unhealthy"):
-                continue  # restarts and probes of a pod that runs: not why it does not start
+            if f.kind == failures.UNKNOWN and reason in CONSEQUENCES:
+                continue  # the state a cause leaves (no sandbox, not ready, restarting), not a cause
             said.add(key)
             explained = _explain(s, obj, nads, f, f"{reason}: {message}")
             if explained is not None:
@@ -700,8 +705,11 @@ def diagnose(s: Snapshot) -> list[Finding]:
     """Every finding, errors first and, among them, what the failing workloads say; in a stable order."""
     found = [f for check in CHECKS for f in check(s)]
     rank = {sev: i for i, sev in enumerate(SEVERITIES)}
-    return sorted(found, key=lambda f: (rank[f.severity], not f.id.startswith("workload-"), f.id, f.object,
-                                        f.cause))
+    def group(f: Finding) -> int:  # a known cause of a failing workload, then a verbatim one, then the rest
+        return 0 if f.id.startswith("workload-") and f.id != "workload-failing" else 1 if f.id.startswith(
+            "workload-") else 2
+
+    return sorted(found, key=lambda f: (rank[f.severity], group(f), f.id, f.object, f.cause))
 
 
 def chain_of(vm: dict[str, Any], s: Snapshot) -> set[str]:

@@ -171,3 +171,23 @@ def test_workload_findings_lead_doctors_errors() -> None:
         pod, "FailedScheduling", "0/1 nodes are available: 1 Insufficient macvtap.network.kubevirt.io/dataplane.")])
     errors = [f.id for f in doctor.diagnose(s) if f.severity == "error"]
     assert errors[0] == "workload-insufficient" and len(errors) > 1, errors
+
+
+def test_the_state_a_cause_leaves_is_not_a_finding_and_a_known_cause_leads() -> None:
+    """The real runtime's launcher pod with a refused sandbox: besides the CNI's message it carries
+    "PodSandboxNotReady: no pod sandbox exists", and its VMI "GuestNotRunning"; those are where it is, not why."""
+    pod = launcher()
+    pod["status"]["conditions"] = [{"type": "PodReadyToStartContainers", "status": "False",
+                                    "reason": "PodSandboxNotReady", "message": "no pod sandbox exists"}]
+    vmi = {"kind": "VirtualMachineInstance", "metadata": {"name": "web", "namespace": "default", "uid": "vmi-uid"},
+           "spec": {"networks": [{"name": "dataplane", "multus": {"networkName": "dataplane"}}]},
+           "status": {"phase": "Scheduling", "conditions": [{"type": "Ready", "status": "False",
+                                                             "reason": "GuestNotRunning",
+                                                             "message": "Guest VM is not reported as running"}]}}
+    s = doctor.Snapshot(nads=[nad(mtu=9000)], vmis=[vmi], waiting=[pod], events=[
+        event(pod, "FailedCreatePodSandBox", "error adding container to network \"dataplane\": mtu 9000 is larger "
+              "than the MTU 1500 of lower device e2elan0"),
+        event(pod, "FailedMount", "something new")])
+    assert sorted(f.id for f in findings(s)) == ["workload-failing", "workload-mtu"]
+    errors = [f.id for f in doctor.diagnose(s) if f.severity == "error"]
+    assert errors[:2] == ["workload-mtu", "workload-failing"], errors
