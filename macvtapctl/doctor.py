@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from macvtapctl import dpconfig, failures, kubevirt, validate, vmlint
+from macvtapctl import dpconfig, failures, in_use, kubevirt, validate, vmlint
 from macvtapctl.dig import dig
 from macvtapctl.manifests import agent as agentm
 from macvtapctl.manifests import nad as nadm
@@ -64,7 +64,8 @@ class Snapshot:
     vms: list[dict[str, Any]] = field(default_factory=list)
     vmis: list[dict[str, Any]] = field(default_factory=list)
     launchers: list[dict[str, Any]] = field(default_factory=list)  # virt-launcher pods
-    waiting: list[dict[str, Any]] = field(default_factory=list)  # pods neither Running nor Succeeded
+    live: list[dict[str, Any]] = field(default_factory=list)  # pods not finished (in_use.FIELD_SELECTOR)
+    waiting: list[dict[str, Any]] = field(default_factory=list)  # of those, the ones not Running
     events: list[dict[str, Any]] = field(default_factory=list)  # Warning events in the namespaces of `waiting`/VMIs
     events_error: str | None = None  # why events could not be read
     field_manager: str = "macvtapctl"  # whose NADs `nad create` may rewrite without --force
@@ -547,13 +548,7 @@ def _messages(obj: dict[str, Any], s: Snapshot) -> list[tuple[str, str]]:
 
 
 def _in_use(s: Snapshot, node: str, resource: str) -> list[str]:
-    key = f"{validate.RESOURCE_PREFIX}/{resource}"
-    def holds(p: dict[str, Any]) -> bool:
-        return any(key in ((c.get("resources") or {}).get("limits") or {}) for c in dig(p, "spec", "containers") or [])
-
-    return sorted(f"{p['metadata']['namespace']}/{p['metadata']['name']}" for p in [*s.launchers, *s.waiting]
-                  if dig(p, "spec", "nodeName") == node and dig(p, "status", "phase") in ("Pending", "Running")
-                  and holds(p))
+    return sorted(set(in_use.holders(s.live).get((node, resource), [])))
 
 
 def _insufficient(s: Snapshot, resource: str) -> tuple[str, str | None]:
@@ -570,7 +565,7 @@ def _insufficient(s: Snapshot, resource: str) -> tuple[str, str | None]:
             empty.append(name)
         else:
             users = _in_use(s, name, resource)
-            if len(users) >= have:
+            if len(in_use.holders(s.live).get((name, resource), [])) >= have:
                 full.append(f"{name}: all {have} in use by {', '.join(users[:5])}{' ...' if len(users) > 5 else ''}")
     if full and not empty:
         entry = cfg.find(resource) if not cfg.expose_all else None

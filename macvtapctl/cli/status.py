@@ -10,8 +10,9 @@ from macvtapctl.cli.common import application
 from macvtapctl.errors import ExitCode
 
 HELP = """Show the whole chain: KubeVirt version and binding/gate state, the device-plugin ConfigMap, the agent
-(or upstream macvtap-cni) DaemonSet, per node and resource the capacity, allocatable and in use by running VMs,
-and the NADs with the resource each points to. Exit code 0 only when the chain is complete; 8 otherwise."""
+(or upstream macvtap-cni) DaemonSet, per node and resource the capacity, allocatable and in use (the devices
+its pods hold, virt-launchers and others), and the NADs with the resource each points to. Exit code 0 only when
+the chain is complete; 8 otherwise."""
 
 
 def status(ctx: typer.Context) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from macvtapctl import doctor, dpconfig
+from macvtapctl import doctor, dpconfig, in_use
 from macvtapctl.dig import dig
 from macvtapctl.errors import ForbiddenError, MacvtapctlError, PreconditionError
 from macvtapctl.kube.client import Kube
@@ -65,7 +65,8 @@ def snapshot(kube: Kube, *, reports: bool = True) -> doctor.Snapshot:
     s.vms = _list(kube, VIRTUAL_MACHINE)
     s.vmis = _list(kube, VIRTUAL_MACHINE_INSTANCE)
     s.launchers = _list(kube, POD, label_selector="kubevirt.io=virt-launcher")
-    s.waiting = _list(kube, POD, field_selector="status.phase!=Running,status.phase!=Succeeded")
+    s.live = _list(kube, POD, field_selector=in_use.FIELD_SELECTOR)
+    s.waiting = [p for p in s.live if dig(p, "status", "phase") != "Running"]
     s.field_manager = kube.field_manager
     _events(kube, s)
     if reports:

@@ -18,7 +18,7 @@ def collect(kube: Kube) -> dict[str, Any]:
     doc["deviceplugin"], cfg, cm_name = _deviceplugin(kube, problems)
     doc["agents"] = _agents(kube, cm_name, problems)
     nad_res = _macvtap_nads(kube)
-    doc["nodes"], advertised = _nodes(kube, nad_res)
+    doc["nodes"], advertised = _nodes(kube)
     doc["nads"] = _nads(nad_res, cfg, advertised, problems)
     doc["problems"] = problems
     doc["complete"] = not problems
@@ -119,24 +119,12 @@ def _macvtap_nads(kube: Kube) -> dict[tuple[str, str], str | None]:
             for n in kube.list(NAD) if nadm.is_macvtap(n)}
 
 
-def _nodes(kube: Kube, nad_res: dict[tuple[str, str], str | None]) -> tuple[list[dict[str, Any]], set[str]]:
-    """Per node and resource: capacity, allocatable, and how many interfaces running VMIs there use."""
-    from macvtapctl import validate
-    from macvtapctl.kube.resources import NODE, VIRTUAL_MACHINE_INSTANCE
+def _nodes(kube: Kube) -> tuple[list[dict[str, Any]], set[str]]:
+    """Per node and resource: capacity, allocatable, and how many devices the pods there hold (in_use's rule)."""
+    from macvtapctl import in_use, validate
+    from macvtapctl.kube.resources import NODE, POD
 
-    in_use: dict[tuple[str, str], int] = {}
-    for vmi in kube.list(VIRTUAL_MACHINE_INSTANCE):
-        st = vmi.get("status") or {}
-        if st.get("phase") != "Running":
-            continue
-        for net in (vmi.get("spec") or {}).get("networks") or []:
-            ref = (net.get("multus") or {}).get("networkName")
-            if ref:
-                rns, _, rname = ref.rpartition("/")
-                res = nad_res.get((rns or vmi["metadata"]["namespace"], rname))
-                if res:
-                    key = (st.get("nodeName", ""), res)
-                    in_use[key] = in_use.get(key, 0) + 1
+    held = in_use.holders(kube.list(POD, field_selector=in_use.FIELD_SELECTOR))
     prefix = validate.RESOURCE_PREFIX + "/"
     rows, advertised = [], set()
     for node in kube.list(NODE):
@@ -146,7 +134,7 @@ def _nodes(kube: Kube, nad_res: dict[tuple[str, str], str | None]) -> tuple[list
         for key in sorted(k for k in set(cap) | set(alloc) if k.startswith(prefix)):
             res = key[len(prefix):]
             rows.append({"node": name, "resource": res, "capacity": cap.get(key, "0"),
-                         "allocatable": alloc.get(key, "0"), "inUse": in_use.get((name, res), 0)})
+                         "allocatable": alloc.get(key, "0"), "inUse": len(held.get((name, res), []))})
             if str(alloc.get(key, "0")) not in ("0", ""):
                 advertised.add(res)
     return rows, advertised

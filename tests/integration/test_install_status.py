@@ -20,7 +20,7 @@ from macvtapctl.kube.resources import (
     VIRTUAL_MACHINE,
     VIRTUAL_MACHINE_INSTANCE,
 )
-from tests.conftest import resource_versions, vm_manifest, vmi_of
+from tests.conftest import resource_versions, vm_manifest
 
 NS = "macvtap"
 CM = "macvtap-deviceplugin-config"
@@ -207,21 +207,26 @@ def test_status_chain(cli, admin, control_plane) -> None:
         k.create(NODE, _node("node-a", {}))
         _set_node_status(k, "node-a", {"macvtap.network.kubevirt.io/dataplane": "100"})
         _set_ds_status(k, 1, 1)
-        vmi = vmi_of(vm_manifest("vmi-1", "--network", "dp=dataplane"))
-        k.create(VIRTUAL_MACHINE_INSTANCE, vmi, "default", strict=False)
-        if control_plane.has_status_subresource("virtualmachineinstances.kubevirt.io"):
-            k.merge_patch(VIRTUAL_MACHINE_INSTANCE, "vmi-1", {"status": {"phase": "Running", "nodeName": "node-a"}},
-                          "default", subresource="status", strict=False)
-        else:
-            k.merge_patch(VIRTUAL_MACHINE_INSTANCE, "vmi-1", {"status": {"phase": "Running", "nodeName": "node-a"}},
-                          "default", strict=False)
+        # What holds devices is pods: a VM's launcher pod and a plain pod asking for the resource alike (no kubelet
+        # runs here, so the pods stay Pending on the node they are bound to, which still holds their devices).
+        for name, units in (("virt-launcher-vmi-1-abcde", "1"), ("plain", "2")):
+            k.create(POD, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+                           "spec": {"nodeName": "node-a", "containers": [{
+                               "name": "c", "image": "example.org/x", "resources": {"limits": {
+                                   "macvtap.network.kubevirt.io/dataplane": units}}}]}}, "default")
+        k.create(POD, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "elsewhere", "namespace": "default"},
+                       "spec": {"containers": [{"name": "c", "image": "example.org/x", "resources": {"limits": {
+                           "macvtap.network.kubevirt.io/dataplane": "1"}}}]}}, "default")  # not bound: holds none
     doc = json.loads(cli("--kubeconfig", admin, "status", "-o", "json").stdout)
     assert doc["problems"] == ["NAD default/ghost: resource 'ghost' is not exposed"]
     assert doc["nodes"] == [{"node": "node-a", "resource": "dataplane", "capacity": "100", "allocatable": "100",
-                             "inUse": 1}]
+                             "inUse": 3}]
     assert doc["agents"] == [{"namespace": "macvtap", "name": AGENT, "kind": "macvtapctl", "desired": 1, "ready": 1}]
     assert cli("--kubeconfig", admin, "nad", "delete", "ghost").exit_code == 0
     r = cli("--kubeconfig", admin, "status")
+    with control_plane.kube() as k:
+        for name in ("virt-launcher-vmi-1-abcde", "plain", "elsewhere"):
+            k.delete(POD, name, "default", grace_period=0)  # no kubelet would confirm it
     assert r.exit_code == 0, r.stdout + r.stderr
     assert "the macvtap chain is complete" in r.stderr
     assert "node-a" in r.stdout and "dataplane" in r.stdout

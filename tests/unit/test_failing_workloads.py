@@ -96,7 +96,7 @@ def test_insufficient_names_the_missing_exposure_and_its_fix() -> None:
 def test_insufficient_names_the_pods_that_hold_every_device() -> None:
     waiting = launcher(vm="third")
     holders = [launcher("Running", node="n1", vm=v) for v in ("one", "two")]
-    s = doctor.Snapshot(nads=[nad()], nodes=[node("n1", 2)], configmaps=[configmap(capacity=2)], launchers=holders,
+    s = doctor.Snapshot(nads=[nad()], nodes=[node("n1", 2)], configmaps=[configmap(capacity=2)], live=holders,
                         waiting=[waiting], events=[event(waiting, "FailedScheduling", "0/1 nodes are available: 1 "
                                                         "Insufficient macvtap.network.kubevirt.io/dataplane.")])
     [f] = findings(s)
