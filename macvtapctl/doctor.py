@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import jsonpointer
+
 from macvtapctl import dpconfig, failures, in_use, kubevirt, validate, vmlint
 from macvtapctl.dig import dig
 from macvtapctl.manifests import agent as agentm
@@ -434,7 +436,7 @@ def stale_resources(s: Snapshot) -> Iterator[Finding]:
         for key in sorted(dig(node, "status", "capacity") or {}):
             res = key[len(prefix):]
             if key.startswith(prefix) and res not in served:
-                path = "/status/capacity/" + key.replace("~", "~0").replace("/", "~1")
+                path = "/status/capacity/" + jsonpointer.escape(key)
                 yield Finding("stale-resource", WARNING, ref("node", name), f"resource {res!r} is on the node but "
                               "no configuration serves it (the kubelet keeps a gone plugin's resources)",
                               f"kubectl patch node {name} --subresource=status --type=json -p "

@@ -425,6 +425,8 @@ def clean_nodes(kube: Kube, report: Reporter, namespace: str) -> None:
 
 def purge_nodes(kube: Kube, report: Reporter, mode: DryRun) -> None:
     """The kubelet keeps extended resources of a plugin that is gone (kubernetes#52510): remove them."""
+    from jsonpointer import escape, unescape
+
     from macvtapctl.kube.resources import NODE
     from macvtapctl.kube.retry import guarded_json_patch
 
@@ -432,7 +434,7 @@ def purge_nodes(kube: Kube, report: Reporter, mode: DryRun) -> None:
 
     def plan(node: dict[str, Any]) -> list[dict[str, Any]]:
         status = node.get("status") or {}
-        return [{"op": "remove", "path": f"/status/{part}/{key.replace('/', '~1')}"}
+        return [{"op": "remove", "path": f"/status/{part}/{escape(key)}"}
                 for part in ("capacity", "allocatable") for key in sorted(status.get(part) or {})
                 if key.startswith(prefix)]
 
@@ -441,7 +443,7 @@ def purge_nodes(kube: Kube, report: Reporter, mode: DryRun) -> None:
         ops = plan(node)
         if not ops:
             continue
-        keys = sorted({op["path"].rsplit("/", 1)[1].replace("~1", "/") for op in ops})
+        keys = sorted({unescape(op["path"].rsplit("/", 1)[1]) for op in ops})
         if mode is not DryRun.CLIENT:
             # The kubelet updates node status all the time: re-read and re-plan when it did meanwhile.
             _, changed = guarded_json_patch(kube, NODE, name, None, plan, what=f"node {name}", dry_run=mode,
