@@ -130,7 +130,7 @@ def probe_dhcp(cfg: AgentConfig, resource: str) -> tuple[int, dict[str, Any]]:
     if lower is None:
         return 404, {"error": f"resource {resource!r} is not in this node's configuration ({where}); exposed: "
                               f"{', '.join(config.names()) or 'none'}"}
-    offer = dhcp_probe.probe(host(), lower, tap_dir=cfg.tap_dir)
+    offer = dhcp_probe.probe(host(), lower)
     log.info("DHCP probe on %s (resource %s): %s", lower, resource, offer.detail)
     return 200, {"node": cfg.node_name, "resource": resource, **offer.as_dict()}
 

@@ -3,21 +3,21 @@ got no IP" where the NAD has no IPAM and the guest asks DHCP on the LAN.)
 
 A throwaway macvtap on the lower device (named like the node check's test link, so a killed probe's link is
 removed the same way) sends one DHCPDISCOVER from its own MAC, with the broadcast flag so the offer comes back to
-ff:ff:ff:ff:ff:ff, and waits for a DHCPOFFER with its transaction id. Read-only for the cluster; the link is
-deleted before the answer is returned. Frames are built here: the format is four fixed headers (RFC 2131,
-RFC 791, RFC 768), smaller than a dependency.
+ff:ff:ff:ff:ff:ff, and waits for a DHCPOFFER with its transaction id. The frames go through a packet socket bound
+to the macvtap (CAP_NET_RAW), not its /dev/tapN: the agent is not privileged, and its device cgroup refuses
+opening a tap. Read-only for the cluster; the link is deleted before the answer is returned. Frames are built
+here: four fixed headers (RFC 2131, RFC 791, RFC 768), smaller than a dependency.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
 import select
+import socket
 import struct
 import threading
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from macvtapctl.agent.check import CHECK_LINK_PREFIX
@@ -27,7 +27,7 @@ BOOTREQUEST, BOOTREPLY = 1, 2
 DHCPDISCOVER, DHCPOFFER = 1, 2
 MAGIC = b"\x63\x82\x53\x63"
 MAX_TIMEOUT = 10.0
-VNET_HDR = 10  # a macvtap queue's frames carry a virtio_net_hdr (IFF_VNET_HDR is its default); all zero: no offload
+ETH_P_IP = 0x0800
 _one_at_a_time = threading.Lock()  # the health port is on the node's address: never more than one throwaway link
 
 
@@ -93,7 +93,7 @@ def parse_offer(frame: bytes, xid: int) -> tuple[str, str] | None:
     return (server, yiaddr) if kind == DHCPOFFER else None
 
 
-def probe(h: Netlink, lower: str, *, timeout: float = 8.0, tap_dir: str = "/dev") -> Offer:
+def probe(h: Netlink, lower: str, *, timeout: float = 8.0) -> Offer:
     """One DISCOVER on a throwaway macvtap of `lower`; the link is gone when this returns. The default wait covers
     servers that ping an address before offering it (dnsmasq waits 3 s)."""
     timeout = min(max(timeout, 0.5), MAX_TIMEOUT)
@@ -106,25 +106,19 @@ def probe(h: Netlink, lower: str, *, timeout: float = 8.0, tap_dir: str = "/dev"
         name = CHECK_LINK_PREFIX + secrets.token_hex(4)
         tap = h.create_macvtap(name, link.index, "bridge", link.txqlen, up=True)
         try:
-            mac = bytes.fromhex(tap.mac.replace(":", ""))
-            fd = os.open(Path(tap_dir) / f"tap{tap.index}", os.O_RDWR | os.O_NONBLOCK)
-            try:
+            with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP)) as sock:
+                sock.bind((name, 0))
                 xid = secrets.randbits(32)
-                os.write(fd, bytes(VNET_HDR) + discover(mac, xid))
+                sock.send(discover(bytes.fromhex(tap.mac.replace(":", "")), xid))
                 deadline = time.monotonic() + timeout
                 while (left := deadline - time.monotonic()) > 0:
-                    ready, _, _ = select.select([fd], [], [], left)
+                    ready, _, _ = select.select([sock], [], [], left)
                     if not ready:
                         break
-                    try:
-                        got = parse_offer(os.read(fd, 65536)[VNET_HDR:], xid)
-                    except BlockingIOError:
-                        continue
+                    got = parse_offer(sock.recv(65536), xid)
                     if got:
                         return Offer(lower, True, server=got[0], address=got[1],
                                      detail=f"offer of {got[1]} from {got[0]}")
-            finally:
-                os.close(fd)
         finally:
             h.delete(tap.index)
         return Offer(lower, False, detail=f"no DHCP offer on {lower} within {timeout:.0f}s")

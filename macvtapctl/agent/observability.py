@@ -128,8 +128,14 @@ def _handler(health: HealthServer) -> Any:
                 super().finish()
 
         def do_GET(self) -> None:
+            # The request is read (a GET has no body): the route bounds its own time (the DHCP probe waits up to
+            # 10 s), then a new watchdog bounds the reply.
+            self.watchdog.cancel()
             path, _, query = self.path.partition("?")
             status, ctype, body = health.route(path, query)
+            self.watchdog = threading.Timer(REQUEST_TIMEOUT, self._expire)
+            self.watchdog.daemon = True
+            self.watchdog.start()
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))

@@ -3,7 +3,8 @@
 Least privilege, and why (docs/install.md): the agent never calls the API server (its configuration is the
 mounted ConfigMap), so its ServiceAccount gets no RBAC and no token. It is not privileged; it keeps only:
 NET_ADMIN (create, move and configure links), SYS_ADMIN (setns into pod network namespaces), SYS_PTRACE
-(open /proc/<pid>/ns/net of other users' processes), CHOWN (hand /dev/tapN to qemu), and runs as root
+(open /proc/<pid>/ns/net of other users' processes), CHOWN (hand /dev/tapN to qemu), NET_RAW (doctor's DHCP
+probe: one DISCOVER on a packet socket bound to its throwaway macvtap), and runs as root
 because the kubelet's device-plugin directory and the CNI bin dir are root's.
 """
 
@@ -20,7 +21,7 @@ DEFAULT_NAMESPACE = "macvtap"
 DEFAULT_IMAGE = "quay.io/macvtapctl/agent:v0.1.0"
 LABELS = {"app.kubernetes.io/name": AGENT_NAME, "app.kubernetes.io/part-of": "macvtapctl"}
 METRICS_PORT = 9450
-CAPABILITIES = ["NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE", "CHOWN"]
+CAPABILITIES = ["NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE", "CHOWN", "NET_RAW"]
 
 
 @dataclass

@@ -299,6 +299,36 @@ def test_m_a_cni_plugin_outside_the_runtimes_path_is_named_by_doctor_and_its_fix
     _idle(cluster)
 
 
+def test_n_a_resource_nobody_exposed_is_named_by_doctor_and_its_fix_schedules_the_pod(cluster: Cluster) -> None:
+    """A NAD for a resource the ConfigMap does not expose: the pod stays Pending ("Insufficient
+    macvtap.network.kubevirt.io/extra"); doctor reads the scheduler's event, says the resource is not exposed and
+    gives `expose LOWER_DEVICE --name extra` (the NIC is the user's to choose: the one placeholder); run with this
+    node's NIC, the pod runs."""
+    cluster.mvc("nad", "create", "extra", "-n", POD_NS, "--resource", "extra")
+    cluster.make_pod("needs-extra", networks=[{"name": "extra", "mac": "02:00:5e:50:00:01"}],
+                     resource="macvtap.network.kubevirt.io/extra")
+    try:
+        def finding() -> dict | None:
+            r = cluster.mvc("doctor", "-A", "-o", "json", check=False)
+            found = [f for f in json.loads(r.out or "{}").get("findings") or [] if f["id"] == "workload-insufficient"
+                     and f["object"] == f"pod/{POD_NS}/needs-extra"]
+            return found[0] if found else None
+
+        f = wait_for("doctor naming the unexposed resource", finding, timeout=90, interval=2)
+        assert "'extra'" in f["cause"] and "not exposed" in f["cause"], f
+        argv = shlex.split(f["fix"])
+        assert argv[:2] == ["macvtapctl", "expose"] and "LOWER_DEVICE" in argv, f
+        cluster.mvc(*[LOWER if a == "LOWER_DEVICE" else a for a in argv[1:]], "--dp-namespace", AGENT_NS)
+        cluster.wait_running("needs-extra", timeout=120)
+        assert cluster.interface("needs-extra")["mac"] == "02:00:5e:50:00:01"
+        assert finding() is None
+    finally:
+        cluster.delete_pods("needs-extra")
+        cluster.mvc("nad", "delete", "extra", "-n", POD_NS, check=False)
+        cluster.mvc("unexpose", "extra", "--dp-namespace", AGENT_NS, check=False)
+    _idle(cluster)
+
+
 def _agent_log() -> str:
     """The agent container's log as the kubelet writes it on the node (readable while the kubelet is down)."""
     return "".join(p.read_text(errors="replace") for p in Path("/var/log/pods").glob(f"{AGENT_NS}_*/agent/*.log"))

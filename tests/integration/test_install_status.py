@@ -66,7 +66,7 @@ def test_install_is_accepted_strictly_and_idempotent(cli, admin, control_plane) 
     pod = ds["spec"]["template"]["spec"]
     sc = pod["containers"][0]["securityContext"]
     assert sc["privileged"] is False and sc["capabilities"]["drop"] == ["ALL"]
-    assert set(sc["capabilities"]["add"]) == {"NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE", "CHOWN"}
+    assert set(sc["capabilities"]["add"]) == {"NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE", "CHOWN", "NET_RAW"}
     assert pod["hostNetwork"] and pod["hostPID"] and pod["priorityClassName"] == "system-node-critical"
     assert pod["nodeSelector"] == {"macvtap": "yes"}
     assert pod["tolerations"] == [{"key": "dedicated", "operator": "Equal", "value": "vm", "effect": "NoSchedule"}]

@@ -222,7 +222,13 @@ class Node:
     def stop_lan_dhcp(self) -> None:
         pid = self.state.pop("lan_dhcp_pid", None)
         if pid and _alive(pid):
-            _stop(pid)
+            # Not _stop: the daemon forked after setsid, so it leads no process group of its own.
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
         self._save()
 
     def _cni(self, nbins: Path) -> None:
