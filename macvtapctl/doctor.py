@@ -641,8 +641,12 @@ def _explain(s: Snapshot, obj: dict[str, Any], nads: list[dict[str, Any]], f: fa
         return ("workload-tap-invalid", "libvirt cannot use /dev/tap<ifindex> of the pod's macvtap link "
                 f"(kubevirt#17392) ({verbatim})", describe)
     if f.kind == failures.MAC_IN_USE:
-        return ("workload-mac-in-use", "the VM's MAC is already on another macvtap of the same lower device: every "
-                f"NIC needs its own ({verbatim})", "give the VM another MAC: macvtapctl vm create ... --mac auto")
+        vm = md["name"] if obj["kind"] == "VirtualMachineInstance" else (md.get("labels") or {}).get(
+            "vm.kubevirt.io/name")
+        fix = ("give the VM another MAC (macvtapctl vm create ... --mac auto picks a free one)" if vm else
+               "give the pod another MAC (the \"mac\" of its k8s.v1.cni.cncf.io/networks entry) and recreate it")
+        return ("workload-mac-in-use", "the MAC is already on another macvtap of the same lower device: every NIC "
+                f"needs its own ({verbatim})", fix)
     return "workload-failing", verbatim, describe
 
 

@@ -249,9 +249,13 @@ def test_l_doctor_reads_the_node_report_through_the_pod_proxy(cluster: Cluster) 
     assert doc["summary"]["nodesReporting"] == [NODE_NAME], doc["summary"]
     node_ids = {f["id"] for f in doc["findings"] if f["object"] == f"node/{NODE_NAME}" and f["severity"] == "error"}
     assert node_ids == set(), doc["findings"]  # /dev/tapN visible, kubelet socket and CNI binary found
-    # A healthy node is silent beyond the documented info findings; only what it really is (a VM: DMI) warns.
-    loud = [f for f in doc["findings"] if f["severity"] != "info" and f["id"] != "virtualised-node"]
+    # A healthy node is silent beyond the documented info findings, and what is true of this one: it is a VM
+    # (virtualised-node, from DMI), its NIC is a veth (l2-nested-lower), and tests g and h left resources the
+    # kubelet keeps after their ConfigMap entries went (stale-resource, each with its fix).
+    true_here = {"virtualised-node", "l2-nested-lower", "stale-resource"}
+    loud = [f for f in doc["findings"] if f["severity"] != "info" and f["id"] not in true_here]
     assert loud == [], loud
+    assert not [f for f in doc["findings"] if f["id"] == "kind-dev"], doc["findings"]
     mtu = int(Path(f"/sys/class/net/{LOWER}/mtu").read_text()) + 1000
     cluster.mvc("nad", "create", "toobig", "-n", POD_NS, "--resource", NETWORK, "--mtu", str(mtu))
     try:
@@ -326,6 +330,32 @@ def test_n_a_resource_nobody_exposed_is_named_by_doctor_and_its_fix_schedules_th
         cluster.delete_pods("needs-extra")
         cluster.mvc("nad", "delete", "extra", "-n", POD_NS, check=False)
         cluster.mvc("unexpose", "extra", "--dp-namespace", AGENT_NS, check=False)
+    _idle(cluster)
+
+
+def test_o_a_mac_already_on_the_lower_device_is_named_by_doctor(cluster: Cluster) -> None:
+    """Two pods asking for one MAC on one lower device: the second's sandbox is refused by the CNI (the kernel's
+    EADDRINUSE); doctor names it from the pod's events, and the pod recreated with another MAC, as the fix says,
+    runs."""
+    mac = "02:00:5e:60:00:01"
+    cluster.make_pod("mac-first", networks=[{"name": NETWORK, "mac": mac}])
+    cluster.wait_running("mac-first")
+    cluster.make_pod("mac-second", networks=[{"name": NETWORK, "mac": mac}])
+    try:
+        def finding() -> dict | None:
+            r = cluster.mvc("doctor", "-A", "-o", "json", check=False)
+            found = [f for f in json.loads(r.out or "{}").get("findings") or [] if f["id"] == "workload-mac-in-use"
+                     and f["object"] == f"pod/{POD_NS}/mac-second"]
+            return found[0] if found and r.code == 8 else None
+
+        f = wait_for("doctor naming the MAC in use", finding, timeout=120, interval=2)
+        assert mac in f["cause"] and "give the pod another MAC" in f["fix"], f
+        cluster.delete_pods("mac-second")
+        cluster.make_pod("mac-second", networks=[{"name": NETWORK, "mac": "02:00:5e:60:00:02"}])
+        cluster.wait_running("mac-second", timeout=120)
+        assert finding() is None
+    finally:
+        cluster.delete_pods("mac-first", "mac-second")
     _idle(cluster)
 
 
