@@ -117,7 +117,8 @@ node-down: venv
 	$(BIN)/python tests/node/node.py down --dir $(DEVCLUSTER)
 
 MVC := $(BIN)/macvtapctl --kubeconfig $(DEVCLUSTER)/kubeconfig
-DEMO_DISK := localhost/macvtapctl/guest-disk:e2e  # tests/node/guest.py's containerDisk, imported by kubevirt-up
+# tests/node/guest.py's containerDisk, imported by kubevirt-up: the demo VM's image.
+DEMO_DISK := localhost/macvtapctl/guest-disk:e2e
 
 KUBECTL := $(DEVCLUSTER)/bin/kubectl --kubeconfig $(DEVCLUSTER)/kubeconfig
 # As root the demo joins a real node (kubelet, containerd, Multus) and puts a pod on macvtap; otherwise it stops at
