@@ -289,13 +289,14 @@ def versions(s: Snapshot) -> Iterator[Finding]:
     if kv is None or version is None:
         return
     where = obj_ref({"kind": "KubeVirt", "metadata": kv["metadata"]})
-    gates = dig(kv, "spec", "configuration", "developerConfiguration", "featureGates") or []
-    if (1, 1, 0) <= version < (1, 5, 0) and kubevirt.BINDING_GATE not in gates:
+    state = kubevirt.gates_of(kv, version)
+    if not state.supported:
+        yield Finding("binding-gate", ERROR, where, f"KubeVirt {kubevirt.fmt_version(version)} has no network "
+                      "binding plugins: the macvtap binding needs v1.1.0 or newer", "upgrade KubeVirt")
+    if state.binding_gate_missing:
         yield Finding("binding-gate", ERROR, where, f"feature gate {kubevirt.BINDING_GATE} is missing: KubeVirt "
                       f"{'.'.join(map(str, version))} rejects VMs using network binding plugins", "macvtapctl enable")
-    disabled = dig(kv, "spec", "configuration", "developerConfiguration", "disabledFeatureGates") or []
-    if (version >= (1, 9, 0) and kubevirt.INJECTION_GATE not in disabled) or (
-            (1, 8, 0) <= version < (1, 9, 0) and kubevirt.INJECTION_GATE in gates):
+    if state.injection_on:
         yield Finding("external-injection", WARNING, where, f"{kubevirt.INJECTION_GATE} is on: KubeVirt expects "
                       "network-resources-injector to add the macvtap resource to VM pods; without it they get no "
                       "device", "macvtapctl enable")

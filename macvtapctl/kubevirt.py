@@ -71,6 +71,34 @@ def _gates(kv: dict[str, Any], key: str) -> list[str]:
     return [str(g) for g in value] if isinstance(value, list) else []
 
 
+@dataclass(frozen=True)
+class Gates:
+    """What the KubeVirt CR's feature gates mean for the macvtap binding on a version: the one reading the
+    planner (`enable`), `status` and `doctor` share. A gate both enabled and disabled is disabled (KubeVirt's
+    disabledFeatureGates win)."""
+
+    supported: bool  # v1.1+: network binding plugins exist
+    binding_gate_missing: bool  # v1.1 <= v < v1.5: NetworkBindingPlugins must be enabled, and is not
+    binding_gate_redundant: bool  # v1.5+: GA, listed anyway
+    injection_on: bool  # ExternalNetResourceInjection in effect: KubeVirt no longer requests the device
+    injection_explicit: bool  # ... because featureGates lists it (not by the version's default)
+
+
+def gates_of(kv: dict[str, Any], version: tuple[int, int, int]) -> Gates:
+    enabled, disabled = _gates(kv, "featureGates"), _gates(kv, "disabledFeatureGates")
+    binding_on = BINDING_GATE in enabled and BINDING_GATE not in disabled
+    explicit = INJECTION_GATE in enabled and INJECTION_GATE not in disabled
+    if version < (1, 8, 0):  # the gate does not exist before v1.8
+        injection = False
+    elif version < (1, 9, 0):  # Beta, off unless enabled
+        injection = explicit
+    else:  # on by default from v1.9
+        injection = INJECTION_GATE not in disabled
+    return Gates(supported=version >= (1, 1, 0), binding_gate_missing=(1, 1, 0) <= version < (1, 5, 0)
+                 and not binding_on, binding_gate_redundant=version >= (1, 5, 0) and BINDING_GATE in enabled,
+                 injection_on=injection, injection_explicit=explicit and version >= (1, 8, 0))
+
+
 def binding_of(kv: dict[str, Any], name: str) -> dict[str, Any] | None:
     value = dig(kv, "spec", "configuration", "network", "binding", name)
     return value if isinstance(value, dict) else None
@@ -88,25 +116,26 @@ def plan_enable(kv: dict[str, Any], version: tuple[int, int, int], *, binding_na
     dev: dict[str, Any] = {}
     gates = _gates(kv, "featureGates")
     disabled = _gates(kv, "disabledFeatureGates")
+    state = gates_of(kv, version)
 
     if version < (1, 5, 0):
-        if BINDING_GATE in gates:
+        if BINDING_GATE in disabled:
+            raise PreconditionError(
+                f"feature gate {BINDING_GATE} is listed in disabledFeatureGates; remove it there first")
+        if not state.binding_gate_missing:
             plan.notes.append(f"feature gate {BINDING_GATE} already enabled (required on {v})")
         else:
             dev["featureGates"] = [*gates, BINDING_GATE]
             plan.notes.append(f"adding feature gate {BINDING_GATE}: KubeVirt {v} requires it for binding plugins")
-        if BINDING_GATE in disabled:
-            raise PreconditionError(
-                f"feature gate {BINDING_GATE} is listed in disabledFeatureGates; remove it there first")
     else:
         plan.notes.append(f"feature gate {BINDING_GATE} is GA since v1.5.0: nothing to add on {v}")
-        if BINDING_GATE in gates:
+        if state.binding_gate_redundant:
             plan.warnings.append(
                 f"feature gate {BINDING_GATE} is listed in featureGates but is GA since v1.5.0: it is redundant "
                 "and can be removed")
 
     if version >= (1, 8, 0):  # the gate exists from v1.8 (Beta, off); on by default from v1.9
-        _plan_injection_gate(plan, dev, gates, disabled, version, external_injector)
+        _plan_injection_gate(plan, dev, state, disabled, version, external_injector)
 
     existing = binding_of(kv, binding_name)
     binding_patch: dict[str, Any] | None = None
@@ -146,21 +175,21 @@ def plan_disable(kv: dict[str, Any], *, binding_name: str = DEFAULT_BINDING) -> 
     return plan
 
 
-def _plan_injection_gate(plan: Plan, dev: dict[str, Any], gates: list[str], disabled: list[str],
+def _plan_injection_gate(plan: Plan, dev: dict[str, Any], state: Gates, disabled: list[str],
                          version: tuple[int, int, int], external_injector: bool) -> None:
     v = fmt_version(version)
     if external_injector:
         plan.notes.append(
             f"leaving {INJECTION_GATE} on (--external-injector): network-resources-injector must add the "
             "macvtap resource request to VM pods")
-    elif INJECTION_GATE in gates:
+    elif state.injection_explicit:
         raise PreconditionError(
             f"feature gate {INJECTION_GATE} is explicitly enabled in featureGates, so KubeVirt {v} will not "
             "request the macvtap device for VM pods: deploy network-resources-injector and rerun with "
             f"--external-injector, or remove {INJECTION_GATE} from featureGates")
     elif INJECTION_GATE in disabled:
         plan.notes.append(f"{INJECTION_GATE} already disabled: KubeVirt injects the macvtap resource request")
-    elif version < (1, 9, 0):
+    elif not state.injection_on:
         plan.notes.append(f"{INJECTION_GATE} is off by default on {v}: KubeVirt injects the macvtap resource "
                           "request")
     else:

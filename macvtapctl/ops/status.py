@@ -45,17 +45,15 @@ def _kubevirt(kube: Kube, problems: list[str]) -> dict[str, Any]:
     deploying = kvplan.deployment_problem(kv)
     if deploying:
         problems.append(deploying)
-    gates = dig(kv, "spec", "configuration", "developerConfiguration")
-    gates = gates if isinstance(gates, dict) else {}
     parsed = kvplan.parse_version(version)
     if not tap:
         problems.append("no macvtap binding registered (run: macvtapctl enable)")
-    if parsed and parsed < (1, 5, 0) and kvplan.BINDING_GATE not in (gates.get("featureGates") or []):
+    state = kvplan.gates_of(kv, parsed) if parsed else None
+    if state and not state.supported:
+        problems.append(f"KubeVirt {version} has no network binding plugins (v1.1.0 or newer needed)")
+    if state and state.binding_gate_missing:
         problems.append(f"feature gate {kvplan.BINDING_GATE} is missing (KubeVirt < v1.5)")
-    injection_on = kvplan.INJECTION_GATE in (gates.get("featureGates") or []) or (
-        parsed is not None and parsed >= (1, 9, 0))  # Beta from v1.8: off there unless enabled by hand
-    if parsed and parsed >= (1, 8, 0) and injection_on and (
-            kvplan.INJECTION_GATE not in (gates.get("disabledFeatureGates") or [])):
+    if state and state.injection_on:
         out["note"] = (f"{kvplan.INJECTION_GATE} is on: network-resources-injector must add the macvtap resource "
                        "to VM pods")
     return out
