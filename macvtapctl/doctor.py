@@ -15,7 +15,7 @@ from typing import Any
 
 import jsonpointer
 
-from macvtapctl import dpconfig, failures, in_use, kubevirt, validate, vmlint
+from macvtapctl import daemonset, dpconfig, failures, in_use, kubevirt, validate, vmlint
 from macvtapctl.dig import dig
 from macvtapctl.manifests import agent as agentm
 from macvtapctl.manifests import nad as nadm
@@ -402,10 +402,9 @@ def agent_health(s: Snapshot) -> Iterator[Finding]:
                       "DaemonSet: nothing advertises devices or runs the CNI", "macvtapctl install --image IMAGE")
     for ds in [*s.agents, *s.upstream]:
         where = obj_ref({"kind": "DaemonSet", "metadata": ds["metadata"]})
-        st = ds.get("status") or {}
-        desired, ready = int(st.get("desiredNumberScheduled") or 0), int(st.get("numberReady") or 0)
-        if desired == 0 or ready < desired:
-            yield Finding("agent-health", ERROR, where, f"{ready}/{desired} pods ready",
+        problem = daemonset.not_rolled_out(ds)
+        if problem:
+            yield Finding("agent-health", ERROR, where, problem,
                           f"kubectl -n {ds['metadata']['namespace']} describe daemonset {ds['metadata']['name']}")
     for pod in s.agent_pods:
         where = obj_ref({"kind": "Pod", "metadata": pod["metadata"]})

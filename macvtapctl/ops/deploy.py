@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from macvtapctl import validate
+from macvtapctl.daemonset import not_rolled_out, rollout
 from macvtapctl.errors import PreconditionError, TimeoutExceeded
 from macvtapctl.kube.client import Kube
 from macvtapctl.kube.options import DryRun
@@ -117,16 +118,6 @@ def via_cnao(kube: Kube, report: Reporter, mode: DryRun, obj: dict[str, Any]) ->
     return retry_on_conflict(attempt, what=label)
 
 
-def rollout(ds: dict[str, Any]) -> tuple[bool, int, int, int]:
-    """(observed, desired, ready, updated) of a DaemonSet. A rollout the controller has not observed yet still
-    shows the previous one's counts, so those mean nothing until `observed`."""
-    st = ds.get("status") or {}
-    desired, ready, updated = (int(st.get(k) or 0) for k in ("desiredNumberScheduled", "numberReady",
-                                                                "updatedNumberScheduled"))
-    observed = int(st.get("observedGeneration") or 0) >= int((ds.get("metadata") or {}).get("generation") or 1)
-    return observed, desired, ready, updated
-
-
 @dataclass
 class Readiness:
     ok: bool
@@ -150,7 +141,7 @@ def wanted_resources(kube: Kube, opts: agentm.InstallOptions) -> list[str]:
 def readiness_of(ds: dict[str, Any], pods: list[dict[str, Any]], all_nodes: list[dict[str, Any]],
                  wanted: list[str], namespace: str) -> Readiness:
     """The rule, on objects already read."""
-    observed, desired, ready, updated = rollout(ds)
+    _, desired, ready, updated = rollout(ds)
     # Only the nodes the DaemonSet runs on (taints, selectors and affinity decide that, not us): a node it is not
     # scheduled on will never advertise, and must not make --wait time out.
     scheduled = {p["spec"]["nodeName"] for p in pods if (p.get("spec") or {}).get("nodeName")}
@@ -164,14 +155,12 @@ def readiness_of(ds: dict[str, Any], pods: list[dict[str, Any]], all_nodes: list
         if missing:
             lagging.append(f"{node['metadata']['name']} (not advertising {', '.join(missing)})")
     advertising = len(nodes) - len(lagging)
-    ds_ready = observed and desired > 0 and ready == desired and updated == desired
+    problem = not_rolled_out(ds)
     summary = (f"agent ready on {ready}/{desired} node(s), {updated} updated; "
                f"{advertising}/{len(nodes)} node(s) advertise {len(wanted)} resource(s)")
-    if not ds_ready:
-        pending = "" if observed else ", the new rollout not observed yet"
-        lagging[:0] = [f"DaemonSet {namespace}/{agentm.AGENT_NAME}: {ready}/{desired} ready{pending}",
-                       *pull_failures(pods)]
-    return Readiness(ds_ready and not lagging, summary, lagging, advertising, len(nodes))
+    if problem:
+        lagging[:0] = [f"DaemonSet {namespace}/{agentm.AGENT_NAME}: {problem}", *pull_failures(pods)]
+    return Readiness(problem is None and not lagging, summary, lagging, advertising, len(nodes))
 
 
 def daemonset_pods(kube: Kube, ds: dict[str, Any], namespace: str) -> list[dict[str, Any]]:

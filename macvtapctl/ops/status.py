@@ -86,6 +86,7 @@ def _deviceplugin(kube: Kube, problems: list[str]) -> tuple[dict[str, Any], Any,
 
 
 def _agents(kube: Kube, configmap: str, problems: list[str]) -> list[dict[str, Any]]:
+    from macvtapctl import daemonset
     from macvtapctl.kube import dpconfigmap
     from macvtapctl.kube.resources import DAEMONSET
 
@@ -94,15 +95,15 @@ def _agents(kube: Kube, configmap: str, problems: list[str]) -> list[dict[str, A
         ours = (ds["metadata"].get("labels") or {}).get(dpconfigmap.AGENT_LABEL) == dpconfigmap.AGENT_LABEL_VALUE
         if not ours and ds not in dpconfigmap.upstream_daemonsets(kube, ds["metadata"]["namespace"], configmap):
             continue
-        st = ds.get("status") or {}
+        _, desired, ready, _ = daemonset.rollout(ds)
         row = {"namespace": ds["metadata"]["namespace"], "name": ds["metadata"]["name"],
-               "kind": "macvtapctl" if ours else "macvtap-cni",
-               "desired": int(st.get("desiredNumberScheduled") or 0), "ready": int(st.get("numberReady") or 0)}
+               "kind": "macvtapctl" if ours else "macvtap-cni", "desired": desired, "ready": ready}
         found.append(row)
-        if row["desired"] == 0 or row["ready"] < row["desired"]:
+        problem = daemonset.not_rolled_out(ds)
+        if problem:
             from macvtapctl.ops.deploy import daemonset_pods, pull_failures
 
-            problems.append(f"DaemonSet {row['namespace']}/{row['name']}: {row['ready']}/{row['desired']} ready")
+            problems.append(f"DaemonSet {row['namespace']}/{row['name']}: {problem}")
             problems += pull_failures(daemonset_pods(kube, ds, row["namespace"]))
     if not found:
         problems.append("no macvtap agent DaemonSet found (run: macvtapctl install)")

@@ -167,7 +167,7 @@ def test_wait_times_out_naming_lagging_nodes_then_succeeds(cli, admin, control_p
     r = cli("--kubeconfig", admin, "install", "--wait", "--timeout", "2s")
     assert r.exit_code == ExitCode.TIMEOUT
     assert "node-b (not advertising macvtap.network.kubevirt.io/dataplane)" in r.stderr
-    assert "1/2 ready" in r.stderr
+    assert "1/2 pods ready" in r.stderr
     with control_plane.kube() as k:
         _set_node_status(k, "node-b", {"macvtap.network.kubevirt.io/dataplane": "100"})
         _set_ds_status(k, 2, 2)

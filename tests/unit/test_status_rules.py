@@ -29,12 +29,13 @@ def nad(name: str, resource: str) -> dict[str, Any]:
 class FakeKube:
     def __init__(self, kv: dict[str, Any], conf: Any, nads: list[dict[str, Any]], ready: int = 1) -> None:
         cm = {"metadata": {"name": CM, "namespace": "macvtap"}, "data": {"DP_MACVTAP_CONF": json.dumps(conf)}}
-        ds = {"metadata": {"name": agentm.AGENT_NAME, "namespace": "macvtap",
+        ds = {"metadata": {"name": agentm.AGENT_NAME, "namespace": "macvtap", "generation": 1,
                            "labels": {"app.kubernetes.io/name": "macvtapctl-agent"}},
-              "status": {"desiredNumberScheduled": 1, "numberReady": ready}}
+              "status": {"desiredNumberScheduled": 1, "numberReady": ready, "updatedNumberScheduled": 1,
+                         "observedGeneration": 1}}  # what the DaemonSet controller writes
         node = {"metadata": {"name": "node-a"}, "status": {"capacity": {DP: "100"}, "allocatable": {DP: "100"}}}
         self.lists = {"kubevirts": [kv], "configmaps": [cm], "daemonsets": [ds], "network-attachment-definitions": nads,
-                      "nodes": [node], "virtualmachineinstances": []}
+                      "nodes": [node], "virtualmachineinstances": [], "pods": []}
 
     def list(self, res: Any, namespace: str | None = None, **kw: Any) -> list[dict[str, Any]]:
         return self.lists.get(res.plural, [])
@@ -59,7 +60,7 @@ def test_each_broken_link_is_one_named_problem() -> None:
     assert "feature gate NetworkBindingPlugins is missing (KubeVirt < v1.5)" in problems
     assert any("entry 'dp': key 'master' is not read" in p for p in problems)
     assert "NAD default/dp: resource 'dp' is not exposed" in problems  # a refused entry exposes nothing
-    assert any(p.startswith(f"DaemonSet macvtap/{agentm.AGENT_NAME}: 0/1 ready") for p in problems)
+    assert any(p.startswith(f"DaemonSet macvtap/{agentm.AGENT_NAME}: 0/1 pods ready") for p in problems)
     assert not doc["complete"]
 
 

@@ -1,0 +1,32 @@
+"""When a DaemonSet (the agent's, or upstream macvtap-cni's) is rolled out: the one rule `install --wait`, `status`
+and `doctor` apply. Pure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def rollout(ds: dict[str, Any]) -> tuple[bool, int, int, int]:
+    """(observed, desired, ready, updated) of a DaemonSet. A rollout the controller has not observed yet still
+    shows the previous one's counts, so those mean nothing until `observed`. A status without observedGeneration
+    (no controller has written one yet) has no counts either: desired 0 says it is not rolled out."""
+    st = ds.get("status") or {}
+    desired, ready, updated = (int(st.get(k) or 0) for k in ("desiredNumberScheduled", "numberReady",
+                                                                "updatedNumberScheduled"))
+    seen = st.get("observedGeneration")
+    observed = seen is None or int(seen) >= int((ds.get("metadata") or {}).get("generation") or 1)
+    return observed, desired, ready, updated
+
+
+def not_rolled_out(ds: dict[str, Any]) -> str | None:
+    """Why the DaemonSet is not rolled out (None: it is): every scheduled pod ready, of the current template, as
+    the controller has observed."""
+    observed, desired, ready, updated = rollout(ds)
+    if observed and desired > 0 and ready == desired and updated == desired:
+        return None
+    why = f"{ready}/{desired} pods ready"
+    if not observed:
+        why += ", the new rollout not observed yet"
+    elif updated < desired:
+        why += f", {updated}/{desired} updated"
+    return why
