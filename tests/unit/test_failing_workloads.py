@@ -191,3 +191,12 @@ def test_the_state_a_cause_leaves_is_not_a_finding_and_a_known_cause_leads() -> 
     assert sorted(f.id for f in findings(s)) == ["workload-failing", "workload-mtu"]
     errors = [f.id for f in doctor.diagnose(s) if f.severity == "error"]
     assert errors[:2] == ["workload-mtu", "workload-failing"], errors
+
+
+def test_a_skipped_node_check_is_not_a_finding() -> None:
+    """The /dev/tapN visibility test is skipped while no lower device is configured: no kind-dev finding (and
+    no KinD advice), which a node whose report predates its configuration showed before."""
+    report = {"checks": [{"check": "/dev/tapN visible", "status": "skipped", "id": "kind-dev",
+                          "detail": "no configured lower device on this node yet"}], "lowerDevices": {}}
+    s = doctor.Snapshot(nodes=[node("n1", 1)], reports={"n1": report})
+    assert [f for f in doctor.diagnose(s) if f.id == "kind-dev"] == []
