@@ -587,6 +587,8 @@ def failing_subjects(s: Snapshot) -> Iterator[tuple[dict[str, Any], list[dict[st
     """Each pod (virt-launcher included) and VMI on macvtap that does not run, its NADs, and the VMI a launcher
     pod belongs to."""
     for pod in s.waiting:
+        if dig(pod, "metadata", "deletionTimestamp"):
+            continue  # going away, not failing to start
         nads = _nads_of(pod, s)
         if nads or _requests_macvtap(pod):
             vm = (pod["metadata"].get("labels") or {}).get("vm.kubevirt.io/name")
@@ -594,7 +596,8 @@ def failing_subjects(s: Snapshot) -> Iterator[tuple[dict[str, Any], list[dict[st
                                                  ) if vm else ()
     for vmi in s.vmis:
         nads = _nads_of({"kind": "VirtualMachineInstance", **vmi}, s)
-        if nads and dig(vmi, "status", "phase") not in ("Running", "Succeeded"):
+        if nads and dig(vmi, "status", "phase") not in ("Running", "Succeeded") and not dig(
+                vmi, "metadata", "deletionTimestamp"):
             yield {"kind": "VirtualMachineInstance", **vmi}, nads, ()
 
 

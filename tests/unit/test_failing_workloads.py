@@ -200,3 +200,11 @@ def test_a_skipped_node_check_is_not_a_finding() -> None:
                           "detail": "no configured lower device on this node yet"}], "lowerDevices": {}}
     s = doctor.Snapshot(nodes=[node("n1", 1)], reports={"n1": report})
     assert [f for f in doctor.diagnose(s) if f.id == "kind-dev"] == []
+
+
+def test_a_pod_being_deleted_is_not_failing_to_start() -> None:
+    pod = launcher()
+    pod["metadata"]["deletionTimestamp"] = "2026-12-03T10:00:00Z"
+    s = doctor.Snapshot(nads=[nad()], nodes=[node("n1", 0)], waiting=[pod], events=[event(
+        pod, "FailedScheduling", "0/1 nodes are available: 1 Insufficient macvtap.network.kubevirt.io/dataplane.")])
+    assert findings(s) == []
