@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -254,6 +255,12 @@ def test_l_doctor_reads_the_node_report_through_the_pod_proxy(cluster: Cluster) 
     # kubelet keeps after their ConfigMap entries went (stale-resource, each with its fix).
     true_here = {"virtualised-node", "l2-nested-lower", "stale-resource"}
     loud = [f for f in doc["findings"] if f["severity"] != "info" and f["id"] not in true_here]
+    # The report is up to --report-interval old: a temporary link an earlier test's pod held then may be named
+    # (allocated, not yet attached, reclaimed since); one that is still on the node is a real leak.
+    for f in [f for f in loud if f["id"] == "leaked-links"]:
+        named = set(re.findall(r"mvt[0-9a-f]{12}", f["cause"]))
+        assert named and not named & host_links(), (f, host_links())
+        loud.remove(f)
     assert loud == [], loud
     assert not [f for f in doc["findings"] if f["id"] == "kind-dev"], doc["findings"]
     mtu = int(Path(f"/sys/class/net/{LOWER}/mtu").read_text()) + 1000
