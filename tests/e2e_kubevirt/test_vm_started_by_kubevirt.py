@@ -60,7 +60,9 @@ def launcher_pod(c: Cluster, name: str) -> dict[str, Any]:
 
 
 def console(c: Cluster, pod: str) -> str:
-    return c.kubectl("logs", "-n", POD_NS, pod, "-c", "guest-console-log", check=False).out
+    """The guest's serial console so far, complete lines only (a read can end in the middle of one)."""
+    out = c.kubectl("logs", "-n", POD_NS, pod, "-c", "guest-console-log", check=False).out
+    return out[:out.rfind("\n") + 1]
 
 
 def leases_on_console(c: Cluster, pod: str) -> dict[str, dict[str, str]]:

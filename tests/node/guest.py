@@ -150,10 +150,12 @@ class Guest:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def wait_for(self, marker: str, timeout: float = 90) -> str:
-        """The first console line starting with `marker`; fails with the console's tail otherwise."""
+        """The first complete console line starting with `marker`; fails with the console's tail otherwise. Only
+        lines ended by a newline count: qemu writes the serial console as the guest sends it, so a read can end in
+        the middle of a line (it did: "MVT-NIC mac=... mt")."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for line in self.console().splitlines():
+            for line in self.console().replace("\r", "").split("\n")[:-1]:
                 if line.startswith(marker):
                     return line.strip()
             if self.proc.poll() is not None and marker not in self.console():
