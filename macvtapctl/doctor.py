@@ -15,7 +15,7 @@ from typing import Any
 
 import jsonpointer
 
-from macvtapctl import daemonset, dpconfig, failures, in_use, kubevirt, validate, vmlint
+from macvtapctl import daemonset, dpconfig, failures, in_use, kubevirt, plugins, validate, vmlint
 from macvtapctl.dig import dig
 from macvtapctl.manifests import agent as agentm
 from macvtapctl.manifests import nad as nadm
@@ -95,12 +95,19 @@ def _config_of(s: Snapshot) -> tuple[dict[str, Any] | None, dpconfig.Config | No
         cms = [c for c in cms if c["metadata"]["name"] == s.cnao_configmap] or cms
     if not cms:
         return None, None, None
-    cm = cms[0]
+    # Several: the one a device plugin reads (the agent's first), as that is what the nodes serve.
+    read = [(p.namespace, p.configmap) for p in sorted(_plugins(s), key=lambda p: p.kind != plugins.AGENT)]
+    cm = next((c for key in read for c in cms if (c["metadata"]["namespace"], c["metadata"]["name"]) == key),
+              cms[0])
     text = (cm.get("data") or {}).get(dpconfig.CONFIG_KEY)
     try:
         return cm, dpconfig.parse(text, where=f"ConfigMap {cm['metadata']['name']}"), None
     except dpconfig.MalformedConfigError as exc:
         return cm, None, exc.message
+
+
+def _plugins(s: Snapshot) -> list[plugins.Plugin]:
+    return [p for p in (plugins.of(ds) for ds in [*s.agents, *s.upstream]) if p is not None]
 
 
 def _macvtap_nads(s: Snapshot) -> list[tuple[dict[str, Any], str | None]]:
@@ -229,6 +236,7 @@ def dp_config(s: Snapshot) -> Iterator[Finding]:
                           "no device-plugin ConfigMap: no resource is advertised", "macvtapctl expose LOWER_DEVICE")
         return
     where = obj_ref({"kind": "ConfigMap", "metadata": cm["metadata"]})
+    yield from _several_configmaps(s, cm)
     fix = "macvtapctl expose LOWER_DEVICE --name NAME"  # rewrites the whole document as plain JSON
     if broken:
         yield Finding("dp-config", ERROR, where, broken, fix)
@@ -264,6 +272,36 @@ def dp_config(s: Snapshot) -> Iterator[Finding]:
             yield Finding("dp-config-stale", WARNING, ref("daemonset", name, ns),
                           f"{len(stale)} pod(s) started before the ConfigMap's last change ({written}): macvtap-cni "
                           "reads it only at start", f"kubectl -n {ns} rollout restart daemonset/{name}")
+
+
+def _several_configmaps(s: Snapshot, in_effect: dict[str, Any]) -> Iterator[Finding]:
+    """Device-plugin ConfigMaps in several namespaces: which plugin reads which (an edit to the other one is
+    served by nobody), and an error when two plugins read different ones."""
+    if len(s.configmaps) < 2:
+        return
+    ps = _plugins(s)
+    parts = []
+    for cm in s.configmaps:
+        ns, name = cm["metadata"]["namespace"], cm["metadata"]["name"]
+        who = plugins.readers(ps, ns, name)
+        parts.append(f"{ns}/{name} (read by {', '.join(p.label for p in who)})" if who else
+                     f"{ns}/{name} (read by no device plugin)")
+    read = {(p.namespace, p.configmap) for p in ps if p.configmap}
+    where = obj_ref({"kind": "ConfigMap", "metadata": in_effect["metadata"]})
+    unread = [c for c in s.configmaps if (c["metadata"]["namespace"], c["metadata"]["name"]) not in read]
+    agent = next((p for p in ps if p.kind == plugins.AGENT), None)
+    if len(read) > 1 and agent is not None:  # the agent beside macvtap-cni, each with its own: switch properly
+        fix = f"macvtapctl uninstall -n {agent.namespace} && macvtapctl install --take-over --image IMAGE"
+    elif unread and read:
+        fix = (f"kubectl -n {unread[0]['metadata']['namespace']} delete configmap {unread[0]['metadata']['name']}"
+               " (if it holds no entry you need)")
+    else:
+        fix = "macvtapctl expose LOWER_DEVICE --dp-namespace NAMESPACE (names the one to edit)"
+
+    yield Finding("dp-config-several", ERROR if len(read) > 1 else WARNING, where,
+                  f"{len(s.configmaps)} device-plugin ConfigMaps: {'; '.join(parts)}; macvtapctl expose edits only "
+                  "one of them", fix, refs=tuple(obj_ref({"kind": "ConfigMap", "metadata": c["metadata"]})
+                                                 for c in s.configmaps))
 
 
 def versions(s: Snapshot) -> Iterator[Finding]:
@@ -400,6 +438,14 @@ def agent_health(s: Snapshot) -> Iterator[Finding]:
     if not s.agents and not s.upstream and _macvtap_nads(s):
         yield Finding("agent-health", ERROR, ref("daemonset", "macvtapctl-agent"), "no macvtap agent or macvtap-cni "
                       "DaemonSet: nothing advertises devices or runs the CNI", "macvtapctl install --image IMAGE")
+    for node, both in plugins.shared_nodes(_plugins(s), s.agent_pods).items():
+        agent_there = any(p.kind == plugins.AGENT for p in both)
+        yield Finding("two-device-plugins", ERROR, ref("node", node),
+                      f"{len(both)} macvtap device plugins run on this node ("
+                      f"{'; '.join(p.describe() for p in both)}): they register the same resources with one "
+                      "kubelet, and the last to register wins until the other restarts",
+                      "macvtapctl install --take-over (or macvtapctl uninstall --restore-upstream to go back)"
+                      if agent_there else f"kubectl -n {both[-1].namespace} delete daemonset {both[-1].name}")
     for ds in [*s.agents, *s.upstream]:
         where = obj_ref({"kind": "DaemonSet", "metadata": ds["metadata"]})
         problem = daemonset.not_rolled_out(ds)

@@ -54,7 +54,12 @@ def install(
     device_plugin_config: Annotated[str | None, typer.Option(
         "--device-plugin-config", metavar="CONFIGMAP", help="With --via cnao: a user-owned DP ConfigMap.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait until ready on every selected node.")] = False,
-    timeout: Annotated[str, typer.Option("--timeout", metavar="DURATION", help="For --wait.")] = "5m",
+    timeout: Annotated[str, typer.Option("--timeout", metavar="DURATION", help="For --wait and --take-over.")]
+    = "5m",
+    take_over: Annotated[bool, typer.Option(
+        "--take-over", help="Switch the nodes from a running macvtap-cni (upstream's or CNAO's) to the agent: "
+                            "beside it, reading its ConfigMap; it is removed once the agent is ready everywhere.")]
+    = False,
     dry_run: DryRunOption = "none",
 ) -> None:
     from macvtapctl.cli.settings import parse_request_timeout
@@ -70,6 +75,10 @@ def install(
         raise UsageError("--device-plugin-config only applies to --via cnao")
     if device_plugin_config:
         validate.check_dns_subdomain(device_plugin_config, "--device-plugin-config")
+    if take_over and via != "agent":
+        raise UsageError("--take-over switches to the agent: it cannot be combined with --via cnao")
+    if take_over and mode is DryRun.CLIENT:
+        raise UsageError("--take-over reads what serves macvtap today: use --dry-run=server")
     # -n/--namespace (global, kubectl's) is the agent's namespace here; default "macvtap".
     namespace = settings.namespace or agentm.DEFAULT_NAMESPACE
     opts = _options(image or agentm.DEFAULT_IMAGE, namespace, node_selector or [], toleration or [], cni_bin_dir,
@@ -91,9 +100,17 @@ def install(
             printer.status(resource_label(obj), "created", mode.suffix)
         _emit(printer, fmt, objs)
         return
-    from macvtapctl.ops import deploy
+    from macvtapctl.ops import deploy, switch
 
     with cli.connect() as kube:
+        if take_over:
+            from macvtapctl.cli.progress import Bar, interactive
+
+            result = switch.take_over(kube, printer, mode, opts, settings.namespace, limit,
+                                      progress=Bar("nodes ready", 0) if interactive(printer) else None)
+            _emit(printer, fmt, result)
+            return
+        switch.refuse_others(kube, opts.namespace, via_cnao=via == "cnao")
         if via == "cnao":
             result = [deploy.via_cnao(kube, printer, mode, objs[0])]
         else:
@@ -121,17 +138,37 @@ def uninstall(
     purge: Annotated[bool, typer.Option("--purge", help="Also delete the DP ConfigMap and the namespace.")] = False,
     purge_node_resources: Annotated[bool, typer.Option(
         "--purge-node-resources", help="Clear macvtap.network.kubevirt.io/* capacity left on nodes.")] = False,
+    restore_upstream: Annotated[bool, typer.Option(
+        "--restore-upstream", help="Give the nodes back to the macvtap-cni that install --take-over replaced "
+                                   "(its DaemonSet, or CNAO's macvtap), then remove the agent.")] = False,
+    timeout: Annotated[str, typer.Option("--timeout", metavar="DURATION",
+                                         help="For --restore-upstream: how long macvtap-cni may take.")] = "5m",
     dry_run: DryRunOption = "none",
     force: ForceOption = False,
 ) -> None:
+    from macvtapctl.cli.settings import parse_request_timeout
+
     cli = application(ctx)
     settings = cli.settings
     mode = dry_run_of(dry_run)
     namespace = validate.check_dns_label(settings.namespace or agentm.DEFAULT_NAMESPACE, "--namespace")
+    limit = parse_request_timeout(timeout) or 300.0
+    if restore_upstream and purge:
+        raise UsageError("--restore-upstream keeps the ConfigMap and namespace macvtap-cni reads: it cannot be "
+                         "combined with --purge")
+    if restore_upstream and mode is DryRun.CLIENT:
+        raise UsageError("--restore-upstream reads the take-over record: use --dry-run=server")
     printer = cli.printer
     from macvtapctl.ops import deploy
 
     with cli.connect() as kube:
+        if restore_upstream:
+            from macvtapctl.ops import switch
+
+            switch.give_back(kube, printer, mode, settings.namespace, limit)
+            if purge_node_resources:
+                deploy.purge_nodes(kube, printer, mode)
+            return
         deploy.uninstall(kube, printer, mode, namespace, purge=purge, purge_node_resources=purge_node_resources,
                          force=force)
 

@@ -41,9 +41,14 @@ def _tables(printer: Any, doc: dict[str, Any], *, wide: bool) -> None:
     dp = doc["deviceplugin"]
     entries = "[] (every physical link)" if dp["exposeAll"] else ", ".join(
         f"{e.get('name')}={e.get('lowerDevice')}" for e in dp["entries"]) or "none"
-    lines.append(f"Device plugin:   {dp['namespace']}/{dp['configMap']}: {entries if dp['present'] else 'missing'}")
-    agents = ", ".join(f"{a['namespace']}/{a['name']} ({a['kind']}) {a['ready']}/{a['desired']} ready"
-                       for a in doc["agents"]) or "none"
+    if dp["namespace"] is None and dp.get("configMaps"):  # several: none is "the" one; name them all
+        where = ", ".join(f"{c['namespace']}/{c['name']}" for c in dp["configMaps"])
+        lines.append(f"Device plugin:   {len(dp['configMaps'])} ConfigMaps: {where}")
+    else:
+        lines.append(f"Device plugin:   {dp['namespace']}/{dp['configMap']}: "
+                     f"{entries if dp['present'] else 'missing'}")
+    agents = ", ".join(f"{a['namespace']}/{a['name']} ({a['kind']}) {a['ready']}/{a['desired']} ready, reads "
+                       f"{a['configMap'] or 'no ConfigMap'}" for a in doc["agents"]) or "none"
     lines.append(f"Agent:           {agents}")
     printer.data("\n".join(lines) + "\n\n")
     if doc["nodes"]:

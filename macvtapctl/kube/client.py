@@ -276,10 +276,14 @@ class Kube:
         return result
 
     def delete(self, res: Resource, name: str, namespace: str | None = None, *,
-               dry_run: DryRun = DryRun.NONE, grace_period: int | None = None) -> Obj | None:
+               dry_run: DryRun = DryRun.NONE, grace_period: int | None = None,
+               preconditions: dict[str, str] | None = None) -> Obj | None:
+        """`preconditions` (uid, resourceVersion): delete only the object as it was read (409 otherwise)."""
         query = self._write_query(dry_run, manager=False)
         if grace_period is not None:
             query.append(("gracePeriodSeconds", str(grace_period)))
+        body = ({"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": preconditions}
+                if preconditions else None)
         result: Obj | None = self.request(
-            "DELETE", res.path(namespace, name), Request("delete", res, namespace, name), query=query)
+            "DELETE", res.path(namespace, name), Request("delete", res, namespace, name), query=query, body=body)
         return result

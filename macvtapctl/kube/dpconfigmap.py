@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from macvtapctl import dpconfig
+from macvtapctl import dpconfig, plugins
 from macvtapctl.dig import dig
 from macvtapctl.errors import ForbiddenError, Hint, PreconditionError, UsageError
 from macvtapctl.kube.client import Kube
@@ -16,8 +16,7 @@ from macvtapctl.kube.options import DryRun
 from macvtapctl.kube.resources import CONFIGMAP, DAEMONSET, NAMESPACE, NETWORK_ADDONS_CONFIG
 
 DEFAULT_AGENT_NAMESPACE = "macvtap"
-AGENT_LABEL = "app.kubernetes.io/name"
-AGENT_LABEL_VALUE = "macvtapctl-agent"
+AGENT_LABEL, AGENT_LABEL_VALUE = plugins.AGENT_LABEL, plugins.AGENT_LABEL_VALUE
 
 
 @dataclass
@@ -169,22 +168,12 @@ def ensure_namespace(kube: Kube, namespace: str, mode: DryRun) -> dict[str, Any]
 
 
 def upstream_daemonsets(kube: Kube, namespace: str, configmap: str) -> list[dict[str, Any]]:
-    """DaemonSets (not our agent) that read this ConfigMap through env/envFrom: they read it only at start."""
+    """macvtap-cni DaemonSets that read this ConfigMap through env/envFrom: they read it only at start."""
     try:
         dss = kube.list(DAEMONSET, namespace)
     except (ForbiddenError, PreconditionError):
         return []
-    readers = []
-    for ds in dss:
-        if dig(ds, "metadata", "labels", AGENT_LABEL) == AGENT_LABEL_VALUE:
-            continue
-        for c in dig(ds, "spec", "template", "spec", "containers") or []:
-            refs = [dig(e, "configMapRef", "name") for e in c.get("envFrom") or []]
-            refs += [dig(e, "valueFrom", "configMapKeyRef", "name") for e in c.get("env") or []]
-            if configmap in refs:
-                readers.append(ds)
-                break
-    return readers
+    return [ds for p, ds in plugins.find(dss) if p.kind == plugins.UPSTREAM and p.configmap == configmap]
 
 
 def restart_daemonset(kube: Kube, ds: dict[str, Any], mode: DryRun) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from macvtapctl import doctor, dpconfig, in_use
+from macvtapctl import doctor, dpconfig, in_use, plugins
 from macvtapctl.dig import dig
 from macvtapctl.errors import ForbiddenError, MacvtapctlError, PreconditionError
 from macvtapctl.kube.client import Kube
@@ -55,9 +55,16 @@ def snapshot(kube: Kube, *, reports: bool = True) -> doctor.Snapshot:
     if target is not None and target.object is not None and target.name != dpconfig.CONFIGMAP_NAME:
         s.cnao_configmap = target.name  # CNAO's devicePluginConfig points at a user-owned ConfigMap
         s.configmaps.insert(0, target.object)
-    s.agents = _list(kube, DAEMONSET, label_selector=f"{dpconfigmap.AGENT_LABEL}={dpconfigmap.AGENT_LABEL_VALUE}")
-    for cm in s.configmaps:
-        s.upstream += dpconfigmap.upstream_daemonsets(kube, cm["metadata"]["namespace"], cm["metadata"]["name"])
+    found = plugins.find(_list(kube, DAEMONSET))
+    s.agents = [ds for p, ds in found if p.kind == plugins.AGENT]
+    s.upstream = [ds for p, ds in found if p.kind == plugins.UPSTREAM]
+    have = {(c["metadata"]["namespace"], c["metadata"]["name"]) for c in s.configmaps}
+    for p, _ in found:  # a ConfigMap of another name that a plugin reads (CNAO's devicePluginConfig, say)
+        if p.configmap and (p.namespace, p.configmap) not in have:
+            cm = kube.get_or_none(CONFIGMAP, p.configmap, p.namespace)
+            if cm is not None:
+                s.configmaps.append(cm)
+                have.add((p.namespace, p.configmap))
     for ds in [*s.agents, *s.upstream]:
         s.agent_pods += daemonset_pods(kube, ds, ds["metadata"]["namespace"])
     s.nodes = _list(kube, NODE)

@@ -62,13 +62,17 @@ def _kubevirt(kube: Kube, problems: list[str]) -> dict[str, Any]:
 def _deviceplugin(kube: Kube, problems: list[str]) -> tuple[dict[str, Any], Any, str]:
     from macvtapctl import dpconfig
     from macvtapctl.kube import dpconfigmap
+    from macvtapctl.kube.resources import CONFIGMAP
 
     try:
         target = dpconfigmap.locate(kube, None)
     except MacvtapctlError as exc:  # several ConfigMaps, or CNAO's own: a finding, not a usage error
         problems.append(exc.message)
-        return ({"namespace": None, "configMap": dpconfig.CONFIGMAP_NAME, "present": None, "exposeAll": False,
-                 "entries": [], "warnings": []}, None, dpconfig.CONFIGMAP_NAME)
+        found = kube.list(CONFIGMAP, field_selector=f"metadata.name={dpconfig.CONFIGMAP_NAME}")
+        return ({"namespace": None, "configMap": dpconfig.CONFIGMAP_NAME, "present": bool(found) or None,
+                 "exposeAll": False, "entries": [], "warnings": [],
+                 "configMaps": [{"namespace": c["metadata"]["namespace"], "name": c["metadata"]["name"]}
+                                for c in found]}, None, dpconfig.CONFIGMAP_NAME)
     cfg = None
     try:
         cfg = target.config() if target.object is not None else None
@@ -81,32 +85,36 @@ def _deviceplugin(kube: Kube, problems: list[str]) -> tuple[dict[str, Any], Any,
                         for p in cfg.problems)
     out = {"namespace": target.namespace, "configMap": target.name, "present": target.object is not None,
            "exposeAll": bool(cfg and cfg.expose_all), "entries": [] if cfg is None else cfg.items,
-           "warnings": [] if cfg is None else [n.text for n in cfg.notices]}
+           "warnings": [] if cfg is None else [n.text for n in cfg.notices],
+           "configMaps": [] if target.object is None else [{"namespace": target.namespace, "name": target.name}]}
     return out, cfg, target.name
 
 
 def _agents(kube: Kube, configmap: str, problems: list[str]) -> list[dict[str, Any]]:
-    from macvtapctl import daemonset
-    from macvtapctl.kube import dpconfigmap
+    """Every macvtap device-plugin DaemonSet (the agent, macvtap-cni), the ConfigMap each reads, and the nodes
+    where two run."""
+    from macvtapctl import daemonset, plugins
     from macvtapctl.kube.resources import DAEMONSET
+    from macvtapctl.ops.deploy import daemonset_pods, pull_failures
 
-    found = []
-    for ds in kube.list(DAEMONSET):
-        ours = (ds["metadata"].get("labels") or {}).get(dpconfigmap.AGENT_LABEL) == dpconfigmap.AGENT_LABEL_VALUE
-        if not ours and ds not in dpconfigmap.upstream_daemonsets(kube, ds["metadata"]["namespace"], configmap):
-            continue
+    found, pods = [], []
+    serving = plugins.find(kube.list(DAEMONSET))
+    for p, ds in serving:
         _, desired, ready, _ = daemonset.rollout(ds)
-        row = {"namespace": ds["metadata"]["namespace"], "name": ds["metadata"]["name"],
-               "kind": "macvtapctl" if ours else "macvtap-cni", "desired": desired, "ready": ready}
+        row = {"namespace": p.namespace, "name": p.name, "kind": p.kind, "desired": desired, "ready": ready,
+               "configMap": p.configmap}
         found.append(row)
+        mine = daemonset_pods(kube, ds, p.namespace)
+        pods += mine
         problem = daemonset.not_rolled_out(ds)
         if problem:
-            from macvtapctl.ops.deploy import daemonset_pods, pull_failures
-
             problems.append(f"DaemonSet {row['namespace']}/{row['name']}: {problem}")
-            problems += pull_failures(daemonset_pods(kube, ds, row["namespace"]))
+            problems += pull_failures(mine)
     if not found:
         problems.append("no macvtap agent DaemonSet found (run: macvtapctl install)")
+    for node, both in plugins.shared_nodes([p for p, _ in serving], pods).items():
+        problems.append(f"node {node}: {len(both)} macvtap device plugins run there "
+                        f"({'; '.join(p.describe() for p in both)}) — fix: macvtapctl install --take-over")
     return found
 
 

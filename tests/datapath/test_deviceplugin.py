@@ -393,3 +393,51 @@ def test_agent_check(dp: DPAgent, node: Node) -> None:
     assert leaked["status"] == "warning" and leak in leaked["detail"]
     assert r.returncode == 0  # warnings do not fail the check
     ip("link", "del", leak)
+
+
+def test_a_plugin_that_takes_our_socket_is_left_alone(dp: DPAgent, node: Node) -> None:
+    """On a switch back to macvtap-cni its plugin binds the resource's socket path after the agent: the agent must
+    not take it back (the two would fight over the kubelet), says so on /readyz, and on SIGTERM leaves the other's
+    socket; once the other's socket is gone the agent serves and registers again."""
+    res = f"dx{node.tag}"
+    dp.write_config([{"name": res, "lowerDevice": node.lower, "capacity": 2}])
+    dp.start()
+    k = dp.kubelet
+    k.wait(lambda: k.devices(PREFIX + res) == ids(res, 2))
+    k.wait(lambda: dp.http("/readyz") == (200, "ok\n"))
+    path = k.dir / f"macvtap.network.kubevirt.io_{res}"
+
+    def take(sock_path: Path) -> socket.socket:
+        """Bind beside and rename over: the agent never sees the path missing (no race with its re-serve)."""
+        other = socket.socket(socket.AF_UNIX)
+        tmp = sock_path.with_name(sock_path.name + ".other")
+        other.bind(str(tmp))
+        other.listen()
+        os.replace(tmp, sock_path)
+        return other
+
+    before = len(k.registrations)
+    other = take(path)
+    inode = os.stat(path).st_ino
+    def not_ready() -> str | None:
+        status, text = dp.http("/readyz")
+        return text if status == 503 else None
+
+    body = k.wait(not_ready)
+    assert body.strip() == f"another device plugin serves {PREFIX}{res} on this node", body
+    assert "another device plugin now serves" in dp.log()
+    # Many rounds of its socket check (every 0.2 s) later, it still has neither re-bound nor registered.
+    time.sleep(1.5)
+    assert os.stat(path).st_ino == inode and len(k.registrations) == before
+
+    other.close()
+    path.unlink()  # the other plugin went away, cleaning up its socket as upstream's does
+    k.wait(lambda: len(k.registrations) > before and dp.http("/readyz") == (200, "ok\n"))
+    assert k.registrations[-1].resource_name == PREFIX + res and os.stat(path).st_ino != inode
+
+    third = take(path)
+    inode = os.stat(path).st_ino
+    k.wait(lambda: dp.http("/readyz")[0] == 503)
+    assert dp.stop(signal.SIGTERM) == 0
+    assert path.exists() and os.stat(path).st_ino == inode  # its socket, not ours: left to it
+    third.close()

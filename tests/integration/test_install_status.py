@@ -221,7 +221,8 @@ def test_status_chain(cli, admin, control_plane) -> None:
     assert doc["problems"] == ["NAD default/ghost: resource 'ghost' is not exposed"]
     assert doc["nodes"] == [{"node": "node-a", "resource": "dataplane", "capacity": "100", "allocatable": "100",
                              "inUse": 3}]
-    assert doc["agents"] == [{"namespace": "macvtap", "name": AGENT, "kind": "macvtapctl", "desired": 1, "ready": 1}]
+    assert doc["agents"] == [{"namespace": "macvtap", "name": AGENT, "kind": "macvtapctl", "desired": 1, "ready": 1,
+                             "configMap": CM}]
     assert cli("--kubeconfig", admin, "nad", "delete", "ghost").exit_code == 0
     r = cli("--kubeconfig", admin, "status")
     with control_plane.kube() as k:

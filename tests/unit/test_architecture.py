@@ -9,7 +9,8 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[2] / "macvtapctl"
 PURE = ("macvtapctl.dpconfig", "macvtapctl.kubevirt", "macvtapctl.vmlint", "macvtapctl.doctor", "macvtapctl.validate",
-        "macvtapctl.failures", "macvtapctl.in_use", "macvtapctl.daemonset", "macvtapctl.errors", "macvtapctl.dig", "macvtapctl.jsonmerge", "macvtapctl.yamlout")
+        "macvtapctl.failures", "macvtapctl.in_use", "macvtapctl.daemonset", "macvtapctl.errors", "macvtapctl.dig", "macvtapctl.jsonmerge", "macvtapctl.yamlout",
+        "macvtapctl.plugins")
 
 
 def imports(path: Path) -> set[str]:
@@ -45,7 +46,8 @@ def test_the_api_layer_and_the_pure_modules_know_no_use_cases(room: str) -> None
         assert not under(imports(path), "macvtapctl.ops"), path
 
 
-@pytest.mark.parametrize("room", ["manifests", "dpconfig", "kubevirt", "vmlint", "doctor", "failures", "validate"])
+@pytest.mark.parametrize("room", ["manifests", "dpconfig", "kubevirt", "vmlint", "doctor", "failures", "validate",
+                                  "plugins"])
 def test_pure_modules_do_no_io(room: str) -> None:
     for path in modules(room):
         assert not under(imports(path), "macvtapctl.kube", "macvtapctl.agent"), path

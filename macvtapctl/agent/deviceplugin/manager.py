@@ -11,7 +11,7 @@ from pathlib import Path
 
 from macvtapctl import dpconfig
 from macvtapctl.agent.deviceplugin.links import LinkWatcher
-from macvtapctl.agent.deviceplugin.plugin import Allocator, ResourcePlugin
+from macvtapctl.agent.deviceplugin.plugin import GONE, REPLACED, Allocator, ResourcePlugin
 from macvtapctl.dpconfig import Entry
 
 log = logging.getLogger("macvtapctl.agent.dp")
@@ -123,6 +123,9 @@ class Manager:
             else:
                 why = "the configuration exposes no resource"
             return False, f"no resource can be registered: {why}"
+        displaced = sorted(p.resource for p in self.plugins.values() if p.displaced)
+        if displaced:
+            return False, f"another device plugin serves {', '.join(displaced)} on this node"
         waiting = sorted(p.resource for p in self.plugins.values() if not p.registered)
         if waiting:
             return False, f"not registered with the kubelet yet: {', '.join(waiting)}"
@@ -164,6 +167,8 @@ class Manager:
     async def restart_all(self) -> None:
         """After a kubelet restart: serve again on fresh sockets and register again, same device IDs."""
         for plugin in self.plugins.values():
+            if plugin.displaced and plugin.socket_state() == REPLACED:
+                continue  # the other plugin still holds it
             await plugin.stop()
             try:
                 await plugin.serve()
@@ -171,6 +176,16 @@ class Manager:
                 log.error("cannot serve %s on %s: %s", plugin.resource, plugin.path, exc)
                 continue
             await self._register(plugin)
+
+    def _yield_to_others(self, replaced: list[ResourcePlugin]) -> None:
+        """Another device plugin bound a resource's socket after us (upstream macvtap-cni given the node back):
+        registering again would take the resource back from it, and the two would fight. Stand aside, loudly
+        (readiness says so), until its socket goes away."""
+        for plugin in replaced:
+            if not plugin.displaced:
+                log.warning("another device plugin now serves %s on this node (its socket replaced ours at %s): "
+                            "not registering again while it runs", plugin.resource, plugin.path)
+                plugin.displaced, plugin.registered = True, False
 
     def _kubelet_inode(self) -> int | None:
         try:
@@ -200,7 +215,9 @@ class Manager:
                 if changed:
                     await self.reconcile()
                 inode = self._kubelet_inode()
-                lost = [p for p in self.plugins.values() if not p.socket_alive()]
+                states = {p: p.socket_state() for p in self.plugins.values()}
+                self._yield_to_others([p for p, st in states.items() if st == REPLACED])
+                lost = [p for p, st in states.items() if st == GONE]
                 if inode != self.kubelet_inode or lost:
                     if inode is not None:
                         log.info("kubelet restarted (or plugin sockets removed): serving and registering again")
@@ -208,7 +225,7 @@ class Manager:
                     self.kubelet_inode = inode
                 elif inode is not None:
                     for plugin in self.plugins.values():
-                        if not plugin.registered:
+                        if not plugin.registered and not plugin.displaced:
                             await self._register(plugin)
         finally:
             watcher.cancel()

@@ -30,6 +30,9 @@ def socket_name(resource: str) -> str:
     return f"{RESOURCE_PREFIX}_{resource}"
 
 
+OURS, GONE, REPLACED = "ours", "gone", "replaced"
+
+
 class ResourcePlugin(rpc.DevicePluginServicer):
     def __init__(self, entry: Entry, plugin_dir: str, allocate: Allocator,
                  observe: Callable[[str, float], None] | None = None) -> None:
@@ -41,6 +44,8 @@ class ResourcePlugin(rpc.DevicePluginServicer):
         self.server: aio.Server | None = None
         self.watchers: set[asyncio.Queue[list[pb.Device]]] = set()
         self.registered = False
+        self.inode: int | None = None  # of the socket we bound: the path may later hold another plugin's
+        self.displaced = False  # another device plugin bound this resource's socket after us
 
     @property
     def resource(self) -> str:
@@ -136,14 +141,21 @@ class ResourcePlugin(rpc.DevicePluginServicer):
     async def serve(self) -> None:
         """Serve first (the kubelet dials back as soon as Register returns)."""
         os.makedirs(self.plugin_dir, exist_ok=True)
+        # Bound under a private name, then renamed into place: the path is replaced atomically (never missing
+        # for the kubelet), and gRPC, which unlinks the path it bound when it stops, never removes what is at
+        # the real path then — another plugin's socket, after a switch back to macvtap-cni.
+        binding = os.path.join(self.plugin_dir, f".{os.path.basename(self.path)}.binding")
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+            os.unlink(binding)
         server = aio.server()
         rpc.add_DevicePluginServicer_to_server(self, server)  # type: ignore[no-untyped-call]
-        server.add_insecure_port(f"unix://{self.path}")
+        server.add_insecure_port(f"unix://{binding}")
         await server.start()
-        os.chmod(self.path, 0o600)
+        os.chmod(binding, 0o600)
+        self.inode = os.stat(binding).st_ino
+        os.replace(binding, self.path)
         self.server = server
+        self.displaced = False
 
     async def register(self, kubelet_socket: str) -> None:
         async with aio.insecure_channel(f"unix://{kubelet_socket}") as channel:
@@ -156,11 +168,21 @@ class ResourcePlugin(rpc.DevicePluginServicer):
 
     async def stop(self) -> None:
         self.registered = False
+        ours = self.socket_state() == OURS  # another plugin's socket at the same path is left to it
         if self.server is not None:
             await self.server.stop(grace=0.5)
             self.server = None
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+        if ours:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+        self.inode = None
 
-    def socket_alive(self) -> bool:
-        return self.server is not None and os.path.exists(self.path)
+    def socket_state(self) -> str:
+        """OURS, GONE (removed: a kubelet restart, or a plugin that had the path before us cleaning up on its
+        way out) or REPLACED (another device plugin for this resource, upstream macvtap-cni's on a switch back,
+        bound the path after us)."""
+        try:
+            inode = os.stat(self.path).st_ino
+        except FileNotFoundError:
+            return GONE
+        return OURS if self.server is not None and inode == self.inode else REPLACED

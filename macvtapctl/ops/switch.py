@@ -1,0 +1,254 @@
+"""Switch the nodes between upstream macvtap-cni (or CNAO's) and the agent: `install --take-over` and
+`uninstall --restore-upstream`. The user's ConfigMap, NADs and running pods and VMs are never touched.
+
+Take over: the agent is installed beside upstream, in its namespace (a pod mounts only ConfigMaps of its own
+namespace) and reading its ConfigMap; once the agent is ready on every node — it registered the same resource
+names, which the kubelet then serves from it, and replaced `<cni-bin>/macvtap` atomically — upstream's
+DaemonSet is removed (for CNAO: its macvtap is turned off in the NetworkAddonsConfig, so the operator does not
+put it back). Running pods keep their links; their DEL goes to the agent, which names links as upstream does.
+
+Give back: upstream's DaemonSet (or CNAO's macvtap spec) is put back from the record the take-over kept; once
+it is rolled out — its plugin bound the resource sockets after the agent, which then stands aside — the agent is
+rolled to its uninstall mode (it leaves upstream's binary and socket alone) and deleted.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from macvtapctl import dpconfig, plugins
+from macvtapctl.daemonset import not_rolled_out
+from macvtapctl.dig import dig
+from macvtapctl.errors import PreconditionError, TimeoutExceeded, UsageError
+from macvtapctl.kube.client import Kube
+from macvtapctl.kube.errors import AlreadyExistsError
+from macvtapctl.kube.options import DryRun
+from macvtapctl.kube.resources import CONFIGMAP, DAEMONSET, NETWORK_ADDONS_CONFIG, POD, SERVICE_ACCOUNT
+from macvtapctl.manifests import agent as agentm
+from macvtapctl.manifests import takeover as rec
+from macvtapctl.ops import Reporter
+from macvtapctl.ops.deploy import NodeProgress, apply_all, clean_nodes, wait_ready
+
+
+def serving(kube: Kube) -> list[tuple[plugins.Plugin, dict[str, Any]]]:
+    """Every macvtap device-plugin DaemonSet in the cluster."""
+    return plugins.find(kube.list(DAEMONSET))
+
+
+def refuse_others(kube: Kube, namespace: str, *, via_cnao: bool = False) -> None:
+    """Before install writes anything: another macvtap device plugin (upstream's, CNAO's, or the agent in
+    another namespace) would compete with the one installed."""
+    for p, _ in serving(kube):
+        if p.kind == plugins.AGENT:
+            if p.namespace != namespace or p.name != agentm.AGENT_NAME:
+                raise PreconditionError(f"the macvtapctl agent already runs as {p.label}: pass --namespace "
+                                        f"{p.namespace} to update it")
+            continue
+        if via_cnao and p.cnao:
+            continue  # the NetworkAddonsConfig being configured is the one that deployed it
+        raise PreconditionError(f"{p.describe()} already serves macvtap: two device plugins on one kubelet fight "
+                                "over the same resources; pass --take-over to switch its nodes to the agent "
+                                "(docs/install.md)")
+
+
+@dataclass
+class _Plan:
+    namespace: str
+    configmap: str
+    upstream: tuple[plugins.Plugin, dict[str, Any]] | None  # None: taken over already (a second run)
+    nac: dict[str, Any] | None = None
+
+
+def _records(kube: Kube, namespace: str | None) -> list[dict[str, Any]]:
+    return kube.list(CONFIGMAP, namespace, label_selector=rec.RECORD_SELECTOR)
+
+
+def _plan(kube: Kube, namespace_flag: str | None) -> _Plan:
+    found = serving(kube)
+    ups = [t for t in found if t[0].kind == plugins.UPSTREAM]
+    if len(ups) > 1:
+        raise PreconditionError("several macvtap-cni DaemonSets serve macvtap ("
+                                f"{', '.join(p.label for p, _ in ups)}): remove all but one first")
+    if not ups:
+        done = _records(kube, namespace_flag)
+        if done:  # taken over before: install again where it was, which changes nothing
+            ns = done[0]["metadata"]["namespace"]
+            return _Plan(ns, rec.configmap_of(done[0]) or dpconfig.CONFIGMAP_NAME, None)
+        raise PreconditionError("nothing to take over: no macvtap-cni DaemonSet found (install without "
+                                "--take-over)")
+    p = ups[0][0]
+    if namespace_flag and namespace_flag != p.namespace:
+        raise UsageError(f'invalid --namespace "{namespace_flag}": --take-over installs the agent beside '
+                         f"{p.label}, in namespace {p.namespace} (a pod can only mount a ConfigMap of its own "
+                         "namespace)")
+    for other, _ in found:
+        if other.kind == plugins.AGENT and (other.namespace, other.name) != (p.namespace, agentm.AGENT_NAME):
+            raise PreconditionError(f"the macvtapctl agent already runs as {other.label}: uninstall it first")
+    if p.configmap is None:
+        raise PreconditionError(f"{p.label} reads no ConfigMap (expected DP_MACVTAP_CONF from envFrom or "
+                                "configMapKeyRef): nothing the agent could read")
+    cm = kube.get_or_none(CONFIGMAP, p.configmap, p.namespace)
+    if cm is None:
+        raise PreconditionError(f"{p.describe()}, which does not exist: create it (macvtapctl expose "
+                                f"LOWER_DEVICE --dp-namespace {p.namespace}) first")
+    if any(o.get("kind") == "NetworkAddonsConfig" for o in dig(cm, "metadata", "ownerReferences") or []):
+        raise PreconditionError(
+            f"ConfigMap {p.namespace}/{p.configmap} is CNAO's own: turning macvtap off in CNAO deletes it. Copy "
+            "it to a ConfigMap of your own in that namespace, point CNAO at it (kubectl patch networkaddonsconfig "
+            f"{p.cnao} --type merge -p "
+            "'{\"spec\":{\"macvtap\":{\"devicePluginConfig\":\"NAME\"}}}'), then take over")
+    nac = kube.get_or_none(NETWORK_ADDONS_CONFIG, p.cnao) if p.cnao else None
+    if p.cnao and nac is None:
+        raise PreconditionError(f"{p.label} is owned by NetworkAddonsConfig {p.cnao}, which cannot be read")
+    return _Plan(p.namespace, p.configmap, ups[0], nac)
+
+
+def take_over(kube: Kube, report: Reporter, mode: DryRun, opts: agentm.InstallOptions, namespace_flag: str | None,
+              limit: float, progress: NodeProgress | None = None) -> list[dict[str, Any]]:
+    """install --take-over. Returns the objects written (the record, ServiceAccount, DaemonSet)."""
+    plan = _plan(kube, namespace_flag)
+    opts.namespace, opts.configmap = plan.namespace, plan.configmap
+    written = []
+    if plan.upstream is not None:
+        p, ds = plan.upstream
+        report.info(f"taking over from {p.describe()}")
+        cnao = (str(p.cnao), dict(dig(plan.nac, "spec", "macvtap") or {})) if plan.nac is not None else None
+        record = rec.record(plan.namespace, plan.configmap, daemonset=None if cnao else ds, cnao=cnao)
+        written.append(_create_record(kube, report, mode, record))
+    written += apply_all(kube, report, mode, [agentm.service_account(opts), agentm.daemonset(opts)], opts.namespace)
+    if plan.upstream is None:
+        return written
+    p, ds = plan.upstream
+    if mode is not DryRun.NONE:
+        if plan.nac is not None:
+            report.status(NETWORK_ADDONS_CONFIG.label(str(p.cnao)), "configured (macvtap off)", mode.suffix)
+        else:
+            report.status(f"daemonset.apps/{p.name}", "deleted", mode.suffix)
+        return written
+    try:
+        wait_ready(kube, report, opts, limit, progress)
+    except TimeoutExceeded as exc:
+        raise TimeoutExceeded(f"{exc.message}. {p.label} was left running: run install --take-over again, or go "
+                              "back with uninstall --restore-upstream") from None
+    deadline = time.monotonic() + limit
+    if plan.nac is not None:
+        _cnao_macvtap(kube, report, str(p.cnao), None)
+    else:
+        kube.delete(DAEMONSET, p.name, p.namespace, preconditions={"uid": ds["metadata"]["uid"]})
+        report.status(f"daemonset.apps/{p.name}", "deleted")
+    _wait_gone(kube, p, ds, deadline)
+    report.info(f"{p.label} is gone: the agent serves every node it ran on")
+    return written
+
+
+def _create_record(kube: Kube, report: Reporter, mode: DryRun, record: dict[str, Any]) -> dict[str, Any]:
+    """Written before anything changes, so that a take-over cut short can still be given back; a record left by
+    an earlier attempt is kept (it holds what was there first)."""
+    label = CONFIGMAP.label(rec.RECORD_NAME)
+    ns = record["metadata"]["namespace"]
+    try:
+        created: dict[str, Any] = kube.create(CONFIGMAP, record, ns, dry_run=mode) if mode is not DryRun.CLIENT \
+            else record
+    except AlreadyExistsError:
+        report.status(label, "unchanged", mode.suffix)
+        return dict(kube.get(CONFIGMAP, rec.RECORD_NAME, ns))
+    report.status(label, "created", mode.suffix)
+    return created
+
+
+def _cnao_macvtap(kube: Kube, report: Reporter, name: str, macvtap: dict[str, Any] | None) -> None:
+    """Turn CNAO's macvtap off (None) or back on, guarded by resourceVersion: the operator's supported switch."""
+    from macvtapctl.kube.retry import retry_on_conflict
+
+    def attempt() -> None:
+        nac = kube.get(NETWORK_ADDONS_CONFIG, name)
+        if dig(nac, "spec", "macvtap") == macvtap:
+            report.status(NETWORK_ADDONS_CONFIG.label(name), "unchanged")
+            return
+        kube.merge_patch(NETWORK_ADDONS_CONFIG, name, {"metadata": {"resourceVersion": nac["metadata"]
+                                                                    ["resourceVersion"]},
+                                                       "spec": {"macvtap": macvtap}})
+        report.status(NETWORK_ADDONS_CONFIG.label(name), "configured (macvtap " + ("off)" if macvtap is None
+                                                                                   else "on)"))
+
+    retry_on_conflict(attempt, what=NETWORK_ADDONS_CONFIG.label(name))
+
+
+def _wait_gone(kube: Kube, p: plugins.Plugin, ds: dict[str, Any], deadline: float) -> None:
+    """Until the DaemonSet and its pods are gone (CNAO removes its own; the garbage collector the pods)."""
+    labels = dig(ds, "spec", "selector", "matchLabels") or {}
+    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    while True:
+        left = kube.get_or_none(DAEMONSET, p.name, p.namespace)
+        pods = [q for q in kube.list(POD, p.namespace, label_selector=selector)
+                if any(o.get("kind") == "DaemonSet" and o.get("name") == p.name
+                       for o in dig(q, "metadata", "ownerReferences") or [])] if selector else []
+        if left is None and not pods:
+            return
+        if time.monotonic() >= deadline:
+            what = f"{p.label} still exists" if left is not None else f"{len(pods)} of its pod(s) still run"
+            raise TimeoutExceeded(f"the agent serves every node, but {what}"
+                                  + (" (CNAO has not removed it)" if p.cnao and left is not None else ""))
+        time.sleep(1.0)
+
+
+def give_back(kube: Kube, report: Reporter, mode: DryRun, namespace_flag: str | None, limit: float) -> None:
+    """uninstall --restore-upstream."""
+    records = _records(kube, namespace_flag)
+    if not records:
+        raise PreconditionError(f"no take-over record (ConfigMap {rec.RECORD_NAME}, written by install "
+                                "--take-over) found" + (f" in namespace {namespace_flag}" if namespace_flag else "")
+                                + ": nothing to give back")
+    if len(records) > 1:
+        raise PreconditionError("take-over records in several namespaces ("
+                                f"{', '.join(r['metadata']['namespace'] for r in records)}): pass --namespace")
+    record = records[0]
+    ns = record["metadata"]["namespace"]
+    saved_ds, saved_cnao = rec.saved_daemonset(record), rec.saved_cnao(record)
+    deadline = time.monotonic() + limit
+    if saved_cnao is not None:
+        if mode is DryRun.NONE:
+            _cnao_macvtap(kube, report, *saved_cnao)
+        else:
+            report.status(NETWORK_ADDONS_CONFIG.label(saved_cnao[0]), "configured (macvtap on)", mode.suffix)
+    elif saved_ds is not None:
+        name = saved_ds["metadata"]["name"]
+        try:
+            if mode is not DryRun.CLIENT:
+                kube.create(DAEMONSET, saved_ds, ns, dry_run=mode)
+            report.status(f"daemonset.apps/{name}", "created", mode.suffix)
+        except AlreadyExistsError:
+            report.status(f"daemonset.apps/{name}", "unchanged", mode.suffix)
+    else:
+        raise PreconditionError(f"ConfigMap {ns}/{rec.RECORD_NAME} holds neither a DaemonSet nor CNAO's spec")
+    if mode is DryRun.NONE:
+        _wait_upstream(kube, report, ns, saved_ds, deadline)
+        clean_nodes(kube, report, ns)
+    for res, name in ((DAEMONSET, agentm.AGENT_NAME), (SERVICE_ACCOUNT, agentm.AGENT_NAME),
+                      (CONFIGMAP, rec.RECORD_NAME)):
+        if kube.get_or_none(res, name, ns) is None:
+            continue
+        if mode is not DryRun.CLIENT:
+            kube.delete(res, name, ns, dry_run=mode)
+        report.status(res.label(name), "deleted", mode.suffix)
+
+
+def _wait_upstream(kube: Kube, report: Reporter, ns: str, saved_ds: dict[str, Any] | None, deadline: float) -> None:
+    """Until upstream's DaemonSet (CNAO's: the one it creates) is rolled out on every node it selects."""
+    last = ""
+    while True:
+        ups = [(p, ds) for p, ds in serving(kube) if p.kind == plugins.UPSTREAM and p.namespace == ns]
+        if saved_ds is not None:
+            ups = [(p, ds) for p, ds in ups if p.name == saved_ds["metadata"]["name"]]
+        problem = "its DaemonSet does not exist yet" if not ups else not_rolled_out(ups[0][1])
+        if problem is None:
+            report.info(f"{ups[0][0].label} is ready on every node")
+            return
+        if problem != last:
+            report.info(f"waiting for macvtap-cni: {problem}")
+            last = problem
+        if time.monotonic() >= deadline:
+            raise TimeoutExceeded(f"macvtap-cni is not ready ({problem}); the agent was left running")
+        time.sleep(1.0)
