@@ -443,7 +443,8 @@ def agent_health(s: Snapshot) -> Iterator[Finding]:
         yield Finding("two-device-plugins", ERROR, ref("node", node),
                       f"{len(both)} macvtap device plugins run on this node ("
                       f"{'; '.join(p.describe() for p in both)}): they register the same resources with one "
-                      "kubelet, and the last to register wins until the other restarts",
+                      "kubelet, which serves each from one plugin and refuses the other (\"device plugin already "
+                      "connected\"); which one serves changes when either restarts",
                       "macvtapctl install --take-over (or macvtapctl uninstall --restore-upstream to go back)"
                       if agent_there else f"kubectl -n {both[-1].namespace} delete daemonset {both[-1].name}")
     for ds in [*s.agents, *s.upstream]:

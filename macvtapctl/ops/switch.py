@@ -2,14 +2,17 @@
 `uninstall --restore-upstream`. The user's ConfigMap, NADs and running pods and VMs are never touched.
 
 Take over: the agent is installed beside upstream, in its namespace (a pod mounts only ConfigMaps of its own
-namespace) and reading its ConfigMap; once the agent is ready on every node — it registered the same resource
-names, which the kubelet then serves from it, and replaced `<cni-bin>/macvtap` atomically — upstream's
+namespace) and reading its ConfigMap. The kubelet keeps every plugin registered for a resource (keyed by socket
+path: the agent's differs from upstream's), serves from the newest and falls back to the other when it goes; so
+once the agent is ready on every node — registered, its shim in place of `<cni-bin>/macvtap` — upstream's
 DaemonSet is removed (for CNAO: its macvtap is turned off in the NetworkAddonsConfig, so the operator does not
-put it back). Running pods keep their links; their DEL goes to the agent, which names links as upstream does.
+put it back) with no moment in which a node serves nothing. Running pods keep their links; their DEL goes to
+the agent, which names links as upstream does.
 
-Give back: upstream's DaemonSet (or CNAO's macvtap spec) is put back from the record the take-over kept; once
-it is rolled out — its plugin bound the resource sockets after the agent, which then stands aside — the agent is
-rolled to its uninstall mode (it leaves upstream's binary and socket alone) and deleted.
+Give back, the same way round: upstream's DaemonSet (or CNAO's macvtap spec) is put back from the record the
+take-over kept; once it is rolled out (registered after the agent: the kubelet serves from it; its init
+container has copied its binary over the shim) the agent is rolled to its uninstall mode (it leaves upstream's
+binary alone and deletes the links no pod owns) and deleted.
 """
 
 from __future__ import annotations
@@ -250,5 +253,6 @@ def _wait_upstream(kube: Kube, report: Reporter, ns: str, saved_ds: dict[str, An
             report.info(f"waiting for macvtap-cni: {problem}")
             last = problem
         if time.monotonic() >= deadline:
-            raise TimeoutExceeded(f"macvtap-cni is not ready ({problem}); the agent was left running")
+            raise TimeoutExceeded(f"macvtap-cni is not ready ({problem}); the agent was left running: run "
+                                  "uninstall --restore-upstream again")
         time.sleep(1.0)

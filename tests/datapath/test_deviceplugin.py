@@ -120,7 +120,7 @@ def test_full_node_flow(dp: DPAgent, node: Node, cnitool) -> None:
     k = dp.kubelet
     k.wait(lambda: k.devices(PREFIX + res) == ids(res, 4))
     reg = k.registrations[-1]
-    assert (reg.version, reg.endpoint, reg.resource_name) == ("v1beta1", f"macvtap.network.kubevirt.io_{res}",
+    assert (reg.version, reg.endpoint, reg.resource_name) == ("v1beta1", f"macvtapctl-{res}.sock",
                                                               PREFIX + res)
     resp = k.allocate(PREFIX + res, [f"{res}Mvp2"])
     (spec,) = resp.container_responses[0].devices
@@ -193,7 +193,7 @@ def test_config_changes_take_effect_without_restart(dp: DPAgent, node: Node) -> 
                      {"name": b, "lowerDevice": node.lower, "capacity": 1}])
     k.wait(lambda: k.devices(PREFIX + a) == ids(a, 5) and k.devices(PREFIX + b) == ids(b, 1))
     dp.write_config([{"name": b, "lowerDevice": node.lower, "capacity": 1}])
-    k.wait(lambda: not (k.dir / f"macvtap.network.kubevirt.io_{a}").exists())
+    k.wait(lambda: not (k.dir / f"macvtapctl-{a}.sock").exists())
     assert dp.proc.poll() is None  # same process all along
 
 
@@ -210,7 +210,7 @@ def test_malformed_config_keeps_last_good_and_bad_entries_are_skipped(dp: DPAgen
     k.wait(lambda: "keeping the last good configuration" in dp.log(), timeout=5)
     time.sleep(0.5)
     assert k.devices(PREFIX + good) == ids(good, 2)
-    assert (k.dir / f"macvtap.network.kubevirt.io_{good}").exists()
+    assert (k.dir / f"macvtapctl-{good}.sock").exists()
 
 
 def test_trailing_comma_is_accepted_with_a_warning(dp: DPAgent, node: Node) -> None:
@@ -321,7 +321,7 @@ def test_expose_all_follows_links(dp: DPAgent, node: Node) -> None:
         k.wait(lambda: k.devices(PREFIX + extra) == ids(extra, 100))
     finally:
         ip("link", "del", extra)
-    k.wait(lambda: not (k.dir / f"macvtap.network.kubevirt.io_{extra}").exists())
+    k.wait(lambda: not (k.dir / f"macvtapctl-{extra}.sock").exists())
 
 
 def test_sigkill_mid_flow_then_gc_reclaims(dp: DPAgent, node: Node, cnitool) -> None:
@@ -355,7 +355,7 @@ def test_sigterm_is_a_clean_shutdown(dp: DPAgent, node: Node) -> None:
     k = dp.kubelet
     k.wait(lambda: k.devices(PREFIX + res) == ids(res, 1))
     assert dp.stop(signal.SIGTERM) == 0
-    assert not (k.dir / f"macvtap.network.kubevirt.io_{res}").exists()
+    assert not (k.dir / f"macvtapctl-{res}.sock").exists()
     assert not os.path.exists(dp.cni_socket)
 
 
@@ -405,7 +405,7 @@ def test_a_plugin_that_takes_our_socket_is_left_alone(dp: DPAgent, node: Node) -
     k = dp.kubelet
     k.wait(lambda: k.devices(PREFIX + res) == ids(res, 2))
     k.wait(lambda: dp.http("/readyz") == (200, "ok\n"))
-    path = k.dir / f"macvtap.network.kubevirt.io_{res}"
+    path = k.dir / f"macvtapctl-{res}.sock"
 
     def take(sock_path: Path) -> socket.socket:
         """Bind beside and rename over: the agent never sees the path missing (no race with its re-serve)."""

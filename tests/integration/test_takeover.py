@@ -141,7 +141,8 @@ def test_a_take_over_cut_short_leaves_macvtap_cni_serving_and_can_be_given_back(
     assert r.exit_code == ExitCode.TIMEOUT, r.stderr
     assert "daemonset.apps/macvtap-cni unchanged" in r.stderr  # it was never removed
     assert r.stderr.strip().splitlines()[-1] == (
-        "error: macvtap-cni is not ready (0/0 pods ready); the agent was left running")
+        "error: macvtap-cni is not ready (0/0 pods ready); the agent was left running: run uninstall "
+        "--restore-upstream again")
     with control_plane.kube() as k:
         assert k.get_or_none(DAEMONSET, AGENT, UP_NS) is not None
         assert k.get_or_none(CONFIGMAP, RECORD, UP_NS) is not None

@@ -489,12 +489,15 @@ state = "{CONTAINERD_STATE}"
         print(f"node {NODE_NAME} stopped; host restored")
 
     def _keep_agent_log(self) -> None:
-        """The agent's container log lives under /var/log/pods, which `down` removes: keep a copy with ours."""
-        logs = sorted(Path("/var/log/pods").glob("macvtap_*/agent/*.log"))
-        if logs:
-            with open(self.dir / "agent.log", "a") as out:
-                for log in logs:
-                    out.write(log.read_text(errors="replace"))
+        """The agents' container logs (the agent's in any namespace, macvtap-cni's) live under /var/log/pods,
+        which `down` removes: keep a copy with ours."""
+        for name, pattern in (("agent.log", "*_macvtapctl-agent-*/agent/*.log"),
+                              ("macvtap-cni.log", "*_macvtap-cni-*/*/*.log")):
+            logs = sorted(Path("/var/log/pods").glob(pattern))
+            if logs:
+                with open(self.dir / name, "a") as out:
+                    for log in logs:
+                        out.write(f"==> {log} <==\n{log.read_text(errors='replace')}")
 
     def _remove_all_but_logs(self) -> None:
         """Logs stay for whoever debugs a failed run (docs/development.md); everything else goes."""

@@ -25,9 +25,16 @@ HEALTHY = "Healthy"
 Allocator = Callable[[str, Entry], Awaitable[str]]  # (device ID, entry) -> host path of /dev/tapN
 
 
+SOCKET_PREFIX = "macvtapctl-"
+
+
 def socket_name(resource: str) -> str:
-    """Upstream's plugin socket name: macvtap.network.kubevirt.io_<name>."""
-    return f"{RESOURCE_PREFIX}_{resource}"
+    """macvtapctl-<name>.sock — not upstream's macvtap.network.kubevirt.io_<name>, on purpose: the kubelet keys a
+    resource's plugins by socket path, serves from the newest and falls back to the other when it goes, which is
+    what makes a switch seamless. A second plugin on the same path breaks that (kubelet v1.37, measured: it loses
+    the first one's entry and refuses every later registration, "device plugin already connected", until it
+    restarts)."""
+    return f"{SOCKET_PREFIX}{resource}.sock"
 
 
 OURS, GONE, REPLACED = "ours", "gone", "replaced"
