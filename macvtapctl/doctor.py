@@ -261,13 +261,12 @@ def dp_config(s: Snapshot) -> Iterator[Finding]:
                       "kubectl patch networkaddonsconfig cluster --type=merge -p "
                       "'{\"spec\":{\"macvtap\":{\"devicePluginConfig\":\"my-macvtap\"}}}' (then macvtapctl expose "
                       "writes my-macvtap)")
-    written = max((m.get("time") or "" for m in dig(cm, "metadata", "managedFields") or []), default="")
+    written = plugins.last_written(cm)
     for ds in s.upstream:
         ns, name = ds["metadata"]["namespace"], ds["metadata"]["name"]
         pods = [p for p in s.agent_pods if p["metadata"]["namespace"] == ns
                 and any(o.get("name") == name for o in p["metadata"].get("ownerReferences") or [])]
-        started = [str(dig(p, "status", "startTime") or "") for p in pods]
-        stale = [t for t in started if t and written and t < written]
+        stale = plugins.started_before(cm, pods)
         if stale:
             yield Finding("dp-config-stale", WARNING, ref("daemonset", name, ns),
                           f"{len(stale)} pod(s) started before the ConfigMap's last change ({written}): macvtap-cni "

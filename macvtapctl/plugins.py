@@ -115,3 +115,16 @@ def shared_nodes(plugins: Iterable[Plugin], pods: Iterable[dict[str, Any]]) -> d
 def readers(plugins: Iterable[Plugin], namespace: str, configmap: str) -> list[Plugin]:
     """The plugins reading this ConfigMap."""
     return [p for p in plugins if p.namespace == namespace and p.configmap == configmap]
+
+
+def last_written(configmap: dict[str, Any]) -> str:
+    """When the ConfigMap was last written (its newest managedFields time; "" when unknown)."""
+    return max((m.get("time") or "" for m in dig(configmap, "metadata", "managedFields") or []), default="")
+
+
+def started_before(configmap: dict[str, Any], pods: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The pods that started before the ConfigMap's last write: a macvtap-cni pod among them serves an older
+    configuration (it reads its ConfigMap only at start)."""
+    written = last_written(configmap)
+    return [p for p in pods if written and str(dig(p, "status", "startTime") or "")
+            and str(dig(p, "status", "startTime")) < written]

@@ -95,3 +95,31 @@ def emit(printer: Printer, fmt: str, objects: list[dict[str, Any]]) -> None:
     if fmt in ("json", "yaml", "name") and objects:
         printer.objects(objects, fmt)
 
+
+Wait = Annotated[bool, typer.Option(
+    "--wait", help="Return when every node the device plugin runs on serves the change (exit 6 on --timeout).")]
+Timeout = Annotated[str, typer.Option("--timeout", metavar="DURATION", help="For --wait.")]
+
+
+def wait_after(cli: Any, kube: Any, mode: Any, objs: list[dict[str, Any]], *, present: list[str], gone: list[str],
+               restart: bool, timeout: str) -> None:
+    """--wait after a write (nothing to wait for in a dry run): the ConfigMap found is the one the plugins read."""
+    from macvtapctl.cli.progress import Bar, interactive
+    from macvtapctl.cli.settings import parse_request_timeout
+    from macvtapctl.kube.dpconfigmap import Target
+    from macvtapctl.kube.options import DryRun
+    from macvtapctl.ops import expose as ops
+
+    if mode is not DryRun.NONE:
+        return
+    cm = next(o for o in objs if o.get("kind") == "ConfigMap")
+    target = Target(cm["metadata"]["namespace"], cm["metadata"]["name"], cm)
+    ops.wait_served(kube, cli.printer, target, present=present, gone=gone, restarted=restart,
+                    limit=parse_request_timeout(timeout, "--timeout") or 300.0,
+                    progress=Bar("nodes ready", 0) if interactive(cli.printer) else None)
+
+
+def check_timeout(value: str) -> None:
+    from macvtapctl.cli.settings import parse_request_timeout
+
+    parse_request_timeout(value, "--timeout")  # a bad duration is a usage error before anything is sent

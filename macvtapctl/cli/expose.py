@@ -11,9 +11,13 @@ from macvtapctl.cli.common import (
     WRITE_FORMATS,
     DryRunOption,
     ForceOption,
+    Timeout,
+    Wait,
     application,
+    check_timeout,
     dry_run_of,
     emit,
+    wait_after,
 )
 from macvtapctl.errors import PreconditionError, UsageError
 
@@ -29,8 +33,6 @@ DpNamespace = Annotated[str | None, typer.Option(
     "--dp-namespace", metavar="NS", help="Namespace of the device-plugin ConfigMap (default: found, else macvtap).")]
 Restart = Annotated[bool, typer.Option(
     "--restart", help="Rollout-restart an upstream macvtap-cni DaemonSet (it reads the ConfigMap only at start).")]
-
-
 def expose(
     ctx: typer.Context,
     lower_device: Annotated[str | None, typer.Argument(metavar="LOWER_DEVICE",
@@ -43,12 +45,15 @@ def expose(
     expose_all: Annotated[bool, typer.Option("--all", help="Write [] : every physical link or bond.")] = False,
     dp_namespace: DpNamespace = None,
     restart: Restart = False,
+    wait: Wait = False,
+    timeout: Timeout = "5m",
     dry_run: DryRunOption = "none",
     force: ForceOption = False,
 ) -> None:
     cli = application(ctx)
     fmt = cli.output_format(WRITE_FORMATS)
     mode_ = dry_run_of(dry_run)
+    check_timeout(timeout)
     entry = None
     if expose_all:
         if lower_device or name:
@@ -66,6 +71,9 @@ def expose(
 
     with cli.connect() as kube:
         objs = ops.expose(kube, printer, mode_, entry, dp_namespace=dp_namespace, force=force, restart=restart)
+        if wait:
+            wanted = [] if entry is None else [validate.full_resource_name(entry.name)]
+            wait_after(cli, kube, mode_, objs, present=wanted, gone=[], restart=restart, timeout=timeout)
     emit(printer, fmt, objs)
 
 
@@ -74,17 +82,23 @@ def unexpose(
     name: Annotated[str, typer.Argument(metavar="NAME", help="The entry (resource) name to remove.")],
     dp_namespace: DpNamespace = None,
     restart: Restart = False,
+    wait: Wait = False,
+    timeout: Timeout = "5m",
     dry_run: DryRunOption = "none",
 ) -> None:
     cli = application(ctx)
     fmt = cli.output_format(WRITE_FORMATS)
     mode = dry_run_of(dry_run)
+    check_timeout(timeout)
     printer = cli.printer
 
     from macvtapctl.ops import expose as ops
 
     with cli.connect() as kube:
         objs = ops.unexpose(kube, printer, mode, name, dp_namespace=dp_namespace, restart=restart)
+        if wait:
+            wait_after(cli, kube, mode, objs, present=[], gone=[validate.full_resource_name(name)], restart=restart,
+                       timeout=timeout)
     emit(printer, fmt, objs)
 
 

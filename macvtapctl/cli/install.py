@@ -70,7 +70,7 @@ def install(
     settings = cli.settings
     fmt = cli.output_format(("table", "json", "yaml", "name"))
     mode = dry_run_of(dry_run)
-    limit = parse_request_timeout(timeout) or 300.0
+    limit = parse_request_timeout(timeout, "--timeout") or 300.0
     if via not in ("agent", "cnao"):
         raise UsageError(f'invalid --via "{via}": must be agent or cnao')
     if device_plugin_config and via != "cnao":
@@ -154,7 +154,7 @@ def uninstall(
     settings = cli.settings
     mode = dry_run_of(dry_run)
     namespace = validate.check_dns_label(settings.namespace or agentm.DEFAULT_NAMESPACE, "--namespace")
-    limit = parse_request_timeout(timeout) or 300.0
+    limit = parse_request_timeout(timeout, "--timeout") or 300.0
     if restore_upstream and purge:
         raise UsageError("--restore-upstream keeps the ConfigMap and namespace macvtap-cni reads: it cannot be "
                          "combined with --purge")

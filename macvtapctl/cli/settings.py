@@ -25,8 +25,9 @@ def parse_dry_run(value: str | None) -> DryRun:
         ) from None
 
 
-def parse_request_timeout(value: str | None) -> float | None:
-    """kubectl's --request-timeout: "0" means none; a bare number is seconds; else 1s, 2m, 1h, 500ms, 1m30s."""
+def parse_request_timeout(value: str | None, flag: str = "--request-timeout") -> float | None:
+    """kubectl's --request-timeout (and --timeout): "0" means none; a bare number is seconds; else 1s, 2m, 1h,
+    500ms, 1m30s. `flag` names the option in the error."""
     if value is None or value.strip() in ("", "0"):
         return None
     text = value.strip()
@@ -41,7 +42,7 @@ def parse_request_timeout(value: str | None) -> float | None:
             seconds += float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[m.group(2)]
         if pos != len(text) or not text:
             raise UsageError(
-                f'invalid --request-timeout "{value}": use a duration like 30s, 2m or 1m30s, or 0 for none'
+                f'invalid {flag} "{value}": use a duration like 30s, 2m or 1m30s, or 0 for none'
             )
     return seconds or None
 

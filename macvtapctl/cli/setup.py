@@ -7,7 +7,16 @@ from typing import Annotated, Any
 import typer
 
 from macvtapctl import kubevirt, validate
-from macvtapctl.cli.common import DryRunOption, ForceOption, application, dry_run_of
+from macvtapctl.cli.common import (
+    DryRunOption,
+    ForceOption,
+    Timeout,
+    Wait,
+    application,
+    check_timeout,
+    dry_run_of,
+    wait_after,
+)
 from macvtapctl.manifests import nad as nadm
 
 HELP = """Everything a cluster needs for VMs on LOWER_DEVICE: register the binding in KubeVirt (enable), expose
@@ -33,12 +42,15 @@ def setup(
                                                     help="v1.9+: network-resources-injector is deployed.")] = False,
     kubevirt_version: Annotated[str | None, typer.Option("--kubevirt-version", metavar="vX.Y.Z")] = None,
     dp_namespace: Annotated[str | None, typer.Option("--dp-namespace", metavar="NS")] = None,
+    wait: Wait = False,
+    timeout: Timeout = "5m",
     dry_run: DryRunOption = "none",
     force: ForceOption = False,
 ) -> None:
     cli = application(ctx)
     fmt = cli.output_format(("table", "json", "yaml", "name"))
     mode_ = dry_run_of(dry_run)
+    check_timeout(timeout)
     # All input is checked before the first request.
     validate.check_binding_name(binding_name)
     if kubevirt_version is not None:
@@ -64,6 +76,9 @@ def setup(
         # After expose the resource is exposed (even in a dry run), so nad create has nothing to warn about.
         objs.append(nads.create(kube, printer, mode_, nad, exposed=dpconfig.Config(items=[entry.to_json()]),
                                force=force))
+        if wait:
+            wait_after(cli, kube, mode_, objs, present=[validate.full_resource_name(entry.name)], gone=[],
+                       restart=False, timeout=timeout)
     if fmt == "yaml":
         printer.yaml_stream(objs)
     elif fmt in ("json", "name"):

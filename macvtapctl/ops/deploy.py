@@ -4,10 +4,8 @@ Everything is server-side applied with no-op detection; readiness follows the Da
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from macvtapctl import validate
@@ -138,8 +136,21 @@ def wanted_resources(kube: Kube, opts: agentm.InstallOptions) -> list[str]:
         validate.full_resource_name(e.name) for e in dpconfig.usable_entries(cfg)[0]]
 
 
+@dataclass
+class Goal:
+    """What a wait waits for: DaemonSet `namespace`/`daemonset` rolled out, and every node it runs on advertising
+    each `wanted` resource and no longer advertising any `gone` one."""
+
+    namespace: str
+    wanted: list[str]
+    gone: list[str] = field(default_factory=list)
+    daemonset: str = agentm.AGENT_NAME
+    done: str = "macvtapctl agent is ready on every selected node"
+
+
 def readiness_of(ds: dict[str, Any], pods: list[dict[str, Any]], all_nodes: list[dict[str, Any]],
-                 wanted: list[str], namespace: str) -> Readiness:
+                 wanted: list[str], namespace: str, *, gone: list[str] | None = None,
+                 name: str = agentm.AGENT_NAME) -> Readiness:
     """The rule, on objects already read."""
     _, desired, ready, updated = rollout(ds)
     # Only the nodes the DaemonSet runs on (taints, selectors and affinity decide that, not us): a node it is not
@@ -152,14 +163,19 @@ def readiness_of(ds: dict[str, Any], pods: list[dict[str, Any]], all_nodes: list
         # Present is not enough: the kubelet can publish a resource at 0 between the plugin's registration and
         # its first device list (node status is written every 10 s), and a VM cannot schedule on 0.
         missing = [r for r in wanted if str(alloc.get(r, "0")) in ("0", "")]
-        if missing:
-            lagging.append(f"{node['metadata']['name']} (not advertising {', '.join(missing)})")
+        # Withdrawn: allocatable 0 (the kubelet keeps the capacity of a plugin that went for 5 minutes).
+        left = [r for r in gone or [] if str(alloc.get(r, "0")) not in ("0", "")]
+        why = ([f"not advertising {', '.join(missing)}"] if missing else []) + (
+            [f"still advertising {', '.join(left)}"] if left else [])
+        if why:
+            lagging.append(f"{node['metadata']['name']} ({'; '.join(why)})")
     advertising = len(nodes) - len(lagging)
     problem = not_rolled_out(ds)
-    summary = (f"agent ready on {ready}/{desired} node(s), {updated} updated; "
-               f"{advertising}/{len(nodes)} node(s) advertise {len(wanted)} resource(s)")
+    summary = (f"{'agent' if name == agentm.AGENT_NAME else name} ready on {ready}/{desired} node(s), {updated} "
+               f"updated; {advertising}/{len(nodes)} node(s) advertise {len(wanted)} resource(s)"
+               + (f" and withdrew {len(gone)}" if gone else ""))
     if problem:
-        lagging[:0] = [f"DaemonSet {namespace}/{agentm.AGENT_NAME}: {problem}", *pull_failures(pods)]
+        lagging[:0] = [f"DaemonSet {namespace}/{name}: {problem}", *pull_failures(pods)]
     return Readiness(problem is None and not lagging, summary, lagging, advertising, len(nodes))
 
 
@@ -195,27 +211,29 @@ class NodeProgress(Protocol):
     def close(self) -> None: ...
 
 
-WATCH_SECONDS = 240  # the server ends a watch after this; it is started again from the last version seen
-
-
 def wait_ready(kube: Kube, report: Reporter, opts: agentm.InstallOptions, limit: float,
                progress: NodeProgress | None = None) -> None:
+    """install --wait: the agent rolled out, every node it runs on advertising what the ConfigMap exposes."""
+    wait_for_goal(kube, report, Goal(opts.namespace, wanted_resources(kube, opts)), limit, progress)
+
+
+def wait_for_goal(kube: Kube, report: Reporter, goal: Goal, limit: float,
+                  progress: NodeProgress | None = None) -> None:
     """Wait for readiness_of() on watches: one LIST per kind (the DaemonSet, its pods, the nodes), then a WATCH
     from that version; the rule is evaluated again on every change, never by polling. Summary lines when it
     changes, and `progress` with the nodes advertising / scheduled."""
+    from macvtapctl.kube.follow import Follow, Mirror
     from macvtapctl.kube.resources import DAEMONSET, NODE, POD
 
     deadline = time.monotonic() + limit
-    wanted = wanted_resources(kube, opts)
-    ds0 = kube.get_or_none(DAEMONSET, agentm.AGENT_NAME, opts.namespace) or {}
+    ds0 = kube.get_or_none(DAEMONSET, goal.daemonset, goal.namespace) or {}
     labels = ((ds0.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
     pod_selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-    mirror = _Mirror()
-    follows = [_Follow(kube, mirror, "ds", DAEMONSET, opts.namespace,
-                       field_selector=f"metadata.name={agentm.AGENT_NAME}"),
-               _Follow(kube, mirror, "nodes", NODE, None)]
+    mirror = Mirror(("ds", "pods", "nodes"))
+    follows = [Follow(kube, mirror, "ds", DAEMONSET, goal.namespace, field_selector=f"metadata.name={goal.daemonset}"),
+               Follow(kube, mirror, "nodes", NODE, None)]
     if pod_selector:
-        follows.append(_Follow(kube, mirror, "pods", POD, opts.namespace, label_selector=pod_selector))
+        follows.append(Follow(kube, mirror, "pods", POD, goal.namespace, label_selector=pod_selector))
     else:  # no selector: no pods to read (and a DaemonSet that is not ours)
         mirror.listed.add("pods")
     for f in follows:
@@ -227,7 +245,8 @@ def wait_ready(kube: Kube, report: Reporter, opts: agentm.InstallOptions, limit:
             lagging = ["the first reads of the DaemonSet, its pods and the nodes did not finish"]
             if mirror.complete():
                 r = readiness_of(next(iter(mirror.caches["ds"].values()), {}), list(mirror.caches["pods"].values()),
-                                 list(mirror.caches["nodes"].values()), wanted, opts.namespace)
+                                 list(mirror.caches["nodes"].values()), goal.wanted, goal.namespace, gone=goal.gone,
+                                 name=goal.daemonset)
                 if progress is not None:
                     progress.update(r.advertising, r.scheduled)
                 # A line per change, at most one a second (500 nodes would be 500 lines in a CI log); the last
@@ -236,99 +255,18 @@ def wait_ready(kube: Kube, report: Reporter, opts: agentm.InstallOptions, limit:
                     report.info(f"waiting: {r.summary}")
                     last, said_at = r.summary, time.monotonic()
                 if r.ok:
-                    report.info("macvtapctl agent is ready on every selected node")
+                    report.info(goal.done)
                     return
                 lagging = r.lagging
             if time.monotonic() >= deadline:
-                raise TimeoutExceeded(f"timed out after {limit:g}s waiting for the agent; lagging: "
-                                      f"{'; '.join(lagging)}")
+                raise TimeoutExceeded(f"timed out after {limit:g}s waiting for "
+                                      f"{'the agent' if goal.daemonset == agentm.AGENT_NAME else goal.daemonset}; "
+                                      f"lagging: {'; '.join(lagging)}")
     finally:
         for f in follows:
             f.stop()
         if progress is not None:
             progress.close()
-
-
-class _Mirror:
-    """The objects the watches have seen, by kind and name."""
-
-    KINDS = ("ds", "pods", "nodes")
-
-    def __init__(self) -> None:
-        import queue
-
-        self.events: queue.Queue[tuple[str, str, Any]] = queue.Queue()
-        self.caches: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in self.KINDS}
-        self.listed: set[str] = set()
-
-    def complete(self) -> bool:
-        return self.listed >= set(self.KINDS)
-
-    def take(self, timeout: float) -> None:
-        """Wait up to `timeout` for events, then apply all that are queued (one evaluation per burst)."""
-        import queue
-
-        try:
-            batch = [self.events.get(timeout=timeout)]
-        except queue.Empty:
-            return
-        while not self.events.empty():
-            batch.append(self.events.get_nowait())
-        for key, kind, obj in batch:
-            if kind == "FAILED":
-                raise obj
-            cache = self.caches[key]
-            if kind == "LIST":
-                cache.clear()
-                cache.update({o["metadata"]["name"]: o for o in obj})
-                self.listed.add(key)
-            elif kind == "DELETED":
-                cache.pop(obj["metadata"]["name"], None)
-            else:
-                cache[obj["metadata"]["name"]] = obj
-
-
-class _Follow(threading.Thread):
-    """LIST then WATCH one kind forever (again from a fresh LIST when the server says the version is gone),
-    feeding (key, event type, object) to the queue; ("FAILED", error) ends it."""
-
-    def __init__(self, kube: Kube, mirror: _Mirror, key: str, res: Any, namespace: str | None,
-                 **selectors: str) -> None:
-        super().__init__(name=f"watch-{key}", daemon=True)
-        self.kube, self.events, self.key, self.res, self.namespace = kube, mirror.events, key, res, namespace
-        self.selectors = selectors
-        self.done = threading.Event()
-        self.stream: Any = None
-
-    def run(self) -> None:
-        from macvtapctl.errors import MacvtapctlError
-
-        try:
-            while not self.done.is_set():
-                items, version = self.kube.list_with_version(self.res, self.namespace, **self.selectors)
-                self.events.put((self.key, "LIST", items))
-                for kind, obj in self.kube.watch(self.res, self.namespace, resource_version=version,
-                                                 timeout_seconds=WATCH_SECONDS, on_open=self._opened,
-                                                 **self.selectors):
-                    if self.done.is_set():
-                        return
-                    if kind == "ERROR":
-                        break  # 410 Gone: list again
-                    if kind != "BOOKMARK":
-                        self.events.put((self.key, kind, obj))
-        except MacvtapctlError as exc:
-            if not self.done.is_set():
-                self.events.put((self.key, "FAILED", exc))
-
-    def _opened(self, stream: Any) -> None:
-        self.stream = stream
-
-    def stop(self) -> None:
-        self.done.set()
-        stream = self.stream
-        if stream is not None:
-            with contextlib.suppress(Exception):
-                stream.shutdown()  # unblocks the read in run()
 
 
 def uninstall(kube: Kube, report: Reporter, mode: DryRun, namespace: str, *, purge: bool = False,

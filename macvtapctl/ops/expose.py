@@ -46,8 +46,7 @@ def expose(kube: Kube, report: Reporter, mode: DryRun, entry: dpconfig.Entry | N
 
     done = dpconfigmap.update(kube, mutate, mode, dp_namespace=dp_namespace, on_read=warn)
     _report(report, done, mode)
-    if done.operation != "unchanged":
-        _upstream_restart(kube, report, done.target, mode, restart)
+    _upstream_restart(kube, report, done, mode, restart)
     return done.objects
 
 
@@ -60,18 +59,27 @@ def _report(report: Reporter, done: Update, mode: DryRun) -> None:
     report.status(done.target.label, done.operation, mode.suffix)
 
 
-def _upstream_restart(kube: Kube, report: Reporter, target: Target, mode: DryRun, restart: bool) -> None:
+def _upstream_restart(kube: Kube, report: Reporter, done: Update, mode: DryRun, restart: bool) -> None:
+    """macvtap-cni reads the ConfigMap only at start: after a change, restart it (--restart) or say how. On an
+    unchanged ConfigMap, --restart restarts only a DaemonSet with pods older than the ConfigMap's last write (an
+    earlier run changed it without --restart): a second run changes nothing."""
+    from macvtapctl import plugins
     from macvtapctl.kube import dpconfigmap
+    from macvtapctl.ops.deploy import daemonset_pods
 
+    target = done.target
     for ds in dpconfigmap.upstream_daemonsets(kube, target.namespace, target.name):
-        ref = f"{ds['metadata']['namespace']}/{ds['metadata']['name']}"
+        ns, name = ds["metadata"]["namespace"], ds["metadata"]["name"]
+        stale = restart and target.object is not None and bool(plugins.started_before(
+            target.object, daemonset_pods(kube, ds, ns)))
+        if done.operation == "unchanged" and not stale:
+            continue
         if restart:
             dpconfigmap.restart_daemonset(kube, ds, mode)
-            report.status(f"daemonset.apps/{ds['metadata']['name']}", "restarted", mode.suffix)
+            report.status(f"daemonset.apps/{name}", "restarted", mode.suffix)
         else:
-            report.warn(f"DaemonSet {ref} (upstream macvtap-cni) reads {target.name} only at start: restart it "
-                         f"(kubectl -n {ds['metadata']['namespace']} rollout restart daemonset "
-                         f"{ds['metadata']['name']}) or rerun with --restart")
+            report.warn(f"DaemonSet {ns}/{name} (upstream macvtap-cni) reads {target.name} only at start: restart it "
+                        f"(kubectl -n {ns} rollout restart daemonset {name}) or rerun with --restart")
 
 
 def unexpose(kube: Kube, report: Reporter, mode: DryRun, name: str, *, dp_namespace: str | None = None,
@@ -89,5 +97,27 @@ def unexpose(kube: Kube, report: Reporter, mode: DryRun, name: str, *, dp_namesp
 
     done = dpconfigmap.update(kube, mutate, mode, dp_namespace=dp_namespace)
     _report(report, done, mode)
-    _upstream_restart(kube, report, done.target, mode, restart)
+    _upstream_restart(kube, report, done, mode, restart)
     return done.objects
+
+
+def wait_served(kube: Kube, report: Reporter, target: Target, *, present: list[str], gone: list[str],
+                restarted: bool, limit: float, progress: Any = None) -> None:
+    """--wait: until every node the device plugin reading `target` runs on advertises `present` and no longer
+    advertises `gone` (full resource names), with install --wait's rule, on watches. macvtap-cni reads the
+    ConfigMap only at start: waited for only when `restarted` (--restart)."""
+    from macvtapctl import plugins
+    from macvtapctl.kube.resources import DAEMONSET
+    from macvtapctl.ops.deploy import Goal, wait_for_goal
+
+    readers = [p for p, _ in plugins.find(kube.list(DAEMONSET, target.namespace)) if p.configmap == target.name]
+    if not readers:
+        raise PreconditionError(f"--wait: no device plugin reads ConfigMap {target.namespace}/{target.name}, so no "
+                                "node will serve the change (install the agent: macvtapctl install)")
+    for p in readers:
+        if p.kind == plugins.UPSTREAM and not restarted:
+            raise PreconditionError(f"--wait: {p.label} (macvtap-cni) reads ConfigMap {target.name} only at start, "
+                                    "so its nodes will not serve the change until it restarts: rerun with "
+                                    "--restart to restart it and wait")
+        what = "every node serves the change" + ("" if p.kind == plugins.AGENT else f" ({p.label} restarted)")
+        wait_for_goal(kube, report, Goal(p.namespace, present, gone, daemonset=p.name, done=what), limit, progress)

@@ -7,9 +7,7 @@ runs, and the DEL of a pod the other plugin attached leaves nothing."""
 from __future__ import annotations
 
 import json
-import re
 import sys
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,52 +17,13 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
 
 from harness import ControlPlane, kubevirt_pins
-from images import AGENT_IMAGE, _layer, write_oci_archive
+from images import AGENT_IMAGE
 from node import Node
 
 from macvtapctl.agent.cni_bin import SHIM_MARKER
 from macvtapctl.kube.resources import CONFIGMAP, DAEMONSET, NAMESPACE, POD
-from tests.compat.upstream import build_upstream
-from tests.e2e.helpers import CAPACITY, LOWER, NETWORK, POD_NS, Cluster, lan_ip, no_mvt_links, wait_for
-
-UP_NS = "kubevirt-macvtap"
-CM = "macvtap-deviceplugin-config"
-UPSTREAM_IMAGE = "quay.io/kubevirt/macvtap-cni:compat"
-CONF = json.dumps([{"name": NETWORK, "lowerDevice": LOWER, "mode": "bridge", "capacity": CAPACITY}])
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _upstream_source() -> Path:
-    tarball = sorted((REPO.parent / "shared" / "upstream").glob("macvtap-cni-*.tar.gz"))
-    assert tarball, "upstream macvtap-cni source not found in ../shared/upstream"
-    return tarball[0]
-
-
-def upstream_image(out_dir: Path) -> Path:
-    """Upstream's two binaries where its manifest runs them (/macvtap-deviceplugin, /macvtap-cni), and `cp` for
-    its install-cni init container (busybox-static from Debian)."""
-    import shutil
-
-    bins = build_upstream()
-    busybox = Path(shutil.which("busybox") or "/bin/busybox")
-    files: list[tuple[str, bytes | str | None, int]] = [
-        ("macvtap-deviceplugin", (bins / "macvtap-deviceplugin").read_bytes(), 0o755),
-        ("macvtap-cni", (bins / "macvtap").read_bytes(), 0o755),
-        ("bin/busybox", busybox.read_bytes(), 0o755), ("bin/cp", "busybox", 0o777), ("bin/sh", "busybox", 0o777)]
-    return write_oci_archive(out_dir / "upstream-macvtap.tar", UPSTREAM_IMAGE, [_layer(files)],
-                             {"Env": ["PATH=/bin"]})
-
-
-def upstream_manifest(cni_bin: Path) -> str:
-    """templates/macvtap.yaml.in as its release renders it (the values, nothing else changed)."""
-    with tarfile.open(_upstream_source()) as tar:
-        member = next(m for m in tar.getmembers() if m.name.endswith("templates/macvtap.yaml.in"))
-        text = tar.extractfile(member).read().decode()  # type: ignore[union-attr]
-    values = {"Namespace": UP_NS, "DevicePluginConfigName": CM, "MacvtapImage": UPSTREAM_IMAGE,
-              "ImagePullPolicy": "Never", "CniMountPath": str(cni_bin)}
-    out = re.sub(r"\{\{ \.(\w+) \}\}", lambda m: values[m.group(1)], text)
-    assert "{{" not in out
-    return out
+from tests.compat.upstream_node import CM, CONF, UP_NS, UPSTREAM_IMAGE, upstream_image, upstream_manifest
+from tests.e2e.helpers import CAPACITY, NETWORK, POD_NS, Cluster, lan_ip, no_mvt_links, wait_for
 
 
 @pytest.fixture(scope="module")

@@ -174,15 +174,17 @@ def test_g_expose_and_unexpose_follow_without_restarting_the_agent(cluster: Clus
     try:
         subprocess.run(["ip", "link", "set", "e2elan1", "up"], check=True)
         t0 = time.monotonic()
-        cluster.mvc("expose", "e2elan1", "--name", "second", "--capacity", "3", "--dp-namespace", AGENT_NS)
-        wait_for("capacity of second", lambda: cluster.capacity("macvtap.network.kubevirt.io/second") == 3,
-                 timeout=60, interval=0.1)
-        print(f"\nexpose -> Node capacity in {time.monotonic() - t0:.1f}s")
+        # --wait returns once the node serves the change: nothing left to poll for.
+        done = cluster.mvc("expose", "e2elan1", "--name", "second", "--capacity", "3", "--dp-namespace", AGENT_NS,
+                           "--wait", "--timeout", "90s")
+        assert done.err.strip().splitlines()[-1] == "every node serves the change", done.err
+        assert cluster.capacity("macvtap.network.kubevirt.io/second", field="allocatable") == 3
+        print(f"\nexpose --wait -> returned, Node allocatable 3, in {time.monotonic() - t0:.1f}s")
         t0 = time.monotonic()
-        cluster.mvc("unexpose", "second", "--dp-namespace", AGENT_NS)
-        wait_for("allocatable of second to drop", lambda: not cluster.capacity(
-            "macvtap.network.kubevirt.io/second", field="allocatable"), timeout=60, interval=0.1)
-        print(f"unexpose -> Node allocatable 0 in {time.monotonic() - t0:.1f}s")
+        done = cluster.mvc("unexpose", "second", "--dp-namespace", AGENT_NS, "--wait", "--timeout", "90s")
+        assert done.err.strip().splitlines()[-1] == "every node serves the change", done.err
+        assert not cluster.capacity("macvtap.network.kubevirt.io/second", field="allocatable")
+        print(f"unexpose --wait -> returned, Node allocatable 0, in {time.monotonic() - t0:.1f}s")
     finally:
         subprocess.run(["ip", "link", "del", "e2elan1"], check=False)
     after = cluster.agent_pod()

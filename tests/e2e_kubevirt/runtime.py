@@ -6,7 +6,7 @@ agent installed by `macvtapctl install`; and a DHCP server on the LAN. Not a con
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -25,7 +25,10 @@ class StartFailed(Exception):
 
 
 @contextmanager
-def kubevirt_cluster(workdir: Path) -> Iterator[Cluster]:
+def kubevirt_cluster(workdir: Path, *, images: Callable[[Path], object] | None = None,
+                     deploy: Callable[[Cluster], None] = Cluster.deploy) -> Iterator[Cluster]:
+    """`images` builds more images into the node's image directory (imported with the others); `deploy` puts the
+    macvtap plugin on the cluster (by default the agent, as `macvtapctl install` does)."""
     version = kubevirt_runtime_version()
     cp = ControlPlane(workdir, kubevirt_version=version, crds="runtime", kubevirt_pin=version)
     try:
@@ -36,9 +39,12 @@ def kubevirt_cluster(workdir: Path) -> Iterator[Cluster]:
     node = Node(cp.dir)
     c = Cluster(cp, node)
     try:
+        if images is not None:
+            node.images.mkdir(parents=True, exist_ok=True)
+            images(node.images)
         node.up()
         KubeVirt(cp.dir).up()
-        c.deploy()
+        deploy(c)
     except Exception as exc:
         try:
             node.down()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import yaml
@@ -174,6 +175,97 @@ def test_wait_times_out_naming_lagging_nodes_then_succeeds(cli, admin, control_p
     r = cli("--kubeconfig", admin, "install", "--wait", "--timeout", "10s")
     assert r.exit_code == 0, r.stderr
     assert "ready on every selected node" in r.stderr
+
+
+def test_expose_unexpose_and_setup_wait_until_the_nodes_serve_the_change(cli, admin, control_plane) -> None:
+    """--wait on expose/unexpose/setup: install --wait's rule for the one resource (the kubelet's node status and
+    the DaemonSet controller's counts are written here by the test: neither runs on this control plane)."""
+    res = "macvtap.network.kubevirt.io/second"
+    r = cli("--kubeconfig", admin, "expose", "eth1", "--name", "second", "--wait", "--timeout", "2s")
+    assert r.exit_code == ExitCode.PRECONDITION  # written, but nothing reads it: nothing to wait for
+    assert r.stderr.strip().splitlines()[-1] == (
+        "error: --wait: no device plugin reads ConfigMap macvtap/macvtap-deviceplugin-config, so no node will serve "
+        "the change (install the agent: macvtapctl install)")
+    assert cli("--kubeconfig", admin, "install").exit_code == 0
+    with control_plane.kube() as k:
+        k.create(NODE, _node("node-a", {}))
+        _agent_pod(k, "node-a")
+        _set_ds_status(k, 1, 1)
+    r = cli("--kubeconfig", admin, "expose", "eth1", "--name", "second", "--wait", "--timeout", "2s")
+    assert r.exit_code == ExitCode.TIMEOUT, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"error: timed out after 2s waiting for the agent; lagging: node-a (not advertising {res})")
+    with control_plane.kube() as k:
+        _set_node_status(k, "node-a", {res: "100"})
+    r = cli("--kubeconfig", admin, "expose", "eth1", "--name", "second", "--wait", "--timeout", "10s")
+    assert r.exit_code == 0, r.stderr
+    assert "configmap/macvtap-deviceplugin-config unchanged" in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == "every node serves the change"
+    r = cli("--kubeconfig", admin, "unexpose", "second", "--wait", "--timeout", "2s")
+    assert r.exit_code == ExitCode.TIMEOUT
+    assert f"node-a (still advertising {res})" in r.stderr
+    with control_plane.kube() as k:  # the kubelet after the plugin went: capacity kept, allocatable 0
+        k.merge_patch(NODE, "node-a", {"status": {"allocatable": {res: "0"}}}, subresource="status")
+    r = cli("--kubeconfig", admin, "expose", "eth1", "--name", "second", "--dry-run=server", "--wait")
+    assert r.exit_code == 0 and "waiting" not in r.stderr  # a dry run changes nothing: nothing to wait for
+    with control_plane.kube() as k:
+        _set_node_status(k, "node-a", {"macvtap.network.kubevirt.io/third": "100"})
+    r = cli("--kubeconfig", admin, "setup", "eth1", "--name", "third", "--wait", "--timeout", "10s")
+    assert r.exit_code == 0, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == "every node serves the change"
+    r = cli("--kubeconfig", admin, "unexpose", "second", "--wait", "--timeout", "1x")
+    assert (r.exit_code, r.stderr.strip()) == (ExitCode.USAGE, 'error: invalid --timeout "1x": use a duration like '
+                                                              '30s, 2m or 1m30s, or 0 for none')
+
+
+def test_wait_with_macvtap_cni_points_to_restart(cli, admin, control_plane) -> None:
+    """macvtap-cni reads the ConfigMap only at start: --wait says so, and waits with --restart."""
+    assert cli("--kubeconfig", admin, "expose", "eth0", "--name", "dataplane").exit_code == 0
+    with control_plane.kube() as k:
+        k.create(DAEMONSET, {"apiVersion": "apps/v1", "kind": "DaemonSet",
+                             "metadata": {"name": "macvtap-cni", "namespace": NS},
+                             "spec": {"selector": {"matchLabels": {"name": "macvtap-cni"}}, "template": {
+                                 "metadata": {"labels": {"name": "macvtap-cni"}}, "spec": {"containers": [{
+                                     "name": "macvtap-cni", "image": "quay.io/kubevirt/macvtap-cni:v0.13.1",
+                                     "command": ["/macvtap-deviceplugin"],
+                                     "envFrom": [{"configMapRef": {"name": CM}}]}]}}}}, NS)
+    try:
+        r = cli("--kubeconfig", admin, "expose", "eth1", "--name", "second", "--wait")
+        assert r.exit_code == ExitCode.PRECONDITION
+        assert r.stderr.strip().splitlines()[-1] == (
+            f"error: --wait: DaemonSet {NS}/macvtap-cni (macvtap-cni) reads ConfigMap {CM} only at start, so its "
+            "nodes will not serve the change until it restarts: rerun with --restart to restart it and wait")
+        with control_plane.kube() as k:  # the pod the DaemonSet controller made before that write
+            ds = k.get(DAEMONSET, "macvtap-cni", NS)
+            k.create(POD, {"apiVersion": "v1", "kind": "Pod", "metadata": {
+                "name": "macvtap-cni-a", "namespace": NS, "labels": {"name": "macvtap-cni"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "macvtap-cni",
+                                     "uid": ds["metadata"]["uid"]}]},
+                "spec": {"containers": [{"name": "c", "image": "quay.io/kubevirt/macvtap-cni:v0.13.1"}]}}, NS)
+            k.merge_patch(POD, "macvtap-cni-a", {"status": {"startTime": "2020-01-01T00:00:00Z"}}, NS,
+                          subresource="status")
+        # Rerun as told: the ConfigMap is unchanged now, but the pod predates its last write: restarted.
+        r = cli("--kubeconfig", admin, "expose", "eth1", "--name", "second", "--wait", "--restart", "--timeout", "2s")
+        assert r.exit_code == ExitCode.TIMEOUT  # restarted; no controller here rolls it out
+        assert "daemonset.apps/macvtap-cni restarted" in r.stderr
+        assert f"timed out after 2s waiting for macvtap-cni; lagging: DaemonSet {NS}/macvtap-cni:" in r.stderr
+        with control_plane.kube() as k:  # what the controller does with the restarted template: a new pod
+            k.delete(POD, "macvtap-cni-a", NS, grace_period=0)
+            k.create(POD, {"apiVersion": "v1", "kind": "Pod", "metadata": {
+                "name": "macvtap-cni-b", "namespace": NS, "labels": {"name": "macvtap-cni"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "macvtap-cni",
+                                     "uid": ds["metadata"]["uid"]}]},
+                "spec": {"containers": [{"name": "c", "image": "quay.io/kubevirt/macvtap-cni:v0.13.1"}]}}, NS)
+            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1))
+            k.merge_patch(POD, "macvtap-cni-b", {"status": {"startTime": now}}, NS, subresource="status")
+        r = cli("--kubeconfig", admin, "expose", "eth1", "--name", "second", "--restart")
+        assert r.exit_code == 0 and "restarted" not in r.stderr, r.stderr  # its pod is newer: nothing to do twice
+    finally:
+        with control_plane.kube() as k:
+            k.delete(DAEMONSET, "macvtap-cni", NS)
+            for pod in ("macvtap-cni-a", "macvtap-cni-b"):
+                if k.get_or_none(POD, pod, NS):
+                    k.delete(POD, pod, NS, grace_period=0)
 
 
 def test_wait_ignores_the_previous_rollouts_counts(cli, admin, control_plane) -> None:

@@ -180,3 +180,53 @@ def test_status_names_both_plugins_and_what_each_reads(cli, admin, control_plane
     doc = json.loads(cli("--kubeconfig", admin, "status", "-o", "json").stdout)
     assert [c["namespace"] for c in doc["deviceplugin"]["configMaps"]] == ["kubevirt-macvtap", "macvtap"]
     assert doc["agents"][0]["configMap"] == CM
+
+
+def test_take_over_from_cnao_turns_its_macvtap_off_and_records_its_spec(cli, admin, control_plane) -> None:
+    """CNAO's macvtap-cni (owned by the NetworkAddonsConfig, reading the user's ConfigMap CNAO points at): the plan
+    turns CNAO's macvtap off instead of deleting the DaemonSet the operator would recreate; a take-over cut short
+    (no DaemonSet controller here) records CNAO's spec.macvtap for the give-back and has not touched CNAO yet."""
+    from macvtapctl.kube.resources import NETWORK_ADDONS_CONFIG
+
+    ns, custom = "cluster-network-addons", "my-macvtap"
+    with control_plane.kube() as k:
+        if k.get_or_none(NETWORK_ADDONS_CONFIG, "cluster"):
+            k.delete(NETWORK_ADDONS_CONFIG, "cluster")
+        nac = k.create(NETWORK_ADDONS_CONFIG, {
+            "apiVersion": "networkaddonsoperator.network.kubevirt.io/v1", "kind": "NetworkAddonsConfig",
+            "metadata": {"name": "cluster"}, "spec": {"macvtap": {"devicePluginConfig": custom}}})
+        if k.get_or_none(NAMESPACE, ns) is None:
+            k.create(NAMESPACE, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+        k.create(CONFIGMAP, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": custom, "namespace": ns},
+                             "data": {"DP_MACVTAP_CONF": CONF}}, ns)
+        ds = upstream_ds(ns, custom)
+        ds["metadata"]["ownerReferences"] = [{"apiVersion": "networkaddonsoperator.network.kubevirt.io/v1",
+                                              "kind": "NetworkAddonsConfig", "name": "cluster",
+                                              "uid": nac["metadata"]["uid"]}]
+        _create(k, DAEMONSET, ds)
+    try:
+        r = cli("--kubeconfig", admin, "install", "--take-over", "--image", "r.example/a:v1", "--dry-run=server")
+        assert r.exit_code == 0, r.stderr
+        assert r.stderr.splitlines()[0] == (
+            f"taking over from DaemonSet {ns}/macvtap-cni (macvtap-cni, deployed by CNAO's NetworkAddonsConfig "
+            f"cluster, reads ConfigMap {ns}/{custom})")
+        assert ("networkaddonsconfig.networkaddonsoperator.network.kubevirt.io/cluster configured (macvtap off) "
+                "(server dry run)") in r.stderr
+        r = cli("--kubeconfig", admin, "install", "--take-over", "--image", "r.example/a:v1", "--timeout", "1s")
+        assert r.exit_code == ExitCode.TIMEOUT, r.stderr
+        with control_plane.kube() as k:
+            record = k.get(CONFIGMAP, RECORD, ns)
+            assert json.loads(record["data"]["networkaddonsconfig.json"]) == {
+                "name": "cluster", "spec": {"macvtap": {"devicePluginConfig": custom}}}
+            assert "daemonset.json" not in record["data"] and record["data"]["configMap"] == custom
+            assert k.get(NETWORK_ADDONS_CONFIG, "cluster")["spec"]["macvtap"] == {"devicePluginConfig": custom}
+            agent = k.get(DAEMONSET, AGENT, ns)
+            assert [v["configMap"]["name"] for v in agent["spec"]["template"]["spec"]["volumes"]
+                    if v["name"] == "config"] == [custom]
+    finally:
+        with control_plane.kube() as k:
+            for res, name in ((DAEMONSET, "macvtap-cni"), (DAEMONSET, AGENT), (SERVICE_ACCOUNT, AGENT),
+                              (CONFIGMAP, RECORD), (CONFIGMAP, custom)):
+                if k.get_or_none(res, name, ns):
+                    k.delete(res, name, ns)
+            k.delete(NETWORK_ADDONS_CONFIG, "cluster")

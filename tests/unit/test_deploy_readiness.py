@@ -101,3 +101,26 @@ def test_installs_configmap_lost_to_a_concurrent_creator_is_theirs_and_unchanged
     objs = [agentm.configmap(agentm.InstallOptions())]
     assert apply_all(Racing(), Report(), DryRun.NONE, objs, "macvtap") == [theirs]  # type: ignore[arg-type]
     assert lines == ["configmap/macvtap-deviceplugin-config unchanged"]
+
+
+def test_a_withdrawn_resource_is_waited_for_until_allocatable_drops() -> None:
+    """unexpose --wait: the kubelet keeps a gone plugin's capacity for 5 minutes; allocatable 0 is "withdrawn"."""
+    kube = FakeKube(status(2, 2, 3), 3, ["node-a", "node-b"],
+                    {"node-a": {"macvtap.network.kubevirt.io/dp": "0"}, "node-b": DP}, CONF)
+    r = readiness_of(kube.objects["daemonsets"], kube.pods, kube.nodes, [], "macvtap",  # type: ignore[arg-type]
+                     gone=["macvtap.network.kubevirt.io/dp"])
+    assert not r.ok and r.lagging == ["node-b (still advertising macvtap.network.kubevirt.io/dp)"]
+    assert r.summary.endswith("1/2 node(s) advertise 0 resource(s) and withdrew 1")
+    kube.nodes[1]["status"]["allocatable"] = {}
+    assert readiness_of(kube.objects["daemonsets"], kube.pods, kube.nodes, [], "macvtap",  # type: ignore[arg-type]
+                        gone=["macvtap.network.kubevirt.io/dp"]).ok
+
+
+def test_pods_older_than_the_configmaps_last_write_serve_an_older_configuration() -> None:
+    from macvtapctl import plugins
+
+    cm = {"metadata": {"managedFields": [{"time": "2026-12-01T10:00:00Z"}, {"time": "2026-12-02T10:00:00Z"}]}}
+    pods = [{"metadata": {"name": n}, "status": {"startTime": t}} for n, t in
+            (("old", "2026-12-02T09:59:59Z"), ("new", "2026-12-02T10:00:01Z"), ("pending", None))]
+    assert [p["metadata"]["name"] for p in plugins.started_before(cm, pods)] == ["old"]
+    assert plugins.started_before({"metadata": {}}, pods) == []  # no write time known: nothing is judged stale
