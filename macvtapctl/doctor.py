@@ -15,14 +15,14 @@ from typing import Any
 
 import jsonpointer
 
-from macvtapctl import daemonset, dpconfig, failures, in_use, kubevirt, plugins, validate, vmlint
+from macvtapctl import daemonset, dpconfig, failures, identity, in_use, kubevirt, plugins, validate, vmlint
 from macvtapctl.dig import dig
 from macvtapctl.manifests import agent as agentm
 from macvtapctl.manifests import nad as nadm
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 SEVERITIES = (ERROR, WARNING, INFO)
-QEMU_UID = 107
+QEMU_UID = identity.QEMU_UID
 UPSTREAM_TEMP_NAME_LIMIT = 10  # name + "Mvp" + index must fit IFNAMSIZ on macvtap-cni <= v0.13.1
 NETWORK_STATUS = "k8s.v1.cni.cncf.io/network-status"
 NETWORKS = "k8s.v1.cni.cncf.io/networks"
@@ -435,7 +435,7 @@ def node_agents(s: Snapshot) -> Iterator[Finding]:
 def agent_health(s: Snapshot) -> Iterator[Finding]:
     """8 (cluster side): the DaemonSet, its pods, the platform."""
     if not s.agents and not s.upstream and _macvtap_nads(s):
-        yield Finding("agent-health", ERROR, ref("daemonset", "macvtapctl-agent"), "no macvtap agent or macvtap-cni "
+        yield Finding("agent-health", ERROR, ref("daemonset", identity.AGENT_NAME), "no macvtap agent or macvtap-cni "
                       "DaemonSet: nothing advertises devices or runs the CNI", "macvtapctl install --image IMAGE")
     for node, both in plugins.shared_nodes(_plugins(s), s.agent_pods).items():
         agent_there = any(p.kind == plugins.AGENT for p in both)
@@ -773,7 +773,7 @@ def chain_of(vm: dict[str, Any], s: Snapshot) -> set[str]:
     out.update(obj_ref({"kind": "DaemonSet", "metadata": d["metadata"]}) for d in [*s.agents, *s.upstream])
     out.update(obj_ref({"kind": "Pod", "metadata": p["metadata"]}) for p in s.agent_pods)
     out.update(ref("node", n["metadata"]["name"]) for n in s.nodes)
-    out.add(ref("daemonset", "macvtapctl-agent"))
+    out.add(ref("daemonset", identity.AGENT_NAME))
     by_ref = {obj_ref(n): n for n in s.nads}
     for r in list(out):
         nad = by_ref.get(r)

@@ -14,7 +14,7 @@ from typing import Any
 
 from macvtapctl import dpconfig
 from macvtapctl.dig import dig
-from macvtapctl.manifests.agent import AGENT_NAME
+from macvtapctl.identity import AGENT_NAME
 
 AGENT = "macvtapctl"
 UPSTREAM = "macvtap-cni"

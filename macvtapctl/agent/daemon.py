@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from macvtapctl import identity
 from macvtapctl.agent.cni import datapath
 from macvtapctl.agent.cni.protocol import CniError
 from macvtapctl.agent.link_registry import LinkRegistry
@@ -20,17 +21,17 @@ log = logging.getLogger("macvtapctl.agent")
 
 @dataclass
 class AgentConfig:
-    cni_socket: str = "/run/macvtapctl/cni.sock"
+    cni_socket: str = identity.CNI_SOCKET
     gc_min_age: float = 10.0
     workers: int = 16
     tap_dir: str = "/dev"
     device_plugin: bool = True
-    plugin_dir: str = "/var/lib/kubelet/device-plugins"
+    plugin_dir: str = identity.DEVICE_PLUGIN_DIR
     config_file: str | None = None
     veth_is_physical: bool = False
     metrics_host: str = "0.0.0.0"  # noqa: S104 - probes come from the kubelet to the node's address
-    metrics_port: int = 9450  # 0: no health/metrics server
-    pod_resources_socket: str = "/var/lib/kubelet/pod-resources/kubelet.sock"
+    metrics_port: int = identity.METRICS_PORT  # 0: no health/metrics server
+    pod_resources_socket: str = identity.POD_RESOURCES_SOCKET
     reclaim_interval: float = 10.0  # 0: reclaim only on CNI GC
     node_name: str = ""  # for the doctor report (the DaemonSet sets NODE_NAME)
     cni_bin_dir: str | None = None  # where the shim was installed, checked by the doctor report

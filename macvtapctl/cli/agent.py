@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from macvtapctl import identity
 from macvtapctl.errors import MacvtapctlError, UsageError
 
 HELP = """The macvtap CNI datapath behind the static shim, and the kubelet device plugin. Runs as root in the
@@ -20,7 +21,7 @@ app = typer.Typer(invoke_without_command=True, rich_markup_mode=None)  # help: s
 def agent(
     ctx: typer.Context,
     cni_socket: Annotated[str, typer.Option("--cni-socket", envvar="MACVTAPCTL_CNI_SOCKET",
-                                            help="Unix socket the shim connects to.")] = "/run/macvtapctl/cni.sock",
+                                            help="Unix socket the shim connects to.")] = identity.CNI_SOCKET,
     install_cni: Annotated[str | None, typer.Option("--install-cni", metavar="DIR",
                                                     help="Install the shim as DIR/macvtap first.")] = None,
     install_only: Annotated[bool, typer.Option("--install-only", help="Install the shim, then exit.")] = False,
@@ -35,7 +36,7 @@ def agent(
                                                 help="Run the kubelet device plugin.")] = True,
     device_plugin_dir: Annotated[str, typer.Option(
         "--device-plugin-dir", envvar="MACVTAPCTL_DEVICE_PLUGIN_DIR",
-        help="The kubelet's device-plugin directory (k3s and others differ).")] = "/var/lib/kubelet/device-plugins",
+        help="The kubelet's device-plugin directory (k3s and others differ).")] = identity.DEVICE_PLUGIN_DIR,
     config_file: Annotated[str | None, typer.Option(
         "--config-file", metavar="PATH", envvar="MACVTAPCTL_CONFIG_FILE",
         help="DP_MACVTAP_CONF as a file (a mounted ConfigMap), re-read on change; default: the "
@@ -45,11 +46,11 @@ def agent(
     metrics_address: Annotated[str, typer.Option(
         "--metrics-address", metavar="HOST:PORT",
         help="/healthz, /readyz, /metrics, /doctor and /probe/dhcp; empty to disable.")]
-    = "0.0.0.0:9450",
+    = f"0.0.0.0:{identity.METRICS_PORT}",
     pod_resources_socket: Annotated[str, typer.Option(
         "--pod-resources-socket", metavar="PATH",
         help="The kubelet's pod-resources API: which devices live pods own; links no pod owns are reclaimed.")]
-    = "/var/lib/kubelet/pod-resources/kubelet.sock",
+    = identity.POD_RESOURCES_SOCKET,
     reclaim_interval: Annotated[float, typer.Option(
         "--reclaim-interval", metavar="SECONDS", help="How often to reclaim links no pod owns; 0: only on CNI GC.")]
     = 10.0,
@@ -135,10 +136,11 @@ def check(
     ctx: typer.Context,
     config_file: Annotated[str | None, typer.Option("--config-file", metavar="PATH",
                                                     envvar="MACVTAPCTL_CONFIG_FILE")] = None,
-    device_plugin_dir: Annotated[str, typer.Option("--device-plugin-dir", envvar="MACVTAPCTL_DEVICE_PLUGIN_DIR")]
-    = "/var/lib/kubelet/device-plugins",
-    owner: Annotated[int, typer.Option("--owner", help="Expected owner of /dev/tapN.")] = 107,
-    group: Annotated[int, typer.Option("--group", help="Expected group of /dev/tapN.")] = 107,
+    device_plugin_dir: Annotated[str, typer.Option("--device-plugin-dir", envvar="MACVTAPCTL_DEVICE_PLUGIN_DIR",
+                                                   help="The kubelet's device-plugin directory.")]
+    = identity.DEVICE_PLUGIN_DIR,
+    owner: Annotated[int, typer.Option("--owner", help="Expected owner of /dev/tapN.")] = identity.QEMU_UID,
+    group: Annotated[int, typer.Option("--group", help="Expected group of /dev/tapN.")] = identity.QEMU_GID,
 ) -> None:
     import json
     import os

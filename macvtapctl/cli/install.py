@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from macvtapctl import validate
+from macvtapctl import identity, validate
 from macvtapctl.cli.common import DryRunOption, ForceOption, application, dry_run_of
 from macvtapctl.errors import UsageError
 from macvtapctl.kube.options import DryRun
@@ -50,8 +50,12 @@ def install(
     toleration: Annotated[list[str] | None, typer.Option(
         "--toleration", metavar="KEY[=VALUE][:EFFECT]|*", help="Tolerations (default: tolerate all); repeatable.")]
     = None,
-    cni_bin_dir: Annotated[str, typer.Option("--cni-bin-dir")] = "/opt/cni/bin",
-    device_plugin_dir: Annotated[str, typer.Option("--device-plugin-dir")] = "/var/lib/kubelet/device-plugins",
+    cni_bin_dir: Annotated[str, typer.Option(
+        "--cni-bin-dir", help="The container runtime's CNI bin dir on the nodes (the shim goes there).")]
+    = identity.CNI_BIN_DIR,
+    device_plugin_dir: Annotated[str, typer.Option(
+        "--device-plugin-dir", help="The kubelet's device-plugin directory on the nodes (k3s and others differ).")]
+    = identity.DEVICE_PLUGIN_DIR,
     via: Annotated[str, typer.Option("--via", metavar="agent|cnao", help="What deploys macvtap.")] = "agent",
     device_plugin_config: Annotated[str | None, typer.Option(
         "--device-plugin-config", metavar="CONFIGMAP", help="With --via cnao: a user-owned DP ConfigMap.")] = None,

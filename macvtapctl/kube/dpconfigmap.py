@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from macvtapctl import dpconfig, plugins
+from macvtapctl import dpconfig, identity, plugins
 from macvtapctl.dig import dig
 from macvtapctl.errors import ForbiddenError, Hint, PreconditionError, UsageError
 from macvtapctl.kube.client import Kube
@@ -15,7 +15,7 @@ from macvtapctl.kube.errors import AlreadyExistsError
 from macvtapctl.kube.options import DryRun
 from macvtapctl.kube.resources import CONFIGMAP, DAEMONSET, NAMESPACE, NETWORK_ADDONS_CONFIG
 
-DEFAULT_AGENT_NAMESPACE = "macvtap"
+DEFAULT_AGENT_NAMESPACE = identity.DEFAULT_NAMESPACE
 AGENT_LABEL, AGENT_LABEL_VALUE = plugins.AGENT_LABEL, plugins.AGENT_LABEL_VALUE
 
 

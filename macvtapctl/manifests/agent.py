@@ -13,14 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from macvtapctl import dpconfig, validate
+from macvtapctl import dpconfig, identity, validate
 from macvtapctl.errors import UsageError
 
-AGENT_NAME = "macvtapctl-agent"
-DEFAULT_NAMESPACE = "macvtap"
+# The agent's identity is declared in macvtapctl/identity.py; the names the admin side reads are offered here too.
+AGENT_NAME, DEFAULT_NAMESPACE, LABELS, METRICS_PORT = (identity.AGENT_NAME, identity.DEFAULT_NAMESPACE,
+                                                       identity.LABELS, identity.METRICS_PORT)
+CNI_BIN_DIR, CNI_SOCKET, DEVICE_PLUGIN_DIR = identity.CNI_BIN_DIR, identity.CNI_SOCKET, identity.DEVICE_PLUGIN_DIR
 DEFAULT_IMAGE = "quay.io/macvtapctl/agent:v0.1.0"
-LABELS = {"app.kubernetes.io/name": AGENT_NAME, "app.kubernetes.io/part-of": "macvtapctl"}
-METRICS_PORT = 9450
 CAPABILITIES = ["NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE", "CHOWN", "NET_RAW"]
 
 
@@ -30,8 +30,8 @@ class InstallOptions:
     namespace: str = DEFAULT_NAMESPACE
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: list[dict[str, Any]] = field(default_factory=list)
-    cni_bin_dir: str = "/opt/cni/bin"
-    device_plugin_dir: str = "/var/lib/kubelet/device-plugins"
+    cni_bin_dir: str = CNI_BIN_DIR
+    device_plugin_dir: str = DEVICE_PLUGIN_DIR
     configmap: str = dpconfig.CONFIGMAP_NAME
 
 
@@ -96,7 +96,7 @@ def _host_path(name: str, path: str, kind: str = "Directory") -> dict[str, Any]:
 def daemonset(opts: InstallOptions) -> dict[str, Any]:
     # Bind health/metrics to the node's own address (the kubelet's probes and a scrape reach it there), not to
     # every address of the host network.
-    args = ["agent", "--install-cni", "/host/cni-bin", "--cni-socket", "/run/macvtapctl/cni.sock",
+    args = ["agent", "--install-cni", "/host/cni-bin", "--cni-socket", CNI_SOCKET,
             "--metrics-address", f"$(HOST_IP):{METRICS_PORT}",
             "--pod-resources-socket", f"{pod_resources_dir(opts)}/kubelet.sock"]
     # In the environment, not in args: `kubectl exec ds/macvtapctl-agent -- macvtapctl agent check` then reads

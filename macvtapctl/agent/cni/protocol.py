@@ -15,9 +15,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from macvtapctl.identity import QEMU_UID
+
 SUPPORTED_VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 COMMANDS = ("ADD", "DEL", "CHECK", "VERSION", "STATUS", "GC")
-DEFAULT_OWNER = 107  # qemu in KubeVirt's virt-launcher
+DEFAULT_OWNER = QEMU_UID  # qemu in KubeVirt's virt-launcher
 MAX_DEVICE_ID = 256
 MAX_CNI_ARGS = 8192
 

@@ -10,9 +10,10 @@ import grpc  # noqa: TID253 - the agent always needs it; never imported by the a
 
 from macvtapctl.agent.deviceplugin import podresources_pb2 as pb
 from macvtapctl.agent.deviceplugin import podresources_pb2_grpc as rpc
+from macvtapctl.identity import POD_RESOURCES_SOCKET
 from macvtapctl.validate import RESOURCE_PREFIX
 
-DEFAULT_SOCKET = "/var/lib/kubelet/pod-resources/kubelet.sock"
+DEFAULT_SOCKET = POD_RESOURCES_SOCKET
 MAX_MESSAGE = 16 << 20  # a node with a few hundred pods answers in well under 1 MiB
 
 
