@@ -20,7 +20,7 @@ class ExitCode(IntEnum):
 
 class Hint:
     """What the user can change to fix an error, named by meaning; the command layer words it with its own flags
-    (cli/__init__.py HINTS), so the layers below never speak CLI."""
+    (cli/common.py HINTS), so the layers below never speak CLI."""
 
     NO_KUBECONFIG = "no-kubeconfig"
     KUBECONFIG = "kubeconfig"

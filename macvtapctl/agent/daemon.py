@@ -174,7 +174,8 @@ class NodeReport:
 
 
 async def run_uninstall(cfg: AgentConfig, bin_dir: str | None) -> None:
-    """`uninstall --purge-node-resources` rolls the DaemonSet to this mode: take the shim out of the CNI bin dir,
+    """`macvtapctl uninstall` (and `uninstall --restore-upstream`) rolls the DaemonSet to this mode on every node
+    before deleting it: take the shim out of the CNI bin dir,
     delete every temporary link no live pod owns (none at all if the kubelet cannot say), advertise nothing,
     report ready, and wait to be deleted."""
     from macvtapctl.agent import cni_bin

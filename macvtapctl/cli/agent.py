@@ -56,7 +56,7 @@ def agent(
     = 10.0,
     uninstall: Annotated[bool, typer.Option(
         "--uninstall", help="Remove the shim from --install-cni DIR and the links no pod owns, then idle (what "
-                            "`macvtapctl uninstall --purge-node-resources` rolls the DaemonSet to).")] = False,
+                            "`macvtapctl uninstall` rolls the DaemonSet to before deleting it).")] = False,
     log_level: Annotated[str, typer.Option("--log-level", envvar="MACVTAPCTL_LOG_LEVEL")] = "info",
     node_name: Annotated[str, typer.Option(
         "--node-name", envvar="NODE_NAME", help="This node's name, in the report `doctor` reads (GET /doctor).")]

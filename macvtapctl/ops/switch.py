@@ -54,6 +54,12 @@ def refuse_others(kube: Kube, namespace: str, *, via_cnao: bool = False) -> None
         raise PreconditionError(f"{p.describe()} already serves macvtap: two device plugins on one kubelet fight "
                                 "over the same resources; pass --take-over to switch its nodes to the agent "
                                 "(docs/install.md)")
+    if not via_cnao:  # CNAO told to deploy macvtap-cni, which it may not have done yet
+        nac = kube.get_or_none(NETWORK_ADDONS_CONFIG, "cluster")  # None too when CNAO's CRD is not served
+        if nac is not None and dig(nac, "spec", "macvtap") is not None:
+            raise PreconditionError("NetworkAddonsConfig cluster has spec.macvtap: CNAO deploys macvtap-cni, which "
+                                    "would compete with the agent; once it runs, pass --take-over to switch its "
+                                    "nodes to the agent (docs/install.md)")
 
 
 @dataclass

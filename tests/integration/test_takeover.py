@@ -205,6 +205,8 @@ def test_take_over_from_cnao_turns_its_macvtap_off_and_records_its_spec(cli, adm
                                               "uid": nac["metadata"]["uid"]}]
         _create(k, DAEMONSET, ds)
     try:
+        r = cli("--kubeconfig", admin, "install", "--image", "r.example/a:v1")
+        assert r.exit_code == ExitCode.PRECONDITION and "deployed by CNAO's NetworkAddonsConfig cluster" in r.stderr
         r = cli("--kubeconfig", admin, "install", "--take-over", "--image", "r.example/a:v1", "--dry-run=server")
         assert r.exit_code == 0, r.stderr
         assert r.stderr.splitlines()[0] == (
@@ -223,6 +225,14 @@ def test_take_over_from_cnao_turns_its_macvtap_off_and_records_its_spec(cli, adm
             agent = k.get(DAEMONSET, AGENT, ns)
             assert [v["configMap"]["name"] for v in agent["spec"]["template"]["spec"]["volumes"]
                     if v["name"] == "config"] == [custom]
+        # CNAO told to deploy macvtap-cni, before its DaemonSet exists: refused as well.
+        with control_plane.kube() as k:
+            k.delete(DAEMONSET, "macvtap-cni", ns)
+        r = cli("--kubeconfig", admin, "install", "--image", "r.example/a:v1", "-n", ns)
+        assert r.exit_code == ExitCode.PRECONDITION
+        assert r.stderr.strip() == ("error: NetworkAddonsConfig cluster has spec.macvtap: CNAO deploys macvtap-cni, "
+                                    "which would compete with the agent; once it runs, pass --take-over to switch "
+                                    "its nodes to the agent (docs/install.md)")
     finally:
         with control_plane.kube() as k:
             for res, name in ((DAEMONSET, "macvtap-cni"), (DAEMONSET, AGENT), (SERVICE_ACCOUNT, AGENT),

@@ -75,3 +75,63 @@ def test_the_checker_sees_a_violation() -> None:
     """The rules can fail: a cli import is found where one exists."""
     assert under(imports(PKG / "cli" / "setup.py"), "macvtapctl.cli")
     assert set(PURE) <= {f"macvtapctl.{p.stem}" for p in PKG.glob("*.py")}
+
+
+# The import contract, in full: what each room may import of the project, and which third-party modules only some
+# rooms may use. `macvtapctl.__init__` (the version) is open to all.
+PURE_ROOMS = tuple(m.removeprefix("macvtapctl.") for m in PURE)
+ALLOWED = {
+    "kube": ("macvtapctl.kube", *(f"macvtapctl.{r}" for r in PURE_ROOMS)),  # the API layer and the pure rules
+    "agent": ("macvtapctl.agent", *(f"macvtapctl.{r}" for r in PURE_ROOMS)),
+    "manifests": ("macvtapctl.manifests", *(f"macvtapctl.{r}" for r in PURE_ROOMS)),
+    "ops": ("macvtapctl.ops", "macvtapctl.kube", "macvtapctl.manifests", "macvtapctl.output",
+            *(f"macvtapctl.{r}" for r in PURE_ROOMS)),
+    # The pure modules: each other, and the manifests (pure renderers and readers of the objects they judge).
+    **{r: ("macvtapctl.manifests", *(f"macvtapctl.{p}" for p in PURE_ROOMS)) for r in PURE_ROOMS},
+}
+# Third-party modules that do I/O or draw: the CLI's (typer, click, rich) only in cli/ and output.py; the API
+# client's only in kube/; the agent's (grpc, pyroute2, prometheus_client) only in agent/.
+THIRD_PARTY = {"typer": ("cli",), "click": ("cli",), "rich": ("cli", "output"),
+               "kubernetes": ("kube",), "urllib3": ("kube",),
+               "grpc": ("agent",), "pyroute2": ("agent",), "prometheus_client": ("agent",)}
+
+
+def all_imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def room_of(path: Path) -> str:
+    rel = path.relative_to(PKG)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+@pytest.mark.parametrize("room", sorted(ALLOWED))
+def test_each_room_imports_only_what_the_contract_allows(room: str) -> None:
+    allowed = ALLOWED[room]
+    for path in modules(room):
+        ours = {m for m in imports(path) if m not in ("macvtapctl", "macvtapctl.__version__")}
+        bad = sorted(m for m in ours if not any(m == a or m.startswith(a + ".") for a in allowed))
+        assert bad == [], (path, bad)
+
+
+def test_third_party_io_modules_stay_in_their_rooms() -> None:
+    for path in sorted(PKG.rglob("*.py")):
+        room = room_of(path)
+        top = {m.split(".")[0] for m in all_imports(path)}
+        bad = sorted(m for m in top if m in THIRD_PARTY and room not in THIRD_PARTY[m])
+        assert bad == [], (path, bad)
+
+
+def test_the_contract_sees_a_violation() -> None:
+    """The contract can fail: the CLI imports typer and ops, which the pure rooms may not."""
+    cli = set().union(*(all_imports(p) for p in modules("cli")))
+    assert "typer" in {m.split(".")[0] for m in cli} and "typer" in THIRD_PARTY and "cli" in THIRD_PARTY["typer"]
+    assert any(m.startswith("macvtapctl.ops") for m in cli) and not any(
+        a.startswith("macvtapctl.ops") for a in ALLOWED["doctor"])
