@@ -13,8 +13,7 @@ PURE = ("macvtapctl.dpconfig", "macvtapctl.kubevirt", "macvtapctl.vmlint", "macv
         "macvtapctl.plugins", "macvtapctl.identity")
 
 
-def imports(path: Path) -> set[str]:
-    """Every module a file imports (at any depth), `from a import b` counted as a and a.b."""
+def all_imports(path: Path) -> set[str]:
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
@@ -22,7 +21,12 @@ def imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module:
             found.add(node.module)
             found.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return {m for m in found if m.startswith("macvtapctl")}
+    return found
+
+
+def imports(path: Path) -> set[str]:
+    """Every module of the project a file imports (at any depth), `from a import b` counted as a and a.b."""
+    return {m for m in all_imports(path) if m.startswith("macvtapctl")}
 
 
 def modules(room: str) -> list[Path]:
@@ -94,17 +98,6 @@ ALLOWED = {
 THIRD_PARTY = {"typer": ("cli",), "click": ("cli",), "rich": ("cli", "output"),
                "kubernetes": ("kube",), "urllib3": ("kube",),
                "grpc": ("agent",), "pyroute2": ("agent",), "prometheus_client": ("agent",)}
-
-
-def all_imports(path: Path) -> set[str]:
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return found
 
 
 def room_of(path: Path) -> str:
