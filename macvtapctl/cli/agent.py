@@ -57,7 +57,8 @@ def agent(
     uninstall: Annotated[bool, typer.Option(
         "--uninstall", help="Remove the shim from --install-cni DIR and the links no pod owns, then idle (what "
                             "`macvtapctl uninstall` rolls the DaemonSet to before deleting it).")] = False,
-    log_level: Annotated[str, typer.Option("--log-level", envvar="MACVTAPCTL_LOG_LEVEL")] = "info",
+    log_level: Annotated[str, typer.Option("--log-level", envvar="MACVTAPCTL_LOG_LEVEL",
+                                           help="debug, info, warning or error.")] = "info",
     node_name: Annotated[str, typer.Option(
         "--node-name", envvar="NODE_NAME", help="This node's name, in the report `doctor` reads (GET /doctor).")]
     = "",
@@ -134,8 +135,9 @@ attached tap devices belong to the configured owner. Exit code 8 when a check fa
 @app.command("check", help=CHECK_HELP)
 def check(
     ctx: typer.Context,
-    config_file: Annotated[str | None, typer.Option("--config-file", metavar="PATH",
-                                                    envvar="MACVTAPCTL_CONFIG_FILE")] = None,
+    config_file: Annotated[str | None, typer.Option("--config-file", metavar="PATH", envvar="MACVTAPCTL_CONFIG_FILE",
+                                                    help="DP_MACVTAP_CONF as a file (the agent's mounted "
+                                                         "ConfigMap).")] = None,
     device_plugin_dir: Annotated[str, typer.Option("--device-plugin-dir", envvar="MACVTAPCTL_DEVICE_PLUGIN_DIR",
                                                    help="The kubelet's device-plugin directory.")]
     = identity.DEVICE_PLUGIN_DIR,

@@ -123,3 +123,12 @@ def check_timeout(value: str) -> None:
     from macvtapctl.cli.settings import parse_request_timeout
 
     parse_request_timeout(value, "--timeout")  # a bad duration is a usage error before anything is sent
+
+
+# Options several commands share: one declaration, one help text.
+BindingNameOption = Annotated[str, typer.Option("--binding-name", help="Name of the binding in the KubeVirt CR.")]
+KubevirtVersionOption = Annotated[str | None, typer.Option(
+    "--kubevirt-version", metavar="vX.Y.Z", help="Plan for this KubeVirt version instead of the CR's observed one.")]
+DpNamespaceOption = Annotated[str | None, typer.Option(
+    "--dp-namespace", metavar="NS", help="Namespace of the device-plugin ConfigMap (default: found, else macvtap).")]
+CniVersionOption = Annotated[str, typer.Option("--cni-version", help="cniVersion of the NAD's CNI config.")]

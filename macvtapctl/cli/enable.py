@@ -9,8 +9,10 @@ import typer
 from macvtapctl import kubevirt
 from macvtapctl.cli.common import (
     WRITE_FORMATS,
+    BindingNameOption,
     DryRunOption,
     ForceOption,
+    KubevirtVersionOption,
     application,
     dry_run_of,
     emit,
@@ -24,18 +26,13 @@ manages KubeVirt."""
 
 DISABLE_HELP = "Refused while VMs use it, unless --force. Feature gates stay (other bindings may need them)."
 
-BindingName = Annotated[str, typer.Option("--binding-name", help="Name of the binding in the KubeVirt CR.")]
-
-
 def enable(
     ctx: typer.Context,
-    binding_name: BindingName = kubevirt.DEFAULT_BINDING,
+    binding_name: BindingNameOption = kubevirt.DEFAULT_BINDING,
     external_injector: Annotated[bool, typer.Option(
         "--external-injector",
         help="v1.9+: network-resources-injector is deployed; leave ExternalNetResourceInjection on.")] = False,
-    kubevirt_version: Annotated[str | None, typer.Option(
-        "--kubevirt-version", metavar="vX.Y.Z",
-        help="Plan for this KubeVirt version instead of the CR's observed one.")] = None,
+    kubevirt_version: KubevirtVersionOption = None,
     dry_run: DryRunOption = "none",
     force: ForceOption = False,
 ) -> None:
@@ -58,7 +55,7 @@ def enable(
 
 def disable(
     ctx: typer.Context,
-    binding_name: BindingName = kubevirt.DEFAULT_BINDING,
+    binding_name: BindingNameOption = kubevirt.DEFAULT_BINDING,
     dry_run: DryRunOption = "none",
     force: ForceOption = False,
 ) -> None:

@@ -9,6 +9,7 @@ import typer
 from macvtapctl import dpconfig, validate
 from macvtapctl.cli.common import (
     WRITE_FORMATS,
+    DpNamespaceOption,
     DryRunOption,
     ForceOption,
     Timeout,
@@ -29,8 +30,7 @@ namespace that has it, else "macvtap" (the agent's default install namespace).""
 UNEXPOSE_HELP = "Removes the entry NAME from DP_MACVTAP_CONF; the other entries are kept as they are."
 EXPOSED_HELP = "The entries of DP_MACVTAP_CONF, defaults filled in (-o wide: the full resource name)."
 
-DpNamespace = Annotated[str | None, typer.Option(
-    "--dp-namespace", metavar="NS", help="Namespace of the device-plugin ConfigMap (default: found, else macvtap).")]
+DpNamespace = DpNamespaceOption
 Restart = Annotated[bool, typer.Option(
     "--restart", help="Rollout-restart an upstream macvtap-cni DaemonSet (it reads the ConfigMap only at start).")]
 def expose(

@@ -8,6 +8,7 @@ import typer
 
 from macvtapctl.cli.common import (
     WRITE_FORMATS,
+    CniVersionOption,
     DryRunOption,
     ForceOption,
     application,
@@ -27,13 +28,12 @@ only the keys the macvtap CNI reads. VMs can use a NAD from their own namespace 
 @app.command("create", help=CREATE_HELP)
 def create(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(metavar="NAME")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The NetworkAttachmentDefinition's name.")],
     resource: Annotated[str, typer.Option("--resource", "-r", metavar="R",
                                           help="Exposed resource name (macvtap.network.kubevirt.io/R).")],
     mtu: Annotated[int | None, typer.Option("--mtu", help="MTU of the pod interface (68-65535).")] = None,
     promisc: Annotated[bool, typer.Option("--promisc", help="Promiscuous mode (LLDP, multicast).")] = False,
-    cni_version: Annotated[str, typer.Option("--cni-version", help="cniVersion of the config.")]
-    = nadm.DEFAULT_CNI_VERSION,
+    cni_version: CniVersionOption = nadm.DEFAULT_CNI_VERSION,
     dry_run: DryRunOption = "none",
     force: ForceOption = False,
 ) -> None:
@@ -94,7 +94,7 @@ def list_(
                              "it is someone else's, unless --force).")
 def delete(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(metavar="NAME")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The NetworkAttachmentDefinition to delete.")],
     dry_run: DryRunOption = "none",
     force: ForceOption = False,
 ) -> None:

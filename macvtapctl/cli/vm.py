@@ -9,7 +9,14 @@ from typing import Annotated, Any
 import typer
 
 from macvtapctl import validate, vmlint
-from macvtapctl.cli.common import DryRunOption, application, describe, dry_run_of
+from macvtapctl.cli.common import (
+    BindingNameOption,
+    DryRunOption,
+    KubevirtVersionOption,
+    application,
+    describe,
+    dry_run_of,
+)
 from macvtapctl.cli.settings import Settings
 from macvtapctl.errors import ExitCode, MacvtapctlError, UsageError
 from macvtapctl.kube.options import DryRun
@@ -293,7 +300,8 @@ a VM that may live-migrate (kubevirt#5912), macvtap as the default network. Exit
 @app.command("check", help=CHECK_HELP)
 def check(
     ctx: typer.Context,
-    name: Annotated[str | None, typer.Argument(metavar="[NAME]")] = None,
+    name: Annotated[str | None, typer.Argument(metavar="[NAME]", help="The VM to check (or --all, -A).")]
+    = None,
     all_vms: Annotated[bool, typer.Option("--all", help="Every VM in the namespace.")] = False,
     all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="Every namespace.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Warnings count as problems too.")] = False,
@@ -349,11 +357,12 @@ v1.3) to `binding: {name: macvtap}`, registering the binding first if needed. Id
 @app.command("convert", help=CONVERT_HELP)
 def convert(
     ctx: typer.Context,
-    name: Annotated[str | None, typer.Argument(metavar="[NAME]")] = None,
+    name: Annotated[str | None, typer.Argument(metavar="[NAME]", help="The VM to convert (or --all, -A).")]
+    = None,
     all_vms: Annotated[bool, typer.Option("--all", help="Every VM in the namespace.")] = False,
     all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="Every namespace.")] = False,
-    binding_name: Annotated[str, typer.Option("--binding-name")] = "macvtap",
-    kubevirt_version: Annotated[str | None, typer.Option("--kubevirt-version", metavar="vX.Y.Z")] = None,
+    binding_name: BindingNameOption = "macvtap",
+    kubevirt_version: KubevirtVersionOption = None,
     dry_run: DryRunOption = "none",
 ) -> None:
     cli = application(ctx)

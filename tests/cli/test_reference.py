@@ -33,3 +33,17 @@ def test_the_reference_covers_every_command_option_and_env_var() -> None:
         assert isinstance(cmd, click.Command)
     man = (REPO / "docs" / "macvtapctl.1").read_text()
     assert man.startswith(".TH MACVTAPCTL 1") and "\\-\\-instancetype" in man
+
+
+def test_every_command_argument_and_option_says_what_it_is() -> None:
+    """Explicit help on everything a user can type (`setup --help` once listed options with no text)."""
+    sys.path.insert(0, str(REPO / "tools"))
+    from clidocs import params, tree
+
+    missing = []
+    for path, cmd in tree():
+        if not (cmd.help or cmd.short_help):
+            missing.append(" ".join(path) or "macvtapctl")
+        args, opts = params(cmd)
+        missing += [f"{' '.join(path)} {p.name}" for p in [*args, *opts] if not (getattr(p, "help", None) or "")]
+    assert missing == []
