@@ -128,3 +128,15 @@ def started_before(configmap: dict[str, Any], pods: Iterable[dict[str, Any]]) ->
     written = last_written(configmap)
     return [p for p in pods if written and str(dig(p, "status", "startTime") or "")
             and str(dig(p, "status", "startTime")) < written]
+
+
+def cni_bin_dir_of(ds: dict[str, Any]) -> str | None:
+    """The host directory macvtap-cni installs its CNI binary into (the hostPath its containers mount at a
+    .../cni/bin path: templates/macvtap.yaml.in's install-cni init container), or None."""
+    spec = dig(ds, "spec", "template", "spec") or {}
+    host = {v.get("name"): dig(v, "hostPath", "path") for v in spec.get("volumes") or [] if dig(v, "hostPath", "path")}
+    for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+        for m in c.get("volumeMounts") or []:
+            if str(m.get("mountPath", "")).rstrip("/").endswith("cni/bin") and host.get(m.get("name")):
+                return str(host[m.get("name")])
+    return None

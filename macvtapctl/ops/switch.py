@@ -119,6 +119,13 @@ def take_over(kube: Kube, report: Reporter, mode: DryRun, opts: agentm.InstallOp
     """install --take-over. Returns the objects written (the record, ServiceAccount, DaemonSet)."""
     plan = _plan(kube, namespace_flag)
     opts.namespace, opts.configmap = plan.namespace, plan.configmap
+    if plan.upstream is not None:
+        theirs = plugins.cni_bin_dir_of(plan.upstream[1])
+        if theirs and theirs != opts.cni_bin_dir:
+            # The runtime looks for `macvtap` where macvtap-cni installed it: the shim must replace that one.
+            report.info(f"CNI bin dir {theirs}: where {plan.upstream[0].label} installs its binary (not "
+                        f"{opts.cni_bin_dir})")
+            opts.cni_bin_dir = theirs
     written = []
     if plan.upstream is not None:
         p, ds = plan.upstream

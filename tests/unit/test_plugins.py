@@ -124,3 +124,15 @@ def test_doctor_names_two_plugins_on_a_node_and_which_configmap_each_reads() -> 
     assert found["dp-config-several"].severity == doctor.WARNING
     assert "macvtap/macvtap-deviceplugin-config (read by no device plugin)" in found["dp-config-several"].cause
     assert found["dp-config-several"].fix.startswith("kubectl -n macvtap delete configmap")
+
+
+def test_the_cni_bin_dir_is_where_macvtap_cni_installs_its_binary() -> None:
+    ds = upstream_ds()
+    spec = ds["spec"]["template"]["spec"]
+    spec["initContainers"] = [{"name": "install-cni", "command": ["cp", "/macvtap-cni", "/host/opt/cni/bin/macvtap"],
+                               "volumeMounts": [{"name": "cni", "mountPath": "/host/opt/cni/bin"}]}]
+    spec["volumes"] = [{"name": "deviceplugin", "hostPath": {"path": "/var/lib/kubelet/device-plugins"}},
+                       {"name": "cni", "hostPath": {"path": "/var/lib/cni/bin"}}]
+    assert plugins.cni_bin_dir_of(ds) == "/var/lib/cni/bin"
+    spec["initContainers"] = []
+    assert plugins.cni_bin_dir_of(ds) is None
