@@ -30,3 +30,18 @@ def not_rolled_out(ds: dict[str, Any]) -> str | None:
     elif updated < desired:
         why += f", {updated}/{desired} updated"
     return why
+
+
+IMAGE_PULL_FAILURES = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull")
+
+
+def pull_failures(pods: list[dict[str, Any]]) -> list[str]:
+    """'pod P on node N cannot pull IMAGE (ImagePullBackOff)' for each pod whose image cannot be pulled."""
+    out = []
+    for pod in pods:
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            reason = ((cs.get("state") or {}).get("waiting") or {}).get("reason")
+            if reason in IMAGE_PULL_FAILURES:
+                out.append(f"pod {pod['metadata']['name']} on node {(pod.get('spec') or {}).get('nodeName')} cannot "
+                           f"pull {cs.get('image')} ({reason}; is the image published? see docs/install.md)")
+    return out

@@ -30,7 +30,7 @@ CNI_READS = {"cniVersion", "name", "type", "deviceID", "mtu", "promiscMode", "ow
              "runtimeConfig", "args", "prevResult", "plugins", "disableCheck"}
 CNI_IGNORES = ("lowerDevice", "mac", "master", "mode", "ipam")
 # A container waiting for one of these will not start until its image is fixed or published.
-IMAGE_PULL_FAILURES = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull")
+IMAGE_PULL_FAILURES = daemonset.IMAGE_PULL_FAILURES
 HOST_SHIM_RECIPE = ("ip link add mvt-host link LOWER type macvlan mode bridge && ip addr add ADDR dev mvt-host && "
                     "ip link set mvt-host up")
 

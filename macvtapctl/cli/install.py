@@ -106,7 +106,8 @@ def install(
             printer.status(resource_label(obj), "created", mode.suffix)
         _emit(printer, fmt, objs)
         return
-    from macvtapctl.ops import deploy, switch
+    from macvtapctl.ops import cnao, switch
+    from macvtapctl.ops import install as installing
 
     with cli.connect() as kube:
         if take_over:
@@ -118,16 +119,16 @@ def install(
             return
         switch.refuse_others(kube, opts.namespace, via_cnao=via == "cnao")
         if via == "cnao":
-            result = [deploy.via_cnao(kube, printer, mode, objs[0])]
+            result = [cnao.via_cnao(kube, printer, mode, objs[0])]
         else:
-            result = deploy.apply_all(kube, printer, mode, objs, opts.namespace)
+            result = installing.apply_all(kube, printer, mode, objs, opts.namespace)
         if wait and mode is DryRun.NONE:
             if via == "cnao":
                 printer.warn("--wait follows the macvtapctl agent; with --via cnao watch CNAO's macvtap-cni instead")
             else:
                 from macvtapctl.cli.progress import Bar, interactive
 
-                deploy.wait_ready(kube, printer, opts, limit,
+                installing.wait_ready(kube, printer, opts, limit,
                                   progress=Bar("nodes ready", 0) if interactive(printer) else None)
     _emit(printer, fmt, result)
 
@@ -165,7 +166,7 @@ def uninstall(
     if restore_upstream and mode is DryRun.CLIENT:
         raise UsageError("--restore-upstream reads the take-over record: use --dry-run=server")
     printer = cli.printer
-    from macvtapctl.ops import deploy
+    from macvtapctl.ops import uninstall as ops
 
     with cli.connect() as kube:
         if restore_upstream:
@@ -173,9 +174,9 @@ def uninstall(
 
             switch.give_back(kube, printer, mode, settings.namespace, limit)
             if purge_node_resources:
-                deploy.purge_nodes(kube, printer, mode)
+                ops.purge_nodes(kube, printer, mode)
             return
-        deploy.uninstall(kube, printer, mode, namespace, purge=purge, purge_node_resources=purge_node_resources,
+        ops.uninstall(kube, printer, mode, namespace, purge=purge, purge_node_resources=purge_node_resources,
                          force=force)
 
 

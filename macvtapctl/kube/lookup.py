@@ -33,3 +33,13 @@ def kubevirt_version_summary(kube: Kube) -> str | None:
         f"{kv['metadata']['namespace']}/{kv['metadata']['name']}={observed_version(kv) or 'unknown'}"
         for kv in kvs
     )
+
+
+def daemonset_pods(kube: Kube, ds: dict[str, Any], namespace: str) -> list[dict[str, Any]]:
+    from macvtapctl.kube.resources import POD
+
+    labels = ((ds.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    if not labels:
+        return []
+    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    return kube.list(POD, namespace, label_selector=selector)

@@ -38,8 +38,8 @@ def _list(kube: Kube, res: Resource, namespace: str | None = None, **kw: Any) ->
 
 def snapshot(kube: Kube, *, reports: bool = True) -> doctor.Snapshot:
     from macvtapctl.kube import dpconfigmap
+    from macvtapctl.kube.lookup import daemonset_pods
     from macvtapctl.manifests import agent as agentm
-    from macvtapctl.ops.deploy import daemonset_pods
 
     s = doctor.Snapshot()
     s.server_version = str(kube.server_version().get("gitVersion") or "") or None

@@ -65,7 +65,7 @@ def _upstream_restart(kube: Kube, report: Reporter, done: Update, mode: DryRun, 
     earlier run changed it without --restart): a second run changes nothing."""
     from macvtapctl import plugins
     from macvtapctl.kube import dpconfigmap
-    from macvtapctl.ops.deploy import daemonset_pods
+    from macvtapctl.kube.lookup import daemonset_pods
 
     target = done.target
     for ds in dpconfigmap.upstream_daemonsets(kube, target.namespace, target.name):
@@ -108,7 +108,7 @@ def wait_served(kube: Kube, report: Reporter, target: Target, *, present: list[s
     ConfigMap only at start: waited for only when `restarted` (--restart)."""
     from macvtapctl import plugins
     from macvtapctl.kube.resources import DAEMONSET
-    from macvtapctl.ops.deploy import Goal, wait_for_goal
+    from macvtapctl.ops.install import Goal, wait_for_goal
 
     readers = [p for p, _ in plugins.find(kube.list(DAEMONSET, target.namespace)) if p.configmap == target.name]
     if not readers:

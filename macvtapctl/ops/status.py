@@ -94,8 +94,9 @@ def _agents(kube: Kube, configmap: str, problems: list[str]) -> list[dict[str, A
     """Every macvtap device-plugin DaemonSet (the agent, macvtap-cni), the ConfigMap each reads, and the nodes
     where two run."""
     from macvtapctl import daemonset, plugins
+    from macvtapctl.daemonset import pull_failures
+    from macvtapctl.kube.lookup import daemonset_pods
     from macvtapctl.kube.resources import DAEMONSET
-    from macvtapctl.ops.deploy import daemonset_pods, pull_failures
 
     found, pods = [], []
     serving = plugins.find(kube.list(DAEMONSET))

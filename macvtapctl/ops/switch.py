@@ -32,7 +32,8 @@ from macvtapctl.kube.resources import CONFIGMAP, DAEMONSET, NETWORK_ADDONS_CONFI
 from macvtapctl.manifests import agent as agentm
 from macvtapctl.manifests import takeover as rec
 from macvtapctl.ops import Reporter
-from macvtapctl.ops.deploy import NodeProgress, apply_all, clean_nodes, wait_ready
+from macvtapctl.ops.install import NodeProgress, apply_all, wait_ready
+from macvtapctl.ops.uninstall import clean_nodes
 
 
 def serving(kube: Kube) -> list[tuple[plugins.Plugin, dict[str, Any]]]:

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from macvtapctl.manifests import agent as agentm
-from macvtapctl.ops.deploy import readiness_of, wanted_resources
+from macvtapctl.ops.install import readiness_of, wanted_resources
 
 LABELS = agentm.daemonset(agentm.InstallOptions())["spec"]["selector"]["matchLabels"]
 
@@ -77,7 +77,7 @@ def test_installs_configmap_lost_to_a_concurrent_creator_is_theirs_and_unchanged
     read and our create) is not an error: the ConfigMap is never overwritten, so it is `unchanged`."""
     from macvtapctl.kube.errors import AlreadyExistsError
     from macvtapctl.kube.options import DryRun
-    from macvtapctl.ops.deploy import apply_all
+    from macvtapctl.ops.install import apply_all
 
     theirs = {"metadata": {"name": "macvtap-deviceplugin-config", "namespace": "macvtap"},
               "data": {"DP_MACVTAP_CONF": '[{"name": "dp", "lowerDevice": "eth0"}]'}}

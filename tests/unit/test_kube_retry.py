@@ -71,7 +71,7 @@ def test_an_object_that_keeps_changing_is_a_conflict() -> None:
 def test_the_cnao_patch_is_retried_on_a_stale_resource_version() -> None:
     """Issue 13.12: a 409 on the NetworkAddonsConfig merge patch re-reads and re-plans instead of failing."""
     from macvtapctl.kube.errors import StaleError
-    from macvtapctl.ops.deploy import via_cnao as _cnao
+    from macvtapctl.ops.cnao import via_cnao as _cnao
 
     class Kube:
         def __init__(self) -> None:

@@ -1,6 +1,6 @@
-"""Deploy the node agent into a cluster (install, --via cnao, --wait) and take it out again (uninstall).
-
-Everything is server-side applied with no-op detection; readiness follows the DaemonSet's own rollout."""
+"""`install`: deploy the node agent into a cluster (server-side applied with no-op detection), and the readiness
+rule its --wait (and expose --wait) applies, on watches. --via cnao: ops/cnao.py; uninstall: ops/uninstall.py.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from macvtapctl import validate
-from macvtapctl.daemonset import not_rolled_out, rollout
-from macvtapctl.errors import PreconditionError, TimeoutExceeded
+from macvtapctl.daemonset import not_rolled_out, pull_failures, rollout
+from macvtapctl.errors import TimeoutExceeded
 from macvtapctl.kube.client import Kube
 from macvtapctl.kube.options import DryRun
 from macvtapctl.manifests import agent as agentm
@@ -84,38 +84,6 @@ def _content(obj: dict[str, Any]) -> dict[str, Any]:
             "labels": meta.get("labels") or {}, "annotations": meta.get("annotations") or {}}
 
 
-def via_cnao(kube: Kube, report: Reporter, mode: DryRun, obj: dict[str, Any]) -> dict[str, Any]:
-    """Create the NetworkAddonsConfig `cluster`, or merge-patch macvtap into the existing one."""
-    from macvtapctl.dig import dig
-    from macvtapctl.kube.resources import NETWORK_ADDONS_CONFIG
-
-    existing = kube.get_or_none(NETWORK_ADDONS_CONFIG, "cluster")
-    label = NETWORK_ADDONS_CONFIG.label("cluster")
-    if existing is None:
-        result: dict[str, Any] = kube.create(NETWORK_ADDONS_CONFIG, obj, dry_run=mode)
-        report.status(label, "created", mode.suffix)
-        return result
-    want = obj["spec"]["macvtap"]
-
-    def attempt() -> dict[str, Any]:
-        nonlocal existing
-        current = existing if existing is not None else kube.get(NETWORK_ADDONS_CONFIG, "cluster")
-        existing = None  # a retry re-reads
-        have = dig(current, "spec", "macvtap")
-        if isinstance(have, dict) and all(have.get(k) == v for k, v in want.items()):
-            report.status(label, "unchanged", mode.suffix)
-            return dict(current)
-        patch = {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
-                 "spec": {"macvtap": want}}
-        written: dict[str, Any] = kube.merge_patch(NETWORK_ADDONS_CONFIG, "cluster", patch, dry_run=mode)
-        report.status(label, "configured", mode.suffix)
-        return written
-
-    from macvtapctl.kube.retry import retry_on_conflict
-
-    return retry_on_conflict(attempt, what=label)
-
-
 @dataclass
 class Readiness:
     ok: bool
@@ -177,30 +145,6 @@ def readiness_of(ds: dict[str, Any], pods: list[dict[str, Any]], all_nodes: list
     if problem:
         lagging[:0] = [f"DaemonSet {namespace}/{name}: {problem}", *pull_failures(pods)]
     return Readiness(problem is None and not lagging, summary, lagging, advertising, len(nodes))
-
-
-def daemonset_pods(kube: Kube, ds: dict[str, Any], namespace: str) -> list[dict[str, Any]]:
-    from macvtapctl.kube.resources import POD
-
-    labels = ((ds.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-    if not labels:
-        return []
-    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-    return kube.list(POD, namespace, label_selector=selector)
-
-
-def pull_failures(pods: list[dict[str, Any]]) -> list[str]:
-    """'pod P on node N cannot pull IMAGE (ImagePullBackOff)' for each pod whose image cannot be pulled."""
-    from macvtapctl.doctor import IMAGE_PULL_FAILURES
-
-    out = []
-    for pod in pods:
-        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-            reason = ((cs.get("state") or {}).get("waiting") or {}).get("reason")
-            if reason in IMAGE_PULL_FAILURES:
-                out.append(f"pod {pod['metadata']['name']} on node {(pod.get('spec') or {}).get('nodeName')} cannot "
-                           f"pull {cs.get('image')} ({reason}; is the image published? see docs/install.md)")
-    return out
 
 
 class NodeProgress(Protocol):
@@ -267,114 +211,3 @@ def wait_for_goal(kube: Kube, report: Reporter, goal: Goal, limit: float,
             f.stop()
         if progress is not None:
             progress.close()
-
-
-def uninstall(kube: Kube, report: Reporter, mode: DryRun, namespace: str, *, purge: bool = False,
-              purge_node_resources: bool = False, force: bool = False) -> None:
-    """Remove what install created: nodes first (the shim and links no pod owns), then the DaemonSet and
-    ServiceAccount (with `purge` the ConfigMap and namespace); refused while VMs use macvtap unless `force`."""
-    from macvtapctl import dpconfig, vmlint
-    from macvtapctl.kube import resources as r
-    from macvtapctl.kube.facts import gather
-    from macvtapctl.kube.vms import all_vms
-
-    try:
-        facts = gather(kube, with_vm_macs=False)
-    except PreconditionError:
-        facts = vmlint.Facts()
-    users = [f"{v['metadata']['namespace']}/{v['metadata']['name']}" for v in all_vms(kube)
-             if vmlint.uses_macvtap(v, facts)]
-    if users and not force:
-        raise PreconditionError(f"{len(users)} VM(s) use macvtap ({', '.join(users[:10])}); delete them first or "
-                                "pass --force")
-    if mode is DryRun.NONE:
-        # Always: a shim left in the CNI bin dir without its agent fails every pod's DEL (exit 11), so pod
-        # teardown would keep failing on every node.
-        clean_nodes(kube, report, namespace)
-    targets: list[tuple[Any, str, str | None]] = [
-        (r.DAEMONSET, agentm.AGENT_NAME, namespace), (r.SERVICE_ACCOUNT, agentm.AGENT_NAME, namespace)]
-    if purge:
-        targets += [(r.CONFIGMAP, dpconfig.CONFIGMAP_NAME, namespace), (r.NAMESPACE, namespace, None)]
-    for res, name, ns in targets:
-        if kube.get_or_none(res, name, ns) is None:
-            continue
-        if mode is not DryRun.CLIENT:
-            kube.delete(res, name, ns, dry_run=mode)
-        report.status(res.label(name), "deleted", mode.suffix)
-    if purge_node_resources:
-        purge_nodes(kube, report, mode)
-
-
-NODE_CLEANUP_TIMEOUT = 120.0
-
-
-def clean_nodes(kube: Kube, report: Reporter, namespace: str) -> None:
-    """Roll the agent to `agent --uninstall` on every node (same image, mounts and privileges): it takes the shim
-    out of the CNI bin dir and deletes the links no pod owns, then reports ready. Nodes that do not finish in
-    time are named; the DaemonSet is deleted either way."""
-    from macvtapctl.errors import ConflictError
-    from macvtapctl.kube.resources import DAEMONSET
-    from macvtapctl.kube.retry import retry_on_conflict
-
-    def roll() -> dict[str, Any] | None:
-        ds = kube.get_or_none(DAEMONSET, agentm.AGENT_NAME, namespace)
-        if ds is None:
-            return None
-        containers = ds["spec"]["template"]["spec"]["containers"]
-        index = next((i for i, c in enumerate(containers) if c.get("name") == "agent"), None)
-        if index is None or "--uninstall" in (containers[index].get("args") or []):
-            return dict(ds)
-        containers[index]["args"] = [*(containers[index].get("args") or []), "--uninstall"]
-        # A merge patch replaces the containers list whole: guarded by the resourceVersion it was read at.
-        patch = {"metadata": {"resourceVersion": ds["metadata"]["resourceVersion"]},
-                 "spec": {"template": {"spec": {"containers": containers}}}}
-        return dict(kube.merge_patch(DAEMONSET, agentm.AGENT_NAME, patch, namespace))
-
-    try:
-        ds = retry_on_conflict(roll, what=f"daemonset {namespace}/{agentm.AGENT_NAME}")
-    except ConflictError as exc:
-        report.warn(f"cannot switch the agent to uninstall mode ({exc}); node files and links are left")
-        return
-    if ds is None:
-        return
-    deadline = time.monotonic() + NODE_CLEANUP_TIMEOUT
-    while True:
-        observed, desired, ready, updated = rollout(kube.get(DAEMONSET, agentm.AGENT_NAME, namespace))
-        if observed and ready == updated == desired:
-            report.status(f"daemonset.apps/{agentm.AGENT_NAME}", f"cleaned {desired} node(s)")
-            return
-        if time.monotonic() >= deadline:
-            report.warn(f"only {updated if observed else 0}/{desired} node(s) finished cleaning up "
-                         f"within {NODE_CLEANUP_TIMEOUT:g}s; the others keep the shim and their links")
-            return
-        time.sleep(1.0)
-
-
-def purge_nodes(kube: Kube, report: Reporter, mode: DryRun) -> None:
-    """The kubelet keeps extended resources of a plugin that is gone (kubernetes#52510): remove them."""
-    from jsonpointer import escape, unescape
-
-    from macvtapctl.kube.resources import NODE
-    from macvtapctl.kube.retry import guarded_json_patch
-
-    prefix = validate.RESOURCE_PREFIX + "/"
-
-    def plan(node: dict[str, Any]) -> list[dict[str, Any]]:
-        status = node.get("status") or {}
-        return [{"op": "remove", "path": f"/status/{part}/{escape(key)}"}
-                for part in ("capacity", "allocatable") for key in sorted(status.get(part) or {})
-                if key.startswith(prefix)]
-
-    for node in kube.list(NODE):
-        name = node["metadata"]["name"]
-        ops = plan(node)
-        if not ops:
-            continue
-        keys = sorted({unescape(op["path"].rsplit("/", 1)[1]) for op in ops})
-        if mode is not DryRun.CLIENT:
-            # The kubelet updates node status all the time: re-read and re-plan when it did meanwhile.
-            _, changed = guarded_json_patch(kube, NODE, name, None, plan, what=f"node {name}", dry_run=mode,
-                                            subresource="status", current=node)
-            if not changed:
-                continue
-        report.status(NODE.label(name), f"patched (removed {', '.join(keys)})", mode.suffix)

@@ -1,0 +1,126 @@
+"""`uninstall`: take the agent out again — nodes first (the shim and the links no pod owns), then its objects;
+and `--purge-node-resources`."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from macvtapctl import validate
+from macvtapctl.daemonset import rollout
+from macvtapctl.errors import PreconditionError
+from macvtapctl.kube.client import Kube
+from macvtapctl.kube.options import DryRun
+from macvtapctl.manifests import agent as agentm
+from macvtapctl.ops import Reporter
+
+
+def uninstall(kube: Kube, report: Reporter, mode: DryRun, namespace: str, *, purge: bool = False,
+              purge_node_resources: bool = False, force: bool = False) -> None:
+    """Remove what install created: nodes first (the shim and links no pod owns), then the DaemonSet and
+    ServiceAccount (with `purge` the ConfigMap and namespace); refused while VMs use macvtap unless `force`."""
+    from macvtapctl import dpconfig, vmlint
+    from macvtapctl.kube import resources as r
+    from macvtapctl.kube.facts import gather
+    from macvtapctl.kube.vms import all_vms
+
+    try:
+        facts = gather(kube, with_vm_macs=False)
+    except PreconditionError:
+        facts = vmlint.Facts()
+    users = [f"{v['metadata']['namespace']}/{v['metadata']['name']}" for v in all_vms(kube)
+             if vmlint.uses_macvtap(v, facts)]
+    if users and not force:
+        raise PreconditionError(f"{len(users)} VM(s) use macvtap ({', '.join(users[:10])}); delete them first or "
+                                "pass --force")
+    if mode is DryRun.NONE:
+        # Always: a shim left in the CNI bin dir without its agent fails every pod's DEL (exit 11), so pod
+        # teardown would keep failing on every node.
+        clean_nodes(kube, report, namespace)
+    targets: list[tuple[Any, str, str | None]] = [
+        (r.DAEMONSET, agentm.AGENT_NAME, namespace), (r.SERVICE_ACCOUNT, agentm.AGENT_NAME, namespace)]
+    if purge:
+        targets += [(r.CONFIGMAP, dpconfig.CONFIGMAP_NAME, namespace), (r.NAMESPACE, namespace, None)]
+    for res, name, ns in targets:
+        if kube.get_or_none(res, name, ns) is None:
+            continue
+        if mode is not DryRun.CLIENT:
+            kube.delete(res, name, ns, dry_run=mode)
+        report.status(res.label(name), "deleted", mode.suffix)
+    if purge_node_resources:
+        purge_nodes(kube, report, mode)
+
+
+NODE_CLEANUP_TIMEOUT = 120.0
+
+
+def clean_nodes(kube: Kube, report: Reporter, namespace: str) -> None:
+    """Roll the agent to `agent --uninstall` on every node (same image, mounts and privileges): it takes the shim
+    out of the CNI bin dir and deletes the links no pod owns, then reports ready. Nodes that do not finish in
+    time are named; the DaemonSet is deleted either way."""
+    from macvtapctl.errors import ConflictError
+    from macvtapctl.kube.resources import DAEMONSET
+    from macvtapctl.kube.retry import retry_on_conflict
+
+    def roll() -> dict[str, Any] | None:
+        ds = kube.get_or_none(DAEMONSET, agentm.AGENT_NAME, namespace)
+        if ds is None:
+            return None
+        containers = ds["spec"]["template"]["spec"]["containers"]
+        index = next((i for i, c in enumerate(containers) if c.get("name") == "agent"), None)
+        if index is None or "--uninstall" in (containers[index].get("args") or []):
+            return dict(ds)
+        containers[index]["args"] = [*(containers[index].get("args") or []), "--uninstall"]
+        # A merge patch replaces the containers list whole: guarded by the resourceVersion it was read at.
+        patch = {"metadata": {"resourceVersion": ds["metadata"]["resourceVersion"]},
+                 "spec": {"template": {"spec": {"containers": containers}}}}
+        return dict(kube.merge_patch(DAEMONSET, agentm.AGENT_NAME, patch, namespace))
+
+    try:
+        ds = retry_on_conflict(roll, what=f"daemonset {namespace}/{agentm.AGENT_NAME}")
+    except ConflictError as exc:
+        report.warn(f"cannot switch the agent to uninstall mode ({exc}); node files and links are left")
+        return
+    if ds is None:
+        return
+    deadline = time.monotonic() + NODE_CLEANUP_TIMEOUT
+    while True:
+        observed, desired, ready, updated = rollout(kube.get(DAEMONSET, agentm.AGENT_NAME, namespace))
+        if observed and ready == updated == desired:
+            report.status(f"daemonset.apps/{agentm.AGENT_NAME}", f"cleaned {desired} node(s)")
+            return
+        if time.monotonic() >= deadline:
+            report.warn(f"only {updated if observed else 0}/{desired} node(s) finished cleaning up "
+                         f"within {NODE_CLEANUP_TIMEOUT:g}s; the others keep the shim and their links")
+            return
+        time.sleep(1.0)
+
+
+def purge_nodes(kube: Kube, report: Reporter, mode: DryRun) -> None:
+    """The kubelet keeps extended resources of a plugin that is gone (kubernetes#52510): remove them."""
+    from jsonpointer import escape, unescape
+
+    from macvtapctl.kube.resources import NODE
+    from macvtapctl.kube.retry import guarded_json_patch
+
+    prefix = validate.RESOURCE_PREFIX + "/"
+
+    def plan(node: dict[str, Any]) -> list[dict[str, Any]]:
+        status = node.get("status") or {}
+        return [{"op": "remove", "path": f"/status/{part}/{escape(key)}"}
+                for part in ("capacity", "allocatable") for key in sorted(status.get(part) or {})
+                if key.startswith(prefix)]
+
+    for node in kube.list(NODE):
+        name = node["metadata"]["name"]
+        ops = plan(node)
+        if not ops:
+            continue
+        keys = sorted({unescape(op["path"].rsplit("/", 1)[1]) for op in ops})
+        if mode is not DryRun.CLIENT:
+            # The kubelet updates node status all the time: re-read and re-plan when it did meanwhile.
+            _, changed = guarded_json_patch(kube, NODE, name, None, plan, what=f"node {name}", dry_run=mode,
+                                            subresource="status", current=node)
+            if not changed:
+                continue
+        report.status(NODE.label(name), f"patched (removed {', '.join(keys)})", mode.suffix)
