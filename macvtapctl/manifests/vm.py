@@ -12,7 +12,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
-from macvtapctl import validate
+from macvtapctl import validate, yamlout
 from macvtapctl.errors import UsageError
 
 DEFAULT_IMAGE = "quay.io/kubevirt/fedora-with-test-tooling-container-disk:devel"
@@ -384,61 +384,21 @@ def _network_data(opts: VMOptions, macs: dict[str, str], pod_mac: str | None) ->
     return {"version": 2, "ethernets": ethernets}
 
 
-def block_yaml(obj: Any, indent: int = 0) -> str:
-    """Block YAML for the small, known shape of cloud-init network data, without a YAML library.
-
-    Keys are plain (validated names); every string value is double-quoted, so a MAC like 02:00:00:00:00:10 is
-    never read as a YAML 1.1 sexagesimal number. Rendering 1000 VMs is ~3x faster than through PyYAML.
-    """
-    pad = " " * indent
-    lines: list[str] = []
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            if isinstance(value, (dict, list)) and value:
-                lines.append(f"{pad}{key}:")
-                lines.append(block_yaml(value, indent + 2).rstrip("\n"))
-            else:
-                lines.append(f"{pad}{key}: {_scalar(value)}")
-    else:
-        for item in obj:
-            body = block_yaml(item, indent + 2).rstrip("\n") if isinstance(item, (dict, list)) \
-                else f"{pad}  {_scalar(item)}"
-            lines.append(f"{pad}- {body[indent + 2:]}")
-    return "\n".join(lines) + "\n"
-
-
-def _scalar(value: Any) -> str:
-    import json
-
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, (dict, list)):
-        return "{}" if isinstance(value, dict) else "[]"
-    return json.dumps(str(value))
-
-
 def _user_data(opts: VMOptions) -> str:
-    lines = ["#cloud-config"]
+    """cloud-config through yamlout (every string that YAML could read as something else is quoted)."""
+    doc: dict[str, Any] = {}
     if opts.user:
-        lines.append(f"user: {_yaml_quote(opts.user)}")  # validated, and quoted all the same
+        doc["user"] = opts.user  # validated, and quoted where needed all the same
     if opts.password is not None:
-        lines += [f"password: {_yaml_quote(opts.password)}", "chpasswd: {expire: false}"]
+        doc["password"] = opts.password
+        doc["chpasswd"] = {"expire": False}
     if opts.ssh_keys:
-        lines.append("ssh_authorized_keys:")
-        lines += [f"  - {_yaml_quote(k)}" for k in opts.ssh_keys]
+        doc["ssh_authorized_keys"] = list(opts.ssh_keys)
     if opts.ga_manage_ssh or any(c.type == "ssh" and c.method == "ga" for c in opts.access_credentials):
         # virtctl's --ga-manage-ssh (implied, as there, by an ssh credential over the guest agent): SELinux lets
         # the guest agent write authorized keys.
-        lines += ["runcmd:", "  - [ setsebool, -P, 'virt_qemu_ga_manage_ssh', 'on' ]"]
-    return "\n".join(lines) + "\n"
-
-
-def _yaml_quote(text: str) -> str:
-    import json
-
-    return json.dumps(text)  # a JSON string is a valid YAML double-quoted scalar
+        doc["runcmd"] = [["setsebool", "-P", "virt_qemu_ga_manage_ssh", "on"]]
+    return "#cloud-config\n" + (yamlout.dump(doc) if doc else "")
 
 
 def _storage(name: str, opts: VMOptions, macs: dict[str, str],
@@ -479,7 +439,7 @@ def _storage(name: str, opts: VMOptions, macs: dict[str, str],
         else:
             network_data = _network_data(opts, macs, pod_mac)
             if network_data is not None:
-                cloud_init["networkData"] = block_yaml(network_data)
+                cloud_init["networkData"] = yamlout.dump(network_data)
         disks.append({"name": "cloudinitdisk", "disk": {"bus": "virtio"}})
         volumes.append({"name": "cloudinitdisk", "cloudInitNoCloud": cloud_init})
     return disks, volumes, data_volumes

@@ -151,6 +151,16 @@ def test_user_data() -> None:
                                   "ssh_authorized_keys": ["ssh-ed25519 AAAA k"]}
 
 
+@pytest.mark.parametrize("text", ["p\nruncmd: [reboot]", "- x", "yes", "0x10", "a: b", "#c", "~", " lead", "é\u2028x"])
+def test_user_data_strings_stay_strings_whatever_they_contain(text: str) -> None:
+    """yamlout quotes what YAML would read as something else: a password or a key is one string, never keys."""
+    opts = vmm.VMOptions(password=text, ssh_keys=[text], ga_manage_ssh=True)
+    ud = spec(vmm.render("a", opts))["volumes"][1]["cloudInitNoCloud"]["userData"]
+    assert ud.startswith("#cloud-config\n")
+    assert yaml.safe_load(ud) == {"password": text, "chpasswd": {"expire": False}, "ssh_authorized_keys": [text],
+                                  "runcmd": [["setsebool", "-P", "virt_qemu_ga_manage_ssh", "on"]]}
+
+
 @pytest.mark.parametrize("user", ["root\nruncmd: [reboot]", "Fedora", "a b", "", "x" * 33, "1user", "us:er"])
 def test_a_user_that_is_not_a_linux_user_name_is_refused_not_injected(user: str) -> None:
     """Issue 13.13: `--user $'root\\nruncmd: [...]'` used to add keys to the cloud-config."""
