@@ -312,29 +312,8 @@ def check(
         raise UsageError("give a VM NAME, or --all (or -A for every namespace)")
     printer = cli.printer
     namespace = None if all_namespaces else cli.namespace
-    from macvtapctl.kube.facts import gather
-    from macvtapctl.kube.vms import all_vms as list_vms
-
     with cli.connect() as kube:
-        cluster_vms = list_vms(kube)  # every VM: a MAC is checked against the whole cluster
-        facts = gather(kube, namespaces=None if namespace is None else {namespace}, vms=cluster_vms)
-        if name:
-            from macvtapctl.kube.resources import VIRTUAL_MACHINE
-
-            assert namespace is not None
-            vms = [kube.get(VIRTUAL_MACHINE, name, namespace)]
-        else:
-            vms = [v for v in cluster_vms if namespace is None or v["metadata"].get("namespace") == namespace]
-    rows: list[dict[str, Any]] = []
-    checked = 0
-    for vm in vms:
-        if not vmlint.uses_macvtap(vm, facts) and not name:
-            continue
-        checked += 1
-        for f in vmlint.lint(vm, facts):
-            rows.append({"namespace": vm["metadata"]["namespace"], "name": vm["metadata"]["name"],
-                         "kind": vm.get("kind", "VirtualMachine"), "severity": f.severity, "check": f.check,
-                         "field": f.field, "message": f.message})
+        checked, rows = vmops.lint_vms(kube, name, namespace)
     errors = sum(r["severity"] == vmlint.ERROR for r in rows)
     warnings = len(rows) - errors
     if fmt in ("json", "yaml"):
@@ -373,23 +352,10 @@ def convert(
         raise UsageError("give a VM NAME, or --all (or -A for every namespace)")
     printer = cli.printer
     namespace = None if all_namespaces else cli.namespace
-    from macvtapctl.kube.facts import registered_bindings
-    from macvtapctl.kube.resources import VIRTUAL_MACHINE
-    from macvtapctl.ops import binding
-
-    results: list[dict[str, Any]] = []
     with cli.connect() as kube:
-        if name:
-            assert namespace is not None
-            targets = [kube.get(VIRTUAL_MACHINE, name, namespace)]
-        else:
-            targets = kube.list(VIRTUAL_MACHINE, namespace)
-        todo = [vm for vm in targets if vmops.core_macvtap_indexes(vm)]
-        if todo and binding_name not in registered_bindings(kube):
-            binding.enable(kube, printer, mode, binding_name=binding_name, kubevirt_version=kubevirt_version)
-        for vm in targets:
-            results.append(vmops.convert_one(kube, printer, mode, vm, binding_name))
-    if not targets:
+        results = vmops.convert_vms(kube, printer, mode, name, namespace, binding_name=binding_name,
+                                    kubevirt_version=kubevirt_version)
+    if not results:
         printer.info("no VirtualMachines found")
     if fmt in ("json", "yaml", "name"):
         printer.objects(results, fmt, as_list=len(results) != 1)

@@ -149,3 +149,50 @@ def _convert_ops(indexes: list[int], binding: str) -> list[dict[str, Any]]:
         ops.append({"op": "remove", "path": f"{base}/{i}/macvtap"})
         ops.append({"op": "add", "path": f"{base}/{i}/binding", "value": {"name": binding}})
     return ops
+
+
+def lint_vms(kube: Kube, name: str | None, namespace: str | None) -> tuple[int, list[dict[str, Any]]]:
+    """vm check: (how many VMs on macvtap were checked, one row per finding). `name` is checked whether or not
+    it uses macvtap; otherwise every VM in `namespace` (None: all) that does. MACs are checked against every VM
+    of the cluster."""
+    from macvtapctl.kube.facts import gather
+    from macvtapctl.kube.resources import VIRTUAL_MACHINE
+    from macvtapctl.kube.vms import all_vms
+
+    cluster_vms = all_vms(kube)
+    facts = gather(kube, namespaces=None if namespace is None else {namespace}, vms=cluster_vms)
+    if name:
+        if namespace is None:
+            raise PreconditionError("a VM name needs a namespace")
+        vms = [kube.get(VIRTUAL_MACHINE, name, namespace)]
+    else:
+        vms = [v for v in cluster_vms if namespace is None or v["metadata"].get("namespace") == namespace]
+    rows: list[dict[str, Any]] = []
+    checked = 0
+    for vm in vms:
+        if not vmlint.uses_macvtap(vm, facts) and not name:
+            continue
+        checked += 1
+        rows += [{"namespace": vm["metadata"]["namespace"], "name": vm["metadata"]["name"],
+                  "kind": vm.get("kind", "VirtualMachine"), "severity": f.severity, "check": f.check,
+                  "field": f.field, "message": f.message} for f in vmlint.lint(vm, facts)]
+    return checked, rows
+
+
+def convert_vms(kube: Kube, report: Reporter, mode: DryRun, name: str | None, namespace: str | None, *,
+                binding_name: str, kubevirt_version: str | None) -> list[dict[str, Any]]:
+    """vm convert: rewrite core `macvtap: {}` interfaces to the binding, registering the binding first when a VM
+    needs it. Returns each target VM as written (or found unchanged)."""
+    from macvtapctl.kube.facts import registered_bindings
+    from macvtapctl.kube.resources import VIRTUAL_MACHINE
+    from macvtapctl.ops import binding
+
+    if name:
+        if namespace is None:
+            raise PreconditionError("a VM name needs a namespace")
+        targets = [kube.get(VIRTUAL_MACHINE, name, namespace)]
+    else:
+        targets = kube.list(VIRTUAL_MACHINE, namespace)
+    if any(core_macvtap_indexes(vm) for vm in targets) and binding_name not in registered_bindings(kube):
+        binding.enable(kube, report, mode, binding_name=binding_name, kubevirt_version=kubevirt_version)
+    return [convert_one(kube, report, mode, vm, binding_name) for vm in targets]
