@@ -75,3 +75,11 @@ def test_the_config_source_keeps_the_last_good_configuration(tmp_path: Path) -> 
 def test_without_a_readable_file_nothing_is_served_and_that_is_said(tmp_path: Path) -> None:
     src = ConfigSource(path=str(tmp_path / "missing"))
     assert src.read() is True and src.entries == [] and not src.expose_all
+
+
+def test_only_the_netlink_room_opens_netlink_sockets() -> None:
+    """One netlink room (agent/netlink/): its three clients — blocking `Netlink`, awaited `Rtnl`, the awaited link
+    subscription — are the only code that opens an AF_NETLINK socket."""
+    root = Path(__file__).resolve().parents[2] / "macvtapctl"
+    openers = sorted(str(p.relative_to(root)) for p in root.rglob("*.py") if "AF_NETLINK" in p.read_text())
+    assert openers and all(p.startswith("agent/netlink/") for p in openers), openers

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import Callable
 
 from macvtapctl.agent.netlink import Link, rtnl
+from macvtapctl.agent.netlink.subscription import link_events
 
 log = logging.getLogger("macvtapctl.agent.deviceplugin.links")
 QUIET_KINDS = ("macvtap",)
@@ -24,35 +24,28 @@ class LinkWatcher:
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK, socket.NETLINK_ROUTE)
             try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-                sock.bind((0, rtnl.RTMGRP_LINK))  # subscribe first, then dump: no event is lost
-                await loop.sock_sendall(sock, rtnl.dump_request())
-                self.links, self.by_index, self.flags = {}, {}, {}
-                dumping = True
-                while True:
-                    data = await loop.sock_recv(sock, 1 << 16)
-                    changed = False
-                    for raw in rtnl.messages(data):
-                        if raw.type == rtnl.NLMSG_DONE and dumping:
-                            dumping = False
-                            self.ready.set()
-                            changed = True
-                        else:
-                            changed |= self.handle(raw)
-                    if changed and not dumping:
-                        self.on_change()
+                async with link_events() as batches:
+                    self.links, self.by_index, self.flags = {}, {}, {}
+                    dumping = True
+                    async for batch in batches:
+                        changed = False
+                        for raw in batch:
+                            if raw.type == rtnl.NLMSG_DONE and dumping:
+                                dumping = False
+                                self.ready.set()
+                                changed = True
+                            else:
+                                changed |= self.handle(raw)
+                        if changed and not dumping:
+                            self.on_change()
             except asyncio.CancelledError:
                 raise
             except OSError:  # ENOBUFS: events were lost; resubscribe and re-dump
                 log.exception("link watch failed; resubscribing")
                 self.ready.clear()
                 await asyncio.sleep(0.2)
-            finally:
-                sock.close()
 
     def handle(self, raw: rtnl.Raw) -> bool:
         """Record one link event; True when it matters to the device plugin. The pre-filter skips what carries

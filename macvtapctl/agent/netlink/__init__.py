@@ -1,6 +1,7 @@
-"""The agent's one netlink stack: RTNL requests encoded by pyroute2 (rtnl.py) on raw sockets the agent owns —
-`Netlink` here, blocking, for the datapath and the node checks; rtnl_client.py's `Rtnl`, awaited on the event
-loop, for Allocate — and replies read into the one link type `Link`.
+"""The agent's one netlink stack: the codec (rtnl.py: RTNL requests encoded by pyroute2, replies read into the one
+link type `Link`) and its three clients, on raw sockets the agent owns — `Netlink` here, blocking, for the
+datapath and the node checks; rtnl_client.py's `Rtnl`, awaited on the event loop, for Allocate;
+subscription.py's `link_events`, awaited, the device plugin's watch of the node's links.
 
 pyroute2's `IPRoute` is not used: its synchronous calls run an asyncio round per request (0.90 ms for a GETLINK
 against 0.12 ms on a plain socket, measured) and importing it costs 12 MiB of the agent's memory.
