@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any
 
 import typer
@@ -95,10 +96,7 @@ def install(
         printer.warn(f"{agentm.DEFAULT_IMAGE} is not published in a registry yet: nodes will fail to pull it. Build "
                      "the image (make image), push it (skopeo copy oci-archive:build/agent-image.tar "
                      "docker://REGISTRY/macvtapctl/agent:TAG) and pass --image REGISTRY/macvtapctl/agent:TAG")
-    if via == "cnao":
-        objs = [agentm.network_addons_config(device_plugin_config)]
-    else:
-        objs = [agentm.namespace(opts), agentm.service_account(opts), agentm.configmap(opts), agentm.daemonset(opts)]
+    objs = [agentm.network_addons_config(device_plugin_config)] if via == "cnao" else _agent_objects(opts)
     if mode is DryRun.CLIENT:
         from macvtapctl.output import resource_label
 
@@ -117,7 +115,9 @@ def install(
                                       progress=Bar("nodes ready", 0) if interactive(printer) else None)
             _emit(printer, fmt, result)
             return
-        switch.refuse_others(kube, opts.namespace, via_cnao=via == "cnao")
+        reads = switch.refuse_others(kube, opts.namespace, via_cnao=via == "cnao")
+        if via == "agent" and reads and reads != opts.configmap:  # keep the agent on the ConfigMap it reads
+            opts.configmap, objs = reads, _agent_objects(dataclasses.replace(opts, configmap=reads))
         if via == "cnao":
             result = [cnao.via_cnao(kube, printer, mode, objs[0])]
         else:
@@ -131,6 +131,10 @@ def install(
                 installing.wait_ready(kube, printer, opts, limit,
                                   progress=Bar("nodes ready", 0) if interactive(printer) else None)
     _emit(printer, fmt, result)
+
+
+def _agent_objects(opts: agentm.InstallOptions) -> list[dict[str, Any]]:
+    return [agentm.namespace(opts), agentm.service_account(opts), agentm.configmap(opts), agentm.daemonset(opts)]
 
 
 def _emit(printer: Printer, fmt: str, objs: list[dict[str, Any]]) -> None:

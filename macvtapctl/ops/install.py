@@ -98,7 +98,7 @@ def wanted_resources(kube: Kube, opts: agentm.InstallOptions) -> list[str]:
     from macvtapctl import dpconfig
     from macvtapctl.kube import dpconfigmap
 
-    target = dpconfigmap.locate(kube, opts.namespace)
+    target = dpconfigmap.locate(kube, opts.namespace, opts.configmap)
     cfg = target.config() if target.object is not None else None
     return [] if cfg is None or cfg.expose_all else [
         validate.full_resource_name(e.name) for e in dpconfig.usable_entries(cfg)[0]]

@@ -41,14 +41,17 @@ def serving(kube: Kube) -> list[tuple[plugins.Plugin, dict[str, Any]]]:
     return plugins.find(kube.list(DAEMONSET))
 
 
-def refuse_others(kube: Kube, namespace: str, *, via_cnao: bool = False) -> None:
+def refuse_others(kube: Kube, namespace: str, *, via_cnao: bool = False) -> str | None:
     """Before install writes anything: another macvtap device plugin (upstream's, CNAO's, or the agent in
-    another namespace) would compete with the one installed."""
+    another namespace) would compete with the one installed. Returns the ConfigMap the agent already in
+    `namespace` reads (after a take-over: macvtap-cni's, which may have another name), which it keeps reading."""
+    reads = None
     for p, _ in serving(kube):
         if p.kind == plugins.AGENT:
             if p.namespace != namespace or p.name != agentm.AGENT_NAME:
                 raise PreconditionError(f"the macvtapctl agent already runs as {p.label}: pass --namespace "
                                         f"{p.namespace} to update it")
+            reads = p.configmap
             continue
         if via_cnao and p.cnao:
             continue  # the NetworkAddonsConfig being configured is the one that deployed it
@@ -61,6 +64,7 @@ def refuse_others(kube: Kube, namespace: str, *, via_cnao: bool = False) -> None
             raise PreconditionError("NetworkAddonsConfig cluster has spec.macvtap: CNAO deploys macvtap-cni, which "
                                     "would compete with the agent; once it runs, pass --take-over to switch its "
                                     "nodes to the agent (docs/install.md)")
+    return reads
 
 
 @dataclass

@@ -240,3 +240,31 @@ def test_take_over_from_cnao_turns_its_macvtap_off_and_records_its_spec(cli, adm
                 if k.get_or_none(res, name, ns):
                     k.delete(res, name, ns)
             k.delete(NETWORK_ADDONS_CONFIG, "cluster")
+
+
+def test_a_plain_install_after_a_take_over_keeps_the_agent_on_macvtap_cnis_configmap(cli, admin, control_plane,
+                                                                                    upstream) -> None:
+    """After a take-over of a ConfigMap with another name, `install -n NS` (an upgrade, say) must not point the
+    agent at a new `[]` ConfigMap of the default name."""
+    theirs = "dataplane-config"
+    with control_plane.kube() as k:
+        k.create(CONFIGMAP, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": theirs, "namespace": UP_NS},
+                             "data": {"DP_MACVTAP_CONF": CONF}}, UP_NS)
+        k.delete(DAEMONSET, "macvtap-cni", UP_NS)
+        _create(k, DAEMONSET, upstream_ds(UP_NS, theirs))
+    try:
+        r = cli("--kubeconfig", admin, "install", "--take-over", "--image", "r.example/a:v1", "--timeout", "1s")
+        assert r.exit_code == ExitCode.TIMEOUT, r.stderr  # no DaemonSet controller here: cut short
+        with control_plane.kube() as k:
+            k.delete(DAEMONSET, "macvtap-cni", UP_NS)  # as the finished take-over would have
+        r = cli("--kubeconfig", admin, "-n", UP_NS, "install", "--image", "r.example/a:v2")
+        assert r.exit_code == 0, r.stderr
+        assert f"configmap/{theirs} unchanged" in r.stderr and f"configmap/{CM}" not in r.stderr, r.stderr
+        with control_plane.kube() as k:
+            vols = k.get(DAEMONSET, AGENT, UP_NS)["spec"]["template"]["spec"]["volumes"]
+            assert [v["configMap"]["name"] for v in vols if v["name"] == "config"] == [theirs]
+            assert k.get(CONFIGMAP, theirs, UP_NS)["data"]["DP_MACVTAP_CONF"] == CONF
+    finally:
+        with control_plane.kube() as k:
+            if k.get_or_none(CONFIGMAP, theirs, UP_NS):
+                k.delete(CONFIGMAP, theirs, UP_NS)
