@@ -90,7 +90,7 @@ def main() -> int:
     parser.add_argument("--chain", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        cp = ControlPlane(Path(tmp) / "cp", kubevirt_version="v1.5.0").start()
+        cp = ControlPlane(Path(tmp) / "cp", kubevirt_version="v1.5.0", in_cluster=True).start()
         node = Node(cp.dir)
         try:
             node.up()

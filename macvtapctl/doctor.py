@@ -421,8 +421,9 @@ def node_agents(s: Snapshot) -> Iterator[Finding]:
     for node in sorted(s.reports):
         if stale_report(s, node):
             yield Finding("node-report-stale", INFO, ref("node", node), "the agent's last report judged an older "
-                          "device-plugin configuration (the kubelet refreshes the mounted ConfigMap within its sync "
-                          "period): its configuration checks are left out", "macvtapctl doctor   (again in a minute)")
+                          "device-plugin configuration (each agent reports once a minute): its configuration checks "
+                          "are left out", "macvtapctl doctor   (again in a minute)")
+    yield from config_source(s)
     for node, report in sorted(s.reports.items()):
         if report and report.get("virtualization"):
             yield Finding("virtualised-node", WARNING, ref("node", node),
@@ -430,6 +431,26 @@ def node_agents(s: Snapshot) -> Iterator[Finding]:
                           "promiscuous mode / forged transmits, or frames for VM MACs never arrive")
     for node, why in sorted(s.report_errors.items()):
         yield Finding("node-no-report", INFO, ref("node", node), f"node-side checks not available: {why}")
+
+
+def config_source(s: Snapshot) -> Iterator[Finding]:
+    """A node whose agent cannot follow its ConfigMap through the API server: a change reaches it only when the
+    kubelet refreshes the mounted copy (its sync period, a minute by default), or not at all while it keeps the
+    API's last document. Reports of agents without the API watch carry no configSource and say nothing here."""
+    for node, report in sorted(s.reports.items()):
+        src = (report or {}).get("configSource") or {}
+        if not src or (src.get("source") == "api" and not src.get("detail")):
+            continue
+        where = src.get("from", "?")
+        if src.get("source") == "file":
+            message = (f"the agent reads the mounted {where}, not the API server: a change reaches this node after "
+                       f"the kubelet's sync period (a minute by default): {src.get('detail', '')}")
+        else:
+            message = f"the agent serves the last {where} it saw: {src.get('detail', '')}"
+        detail = str(src.get("detail", ""))
+        fix = ("macvtapctl install (it writes the agent's Role and RoleBinding)" if "forbidden" in detail or
+               "HTTP 401" in detail else "the agent's log (kubectl logs) says why the API server does not answer")
+        yield Finding("config-source", WARNING, ref("node", node), message, fix)
 
 
 def agent_health(s: Snapshot) -> Iterator[Finding]:

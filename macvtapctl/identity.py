@@ -14,3 +14,5 @@ POD_RESOURCES_SOCKET = f"{KUBELET_ROOT}/pod-resources/kubelet.sock"
 CNI_BIN_DIR = "/opt/cni/bin"
 QEMU_UID = 107  # qemu in KubeVirt's virt-launcher: the owner /dev/tapN is handed to
 QEMU_GID = 107
+# Where the agent container gets its service-account token, CA and namespace (a projected volume of its own).
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"

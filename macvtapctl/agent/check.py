@@ -23,48 +23,47 @@ class Result:
     id: str = ""  # the doctor finding this result feeds (docs/doctor.md), "" for none
 
 
-def _raw_config(config_file: str | None) -> str | None:
-    if config_file:
-        try:
-            return Path(config_file).read_text()
-        except OSError:
-            return None
-    return os.environ.get(dpconfig.CONFIG_KEY) or None
+# A configuration document: its text (None when it cannot be read), where it is from, and why it cannot be read.
+Document = tuple[str | None, str, str]
 
 
-def read_config(config_file: str | None) -> tuple[dpconfig.Config | None, str]:
+def file_document(config_file: str | None) -> Document:
+    """`agent check`: the file, else DP_MACVTAP_CONF (the agent itself reads through its ConfigSource)."""
     if config_file:
         try:
-            raw = Path(config_file).read_text()
+            return Path(config_file).read_text(), config_file, ""
         except OSError as exc:
-            return None, f"cannot read {config_file}: {exc.strerror}"
-        where = config_file
-    else:
-        raw = os.environ.get(dpconfig.CONFIG_KEY, "")
-        where = dpconfig.CONFIG_KEY
-        if not raw:
-            return None, f"no configuration: set {dpconfig.CONFIG_KEY} or pass --config-file"
+            return None, config_file, str(exc.strerror)
+    raw = os.environ.get(dpconfig.CONFIG_KEY, "")
+    return (raw, dpconfig.CONFIG_KEY, "") if raw else (
+        None, dpconfig.CONFIG_KEY, f"no configuration: set {dpconfig.CONFIG_KEY} or pass --config-file")
+
+
+def read_config(document: Document) -> tuple[dpconfig.Config | None, str]:
+    raw, where, error = document
+    if raw is None:
+        return None, error if error.startswith("no configuration") else f"cannot read {where}: {error}"
     try:
         return dpconfig.parse(raw, where=where), where
     except dpconfig.MalformedConfigError as exc:
         return None, exc.message
 
 
-def run_checks(*, config_file: str | None, plugin_dir: str, owner: int, group: int,
+def run_checks(*, document: Document, plugin_dir: str, owner: int, group: int,
                tap_dir: str = "/dev", visibility: Result | None = None) -> list[Result]:
     """Every node check. `visibility`: a /dev/tapN visibility result measured before (the test creates a link, so
     the periodic report measures it once)."""
     from macvtapctl.agent.netlink import host
 
     h = host()
-    return _run(h, {link.name: link for link in h.links()}, config_file=config_file, plugin_dir=plugin_dir,
+    return _run(h, {link.name: link for link in h.links()}, document=document, plugin_dir=plugin_dir,
                 owner=owner, group=group, tap_dir=tap_dir, visibility=visibility)
 
 
-def _run(h: Netlink, links: dict[str, Link], *, config_file: str | None, plugin_dir: str, owner: int, group: int,
+def _run(h: Netlink, links: dict[str, Link], *, document: Document, plugin_dir: str, owner: int, group: int,
          tap_dir: str, visibility: Result | None) -> list[Result]:
     results: list[Result] = []
-    cfg, where = read_config(config_file)
+    cfg, where = read_config(document)
     lowers: list[str] = []
     if cfg is None:
         results.append(Result("configuration", FAIL, where))
@@ -133,7 +132,7 @@ def virtualization(dmi_dir: str = "/sys/class/dmi/id") -> str | None:
     return None
 
 
-def node_report(node: str, *, config_file: str | None, plugin_dir: str, owner: int, group: int,
+def node_report(node: str, *, document: Document, plugin_dir: str, owner: int, group: int,
                 cni_bin_dir: str | None, tap_dir: str = "/dev", visibility: Result | None = None,
                 dmi_dir: str = "/sys/class/dmi/id") -> dict[str, Any]:
     """What `doctor` reads from this node's agent (GET /doctor on its health port)."""
@@ -143,7 +142,7 @@ def node_report(node: str, *, config_file: str | None, plugin_dir: str, owner: i
 
     h = host()
     links = {link.name: link for link in h.links()}
-    results = _run(h, links, config_file=config_file, plugin_dir=plugin_dir, owner=owner, group=group,
+    results = _run(h, links, document=document, plugin_dir=plugin_dir, owner=owner, group=group,
                    tap_dir=tap_dir, visibility=visibility)
     if cni_bin_dir:
         shim = Path(cni_bin_dir) / "macvtap"
@@ -152,7 +151,7 @@ def node_report(node: str, *, config_file: str | None, plugin_dir: str, owner: i
                               "microk8s keep CNI binaries elsewhere)", "agent-health"))
     return {"node": node, "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "checks": [r.__dict__ for r in results], "lowerDevices": lower_devices(links),
-            "configDigest": dpconfig.digest(_raw_config(config_file)),
+            "configDigest": dpconfig.digest(document[0] or None),
             "virtualization": virtualization(dmi_dir)}
 
 

@@ -14,6 +14,8 @@ from typing import Any
 from macvtapctl import identity
 from macvtapctl.agent.cni import datapath
 from macvtapctl.agent.cni.protocol import CniError
+from macvtapctl.agent.configmap_watch import ConfigMapWatch
+from macvtapctl.agent.deviceplugin.config_source import ConfigSource
 from macvtapctl.agent.link_registry import LinkRegistry
 
 log = logging.getLogger("macvtapctl.agent")
@@ -36,6 +38,7 @@ class AgentConfig:
     node_name: str = ""  # for the doctor report (the DaemonSet sets NODE_NAME)
     cni_bin_dir: str | None = None  # where the shim was installed, checked by the doctor report
     report_interval: float = 60.0  # node checks for `doctor` (GET /doctor); 0: none
+    configmap: tuple[str, str] | None = None  # (namespace, name) followed through the API; config_file: fallback
 
 
 def _ours(record: logging.LogRecord) -> bool:
@@ -76,13 +79,13 @@ async def run(cfg: AgentConfig) -> None:
         metrics.cni.labels(command=command, result=result).observe(seconds)
 
     server = CniServer(cfg.cni_socket, handle, workers=cfg.workers, observe=observe_cni)
+    watch = _configmap_watch(cfg)
+    source = ConfigSource(path=cfg.config_file, api=watch, on_read=metrics.config_read)
     manager = None
     if cfg.device_plugin:
         from macvtapctl.agent.deviceplugin.allocator import make_allocator
-        from macvtapctl.agent.deviceplugin.manager import ConfigSource, Manager
+        from macvtapctl.agent.deviceplugin.manager import Manager
 
-        source = ConfigSource(path=cfg.config_file, on_read=metrics.config_read) if cfg.config_file else (
-            ConfigSource(on_read=metrics.config_read))
         lookup: list[Manager] = []
         manager = Manager(source, cfg.plugin_dir,
                           make_allocator(registry, cfg.tap_dir, lambda name: lookup[0].lower(name) if lookup else None),
@@ -90,6 +93,11 @@ async def run(cfg: AgentConfig) -> None:
                           observe=lambda result, s: metrics.allocate.labels(result=result).observe(s),
                           on_devices=lambda name, n: metrics.devices.labels(resource=name).set(n))
         lookup.append(manager)
+    if watch is not None:
+        watch.on_change = manager.config_changed if manager is not None else (lambda: None)
+        watch.start()
+        # The first configuration from the API when it answers soon, not from a file a sync period old.
+        await asyncio.to_thread(watch.answered.wait, FIRST_ANSWER_WAIT)
 
     def alive() -> tuple[bool, str]:
         try:
@@ -104,14 +112,35 @@ async def run(cfg: AgentConfig) -> None:
             return ok, why
         return manager.readiness() if manager is not None else (True, "ok")
 
-    report = NodeReport(cfg)
+    report = NodeReport(cfg, source)
     health = HealthServer(cfg.metrics_host, cfg.metrics_port, metrics, ready, alive, report=report.latest,
-                          probe_dhcp=lambda resource: probe_dhcp(cfg, resource)) if cfg.metrics_port else None
+                          probe_dhcp=lambda resource: probe_dhcp(cfg, source, resource)) if cfg.metrics_port else None
     loops = [report.loop] if cfg.report_interval and cfg.metrics_port else []
-    await _serve(server, health, manager, reclaim if cfg.reclaim_interval else None, cfg.reclaim_interval, loops)
+    try:
+        await _serve(server, health, manager, reclaim if cfg.reclaim_interval else None, cfg.reclaim_interval,
+                     loops)
+    finally:
+        if watch is not None:
+            watch.stop()
 
 
-def probe_dhcp(cfg: AgentConfig, resource: str) -> tuple[int, dict[str, Any]]:
+FIRST_ANSWER_WAIT = 3.0
+
+
+def _configmap_watch(cfg: AgentConfig) -> ConfigMapWatch | None:
+    from macvtapctl import dpconfig
+    from macvtapctl.agent.configmap_watch import in_cluster_available
+
+    if cfg.configmap is None:
+        return None
+    if not in_cluster_available():
+        log.warning("--configmap %s/%s: no service-account token or KUBERNETES_SERVICE_HOST in this pod; following "
+                    "the mounted file only (%s)", *cfg.configmap, cfg.config_file)
+        return None
+    return ConfigMapWatch(*cfg.configmap, dpconfig.CONFIG_KEY, lambda: None)
+
+
+def probe_dhcp(cfg: AgentConfig, source: ConfigSource, resource: str) -> tuple[int, dict[str, Any]]:
     """GET /probe/dhcp?resource=R (doctor --probe-dhcp): a DHCPDISCOVER on R's lower device, in the health server's
     thread. Only a resource of the current configuration: the caller never names a link."""
     from macvtapctl import validate
@@ -123,7 +152,7 @@ def probe_dhcp(cfg: AgentConfig, resource: str) -> tuple[int, dict[str, Any]]:
         validate.check_resource_name(resource)
     except UsageError as exc:
         return 400, {"error": exc.message}
-    config, where = check.read_config(cfg.config_file)
+    config, where = check.read_config(source.document())
     if config is None:
         return 503, {"error": where}
     entry = None if config.expose_all else config.find(resource)
@@ -139,8 +168,9 @@ def probe_dhcp(cfg: AgentConfig, resource: str) -> tuple[int, dict[str, Any]]:
 class NodeReport:
     """The node checks `doctor` reads (GET /doctor), run every report_interval in a thread (netlink, sysfs)."""
 
-    def __init__(self, cfg: AgentConfig) -> None:
+    def __init__(self, cfg: AgentConfig, source: ConfigSource) -> None:
         self.cfg = cfg
+        self.source = source
         self.report: dict[str, Any] | None = None
         self.visibility: Any = None  # measured once (it creates a link and a /dev/tapN), when there is a lower
 
@@ -156,9 +186,11 @@ class NodeReport:
 
             for name in check.remove_check_leftovers(host()):
                 log.info("deleted %s, a test link a killed node check left behind", name)
-        report = check.node_report(cfg.node_name, config_file=cfg.config_file, plugin_dir=cfg.plugin_dir,
-                                   owner=107, group=107, cni_bin_dir=cfg.cni_bin_dir, tap_dir=cfg.tap_dir,
-                                   visibility=self.visibility)
+        # The document the device plugin serves (the API's or the file's, by the same rule), and where it is from.
+        report = check.node_report(cfg.node_name, document=self.source.document(), plugin_dir=cfg.plugin_dir,
+                                   owner=identity.QEMU_UID, group=identity.QEMU_GID, cni_bin_dir=cfg.cni_bin_dir,
+                                   tap_dir=cfg.tap_dir, visibility=self.visibility)
+        report["configSource"] = self.source.state()
         if self.visibility is None:  # measured again while skipped: a lower device may be configured later
             found = [c for c in report["checks"] if c.get("id") == "kind-dev" and c.get("status") != check.SKIP]
             self.visibility = check.Result(**found[0]) if found else None

@@ -41,6 +41,11 @@ def agent(
         "--config-file", metavar="PATH", envvar="MACVTAPCTL_CONFIG_FILE",
         help="DP_MACVTAP_CONF as a file (a mounted ConfigMap), re-read on change; default: the "
              "DP_MACVTAP_CONF environment variable.")] = None,
+    configmap: Annotated[str | None, typer.Option(
+        "--configmap", metavar="[NAMESPACE/]NAME", envvar="MACVTAPCTL_CONFIGMAP",
+        help="Follow this ConfigMap through the API server (the pod's service-account token; namespace: "
+             "POD_NAMESPACE's), within a second of a change; --config-file is the fallback while the API server "
+             "does not answer.")] = None,
     veth_is_physical: Annotated[bool, typer.Option(
         "--veth-is-physical", help="Testing: with [], expose veth links as if they were NICs.")] = False,
     metrics_address: Annotated[str, typer.Option(
@@ -85,6 +90,7 @@ def agent(
         raise UsageError(f"invalid --report-interval {report_interval}: must be >= 0")
     if install_only and not install_cni:
         raise UsageError("--install-only needs --install-cni DIR")
+    follow = _configmap(configmap, config_file)
     daemon.setup_logging(log_level)
     if uninstall:
         if os.geteuid() != 0:
@@ -113,9 +119,29 @@ def agent(
             device_plugin=device_plugin, plugin_dir=device_plugin_dir, config_file=config_file,
             veth_is_physical=veth_is_physical, metrics_host=host or "0.0.0.0", metrics_port=port,  # noqa: S104
             pod_resources_socket=pod_resources_socket, reclaim_interval=reclaim_interval, node_name=node_name,
-            cni_bin_dir=install_cni, report_interval=report_interval)))
+            cni_bin_dir=install_cni, report_interval=report_interval, configmap=follow)))
     except daemon.AgentFailed as exc:  # logged with its traceback already; exit 1 so the kubelet restarts us
         raise MacvtapctlError(str(exc)) from None
+
+
+def _configmap(value: str | None, config_file: str | None) -> tuple[str, str] | None:
+    """--configmap [NAMESPACE/]NAME as (namespace, name); the namespace defaults to the pod's (POD_NAMESPACE)."""
+    import os
+
+    from macvtapctl import validate
+
+    if value is None:
+        return None
+    if not config_file:
+        raise UsageError(f'invalid --configmap "{value}": needs --config-file (the fallback while the API server '
+                         "does not answer)")
+    ns, _, name = value.rpartition("/")
+    ns = ns or os.environ.get("POD_NAMESPACE", "")
+    if not ns:
+        raise UsageError(f'invalid --configmap "{value}": give NAMESPACE/NAME, or set POD_NAMESPACE')
+    validate.check_dns_subdomain(name, "--configmap")
+    validate.check_dns_label(ns, "--configmap namespace")
+    return ns, name
 
 
 def _metrics_address(value: str) -> tuple[str, int]:
@@ -155,9 +181,9 @@ def check(
     output = application(ctx).output_format(("table", "json"))
     if os.geteuid() != 0:
         raise MacvtapctlError("agent check must run as root on the node (it creates a test macvtap link)")
-    from macvtapctl.agent.check import FAIL, run_checks
+    from macvtapctl.agent.check import FAIL, file_document, run_checks
 
-    results = run_checks(config_file=config_file, plugin_dir=device_plugin_dir, owner=owner, group=group)
+    results = run_checks(document=file_document(config_file), plugin_dir=device_plugin_dir, owner=owner, group=group)
     printer = Printer()
     if output == "json":
         printer.data(json.dumps({"ok": all(r.status != FAIL for r in results),

@@ -48,7 +48,10 @@ def doctor(
         printer.document({"apiVersion": "macvtapctl.io/v1", "kind": "DoctorReport",
                           "target": f"{cli.namespace}/{name}" if name else None,
                           "summary": {**counts, "nodesReporting": sorted(snap.reports),
-                                      "nodesNotReporting": dict(sorted(snap.report_errors.items()))},
+                                      "nodesNotReporting": dict(sorted(snap.report_errors.items())),
+                                      # where each reporting agent's configuration comes from (api, file)
+                                      "configSources": {n: ((r or {}).get("configSource") or {}).get("source")
+                                                        for n, r in sorted(snap.reports.items())}},
                           "findings": [f.as_dict() for f in findings]}, fmt)
     elif findings:
         wide = fmt == "wide"

@@ -134,7 +134,8 @@ def install(
 
 
 def _agent_objects(opts: agentm.InstallOptions) -> list[dict[str, Any]]:
-    return [agentm.namespace(opts), agentm.service_account(opts), agentm.configmap(opts), agentm.daemonset(opts)]
+    return [agentm.namespace(opts), agentm.service_account(opts), agentm.role(opts), agentm.role_binding(opts),
+            agentm.configmap(opts), agentm.daemonset(opts)]
 
 
 def _emit(printer: Printer, fmt: str, objs: list[dict[str, Any]]) -> None:

@@ -1,7 +1,11 @@
-"""The node agent's objects (pure): namespace, ServiceAccount, DP ConfigMap, DaemonSet; CNAO and KinD configs.
+"""The node agent's objects (pure): namespace, ServiceAccount, its Role and RoleBinding, DP ConfigMap, DaemonSet;
+CNAO and KinD configs.
 
-Least privilege, and why (docs/install.md): the agent never calls the API server (its configuration is the
-mounted ConfigMap), so its ServiceAccount gets no RBAC and no token. It is not privileged; it keeps only:
+Least privilege, and why (docs/install.md): the agent's one use of the API server is to follow its ConfigMap (a
+change reaches the node in a second, not after the kubelet's sync period): a Role in its namespace allows get,
+list and watch on that one ConfigMap by name, and a token is projected into the agent container only (the
+ServiceAccount and the pod do not automount one). The mounted ConfigMap stays its fallback. It is not
+privileged; it keeps only:
 NET_ADMIN (create, move and configure links), SYS_ADMIN (setns into pod network namespaces), SYS_PTRACE
 (open /proc/<pid>/ns/net of other users' processes), CHOWN (hand /dev/tapN to qemu), NET_RAW (doctor's DHCP
 probe: one DISCOVER on a packet socket bound to its throwaway macvtap), and runs as root
@@ -78,6 +82,33 @@ def service_account(opts: InstallOptions) -> dict[str, Any]:
             "automountServiceAccountToken": False}
 
 
+def role(opts: InstallOptions) -> dict[str, Any]:
+    """Read the one ConfigMap the agent follows, by name: `list` and `watch` with resourceNames are allowed only
+    for requests that select that name (fieldSelector metadata.name=NAME), which is how the agent asks."""
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": AGENT_NAME, "namespace": opts.namespace, "labels": dict(LABELS)},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [opts.configmap],
+                       "verbs": ["get", "list", "watch"]}]}
+
+
+def role_binding(opts: InstallOptions) -> dict[str, Any]:
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": AGENT_NAME, "namespace": opts.namespace, "labels": dict(LABELS)},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": AGENT_NAME},
+            "subjects": [{"kind": "ServiceAccount", "name": AGENT_NAME, "namespace": opts.namespace}]}
+
+
+TOKEN_SECONDS = 3607  # the kubelet rotates the token at 80% of its life; the agent reads it on each connection
+
+
+def api_token_volume() -> dict[str, Any]:
+    """What automountServiceAccountToken would give every container, for the agent container only."""
+    return {"name": "api-token", "projected": {"defaultMode": 0o400, "sources": [
+        {"serviceAccountToken": {"path": "token", "expirationSeconds": TOKEN_SECONDS}},
+        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}}]}}
+
+
 def configmap(opts: InstallOptions) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": opts.configmap, "namespace": opts.namespace, "labels": dict(LABELS)},
@@ -102,6 +133,8 @@ def daemonset(opts: InstallOptions) -> dict[str, Any]:
     # In the environment, not in args: `kubectl exec ds/macvtapctl-agent -- macvtapctl agent check` then reads
     # the same configuration and directories as the agent.
     env = [{"name": "MACVTAPCTL_CONFIG_FILE", "value": f"/etc/macvtap/{dpconfig.CONFIG_KEY}"},
+           {"name": "MACVTAPCTL_CONFIGMAP", "value": opts.configmap},
+           {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
            {"name": "MACVTAPCTL_DEVICE_PLUGIN_DIR", "value": opts.device_plugin_dir},
            {"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
            {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]
@@ -134,6 +167,7 @@ def daemonset(opts: InstallOptions) -> dict[str, Any]:
             # Pod netns bind mounts created after the agent started must appear inside it.
             {"name": "netns", "mountPath": "/run/netns", "mountPropagation": "HostToContainer"},
             {"name": "config", "mountPath": "/etc/macvtap", "readOnly": True},
+            {"name": "api-token", "mountPath": identity.SERVICE_ACCOUNT_DIR, "readOnly": True},
             {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - a private emptyDir: the root fs is read-only
         ],
     }
@@ -155,6 +189,7 @@ def daemonset(opts: InstallOptions) -> dict[str, Any]:
             _host_path("socket-dir", "/run/macvtapctl", "DirectoryOrCreate"),
             _host_path("netns", "/run/netns", "DirectoryOrCreate"),
             {"name": "config", "configMap": {"name": opts.configmap}},
+            api_token_volume(),
             {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
         ],
     }

@@ -27,6 +27,7 @@ def _resource_of(obj: dict[str, Any]) -> Any:
     from macvtapctl.kube import resources as r
 
     return {"Namespace": r.NAMESPACE, "ServiceAccount": r.SERVICE_ACCOUNT, "ConfigMap": r.CONFIGMAP,
+            "Role": r.ROLE, "RoleBinding": r.ROLE_BINDING,
             "DaemonSet": r.DAEMONSET, "NetworkAddonsConfig": r.NETWORK_ADDONS_CONFIG}[obj["kind"]]
 
 

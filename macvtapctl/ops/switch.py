@@ -28,7 +28,15 @@ from macvtapctl.errors import PreconditionError, TimeoutExceeded, UsageError
 from macvtapctl.kube.client import Kube
 from macvtapctl.kube.errors import AlreadyExistsError
 from macvtapctl.kube.options import DryRun
-from macvtapctl.kube.resources import CONFIGMAP, DAEMONSET, NETWORK_ADDONS_CONFIG, POD, SERVICE_ACCOUNT
+from macvtapctl.kube.resources import (
+    CONFIGMAP,
+    DAEMONSET,
+    NETWORK_ADDONS_CONFIG,
+    POD,
+    ROLE,
+    ROLE_BINDING,
+    SERVICE_ACCOUNT,
+)
 from macvtapctl.manifests import agent as agentm
 from macvtapctl.manifests import takeover as rec
 from macvtapctl.ops import Reporter
@@ -138,7 +146,9 @@ def take_over(kube: Kube, report: Reporter, mode: DryRun, opts: agentm.InstallOp
         cnao = (str(p.cnao), dict(dig(plan.nac, "spec", "macvtap") or {})) if plan.nac is not None else None
         record = rec.record(plan.namespace, plan.configmap, daemonset=None if cnao else ds, cnao=cnao)
         written.append(_create_record(kube, report, mode, record))
-    written += apply_all(kube, report, mode, [agentm.service_account(opts), agentm.daemonset(opts)], opts.namespace)
+    agent_objects = [agentm.service_account(opts), agentm.role(opts), agentm.role_binding(opts),
+                     agentm.daemonset(opts)]
+    written += apply_all(kube, report, mode, agent_objects, opts.namespace)
     if plan.upstream is None:
         return written
     p, ds = plan.upstream
@@ -247,8 +257,8 @@ def give_back(kube: Kube, report: Reporter, mode: DryRun, namespace_flag: str | 
     if mode is DryRun.NONE:
         _wait_upstream(kube, report, ns, saved_ds, deadline)
         clean_nodes(kube, report, ns)
-    for res, name in ((DAEMONSET, agentm.AGENT_NAME), (SERVICE_ACCOUNT, agentm.AGENT_NAME),
-                      (CONFIGMAP, rec.RECORD_NAME)):
+    for res, name in ((DAEMONSET, agentm.AGENT_NAME), (ROLE_BINDING, agentm.AGENT_NAME), (ROLE, agentm.AGENT_NAME),
+                      (SERVICE_ACCOUNT, agentm.AGENT_NAME), (CONFIGMAP, rec.RECORD_NAME)):
         if kube.get_or_none(res, name, ns) is None:
             continue
         if mode is not DryRun.CLIENT:

@@ -38,7 +38,8 @@ def uninstall(kube: Kube, report: Reporter, mode: DryRun, namespace: str, *, pur
         # teardown would keep failing on every node.
         clean_nodes(kube, report, namespace)
     targets: list[tuple[Any, str, str | None]] = [
-        (r.DAEMONSET, agentm.AGENT_NAME, namespace), (r.SERVICE_ACCOUNT, agentm.AGENT_NAME, namespace)]
+        (r.DAEMONSET, agentm.AGENT_NAME, namespace), (r.ROLE_BINDING, agentm.AGENT_NAME, namespace),
+        (r.ROLE, agentm.AGENT_NAME, namespace), (r.SERVICE_ACCOUNT, agentm.AGENT_NAME, namespace)]
     if purge:
         targets += [(r.CONFIGMAP, dpconfig.CONFIGMAP_NAME, namespace), (r.NAMESPACE, namespace, None)]
     for res, name, ns in targets:

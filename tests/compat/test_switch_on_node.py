@@ -33,7 +33,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     if os.geteuid() != 0:
         pytest.fail("the real-node compat tests need root", pytrace=False)
     cp = ControlPlane(tmp_path_factory.mktemp("switch-controlplane"), kubevirt_version="v1.5.0",
-                      kubevirt_pin=kubevirt_pins()[-1])
+                      kubevirt_pin=kubevirt_pins()[-1], in_cluster=True)
     cp.start()
     node = Node(cp.dir)
     try:

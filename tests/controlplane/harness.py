@@ -230,11 +230,13 @@ class ControlPlane:
     """etcd + kube-apiserver in `workdir`. Use start()/stop(), or as a context manager."""
 
     def __init__(self, workdir: Path, *, kubevirt_version: str | None = "v1.5.0", crds: str = "kubevirt",
-                 kubevirt_pin: str | None = None, detach: bool = False) -> None:
+                 kubevirt_pin: str | None = None, detach: bool = False, in_cluster: bool | None = None) -> None:
         """crds: "kubevirt" (the pinned KubeVirt's CRDs and admission, see tests/kubevirt) or "minimal"
         (tests/controlplane/crds: accept any field, no admission; a named fallback the conformance tests fail).
         kubevirt_pin: which pinned KubeVirt runs (default: select_kubevirt(kubevirt_version)); the KubeVirt CR
-        reports kubevirt_version either way."""
+        reports kubevirt_version either way. in_cluster (default: with crds="runtime"): pods on a node that joins
+        reach the API server at the `kubernetes` Service with their ServiceAccount tokens, as in a real cluster
+        (the agent follows its ConfigMap so); otherwise it listens on loopback only."""
         if crds not in ("kubevirt", "minimal", "runtime"):
             raise ValueError(f"crds must be 'kubevirt', 'minimal' or 'runtime', not {crds!r}")
         self.dir = Path(workdir).resolve()
@@ -245,6 +247,7 @@ class ControlPlane:
         self.fixture: Path | None = None  # the KubeVirt fixture's directory once started with crds="kubevirt"
         self.webhook_url = ""
         self.detach = detach
+        self.in_cluster = crds == "runtime" if in_cluster is None else in_cluster
         self.procs: list[subprocess.Popen[bytes]] = []
         self.server = ""
         self.admin_kubeconfig = self.dir / "kubeconfig"
@@ -301,11 +304,12 @@ class ControlPlane:
                 self._start_admission(pki)
         (self.dir / "state.json").write_text(json.dumps({
             "server": self.server, "pids": [p.pid for p in self.procs], "bin": str(bins), "crds": self.crds,
+            "in_cluster": self.in_cluster,
             "kubevirt_pin": self.kubevirt_pin}))
         return self
 
     def _network_flags(self) -> list[str]:
-        if self.crds == "runtime":
+        if self.in_cluster:
             # In-cluster clients (KubeVirt's pods) call the API server as a real cluster's do: at the `kubernetes`
             # Service, whose endpoint is the node address (tests/node/node.py routes the Service there); the
             # ServiceAccount admission gives them their tokens; webhooks and the virt-api APIService are called

@@ -21,7 +21,7 @@ from macvtapctl.agent import check
 from macvtapctl.agent.netlink import host
 removed = check.remove_check_leftovers(host())  # what the agent's first round does
 print(json.dumps({"removed": removed, "report": check.node_report(
-    "n1", config_file=sys.argv[1], plugin_dir=sys.argv[2], owner=107, group=107, cni_bin_dir=sys.argv[3],
+    "n1", document=check.file_document(sys.argv[1]), plugin_dir=sys.argv[2], owner=107, group=107, cni_bin_dir=sys.argv[3],
     tap_dir=sys.argv[4], dmi_dir=sys.argv[5])}))
 """
 

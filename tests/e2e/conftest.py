@@ -31,8 +31,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         pytest.fail("the real-node tests need root (kubelet, containerd, network namespaces); run them as root",
                     pytrace=False)
     # A control plane of their own: what the node tests deploy must not leak into the integration tests.
+    # in_cluster: the agent follows its ConfigMap through the `kubernetes` Service, as in a real cluster.
     control_plane = ControlPlane(tmp_path_factory.mktemp("e2e-controlplane"), kubevirt_version="v1.5.0",
-                      kubevirt_pin=kubevirt_pins()[-1])
+                                 kubevirt_pin=kubevirt_pins()[-1], in_cluster=True)
     try:
         control_plane.start()
     except Exception as exc:

@@ -179,9 +179,11 @@ def test_g_expose_and_unexpose_follow_without_restarting_the_agent(cluster: Clus
     try:
         subprocess.run(["ip", "link", "set", "e2elan1", "up"], check=True)
         t0 = time.monotonic()
-        # --wait returns once the node serves the change: nothing left to poll for.
+        # --wait returns once the node serves the change: nothing left to poll for. The kubelet syncs mounted
+        # ConfigMaps on its default period (1m): the agent follows the ConfigMap through the API server, and the
+        # Node advertises the new resource within 5 s (issue 27).
         done = cluster.mvc("expose", "e2elan1", "--name", "second", "--capacity", "3", "--dp-namespace", AGENT_NS,
-                           "--wait", "--timeout", "90s")
+                           "--wait", "--timeout", "5s")
         assert done.err.strip().splitlines()[-1] == "every node serves the change", done.err
         assert cluster.capacity("macvtap.network.kubevirt.io/second", field="allocatable") == 3
         print(f"\nexpose --wait -> returned, Node allocatable 3, in {time.monotonic() - t0:.1f}s")
@@ -255,6 +257,8 @@ def test_l_doctor_reads_the_node_report_through_the_pod_proxy(cluster: Cluster) 
 
     doc = wait_for("the agent's first report", lambda: (d := run())["summary"]["nodesReporting"] and d, timeout=90)
     assert doc["summary"]["nodesReporting"] == [NODE_NAME], doc["summary"]
+    # The agent follows its ConfigMap through the API server with the Role install gave it (no config-source).
+    assert doc["summary"]["configSources"] == {NODE_NAME: "api"}, doc["summary"]
     node_ids = {f["id"] for f in doc["findings"] if f["object"] == f"node/{NODE_NAME}" and f["severity"] == "error"}
     assert node_ids == set(), doc["findings"]  # /dev/tapN visible, kubelet socket and CNI binary found
     # A healthy node is silent beyond the documented info findings, and what is true of this one: it is a VM

@@ -17,6 +17,8 @@ from macvtapctl.kube.resources import (
     NETWORK_ADDONS_CONFIG,
     NODE,
     POD,
+    ROLE,
+    ROLE_BINDING,
     SERVICE_ACCOUNT,
     VIRTUAL_MACHINE,
     VIRTUAL_MACHINE_INSTANCE,
@@ -26,7 +28,8 @@ from tests.conftest import resource_versions, vm_manifest
 NS = "macvtap"
 CM = "macvtap-deviceplugin-config"
 AGENT = "macvtapctl-agent"
-OBJECTS = [(NAMESPACE, NS, None), (SERVICE_ACCOUNT, AGENT, NS), (CONFIGMAP, CM, NS), (DAEMONSET, AGENT, NS)]
+OBJECTS = [(NAMESPACE, NS, None), (SERVICE_ACCOUNT, AGENT, NS), (ROLE, AGENT, NS), (ROLE_BINDING, AGENT, NS),
+           (CONFIGMAP, CM, NS), (DAEMONSET, AGENT, NS)]
 
 
 @pytest.fixture(autouse=True)
@@ -58,12 +61,22 @@ def test_install_is_accepted_strictly_and_idempotent(cli, admin, control_plane) 
     r = cli("--kubeconfig", admin, "install", "--image", "registry.example/macvtapctl:v1", "--node-selector",
             "macvtap=yes", "--toleration", "dedicated=vm:NoSchedule")
     assert r.exit_code == 0, r.stderr
-    for label in ("namespace/macvtap", "serviceaccount/macvtapctl-agent", "configmap/macvtap-deviceplugin-config",
-                  "daemonset.apps/macvtapctl-agent"):
-        assert f"{label} created" in r.stderr or f"{label} configured" in r.stderr
+    for label in ("namespace/macvtap", "serviceaccount/macvtapctl-agent", "role.rbac.authorization.k8s.io/"
+                  "macvtapctl-agent", "rolebinding.rbac.authorization.k8s.io/macvtapctl-agent",
+                  "configmap/macvtap-deviceplugin-config", "daemonset.apps/macvtapctl-agent"):
+        # (the Role and its binding do not depend on the flags: an earlier test's install may have made them)
+        assert any(f"{label} {word}" in r.stderr for word in ("created", "configured") + (
+            ("unchanged",) if label.startswith("role") else ())), (label, r.stderr)
     with control_plane.kube() as k:
         ds = k.get(DAEMONSET, AGENT, NS)
         cm = k.get(CONFIGMAP, CM, NS)
+        role = k.get(ROLE, AGENT, NS)
+        binding = k.get(ROLE_BINDING, AGENT, NS)
+    # The agent's one API permission: read its ConfigMap, by name; its token only in the agent container.
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [CM],
+                              "verbs": ["get", "list", "watch"]}]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": AGENT, "namespace": NS}]
+    assert ds["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
     pod = ds["spec"]["template"]["spec"]
     sc = pod["containers"][0]["securityContext"]
     assert sc["privileged"] is False and sc["capabilities"]["drop"] == ["ALL"]
@@ -74,12 +87,13 @@ def test_install_is_accepted_strictly_and_idempotent(cli, admin, control_plane) 
     mounts = {m["mountPath"]: m for m in pod["containers"][0]["volumeMounts"]}
     assert mounts["/run/netns"]["mountPropagation"] == "HostToContainer"
     assert {"/dev", "/var/lib/kubelet/device-plugins", "/host/cni-bin", "/run/macvtapctl"} <= set(mounts)
+    assert mounts["/var/run/secrets/kubernetes.io/serviceaccount"]["readOnly"] is True
     assert cm["data"]["DP_MACVTAP_CONF"] == "[]"
     before = resource_versions(control_plane, OBJECTS)
     r = cli("--kubeconfig", admin, "install", "--image", "registry.example/macvtapctl:v1", "--node-selector",
             "macvtap=yes", "--toleration", "dedicated=vm:NoSchedule")
     assert r.exit_code == 0
-    assert [line.split()[-1] for line in r.stderr.splitlines()] == ["unchanged"] * 4
+    assert [line.split()[-1] for line in r.stderr.splitlines()] == ["unchanged"] * 6
     assert resource_versions(control_plane, OBJECTS) == before
 
 
@@ -108,10 +122,11 @@ def test_existing_configmap_survives_install(cli, admin, control_plane) -> None:
 def test_dry_runs(cli, admin, control_plane) -> None:
     r = cli("--kubeconfig", admin, "install", "--dry-run=client", "-o", "yaml")
     docs = list(yaml.safe_load_all(r.stdout))
-    assert [d["kind"] for d in docs] == ["Namespace", "ServiceAccount", "ConfigMap", "DaemonSet"]
+    assert [d["kind"] for d in docs] == ["Namespace", "ServiceAccount", "Role", "RoleBinding", "ConfigMap",
+                                         "DaemonSet"]
     r = cli("--kubeconfig", admin, "install", "--dry-run=server")
     assert r.exit_code == 0, r.stderr
-    assert r.stderr.count("(server dry run)") == 4
+    assert r.stderr.count("(server dry run)") == 6
     with control_plane.kube() as k:
         assert k.get_or_none(DAEMONSET, AGENT, NS) is None
 
@@ -346,6 +361,7 @@ def test_uninstall_removes_exactly_what_install_made(cli, admin, control_plane) 
     assert "finished cleaning up" not in r.stderr
     after = resource_versions(control_plane, OBJECTS)
     assert after[f"daemonsets/{NS}/{AGENT}"] is None and after[f"serviceaccounts/{NS}/{AGENT}"] is None
+    assert after[f"roles/{NS}/{AGENT}"] is None and after[f"rolebindings/{NS}/{AGENT}"] is None
     assert after[f"configmaps/{NS}/{CM}"] is not None and after[f"namespaces/None/{NS}"] is not None
     with control_plane.kube() as k:
         st = k.get(NODE, "node-a")["status"]

@@ -158,7 +158,7 @@ class Node:
         self._containerd(nbins)
         self._kubelet(bins, cp["server"])
         self._control_loops(bins)
-        if cp.get("crds") == "runtime":
+        if cp.get("in_cluster", cp.get("crds") == "runtime"):  # pods reach the API server at its Service
             self._kube_proxy(bins)
         self._wait_ready(bins)
         print(f"node {NODE_NAME} Ready in {time.monotonic() - t0:.1f}s (lower device {LOWER}, "
@@ -337,7 +337,9 @@ state = "{CONTAINERD_STATE}"
             "evictionHard": {"memory.available": "0%", "nodefs.available": "0%", "imagefs.available": "0%"},
             "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
             "serializeImagePulls": False, "resolvConf": "", "nodeStatusUpdateFrequency": "2s",
-            "syncFrequency": "5s", "fileCheckFrequency": "5s", "cpuManagerReconcilePeriod": "5s",
+            # syncFrequency (which also paces mounted ConfigMap refreshes) stays the kubelet's default, 1m: the
+            # agent must not depend on a fast one (it follows its ConfigMap through the API server).
+            "fileCheckFrequency": "5s", "cpuManagerReconcilePeriod": "5s",
             "maxPods": 60, "containerLogMaxSize": "10Mi",
         }
         if self.state.get("pid_namespace"):  # KubeVirt's runtime (see _containerd)

@@ -62,16 +62,18 @@ def test_the_dhcp_probe_route_takes_only_a_configured_resource(tmp_path) -> None
     current configuration, validated first (no link is created for a refused request)."""
     import json
 
+    from macvtapctl.agent.deviceplugin.config_source import ConfigSource
     from macvtapctl.agent.observability import HealthServer, Metrics
 
     conf = tmp_path / "DP_MACVTAP_CONF"
     conf.write_text('[{"name": "dataplane", "lowerDevice": "eth1"}]')
     cfg = daemon.AgentConfig(config_file=str(conf), node_name="n1")
+    source = ConfigSource(path=str(conf))
 
     def ok() -> tuple[bool, str]:
         return True, "ok"
 
-    health = HealthServer("127.0.0.1", 0, Metrics(), ok, ok, probe_dhcp=lambda r: daemon.probe_dhcp(cfg, r))
+    health = HealthServer("127.0.0.1", 0, Metrics(), ok, ok, probe_dhcp=lambda r: daemon.probe_dhcp(cfg, source, r))
     status, _, body = health.route("/probe/dhcp", "resource=..%2Fetc")
     assert status == 400 and "invalid resource name" in json.loads(body)["error"]
     status, _, body = health.route("/probe/dhcp", "resource=other")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from macvtapctl.agent.deviceplugin.config_source import ConfigSource
 from macvtapctl.agent.deviceplugin.links import LinkWatcher
-from macvtapctl.agent.deviceplugin.manager import ConfigSource
 from macvtapctl.agent.netlink import rtnl
 
 
@@ -83,3 +83,44 @@ def test_only_the_netlink_room_opens_netlink_sockets() -> None:
     root = Path(__file__).resolve().parents[2] / "macvtapctl"
     openers = sorted(str(p.relative_to(root)) for p in root.rglob("*.py") if "AF_NETLINK" in p.read_text())
     assert openers and all(p.startswith("agent/netlink/") for p in openers), openers
+
+
+class _Watch:
+    """What the ConfigMap watch has seen, set by the test (the watch itself runs against the real API server in
+    tests/integration/test_agent_configmap_watch.py)."""
+
+    label = "ConfigMap macvtap/macvtap-deviceplugin-config"
+
+    def __init__(self) -> None:
+        from macvtapctl.agent.configmap_watch import Seen
+
+        self.Seen = Seen
+        self.now = Seen(listed=False, healthy=False, raw=None, why="not listed yet")
+
+    def seen(self) -> object:
+        return self.now
+
+
+def test_the_source_rule_keeps_the_apis_document_through_an_outage_until_the_kubelets_copy_changes(
+        tmp_path: Path) -> None:
+    from macvtapctl.agent.deviceplugin.config_source import API, FILE
+
+    def names(src: ConfigSource) -> list[str]:
+        return [e.name for e in src.entries or []]
+
+    f = tmp_path / "DP_MACVTAP_CONF"
+    f.write_text('[{"name": "old", "lowerDevice": "eth0"}]')
+    w = _Watch()
+    src = ConfigSource(path=str(f), api=w)  # type: ignore[arg-type]
+    assert src.read() and names(src) == ["old"] and src.state()["source"] == FILE  # never answered: the file
+    w.now = w.Seen(listed=True, healthy=True, raw='[{"name": "new", "lowerDevice": "eth0"}]', why="")
+    assert src.read() and names(src) == ["new"] and src.state() == {"source": API, "from": w.label}
+    w.now = w.Seen(listed=True, healthy=False, raw=w.now.raw, why="connection refused")
+    assert src.read() is False and names(src) == ["new"]  # the lagging file does not roll it back
+    assert src.state()["source"] == API and "connection refused" in src.state()["detail"]
+    f.write_text('[{"name": "newer", "lowerDevice": "eth0"}]')  # the kubelet reached the API server
+    assert src.read() and names(src) == ["newer"] and src.state()["source"] == FILE
+    w.now = w.Seen(listed=True, healthy=True, raw='[{"name": "newer", "lowerDevice": "eth0"}]', why="")
+    assert src.read() is False and src.state()["source"] == API  # back on the API: same document, no change
+    w.now = w.Seen(listed=True, healthy=True, raw=None, why=f"{w.label} does not exist")
+    assert src.read() is False and names(src) == ["newer"]  # deleted: the last good configuration stays

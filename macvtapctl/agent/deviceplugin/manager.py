@@ -7,9 +7,8 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable
-from pathlib import Path
 
-from macvtapctl import dpconfig
+from macvtapctl.agent.deviceplugin.config_source import ConfigSource
 from macvtapctl.agent.deviceplugin.links import LinkWatcher
 from macvtapctl.agent.deviceplugin.plugin import GONE, REPLACED, Allocator, ResourcePlugin
 from macvtapctl.dpconfig import Entry
@@ -17,61 +16,6 @@ from macvtapctl.dpconfig import Entry
 log = logging.getLogger("macvtapctl.agent.dp")
 KUBELET_SOCKET = "kubelet.sock"
 WATCH_INTERVAL = 0.2  # kubelet restarts are noticed (and re-registered) well within a second
-
-
-class ConfigSource:
-    """DP_MACVTAP_CONF from the environment (fixed) or from a file (a mounted ConfigMap, re-read on change)."""
-
-    def __init__(self, *, text: str | None = None, path: str | None = None,
-                 on_read: Callable[[dpconfig.Config | None], None] | None = None) -> None:
-        self.text = text
-        self.path = path
-        self.on_read = on_read  # each new document: its Config, or None when it cannot be read (metrics)
-        self.last_raw: str | None = None
-        self.entries: list[Entry] | None = None  # the last good configuration
-        self.expose_all = False
-        self.problems: list[str] = []  # why entries of the current document are not served (for /readyz)
-
-    def read(self) -> bool:
-        """Re-read; True when the usable configuration changed. A malformed document keeps the last good one."""
-        if self.path is not None:
-            try:
-                raw = Path(self.path).read_text()
-            except OSError as exc:
-                if self.last_raw is not None or self.entries is None:
-                    log.error("cannot read %s: %s; keeping the last good configuration", self.path, exc)
-                self.last_raw = None
-                if self.entries is None:
-                    self.entries, self.expose_all = [], False
-                    return True
-                return False
-        else:
-            raw = self.text if self.text is not None else os.environ.get(dpconfig.CONFIG_KEY, "[]")
-        if raw == self.last_raw:
-            return False
-        self.last_raw = raw
-        try:
-            cfg = dpconfig.parse(raw, where=self.path or dpconfig.CONFIG_KEY)
-        except dpconfig.MalformedConfigError as exc:
-            log.error("%s; keeping the last good configuration", exc.message)
-            self.problems = [exc.message]
-            if self.on_read:
-                self.on_read(None)
-            if self.entries is None:
-                self.entries, self.expose_all = [], False
-                return True
-            return False
-        for notice in cfg.notices:
-            log.warning("%s", notice.text)
-        entries, skipped = dpconfig.usable_entries(cfg)
-        for reason in skipped:
-            log.error("%s", reason)
-        if self.on_read:
-            self.on_read(cfg)
-        self.problems = skipped
-        changed = (entries, cfg.expose_all) != (self.entries, self.expose_all)
-        self.entries, self.expose_all = entries, cfg.expose_all
-        return changed
 
 
 class Manager:
@@ -88,6 +32,8 @@ class Manager:
         self.links = LinkWatcher(self._links_changed)
         self.kubelet_inode: int | None = None
         self._dirty = asyncio.Event()
+        self._reread = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def kubelet_socket(self) -> str:
@@ -107,6 +53,16 @@ class Manager:
         return (link.index, link.txqlen) if link is not None and link.index else None
 
     def _links_changed(self) -> None:
+        self._dirty.set()
+
+    def config_changed(self) -> None:
+        """From any thread (the ConfigMap watch): read the configuration now, not at the next interval."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        self._reread = True
         self._dirty.set()
 
     def registered(self) -> bool:
@@ -194,6 +150,7 @@ class Manager:
             return None
 
     async def run(self, config_interval: float = 1.0) -> None:
+        self._loop = asyncio.get_running_loop()
         watcher = asyncio.create_task(self.links.run())
         try:
             self.source.read()
@@ -207,8 +164,8 @@ class Manager:
                 changed = self._dirty.is_set()
                 self._dirty.clear()
                 now = asyncio.get_running_loop().time()
-                if now >= next_config:
-                    next_config = now + config_interval
+                if now >= next_config or self._reread:
+                    next_config, self._reread = now + config_interval, False
                     if self.source.read():
                         log.info("configuration changed")
                         changed = True
