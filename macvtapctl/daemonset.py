@@ -35,13 +35,18 @@ def not_rolled_out(ds: dict[str, Any]) -> str | None:
 IMAGE_PULL_FAILURES = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull")
 
 
+def pull_failure(pod: dict[str, Any], status: dict[str, Any]) -> str | None:
+    """'pod P on node N cannot pull IMAGE (ImagePullBackOff; ...)' when this container status says its image cannot
+    be pulled (the rule install --wait, status and doctor share)."""
+    reason = ((status.get("state") or {}).get("waiting") or {}).get("reason")
+    if reason not in IMAGE_PULL_FAILURES:
+        return None
+    return (f"pod {pod['metadata']['name']} on node {(pod.get('spec') or {}).get('nodeName')} cannot pull "
+            f"{status.get('image')} ({reason}; is the image published? see docs/install.md: make image, push, "
+            "install --image)")
+
+
 def pull_failures(pods: list[dict[str, Any]]) -> list[str]:
-    """'pod P on node N cannot pull IMAGE (ImagePullBackOff)' for each pod whose image cannot be pulled."""
-    out = []
-    for pod in pods:
-        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-            reason = ((cs.get("state") or {}).get("waiting") or {}).get("reason")
-            if reason in IMAGE_PULL_FAILURES:
-                out.append(f"pod {pod['metadata']['name']} on node {(pod.get('spec') or {}).get('nodeName')} cannot "
-                           f"pull {cs.get('image')} ({reason}; is the image published? see docs/install.md)")
-    return out
+    """pull_failure of every container of these pods."""
+    return [m for pod in pods for cs in (pod.get("status") or {}).get("containerStatuses") or []
+            if (m := pull_failure(pod, cs))]

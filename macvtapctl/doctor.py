@@ -73,6 +73,7 @@ class Snapshot:
     field_manager: str = "macvtapctl"  # whose NADs `nad create` may rewrite without --force
     dhcp_resource: str | None = None  # doctor --probe-dhcp RESOURCE
     dhcp_probes: dict[str, dict[str, Any]] = field(default_factory=dict)  # node -> the agent's probe answer
+    hco_bindings: dict[str, Any] = field(default_factory=dict)  # what HyperConverged will propagate to KubeVirt
     reports: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # node -> agent report
     report_errors: dict[str, str] = field(default_factory=dict)  # node -> why there is no report
 
@@ -88,7 +89,7 @@ def obj_ref(obj: dict[str, Any]) -> str:
 
 # --- what the snapshot means -------------------------------------------------------------------------------------
 
-def _config_of(s: Snapshot) -> tuple[dict[str, Any] | None, dpconfig.Config | None, str | None]:
+def config_of(s: Snapshot) -> tuple[dict[str, Any] | None, dpconfig.Config | None, str | None]:
     """The ConfigMap in effect (CNAO's pointer followed), its parsed config, or why it cannot be read."""
     cms = s.configmaps
     if s.cnao_configmap:
@@ -104,6 +105,14 @@ def _config_of(s: Snapshot) -> tuple[dict[str, Any] | None, dpconfig.Config | No
         return cm, dpconfig.parse(text, where=f"ConfigMap {cm['metadata']['name']}"), None
     except dpconfig.MalformedConfigError as exc:
         return cm, None, exc.message
+
+
+def bindings_of(s: Snapshot) -> dict[str, Any]:
+    """The network bindings the KubeVirt CR registers, plus those its HyperConverged owner will propagate (it may
+    not have reconciled yet)."""
+    kv, _ = _kubevirt(s)
+    found = dig(kv, "spec", "configuration", "network", "binding") if kv else None
+    return {**(dict(found) if isinstance(found, dict) else {}), **s.hco_bindings}
 
 
 def _plugins(s: Snapshot) -> list[plugins.Plugin]:
@@ -149,7 +158,7 @@ def stale_report(s: Snapshot, node: str) -> bool:
     """The node's report judged another configuration than the ConfigMap's (the kubelet had not refreshed the
     mounted file yet, or the report predates the change)."""
     judged = (s.reports.get(node) or {}).get("configDigest")
-    cm, _, _ = _config_of(s)
+    cm, _, _ = config_of(s)
     current = dpconfig.digest((cm.get("data") or {}).get(dpconfig.CONFIG_KEY)) if cm else None
     return judged is not None and current is not None and judged != current
 
@@ -197,14 +206,14 @@ def nad_fix(nad: dict[str, Any], s: Snapshot, *, mtu: int | None = None, promisc
 
 def resource_capacity(s: Snapshot) -> Iterator[Finding]:
     """1. A NAD's resource has no devices on the nodes where its VMs can run."""
-    _, cfg, _ = _config_of(s)
+    _, cfg, _ = config_of(s)
     nodes = [n for n in s.nodes if _schedulable(n)]
     for nad, res in _macvtap_nads(s):
         if res is None:
             continue
         where = obj_ref(nad)
         empty = [n["metadata"]["name"] for n in nodes if _allocatable(n, res) == 0]
-        if not nodes or not empty:
+        if nodes and not empty:
             continue
         lower = _lower_of(cfg, res)
         why = []
@@ -214,8 +223,9 @@ def resource_capacity(s: Snapshot) -> Iterator[Finding]:
                     why.append(f"{node}: {lower} {c.get('detail')}")
         exposed = cfg is not None and (cfg.expose_all or res in cfg.names())
         fix = None if exposed else f"macvtapctl expose LOWER_DEVICE --name {res}"
-        cause = (f"resource {res!r} has no allocatable device on " + (
-            "any schedulable node" if len(empty) == len(nodes) else f"node(s) {', '.join(empty)}"))
+        cause = f"resource {res!r} has no allocatable device " + (
+            "(no node is schedulable)" if not nodes else "on any schedulable node" if len(empty) == len(nodes)
+            else f"on node(s) {', '.join(empty)}")
         if not exposed:
             cause += ": it is not exposed in the device-plugin ConfigMap"
         elif why:
@@ -229,11 +239,10 @@ def resource_capacity(s: Snapshot) -> Iterator[Finding]:
 
 def dp_config(s: Snapshot) -> Iterator[Finding]:
     """2. The device-plugin ConfigMap: what upstream refuses or misreads, ownership, staleness."""
-    cm, cfg, broken = _config_of(s)
+    cm, cfg, broken = config_of(s)
     if cm is None:
-        if _macvtap_nads(s):
-            yield Finding("dp-config", ERROR, ref("configmap", dpconfig.CONFIGMAP_NAME),
-                          "no device-plugin ConfigMap: no resource is advertised", "macvtapctl expose LOWER_DEVICE")
+        yield Finding("dp-config", ERROR, ref("configmap", s.cnao_configmap or dpconfig.CONFIGMAP_NAME),
+                      "no device-plugin ConfigMap: no resource is advertised", "macvtapctl expose LOWER_DEVICE")
         return
     where = obj_ref({"kind": "ConfigMap", "metadata": cm["metadata"]})
     yield from _several_configmaps(s, cm)
@@ -323,10 +332,21 @@ def versions(s: Snapshot) -> Iterator[Finding]:
         yield Finding("kubevirt-deploying", ERROR, obj_ref({"kind": "KubeVirt", "metadata": kv["metadata"]}),
                       f"{deploying}: no VM starts before it is Deployed",
                       f"kubectl get pods -n {kv['metadata'].get('namespace')}   (and their events)")
+    if not s.kubevirts:
+        yield Finding("kubevirt-missing", ERROR, ref("kubevirt", "kubevirt"), "KubeVirt is not installed (no "
+                      "KubeVirt CR): nothing starts the VMs", "install KubeVirt (its operator, then a KubeVirt CR)")
+    elif kv is None:
+        yield Finding("kubevirt-missing", ERROR, ref("kubevirt", "kubevirt"), f"{len(s.kubevirts)} KubeVirt CRs ("
+                      f"{', '.join(obj_ref({'kind': 'KubeVirt', 'metadata': k['metadata']}) for k in s.kubevirts)}):"
+                      " KubeVirt runs one", "delete all but one")
     if kv is None or version is None:
         return
     where = obj_ref({"kind": "KubeVirt", "metadata": kv["metadata"]})
     state = kubevirt.gates_of(kv, version)
+    tap = [n for n, b in bindings_of(s).items() if isinstance(b, dict) and b.get("domainAttachmentType") == "tap"]
+    if state.supported and not tap:
+        yield Finding("binding-missing", ERROR, where, "no macvtap network binding (domainAttachmentType: tap) is "
+                      "registered: KubeVirt refuses VMs whose interfaces use it", "macvtapctl enable")
     if not state.supported:
         yield Finding("binding-gate", ERROR, where, f"KubeVirt {kubevirt.fmt_version(version)} has no network "
                       "binding plugins: the macvtap binding needs v1.1.0 or newer", "upgrade KubeVirt")
@@ -341,10 +361,9 @@ def versions(s: Snapshot) -> Iterator[Finding]:
 
 def vm_spec(s: Snapshot) -> Iterator[Finding]:
     """5 and 10 (across VMs): KubeVirt's view of each VM's macvtap interfaces (vmlint's rules)."""
-    cm, cfg, _ = _config_of(s)
+    cm, cfg, _ = config_of(s)
     kv, _ = _kubevirt(s)
-    bindings = dig(kv, "spec", "configuration", "network", "binding") if kv else None
-    facts = vmlint.Facts(bindings=dict(bindings) if isinstance(bindings, dict) else ({} if kv else None),
+    facts = vmlint.Facts(bindings=bindings_of(s) if kv else None,
                          nads={(n["metadata"]["namespace"], n["metadata"]["name"]): n for n in s.nads},
                          exposed=cfg if cm is not None else None)
     for vm in s.vms:
@@ -374,7 +393,7 @@ def _vm_refs(vm: dict[str, Any]) -> tuple[str, ...]:
 
 def nad_content(s: Snapshot) -> Iterator[Finding]:
     """6 and 12: keys the CNI ignores, an MTU above a lower device's, promiscMode."""
-    _, cfg, _ = _config_of(s)
+    _, cfg, _ = config_of(s)
     for nad, res in _macvtap_nads(s):
         where = obj_ref(nad)
         conf = nadm.config_of(nad) or {}
@@ -455,7 +474,7 @@ def config_source(s: Snapshot) -> Iterator[Finding]:
 
 def agent_health(s: Snapshot) -> Iterator[Finding]:
     """8 (cluster side): the DaemonSet, its pods, the platform."""
-    if not s.agents and not s.upstream and _macvtap_nads(s):
+    if not s.agents and not s.upstream:
         yield Finding("agent-health", ERROR, ref("daemonset", identity.AGENT_NAME), "no macvtap agent or macvtap-cni "
                       "DaemonSet: nothing advertises devices or runs the CNI", "macvtapctl install --image IMAGE")
     for node, both in plugins.shared_nodes(_plugins(s), s.agent_pods).items():
@@ -477,10 +496,9 @@ def agent_health(s: Snapshot) -> Iterator[Finding]:
         where = obj_ref({"kind": "Pod", "metadata": pod["metadata"]})
         for cs in dig(pod, "status", "containerStatuses") or []:
             waiting = dig(cs, "state", "waiting", "reason")
-            if waiting in IMAGE_PULL_FAILURES:
-                yield Finding("agent-image", ERROR, where, f"{waiting}: the node cannot pull {cs.get('image')} (is it "
-                              "published? see docs/install.md: make image, push, install --image)",
-                              "macvtapctl install --image REGISTRY/IMAGE:TAG")
+            cannot_pull = daemonset.pull_failure(pod, cs)
+            if cannot_pull:
+                yield Finding("agent-image", ERROR, where, cannot_pull, "macvtapctl install --image REGISTRY/IMAGE:TAG")
             elif waiting == "CrashLoopBackOff" or int(cs.get("restartCount") or 0) > 0:
                 last = dig(cs, "lastState", "terminated", "reason") or waiting or "restarted"
                 yield Finding("agent-restarts", WARNING, where, f"{cs.get('restartCount')} restart(s), last: {last}",
@@ -493,7 +511,7 @@ def agent_health(s: Snapshot) -> Iterator[Finding]:
 
 def stale_resources(s: Snapshot) -> Iterator[Finding]:
     """9: macvtap resources left on nodes that no configuration serves (the kubelet never removes them)."""
-    cm, cfg, _ = _config_of(s)
+    cm, cfg, _ = config_of(s)
     if cm is None or cfg is None or cfg.expose_all:
         return
     served = set(cfg.names())
@@ -543,7 +561,7 @@ def l2_explainers(s: Snapshot) -> Iterator[Finding]:
     nads = _macvtap_nads(s)
     if not nads:
         return
-    _, cfg, _ = _config_of(s)
+    _, cfg, _ = config_of(s)
     lowers = sorted({str(e.get("lowerDevice")) for e in (cfg.items if cfg else [])}) or ["LOWER"]
     yield Finding("l2-host-to-vm", INFO, obj_ref(nads[0][0]), "a node cannot reach its own VMs through the lower "
                   "device (macvtap hands the node's frames to the wire, not to its siblings' host side); use "
@@ -621,7 +639,7 @@ def _in_use(s: Snapshot, node: str, resource: str) -> list[str]:
 
 
 def _insufficient(s: Snapshot, resource: str) -> tuple[str, str | None]:
-    _, cfg, _ = _config_of(s)
+    _, cfg, _ = config_of(s)
     if cfg is None or not (cfg.expose_all or resource in cfg.names()):
         return (f"resource {resource!r} is not exposed in the device-plugin ConfigMap",
                 f"macvtapctl expose LOWER_DEVICE --name {resource}")
@@ -687,7 +705,7 @@ def _explain(s: Snapshot, obj: dict[str, Any], nads: list[dict[str, Any]], f: fa
         return ("workload-cni-not-found", f"the container runtime looks for the macvtap CNI plugin in {f.detail}, "
                 f"where it is not installed ({verbatim})", fix)
     if f.kind == failures.MTU:
-        cfg = _config_of(s)[1]
+        cfg = config_of(s)[1]
         with_mtu = [n for n in nads if isinstance((nadm.config_of(n) or {}).get("mtu"), int)]
         lowers = [dig(r, "lowerDevices", lower, "mtu") for n in with_mtu for r in s.reports.values()
                   if r and (lower := _lower_of(cfg, nadm.resource_of(n)))]

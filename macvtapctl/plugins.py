@@ -112,6 +112,12 @@ def shared_nodes(plugins: Iterable[Plugin], pods: Iterable[dict[str, Any]]) -> d
     return {n: ps for n, ps in sorted(on.items()) if len(ps) > 1}
 
 
+def nodes_of(plugin: Plugin, pods: Iterable[dict[str, Any]]) -> list[str]:
+    """The nodes where this plugin has a pod that is not finished."""
+    return sorted({str(dig(pod, "spec", "nodeName")) for pod in pods if _owner(pod) == (plugin.namespace, plugin.name)
+                   and dig(pod, "spec", "nodeName") and dig(pod, "status", "phase") not in ("Succeeded", "Failed")})
+
+
 def readers(plugins: Iterable[Plugin], namespace: str, configmap: str) -> list[Plugin]:
     """The plugins reading this ConfigMap."""
     return [p for p in plugins if p.namespace == namespace and p.configmap == configmap]

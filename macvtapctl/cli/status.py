@@ -10,9 +10,10 @@ from macvtapctl.cli.common import application
 from macvtapctl.errors import ExitCode
 
 HELP = """Show the whole chain: KubeVirt version and binding/gate state, the device-plugin ConfigMap, the agent
-(or upstream macvtap-cni) DaemonSet, per node and resource the capacity, allocatable and in use (the devices
-its pods hold, virt-launchers and others), and the NADs with the resource each points to. Exit code 0 only when
-the chain is complete; 8 otherwise."""
+(or upstream macvtap-cni) DaemonSet and where each node's agent reads the ConfigMap (the API server or the
+mounted file), per node and resource the capacity, allocatable and in use (the devices its pods hold,
+virt-launchers and others), and the NADs with the resource each points to. Its problems are doctor's errors:
+exit code 0 only when the chain is complete (doctor finds no error); 8 otherwise."""
 
 
 def status(ctx: typer.Context) -> None:
@@ -31,6 +32,21 @@ def status(ctx: typer.Context) -> None:
         raise typer.Exit(int(ExitCode.FINDINGS))
 
 
+def _sources(agent: dict[str, Any]) -> str:
+    """Where the agent's pods read the ConfigMap: through the API server, or the mounted file (late by the
+    kubelet's sync period), per node."""
+    found = agent.get("configSources") or {}
+    if not found:
+        return ""
+    api = [n for n, src in found.items() if src == "api"]
+    text = f" (through the API server on {len(api)}/{len(found)} node(s)"
+    other = sorted(n for n in found if found[n] != "api")
+    if other:
+        text += "; " + ", ".join(f"{n}: {found[n] or 'no report'}" for n in other[:5]) + (
+            " ..." if len(other) > 5 else "")
+    return text + ")"
+
+
 def _tables(printer: Any, doc: dict[str, Any], *, wide: bool) -> None:
     kv = doc["kubevirt"]
     phase = f" ({kv['phase']})" if kv.get("phase") else ""
@@ -41,14 +57,13 @@ def _tables(printer: Any, doc: dict[str, Any], *, wide: bool) -> None:
     dp = doc["deviceplugin"]
     entries = "[] (every physical link)" if dp["exposeAll"] else ", ".join(
         f"{e.get('name')}={e.get('lowerDevice')}" for e in dp["entries"]) or "none"
-    if dp["namespace"] is None and dp.get("configMaps"):  # several: none is "the" one; name them all
-        where = ", ".join(f"{c['namespace']}/{c['name']}" for c in dp["configMaps"])
-        lines.append(f"Device plugin:   {len(dp['configMaps'])} ConfigMaps: {where}")
-    else:
-        lines.append(f"Device plugin:   {dp['namespace']}/{dp['configMap']}: "
-                     f"{entries if dp['present'] else 'missing'}")
+    where = f"{dp['namespace']}/{dp['configMap']}" if dp["present"] else f"{dp['configMap']}"
+    lines.append(f"Device plugin:   {where}: {entries if dp['present'] else 'missing'}")
+    if len(dp.get("configMaps") or []) > 1:  # several: name them all (doctor's dp-config-several judges them)
+        every = ", ".join(f"{c['namespace']}/{c['name']}" for c in dp["configMaps"])
+        lines.append(f"                 {len(dp['configMaps'])} ConfigMaps: {every}")
     agents = ", ".join(f"{a['namespace']}/{a['name']} ({a['kind']}) {a['ready']}/{a['desired']} ready, reads "
-                       f"{a['configMap'] or 'no ConfigMap'}" for a in doc["agents"]) or "none"
+                       f"{a['configMap'] or 'no ConfigMap'}{_sources(a)}" for a in doc["agents"]) or "none"
     lines.append(f"Agent:           {agents}")
     printer.data("\n".join(lines) + "\n\n")
     if doc["nodes"]:
@@ -60,7 +75,7 @@ def _tables(printer: Any, doc: dict[str, Any], *, wide: bool) -> None:
                       [[n["namespace"], n["name"], n["resource"], "yes" if n["exposed"] else "NO",
                         "yes" if n["advertised"] else "NO"] for n in doc["nads"]])
         printer.data("\n")
-    for w in dp.get("warnings") or []:
+    for w in doc.get("warnings") or []:  # doctor's warnings (the ConfigMap's quirks among them)
         printer.warn(w)
     if doc["problems"]:
         for p in doc["problems"]:

@@ -47,6 +47,8 @@ def snapshot(kube: Kube, *, reports: bool = True) -> doctor.Snapshot:
                                                                    namespaced=False)))
     s.openshift = any(g.get("name") == "config.openshift.io" for g in (groups or {}).get("groups") or [])
     s.kubevirts = _list(kube, KUBEVIRT)
+    if len(s.kubevirts) == 1:
+        s.hco_bindings = _hco_bindings(kube, s.kubevirts[0])
     s.configmaps = _list(kube, CONFIGMAP, field_selector=f"metadata.name={dpconfig.CONFIGMAP_NAME}")
     try:
         target = dpconfigmap.locate(kube, None)
@@ -79,6 +81,20 @@ def snapshot(kube: Kube, *, reports: bool = True) -> doctor.Snapshot:
     if reports:
         _node_reports(kube, s, agentm.METRICS_PORT)
     return s
+
+
+def _hco_bindings(kube: Kube, kv: dict[str, Any]) -> dict[str, Any]:
+    """What a HyperConverged owner of the KubeVirt CR will propagate to it (unreadable: nothing)."""
+    from macvtapctl.kube.kubevirt_cr import get_hco, hco_owner
+
+    owner = hco_owner(kv)
+    if owner is None:
+        return {}
+    try:
+        found = dig(get_hco(kube, owner, kv["metadata"]["namespace"]), "spec", "networkBinding")
+    except MacvtapctlError:
+        return {}
+    return dict(found) if isinstance(found, dict) else {}
 
 
 def _events(kube: Kube, s: doctor.Snapshot) -> None:

@@ -1,165 +1,118 @@
-"""The whole macvtap chain as plain data, plus the problems that keep it from being complete (`status`).
+"""`status`: the macvtap chain as tables — a view of doctor's snapshot, judged by doctor's rules.
 
-Read-only. Each problem is one sentence naming the object and, where there is one, the command that fixes it.
+One judge: `status` reads what `doctor` reads (ops/doctor.py) and its problems are doctor's error findings, so
+the chain is "complete" exactly when `doctor` finds no error. The view adds only what the tables show: KubeVirt's
+version and bindings, the device-plugin ConfigMap in effect, each plugin and where each node's agent reads its
+configuration, capacity per node and resource with the devices pods hold there, and the NADs. Read-only.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from macvtapctl.errors import MacvtapctlError
+from macvtapctl import doctor, dpconfig, in_use, kubevirt, plugins, validate
+from macvtapctl.dig import dig
 from macvtapctl.kube.client import Kube
 
 
 def collect(kube: Kube) -> dict[str, Any]:
-    """Everything status shows, as plain data, plus the list of problems."""
-    problems: list[str] = []
-    doc: dict[str, Any] = {"kubevirt": _kubevirt(kube, problems)}
-    doc["deviceplugin"], cfg, cm_name = _deviceplugin(kube, problems)
-    doc["agents"] = _agents(kube, cm_name, problems)
-    nad_res = _macvtap_nads(kube)
-    doc["nodes"], advertised = _nodes(kube)
-    doc["nads"] = _nads(nad_res, cfg, advertised, problems)
-    doc["problems"] = problems
-    doc["complete"] = not problems
-    return doc
+    """Everything status shows, as plain data, plus the problems (doctor's errors)."""
+    from macvtapctl.ops import doctor as doctor_ops
+
+    findings, s = doctor_ops.run(kube)
+    return view(s, findings)
 
 
-def _kubevirt(kube: Kube, problems: list[str]) -> dict[str, Any]:
-    from macvtapctl import kubevirt as kvplan
-    from macvtapctl.dig import dig
-    from macvtapctl.kube.facts import registered_bindings
-    from macvtapctl.kube.lookup import find_kubevirts
+def view(s: doctor.Snapshot, findings: list[doctor.Finding]) -> dict[str, Any]:
+    """The tables of a snapshot (pure); `findings` are doctor's on the same snapshot."""
+    problems = [problem(f) for f in findings if f.severity == doctor.ERROR]
+    cm, cfg, _ = doctor.config_of(s)
+    advertised = _advertised(s)
+    return {"kubevirt": _kubevirt(s), "deviceplugin": _deviceplugin(s, cm, cfg), "agents": _agents(s),
+            "nodes": _nodes(s), "nads": _nads(s, cfg, advertised), "problems": problems,
+            "warnings": [problem(f) for f in findings if f.severity == doctor.WARNING], "complete": not problems}
 
-    kvs = find_kubevirts(kube)
-    kv = kvs[0] if len(kvs) == 1 else None
-    version = kvplan.observed_version_of(kv) if kv else None
-    bindings = registered_bindings(kube, kv) if kv else {}
-    tap = sorted(n for n, b in bindings.items() if (b or {}).get("domainAttachmentType") == "tap")
-    phase = dig(kv, "status", "phase") if kv else None
-    out: dict[str, Any] = {"installed": kv is not None, "version": version, "phase": phase or None,
-                           "macvtapBindings": tap}
+
+def problem(f: doctor.Finding) -> str:
+    """A doctor finding as one line: the object, the cause, and the fix when there is one."""
+    return f"{f.object}: {f.cause}" + (f" (fix: {f.fix})" if f.fix else "")
+
+
+def _kubevirt(s: doctor.Snapshot) -> dict[str, Any]:
+    kv = s.kubevirts[0] if len(s.kubevirts) == 1 else None
     if kv is None:
-        problems.append("KubeVirt is not installed" if not kvs else "more than one KubeVirt CR")
-        return out
-    deploying = kvplan.deployment_problem(kv)
-    if deploying:
-        problems.append(deploying)
-    parsed = kvplan.parse_version(version)
-    if not tap:
-        problems.append("no macvtap binding registered (run: macvtapctl enable)")
-    state = kvplan.gates_of(kv, parsed) if parsed else None
-    if state and not state.supported:
-        problems.append(f"KubeVirt {version} has no network binding plugins (v1.1.0 or newer needed)")
-    if state and state.binding_gate_missing:
-        problems.append(f"feature gate {kvplan.BINDING_GATE} is missing (KubeVirt < v1.5)")
-    if state and state.injection_on:
-        out["note"] = (f"{kvplan.INJECTION_GATE} is on: network-resources-injector must add the macvtap resource "
+        return {"installed": False, "version": None, "phase": None, "macvtapBindings": []}
+    version = kubevirt.observed_version_of(kv)
+    tap = sorted(n for n, b in doctor.bindings_of(s).items() if (b or {}).get("domainAttachmentType") == "tap")
+    out: dict[str, Any] = {"installed": True, "version": version, "phase": dig(kv, "status", "phase") or None,
+                           "macvtapBindings": tap}
+    parsed = kubevirt.parse_version(version)
+    if parsed and kubevirt.gates_of(kv, parsed).injection_on:
+        out["note"] = (f"{kubevirt.INJECTION_GATE} is on: network-resources-injector must add the macvtap resource "
                        "to VM pods")
     return out
 
 
-def _deviceplugin(kube: Kube, problems: list[str]) -> tuple[dict[str, Any], Any, str]:
-    from macvtapctl import dpconfig
-    from macvtapctl.kube import dpconfigmap
-    from macvtapctl.kube.resources import CONFIGMAP
-
-    try:
-        target = dpconfigmap.locate(kube, None)
-    except MacvtapctlError as exc:  # several ConfigMaps, or CNAO's own: a finding, not a usage error
-        problems.append(exc.message)
-        found = kube.list(CONFIGMAP, field_selector=f"metadata.name={dpconfig.CONFIGMAP_NAME}")
-        return ({"namespace": None, "configMap": dpconfig.CONFIGMAP_NAME, "present": bool(found) or None,
-                 "exposeAll": False, "entries": [], "warnings": [],
-                 "configMaps": [{"namespace": c["metadata"]["namespace"], "name": c["metadata"]["name"]}
-                                for c in found]}, None, dpconfig.CONFIGMAP_NAME)
-    cfg = None
-    try:
-        cfg = target.config() if target.object is not None else None
-    except MacvtapctlError as exc:
-        problems.append(exc.message)
-    if target.object is None:
-        problems.append(f"ConfigMap {target.name} not found (run: macvtapctl expose LOWER_DEVICE)")
-    if cfg is not None:
-        problems.extend(f"{target.label}: {p} — fix: macvtapctl expose LOWER_DEVICE --name NAME, or edit it"
-                        for p in cfg.problems)
-    out = {"namespace": target.namespace, "configMap": target.name, "present": target.object is not None,
-           "exposeAll": bool(cfg and cfg.expose_all), "entries": [] if cfg is None else cfg.items,
-           "warnings": [] if cfg is None else [n.text for n in cfg.notices],
-           "configMaps": [] if target.object is None else [{"namespace": target.namespace, "name": target.name}]}
-    return out, cfg, target.name
+def _deviceplugin(s: doctor.Snapshot, cm: dict[str, Any] | None, cfg: dpconfig.Config | None) -> dict[str, Any]:
+    every = [{"namespace": c["metadata"]["namespace"], "name": c["metadata"]["name"]} for c in s.configmaps]
+    return {"namespace": cm["metadata"]["namespace"] if cm else None,
+            "configMap": cm["metadata"]["name"] if cm else (s.cnao_configmap or dpconfig.CONFIGMAP_NAME),
+            "present": cm is not None, "exposeAll": bool(cfg and cfg.expose_all),
+            "entries": [] if cfg is None else cfg.items,
+            "warnings": [] if cfg is None else [n.text for n in cfg.notices], "configMaps": every}
 
 
-def _agents(kube: Kube, configmap: str, problems: list[str]) -> list[dict[str, Any]]:
-    """Every macvtap device-plugin DaemonSet (the agent, macvtap-cni), the ConfigMap each reads, and the nodes
-    where two run."""
-    from macvtapctl import daemonset, plugins
-    from macvtapctl.daemonset import pull_failures
-    from macvtapctl.kube.lookup import daemonset_pods
-    from macvtapctl.kube.resources import DAEMONSET
+def _agents(s: doctor.Snapshot) -> list[dict[str, Any]]:
+    """Every macvtap device-plugin DaemonSet, the ConfigMap it reads, and (the agent) where each node's copy
+    reads it from: `api`, `file`, or null for a node without a report."""
+    from macvtapctl import daemonset
 
-    found, pods = [], []
-    serving = plugins.find(kube.list(DAEMONSET))
-    for p, ds in serving:
+    rows = []
+    for ds in [*s.agents, *s.upstream]:
+        p = plugins.of(ds)
+        if p is None:
+            continue
         _, desired, ready, _ = daemonset.rollout(ds)
-        row = {"namespace": p.namespace, "name": p.name, "kind": p.kind, "desired": desired, "ready": ready,
-               "configMap": p.configmap}
-        found.append(row)
-        mine = daemonset_pods(kube, ds, p.namespace)
-        pods += mine
-        problem = daemonset.not_rolled_out(ds)
-        if problem:
-            problems.append(f"DaemonSet {row['namespace']}/{row['name']}: {problem}")
-            problems += pull_failures(mine)
-    if not found:
-        problems.append("no macvtap agent DaemonSet found (run: macvtapctl install)")
-    for node, both in plugins.shared_nodes([p for p, _ in serving], pods).items():
-        problems.append(f"node {node}: {len(both)} macvtap device plugins run there "
-                        f"({'; '.join(p.describe() for p in both)}) — fix: macvtapctl install --take-over")
-    return found
+        row: dict[str, Any] = {"namespace": p.namespace, "name": p.name, "kind": p.kind, "desired": desired,
+                               "ready": ready, "configMap": p.configmap}
+        if p.kind == plugins.AGENT:
+            nodes = plugins.nodes_of(p, s.agent_pods)
+            row["configSources"] = {n: ((s.reports.get(n) or {}).get("configSource") or {}).get("source")
+                                    for n in nodes}
+        rows.append(row)
+    return rows
 
 
-def _macvtap_nads(kube: Kube) -> dict[tuple[str, str], str | None]:
-    from macvtapctl.kube.resources import NAD
-    from macvtapctl.manifests import nad as nadm
-
-    return {(n["metadata"]["namespace"], n["metadata"]["name"]): nadm.resource_of(n)
-            for n in kube.list(NAD) if nadm.is_macvtap(n)}
-
-
-def _nodes(kube: Kube) -> tuple[list[dict[str, Any]], set[str]]:
-    """Per node and resource: capacity, allocatable, and how many devices the pods there hold (in_use's rule)."""
-    from macvtapctl import in_use, validate
-    from macvtapctl.kube.resources import NODE, POD
-
-    held = in_use.holders(kube.list(POD, field_selector=in_use.FIELD_SELECTOR))
+def _advertised(s: doctor.Snapshot) -> set[str]:
     prefix = validate.RESOURCE_PREFIX + "/"
-    rows, advertised = [], set()
-    for node in kube.list(NODE):
-        st = node.get("status") or {}
-        cap, alloc = st.get("capacity") or {}, st.get("allocatable") or {}
+    return {k[len(prefix):] for n in s.nodes for k, v in (dig(n, "status", "allocatable") or {}).items()
+            if k.startswith(prefix) and str(v) not in ("0", "")}
+
+
+def _nodes(s: doctor.Snapshot) -> list[dict[str, Any]]:
+    """Per node and resource: capacity, allocatable, and how many devices the pods there hold (in_use's rule)."""
+    held = in_use.holders(s.live)
+    prefix = validate.RESOURCE_PREFIX + "/"
+    rows = []
+    for node in s.nodes:
+        cap, alloc = dig(node, "status", "capacity") or {}, dig(node, "status", "allocatable") or {}
         name = node["metadata"]["name"]
         for key in sorted(k for k in set(cap) | set(alloc) if k.startswith(prefix)):
             res = key[len(prefix):]
             rows.append({"node": name, "resource": res, "capacity": cap.get(key, "0"),
                          "allocatable": alloc.get(key, "0"), "inUse": len(held.get((name, res), []))})
-            if str(alloc.get(key, "0")) not in ("0", ""):
-                advertised.add(res)
-    return rows, advertised
+    return rows
 
 
-def _nads(nad_res: dict[tuple[str, str], str | None], cfg: Any, advertised: set[str],
-          problems: list[str]) -> list[dict[str, Any]]:
-    from macvtapctl import dpconfig
+def _nads(s: doctor.Snapshot, cfg: dpconfig.Config | None, advertised: set[str]) -> list[dict[str, Any]]:
+    from macvtapctl.manifests import nad as nadm
 
     names = {e.name for e in dpconfig.usable_entries(cfg)[0]} if cfg is not None else set()
     rows = []
-    for (ns, name), res in sorted(nad_res.items()):
-        exposed = bool(cfg is not None and (cfg.expose_all or res in names))
-        rows.append({"namespace": ns, "name": name, "resource": res, "exposed": exposed,
+    for n in sorted((n for n in s.nads if nadm.is_macvtap(n)),
+                    key=lambda n: (n["metadata"]["namespace"], n["metadata"]["name"])):
+        res = nadm.resource_of(n)
+        rows.append({"namespace": n["metadata"]["namespace"], "name": n["metadata"]["name"], "resource": res,
+                     "exposed": bool(cfg is not None and (cfg.expose_all or res in names)),
                      "advertised": res in advertised})
-        if not exposed:
-            problems.append(f"NAD {ns}/{name}: resource {res!r} is not exposed")
-        elif res not in advertised:
-            problems.append(f"NAD {ns}/{name}: resource {res!r} is not advertised by any node")
     return rows

@@ -306,7 +306,8 @@ def test_status_chain(cli, admin, control_plane) -> None:
     r = cli("--kubeconfig", admin, "status", "-o", "json")
     assert r.exit_code == ExitCode.FINDINGS
     doc = json.loads(r.stdout)
-    assert not doc["complete"] and "no macvtap binding registered (run: macvtapctl enable)" in doc["problems"]
+    assert not doc["complete"] and any("no macvtap network binding" in p and p.endswith("(fix: macvtapctl enable)")
+                                       for p in doc["problems"])
     assert cli("--kubeconfig", admin, "setup", "eth0", "--name", "dataplane").exit_code == 0
     assert cli("--kubeconfig", admin, "nad", "create", "ghost", "--resource", "ghost").exit_code == 0
     assert cli("--kubeconfig", admin, "install").exit_code == 0
@@ -325,11 +326,13 @@ def test_status_chain(cli, admin, control_plane) -> None:
                        "spec": {"containers": [{"name": "c", "image": "example.org/x", "resources": {"limits": {
                            "macvtap.network.kubevirt.io/dataplane": "1"}}}]}}, "default")  # not bound: holds none
     doc = json.loads(cli("--kubeconfig", admin, "status", "-o", "json").stdout)
-    assert doc["problems"] == ["NAD default/ghost: resource 'ghost' is not exposed"]
+    assert doc["problems"] == ["networkattachmentdefinition/default/ghost: resource 'ghost' has no allocatable device "
+                               "on any schedulable node: it is not exposed in the device-plugin ConfigMap (fix: "
+                               "macvtapctl expose LOWER_DEVICE --name ghost)"]
     assert doc["nodes"] == [{"node": "node-a", "resource": "dataplane", "capacity": "100", "allocatable": "100",
                              "inUse": 3}]
     assert doc["agents"] == [{"namespace": "macvtap", "name": AGENT, "kind": "macvtapctl", "desired": 1, "ready": 1,
-                             "configMap": CM}]
+                             "configMap": CM, "configSources": {}}]  # no agent pod runs here
     assert cli("--kubeconfig", admin, "nad", "delete", "ghost").exit_code == 0
     r = cli("--kubeconfig", admin, "status")
     with control_plane.kube() as k:
@@ -423,7 +426,8 @@ def test_status_reports_odd_configmaps_as_findings(cli, admin, control_plane) ->
                                  "data": {"DP_MACVTAP_CONF": "[]"}}, ns)
     r = cli("--kubeconfig", admin, "status", "-o", "json")
     assert r.exit_code == ExitCode.FINDINGS, r.stderr
-    assert any("exists in several namespaces (macvtap, other)" in p for p in json.loads(r.stdout)["problems"])
+    assert any("2 device-plugin ConfigMaps: macvtap/macvtap-deviceplugin-config (read by no device plugin); other/"
+               in w for w in json.loads(r.stdout)["warnings"])
     with control_plane.kube() as k:
         k.delete(CONFIGMAP, CM, "other")
         k.merge_patch(CONFIGMAP, CM, {"data": {"DP_MACVTAP_CONF": json.dumps(
