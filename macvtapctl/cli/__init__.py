@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import sys
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,6 +33,8 @@ def program_name(argv0: str | None = None) -> str:
 def _report(exc: BaseException, debug: bool) -> int:
     printer = Printer()
     if debug:
+        import traceback  # only on errors: every other run would pay for it at start-up
+
         traceback.print_exception(exc, file=sys.stderr)
     if isinstance(exc, MacvtapctlError):
         printer.error(describe(exc))
