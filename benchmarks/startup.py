@@ -41,8 +41,8 @@ NADS, NAMESPACES, NODES = 20, 2, 3
 
 def wall(argv: list[str], env: dict[str, str]) -> float:
     t0 = time.perf_counter()
-    proc = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, check=False)
+    proc = subprocess.run(argv, env=env, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, check=False)  # cwd: `-m` imports the package from there first
     elapsed = time.perf_counter() - t0
     if proc.returncode not in (0, 8):  # 8: status found the chain incomplete (no agent runs here), a full read
         raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr.decode(errors='replace')}")
