@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import compileall
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -106,6 +107,7 @@ def main() -> None:
         record(*compare(READS, kubectl, env, runs))
     finally:
         cp.stop()
+        shutil.rmtree(work, ignore_errors=True)  # etcd's data: ~65 MB
 
 
 if __name__ == "__main__":
