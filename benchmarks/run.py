@@ -2,12 +2,12 @@
 
     sudo .venv/bin/python benchmarks/run.py [--quick]
 
-Runs, one after another (never in parallel: they would time each other): start-up and rendering (vs kubectl),
-scale reads and writes and install --wait (vs kubectl, on a local control plane), CNI ADD/DEL and the device
-plugin (vs the real upstream macvtap-cni when ../shared/upstream is beside the repository, else its Go stand-in,
-said so), the agent at capacity under churn (BENCH_CHURN_SECONDS, default 600), and a VM started by KubeVirt
-(vs the hand-made launcher, interleaved) with KubeVirt's memory. --quick: smaller sizes and a
-60 s churn, for a smoke run. Benchmarks time and compare; tests never assert timings.
+Runs, one after another (never in parallel: they would time each other): start-up (vs kubectl, the small reads on a
+local control plane) and rendering, scale reads and writes and install --wait (vs kubectl, on a local control
+plane), CNI ADD/DEL and the device plugin (vs the real upstream macvtap-cni when ../shared/upstream is beside the
+repository, else its Go stand-in, said so), the agent at capacity under churn (BENCH_CHURN_SECONDS, default 600),
+and a VM started by KubeVirt (vs the hand-made launcher, interleaved) with KubeVirt's memory. --quick: smaller
+sizes and a 60 s churn, for a smoke run. Benchmarks time and compare; tests never assert timings.
 """
 
 from __future__ import annotations

@@ -58,16 +58,18 @@ def list_(
     cli = application(ctx)
     fmt = cli.output_format(("table", "wide", "json", "yaml", "name"))
     printer = cli.printer
-    from macvtapctl.kube.dpconfigmap import current_config
     from macvtapctl.kube.resources import NAD
 
     namespace = None if all_namespaces else cli.namespace
     with cli.connect() as kube:
         nads = [n for n in kube.list(NAD, namespace) if nadm.is_macvtap(n)]
+        if fmt in ("json", "yaml", "name"):
+            # The objects as read: only the table says which resources are exposed (the ConfigMap is not read).
+            printer.objects(nads, fmt, as_list=True)
+            return
+        from macvtapctl.kube.dpconfigmap import current_config
+
         exposed = current_config(kube)
-    if fmt in ("json", "yaml", "name"):
-        printer.objects(nads, fmt, as_list=True)
-        return
     rows = []
     for n in nads:
         res = nadm.resource_of(n)

@@ -13,7 +13,6 @@ import base64
 import contextlib
 import os
 import ssl
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,6 +146,8 @@ def ssl_context(ep: Endpoint) -> ssl.SSLContext:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     if ep.cert and ep.key:
+        import tempfile  # only for client certificates
+
         # ssl loads a certificate chain from files only: a private directory, gone once loaded.
         with tempfile.TemporaryDirectory(prefix="macvtapctl-") as tmp:
             cert, key = Path(tmp) / "client.crt", Path(tmp) / "client.key"

@@ -50,6 +50,34 @@ def test_default_namespace(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     assert default_namespace(None, None) == "default"
 
 
+def test_a_kubeconfig_is_parsed_once_until_it_changes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A command reads its namespace and then connects: one parse of the file, not two."""
+    from macvtapctl.kube import kubeconfig
+
+    parses: list[str] = []
+    real = yaml.load
+    monkeypatch.setattr(kubeconfig.yaml, "load", lambda text, **kw: parses.append(text) or real(text, **kw))
+    cfg = write(tmp_path / "a", "one", {"one": "team-a"})
+    assert default_namespace(str(cfg), None) == "team-a"
+    merged = load_merged([cfg], explicit=True)
+    merged["contexts"][0]["context"]["namespace"] = "changed by a caller"  # callers get their own copy
+    assert default_namespace(str(cfg), None) == "team-a"
+    assert len(parses) == 1
+    write(cfg, "one", {"one": "team-b-is-longer"})
+    assert default_namespace(str(cfg), None) == "team-b-is-longer"
+    assert len(parses) == 2
+
+
+def test_a_malformed_kubeconfig_names_the_line(tmp_path: Path) -> None:
+    from macvtapctl.errors import MacvtapctlError
+
+    cfg = tmp_path / "bad"
+    cfg.write_text("clusters:\n  - name: c\n   bad: [\n")
+    with pytest.raises(MacvtapctlError, match=r'(?s)cannot read kubeconfig .*line 3') as info:
+        load_merged([cfg], explicit=True)
+    assert "bad: [" in str(info.value)  # the pure-Python loader's message, with the offending line
+
+
 def test_resource_paths() -> None:
     assert CONFIGMAP.path("ns", "x") == "/api/v1/namespaces/ns/configmaps/x"
     assert KUBEVIRT.path() == "/apis/kubevirt.io/v1/kubevirts"
