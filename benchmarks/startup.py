@@ -34,8 +34,10 @@ OFFLINE: list[tuple[list[str], list[str]]] = [  # (macvtapctl args, kubectl args
 READS: list[tuple[list[str], list[str]]] = [
     (["exposed", "-o", "json"], ["get", "configmap", "-n", "macvtap", "macvtap-deviceplugin-config", "-o", "json"]),
     (["nad", "list", "-A", "-o", "json"], ["get", "network-attachment-definitions", "-A", "-o", "json"]),
+    # status reads what doctor reads (one judge, ops/status.py): the same kinds as doctor's row
     (["status", "-o", "json"],
-     ["get", "nodes,daemonsets,network-attachment-definitions,virtualmachineinstances", "-A", "-o", "json"]),
+     ["get", "nodes,pods,daemonsets,configmaps,network-attachment-definitions,virtualmachines,"
+             "virtualmachineinstances", "-A", "-o", "json"]),
 ]
 NADS, NAMESPACES, NODES = 20, 2, 3
 
