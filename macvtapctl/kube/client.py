@@ -12,7 +12,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from macvtapctl.errors import MacvtapctlError
+from macvtapctl import __version__
+from macvtapctl.errors import MacvtapctlError, NotFoundError
 from macvtapctl.kube import transport
 from macvtapctl.kube.errors import Request, from_status, from_transport
 from macvtapctl.kube.options import ConnectionOptions, DryRun
@@ -43,7 +44,6 @@ def retry_delay(status: int, retry_after: str | None) -> float | None:
 
 
 def _version() -> str:
-    from macvtapctl import __version__
 
     return __version__
 
@@ -133,7 +133,6 @@ class Kube:
         return result
 
     def get_or_none(self, res: Resource, name: str, namespace: str | None = None) -> Obj | None:
-        from macvtapctl.errors import NotFoundError
 
         try:
             return self.get(res, name, namespace)

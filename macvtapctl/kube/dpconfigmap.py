@@ -9,11 +9,12 @@ from typing import Any
 
 from macvtapctl import dpconfig, identity, plugins
 from macvtapctl.dig import dig
-from macvtapctl.errors import ForbiddenError, Hint, PreconditionError, UsageError
+from macvtapctl.errors import ForbiddenError, Hint, MacvtapctlError, PreconditionError, UsageError
 from macvtapctl.kube.client import Kube
 from macvtapctl.kube.errors import AlreadyExistsError
 from macvtapctl.kube.options import DryRun
 from macvtapctl.kube.resources import CONFIGMAP, DAEMONSET, NAMESPACE, NETWORK_ADDONS_CONFIG
+from macvtapctl.kube.retry import retry_on_conflict
 
 DEFAULT_AGENT_NAMESPACE = identity.DEFAULT_NAMESPACE
 AGENT_LABEL, AGENT_LABEL_VALUE = plugins.AGENT_LABEL, plugins.AGENT_LABEL_VALUE
@@ -75,7 +76,6 @@ def _follow_cnao(kube: Kube, target: Target) -> Target:
 
 def current_config(kube: Kube) -> dpconfig.Config | None:
     """The current DP config, or None when it cannot be read (missing, malformed, forbidden, CNAO-owned)."""
-    from macvtapctl.errors import MacvtapctlError
 
     try:
         target = locate(kube, None)
@@ -105,7 +105,6 @@ def update(kube: Kube, mutate: Mutation, mode: DryRun, *, dp_namespace: str | No
     = nothing to change) plan the new document, write it guarded by resourceVersion — or create it, with its
     namespace — and on a stale read (409) or a create race (AlreadyExists) start again from the read.
     `on_read` sees the first document read (for its warnings)."""
-    from macvtapctl.kube.retry import retry_on_conflict
 
     first = [True]
 

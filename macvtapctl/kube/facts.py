@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from macvtapctl import vmlint
 from macvtapctl.dig import dig
 from macvtapctl.errors import MacvtapctlError, PreconditionError
 from macvtapctl.kube.client import Kube
 from macvtapctl.kube.dpconfigmap import current_config
 from macvtapctl.kube.kubevirt_cr import get_hco, hco_owner, the_kubevirt
 from macvtapctl.kube.resources import NAD
+from macvtapctl.kube.vms import all_vms
 
 if TYPE_CHECKING:
     from macvtapctl import vmlint
@@ -37,8 +39,6 @@ def gather(kube: Kube, *, namespaces: set[str] | None = None, with_vm_macs: bool
            vms: list[dict[str, Any]] | None = None) -> vmlint.Facts:
     """Bindings, NADs (in the given namespaces plus 'default'), the DP config and MACs in use (of `vms`, every
     VM and VMI of the cluster, when the caller listed them already: one LIST per kind, never two)."""
-    from macvtapctl import vmlint  # here: `status` needs only registered_bindings, not the VM checks
-    from macvtapctl.kube.vms import all_vms
 
     facts = vmlint.Facts(bindings=registered_bindings(kube))
     nads: dict[tuple[str, str], dict[str, Any]] = {}

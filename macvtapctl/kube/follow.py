@@ -8,6 +8,7 @@ import contextlib
 import threading
 from typing import Any
 
+from macvtapctl.errors import MacvtapctlError
 from macvtapctl.kube.client import Kube
 
 WATCH_SECONDS = 240  # the server ends a watch after this; it is started again from the last version seen
@@ -65,7 +66,6 @@ class Follow(threading.Thread):
         self.stream: Any = None
 
     def run(self) -> None:
-        from macvtapctl.errors import MacvtapctlError
 
         try:
             while not self.done.is_set():

@@ -12,7 +12,8 @@ from macvtapctl.errors import PreconditionError
 from macvtapctl.kube.client import Kube
 from macvtapctl.kube.lookup import find_kubevirts
 from macvtapctl.kube.options import DryRun
-from macvtapctl.kube.resources import HYPERCONVERGED, Resource
+from macvtapctl.kube.resources import HYPERCONVERGED, KUBEVIRT, Resource
+from macvtapctl.kube.retry import retry_on_conflict
 
 HCO_MANAGERS = {"hco-operator", "hyperconverged-cluster-operator"}
 
@@ -79,8 +80,6 @@ def update(kube: Kube, planner: Planner, mode: DryRun) -> Update:
     that manages it, if any), let `planner(kv, hco)` (pure) return the merge patch for the object it belongs to
     (HCO's when there is one: it reverts direct edits), write it guarded by resourceVersion, and on a stale read
     (409) plan again from a fresh read."""
-    from macvtapctl.kube.resources import KUBEVIRT
-    from macvtapctl.kube.retry import retry_on_conflict
 
     def attempt() -> Update:
         kv = the_kubevirt(kube)

@@ -6,7 +6,7 @@ from typing import Any
 
 from macvtapctl.errors import PreconditionError
 from macvtapctl.kube.client import Kube
-from macvtapctl.kube.resources import KUBEVIRT
+from macvtapctl.kube.resources import KUBEVIRT, POD
 
 
 def find_kubevirts(kube: Kube) -> list[dict[str, Any]]:
@@ -36,7 +36,6 @@ def kubevirt_version_summary(kube: Kube) -> str | None:
 
 
 def daemonset_pods(kube: Kube, ds: dict[str, Any], namespace: str) -> list[dict[str, Any]]:
-    from macvtapctl.kube.resources import POD
 
     labels = ((ds.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
     if not labels:

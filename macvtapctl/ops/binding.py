@@ -8,7 +8,9 @@ from macvtapctl import kubevirt
 from macvtapctl.dig import dig
 from macvtapctl.errors import PreconditionError
 from macvtapctl.kube.client import Kube
+from macvtapctl.kube.kubevirt_cr import update
 from macvtapctl.kube.options import DryRun
+from macvtapctl.kube.vms import vms_using_binding
 from macvtapctl.ops import Reporter
 
 
@@ -17,7 +19,6 @@ def enable(kube: Kube, report: Reporter, mode: DryRun, *, binding_name: str = ku
            force: bool = False) -> dict[str, Any]:
     """Plan by the running version (kubevirt.plan_enable / plan_enable_hco) and write through the KubeVirt CR's
     read-modify-write door; the decisions are reported once, whatever the retries."""
-    from macvtapctl.kube.kubevirt_cr import update
 
     def planner(kv: dict[str, Any], hco: dict[str, Any] | None) -> kubevirt.Plan:
         version = kubevirt.require_version(kubevirt.observed_version_of(kv), kubevirt_version)
@@ -40,8 +41,6 @@ def enable(kube: Kube, report: Reporter, mode: DryRun, *, binding_name: str = ku
 def disable(kube: Kube, report: Reporter, mode: DryRun, *, binding_name: str = kubevirt.DEFAULT_BINDING,
             force: bool = False) -> dict[str, Any]:
     """Unregister the binding; refused while VMs use it unless `force`. Gates stay (others may need them)."""
-    from macvtapctl.kube.kubevirt_cr import update
-    from macvtapctl.kube.vms import vms_using_binding
 
     users = vms_using_binding(kube, binding_name)
     if users and not force:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from macvtapctl.dig import dig
 from macvtapctl.kube.client import Kube
 from macvtapctl.kube.options import DryRun
+from macvtapctl.kube.resources import NETWORK_ADDONS_CONFIG
+from macvtapctl.kube.retry import retry_on_conflict
 from macvtapctl.ops import Reporter
 
 
 def via_cnao(kube: Kube, report: Reporter, mode: DryRun, obj: dict[str, Any]) -> dict[str, Any]:
     """Create the NetworkAddonsConfig `cluster`, or merge-patch macvtap into the existing one."""
-    from macvtapctl.dig import dig
-    from macvtapctl.kube.resources import NETWORK_ADDONS_CONFIG
 
     existing = kube.get_or_none(NETWORK_ADDONS_CONFIG, "cluster")
     label = NETWORK_ADDONS_CONFIG.label("cluster")
@@ -35,7 +36,5 @@ def via_cnao(kube: Kube, report: Reporter, mode: DryRun, obj: dict[str, Any]) ->
         written: dict[str, Any] = kube.merge_patch(NETWORK_ADDONS_CONFIG, "cluster", patch, dry_run=mode)
         report.status(label, "configured", mode.suffix)
         return written
-
-    from macvtapctl.kube.retry import retry_on_conflict
 
     return retry_on_conflict(attempt, what=label)

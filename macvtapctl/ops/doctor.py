@@ -11,9 +11,12 @@ from typing import Any
 
 from macvtapctl import doctor, dpconfig, in_use, plugins
 from macvtapctl.dig import dig
-from macvtapctl.errors import ForbiddenError, MacvtapctlError, PreconditionError
+from macvtapctl.errors import ForbiddenError, MacvtapctlError, NotFoundError, PreconditionError
+from macvtapctl.kube import dpconfigmap
 from macvtapctl.kube.client import Kube
 from macvtapctl.kube.errors import Request
+from macvtapctl.kube.kubevirt_cr import get_hco, hco_owner
+from macvtapctl.kube.lookup import daemonset_pods
 from macvtapctl.kube.resources import (
     CONFIGMAP,
     DAEMONSET,
@@ -26,6 +29,7 @@ from macvtapctl.kube.resources import (
     VIRTUAL_MACHINE_INSTANCE,
     Resource,
 )
+from macvtapctl.manifests import agent as agentm
 
 
 def _list(kube: Kube, res: Resource, namespace: str | None = None, **kw: Any) -> list[dict[str, Any]]:
@@ -37,9 +41,6 @@ def _list(kube: Kube, res: Resource, namespace: str | None = None, **kw: Any) ->
 
 
 def snapshot(kube: Kube, *, reports: bool = True) -> doctor.Snapshot:
-    from macvtapctl.kube import dpconfigmap
-    from macvtapctl.kube.lookup import daemonset_pods
-    from macvtapctl.manifests import agent as agentm
 
     s = doctor.Snapshot()
     s.server_version = str(kube.server_version().get("gitVersion") or "") or None
@@ -85,7 +86,6 @@ def snapshot(kube: Kube, *, reports: bool = True) -> doctor.Snapshot:
 
 def _hco_bindings(kube: Kube, kv: dict[str, Any]) -> dict[str, Any]:
     """What a HyperConverged owner of the KubeVirt CR will propagate to it (unreadable: nothing)."""
-    from macvtapctl.kube.kubevirt_cr import get_hco, hco_owner
 
     owner = hco_owner(kv)
     if owner is None:
@@ -171,7 +171,6 @@ def run(kube: Kube, *, vm: tuple[str, str] | None = None,
         dhcp_resource: str | None = None) -> tuple[list[doctor.Finding], doctor.Snapshot]:
     """Every finding (or only those on one VM's chain), and what they were read from; with `dhcp_resource`, each
     node's DHCP probe on that resource too."""
-    from macvtapctl.manifests import agent as agentm
 
     s = snapshot(kube)
     if dhcp_resource is not None:
@@ -181,7 +180,6 @@ def run(kube: Kube, *, vm: tuple[str, str] | None = None,
         ns, name = vm
         target = next((v for v in s.vms if v["metadata"]["name"] == name and v["metadata"]["namespace"] == ns), None)
         if target is None:
-            from macvtapctl.errors import NotFoundError
 
             raise NotFoundError(f'virtualmachine.kubevirt.io "{name}" not found in namespace "{ns}"')
         findings = doctor.narrow(findings, doctor.chain_of(target, s))

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from macvtapctl import dpconfig, validate
+from macvtapctl import dpconfig, plugins, validate
 from macvtapctl.errors import PreconditionError, UsageError
+from macvtapctl.kube import dpconfigmap
 from macvtapctl.kube.client import Kube
 from macvtapctl.kube.dpconfigmap import Target, Update
+from macvtapctl.kube.lookup import daemonset_pods
 from macvtapctl.kube.options import DryRun
+from macvtapctl.kube.resources import DAEMONSET
 from macvtapctl.ops import Reporter
+from macvtapctl.ops.install import Goal, wait_for_goal
 
 
 def entry_for(lower_device: str, name: str | None, mode: str, capacity: int | None) -> dpconfig.Entry:
@@ -28,7 +32,6 @@ def expose(kube: Kube, report: Reporter, mode: DryRun, entry: dpconfig.Entry | N
            dp_namespace: str | None = None, force: bool = False, restart: bool = False) -> list[dict[str, Any]]:
     """Upsert `entry` (None: write []) through the DP ConfigMap's read-modify-write door. Returns the objects
     written (or found unchanged)."""
-    from macvtapctl.kube import dpconfigmap
 
     def warn(target: Target, cfg: dpconfig.Config) -> None:
         for w in cfg.warnings:
@@ -63,9 +66,6 @@ def _upstream_restart(kube: Kube, report: Reporter, done: Update, mode: DryRun, 
     """macvtap-cni reads the ConfigMap only at start: after a change, restart it (--restart) or say how. On an
     unchanged ConfigMap, --restart restarts only a DaemonSet with pods older than the ConfigMap's last write (an
     earlier run changed it without --restart): a second run changes nothing."""
-    from macvtapctl import plugins
-    from macvtapctl.kube import dpconfigmap
-    from macvtapctl.kube.lookup import daemonset_pods
 
     target = done.target
     for ds in dpconfigmap.upstream_daemonsets(kube, target.namespace, target.name):
@@ -85,7 +85,6 @@ def _upstream_restart(kube: Kube, report: Reporter, done: Update, mode: DryRun, 
 def unexpose(kube: Kube, report: Reporter, mode: DryRun, name: str, *, dp_namespace: str | None = None,
              restart: bool = False) -> list[dict[str, Any]]:
     """Remove the entry `name` through the DP ConfigMap's read-modify-write door. Returns the objects written."""
-    from macvtapctl.kube import dpconfigmap
 
     def mutate(target: Target, cfg: dpconfig.Config) -> dpconfig.Config | None:
         new, removed = dpconfig.remove(cfg, name)
@@ -106,9 +105,6 @@ def wait_served(kube: Kube, report: Reporter, target: Target, *, present: list[s
     """--wait: until every node the device plugin reading `target` runs on advertises `present` and no longer
     advertises `gone` (full resource names), with install --wait's rule, on watches. macvtap-cni reads the
     ConfigMap only at start: waited for only when `restarted` (--restart)."""
-    from macvtapctl import plugins
-    from macvtapctl.kube.resources import DAEMONSET
-    from macvtapctl.ops.install import Goal, wait_for_goal
 
     readers = [p for p, _ in plugins.find(kube.list(DAEMONSET, target.namespace)) if p.configmap == target.name]
     if not readers:

@@ -8,23 +8,27 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from macvtapctl import validate
+from macvtapctl import dpconfig, validate
 from macvtapctl.daemonset import not_rolled_out, pull_failures, rollout
 from macvtapctl.errors import TimeoutExceeded
+from macvtapctl.kube import dpconfigmap
+from macvtapctl.kube import resources as r
 from macvtapctl.kube.client import Kube
+from macvtapctl.kube.errors import AlreadyExistsError
+from macvtapctl.kube.follow import Follow, Mirror
 from macvtapctl.kube.options import DryRun
+from macvtapctl.kube.resources import DAEMONSET, NAMESPACE, NODE, POD
 from macvtapctl.manifests import agent as agentm
 from macvtapctl.ops import Reporter
+from macvtapctl.output import resource_label
 
 
 def _label(obj: dict[str, Any]) -> str:
-    from macvtapctl.output import resource_label
 
     return resource_label(obj)
 
 
 def _resource_of(obj: dict[str, Any]) -> Any:
-    from macvtapctl.kube import resources as r
 
     return {"Namespace": r.NAMESPACE, "ServiceAccount": r.SERVICE_ACCOUNT, "ConfigMap": r.CONFIGMAP,
             "Role": r.ROLE, "RoleBinding": r.ROLE_BINDING,
@@ -33,7 +37,6 @@ def _resource_of(obj: dict[str, Any]) -> Any:
 
 def apply_all(kube: Kube, report: Reporter, mode: DryRun, objs: list[dict[str, Any]],
                namespace: str) -> list[dict[str, Any]]:
-    from macvtapctl.kube.resources import NAMESPACE
 
     if mode is DryRun.SERVER and kube.get_or_none(NAMESPACE, namespace) is None:
         # A server dry run cannot create objects inside a namespace it did not really create: validate the
@@ -59,7 +62,6 @@ def _apply(kube: Kube, report: Reporter, mode: DryRun, obj: dict[str, Any]) -> d
         if existing is not None:  # the user's entries are never touched
             report.status(_label(obj), "unchanged", mode.suffix)
             return dict(existing)
-        from macvtapctl.kube.errors import AlreadyExistsError
 
         try:
             result: dict[str, Any] = kube.create(res, obj, ns, dry_run=mode)
@@ -96,8 +98,6 @@ class Readiness:
 
 def wanted_resources(kube: Kube, opts: agentm.InstallOptions) -> list[str]:
     """The resources the configuration can serve (an entry that can never be served is never waited for)."""
-    from macvtapctl import dpconfig
-    from macvtapctl.kube import dpconfigmap
 
     target = dpconfigmap.locate(kube, opts.namespace, opts.configmap)
     cfg = target.config() if target.object is not None else None
@@ -167,8 +167,6 @@ def wait_for_goal(kube: Kube, report: Reporter, goal: Goal, limit: float,
     """Wait for readiness_of() on watches: one LIST per kind (the DaemonSet, its pods, the nodes), then a WATCH
     from that version; the rule is evaluated again on every change, never by polling. Summary lines when it
     changes, and `progress` with the nodes advertising / scheduled."""
-    from macvtapctl.kube.follow import Follow, Mirror
-    from macvtapctl.kube.resources import DAEMONSET, NODE, POD
 
     deadline = time.monotonic() + limit
     ds0 = kube.get_or_none(DAEMONSET, goal.daemonset, goal.namespace) or {}

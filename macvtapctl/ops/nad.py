@@ -8,7 +8,10 @@ from typing import Any
 from macvtapctl import dpconfig
 from macvtapctl.errors import ConflictError, PreconditionError
 from macvtapctl.kube.client import Kube
+from macvtapctl.kube.dpconfigmap import current_config
 from macvtapctl.kube.options import DryRun
+from macvtapctl.kube.resources import NAD
+from macvtapctl.kube.vms import vms_using_network
 from macvtapctl.manifests import nad as nadm
 from macvtapctl.ops import Reporter
 
@@ -19,8 +22,6 @@ def create(kube: Kube, report: Reporter, mode: DryRun, obj: dict[str, Any],
 
     An existing NAD of that name that is not a macvtap NAD macvtapctl manages is someone else's: refused
     (exit 5) unless `force`."""
-    from macvtapctl.kube.dpconfigmap import current_config
-    from macvtapctl.kube.resources import NAD
 
     name, namespace = obj["metadata"]["name"], obj["metadata"]["namespace"]
     resource = nadm.resource_of(obj)
@@ -55,8 +56,6 @@ def create(kube: Kube, report: Reporter, mode: DryRun, obj: dict[str, Any],
 
 def delete(kube: Kube, report: Reporter, mode: DryRun, name: str, namespace: str, *, force: bool = False) -> None:
     """Refused while VMs reference the NAD, or when it is someone else's, unless `force`."""
-    from macvtapctl.kube.resources import NAD
-    from macvtapctl.kube.vms import vms_using_network
 
     current = kube.get_or_none(NAD, name, namespace)
     if current is None:

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from macvtapctl import doctor, dpconfig, in_use, kubevirt, plugins, validate
+from macvtapctl import daemonset, doctor, dpconfig, in_use, kubevirt, plugins, validate
 from macvtapctl.dig import dig
 from macvtapctl.kube.client import Kube
+from macvtapctl.manifests import nad as nadm
+from macvtapctl.ops import doctor as doctor_ops
 
 
 def collect(kube: Kube) -> dict[str, Any]:
     """Everything status shows, as plain data, plus the problems (doctor's errors)."""
-    from macvtapctl.ops import doctor as doctor_ops
 
     findings, s = doctor_ops.run(kube)
     return view(s, findings)
@@ -65,7 +66,6 @@ def _deviceplugin(s: doctor.Snapshot, cm: dict[str, Any] | None, cfg: dpconfig.C
 def _agents(s: doctor.Snapshot) -> list[dict[str, Any]]:
     """Every macvtap device-plugin DaemonSet, the ConfigMap it reads, and (the agent) where each node's copy
     reads it from: `api`, `file`, or null for a node without a report."""
-    from macvtapctl import daemonset
 
     rows = []
     for ds in [*s.agents, *s.upstream]:
@@ -105,7 +105,6 @@ def _nodes(s: doctor.Snapshot) -> list[dict[str, Any]]:
 
 
 def _nads(s: doctor.Snapshot, cfg: dpconfig.Config | None, advertised: set[str]) -> list[dict[str, Any]]:
-    from macvtapctl.manifests import nad as nadm
 
     names = {e.name for e in dpconfig.usable_entries(cfg)[0]} if cfg is not None else set()
     rows = []

@@ -37,6 +37,7 @@ from macvtapctl.kube.resources import (
     ROLE_BINDING,
     SERVICE_ACCOUNT,
 )
+from macvtapctl.kube.retry import retry_on_conflict
 from macvtapctl.manifests import agent as agentm
 from macvtapctl.manifests import takeover as rec
 from macvtapctl.ops import Reporter
@@ -191,7 +192,6 @@ def _create_record(kube: Kube, report: Reporter, mode: DryRun, record: dict[str,
 
 def _cnao_macvtap(kube: Kube, report: Reporter, name: str, macvtap: dict[str, Any] | None) -> None:
     """Turn CNAO's macvtap off (None) or back on, guarded by resourceVersion: the operator's supported switch."""
-    from macvtapctl.kube.retry import retry_on_conflict
 
     def attempt() -> None:
         nac = kube.get(NETWORK_ADDONS_CONFIG, name)

@@ -6,11 +6,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from macvtapctl import validate
+from macvtapctl import dpconfig, validate, vmlint
 from macvtapctl.daemonset import rollout
-from macvtapctl.errors import PreconditionError
+from macvtapctl.errors import ConflictError, PreconditionError
+from macvtapctl.kube import resources as r
 from macvtapctl.kube.client import Kube
+from macvtapctl.kube.facts import gather
 from macvtapctl.kube.options import DryRun
+from macvtapctl.kube.resources import DAEMONSET, NODE
+from macvtapctl.kube.retry import guarded_json_patch, retry_on_conflict
+from macvtapctl.kube.vms import all_vms
 from macvtapctl.manifests import agent as agentm
 from macvtapctl.ops import Reporter
 
@@ -19,10 +24,6 @@ def uninstall(kube: Kube, report: Reporter, mode: DryRun, namespace: str, *, pur
               purge_node_resources: bool = False, force: bool = False) -> None:
     """Remove what install created: nodes first (the shim and links no pod owns), then the DaemonSet and
     ServiceAccount (with `purge` the ConfigMap and namespace); refused while VMs use macvtap unless `force`."""
-    from macvtapctl import dpconfig, vmlint
-    from macvtapctl.kube import resources as r
-    from macvtapctl.kube.facts import gather
-    from macvtapctl.kube.vms import all_vms
 
     try:
         facts = gather(kube, with_vm_macs=False)
@@ -59,9 +60,6 @@ def clean_nodes(kube: Kube, report: Reporter, namespace: str) -> None:
     """Roll the agent to `agent --uninstall` on every node (same image, mounts and privileges): it takes the shim
     out of the CNI bin dir and deletes the links no pod owns, then reports ready. Nodes that do not finish in
     time are named; the DaemonSet is deleted either way."""
-    from macvtapctl.errors import ConflictError
-    from macvtapctl.kube.resources import DAEMONSET
-    from macvtapctl.kube.retry import retry_on_conflict
 
     def roll() -> dict[str, Any] | None:
         ds = kube.get_or_none(DAEMONSET, agentm.AGENT_NAME, namespace)
@@ -100,9 +98,6 @@ def clean_nodes(kube: Kube, report: Reporter, namespace: str) -> None:
 def purge_nodes(kube: Kube, report: Reporter, mode: DryRun) -> None:
     """The kubelet keeps extended resources of a plugin that is gone (kubernetes#52510): remove them."""
     from jsonpointer import escape, unescape
-
-    from macvtapctl.kube.resources import NODE
-    from macvtapctl.kube.retry import guarded_json_patch
 
     prefix = validate.RESOURCE_PREFIX + "/"
 

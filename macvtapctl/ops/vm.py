@@ -8,8 +8,12 @@ from typing import Any, Protocol
 from macvtapctl import vmlint
 from macvtapctl.errors import ExitCode, MacvtapctlError, PreconditionError
 from macvtapctl.kube.client import Kube
+from macvtapctl.kube.facts import gather, registered_bindings
 from macvtapctl.kube.options import DryRun
-from macvtapctl.ops import Reporter
+from macvtapctl.kube.resources import VIRTUAL_MACHINE
+from macvtapctl.kube.retry import guarded_json_patch
+from macvtapctl.kube.vms import all_vms
+from macvtapctl.ops import Reporter, binding
 
 
 class Progress(Protocol):
@@ -24,8 +28,6 @@ def check_against_cluster(kube: Kube, report: Reporter, vms: list[dict[str, Any]
                           ) -> dict[str, dict[str, Any]]:
     """Lint the generated VMs against the cluster; errors stop everything before any write. Returns the VMs that
     exist in `namespace` by name (read in the same LIST)."""
-    from macvtapctl.kube.facts import gather
-    from macvtapctl.kube.vms import all_vms
 
     cluster_vms = all_vms(kube)
     facts = gather(kube, namespaces={namespace}, vms=cluster_vms)
@@ -57,8 +59,6 @@ def apply_all(kube: Kube, report: Reporter, vms: list[dict[str, Any]], namespace
     are a conflict (exit 5) unless `force` (--force-conflicts). `existing`: the namespace's VMs by name, read
     before (else one LIST here), to say created, configured or unchanged — one request per VM, not two."""
     from concurrent.futures import ThreadPoolExecutor
-
-    from macvtapctl.kube.resources import VIRTUAL_MACHINE
 
     if existing is None:
         existing = {v["metadata"]["name"]: v for v in kube.list(VIRTUAL_MACHINE, namespace)}
@@ -115,8 +115,6 @@ def applied_content(obj: dict[str, Any]) -> Any:
 
 def convert_one(kube: Kube, report: Reporter, mode: DryRun, vm: dict[str, Any], binding: str) -> dict[str, Any]:
     """Convert one VM with a resourceVersion-guarded JSON patch; re-read and retry when it changed."""
-    from macvtapctl.kube.resources import VIRTUAL_MACHINE
-    from macvtapctl.kube.retry import guarded_json_patch
 
     vm_name, vm_ns = vm["metadata"]["name"], vm["metadata"]["namespace"]
     label = VIRTUAL_MACHINE.label(vm_name)
@@ -155,9 +153,6 @@ def lint_vms(kube: Kube, name: str | None, namespace: str | None) -> tuple[int, 
     """vm check: (how many VMs on macvtap were checked, one row per finding). `name` is checked whether or not
     it uses macvtap; otherwise every VM in `namespace` (None: all) that does. MACs are checked against every VM
     of the cluster."""
-    from macvtapctl.kube.facts import gather
-    from macvtapctl.kube.resources import VIRTUAL_MACHINE
-    from macvtapctl.kube.vms import all_vms
 
     cluster_vms = all_vms(kube)
     facts = gather(kube, namespaces=None if namespace is None else {namespace}, vms=cluster_vms)
@@ -183,9 +178,6 @@ def convert_vms(kube: Kube, report: Reporter, mode: DryRun, name: str | None, na
                 binding_name: str, kubevirt_version: str | None) -> list[dict[str, Any]]:
     """vm convert: rewrite core `macvtap: {}` interfaces to the binding, registering the binding first when a VM
     needs it. Returns each target VM as written (or found unchanged)."""
-    from macvtapctl.kube.facts import registered_bindings
-    from macvtapctl.kube.resources import VIRTUAL_MACHINE
-    from macvtapctl.ops import binding
 
     if name:
         if namespace is None:

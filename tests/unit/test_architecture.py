@@ -128,3 +128,26 @@ def test_the_contract_sees_a_violation() -> None:
     assert "typer" in {m.split(".")[0] for m in cli} and "typer" in THIRD_PARTY and "cli" in THIRD_PARTY["typer"]
     assert any(m.startswith("macvtapctl.ops") for m in cli) and not any(
         a.startswith("macvtapctl.ops") for a in ALLOWED["doctor"])
+
+
+def _in_function_project_imports(path: Path) -> list[int]:
+    lines = []
+    for fn in ast.walk(ast.parse(path.read_text())):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for node in ast.walk(fn):
+                if (isinstance(node, ast.ImportFrom) and (node.module or "").startswith("macvtapctl")) or (
+                        isinstance(node, ast.Import) and any(a.name.startswith("macvtapctl") for a in node.names)):
+                    lines.append(node.lineno)
+    return lines
+
+
+@pytest.mark.parametrize("room", ["ops", "kube", *PURE_ROOMS])
+def test_use_cases_the_api_layer_and_the_pure_rules_show_their_graph_at_module_level(room: str) -> None:
+    """Imports of the project's own modules are at the top of each file in these rooms (only cli/ defers its
+    use-cases to when a command runs — start-up — and agent/ the parts of a mode it runs)."""
+    for path in modules(room):
+        assert _in_function_project_imports(path) == [], path
+
+
+def test_the_graph_check_sees_a_deferred_import() -> None:
+    assert _in_function_project_imports(PKG / "cli" / "status.py")
