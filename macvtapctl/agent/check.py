@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from macvtapctl import dpconfig
-from macvtapctl.agent.netlink import Link, Netlink
+from macvtapctl.agent.netlink import BlockingNetlink, Link
 
 OK, WARN, FAIL, SKIP = "ok", "warning", "error", "skipped"
 
@@ -60,7 +60,7 @@ def run_checks(*, document: Document, plugin_dir: str, owner: int, group: int,
                 owner=owner, group=group, tap_dir=tap_dir, visibility=visibility)
 
 
-def _run(h: Netlink, links: dict[str, Link], *, document: Document, plugin_dir: str, owner: int, group: int,
+def _run(h: BlockingNetlink, links: dict[str, Link], *, document: Document, plugin_dir: str, owner: int, group: int,
          tap_dir: str, visibility: Result | None) -> list[Result]:
     results: list[Result] = []
     cfg, where = read_config(document)
@@ -158,7 +158,7 @@ def node_report(node: str, *, document: Document, plugin_dir: str, owner: int, g
 CHECK_LINK_PREFIX = "mvtchk"  # the throwaway macvtap of the /dev/tapN visibility test
 
 
-def remove_check_leftovers(h: Netlink) -> list[str]:
+def remove_check_leftovers(h: BlockingNetlink) -> list[str]:
     """Delete throwaway test links a check killed mid-way (SIGKILL between create and delete) left behind."""
     from pyroute2.netlink.exceptions import NetlinkError
 
@@ -173,7 +173,7 @@ def remove_check_leftovers(h: Netlink) -> list[str]:
     return gone
 
 
-def _tap_visibility(h: Netlink, lowers: list[Link], tap_dir: str) -> Result:
+def _tap_visibility(h: BlockingNetlink, lowers: list[Link], tap_dir: str) -> Result:
     """Create a throwaway macvtap and look for its /dev/tapN here (KinD nodes do not see the host's devtmpfs)."""
     lower = lowers[0] if lowers else None
     if lower is None:

@@ -56,7 +56,7 @@ def setup_logging(level: str) -> None:
 async def run(cfg: AgentConfig) -> None:
     from macvtapctl.agent.observability import HealthServer, Metrics
 
-    # Netlink work runs in threads next to the event loop and gRPC's poller: a short GIL switch interval
+    # BlockingNetlink work runs in threads next to the event loop and gRPC's poller: a short GIL switch interval
     # (default 5 ms) keeps a thread coming back from a syscall from waiting behind them.
     sys.setswitchinterval(0.0005)
     from macvtapctl.agent.cni.server import CniServer

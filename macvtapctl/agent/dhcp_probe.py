@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from macvtapctl.agent.check import CHECK_LINK_PREFIX
-from macvtapctl.agent.netlink import Netlink
+from macvtapctl.agent.netlink import BlockingNetlink
 
 BOOTREQUEST, BOOTREPLY = 1, 2
 DHCPDISCOVER, DHCPOFFER = 1, 2
@@ -93,7 +93,7 @@ def parse_offer(frame: bytes, xid: int) -> tuple[str, str] | None:
     return (server, yiaddr) if kind == DHCPOFFER else None
 
 
-def probe(h: Netlink, lower: str, *, timeout: float = 8.0) -> Offer:
+def probe(h: BlockingNetlink, lower: str, *, timeout: float = 8.0) -> Offer:
     """One DISCOVER on a throwaway macvtap of `lower`; the link is gone when this returns. The default wait covers
     servers that ping an address before offering it (dnsmasq waits 3 s)."""
     timeout = min(max(timeout, 0.5), MAX_TIMEOUT)

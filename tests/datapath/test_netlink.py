@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from macvtapctl.agent.netlink import Link, Netlink, host, in_namespace, netns, rtnl
+from macvtapctl.agent.netlink import BlockingNetlink, Link, codec, host, in_namespace, netns
 from tests.datapath.helpers import Node, ip
 
 
@@ -75,7 +75,7 @@ def test_move_configure_and_delete_in_a_pod_namespace(node: Node) -> None:
 
 
 def test_errors_carry_the_errno(node: Node) -> None:
-    nl: Netlink = host()
+    nl: BlockingNetlink = host()
     try:
         nl.move_to(2**31 - 1, netns.host_netns_fd(), name="nosuchlink0")
     except Exception as exc:
@@ -86,6 +86,6 @@ def test_errors_carry_the_errno(node: Node) -> None:
     made = nl.create_macvtap(f"mvtchk{node.tag}", nl.find(node.lower).index, "bridge", 500)  # type: ignore[union-attr]
     try:
         assert (made.kind, made.txqlen, made.up) == ("macvtap", 500, False)
-        assert rtnl.error_of(rtnl.newlink_macvtap(1, made.name, 1, "bridge", 0)) is None  # a request, not an error
+        assert codec.error_of(codec.newlink_macvtap(1, made.name, 1, "bridge", 0)) is None  # a request, not an error
     finally:
         nl.delete(made.index)

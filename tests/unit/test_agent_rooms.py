@@ -6,10 +6,10 @@ from pathlib import Path
 
 from macvtapctl.agent.deviceplugin.config_source import ConfigSource
 from macvtapctl.agent.deviceplugin.links import LinkWatcher
-from macvtapctl.agent.netlink import rtnl
+from macvtapctl.agent.netlink import codec
 
 
-def event(mtype: int, index: int, name: str, kind: str = "", flags: int = 0) -> rtnl.Raw:
+def event(mtype: int, index: int, name: str, kind: str = "", flags: int = 0) -> codec.Raw:
     """A kernel link event as bytes (pyroute2-encoded), through the pre-filter."""
     from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
@@ -21,21 +21,21 @@ def event(mtype: int, index: int, name: str, kind: str = "", flags: int = 0) -> 
         attrs.append(("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", kind)]}))
     msg["attrs"] = attrs
     msg.encode()
-    return next(rtnl.messages(bytes(msg.data)))
+    return next(codec.messages(bytes(msg.data)))
 
 
-def new(index: int, name: str, kind: str = "", flags: int = 0) -> rtnl.Raw:
-    return event(rtnl.RTM_NEWLINK, index, name, kind, flags)
+def new(index: int, name: str, kind: str = "", flags: int = 0) -> codec.Raw:
+    return event(codec.RTM_NEWLINK, index, name, kind, flags)
 
 
-def gone(index: int, name: str) -> rtnl.Raw:
-    return event(rtnl.RTM_DELLINK, index, name)
+def gone(index: int, name: str) -> codec.Raw:
+    return event(codec.RTM_DELLINK, index, name)
 
 
 def test_the_link_watcher_reconciles_on_set_changes_only(monkeypatch) -> None:
     decoded: list[str] = []
-    real = rtnl.decode
-    monkeypatch.setattr(rtnl, "decode", lambda raw: decoded.append(raw.name) or real(raw))
+    real = codec.decode
+    monkeypatch.setattr(codec, "decode", lambda raw: decoded.append(raw.name) or real(raw))
     w = LinkWatcher(lambda: None)
     assert w.handle(new(2, "eth0")) is True
     assert w.handle(new(2, "eth0")) is False and decoded == ["eth0"]  # nothing new: not even decoded
@@ -78,7 +78,7 @@ def test_without_a_readable_file_nothing_is_served_and_that_is_said(tmp_path: Pa
 
 
 def test_only_the_netlink_room_opens_netlink_sockets() -> None:
-    """One netlink room (agent/netlink/): its three clients — blocking `Netlink`, awaited `Rtnl`, the awaited link
+    """One netlink room (agent/netlink/): its three clients — blocking `BlockingNetlink`, awaited `AwaitedNetlink`, the awaited link
     subscription — are the only code that opens an AF_NETLINK socket."""
     root = Path(__file__).resolve().parents[2] / "macvtapctl"
     openers = sorted(str(p.relative_to(root)) for p in root.rglob("*.py") if "AF_NETLINK" in p.read_text())

@@ -15,7 +15,7 @@ from macvtapctl.agent.cni import protocol as cni
 from macvtapctl.agent.cni.protocol import CniError, Request
 from macvtapctl.agent.link_name import temporary_link_name
 from macvtapctl.agent.link_registry import LinkBusy, LinkRegistry
-from macvtapctl.agent.netlink import Link, Netlink, error_code, host, in_namespace, netns
+from macvtapctl.agent.netlink import BlockingNetlink, Link, error_code, host, in_namespace, netns
 
 log = logging.getLogger("macvtapctl.agent.cni")
 TEMP_PREFIX = link_name.PREFIX
@@ -92,7 +92,8 @@ def _add(req: Request, tmp: str, fd: int, tap_dir: str) -> dict[str, Any]:
             raise
 
 
-def _move_and_configure(req: Request, tmp: str, link: Link, fd: int, pod: Netlink, tap_dir: str) -> dict[str, Any]:
+def _move_and_configure(req: Request, tmp: str, link: Link, fd: int, pod: BlockingNetlink,
+                        tap_dir: str) -> dict[str, Any]:
     """One RTM_SETLINK moves the link into the pod and configures it there (three netlink round trips fewer than
     look up, move, look up, configure, read back), then one read of the result in the pod."""
     try:
@@ -129,7 +130,7 @@ def _move_and_configure(req: Request, tmp: str, link: Link, fd: int, pod: Netlin
     return cni.add_result(req, final.mac, final.mtu)
 
 
-def _remove_from(pod: Netlink, names: tuple[str, ...]) -> None:
+def _remove_from(pod: BlockingNetlink, names: tuple[str, ...]) -> None:
     for name in names:
         try:
             link = pod.find(name)
@@ -174,7 +175,7 @@ def delete(req: Request, registry: LinkRegistry | None = None) -> None:
         os.close(fd)
 
 
-def _give_back(req: Request, pod: Netlink, link: Link, registry: LinkRegistry | None) -> None:
+def _give_back(req: Request, pod: BlockingNetlink, link: Link, registry: LinkRegistry | None) -> None:
     # The alias (set by ADD) names the link for sure; Multus' deviceID on a DEL for a pod that is already gone can
     # name another pod's device (measured on a real node), so it is only the fallback.
     if link.alias.startswith(TEMP_PREFIX):

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from macvtapctl.agent.link_name import temporary_link_name
 from macvtapctl.agent.link_registry import LinkRegistry
 from macvtapctl.agent.netlink import NetlinkError
-from macvtapctl.agent.netlink.rtnl_client import Rtnl
+from macvtapctl.agent.netlink.awaited import AwaitedNetlink
 from macvtapctl.dpconfig import Entry
 
 
@@ -22,7 +22,7 @@ LowerLookup = Callable[[str], tuple[int, int] | None]  # name -> (ifindex, txqle
 
 def make_allocator(registry: LinkRegistry, tap_dir: str = "/dev",
                    lower_lookup: LowerLookup | None = None) -> Callable[[str, Entry], Awaitable[str]]:
-    rt: Rtnl | None = None
+    rt: AwaitedNetlink | None = None
 
     async def allocate(device: str, entry: Entry) -> str:
         """Create mvt<hash> on the lower device, up, in the configured mode with the lower's txqueuelen; a leftover
@@ -30,7 +30,7 @@ def make_allocator(registry: LinkRegistry, tap_dir: str = "/dev",
         anew. One raw netlink round trip (create with echo) when there is no leftover, awaited on the loop."""
         nonlocal rt
         if rt is None:
-            rt = Rtnl()  # created on the loop that awaits it
+            rt = AwaitedNetlink()  # created on the loop that awaits it
         tmp = temporary_link_name(device)
         lower = lower_lookup(entry.lower_device) if lower_lookup is not None else None
         if lower is None:

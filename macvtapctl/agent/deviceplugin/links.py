@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from macvtapctl.agent.netlink import Link, rtnl
+from macvtapctl.agent.netlink import Link, codec
 from macvtapctl.agent.netlink.subscription import link_events
 
 log = logging.getLogger("macvtapctl.agent.deviceplugin.links")
@@ -32,7 +32,7 @@ class LinkWatcher:
                     async for batch in batches:
                         changed = False
                         for raw in batch:
-                            if raw.type == rtnl.NLMSG_DONE and dumping:
+                            if raw.type == codec.NLMSG_DONE and dumping:
                                 dumping = False
                                 self.ready.set()
                                 changed = True
@@ -47,21 +47,21 @@ class LinkWatcher:
                 self.ready.clear()
                 await asyncio.sleep(0.2)
 
-    def handle(self, raw: rtnl.Raw) -> bool:
+    def handle(self, raw: codec.Raw) -> bool:
         """Record one link event; True when it matters to the device plugin. The pre-filter skips what carries
         nothing new (same index, name and flags: statistics, carrier, MTU); the rest is decoded by pyroute2.
         Macvtap links come and go with every allocation and are never lower devices: they do not count."""
-        if raw.type == rtnl.RTM_DELLINK:
+        if raw.type == codec.RTM_DELLINK:
             self.flags.pop(raw.index, None)
             name = self.by_index.pop(raw.index, None)
             gone = self.links.pop(name, None) if name is not None else None
             return gone is not None and gone.kind not in QUIET_KINDS
-        if raw.type != rtnl.RTM_NEWLINK:
+        if raw.type != codec.RTM_NEWLINK:
             return False
         old = self.by_index.get(raw.index)
         if old == raw.name and self.flags.get(raw.index) == raw.flags:
             return False
-        link: Link = rtnl.decode(raw)
+        link: Link = codec.decode(raw)
         self.flags[raw.index] = raw.flags
         same = self.links.get(link.name)
         if old == link.name and same is not None and (same.kind, same.loopback) == (link.kind, link.loopback):

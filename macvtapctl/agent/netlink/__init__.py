@@ -1,6 +1,6 @@
-"""The agent's one netlink stack: the codec (rtnl.py: RTNL requests encoded by pyroute2, replies read into the one
-link type `Link`) and its three clients, on raw sockets the agent owns — `Netlink` here, blocking, for the
-datapath and the node checks; rtnl_client.py's `Rtnl`, awaited on the event loop, for Allocate;
+"""The agent's one netlink stack: the codec (codec.py: RTNL requests encoded by pyroute2, replies read into the one
+link type `Link`) and its three clients, on raw sockets the agent owns — `BlockingNetlink` here, blocking, for the
+datapath and the node checks; awaited.py's `AwaitedNetlink`, awaited on the event loop, for Allocate;
 subscription.py's `link_events`, awaited, the device plugin's watch of the node's links.
 
 pyroute2's `IPRoute` is not used: its synchronous calls run an asyncio round per request (0.90 ms for a GETLINK
@@ -22,8 +22,18 @@ from typing import Any
 from macvtapctl.agent.netlink import netns
 from macvtapctl.agent.netlink.link import IFF_LOOPBACK, IFF_PROMISC, IFF_UP, Link
 
-__all__ = ["IFF_LOOPBACK", "IFF_PROMISC", "IFF_UP", "Link", "Netlink", "NetlinkError", "error_code", "host",
-           "in_namespace", "netns"]
+__all__ = [
+    "IFF_LOOPBACK",
+    "IFF_PROMISC",
+    "IFF_UP",
+    "BlockingNetlink",
+    "Link",
+    "NetlinkError",
+    "error_code",
+    "host",
+    "in_namespace",
+    "netns",
+]
 
 TIMEOUT = 10.0
 _local = threading.local()
@@ -61,10 +71,10 @@ _pyroute2_without_its_init()
 
 from pyroute2.netlink.exceptions import NetlinkError  # noqa: E402, TID253 - the stack's one error type
 
-from macvtapctl.agent.netlink import rtnl  # noqa: E402
+from macvtapctl.agent.netlink import codec  # noqa: E402
 
 
-class Netlink:
+class BlockingNetlink:
     """One blocking RTNL socket (host namespace, or a pod namespace) with the calls the datapath uses."""
 
     def __init__(self, sock: socket.socket) -> None:
@@ -81,7 +91,7 @@ class Netlink:
         chunks: list[bytes] = []
         while True:
             data = self.sock.recv(1 << 16)
-            last = rtnl.reply(data, seq, single=single)
+            last = codec.reply(data, seq, single=single)
             if last is not None:
                 chunks.append(data)
                 if last:
@@ -96,22 +106,22 @@ class Netlink:
 
     def _get(self, **key: Any) -> Link | None:
         try:
-            replies = self._call(rtnl.getlink, single=True, **key)
+            replies = self._call(codec.getlink, single=True, **key)
         except NetlinkError as exc:
             if exc.code == errno.ENODEV:
                 return None
             raise
         for data in replies:
-            for link in rtnl.links_in(data):
+            for link in codec.links_in(data):
                 return link
         return None
 
     def links(self) -> list[Link]:
-        return [link for data in self._call(rtnl.dump_request) for link in rtnl.links_in(data)]
+        return [link for data in self._call(codec.dump_request) for link in codec.links_in(data)]
 
     def move_to(self, index: int, netns_fd: int, *, name: str) -> None:
         """Move into another namespace and rename there, in one RTM_SETLINK (the link arrives down)."""
-        self._call(rtnl.setlink, index, netns_fd=netns_fd, name=name)
+        self._call(codec.setlink, index, netns_fd=netns_fd, name=name)
 
     def configure(self, index: int, *, name: str | None = None, mtu: int | None = None, mac: str | None = None,
                   promisc: bool = False, up: bool = True, alias: str | None = None,
@@ -121,19 +131,19 @@ class Netlink:
         the link (down, as every link is right after a namespace move) is renamed before it goes up: kernels
         before ~6.2 refuse to rename an up link. Not atomic: a later step failing leaves the earlier ones done."""
         # Promiscuity is always set one way or the other: a link handed back by DEL keeps its last pod's.
-        self._call(rtnl.setlink, index, name=name, mtu=mtu, mac=mac, alias=alias, netns_fd=netns_fd,
+        self._call(codec.setlink, index, name=name, mtu=mtu, mac=mac, alias=alias, netns_fd=netns_fd,
                    flags=(IFF_UP if up else 0) | (IFF_PROMISC if promisc else 0),
                    change=IFF_PROMISC | (IFF_UP if up else 0))
 
     def delete(self, index: int) -> None:
         try:
-            self._call(rtnl.dellink, index=index)
+            self._call(codec.dellink, index=index)
         except NetlinkError as exc:
             if exc.code != errno.ENODEV:
                 raise
 
     def create_macvtap(self, name: str, lower_index: int, mode: str, txqlen: int, *, up: bool = False) -> Link:
-        self._call(rtnl.newlink_macvtap, name, lower_index, mode, txqlen, up=up)
+        self._call(codec.newlink_macvtap, name, lower_index, mode, txqlen, up=up)
         link = self.find(name)
         assert link is not None
         return link
@@ -148,21 +158,21 @@ def _socket() -> socket.socket:
     return sock
 
 
-def host() -> Netlink:
+def host() -> BlockingNetlink:
     """The calling thread's socket in the host namespace (kept open: one per worker thread)."""
     nl = getattr(_local, "host", None)
     if nl is None:
-        nl = Netlink(_socket())
+        nl = BlockingNetlink(_socket())
         _local.host = nl
     return nl
 
 
 @contextmanager
-def in_namespace(netns_fd: int) -> Iterator[Netlink]:
+def in_namespace(netns_fd: int) -> Iterator[BlockingNetlink]:
     """A fresh socket inside a pod's namespace, created without forking."""
     with netns.entered(netns_fd):
         sock = _socket()
-    nl = Netlink(sock)
+    nl = BlockingNetlink(sock)
     try:
         yield nl
     finally:

@@ -10,24 +10,24 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from macvtapctl.agent.netlink import rtnl
+from macvtapctl.agent.netlink import codec
 
 RECEIVE_BUFFER = 1 << 20  # room for a burst of events (a churn of allocations) before the kernel drops any
 
 
 @asynccontextmanager
-async def link_events() -> AsyncIterator[AsyncIterator[list[rtnl.Raw]]]:
+async def link_events() -> AsyncIterator[AsyncIterator[list[codec.Raw]]]:
     """`async with link_events() as batches: async for batch in batches:` — one list of messages per read."""
     loop = asyncio.get_running_loop()
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK, socket.NETLINK_ROUTE)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-        sock.bind((0, rtnl.RTMGRP_LINK))
-        await loop.sock_sendall(sock, rtnl.dump_request())
+        sock.bind((0, codec.RTMGRP_LINK))
+        await loop.sock_sendall(sock, codec.dump_request())
 
-        async def batches() -> AsyncIterator[list[rtnl.Raw]]:
+        async def batches() -> AsyncIterator[list[codec.Raw]]:
             while True:
-                yield list(rtnl.messages(await loop.sock_recv(sock, 1 << 16)))
+                yield list(codec.messages(await loop.sock_recv(sock, 1 << 16)))
 
         yield batches()
     finally:

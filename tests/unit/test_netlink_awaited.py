@@ -9,8 +9,8 @@ import struct
 import pytest
 from pyroute2.netlink.exceptions import NetlinkError
 
-from macvtapctl.agent.netlink import rtnl
-from macvtapctl.agent.netlink.rtnl_client import Rtnl
+from macvtapctl.agent.netlink import codec
+from macvtapctl.agent.netlink.awaited import AwaitedNetlink
 
 
 def ack(seq: int, err: int = 0) -> bytes:
@@ -19,8 +19,8 @@ def ack(seq: int, err: int = 0) -> bytes:
 
 
 @pytest.fixture
-def client() -> Rtnl:
-    rt = Rtnl()
+def client() -> AwaitedNetlink:
+    rt = AwaitedNetlink()
     rt.sock.close()  # the kernel is played by a queue of replies
     return rt
 
@@ -37,7 +37,7 @@ class Queued:
         return self.replies.pop(0)
 
 
-def run_with(rt: Rtnl, replies: list[bytes], coro_of: object, *, ready: bool = True) -> object:
+def run_with(rt: AwaitedNetlink, replies: list[bytes], coro_of: object, *, ready: bool = True) -> object:
     async def main() -> object:
         loop = asyncio.get_running_loop()
         queue = Queued(list(replies), ready)
@@ -58,17 +58,17 @@ def run_with(rt: Rtnl, replies: list[bytes], coro_of: object, *, ready: bool = T
 
 
 @pytest.mark.parametrize("ready", [True, False], ids=["reply queued", "reply awaited"])
-def test_a_late_reply_to_an_earlier_request_is_never_taken_for_the_current_one(client: Rtnl, ready: bool) -> None:
+def test_a_late_reply_to_an_earlier_request_is_never_taken_for_the_current_one(client: AwaitedNetlink, ready: bool) -> None:
     client.seq = 41  # the next request is 42; 41's ENODEV answer arrives late
     assert run_with(client, [ack(41, errno.ENODEV), ack(42)], lambda rt: rt.delete("mvtx"), ready=ready) is True
 
 
-def test_an_error_for_this_request_is_raised_with_its_errno(client: Rtnl) -> None:
+def test_an_error_for_this_request_is_raised_with_its_errno(client: AwaitedNetlink) -> None:
     with pytest.raises(NetlinkError) as info:
         run_with(client, [ack(1, errno.EBUSY)], lambda rt: rt.delete("mvtx"))
     assert info.value.code == errno.EBUSY
 
 
-def test_a_missing_link_is_none_not_an_error(client: Rtnl) -> None:
+def test_a_missing_link_is_none_not_an_error(client: AwaitedNetlink) -> None:
     assert run_with(client, [ack(1, errno.ENODEV)], lambda rt: rt.index_of("eth9")) is None
-    assert rtnl.seq_of(ack(7)) == 7
+    assert codec.seq_of(ack(7)) == 7

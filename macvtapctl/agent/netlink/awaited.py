@@ -13,12 +13,12 @@ from collections.abc import Callable
 
 from pyroute2.netlink.exceptions import NetlinkError  # noqa: TID253 - agent only; the stack's one error type
 
-from macvtapctl.agent.netlink import rtnl
+from macvtapctl.agent.netlink import codec
 
 TIMEOUT = 10.0
 
 
-class Rtnl:
+class AwaitedNetlink:
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK, socket.NETLINK_ROUTE)
         self.sock.bind((0, 0))
@@ -36,7 +36,7 @@ class Rtnl:
             chunks: list[bytes] = []
             while True:
                 data = await self._recv(loop)
-                last = rtnl.reply(data, seq, single=single)
+                last = codec.reply(data, seq, single=single)
                 if last is not None:
                     chunks.append(data)
                     if last:
@@ -53,21 +53,21 @@ class Rtnl:
     async def index_of(self, name: str) -> tuple[int, int] | None:
         """(ifindex, txqlen) of a link by name, or None."""
         try:
-            replies = await self._call(rtnl.getlink, name, single=True)
+            replies = await self._call(codec.getlink, name, single=True)
         except NetlinkError as exc:
             if exc.code == errno.ENODEV:
                 return None
             raise
         for data in replies:
-            for raw in rtnl.messages(data):
-                if raw.type == rtnl.RTM_NEWLINK and raw.name == name:
-                    link = rtnl.decode(raw)
+            for raw in codec.messages(data):
+                if raw.type == codec.RTM_NEWLINK and raw.name == name:
+                    link = codec.decode(raw)
                     return link.index, link.txqlen
         return None
 
     async def delete(self, name: str) -> bool:
         try:
-            await self._call(rtnl.dellink, name)
+            await self._call(codec.dellink, name)
         except NetlinkError as exc:
             if exc.code == errno.ENODEV:
                 return False
@@ -76,9 +76,9 @@ class Rtnl:
 
     async def create_macvtap(self, name: str, lower_index: int, mode: str, txqlen: int) -> int:
         """Create an UP macvtap; return its ifindex (from the kernel's echo, else a lookup)."""
-        for data in await self._call(rtnl.newlink_macvtap, name, lower_index, mode, txqlen):
-            for raw in rtnl.messages(data):  # the echo: its index is all we need, no decoding
-                if raw.type == rtnl.RTM_NEWLINK and raw.name == name:
+        for data in await self._call(codec.newlink_macvtap, name, lower_index, mode, txqlen):
+            for raw in codec.messages(data):  # the echo: its index is all we need, no decoding
+                if raw.type == codec.RTM_NEWLINK and raw.name == name:
                     return raw.index
         found = await self.index_of(name)  # kernels before ~6.1 do not echo new links
         if found is None:
