@@ -118,6 +118,8 @@ def install(
         reads = switch.refuse_others(kube, opts.namespace, via_cnao=via == "cnao")
         if via == "agent" and reads and reads != opts.configmap:  # keep the agent on the ConfigMap it reads
             opts.configmap, objs = reads, _agent_objects(dataclasses.replace(opts, configmap=reads))
+        if via == "agent" and reads and switch.taken_over(kube, opts.namespace):
+            objs = [o for o in objs if o["kind"] != "Namespace"]  # upstream's namespace: its labels are its owner's
         if via == "cnao":
             result = [cnao.via_cnao(kube, printer, mode, objs[0])]
         else:

@@ -76,6 +76,12 @@ def refuse_others(kube: Kube, namespace: str, *, via_cnao: bool = False) -> str 
     return reads
 
 
+def taken_over(kube: Kube, namespace: str) -> bool:
+    """The agent in `namespace` took over from macvtap-cni there (the record exists): the namespace is upstream's
+    owner's, and install leaves it as it is."""
+    return kube.get_or_none(CONFIGMAP, rec.RECORD_NAME, namespace) is not None
+
+
 @dataclass
 class _Plan:
     namespace: str

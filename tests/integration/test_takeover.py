@@ -262,9 +262,12 @@ def test_a_plain_install_after_a_take_over_keeps_the_agent_on_macvtap_cnis_confi
         assert r.exit_code == ExitCode.TIMEOUT, r.stderr  # no DaemonSet controller here: cut short
         with control_plane.kube() as k:
             k.delete(DAEMONSET, "macvtap-cni", UP_NS)  # as the finished take-over would have
+        before = resource_versions(control_plane, [(NAMESPACE, UP_NS, None)])
         r = cli("--kubeconfig", admin, "-n", UP_NS, "install", "--image", "r.example/a:v2")
         assert r.exit_code == 0, r.stderr
         assert f"configmap/{theirs} unchanged" in r.stderr and f"configmap/{CM}" not in r.stderr, r.stderr
+        # upstream's namespace keeps its owner's labels: install applies none of the agent's namespace onto it
+        assert "namespace/" not in r.stderr and resource_versions(control_plane, [(NAMESPACE, UP_NS, None)]) == before
         with control_plane.kube() as k:
             vols = k.get(DAEMONSET, AGENT, UP_NS)["spec"]["template"]["spec"]["volumes"]
             assert [v["configMap"]["name"] for v in vols if v["name"] == "config"] == [theirs]
