@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from macvtapctl import dpconfig, validate
+from macvtapctl import applied, dpconfig, validate
 from macvtapctl.daemonset import not_rolled_out, pull_failures, rollout
 from macvtapctl.errors import TimeoutExceeded
 from macvtapctl.kube import dpconfigmap
@@ -71,20 +71,12 @@ def _apply(kube: Kube, report: Reporter, mode: DryRun, obj: dict[str, Any]) -> d
         report.status(_label(obj), "created", mode.suffix)
         return result
     preview: dict[str, Any] = kube.apply(res, obj, ns, dry_run=DryRun.SERVER)
-    if existing is not None and _content(preview) == _content(existing):
+    if existing is not None and applied.unchanged(existing, preview):
         report.status(_label(obj), "unchanged", mode.suffix)
         return dict(existing)
     result = preview if mode is DryRun.SERVER else kube.apply(res, obj, ns)
     report.status(_label(obj), "created" if existing is None else "configured", mode.suffix)
     return result
-
-
-def _content(obj: dict[str, Any]) -> dict[str, Any]:
-    """What an apply can change: everything but status and server-kept metadata. (A server dry run does not
-    bump resourceVersion, so that cannot tell a no-op from a change.)"""
-    meta = obj.get("metadata") or {}
-    return {**{k: v for k, v in obj.items() if k not in ("metadata", "status")},
-            "labels": meta.get("labels") or {}, "annotations": meta.get("annotations") or {}}
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from macvtapctl import vmlint
+from macvtapctl import applied, vmlint
 from macvtapctl.errors import ExitCode, MacvtapctlError, PreconditionError
 from macvtapctl.kube.client import Kube
 from macvtapctl.kube.facts import gather, registered_bindings
@@ -71,7 +71,7 @@ def apply_all(kube: Kube, report: Reporter, vms: list[dict[str, Any]], namespace
         if before is None:
             return after, "created"
         # Content, not resourceVersion: a server dry run never bumps it, so it cannot tell a change.
-        return after, "unchanged" if applied_content(after) == applied_content(before) else "configured"
+        return after, "unchanged" if applied.unchanged(before, after) else "configured"
 
     results: list[dict[str, Any]] = []
     failures: list[tuple[str, MacvtapctlError]] = []
@@ -106,11 +106,6 @@ def apply_all(kube: Kube, report: Reporter, vms: list[dict[str, Any]], namespace
                               exit_code=codes.pop() if len(codes) == 1 else ExitCode.ERROR,
                               hint=hints.pop() if len(hints) == 1 else None)
     return results
-
-
-def applied_content(obj: dict[str, Any]) -> Any:
-    meta = obj.get("metadata") or {}
-    return obj.get("spec"), meta.get("labels") or {}, meta.get("annotations") or {}
 
 
 def convert_one(kube: Kube, report: Reporter, mode: DryRun, vm: dict[str, Any], binding: str) -> dict[str, Any]:
