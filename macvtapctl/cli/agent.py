@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from macvtapctl import identity
+from macvtapctl.agent.config import DEFAULTS
 from macvtapctl.errors import MacvtapctlError, UsageError
 
 HELP = """The macvtap CNI datapath behind the static shim, and the kubelet device plugin. Runs as root in the
@@ -21,7 +22,7 @@ app = typer.Typer(invoke_without_command=True, rich_markup_mode=None)  # help: s
 def agent(
     ctx: typer.Context,
     cni_socket: Annotated[str, typer.Option("--cni-socket", envvar="MACVTAPCTL_CNI_SOCKET",
-                                            help="Unix socket the shim connects to.")] = identity.CNI_SOCKET,
+                                            help="Unix socket the shim connects to.")] = DEFAULTS.cni_socket,
     install_cni: Annotated[str | None, typer.Option("--install-cni", metavar="DIR",
                                                     help="Install the shim as DIR/macvtap first.")] = None,
     install_only: Annotated[bool, typer.Option("--install-only", help="Install the shim, then exit.")] = False,
@@ -29,14 +30,14 @@ def agent(
     gc_min_age: Annotated[float, typer.Option(
         "--gc-min-age", metavar="SECONDS",
         help="Never reclaim a link younger than this (its Allocate may answer before the kubelet lists the pod).")]
-    = 10.0,
-    workers: Annotated[int, typer.Option("--workers", help="Concurrent CNI calls.")] = 16,
-    tap_dir: Annotated[str, typer.Option("--tap-dir", hidden=True)] = "/dev",
+    = DEFAULTS.gc_min_age,
+    workers: Annotated[int, typer.Option("--workers", help="Concurrent CNI calls.")] = DEFAULTS.workers,
+    tap_dir: Annotated[str, typer.Option("--tap-dir", hidden=True)] = DEFAULTS.tap_dir,
     device_plugin: Annotated[bool, typer.Option("--device-plugin/--no-device-plugin",
-                                                help="Run the kubelet device plugin.")] = True,
+                                                help="Run the kubelet device plugin.")] = DEFAULTS.device_plugin,
     device_plugin_dir: Annotated[str, typer.Option(
         "--device-plugin-dir", envvar="MACVTAPCTL_DEVICE_PLUGIN_DIR",
-        help="The kubelet's device-plugin directory (k3s and others differ).")] = identity.DEVICE_PLUGIN_DIR,
+        help="The kubelet's device-plugin directory (k3s and others differ).")] = DEFAULTS.plugin_dir,
     config_file: Annotated[str | None, typer.Option(
         "--config-file", metavar="PATH", envvar="MACVTAPCTL_CONFIG_FILE",
         help="DP_MACVTAP_CONF as a file (a mounted ConfigMap), re-read on change; default: the "
@@ -51,14 +52,14 @@ def agent(
     metrics_address: Annotated[str, typer.Option(
         "--metrics-address", metavar="HOST:PORT",
         help="/healthz, /readyz, /metrics, /doctor and /probe/dhcp; empty to disable.")]
-    = f"0.0.0.0:{identity.METRICS_PORT}",
+    = f"{DEFAULTS.metrics_host}:{DEFAULTS.metrics_port}",
     pod_resources_socket: Annotated[str, typer.Option(
         "--pod-resources-socket", metavar="PATH",
         help="The kubelet's pod-resources API: which devices live pods own; links no pod owns are reclaimed.")]
-    = identity.POD_RESOURCES_SOCKET,
+    = DEFAULTS.pod_resources_socket,
     reclaim_interval: Annotated[float, typer.Option(
         "--reclaim-interval", metavar="SECONDS", help="How often to reclaim links no pod owns; 0: only on CNI GC.")]
-    = 10.0,
+    = DEFAULTS.reclaim_interval,
     uninstall: Annotated[bool, typer.Option(
         "--uninstall", help="Remove the shim from --install-cni DIR and the links no pod owns, then idle (what "
                             "`macvtapctl uninstall` rolls the DaemonSet to before deleting it).")] = False,
@@ -69,7 +70,7 @@ def agent(
     = "",
     report_interval: Annotated[float, typer.Option(
         "--report-interval", metavar="SECONDS", help="How often to run the node checks `doctor` reads; 0: never.")]
-    = 60.0,
+    = DEFAULTS.report_interval,
 ) -> None:
     if ctx.invoked_subcommand is not None:
         return
@@ -77,6 +78,7 @@ def agent(
     import os
 
     from macvtapctl.agent import cni_bin, daemon
+    from macvtapctl.agent.config import AgentConfig
 
     if log_level.lower() not in ("debug", "info", "warning", "error"):
         raise UsageError(f'invalid --log-level "{log_level}": debug, info, warning or error')
@@ -96,7 +98,7 @@ def agent(
         if os.geteuid() != 0:
             raise MacvtapctlError("the agent must run as root (it deletes links on the node)")
         host_, port_ = _metrics_address(metrics_address)
-        asyncio.run(daemon.run_uninstall(daemon.AgentConfig(
+        asyncio.run(daemon.run_uninstall(AgentConfig(
             metrics_host=host_ or "0.0.0.0", metrics_port=port_,  # noqa: S104
             pod_resources_socket=pod_resources_socket), install_cni))
         return
@@ -114,7 +116,7 @@ def agent(
         raise MacvtapctlError("the agent must run as root (it moves links between network namespaces)")
     host, port = _metrics_address(metrics_address)
     try:
-        asyncio.run(daemon.run(daemon.AgentConfig(
+        asyncio.run(daemon.run(AgentConfig(
             cni_socket=cni_socket, gc_min_age=gc_min_age, workers=workers, tap_dir=tap_dir,
             device_plugin=device_plugin, plugin_dir=device_plugin_dir, config_file=config_file,
             veth_is_physical=veth_is_physical, metrics_host=host or "0.0.0.0", metrics_port=port,  # noqa: S104
@@ -166,7 +168,7 @@ def check(
                                                          "ConfigMap).")] = None,
     device_plugin_dir: Annotated[str, typer.Option("--device-plugin-dir", envvar="MACVTAPCTL_DEVICE_PLUGIN_DIR",
                                                    help="The kubelet's device-plugin directory.")]
-    = identity.DEVICE_PLUGIN_DIR,
+    = DEFAULTS.plugin_dir,
     owner: Annotated[int, typer.Option("--owner", help="Expected owner of /dev/tapN.")] = identity.QEMU_UID,
     group: Annotated[int, typer.Option("--group", help="Expected group of /dev/tapN.")] = identity.QEMU_GID,
 ) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from macvtapctl.agent import daemon
+from macvtapctl.agent.config import AgentConfig
 
 
 class FakeServer:
@@ -67,7 +68,7 @@ def test_the_dhcp_probe_route_takes_only_a_configured_resource(tmp_path) -> None
 
     conf = tmp_path / "DP_MACVTAP_CONF"
     conf.write_text('[{"name": "dataplane", "lowerDevice": "eth1"}]')
-    cfg = daemon.AgentConfig(config_file=str(conf), node_name="n1")
+    cfg = AgentConfig(config_file=str(conf), node_name="n1")
     source = ConfigSource(path=str(conf))
 
     def ok() -> tuple[bool, str]:
@@ -79,3 +80,18 @@ def test_the_dhcp_probe_route_takes_only_a_configured_resource(tmp_path) -> None
     status, _, body = health.route("/probe/dhcp", "resource=other")
     assert status == 404 and "exposed: dataplane" in json.loads(body)["error"]
     assert HealthServer("127.0.0.1", 0, Metrics(), ok, ok).route("/probe/dhcp", "resource=x")[0] == 404
+
+
+def test_the_agents_flags_default_to_its_config() -> None:
+    """Each default once: `macvtapctl agent`'s options take theirs from AgentConfig (agent/config.py)."""
+    import inspect
+
+    from macvtapctl.agent.config import DEFAULTS
+    from macvtapctl.cli.agent import agent
+
+    params = inspect.signature(agent).parameters
+    for flag, field in (("cni_socket", "cni_socket"), ("gc_min_age", "gc_min_age"), ("workers", "workers"),
+                        ("device_plugin_dir", "plugin_dir"), ("pod_resources_socket", "pod_resources_socket"),
+                        ("reclaim_interval", "reclaim_interval"), ("report_interval", "report_interval")):
+        assert params[flag].default == getattr(DEFAULTS, field), flag
+    assert params["metrics_address"].default == f"{DEFAULTS.metrics_host}:{DEFAULTS.metrics_port}"
