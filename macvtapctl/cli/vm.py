@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from macvtapctl import validate, vmlint
+from macvtapctl import validate, vmflags, vmlint
 from macvtapctl.cli.common import (
     BindingNameOption,
     DryRunOption,
@@ -166,8 +166,8 @@ def create(
     _virtctl_options(opts, instancetype, preference, volume_containerdisk or [], volume_pvc or [],
                      volume_datasource or [], termination_grace_period, access_cred or [], ga_manage_ssh,
                      cloud_init, cloud_init_user_data, cloud_init_network_data)
-    vmm.check_options(opts)
-    names = vmm.names_for(name, count, name_template)
+    vmflags.check_options(opts)
+    names = vmflags.names_for(name, count, name_template)
     namespace = cli.namespace
     per_vm = vmm.batch(opts, len(names))
     vms = [vmm.render(n, o, default_namespace=namespace) for n, o in zip(names, per_vm, strict=True)]
@@ -212,15 +212,15 @@ def _options(settings: Settings, network: list[str], memory: str | None, cpu: in
         if value == "auto":
             auto = True
         else:
-            net, m = vmm.parse_mac(value)
+            net, m = vmflags.parse_mac(value)
             macs[net] = m
     opts = vmm.VMOptions(
-        networks=[vmm.network_from_nad(n) for n in network], binding=binding_name,
+        networks=[vmflags.network_from_nad(n) for n in network], binding=binding_name,
         namespace=settings.namespace, memory="1Gi" if memory is None else memory,
         cpu=1 if cpu is None else cpu, image=vmm.DEFAULT_IMAGE if image is None else image,
         run_strategy=run_strategy,
         user=user, password=_password(password_file), ssh_keys=_ssh_keys(ssh_key),
-        ips=dict(vmm.parse_ip(v) for v in ip), macs=macs, auto_mac=auto, pod_network=not no_pod_network,
+        ips=dict(vmflags.parse_ip(v) for v in ip), macs=macs, auto_mac=auto, pod_network=not no_pod_network,
         network_data=not no_network_data, labels=validate.parse_labels(label, "--label"))
     if settings.namespace:
         validate.check_dns_label(settings.namespace, "namespace")
@@ -238,26 +238,26 @@ def _virtctl_options(opts: vmm.VMOptions, instancetype: str | None, preference: 
         for flag in ("--memory", "--cpu"):
             if opts.explicit[flag]:
                 raise UsageError(f"{flag} cannot be combined with --instancetype: the instance type sets it")
-        opts.instancetype = vmm.parse_matcher(instancetype, "--instancetype", vmm.INSTANCETYPE_KINDS)
+        opts.instancetype = vmflags.parse_matcher(instancetype, "--instancetype", vmflags.INSTANCETYPE_KINDS)
         opts.memory = opts.cpu = None
     if preference is not None:
-        opts.preference = vmm.parse_matcher(preference, "--preference", vmm.PREFERENCE_KINDS)
+        opts.preference = vmflags.parse_matcher(preference, "--preference", vmflags.PREFERENCE_KINDS)
     for flag, values in (("--volume-containerdisk", containerdisks), ("--volume-pvc", pvcs),
                          ("--volume-datasource", datasources)):
-        opts.disks += [vmm.parse_volume(v, flag, i) for i, v in enumerate(values)]
+        opts.disks += [vmflags.parse_volume(v, flag, i) for i, v in enumerate(values)]
     if opts.disks and not opts.explicit["--image"]:
         opts.image = None  # as virtctl: the volumes given are the VM's disks
     opts.termination_grace_period = grace
-    opts.access_credentials = [vmm.parse_access_credential(v) for v in access_creds]
+    opts.access_credentials = [vmflags.parse_access_credential(v) for v in access_creds]
     opts.ga_manage_ssh = ga_manage_ssh
     if cloud_init not in ("nocloud", "none"):
         raise UsageError(f'invalid --cloud-init "{cloud_init}": must be nocloud or none (configdrive is not '
                          "supported: the generated network config is NoCloud's)")
     opts.cloud_init = cloud_init
     if user_data is not None:
-        opts.user_data_b64 = vmm.decode_b64(user_data, "--cloud-init-user-data")
+        opts.user_data_b64 = vmflags.decode_b64(user_data, "--cloud-init-user-data")
     if network_data is not None:
-        opts.network_data_b64 = vmm.decode_b64(network_data, "--cloud-init-network-data")
+        opts.network_data_b64 = vmflags.decode_b64(network_data, "--cloud-init-network-data")
 
 
 def _print_vms(printer: Printer, vms: list[dict[str, Any]], fmt: str) -> None:
