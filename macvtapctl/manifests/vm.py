@@ -1,7 +1,7 @@
 """VirtualMachine renderer (virtctl `create vm` style): pod network with masquerade plus one macvtap
 interface per network, container disk (or virtctl's volume flags), instance types and preferences, cloud-init
 NoCloud through yamlout, access credentials; a `--count` batch's addresses and MACs. It renders VMOptions that
-`vm create` read and checked (cli/vm.py, the rules in vmflags.py). Pure: no I/O."""
+`vm create` read and checked (cli/vm.py CreateOptions, the rules in vmflags.py). Pure: no I/O."""
 
 from __future__ import annotations
 
@@ -75,7 +75,6 @@ class VMOptions:
     access_credentials: list[AccessCredential] = field(default_factory=list)
     cloud_init: str = "nocloud"  # or "none"
     ga_manage_ssh: bool = False
-    explicit: dict[str, bool] = field(default_factory=dict)  # which defaults the user set (flag -> given)
     user_data_b64: str | None = None  # virtctl's --cloud-init-user-data: used as given
     network_data_b64: str | None = None  # virtctl's --cloud-init-network-data: used as given
     run_strategy: str = "Always"
