@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from macvtapctl import validate, vmlint
+from macvtapctl import validate, vmflags, vmlint
 from macvtapctl.cli.common import (
+    Application,
     BindingNameOption,
     DryRunOption,
     KubevirtVersionOption,
@@ -51,35 +53,6 @@ def complete_nads(ctx: typer.Context, incomplete: str) -> list[str]:
         return []
     return sorted(n["metadata"]["name"] for n in nads
                   if nadm.is_macvtap(n) and n["metadata"]["name"].startswith(incomplete))
-
-
-def _ssh_keys(values: list[str]) -> list[str]:
-    """Each --ssh-key is a public key, or a path to a file of them."""
-    keys = []
-    for value in values:
-        path = Path(value).expanduser()
-        text = path.read_text() if "/" in value and path.is_file() else value
-        for raw in text.splitlines():
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            if not line.startswith(("ssh-", "ecdsa-", "sk-")):
-                raise UsageError(f'invalid --ssh-key "{line[:40]}": expected an OpenSSH public key (ssh-ed25519 '
-                                 "AAAA..., ssh-rsa ..., ecdsa-...) or a file of them")
-            keys.append(line)
-    return keys
-
-
-def _password(path: str | None) -> str | None:
-    if path is None:
-        return None
-    try:
-        text = Path(path).read_text().rstrip("\n")
-    except OSError as exc:
-        raise UsageError(f'cannot read --password-file "{path}": {exc.strerror}') from None
-    if not text:
-        raise UsageError(f'--password-file "{path}" is empty')
-    return text
 
 
 @app.command("create", help=CREATE_HELP)
@@ -153,111 +126,204 @@ def create(
         "--force-conflicts", help="With --apply: take over fields other managers own (kubectl's flag).")] = False,
     dry_run: DryRunOption = "none",
 ) -> None:
+    # Bound once, by keyword: the flags as given (kubectl's Options), then complete, validate, run.
+    opts = CreateOptions(
+        name=name, network=network or [], memory=memory, cpu=cpu, image=image, instancetype=instancetype,
+        preference=preference, volume_containerdisk=volume_containerdisk or [], volume_pvc=volume_pvc or [],
+        volume_datasource=volume_datasource or [], termination_grace_period=termination_grace_period,
+        access_cred=access_cred or [], ga_manage_ssh=ga_manage_ssh, cloud_init=cloud_init,
+        cloud_init_user_data=cloud_init_user_data, cloud_init_network_data=cloud_init_network_data,
+        run_strategy=run_strategy, ssh_key=ssh_key or [], user=user, password_file=password_file, ip=ip or [],
+        mac=mac or [], no_pod_network=no_pod_network, no_network_data=no_network_data, label=label or [],
+        count=count, name_template=name_template, binding_name=binding_name, apply=apply, offline=offline,
+        concurrency=concurrency, force_conflicts=force_conflicts, dry_run=dry_run)
     cli = application(ctx)
-    settings = cli.settings
-    mode = dry_run_of(dry_run)
-    fmt = cli.output_format(("table", "json", "yaml", "name") if apply else ("table", "json", "yaml"))
-    if offline and (apply or mode is DryRun.SERVER):
-        raise UsageError("--offline cannot be combined with --apply or --dry-run=server: both need the cluster")
-    if not 1 <= concurrency <= 64:
-        raise UsageError(f"invalid --concurrency {concurrency}: must be from 1 to 64")
-    opts = _options(settings, network or [], memory, cpu, image, run_strategy, ssh_key or [], user, password_file,
-                    ip or [], mac or [], no_pod_network, no_network_data, label or [], binding_name)
-    _virtctl_options(opts, instancetype, preference, volume_containerdisk or [], volume_pvc or [],
-                     volume_datasource or [], termination_grace_period, access_cred or [], ga_manage_ssh,
-                     cloud_init, cloud_init_user_data, cloud_init_network_data)
-    vmm.check_options(opts)
-    names = vmm.names_for(name, count, name_template)
-    namespace = cli.namespace
-    per_vm = vmm.batch(opts, len(names))
-    vms = [vmm.render(n, o, default_namespace=namespace) for n, o in zip(names, per_vm, strict=True)]
-    printer = cli.printer
-    contact = apply or mode is not DryRun.NONE
-    if not contact or offline:
-        _print_vms(printer, vms, fmt)
-        return
-    try:
-        kube = cli.connect()
-    except MacvtapctlError as exc:
-        if apply or mode is DryRun.SERVER:
-            raise
-        printer.warn(f"cluster checks skipped: {describe(exc)}")
-        _print_vms(printer, vms, fmt)
-        return
-    with kube:
-        existing: dict[str, Any] | None = None
-        try:
-            existing = vmops.check_against_cluster(kube, printer, vms, namespace)
-        except MacvtapctlError as exc:
-            if not apply and mode is DryRun.CLIENT and exc.exit_code in (ExitCode.UNREACHABLE, ExitCode.TIMEOUT):
-                printer.warn(f"cluster checks skipped: {describe(exc)}")
-            else:
-                raise
-        if not apply and mode is not DryRun.SERVER:
+    opts.complete(cli)
+    opts.run(cli, opts.validate())
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What validate() hands run(): the VMs' names and the renderer's options they share (run() expands a
+    --count batch with vmm.batch)."""
+
+    names: list[str]
+    vm: vmm.VMOptions
+
+
+@dataclass
+class CreateOptions:
+    """`vm create`'s flags as given, one field per flag (kubectl's Options). complete() adds what the global flags
+    decide, validate() applies every rule and converts to the renderer's VMOptions, run() renders, then prints or
+    applies. The defaults are the flags' (create() passes every one)."""
+
+    name: str
+    network: list[str] = field(default_factory=list)
+    memory: str | None = None
+    cpu: int | None = None
+    image: str | None = None
+    instancetype: str | None = None
+    preference: str | None = None
+    volume_containerdisk: list[str] = field(default_factory=list)
+    volume_pvc: list[str] = field(default_factory=list)
+    volume_datasource: list[str] = field(default_factory=list)
+    termination_grace_period: int | None = None
+    access_cred: list[str] = field(default_factory=list)
+    ga_manage_ssh: bool = False
+    cloud_init: str = "nocloud"
+    cloud_init_user_data: str | None = None
+    cloud_init_network_data: str | None = None
+    run_strategy: str = "Always"
+    ssh_key: list[str] = field(default_factory=list)
+    user: str | None = None
+    password_file: str | None = None
+    ip: list[str] = field(default_factory=list)
+    mac: list[str] = field(default_factory=list)
+    no_pod_network: bool = False
+    no_network_data: bool = False
+    label: list[str] = field(default_factory=list)
+    count: int = 1
+    name_template: str | None = None
+    binding_name: str = "macvtap"
+    apply: bool = False
+    offline: bool = False
+    concurrency: int = 8
+    force_conflicts: bool = False
+    dry_run: str = "none"
+    # Filled by complete(). Only -n here: the context's namespace is read from the kubeconfig when rendering
+    # (run), so a flag error is reported before a kubeconfig one.
+    namespace: str | None = field(default=None, init=False)
+    mode: DryRun = field(default=DryRun.NONE, init=False)
+    fmt: str = field(default="yaml", init=False)
+
+    def complete(self, cli: Application) -> None:
+        """What the global flags and --dry-run decide: the dry-run mode, the output format, -n."""
+        self.mode = dry_run_of(self.dry_run)
+        self.fmt = cli.output_format(("table", "json", "yaml", "name") if self.apply else ("table", "json", "yaml"))
+        self.namespace = cli.settings.namespace
+
+    def validate(self) -> Plan:
+        """Every rule on the flags, before anything is rendered or sent: one UsageError naming the flag, the value
+        and the rule, or the renderer's options and the VMs' names. Rules run in flag order (the first error wins,
+        as it always has)."""
+        if self.offline and (self.apply or self.mode is DryRun.SERVER):
+            raise UsageError("--offline cannot be combined with --apply or --dry-run=server: both need the cluster")
+        if not 1 <= self.concurrency <= 64:
+            raise UsageError(f"invalid --concurrency {self.concurrency}: must be from 1 to 64")
+        macs = dict(vmflags.parse_mac(v) for v in self.mac if v != "auto")
+        networks = [vmflags.network_from_nad(n) for n in self.network]
+        password = _password(self.password_file)
+        ssh_keys = _ssh_keys(self.ssh_key)
+        ips = dict(vmflags.parse_ip(v) for v in self.ip)
+        labels = validate.parse_labels(self.label, "--label")
+        if self.namespace:
+            validate.check_dns_label(self.namespace, "namespace")
+        # The flags `virtctl create vm` users know, with its meanings (docs/vms.md maps each one).
+        memory: str | None = "1Gi" if self.memory is None else self.memory
+        cpu: int | None = 1 if self.cpu is None else self.cpu
+        instancetype = None
+        if self.instancetype is not None:
+            for flag, given in (("--memory", self.memory is not None), ("--cpu", self.cpu is not None)):
+                if given:
+                    raise UsageError(f"{flag} cannot be combined with --instancetype: the instance type sets it")
+            instancetype = vmflags.parse_matcher(self.instancetype, "--instancetype", vmflags.INSTANCETYPE_KINDS)
+            memory = cpu = None
+        preference = None
+        if self.preference is not None:
+            preference = vmflags.parse_matcher(self.preference, "--preference", vmflags.PREFERENCE_KINDS)
+        volumes = (("--volume-containerdisk", self.volume_containerdisk), ("--volume-pvc", self.volume_pvc),
+                   ("--volume-datasource", self.volume_datasource))
+        disks = [vmflags.parse_volume(v, flag, i) for flag, values in volumes for i, v in enumerate(values)]
+        image: str | None = vmm.DEFAULT_IMAGE if self.image is None else self.image
+        if disks and self.image is None:
+            image = None  # as virtctl: the volumes given are the VM's disks
+        access_credentials = [vmflags.parse_access_credential(v) for v in self.access_cred]
+        if self.cloud_init not in ("nocloud", "none"):
+            raise UsageError(f'invalid --cloud-init "{self.cloud_init}": must be nocloud or none (configdrive is not '
+                             "supported: the generated network config is NoCloud's)")
+        user_data: str | None = None
+        network_data: str | None = None
+        if self.cloud_init_user_data is not None:
+            user_data = vmflags.decode_b64(self.cloud_init_user_data, "--cloud-init-user-data")
+        if self.cloud_init_network_data is not None:
+            network_data = vmflags.decode_b64(self.cloud_init_network_data, "--cloud-init-network-data")
+        opts = vmm.VMOptions(
+            networks=networks, binding=self.binding_name, namespace=self.namespace, memory=memory, cpu=cpu,
+            image=image, instancetype=instancetype, preference=preference, disks=disks,
+            termination_grace_period=self.termination_grace_period, access_credentials=access_credentials,
+            cloud_init=self.cloud_init, ga_manage_ssh=self.ga_manage_ssh, user_data_b64=user_data,
+            network_data_b64=network_data, run_strategy=self.run_strategy, user=self.user, password=password,
+            ssh_keys=ssh_keys, ips=ips, macs=macs, auto_mac="auto" in self.mac, pod_network=not self.no_pod_network,
+            network_data=not self.no_network_data, labels=labels)
+        vmflags.check_options(opts)
+        return Plan(vmflags.names_for(self.name, self.count, self.name_template), opts)
+
+    def run(self, cli: Application, plan: Plan) -> None:
+        """Render the VMs, then print them, or check them against the cluster and apply them. The batch's own
+        errors (--ip or --mac running out with --count) come after the context's namespace is read, as before."""
+        namespace = cli.namespace
+        per_vm = vmm.batch(plan.vm, len(plan.names))
+        vms = [vmm.render(n, o, default_namespace=namespace) for n, o in zip(plan.names, per_vm, strict=True)]
+        printer = cli.printer
+        mode, fmt, apply = self.mode, self.fmt, self.apply
+        contact = apply or mode is not DryRun.NONE
+        if not contact or self.offline:
             _print_vms(printer, vms, fmt)
             return
-        results = vmops.apply_all(kube, printer, vms, namespace, mode, concurrency, force=force_conflicts,
-                                  progress=_progress(len(vms), printer), existing=existing)
-    if fmt in ("json", "yaml", "name"):
-        printer.objects(results, fmt, as_list=len(results) > 1)
+        try:
+            kube = cli.connect()
+        except MacvtapctlError as exc:
+            if apply or mode is DryRun.SERVER:
+                raise
+            printer.warn(f"cluster checks skipped: {describe(exc)}")
+            _print_vms(printer, vms, fmt)
+            return
+        with kube:
+            existing: dict[str, Any] | None = None
+            try:
+                existing = vmops.check_against_cluster(kube, printer, vms, namespace)
+            except MacvtapctlError as exc:
+                if not apply and mode is DryRun.CLIENT and exc.exit_code in (ExitCode.UNREACHABLE, ExitCode.TIMEOUT):
+                    printer.warn(f"cluster checks skipped: {describe(exc)}")
+                else:
+                    raise
+            if not apply and mode is not DryRun.SERVER:
+                _print_vms(printer, vms, fmt)
+                return
+            results = vmops.apply_all(kube, printer, vms, namespace, mode, self.concurrency,
+                                      force=self.force_conflicts, progress=_progress(len(vms), printer),
+                                      existing=existing)
+        if fmt in ("json", "yaml", "name"):
+            printer.objects(results, fmt, as_list=len(results) > 1)
 
 
-def _options(settings: Settings, network: list[str], memory: str | None, cpu: int | None, image: str | None,
-             run_strategy: str,
-             ssh_key: list[str], user: str | None, password_file: str | None, ip: list[str], mac: list[str],
-             no_pod_network: bool, no_network_data: bool, label: list[str], binding_name: str) -> vmm.VMOptions:
-    macs: dict[str, str] = {}
-    auto = False
-    for value in mac:
-        if value == "auto":
-            auto = True
-        else:
-            net, m = vmm.parse_mac(value)
-            macs[net] = m
-    opts = vmm.VMOptions(
-        networks=[vmm.network_from_nad(n) for n in network], binding=binding_name,
-        namespace=settings.namespace, memory="1Gi" if memory is None else memory,
-        cpu=1 if cpu is None else cpu, image=vmm.DEFAULT_IMAGE if image is None else image,
-        run_strategy=run_strategy,
-        user=user, password=_password(password_file), ssh_keys=_ssh_keys(ssh_key),
-        ips=dict(vmm.parse_ip(v) for v in ip), macs=macs, auto_mac=auto, pod_network=not no_pod_network,
-        network_data=not no_network_data, labels=validate.parse_labels(label, "--label"))
-    if settings.namespace:
-        validate.check_dns_label(settings.namespace, "namespace")
-    # What the user left out, virtctl-style flags may decide (_virtctl_options).
-    opts.explicit = {"--memory": memory is not None, "--cpu": cpu is not None, "--image": image is not None}
-    return opts
+def _ssh_keys(values: list[str]) -> list[str]:
+    """Each --ssh-key is a public key, or a path to a file of them."""
+    keys = []
+    for value in values:
+        path = Path(value).expanduser()
+        text = path.read_text() if "/" in value and path.is_file() else value
+        for raw in text.splitlines():
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            if not line.startswith(("ssh-", "ecdsa-", "sk-")):
+                raise UsageError(f'invalid --ssh-key "{line[:40]}": expected an OpenSSH public key (ssh-ed25519 '
+                                 "AAAA..., ssh-rsa ..., ecdsa-...) or a file of them")
+            keys.append(line)
+    return keys
 
 
-def _virtctl_options(opts: vmm.VMOptions, instancetype: str | None, preference: str | None,
-                     containerdisks: list[str], pvcs: list[str], datasources: list[str], grace: int | None,
-                     access_creds: list[str], ga_manage_ssh: bool, cloud_init: str, user_data: str | None,
-                     network_data: str | None) -> None:
-    """The flags `virtctl create vm` users know, with its meanings (docs/vms.md maps each one)."""
-    if instancetype is not None:
-        for flag in ("--memory", "--cpu"):
-            if opts.explicit[flag]:
-                raise UsageError(f"{flag} cannot be combined with --instancetype: the instance type sets it")
-        opts.instancetype = vmm.parse_matcher(instancetype, "--instancetype", vmm.INSTANCETYPE_KINDS)
-        opts.memory = opts.cpu = None
-    if preference is not None:
-        opts.preference = vmm.parse_matcher(preference, "--preference", vmm.PREFERENCE_KINDS)
-    for flag, values in (("--volume-containerdisk", containerdisks), ("--volume-pvc", pvcs),
-                         ("--volume-datasource", datasources)):
-        opts.disks += [vmm.parse_volume(v, flag, i) for i, v in enumerate(values)]
-    if opts.disks and not opts.explicit["--image"]:
-        opts.image = None  # as virtctl: the volumes given are the VM's disks
-    opts.termination_grace_period = grace
-    opts.access_credentials = [vmm.parse_access_credential(v) for v in access_creds]
-    opts.ga_manage_ssh = ga_manage_ssh
-    if cloud_init not in ("nocloud", "none"):
-        raise UsageError(f'invalid --cloud-init "{cloud_init}": must be nocloud or none (configdrive is not '
-                         "supported: the generated network config is NoCloud's)")
-    opts.cloud_init = cloud_init
-    if user_data is not None:
-        opts.user_data_b64 = vmm.decode_b64(user_data, "--cloud-init-user-data")
-    if network_data is not None:
-        opts.network_data_b64 = vmm.decode_b64(network_data, "--cloud-init-network-data")
+def _password(path: str | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        text = Path(path).read_text().rstrip("\n")
+    except OSError as exc:
+        raise UsageError(f'cannot read --password-file "{path}": {exc.strerror}') from None
+    if not text:
+        raise UsageError(f'--password-file "{path}" is empty')
+    return text
 
 
 def _print_vms(printer: Printer, vms: list[dict[str, Any]], fmt: str) -> None:

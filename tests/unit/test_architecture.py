@@ -10,7 +10,7 @@ import pytest
 PKG = Path(__file__).resolve().parents[2] / "macvtapctl"
 PURE = ("macvtapctl.dpconfig", "macvtapctl.kubevirt", "macvtapctl.vmlint", "macvtapctl.doctor", "macvtapctl.validate",
         "macvtapctl.failures", "macvtapctl.in_use", "macvtapctl.daemonset", "macvtapctl.errors", "macvtapctl.dig", "macvtapctl.jsonmerge", "macvtapctl.yamlout",
-        "macvtapctl.plugins", "macvtapctl.identity", "macvtapctl.applied")
+        "macvtapctl.plugins", "macvtapctl.identity", "macvtapctl.applied", "macvtapctl.vmflags")
 
 
 def all_imports(path: Path) -> set[str]:
@@ -38,20 +38,21 @@ def under(names: set[str], *prefixes: str) -> list[str]:
 
 
 @pytest.mark.parametrize("room", ["kube", "ops", "manifests", "dpconfig", "kubevirt", "vmlint", "doctor", "failures",
-                                  "validate"])
+                                  "validate", "vmflags"])
 def test_nothing_below_the_command_layer_imports_it(room: str) -> None:
     for path in modules(room):
         assert not under(imports(path), "macvtapctl.cli"), path
 
 
-@pytest.mark.parametrize("room", ["kube", "manifests", "dpconfig", "kubevirt", "vmlint", "doctor", "failures", "validate"])
+@pytest.mark.parametrize("room", ["kube", "manifests", "dpconfig", "kubevirt", "vmlint", "doctor", "failures", "validate",
+                                  "vmflags"])
 def test_the_api_layer_and_the_pure_modules_know_no_use_cases(room: str) -> None:
     for path in modules(room):
         assert not under(imports(path), "macvtapctl.ops"), path
 
 
 @pytest.mark.parametrize("room", ["manifests", "dpconfig", "kubevirt", "vmlint", "doctor", "failures", "validate",
-                                  "plugins"])
+                                  "plugins", "vmflags"])
 def test_pure_modules_do_no_io(room: str) -> None:
     for path in modules(room):
         assert not under(imports(path), "macvtapctl.kube", "macvtapctl.agent"), path

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from macvtapctl import dpconfig, vmlint
+from macvtapctl import dpconfig, vmflags, vmlint
 from macvtapctl.manifests import nad as nadm
 from macvtapctl.manifests import vm as vmm
 
@@ -21,7 +21,7 @@ def facts(**kw) -> vmlint.Facts:
 
 
 def good_vm(name: str = "a", **opts) -> dict:
-    vm = vmm.render(name, vmm.VMOptions(networks=[vmm.network_from_nad("dp")], namespace="default",
+    vm = vmm.render(name, vmm.VMOptions(networks=[vmflags.network_from_nad("dp")], namespace="default",
                                         auto_mac=True, **opts))
     return vm
 
@@ -81,7 +81,7 @@ def test_default_network_and_pod_network() -> None:
 
 
 def test_missing_mac_warns_only_when_the_vm_may_migrate() -> None:
-    vm = vmm.render("a", vmm.VMOptions(networks=[vmm.network_from_nad("dp")], namespace="default"))
+    vm = vmm.render("a", vmm.VMOptions(networks=[vmflags.network_from_nad("dp")], namespace="default"))
     found = vmlint.lint(vm, facts())
     assert [(f.severity, f.check) for f in found] == [("warning", "no-mac")]
     assert "5912" in found[0].message
@@ -114,9 +114,9 @@ def test_uses_macvtap() -> None:
 
 
 def test_the_same_mac_on_two_interfaces_of_one_vm() -> None:
-    vm = vmm.render("a", vmm.VMOptions(networks=[vmm.network_from_nad("dp"), vmm.network_from_nad("two=dp")],
-                                       namespace="default", macs={"dp": "02:00:00:00:00:01",
-                                                                  "two": "02-00-00-00-00-01"}))
+    nets = [vmflags.network_from_nad("dp"), vmflags.network_from_nad("two=dp")]
+    vm = vmm.render("a", vmm.VMOptions(networks=nets, namespace="default",
+                                       macs={"dp": "02:00:00:00:00:01", "two": "02-00-00-00-00-01"}))
     found = [f for f in vmlint.lint(vm, facts()) if f.check == "duplicate-mac"]
     assert [(f.field, f.message) for f in found] == [
         ("spec.template.spec.domain.devices.interfaces[2].macAddress",
