@@ -259,6 +259,8 @@ def test_l_doctor_reads_the_node_report_through_the_pod_proxy(cluster: Cluster) 
     assert doc["summary"]["nodesReporting"] == [NODE_NAME], doc["summary"]
     # The agent follows its ConfigMap through the API server with the Role install gave it (no config-source).
     assert doc["summary"]["configSources"] == {NODE_NAME: "api"}, doc["summary"]
+    status = json.loads(cluster.mvc("status", "-o", "json", check=False).out)
+    assert [a.get("configSources") for a in status["agents"]] == [{NODE_NAME: "api"}], status["agents"]
     node_ids = {f["id"] for f in doc["findings"] if f["object"] == f"node/{NODE_NAME}" and f["severity"] == "error"}
     assert node_ids == set(), doc["findings"]  # /dev/tapN visible, kubelet socket and CNI binary found
     # A healthy node is silent beyond the documented info findings, and what is true of this one: it is a VM
