@@ -1,7 +1,8 @@
 """Use-cases: what each command does, as functions of a `Kube`, plain options and a `Reporter`.
 
-The CLI (macvtapctl/cli/) parses flags, builds these inputs and prints what comes back; nothing here knows
-about Typer, flags or output formats, and no use-case imports a command module. `setup` composes
+The CLI (macvtapctl/cli/) parses flags, builds these inputs and prints what comes back; nothing here parses a
+flag or knows about Typer or output formats, and no use-case imports a command module. A refusal may name the
+flag that changes its outcome (`--force`, `--take-over`, `--restart`): the words the user types next. `setup` composes
 binding.enable, expose.expose and nad.create.
 """
 
