@@ -110,6 +110,16 @@ class ConfigMapWatch(threading.Thread):
             finally:
                 self._close()
 
+    def list_once(self) -> Seen:
+        """One LIST, no watch (`agent check`: what the agent would read now, by the same rule)."""
+        try:
+            self._list()
+        except ApiUnavailable as exc:
+            self._set(listed=False, healthy=False, raw=None, why=str(exc))
+        finally:
+            self._close()
+        return self.seen()
+
     # -- one LIST, one WATCH --
     def _path(self, **query: str) -> str:
         q = {"fieldSelector": f"metadata.name={self.name}", **query}

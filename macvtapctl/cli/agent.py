@@ -166,6 +166,10 @@ def check(
     config_file: Annotated[str | None, typer.Option("--config-file", metavar="PATH", envvar="MACVTAPCTL_CONFIG_FILE",
                                                     help="DP_MACVTAP_CONF as a file (the agent's mounted "
                                                          "ConfigMap).")] = None,
+    configmap: Annotated[str | None, typer.Option(
+        "--configmap", metavar="[NAMESPACE/]NAME", envvar="MACVTAPCTL_CONFIGMAP",
+        help="Read this ConfigMap from the API server as the agent does (the mounted file lags by the kubelet's "
+             "sync period); --config-file when the API server does not answer.")] = None,
     device_plugin_dir: Annotated[str, typer.Option("--device-plugin-dir", envvar="MACVTAPCTL_DEVICE_PLUGIN_DIR",
                                                    help="The kubelet's device-plugin directory.")]
     = DEFAULTS.plugin_dir,
@@ -185,7 +189,18 @@ def check(
         raise MacvtapctlError("agent check must run as root on the node (it creates a test macvtap link)")
     from macvtapctl.agent.check import FAIL, file_document, run_checks
 
-    results = run_checks(document=file_document(config_file), plugin_dir=device_plugin_dir, owner=owner, group=group)
+    follow = _configmap(configmap, config_file)
+    document = file_document(config_file)
+    if follow is not None:  # the agent's rule: the API's document when it answers, else the mounted file
+        from macvtapctl import dpconfig
+        from macvtapctl.agent.configmap_watch import ConfigMapWatch, in_cluster_available
+        from macvtapctl.agent.deviceplugin.config_source import ConfigSource
+
+        if in_cluster_available():
+            watch = ConfigMapWatch(*follow, dpconfig.CONFIG_KEY, lambda: None)
+            watch.list_once()
+            document = ConfigSource(path=config_file, api=watch).current()
+    results = run_checks(document=document, plugin_dir=device_plugin_dir, owner=owner, group=group)
     printer = Printer()
     if output == "json":
         printer.data(json.dumps({"ok": all(r.status != FAIL for r in results),

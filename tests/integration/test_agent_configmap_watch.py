@@ -149,3 +149,13 @@ def test_the_source_is_the_api_while_it_answers_and_the_file_when_it_refuses(con
         assert "the API server does not answer (HTTP 401" in state["detail"], state
     finally:
         refused.stop()
+
+
+def test_one_list_is_what_agent_check_reads(control_plane, agent_identity) -> None:
+    """`agent check` in the pod reads the ConfigMap once by the agent's rule, not the kubelet's lagging copy."""
+    url = urllib.parse.urlsplit(control_plane.server)
+    server = (str(url.hostname), int(url.port or 0))
+    seen = ConfigMapWatch(NS, CM, KEY, lambda: None, sa_dir=str(agent_identity), server=server).list_once()
+    assert seen.listed and seen.healthy and seen.raw == ONE
+    refused = ConfigMapWatch(NS, "other", KEY, lambda: None, sa_dir=str(agent_identity), server=server).list_once()
+    assert not refused.listed and "forbidden" in refused.why
