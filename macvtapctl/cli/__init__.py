@@ -235,7 +235,7 @@ def main() -> None:
     # The collector, for a process that lives a fraction of a second: what start-up loaded (the modules, the
     # command tree) lives until exit, so no collection need traverse it again; and at exit nothing is left to
     # collect (the memory goes back with the process) — without the second freeze, interpreter shutdown spends
-    # ~20 ms walking every object of typer, urllib3 and PyYAML. Long-running commands (agent, --wait) collect as
+    # ~20 ms walking every object of typer, click and PyYAML. Long-running commands (agent, --wait) collect as
     # usual: only what exists now is frozen.
     gc.freeze()
     try:

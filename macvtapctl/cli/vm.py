@@ -23,7 +23,6 @@ from macvtapctl.cli.settings import Settings
 from macvtapctl.errors import ExitCode, MacvtapctlError, UsageError
 from macvtapctl.kube.options import DryRun
 from macvtapctl.manifests import vm as vmm
-from macvtapctl.ops import vm as vmops
 from macvtapctl.output import Printer
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
@@ -270,6 +269,8 @@ class CreateOptions:
         if not contact or self.offline:
             _print_vms(printer, vms, fmt)
             return
+        from macvtapctl.ops import vm as vmops  # printing alone loads no API client
+
         try:
             kube = cli.connect()
         except MacvtapctlError as exc:
@@ -378,6 +379,8 @@ def check(
         raise UsageError("give a VM NAME, or --all (or -A for every namespace)")
     printer = cli.printer
     namespace = None if all_namespaces else cli.namespace
+    from macvtapctl.ops import vm as vmops
+
     with cli.connect() as kube:
         checked, rows = vmops.lint_vms(kube, name, namespace)
     errors = sum(r["severity"] == vmlint.ERROR for r in rows)
@@ -418,6 +421,8 @@ def convert(
         raise UsageError("give a VM NAME, or --all (or -A for every namespace)")
     printer = cli.printer
     namespace = None if all_namespaces else cli.namespace
+    from macvtapctl.ops import vm as vmops
+
     with cli.connect() as kube:
         results = vmops.convert_vms(kube, printer, mode, name, namespace, binding_name=binding_name,
                                     kubevirt_version=kubevirt_version)

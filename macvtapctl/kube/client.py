@@ -1,4 +1,4 @@
-"""A small, explicit API client on urllib3 (transport.py connects it): plain dicts in and out.
+"""A small, explicit API client (transport.py connects it, connection.py carries it): plain dicts in and out.
 
 Every write names its patch type and the field manager; `--dry-run=server` sends dryRun=All;
 `--dry-run=client` never reaches this module's write methods (callers compute locally).
@@ -72,17 +72,11 @@ class Kube:
     def close(self) -> None:
         self.pool.clear()
 
-    def _url(self, path: str, query: builtins.list[tuple[str, str]] | None) -> str:
+    @staticmethod
+    def _target(path: str, query: builtins.list[tuple[str, str]] | None) -> str:
         from urllib.parse import urlencode
 
-        return self.endpoint.server + path + (f"?{urlencode(query)}" if query else "")
-
-    def _timeout(self, read: float | None = None) -> Any:
-        import urllib3
-
-        if read is not None:
-            return urllib3.Timeout(connect=self.request_timeout or 30, read=read)
-        return urllib3.Timeout(total=self.request_timeout) if self.request_timeout else urllib3.Timeout()
+        return path + (f"?{urlencode(query)}" if query else "")
 
     def __enter__(self) -> Kube:
         return self
@@ -113,14 +107,13 @@ class Kube:
             headers = {**headers, "Content-Type": content_type or "application/json"}
             data = json.dumps(body).encode()
         try:
-            resp = self.pool.request(method, self._url(path, query), body=data, headers=headers,
-                                     timeout=self._timeout(), retries=False, redirect=False)
+            resp = self.pool.request(method, self._target(path, query), body=data, headers=headers,
+                                     timeout=self.request_timeout)
         except MacvtapctlError:
             raise
-        except Exception as exc:  # urllib3 and socket errors
+        except Exception as exc:  # socket, TLS and HTTP errors
             raise from_transport(exc, req, self.server, self.request_timeout) from None
-        status = int(resp.status)
-        return status, resp.data or b"", retry_delay(status, resp.headers.get("Retry-After"))
+        return resp.status, resp.data, retry_delay(resp.status, resp.headers.get("Retry-After"))
 
     # --- reads ---
     def server_version(self) -> Obj:
@@ -193,24 +186,27 @@ class Kube:
             query.append(("fieldSelector", field_selector))
         req = Request("watch", res, namespace)
         try:
-            stream = self.pool.request("GET", self._url(res.path(namespace), query), headers=self.headers,
-                                       timeout=self._timeout(read=timeout_seconds + 30), retries=False,
-                                       redirect=False, preload_content=False)
+            stream = self.pool.stream("GET", self._target(res.path(namespace), query), headers=self.headers,
+                                      connect_timeout=self.request_timeout or 30, read_timeout=timeout_seconds + 30)
+        except MacvtapctlError:
+            raise
         except Exception as exc:
             raise from_transport(exc, req, self.server, self.request_timeout) from None
-        if not 200 <= stream.status <= 299:
-            raise from_status(stream.status, stream.data, req, self.server)
-        if on_open is not None:
-            on_open(stream)
         try:
+            if not 200 <= stream.status <= 299:
+                raise from_status(stream.status, stream.data, req, self.server)
+            if on_open is not None:
+                on_open(stream)
             for line in stream:
                 if line.strip():
                     event = json.loads(line)
                     yield str(event.get("type")), event.get("object") or {}
+        except MacvtapctlError:
+            raise
         except Exception as exc:
             raise from_transport(exc, req, self.server, self.request_timeout) from None
         finally:
-            stream.release_conn()
+            stream.close()
 
     # --- writes ---
     def _write_query(self, dry_run: DryRun, *, manager: bool = True, strict: bool = False,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.client
 import json
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +20,7 @@ from macvtapctl.errors import (
     TimeoutExceeded,
     UnreachableError,
 )
+from macvtapctl.kube.connection import ConnectError
 from macvtapctl.kube.resources import Resource
 
 
@@ -98,25 +101,18 @@ def from_status(status: int, body: Any, req: Request, server: str) -> Macvtapctl
 
 
 def from_transport(exc: BaseException, req: Request, server: str, timeout: float | None) -> MacvtapctlError:
-    """urllib3 errors: refused, DNS, TLS, timeouts."""
-    import urllib3.exceptions as u3
-
-    inner: BaseException = exc
-    if isinstance(exc, u3.MaxRetryError) and exc.reason is not None:
-        inner = exc.reason
-    # NewConnectionError subclasses ConnectTimeoutError in urllib3, so refusals are checked first.
-    if isinstance(inner, u3.NewConnectionError) and "timed out" not in str(inner):
-        return UnreachableError(f"cannot reach the API server at {server}: {_short(inner)}", hint=Hint.UNREACHABLE)
-    if isinstance(inner, (u3.ConnectTimeoutError, u3.ReadTimeoutError, TimeoutError)):
+    """Failures without an HTTP answer (connection.py): refused, DNS, TLS, timeouts, a dropped connection."""
+    inner: BaseException = exc.reason if isinstance(exc, ConnectError) else exc
+    if isinstance(inner, TimeoutError):  # socket.timeout is TimeoutError: connecting or reading
         limit = f" after {timeout:g}s" if timeout else ""
         return TimeoutExceeded(f"request to {server} timed out{limit} while trying to {req.verb} "
                                f"{req.resource.qualified}", hint=Hint.REQUEST_TIMEOUT if timeout else None)
-    if isinstance(inner, u3.SSLError) or "SSL" in type(inner).__name__ or "SSLError" in str(inner):
+    if isinstance(inner, ssl.SSLError):
         return UnreachableError(
             f"TLS handshake with {server} failed: {_short(inner)} "
             "(check certificate-authority in the kubeconfig)"
         )
-    if isinstance(inner, (u3.NewConnectionError, u3.ProtocolError, ConnectionError, OSError)):
+    if isinstance(inner, (OSError, http.client.HTTPException)):
         return UnreachableError(f"cannot reach the API server at {server}: {_short(inner)}", hint=Hint.UNREACHABLE)
     return MacvtapctlError(f"request to {server} failed: {_short(inner)}", exit_code=ExitCode.ERROR)
 

@@ -1,4 +1,5 @@
-"""How to reach the API server: the kubeconfig's (or the pod's) server, TLS and credentials, on one urllib3 pool.
+"""How to reach the API server: the kubeconfig's (or the pod's) server, TLS and credentials, on one pool
+(connection.py).
 
 The `kubernetes` package loads kubeconfigs too, but importing it costs 0.45 s of a 0.8 s command (pydantic,
 requests-oauthlib, dateutil, its API and stream modules; measured with -X importtime), and its ApiClient walks
@@ -10,7 +11,6 @@ auth-provider, basic auth) is still loaded by the `kubernetes` package, whose re
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
 import ssl
 from dataclasses import dataclass, field
@@ -19,6 +19,7 @@ from typing import Any
 
 from macvtapctl.errors import Hint, MacvtapctlError, UsageError
 from macvtapctl.kube import kubeconfig
+from macvtapctl.kube.connection import Pool
 from macvtapctl.kube.options import ConnectionOptions
 
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -163,22 +164,11 @@ def ssl_context(ep: Endpoint) -> ssl.SSLContext:
     return ctx
 
 
-def pool(ep: Endpoint) -> Any:
-    """A urllib3 pool for the endpoint (a proxy's when the kubeconfig names one)."""
-    import urllib3
-
-    kw: dict[str, Any] = {"maxsize": POOL_SIZE, "block": False}
-    if ep.server.startswith("https:"):
-        kw["ssl_context"] = ssl_context(ep)
-        if ep.tls_server_name:
-            kw["server_hostname"] = ep.tls_server_name
-        if ep.insecure:
-            kw["cert_reqs"] = "CERT_NONE"
-            with contextlib.suppress(Exception):
-                urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-    if ep.proxy:
-        return urllib3.ProxyManager(ep.proxy, **kw)
-    return urllib3.PoolManager(**kw)
+def pool(ep: Endpoint) -> Pool:
+    """Connections to the endpoint (through the kubeconfig's proxy when it names one)."""
+    tls = ep.server.startswith("https:")
+    return Pool(ep.server, context=ssl_context(ep) if tls else None, server_hostname=ep.tls_server_name,
+                proxy=ep.proxy, maxsize=POOL_SIZE)
 
 
 def auth_headers(ep: Endpoint) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Start-up stays cheap: --help and offline commands load no kubernetes, pyroute2 or grpc."""
+"""Start-up stays cheap: --help and offline commands load no kubernetes, pyroute2, grpc, nor even ssl and http;
+commands that connect load ssl and http.client and no more (kube/connection.py: not urllib3)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 
 import pytest
 
-HEAVY = ("kubernetes", "pyroute2", "grpc", "urllib3", "prometheus_client")
+HEAVY = ("kubernetes", "pyroute2", "grpc", "urllib3", "prometheus_client", "ssl", "http")
 
 PROBE = """
 import json, sys
@@ -35,8 +36,9 @@ def test_no_heavy_imports(args: list[str]) -> None:
 
 
 def test_probe_detects_heavy_imports(tmp_path) -> None:
-    """The probe itself must be able to fail: a command that connects loads urllib3 — and, for a kubeconfig
-    with a token or certificates, not the `kubernetes` package (0.45 s of imports; kube/transport.py)."""
+    """The probe itself must be able to fail: a command that connects loads ssl and http.client — and, for a
+    kubeconfig with a token or certificates, neither urllib3 nor the `kubernetes` package (0.45 s of imports;
+    kube/transport.py)."""
     import yaml
 
     cfg = tmp_path / "kubeconfig"
@@ -48,4 +50,4 @@ def test_probe_detects_heavy_imports(tmp_path) -> None:
     proc = subprocess.run([sys.executable, "-c", PROBE % (HEAVY,), "--kubeconfig", str(cfg), "version"],
                           capture_output=True, text=True, check=False)
     report = json.loads(proc.stderr.strip().splitlines()[-1])
-    assert report["code"] != 0 and "urllib3" in report["heavy"] and "kubernetes" not in report["heavy"]
+    assert report["code"] != 0 and report["heavy"] == ["http", "ssl"]

@@ -137,3 +137,73 @@ def test_tls_failure_is_one_line(cli, admin, tmp_path, control_plane) -> None:
     assert r.exit_code == ExitCode.UNREACHABLE
     assert r.stderr.startswith(f"error: TLS handshake with {control_plane.server} failed")
     assert r.stderr.count("\n") == 1
+
+
+class ConnectProxy:
+    """A stand-in HTTP proxy: CONNECT host:port, then bytes both ways. It records each CONNECT's head."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.heads: list[str] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
+
+    def _tunnel(self, client: socket.socket) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += client.recv(4096)
+        self.heads.append(head.decode())
+        host, port = head.split()[1].decode().rsplit(":", 1)
+        upstream = socket.create_connection((host, int(port)))
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+        def pump(src: socket.socket, dst: socket.socket) -> None:
+            while data := src.recv(65536):
+                dst.sendall(data)
+            dst.shutdown(socket.SHUT_WR)
+
+        threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
+        pump(client, upstream)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _edited(admin: str, tmp_path: Path, **cluster: str) -> str:
+    cfg = yaml.safe_load(Path(admin).read_text())
+    cfg["clusters"][0]["cluster"].update(cluster)
+    path = tmp_path / "kc-edited"
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+def test_the_kubeconfigs_proxy_url_tunnels_to_the_server(cli, admin, tmp_path, control_plane) -> None:
+    proxy = ConnectProxy()
+    try:
+        url = proxy.url.replace("http://", "http://ops:s%3Ccret@")
+        r = cli("--kubeconfig", _edited(admin, tmp_path, **{"proxy-url": url}), "version", "-o", "json")
+        assert r.exit_code == 0, r.stderr
+        assert json.loads(r.stdout)["serverVersion"]["gitVersion"] == "v1.37.2"
+        target = control_plane.server.removeprefix("https://")
+        assert len(proxy.heads) == 1 and proxy.heads[0].startswith(f"CONNECT {target} HTTP/1.1\r\n")
+        assert "Proxy-Authorization: Basic b3BzOnM8Y3JldA==\r\n" in proxy.heads[0]  # "ops:s<cret"
+    finally:
+        proxy.close()
+
+
+def test_tls_server_name_is_the_name_verified(cli, admin, tmp_path, control_plane) -> None:
+    """The server is reached by address; the certificate is checked against tls-server-name."""
+    r = cli("--kubeconfig", _edited(admin, tmp_path, **{"tls-server-name": "kubernetes.default"}), "version")
+    assert r.exit_code == 0, r.stderr
+    r = cli("--kubeconfig", _edited(admin, tmp_path, **{"tls-server-name": "api.example.invalid"}), "version")
+    assert r.exit_code == ExitCode.UNREACHABLE
+    assert r.stderr.startswith(f"error: TLS handshake with {control_plane.server} failed: certificate verify "
+                               "failed")

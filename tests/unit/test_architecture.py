@@ -97,7 +97,7 @@ ALLOWED = {
 # Third-party modules that do I/O or draw: the CLI's (typer, click, rich) only in cli/ and output.py; the API
 # client's only in kube/; the agent's (grpc, pyroute2, prometheus_client) only in agent/.
 THIRD_PARTY = {"typer": ("cli",), "click": ("cli",), "rich": ("cli", "output"),
-               "kubernetes": ("kube",), "urllib3": ("kube",),
+               "kubernetes": ("kube",),
                "grpc": ("agent",), "pyroute2": ("agent",), "prometheus_client": ("agent",)}
 
 
