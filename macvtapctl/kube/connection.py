@@ -133,8 +133,9 @@ class Pool:
             return _Conn(self.host, self.port, context=self.context, server_hostname=name, timeout=timeout)
         phost, pport, auth = self._proxy
         conn = _Conn(phost, pport, context=self.context, server_hostname=name, timeout=timeout)
-        if self.tls:
-            conn.set_tunnel(self.host, self.port, headers=auth)
+        if self.tls:  # Host too: http.client's CONNECT (HTTP/1.0 on 3.11) leaves it out, and proxies may want it
+            host = f"[{self.host}]" if ":" in self.host else self.host
+            conn.set_tunnel(self.host, self.port, headers={"Host": f"{host}:{self.port}", **auth})
         return conn
 
     def _take(self, timeout: float | None) -> tuple[_Conn, bool]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -166,9 +167,10 @@ class ConnectProxy:
         client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
 
         def pump(src: socket.socket, dst: socket.socket) -> None:
-            while data := src.recv(65536):
-                dst.sendall(data)
-            dst.shutdown(socket.SHUT_WR)
+            with contextlib.suppress(OSError):  # either side gone
+                while data := src.recv(65536):
+                    dst.sendall(data)
+                dst.shutdown(socket.SHUT_WR)
 
         threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
         pump(client, upstream)
@@ -193,7 +195,8 @@ def test_the_kubeconfigs_proxy_url_tunnels_to_the_server(cli, admin, tmp_path, c
         assert r.exit_code == 0, r.stderr
         assert json.loads(r.stdout)["serverVersion"]["gitVersion"] == "v1.37.2"
         target = control_plane.server.removeprefix("https://")
-        assert len(proxy.heads) == 1 and proxy.heads[0].startswith(f"CONNECT {target} HTTP/1.1\r\n")
+        assert len(proxy.heads) == 1 and proxy.heads[0].startswith(f"CONNECT {target} HTTP/1.")
+        assert f"Host: {target}\r\n" in proxy.heads[0]
         assert "Proxy-Authorization: Basic b3BzOnM8Y3JldA==\r\n" in proxy.heads[0]  # "ops:s<cret"
     finally:
         proxy.close()
