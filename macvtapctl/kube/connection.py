@@ -162,8 +162,9 @@ class Pool:
 
     def request(self, method: str, path: str, *, body: bytes | None, headers: dict[str, str],
                 timeout: float | None) -> Response:
-        """One request and its whole answer. A GET that finds its reused connection closed by the server (it
-        may close an idle one at any time) is sent once more on a new connection."""
+        """One request and its whole answer; `timeout` bounds connecting and each read (None: no limit). A GET
+        that finds its reused connection closed by the server (it may close an idle one at any time) is sent
+        once more on a new connection."""
         conn, reused = self._take(timeout)
         try:
             resp = self._send(conn, method, path, body, headers)
