@@ -96,7 +96,7 @@ class Pool:
     kept idle, more are opened when threads need them."""
 
     def __init__(self, url: str, *, context: ssl.SSLContext | None, server_hostname: str | None = None,
-                 proxy: str | None = None, maxsize: int = 10) -> None:
+                 proxy: str | None = None, proxy_source: str = "kubeconfig: proxy-url", maxsize: int = 10) -> None:
         u = urlsplit(url)
         if u.scheme not in ("http", "https") or not u.hostname:
             raise MacvtapctlError(f'invalid kubeconfig: server "{url}" is not an http or https URL')
@@ -110,8 +110,8 @@ class Pool:
         if proxy:
             p = urlsplit(proxy)
             if p.scheme != "http" or not p.hostname:
-                raise MacvtapctlError(f'invalid kubeconfig: proxy-url "{proxy}" is not supported (only http:// '
-                                      "proxies are)")
+                raise MacvtapctlError(f'invalid {proxy_source} "{proxy}": not supported (only http:// proxies '
+                                      "are)")
             auth = {}
             if p.username is not None:
                 cred = f"{unquote(p.username)}:{unquote(p.password or '')}".encode()

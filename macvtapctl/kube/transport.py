@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from macvtapctl.errors import Hint, MacvtapctlError, UsageError
-from macvtapctl.kube import kubeconfig
+from macvtapctl.kube import kubeconfig, proxy
 from macvtapctl.kube.connection import Pool
 from macvtapctl.kube.options import ConnectionOptions
 
@@ -38,21 +38,28 @@ class Endpoint:
     insecure: bool = False
     tls_server_name: str | None = None
     proxy: str | None = None
+    proxy_source: str = "kubeconfig: proxy-url"  # what names the proxy, for errors
     headers: dict[str, str] = field(default_factory=dict)  # from the `kubernetes` loader (exec, auth-provider)
 
 
 def endpoint(settings: ConnectionOptions) -> Endpoint:
-    """kubectl's precedence: the kubeconfig (files merged, context selected), else the pod's service account."""
+    """kubectl's precedence: the kubeconfig (files merged, context selected), else the pod's service account;
+    the kubeconfig's proxy-url, else the environment's proxy (proxy.py)."""
     paths = kubeconfig.kubeconfig_paths(settings.kubeconfig)
     merged = kubeconfig.load_merged(paths, explicit=bool(settings.kubeconfig))
     if merged["_found"]:
         entry = kubeconfig.context_entry(merged, settings.context)
         if entry is None:
             raise MacvtapctlError("invalid kubeconfig: no current-context is set and no --context was given")
-        return _from_kubeconfig(merged, entry[1], settings, paths)
-    if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        return _in_cluster()
-    raise UsageError("no kubeconfig found (tried " + ", ".join(str(p) for p in paths) + ")", hint=Hint.NO_KUBECONFIG)
+        ep = _from_kubeconfig(merged, entry[1], settings, paths)
+    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+        ep = _in_cluster()
+    else:
+        raise UsageError("no kubeconfig found (tried " + ", ".join(str(p) for p in paths) + ")",
+                         hint=Hint.NO_KUBECONFIG)
+    if not ep.proxy and (found := proxy.from_environment(ep.server, os.environ)):
+        ep.proxy, ep.proxy_source = found
+    return ep
 
 
 def _named(items: list[dict[str, Any]], name: str, key: str) -> tuple[dict[str, Any], Path]:
@@ -168,7 +175,7 @@ def pool(ep: Endpoint) -> Pool:
     """Connections to the endpoint (through the kubeconfig's proxy when it names one)."""
     tls = ep.server.startswith("https:")
     return Pool(ep.server, context=ssl_context(ep) if tls else None, server_hostname=ep.tls_server_name,
-                proxy=ep.proxy, maxsize=POOL_SIZE)
+                proxy=ep.proxy, proxy_source=ep.proxy_source, maxsize=POOL_SIZE)
 
 
 def auth_headers(ep: Endpoint) -> dict[str, str]:

@@ -167,7 +167,7 @@ def test_a_plain_http_server_through_a_proxy_gets_the_absolute_form_and_credenti
 def test_an_unsupported_proxy_is_one_line_naming_it(proxy: str) -> None:
     with pytest.raises(MacvtapctlError) as err:
         Pool("https://api:6443", context=None, proxy=proxy)
-    assert str(err.value) == f'invalid kubeconfig: proxy-url "{proxy}" is not supported (only http:// proxies are)'
+    assert str(err.value) == f'invalid kubeconfig: proxy-url "{proxy}": not supported (only http:// proxies are)'
 
 
 def test_refused_and_timed_out_say_so(serve: Callable[[Handler], RawServer]) -> None:
