@@ -168,7 +168,8 @@ class Pool:
         conn, reused = self._take(timeout)
         try:
             resp = self._send(conn, method, path, body, headers)
-        except (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine):
+        except (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine, ssl.SSLEOFError,
+                ssl.SSLZeroReturnError):  # the server's close seen by TCP, by HTTP or by TLS
             if not (reused and method == "GET"):
                 raise
             conn = self._new(timeout)

@@ -97,6 +97,8 @@ def _from_kubeconfig(merged: dict[str, Any], ctx: dict[str, Any], settings: Conn
     server = str(cluster.get("server") or "")
     if not server:
         raise MacvtapctlError("invalid kubeconfig: the cluster has no server")
+    if "://" not in server:
+        server = "https://" + server  # client-go's default for a bare host:port
     token = user.get("token")
     if not token and user.get("tokenFile"):
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -188,3 +189,62 @@ def test_refused_and_timed_out_say_so(serve: Callable[[Handler], RawServer]) -> 
     assert (str(err), err.exit_code) == (
         "request to https://api timed out after 0.5s while trying to list network-attachment-definitions."
         "k8s.cni.cncf.io", ExitCode.TIMEOUT)
+
+
+def _tls_pair(tmp_path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context whose certificate names only `api.test`, and a client context trusting it."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "api.test")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(7).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("api.test")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "c.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "k.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(tmp_path / "c.pem", tmp_path / "k.pem")
+    client = ssl.create_default_context(cafile=str(tmp_path / "c.pem"))
+    return server, client
+
+
+def test_tls_connections_are_reused_and_a_closed_one_replaced(serve: Callable[[Handler], RawServer],
+                                                              tmp_path) -> None:
+    """Over TLS (the name checked is tls-server-name's, the server reached by address): two requests on the
+    first connection; the server then closes it unanswered, and the GET goes again on a second one."""
+    server_ctx, client_ctx = _tls_pair(tmp_path)
+
+    def handler(raw: socket.socket, index: int) -> None:
+        try:
+            conn = server_ctx.wrap_socket(raw, server_side=True)
+        except ssl.SSLError:  # the client refusing the certificate (the last part of the test)
+            return
+        with conn:
+            for _ in range(2):
+                srv.read_request(conn)
+                conn.sendall(ok())
+            if index == 1 and srv.read_request(conn):
+                return  # closed unanswered
+            while srv.read_request(conn):
+                conn.sendall(ok())
+
+    srv = serve(handler)
+    pool = Pool(f"https://127.0.0.1:{srv.port}", context=client_ctx, server_hostname="api.test")
+    for _ in range(4):
+        assert pool.request("GET", "/api", body=None, headers={}, timeout=5).status == 200
+    assert srv.connections == 2 and len(srv.requests) == 5
+
+    wrong = Pool(f"https://127.0.0.1:{srv.port}", context=client_ctx)  # 127.0.0.1 is not in the certificate
+    with pytest.raises(ssl.SSLCertVerificationError) as err:
+        wrong.request("GET", "/api", body=None, headers={}, timeout=5)
+    assert str(from_transport(err.value, Request("list", NAD), "https://127.0.0.1", None)).startswith(
+        "TLS handshake with https://127.0.0.1 failed: certificate verify failed")

@@ -122,3 +122,15 @@ def test_a_context_naming_a_missing_cluster(tmp_path: Path) -> None:
     doc["clusters"] = []
     with pytest.raises(MacvtapctlError, match='refers to cluster "c", which is not defined'):
         transport.endpoint(Connection(kubeconfig=_write(tmp_path / "config", doc)))
+
+
+def test_a_server_without_a_scheme_is_https_as_client_go_reads_it(tmp_path: Path) -> None:
+    path = _write(tmp_path / "config", _config({"server": "10.0.0.1:6443"}, {"token": "t"}))
+    assert transport.endpoint(Connection(kubeconfig=path)).server == "https://10.0.0.1:6443"
+
+
+def test_a_server_that_is_not_a_url_is_one_line(tmp_path: Path) -> None:
+    path = _write(tmp_path / "config", _config({"server": "ftp://10.0.0.1"}, {"token": "t"}))
+    with pytest.raises(MacvtapctlError) as err:
+        transport.pool(transport.endpoint(Connection(kubeconfig=path)))
+    assert str(err.value) == 'invalid kubeconfig: server "ftp://10.0.0.1" is not an http or https URL'
