@@ -148,6 +148,13 @@ def root(
     request_timeout: Annotated[str, typer.Option(
         "--request-timeout", envvar="MACVTAPCTL_REQUEST_TIMEOUT", metavar="DURATION",
         help="Time to wait for one API request before giving up, e.g. 10s or 1m; 0 means no limit.")] = "0",
+    impersonate: Annotated[str | None, typer.Option(
+        "--as", metavar="USER", help="Username to impersonate for the operation (kubectl's --as).")] = None,
+    impersonate_uid: Annotated[str | None, typer.Option(
+        "--as-uid", metavar="UID", help="UID to impersonate for the operation (needs --as).")] = None,
+    impersonate_groups: Annotated[list[str] | None, typer.Option(
+        "--as-group", metavar="GROUP",
+        help="Group to impersonate for the operation; repeat for several (needs --as).")] = None,
     output: Annotated[str | None, typer.Option(
         "--output", "-o", envvar="MACVTAPCTL_OUTPUT", metavar="FORMAT",
         help="Output format: table, wide, json, yaml or name (commands accept a subset).")] = None,
@@ -164,6 +171,9 @@ def root(
         context=context,
         namespace=namespace,
         request_timeout=parse_request_timeout(request_timeout),
+        impersonate=impersonate or None,
+        impersonate_uid=impersonate_uid or None,
+        impersonate_groups=tuple(impersonate_groups or ()),
         output=_check_output(output),
         verbosity=-1 if quiet and not verbose else verbose,
         program=ctx.find_root().info_name or "macvtapctl",

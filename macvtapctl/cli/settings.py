@@ -64,6 +64,9 @@ class Settings:
     context: str | None = None
     namespace: str | None = None
     request_timeout: float | None = None
+    impersonate: str | None = None
+    impersonate_uid: str | None = None
+    impersonate_groups: tuple[str, ...] = ()
     output: str | None = None
     verbosity: int = 0
     program: str = "macvtapctl"

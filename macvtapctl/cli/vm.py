@@ -44,7 +44,9 @@ def complete_nads(ctx: typer.Context, incomplete: str) -> list[str]:
 
     root = ctx.find_root().params
     settings = Settings(kubeconfig=root.get("kubeconfig"), context=root.get("context"),
-                        namespace=root.get("namespace"), request_timeout=3.0)
+                        namespace=root.get("namespace"), request_timeout=3.0, impersonate=root.get("impersonate"),
+                        impersonate_uid=root.get("impersonate_uid"),
+                        impersonate_groups=tuple(root.get("impersonate_groups") or ()))
     try:
         with connect(settings) as kube:
             nads = kube.list(NAD, namespace_of(settings))

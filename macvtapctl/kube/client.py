@@ -1,4 +1,4 @@
-"""A small, explicit API client (transport.py connects it, connection.py carries it): plain dicts in and out.
+"""A small, explicit API client (transport.py connects it, wire.py carries it): plain dicts in and out.
 
 Every write names its patch type and the field manager; `--dry-run=server` sends dryRun=All;
 `--dry-run=client` never reaches this module's write methods (callers compute locally).
@@ -14,7 +14,7 @@ from typing import Any
 
 from macvtapctl import __version__
 from macvtapctl.errors import MacvtapctlError, NotFoundError
-from macvtapctl.kube import transport
+from macvtapctl.kube import transport, wire
 from macvtapctl.kube.errors import Request, from_status, from_transport
 from macvtapctl.kube.options import ConnectionOptions, DryRun
 from macvtapctl.kube.resources import Resource
@@ -54,11 +54,24 @@ class Kube:
     def __init__(self, ep: transport.Endpoint, *, request_timeout: float | None = None,
                  field_manager: str = FIELD_MANAGER) -> None:
         self.endpoint = ep
-        self.pool = transport.pool(ep)
-        self.headers = {"Accept": "application/json", "User-Agent": f"macvtapctl/{_version()}",
-                        **transport.auth_headers(ep)}
+        self.pool = wire.Wire(ep)
+        self.headers = {"Accept": "application/json", "User-Agent": f"macvtapctl/{_version()}"}
+        self._impersonate = ep.impersonation.headers()
         self.request_timeout = request_timeout
         self.field_manager = field_manager
+
+    def _headers(self, extra: dict[str, str] | None = None) -> tuple[Any, Any]:
+        """This request's headers (credentials are read per request: a token file or an exec plugin's token may
+        have changed), and the exec credential used, if any (for a 401)."""
+        from urllib3 import HTTPHeaderDict
+
+        auth, used = self.endpoint.credentials.headers()
+        if used is not None:
+            self.pool.use_client_cert(used.cert, used.key)
+        headers = HTTPHeaderDict({**self.headers, **auth, **(extra or {})})
+        for name, value in self._impersonate:
+            headers.add(name, value)  # Impersonate-Group may repeat
+        return headers, used
 
     @classmethod
     def connect(cls, settings: ConnectionOptions, *, field_manager: str = FIELD_MANAGER) -> Kube:
@@ -100,19 +113,21 @@ class Kube:
 
     def _send(self, method: str, path: str, req: Request, query: builtins.list[tuple[str, str]] | None, body: Any,
               content_type: str | None) -> tuple[int, bytes, float | None]:
-        """(status, body, seconds to wait before a retry or None)."""
-        headers = self.headers
-        data = None
-        if body is not None:
-            headers = {**headers, "Content-Type": content_type or "application/json"}
-            data = json.dumps(body).encode()
-        try:
-            resp = self.pool.request(method, self._target(path, query), body=data, headers=headers,
-                                     timeout=self.request_timeout)
-        except MacvtapctlError:
-            raise
-        except Exception as exc:  # socket, TLS and HTTP errors
-            raise from_transport(exc, req, self.server, self.request_timeout) from None
+        """(status, body, seconds to wait before a retry or None). A 401 to an exec plugin's credential runs the
+        plugin again and resends once (the server did not act on a request it did not authenticate)."""
+        data = None if body is None else json.dumps(body).encode()
+        extra = {"Content-Type": content_type or "application/json"} if body is not None else None
+        for _ in range(2):
+            headers, used = self._headers(extra)
+            try:
+                resp = self.pool.request(method, self._target(path, query), body=data, headers=headers,
+                                         timeout=self.request_timeout)
+            except MacvtapctlError:
+                raise
+            except Exception as exc:  # socket, TLS and HTTP errors
+                raise from_transport(exc, req, self.server, self.request_timeout) from None
+            if resp.status != 401 or not self.endpoint.credentials.rejected(used):
+                break
         return resp.status, resp.data, retry_delay(resp.status, resp.headers.get("Retry-After"))
 
     # --- reads ---
@@ -186,8 +201,8 @@ class Kube:
             query.append(("fieldSelector", field_selector))
         req = Request("watch", res, namespace)
         try:
-            stream = self.pool.stream("GET", self._target(res.path(namespace), query), headers=self.headers,
-                                      connect_timeout=self.request_timeout or 30, read_timeout=timeout_seconds + 30)
+            stream = self.pool.stream("GET", self._target(res.path(namespace), query), headers=self._headers()[0],
+                                      connect_timeout=self.request_timeout, read_timeout=timeout_seconds + 30)
         except MacvtapctlError:
             raise
         except Exception as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,6 @@ from macvtapctl.errors import (
     TimeoutExceeded,
     UnreachableError,
 )
-from macvtapctl.kube.connection import ConnectError
 from macvtapctl.kube.resources import Resource
 
 
@@ -101,26 +101,44 @@ def from_status(status: int, body: Any, req: Request, server: str) -> Macvtapctl
 
 
 def from_transport(exc: BaseException, req: Request, server: str, timeout: float | None) -> MacvtapctlError:
-    """Failures without an HTTP answer (connection.py): refused, DNS, TLS, timeouts, a dropped connection."""
-    inner: BaseException = exc.reason if isinstance(exc, ConnectError) else exc
-    if isinstance(inner, TimeoutError):  # socket.timeout is TimeoutError: connecting or reading
+    """Failures without an HTTP answer (wire.py, urllib3): refused, DNS, TLS, a proxy, timeouts, a dropped
+    connection."""
+    from urllib3 import exceptions as u3
+
+    inner: BaseException = exc
+    while isinstance(inner, u3.MaxRetryError) and inner.reason is not None:
+        inner = inner.reason
+    proxy_failed = isinstance(inner, u3.ProxyError)
+    if isinstance(inner, u3.ProxyError) and isinstance(inner.original_error, BaseException):
+        inner = inner.original_error
+    timed_out = isinstance(inner, (TimeoutError, u3.TimeoutError)) and not isinstance(inner, u3.NewConnectionError)
+    if timed_out:  # connecting, a read, or the whole-request deadline
         limit = f" after {timeout:g}s" if timeout else ""
         return TimeoutExceeded(f"request to {server} timed out{limit} while trying to {req.verb} "
                                f"{req.resource.qualified}", hint=Hint.REQUEST_TIMEOUT if timeout else None)
-    if isinstance(inner, ssl.SSLError):
+    if isinstance(inner, (ssl.SSLError, u3.SSLError)) and not proxy_failed:
         return UnreachableError(
             f"TLS handshake with {server} failed: {_short(inner)} "
             "(check certificate-authority in the kubeconfig)"
         )
-    if isinstance(inner, (OSError, http.client.HTTPException)):
+    if proxy_failed:
+        return UnreachableError(f"cannot reach the API server at {server} through the proxy: {_short(inner)}",
+                                hint=Hint.UNREACHABLE)
+    if isinstance(inner, (OSError, http.client.HTTPException, u3.HTTPError)):
         return UnreachableError(f"cannot reach the API server at {server}: {_short(inner)}", hint=Hint.UNREACHABLE)
     return MacvtapctlError(f"request to {server} failed: {_short(inner)}", exit_code=ExitCode.ERROR)
 
 
+_USERINFO = re.compile(r"(://[^/@\s:]*):[^/@\s]*@")
+
+
 def _short(exc: BaseException) -> str:
-    text = str(exc)
+    """The cause in a few words; a password in any URL it quotes is masked."""
+    text = _USERINFO.sub(r"\1:xxxxx@", str(exc))
     for marker in ("Connection refused", "Name or service not known", "certificate verify failed",
-                   "timed out", "No route to host", "Network is unreachable", "Connection reset"):
+                   "timed out", "No route to host", "Network is unreachable", "Connection reset",
+                   "Remote end closed connection", "Temporary failure in name resolution",
+                   "Proxy Authentication Required"):
         if marker in text:
             return marker.lower() if marker != "certificate verify failed" else marker
     return text.splitlines()[0][:200] if text else type(exc).__name__

@@ -21,7 +21,8 @@ class DryRun(StrEnum):
 
 
 class ConnectionOptions(Protocol):
-    """kubectl's connection flags: kubeconfig path(s), context, per-request timeout in seconds."""
+    """kubectl's connection flags: kubeconfig path(s), context, the whole-request deadline in seconds, and whom to
+    impersonate (--as, --as-uid, --as-group)."""
 
     @property
     def kubeconfig(self) -> str | None: ...
@@ -32,9 +33,21 @@ class ConnectionOptions(Protocol):
     @property
     def request_timeout(self) -> float | None: ...
 
+    @property
+    def impersonate(self) -> str | None: ...
+
+    @property
+    def impersonate_uid(self) -> str | None: ...
+
+    @property
+    def impersonate_groups(self) -> tuple[str, ...]: ...
+
 
 @dataclass(frozen=True)
 class Connection:
     kubeconfig: str | None = None
     context: str | None = None
     request_timeout: float | None = None
+    impersonate: str | None = None
+    impersonate_uid: str | None = None
+    impersonate_groups: tuple[str, ...] = ()

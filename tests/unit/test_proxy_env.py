@@ -89,4 +89,4 @@ def test_an_unusable_environment_proxy_is_one_line_naming_the_variable(tmp_path:
         "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
     r = run_cli("--kubeconfig", str(cfg), "nad", "list", "-A", env={"HTTPS_PROXY": "socks5://127.0.0.1:1080"})
     assert r.exit_code == 1
-    assert r.stderr == 'error: invalid HTTPS_PROXY "socks5://127.0.0.1:1080": not supported (only http:// proxies are)\n'
+    assert r.stderr == 'error: invalid HTTPS_PROXY "socks5://127.0.0.1:1080": not supported (only http:// and https:// proxies are)\n'

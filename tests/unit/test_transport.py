@@ -44,6 +44,10 @@ def _config(cluster: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
             "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}
 
 
+def _auth(ep: transport.Endpoint) -> dict[str, str]:
+    return ep.credentials.headers()[0]
+
+
 def _write(path: Path, doc: dict[str, Any]) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(doc))
@@ -57,9 +61,9 @@ def test_inline_data_token_and_a_usable_ssl_context(tmp_path: Path) -> None:
         {"server": "https://10.0.0.1:6443/", "certificate-authority-data": b64(cert), "tls-server-name": "api"},
         {"token": "s3cret", "client-certificate-data": b64(cert), "client-key-data": b64(key)}))
     ep = transport.endpoint(Connection(kubeconfig=path))
-    assert (ep.server, ep.token, ep.ca, ep.cert, ep.key, ep.tls_server_name) == (
-        "https://10.0.0.1:6443", "s3cret", cert, cert, key, "api")
-    assert transport.auth_headers(ep) == {"Authorization": "Bearer s3cret"}
+    assert (ep.server, ep.ca, ep.cert, ep.key, ep.tls_server_name) == (
+        "https://10.0.0.1:6443", cert, cert, key, "api")
+    assert _auth(ep) == {"Authorization": "Bearer s3cret"}
     ctx = transport.ssl_context(ep)
     assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.get_ca_certs()[0]["subject"] == ((("commonName", "test"),),)
     assert list(tmp_path.glob("**/client.key")) == []  # the key written for ssl is gone again
@@ -77,7 +81,7 @@ def test_relative_paths_are_relative_to_the_file_that_names_them(tmp_path: Path,
     monkeypatch.setenv("KUBECONFIG", f"{first}:{second}")
     monkeypatch.chdir(tmp_path)
     ep = transport.endpoint(Connection())
-    assert ep.ca == cert and ep.token == "from-file"
+    assert ep.ca == cert and _auth(ep) == {"Authorization": "Bearer from-file"}
 
 
 def test_in_cluster(tmp_path: Path, monkeypatch) -> None:
@@ -89,10 +93,14 @@ def test_in_cluster(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "fd00::1")
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
     ep = transport.endpoint(Connection())
-    assert (ep.server, ep.token, ep.ca) == ("https://[fd00::1]:443", "sa-token", cert)
+    assert (ep.server, ep.ca, _auth(ep)) == ("https://[fd00::1]:443", cert, {"Authorization": "Bearer sa-token"})
+    (tmp_path / "token").write_text("rotated")  # the kubelet rotates it; read again after client-go's minute
+    assert _auth(ep) == {"Authorization": "Bearer sa-token"}
+    monkeypatch.setattr(transport, "TOKEN_FILE_PERIOD", 0.0)
+    assert _auth(ep) == {"Authorization": "Bearer rotated"}
 
 
-def test_an_exec_plugin_goes_through_the_kubernetes_package(tmp_path: Path) -> None:
+def test_an_exec_plugin_is_run_once_and_its_token_sent(tmp_path: Path) -> None:
     plugin = tmp_path / "plugin.py"
     plugin.write_text('import json; print(json.dumps({"apiVersion": "client.authentication.k8s.io/v1", '
                       '"kind": "ExecCredential", "status": {"token": "from-exec"}}))\n')
@@ -102,13 +110,13 @@ def test_an_exec_plugin_goes_through_the_kubernetes_package(tmp_path: Path) -> N
                                                          "interactiveMode": "Never"}}))
     ep = transport.endpoint(Connection(kubeconfig=path))
     assert ep.server == "https://10.0.0.1:6443" and ep.insecure
-    assert transport.auth_headers(ep) == {"Authorization": "Bearer from-exec"}
+    assert _auth(ep) == {"Authorization": "Bearer from-exec"}
 
 
 @pytest.mark.parametrize(("cluster", "user", "needle"), [
-    ({}, {}, "the cluster has no server"),
+    ({}, {}, 'no server found for cluster "c"'),
     ({"server": "https://x", "certificate-authority-data": "%%%"}, {}, "certificate-authority-data is not base64"),
-    ({"server": "https://x", "certificate-authority": "/nonexistent/ca.crt"}, {}, 'cannot read certificate-authority'),
+    ({"server": "https://x", "certificate-authority": "/nonexistent/ca.crt"}, {}, 'unable to read certificate-authority "/nonexistent/ca.crt" for cluster "c"'),
 ])
 def test_bad_kubeconfigs_are_one_line(tmp_path: Path, cluster: dict[str, Any], user: dict[str, Any],
                                       needle: str) -> None:
@@ -120,7 +128,7 @@ def test_bad_kubeconfigs_are_one_line(tmp_path: Path, cluster: dict[str, Any], u
 def test_a_context_naming_a_missing_cluster(tmp_path: Path) -> None:
     doc = _config({"server": "https://x"}, {})
     doc["clusters"] = []
-    with pytest.raises(MacvtapctlError, match='refers to cluster "c", which is not defined'):
+    with pytest.raises(MacvtapctlError, match='cluster "c" is not defined'):
         transport.endpoint(Connection(kubeconfig=_write(tmp_path / "config", doc)))
 
 
@@ -132,5 +140,5 @@ def test_a_server_without_a_scheme_is_https_as_client_go_reads_it(tmp_path: Path
 def test_a_server_that_is_not_a_url_is_one_line(tmp_path: Path) -> None:
     path = _write(tmp_path / "config", _config({"server": "ftp://10.0.0.1"}, {"token": "t"}))
     with pytest.raises(MacvtapctlError) as err:
-        transport.pool(transport.endpoint(Connection(kubeconfig=path)))
+        transport.endpoint(Connection(kubeconfig=path))
     assert str(err.value) == 'invalid kubeconfig: server "ftp://10.0.0.1" is not an http or https URL'
