@@ -264,12 +264,15 @@ def cluster_of(config: dict[str, Any], context: dict[str, Any]) -> Cluster:
 
 
 def user_of(config: dict[str, Any], context: dict[str, Any]) -> User:
-    """The context's user, typed and confirmed usable; no user (or one not defined) is no credentials, as in
-    client-go."""
+    """The context's user, typed and confirmed usable; a context without a user has no credentials. A user the
+    context names but no file defines is refused (kubectl would prompt for a username and password on stdin;
+    this tool never prompts)."""
     name = _context_ref(context, "user")
     item = _entry(config, "users", name) if name else None
     if item is None:
-        return User(name=name)
+        if name:
+            raise _invalid(f'user "{name}" is not defined (the context names it)')
+        return User()
     where = f'users["{name}"].user'
     f = _Fields(item.get("user"), where)
     base = Path(str(item.get("_dir") or "."))

@@ -28,19 +28,23 @@ TOKEN_FILE_PERIOD = 60.0  # seconds: client-go's cached file token source reads 
 
 
 def normalize_server(raw: str) -> str:
-    """client-go's rest.DefaultServerURL: the scheme is case-insensitive (Go's URL parser lowers it); a server
-    without one is https. Anything but http and https is refused here, before a byte is sent."""
+    """The server as kubectl reaches it (client-go's rest.DefaultServerURL as clientcmd calls it): the scheme is
+    case-insensitive (Go's URL parser lowers it); a server without one is plain http (clientcmd decides TLS before
+    it has merged the CA, so `host:port` is http://host:port, and gets no credentials: see `secure`). Anything but
+    http and https is refused here, before a byte is sent; so is a blank or a control character anywhere (Python's
+    URL parser would strip a leading one, Go's refuses it)."""
+    if any(ch <= " " or ch == "\x7f" for ch in raw):
+        raise MacvtapctlError(f'invalid kubeconfig: server "{raw}" contains a blank or a control character')
     parts = urlsplit(raw)
     if not parts.scheme or not parts.netloc:
-        parts = urlsplit("https://" + raw)
+        parts = urlsplit("http://" + raw)
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https") or not parts.hostname:
         raise MacvtapctlError(f'invalid kubeconfig: server "{raw}" is not an http or https URL')
     try:
         parts.port  # noqa: B018 - raises on a port that is not a number
     except ValueError:
-        raise MacvtapctlError(f'invalid kubeconfig: server "{raw}" has an invalid port') \
-            from None
+        raise MacvtapctlError(f'invalid kubeconfig: server "{raw}" has an invalid port') from None
     return parts._replace(scheme=scheme).geturl().rstrip("/")
 
 
@@ -175,6 +179,12 @@ def _from_kubeconfig(merged: dict[str, Any], ctx: dict[str, Any], settings: Conn
     cluster = kubeconfig.cluster_of(merged, ctx)
     user = kubeconfig.user_of(merged, ctx)
     server = normalize_server(cluster.server)
+    impersonation = Impersonation(user=user.impersonate, uid=user.impersonate_uid, groups=user.impersonate_groups,
+                                  extra=user.impersonate_extra)
+    if not server.startswith("https://"):
+        # clientcmd reads the user's credentials and the server's CA only for a TLS server (kubectl#744): a token
+        # is never sent in clear text. Impersonation is still asked for.
+        return Endpoint(server=server, impersonation=impersonation, proxy=cluster.proxy_url or None)
     exec_source = None
     static: dict[str, str] = {}
     if user.exec is not None:
@@ -190,8 +200,7 @@ def _from_kubeconfig(merged: dict[str, Any], ctx: dict[str, Any], settings: Conn
                                 password=user.password, exec_source=exec_source, static=static),
         ca=cluster.ca, cert=user.cert, key=user.key, insecure=cluster.insecure,
         tls_server_name=cluster.tls_server_name or None, proxy=cluster.proxy_url or None,
-        impersonation=Impersonation(user=user.impersonate, uid=user.impersonate_uid,
-                                    groups=user.impersonate_groups, extra=user.impersonate_extra))
+        impersonation=impersonation)
 
 
 def _in_cluster() -> Endpoint:

@@ -132,9 +132,12 @@ def test_a_context_naming_a_missing_cluster(tmp_path: Path) -> None:
         transport.endpoint(Connection(kubeconfig=_write(tmp_path / "config", doc)))
 
 
-def test_a_server_without_a_scheme_is_https_as_client_go_reads_it(tmp_path: Path) -> None:
+def test_a_server_without_a_scheme_is_plain_http_without_credentials_as_kubectl_reads_it(tmp_path: Path) -> None:
+    """clientcmd decides TLS before it merges the CA: `host:port` is http, and gets no token (kubectl#744; the
+    corpus in tests/integration/test_kubeconfig_corpus.py shows kubectl doing so)."""
     path = _write(tmp_path / "config", _config({"server": "10.0.0.1:6443"}, {"token": "t"}))
-    assert transport.endpoint(Connection(kubeconfig=path)).server == "https://10.0.0.1:6443"
+    ep = transport.endpoint(Connection(kubeconfig=path))
+    assert (ep.server, ep.tls, _auth(ep)) == ("http://10.0.0.1:6443", False, {})
 
 
 def test_a_server_that_is_not_a_url_is_one_line(tmp_path: Path) -> None:
