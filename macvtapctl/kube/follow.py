@@ -8,10 +8,11 @@ import contextlib
 import threading
 from typing import Any
 
-from macvtapctl.errors import MacvtapctlError
+from macvtapctl.errors import MacvtapctlError, TimeoutExceeded, UnreachableError
 from macvtapctl.kube.client import Kube
 
 WATCH_SECONDS = 240  # the server ends a watch after this; it is started again from the last version seen
+RESUME_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)  # seconds before watching again after a cut connection (then 5 s each)
 
 
 class Mirror:
@@ -66,20 +67,37 @@ class Follow(threading.Thread):
         self.stream: Any = None
 
     def run(self) -> None:
-
+        """LIST, then WATCH from its version. A watch the network cut (a reset, a timeout, the server gone for a
+        moment) is resumed from the last version seen, as client-go's reflector does, after a short backoff: a
+        wait is ended by its own limit, not by a blip. Only the first LIST failing, or the server refusing the
+        request, ends the follower (FAILED)."""
+        listed = False
+        version = ""
+        cuts = 0
         try:
             while not self.done.is_set():
-                items, version = self.kube.list_with_version(self.res, self.namespace, **self.selectors)
-                self.events.put((self.key, "LIST", items))
-                for kind, obj in self.kube.watch(self.res, self.namespace, resource_version=version,
-                                                 timeout_seconds=WATCH_SECONDS, on_open=self._opened,
-                                                 **self.selectors):
-                    if self.done.is_set():
-                        return
-                    if kind == "ERROR":
-                        break  # 410 Gone: list again
-                    if kind != "BOOKMARK":
-                        self.events.put((self.key, kind, obj))
+                try:
+                    if not version:
+                        items, version = self.kube.list_with_version(self.res, self.namespace, **self.selectors)
+                        self.events.put((self.key, "LIST", items))
+                        listed = True
+                    for kind, obj in self.kube.watch(self.res, self.namespace, resource_version=version,
+                                                     timeout_seconds=WATCH_SECONDS, on_open=self._opened,
+                                                     **self.selectors):
+                        if self.done.is_set():
+                            return
+                        cuts = 0
+                        if kind == "ERROR":
+                            version = ""  # 410 Gone: list again
+                            break
+                        version = (obj.get("metadata") or {}).get("resourceVersion") or version
+                        if kind != "BOOKMARK":
+                            self.events.put((self.key, kind, obj))
+                except (UnreachableError, TimeoutExceeded):
+                    if self.done.is_set() or not listed:
+                        raise
+                    self.done.wait(RESUME_DELAYS[min(cuts, len(RESUME_DELAYS) - 1)])
+                    cuts += 1
         except MacvtapctlError as exc:
             if not self.done.is_set():
                 self.events.put((self.key, "FAILED", exc))
