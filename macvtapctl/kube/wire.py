@@ -137,6 +137,8 @@ class Wire:
                 warnings.simplefilter("ignore", InsecureRequestWarning)  # the kubeconfig asked for it
         if self.ep.proxy:
             url, headers = _proxy(self.ep.proxy, self.ep.proxy_source)
+            if self.ep.tls:  # the CONNECT names its target in Host too, as Go's does (urllib3 on 3.11 leaves it out)
+                headers["Host"] = urlsplit(self.ep.server).netloc.rpartition("@")[2]
             return urllib3.ProxyManager(url, proxy_headers=headers, **kw)
         return urllib3.PoolManager(**kw)
 
