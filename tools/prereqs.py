@@ -89,6 +89,18 @@ def present(need: Need, exists: Callable[[str], bool], which: Callable[[str], st
     return any(exists(p) for p in need.paths)
 
 
+def wanted(need: Need, purpose: str, *, root: bool) -> bool:
+    """Whether `purpose` needs `need`. As root, the demo runs what the root tests run (the real node, KubeVirt, a
+    guest VM leasing from the LAN's DHCP server), so it needs every root-only need of `test`: derived, not
+    listed, so that a tool the tests' node starts using is the demo's too (issue 37: the demo once lacked the
+    guest disk's tools and dnsmasq)."""
+    if need.root_only and not root:
+        return False
+    if purpose == "demo" and need.root_only and "test" in need.purposes:
+        return True
+    return purpose in need.purposes
+
+
 def decide(purpose: str, *, root: bool, have_apt: bool, exists: Callable[[str], bool],
            which: Callable[[str], str | None], skip_root_tests: bool = False,
            needs: Iterable[Need] = NEEDS) -> Plan:
@@ -107,8 +119,7 @@ def decide(purpose: str, *, root: bool, have_apt: bool, exists: Callable[[str], 
         else:
             plan.refusal.append(f"make {purpose} runs the datapath and real-node tests, which need root: run it "
                                 "as root, or skip them by name with MACVTAPCTL_SKIP_ROOT_TESTS=1 make test")
-    missing = [n for n in needs if purpose in n.purposes and (with_root_parts or not n.root_only)
-               and not present(n, exists, which)]
+    missing = [n for n in needs if wanted(n, purpose, root=with_root_parts) and not present(n, exists, which)]
     unpackaged = [n for n in missing if n.package is None]
     packaged = [n for n in missing if n.package is not None]
     for n in unpackaged:
