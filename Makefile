@@ -14,7 +14,7 @@ SHIM := macvtapctl/agent/shim/macvtap
 # As root, the real node (and KubeVirt's own components on it) join the demo and the tests.
 DEMO_NODE := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 
-.PHONY: help prereqs shim proto venv testenv nodeenv kubevirtenv kubevirt-up lint typecheck unit integration datapath e2e compat test demo cluster-up image \
+.PHONY: demo-stopped help prereqs shim proto venv testenv nodeenv kubevirtenv kubevirt-up lint typecheck unit integration datapath e2e compat test demo cluster-up image \
         cluster-down node-up node-down completions docs krew clean bench
 
 help:
@@ -83,8 +83,16 @@ e2e: venv testenv nodeenv shim
 compat: venv shim
 	MACVTAPCTL_COMPAT=1 $(BIN)/pytest tests/compat -p no:cacheprovider -rA
 
-test: prereqs venv testenv nodeenv $(if $(DEMO_NODE),kubevirtenv) shim lint typecheck
+test: demo-stopped prereqs venv testenv nodeenv $(if $(DEMO_NODE),kubevirtenv) shim lint typecheck
 	$(BIN)/pytest
+
+# `make demo` leaves its cluster running, and as root its node; the tests start a node of their own, and a host runs
+# one at a time (tests/node/node.py OWNER): the README's order, demo then test, stops the demo's first and says so.
+demo-stopped:
+	@if [ -f $(DEVCLUSTER)/node/state.json ]; then \
+	  echo "make test: stopping the cluster make demo left running ($(DEVCLUSTER), make cluster-down): the tests" \
+	       "start a node of their own, and this host runs one node at a time"; \
+	  $(MAKE) --no-print-directory cluster-down; fi
 
 # Timings live here, never in tests: start-up, rendering, scale reads/writes vs kubectl, CNI and device plugin vs
 # upstream (its Go stand-in without ../shared/upstream), the agent under churn. BENCH_ARGS=--quick: a smoke run.

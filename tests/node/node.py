@@ -55,11 +55,19 @@ HOST_DIRS = [KUBELET_ROOT, CONTAINERD_STATE, CONTAINERD_ROOT.parent, Path("/var/
 NFT_TABLES = [("ip", "kube-proxy"), ("ip6", "kube-proxy")]  # kube-proxy's own (nftables mode); no other table
 SYSCTLS = ["kernel.panic", "kernel.panic_on_oops", "vm.overcommit_memory"]  # the kubelet changes these
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+# One node per host (its kubelet root, containerd socket, LAN namespace and link names are the host's): the node that
+# holds the host names its directory here, so that a second `up` (make test beside make demo's node) refuses before
+# it changes anything, and its clean-up can touch nothing of the first (issue 37).
+OWNER = Path("/run/macvtapctl-e2e-node.owner")
 RUNC = "/usr/sbin/runc"  # Debian's runc: built with seccomp, which containerd's sandbox profile needs
 
 
 class NodeError(RuntimeError):
-    pass
+    """The node could not start or stop."""
+
+
+class HostTaken(NodeError):
+    """Another node runs on this host: nothing was changed, and there is nothing to undo."""
 
 
 def run(*cmd: str, check: bool = True, quiet: bool = False) -> subprocess.CompletedProcess[str]:
@@ -119,6 +127,34 @@ class Node:
             time.sleep(0.2)
         raise NodeError(f"{what} not ready after {timeout:.0f}s; last log lines:\n{_tail(self.dir / log)}")
 
+    # --- the host, held by one node at a time ---
+    def holder(self, owner: Path = OWNER) -> Path | None:
+        """The directory of another node that holds this host and still runs, or None."""
+        try:
+            other = Path(owner.read_text().strip())
+        except OSError:
+            return None
+        if other == self.dir:
+            return None
+        try:
+            pids = json.loads((other / "state.json").read_text()).get("pids", {})
+        except (OSError, ValueError):
+            return None
+        return other if any(_alive(p) for p in pids.values()) else None
+
+    def claim_host(self, owner: Path = OWNER) -> None:
+        """Refuse, having changed nothing, while another node runs here; else record this node as the holder."""
+        other = self.holder(owner)
+        if other is not None:
+            raise HostTaken(f"another macvtapctl test node runs on this host (its directory: {other}); stop it "
+                            "first with `make cluster-down` (or `make node-down`)")
+        owner.write_text(f"{self.dir}\n")
+
+    def release_host(self, owner: Path = OWNER) -> None:
+        with contextlib.suppress(OSError):
+            if Path(owner.read_text().strip()) == self.dir:
+                owner.unlink()
+
     # --- up ---
     def up(self) -> None:
         if os.geteuid() != 0:
@@ -126,6 +162,7 @@ class Node:
         cp_state = self.cluster / "state.json"
         if not cp_state.exists():
             raise NodeError(f"no local control plane in {self.cluster}: run `make cluster-up` first")
+        self.claim_host()
         self._load()
         if self.state.get("pids") and all(_alive(p) for p in self.state["pids"].values()):
             print(f"node {NODE_NAME} already running")
@@ -488,6 +525,7 @@ state = "{CONTAINERD_STATE}"
         step("Node object", self._delete_node_object)
         if errors:
             raise NodeError("node-down left work undone:\n  " + "\n  ".join(errors))
+        self.release_host()
         print(f"node {NODE_NAME} stopped; host restored")
 
     def _keep_agent_log(self) -> None:
