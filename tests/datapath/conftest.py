@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import need_root
 from tests.datapath.helpers import REPO, SHIM, Agent, Node, host_mvt_links, ip, returned_links
 
 
@@ -23,12 +23,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def _need_root() -> None:
-    # Fail, never skip quietly: a skipped datapath layer looks like a green run. Opting out is explicit and named.
-    if os.geteuid() != 0:
-        if os.environ.get("MACVTAPCTL_SKIP_ROOT_TESTS") == "1":
-            pytest.skip("datapath tests need root; skipped because MACVTAPCTL_SKIP_ROOT_TESTS=1")
-        pytest.fail("datapath tests need root (network namespaces, macvtap links): run as root, or set "
-                    "MACVTAPCTL_SKIP_ROOT_TESTS=1 to skip them explicitly", pytrace=False)
+    need_root("the datapath tests (network namespaces, macvtap links)")
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ run; it never skips."""
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
 from harness import ControlPlane, kubevirt_pins
 from node import Node
 
+from tests.conftest import need_root
 from tests.e2e.helpers import Cluster
 
 
@@ -25,11 +25,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.root)
 
 
+@pytest.fixture(scope="package", autouse=True)
+def _need_root() -> None:
+    need_root("the real-node tests (kubelet, containerd, network namespaces)")
+
+
 @pytest.fixture(scope="package")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    if os.geteuid() != 0:
-        pytest.fail("the real-node tests need root (kubelet, containerd, network namespaces); run them as root",
-                    pytrace=False)
     # A control plane of their own: what the node tests deploy must not leak into the integration tests.
     # in_cluster: the agent follows its ConfigMap through the `kubernetes` Service, as in a real cluster.
     control_plane = ControlPlane(tmp_path_factory.mktemp("e2e-controlplane"), kubevirt_version="v1.5.0",

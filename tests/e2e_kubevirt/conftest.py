@@ -3,7 +3,6 @@ cannot start fails the run, it never skips."""
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,15 +11,18 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
 
+from tests.conftest import need_root
 from tests.e2e.helpers import Cluster
 from tests.e2e_kubevirt import runtime
 
 
+@pytest.fixture(scope="package", autouse=True)
+def _need_root() -> None:
+    need_root("the KubeVirt tests (kubelet, containerd, KubeVirt's privileged virt-handler)")
+
+
 @pytest.fixture(scope="package")
 def kv_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    if os.geteuid() != 0:
-        pytest.fail("the KubeVirt tests need root (kubelet, containerd, KubeVirt's privileged virt-handler)",
-                    pytrace=False)
     try:
         with runtime.kubevirt_cluster(tmp_path_factory.mktemp("kubevirt-controlplane")) as c:
             yield c
