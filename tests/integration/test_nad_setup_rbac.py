@@ -246,3 +246,16 @@ def test_a_nad_with_odd_plugins_is_listed_not_crashed_on(cli, admin, control_pla
     r = cli("--kubeconfig", admin, "nad", "list")
     assert r.exit_code == 0, r.stderr
     assert "ok" in r.stdout and "odd" not in r.stdout
+
+
+@pytest.mark.parametrize("version", ["0.4.0", "1.0.0", "1.1.0"])
+def test_nad_create_writes_each_supported_cni_version(cli, admin, control_plane, version) -> None:
+    """docs/reference.md promises --cni-version 0.4.0, 1.0.0 and 1.1.0: each is written into the NAD's config as
+    given, and the second run is unchanged."""
+    name = "v" + version.replace(".", "-")
+    r = cli("--kubeconfig", admin, "nad", "create", name, "--resource", "eth0", "--cni-version", version)
+    assert r.exit_code == 0, r.stderr
+    config = json.loads(nad(control_plane, name)["spec"]["config"])
+    assert (config["cniVersion"], config["type"]) == (version, "macvtap")
+    again = cli("--kubeconfig", admin, "nad", "create", name, "--resource", "eth0", "--cni-version", version)
+    assert again.exit_code == 0 and "unchanged" in again.stderr
