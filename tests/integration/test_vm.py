@@ -178,7 +178,7 @@ def deny_batch_3(control_plane):
 def test_batch_with_one_failing_vm(cli, admin, control_plane, deny_batch_3) -> None:
     r = cli("--kubeconfig", admin, "vm", "create", "batch", "--count", "5", "--network", "dataplane",
             "--mac", "auto", "--apply", "--concurrency", "3")
-    assert r.exit_code != 0
+    assert r.exit_code == ExitCode.USAGE, r.stderr  # the one failure's code: the policy's 422 Invalid
     assert "error: VM batch-3:" in r.stderr and "batch-3 is not allowed" in r.stderr
     assert r.stderr.rstrip().splitlines()[-1] == "error: 1 of 5 VMs failed: batch-3"
     assert set(vms(control_plane)) == {"batch-1", "batch-2", "batch-4", "batch-5"}
