@@ -35,6 +35,15 @@ class Done:
     err: str
 
 
+def doctor_findings(r: Any) -> list[dict[str, Any]]:
+    """`doctor -o json`'s findings. A doctor that crashed or printed nothing fails the test here: its silence is no
+    verdict, so "the finding went away" must not pass on it (issue 37)."""
+    assert r.code in (0, 8), f"doctor exited {r.code}: {r.err}"
+    findings = json.loads(r.out)["findings"]
+    assert isinstance(findings, list), r.out
+    return findings
+
+
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 60, interval: float = 0.5) -> Any:
     """Poll until check() is truthy; the failure says what was awaited and the last value seen."""
     deadline = time.monotonic() + timeout

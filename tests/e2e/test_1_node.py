@@ -28,6 +28,7 @@ from tests.e2e.helpers import (
     POD_NS,
     Cluster,
     agent_pid,
+    doctor_findings,
     host_links,
     lan_ip,
     lower_index,
@@ -303,7 +304,7 @@ def test_m_a_cni_plugin_outside_the_runtimes_path_is_named_by_doctor_and_its_fix
 
         def finding() -> dict | None:
             r = cluster.mvc("doctor", "-A", "-o", "json", check=False)
-            found = [f for f in json.loads(r.out or "{}").get("findings") or [] if f["id"] == "workload-cni-not-found"
+            found = [f for f in doctor_findings(r) if f["id"] == "workload-cni-not-found"
                      and f["object"] == f"pod/{POD_NS}/nocni"]
             return found[0] if found and r.code == 8 else None
 
@@ -334,7 +335,7 @@ def test_n_a_resource_nobody_exposed_is_named_by_doctor_and_its_fix_schedules_th
     try:
         def finding() -> dict | None:
             r = cluster.mvc("doctor", "-A", "-o", "json", check=False)
-            found = [f for f in json.loads(r.out or "{}").get("findings") or [] if f["id"] == "workload-insufficient"
+            found = [f for f in doctor_findings(r) if f["id"] == "workload-insufficient"
                      and f["object"] == f"pod/{POD_NS}/needs-extra"]
             return found[0] if found else None
 
@@ -364,7 +365,7 @@ def test_o_a_mac_already_on_the_lower_device_is_named_by_doctor(cluster: Cluster
     try:
         def finding() -> dict | None:
             r = cluster.mvc("doctor", "-A", "-o", "json", check=False)
-            found = [f for f in json.loads(r.out or "{}").get("findings") or [] if f["id"] == "workload-mac-in-use"
+            found = [f for f in doctor_findings(r) if f["id"] == "workload-mac-in-use"
                      and f["object"] == f"pod/{POD_NS}/mac-second"]
             return found[0] if found and r.code == 8 else None
 

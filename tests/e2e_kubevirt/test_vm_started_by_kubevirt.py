@@ -20,7 +20,16 @@ from node import LAN_NETNS
 
 from macvtapctl.agent.deviceplugin.podresources import owned_device_ids
 from macvtapctl.errors import ExitCode
-from tests.e2e.helpers import AGENT_NS, NETWORK, POD_NS, Cluster, no_mvt_links, pod_netns, wait_for
+from tests.e2e.helpers import (
+    AGENT_NS,
+    NETWORK,
+    POD_NS,
+    Cluster,
+    doctor_findings,
+    no_mvt_links,
+    pod_netns,
+    wait_for,
+)
 
 VMI_TIMEOUT = 300  # TCG: the launcher image is large and the guest boots without KVM
 
@@ -321,7 +330,7 @@ def user_nad(c: Cluster, tmp_path: Path, name: str, **conf: Any) -> None:
 def doctor_finding(c: Cluster, vm: str, finding_id: str) -> dict[str, Any] | None:
     """The finding `doctor VM` leads with, if it is finding_id (its errors come first, the workloads' first)."""
     report = c.mvc("doctor", vm, "-n", POD_NS, "-o", "json", check=False)
-    errors = [f for f in json.loads(report.out or "{}").get("findings") or [] if f["severity"] == "error"]
+    errors = [f for f in doctor_findings(report) if f["severity"] == "error"]
     return errors[0] if errors and errors[0]["id"] == finding_id and report.code == ExitCode.FINDINGS else None
 
 
