@@ -50,3 +50,17 @@ def pull_failures(pods: list[dict[str, Any]]) -> list[str]:
     """pull_failure of every container of these pods."""
     return [m for pod in pods for cs in (pod.get("status") or {}).get("containerStatuses") or []
             if (m := pull_failure(pod, cs))]
+
+
+def unfinished_nodes(ds: dict[str, Any], pods: list[dict[str, Any]]) -> list[str]:
+    """The nodes whose pod of this DaemonSet is not ready on its current template (the controller labels each pod
+    with the pod-template-generation it was made from), sorted."""
+    generation = str((ds.get("metadata") or {}).get("generation") or "")
+    out = []
+    for pod in pods:
+        labels = (pod.get("metadata") or {}).get("labels") or {}
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True"
+                    for c in (pod.get("status") or {}).get("conditions") or [])
+        if not ready or labels.get("pod-template-generation") != generation:
+            out.append(str((pod.get("spec") or {}).get("nodeName") or pod["metadata"]["name"]))
+    return sorted(set(out))

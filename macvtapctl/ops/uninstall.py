@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from macvtapctl import dpconfig, validate, vmlint
-from macvtapctl.daemonset import rollout
+from macvtapctl.daemonset import rollout, unfinished_nodes
 from macvtapctl.errors import ConflictError, PreconditionError
 from macvtapctl.kube import resources as r
 from macvtapctl.kube.client import Kube
@@ -89,8 +89,14 @@ def clean_nodes(kube: Kube, report: Reporter, namespace: str) -> None:
             report.status(f"daemonset.apps/{agentm.AGENT_NAME}", f"cleaned {desired} node(s)")
             return
         if time.monotonic() >= deadline:
-            report.warn(f"only {updated if observed else 0}/{desired} node(s) finished cleaning up "
-                         f"within {NODE_CLEANUP_TIMEOUT:g}s; the others keep the shim and their links")
+            current = kube.get(DAEMONSET, agentm.AGENT_NAME, namespace)
+            pods = kube.list(r.POD, namespace, label_selector=",".join(f"{k}={v}" for k, v in
+                                                                       agentm.LABELS.items()))
+            names = unfinished_nodes(current, pods)
+            which = f": {', '.join(names)}" if names else ""
+            report.warn(f"only {updated if observed else 0}/{desired} node(s) finished cleaning up within "
+                        f"{NODE_CLEANUP_TIMEOUT:g}s; not finished{which or ' (no agent pod found)'}; those keep "
+                        "the shim and their links")
             return
         time.sleep(1.0)
 
