@@ -509,3 +509,37 @@ def test_wait_follows_watches_and_reports_nodes_as_they_become_ready(admin, cont
             for n in names:
                 k.delete(POD, f"{AGENT}-{n}", NS)
                 k.delete(NODE, n)
+
+
+def test_install_is_refused_beside_the_agent_in_another_namespace(cli, admin, control_plane) -> None:
+    """docs/install.md: a plain install refuses (exit 3, nothing written) while another device plugin runs — the
+    agent in another namespace among them: two plugins on one kubelet fight over the same resources."""
+    assert cli("--kubeconfig", admin, "install").exit_code == 0
+    before = resource_versions(control_plane, OBJECTS)
+    r = cli("--kubeconfig", admin, "install", "-n", "elsewhere")
+    assert r.exit_code == ExitCode.PRECONDITION, r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: the macvtapctl agent already runs as DaemonSet {NS}/{AGENT}: pass --namespace {NS} "
+                      "to update it"], r.stderr
+    with control_plane.kube() as k:
+        assert k.get_or_none(NAMESPACE, "elsewhere") is None
+    assert resource_versions(control_plane, OBJECTS) == before
+
+
+def test_uninstall_purge_deletes_the_configmap_and_the_namespace(cli, admin, control_plane) -> None:
+    assert cli("--kubeconfig", admin, "install").exit_code == 0
+    assert cli("--kubeconfig", admin, "expose", "eth0").exit_code == 0
+    with control_plane.kube() as k:  # no DaemonSet controller here: the cleanup rollout as it would report it
+        k.merge_patch(DAEMONSET, AGENT, {"status": {"desiredNumberScheduled": 0, "numberReady": 0,
+                                                    "updatedNumberScheduled": 0, "currentNumberScheduled": 0,
+                                                    "numberMisscheduled": 0, "observedGeneration": 1000}},
+                      NS, subresource="status")
+    r = cli("--kubeconfig", admin, "uninstall", "--purge")
+    assert r.exit_code == 0, r.stderr
+    after = resource_versions(control_plane, OBJECTS)
+    assert after[f"configmaps/{NS}/{CM}"] is None and after[f"daemonsets/{NS}/{AGENT}"] is None
+    with control_plane.kube() as k:
+        ns = k.get_or_none(NAMESPACE, NS)
+    assert ns is None or ns["metadata"].get("deletionTimestamp"), ns  # deleted (its finalizer may still run)
+    r = cli("--kubeconfig", admin, "uninstall", "--restore-upstream", "--purge")
+    assert r.exit_code == ExitCode.USAGE and "--purge" in r.stderr, r.stderr
