@@ -301,3 +301,37 @@ def test_an_interrupted_batch_is_completed_by_rerunning_it(admin, control_plane,
     assert rerun.returncode == 0, rerun.stderr
     assert set(vms(control_plane)) == {f"intr-{i}" for i in range(1, 151)}
     assert rerun.stderr.count(" unchanged") == len(first) and rerun.stderr.count(" created") == 150 - len(first)
+
+
+def test_vm_convert_against_a_concurrent_edit_loses_nothing(control_plane) -> None:
+    """`vm convert` read the VM; before its guarded patch lands, another writer labels it and adds a second core
+    `macvtap: {}` interface. The patch's resourceVersion test fails, the VM is read again and re-planned: the
+    other writer's label stays and both interfaces are converted, none twice."""
+    from macvtapctl.kube.options import DryRun
+    from macvtapctl.ops.vm import convert_one
+
+    class Quiet:
+        def status(self, *a: object) -> None: ...
+        def info(self, m: str) -> None: ...
+        def warn(self, m: str) -> None: ...
+        def error(self, m: str) -> None: ...
+
+    iface = {"name": "net1", "macvtap": {}}
+    legacy = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": {"name": "racy"},
+              "spec": {"runStrategy": "Halted", "template": {"spec": {
+                  "domain": {"devices": {"interfaces": [iface]}},
+                  "networks": [{"name": "net1", "multus": {"networkName": "dataplane"}}]}}}}
+    with control_plane.without_admission("virt-api-validator"), control_plane.kube() as k:
+        k.create(VIRTUAL_MACHINE, legacy, "default")
+        stale = k.get(VIRTUAL_MACHINE, "racy", "default")  # what convert read
+        k.json_patch(VIRTUAL_MACHINE, "racy", [  # the other writer, in between
+            {"op": "add", "path": "/metadata/labels", "value": {"team": "blue"}},
+            {"op": "add", "path": "/spec/template/spec/domain/devices/interfaces/-",
+             "value": {"name": "net2", "macvtap": {}}},
+            {"op": "add", "path": "/spec/template/spec/networks/-",
+             "value": {"name": "net2", "multus": {"networkName": "dataplane"}}}], "default")
+        convert_one(k, Quiet(), DryRun.NONE, stale, "macvtap")
+        after = k.get(VIRTUAL_MACHINE, "racy", "default")
+    assert after["metadata"]["labels"] == {"team": "blue"}
+    assert after["spec"]["template"]["spec"]["domain"]["devices"]["interfaces"] == [
+        {"name": "net1", "binding": {"name": "macvtap"}}, {"name": "net2", "binding": {"name": "macvtap"}}]
