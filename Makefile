@@ -14,7 +14,7 @@ SHIM := macvtapctl/agent/shim/macvtap
 # As root, the real node (and KubeVirt's own components on it) join the demo and the tests.
 DEMO_NODE := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 
-.PHONY: demo-stopped help prereqs shim proto venv testenv nodeenv kubevirtenv kubevirt-up lint typecheck unit integration datapath e2e compat test demo cluster-up image \
+.PHONY: controlplane demo-stopped help prereqs shim proto venv testenv nodeenv kubevirtenv kubevirt-up lint typecheck unit integration datapath e2e compat test demo cluster-up image \
         cluster-down node-up node-down completions docs krew clean bench
 
 help:
@@ -55,9 +55,13 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed
 
-# kube-apiserver, etcd, kubectl, cnitool (tests/controlplane/build.sh) and the KubeVirt fixture of every pin.
-testenv:
+# kube-apiserver, etcd, kubectl, cnitool and the node's Kubernetes binaries (tests/controlplane/build.sh): what
+# cluster-up runs. The KubeVirt fixture it serves is built by the harness on first use (make demo builds one pin).
+controlplane:
 	bash tests/controlplane/build.sh >/dev/null
+
+# ...and the KubeVirt fixture of every pin, which the tests run.
+testenv: controlplane
 	. tests/controlplane/pins.env && for v in $$KUBEVIRT_PINS; do bash tests/kubevirt/build.sh $$v >/dev/null; done
 
 # containerd, the runc shim, the CNI reference plugins and Multus (tests/node/pins.env).
@@ -83,7 +87,7 @@ e2e: venv testenv nodeenv shim
 compat: venv shim
 	MACVTAPCTL_COMPAT=1 $(BIN)/pytest tests/compat -p no:cacheprovider -rA
 
-test: demo-stopped prereqs venv testenv nodeenv $(if $(DEMO_NODE),kubevirtenv) shim lint typecheck
+test: prereqs demo-stopped venv testenv nodeenv $(if $(DEMO_NODE),kubevirtenv) shim lint typecheck
 	$(BIN)/pytest
 
 # `make demo` leaves its cluster running, and as root its node; the tests start a node of their own, and a host runs
@@ -102,7 +106,7 @@ bench: venv testenv shim
 # kubevirt: the pinned KubeVirt's CRDs and admission (no KubeVirt components); runtime: a control plane ready for
 # KubeVirt's own components (make kubevirt-up): in-cluster API access, service-account tokens.
 CLUSTER_CRDS ?= kubevirt
-cluster-up: venv testenv
+cluster-up: venv controlplane
 	$(BIN)/python tests/controlplane/harness.py up --dir $(DEVCLUSTER) --crds $(CLUSTER_CRDS)
 
 cluster-down: venv node-down
