@@ -107,12 +107,14 @@ bench: venv testenv shim
 # KubeVirt's own components (make kubevirt-up): in-cluster API access, service-account tokens.
 CLUSTER_CRDS ?= kubevirt
 cluster-up: venv controlplane
-	$(BIN)/python tests/controlplane/harness.py up --dir $(DEVCLUSTER) --crds $(CLUSTER_CRDS)
+	$(BIN)/python tests/controlplane/harness.py up --dir $(DEVCLUSTER) --crds $(CLUSTER_CRDS) $(CLUSTER_IN_CLUSTER)
 
 cluster-down: venv node-down
 	$(BIN)/python tests/controlplane/harness.py down --dir $(DEVCLUSTER)
 
 node-up: PREREQS_FOR = demo
+# A node's pods reach the API server at the `kubernetes` Service, as in a real cluster (the agent's ConfigMap watch).
+node-up: CLUSTER_IN_CLUSTER = --in-cluster
 node-up: prereqs cluster-up nodeenv shim
 	$(BIN)/python tests/node/node.py up --dir $(DEVCLUSTER)
 

@@ -225,6 +225,26 @@ def check_options(opts: VMOptions) -> None:
         validate.check_linux_user(opts.user)
 
 
+HOSTNAME_LABEL = "kubernetes.io/hostname"  # the kubelet's label naming its node; KubeVirt schedules by nodeSelector
+
+
+def node_selector(node: str | None, selectors: list[str]) -> dict[str, str]:
+    """--node NAME and --node-selector KEY=VALUE as the VMI's nodeSelector. A VMI has no nodeName: pinning is
+    nodeSelector kubernetes.io/hostname, as the kubelet labels its node."""
+    chosen = validate.parse_labels(selectors, "--node-selector")
+    if node is not None:
+        validate.check_dns_subdomain(node, "--node")
+        pinned = chosen.get(HOSTNAME_LABEL)
+        if pinned is not None and pinned != node:
+            raise UsageError(f'--node "{node}" contradicts --node-selector {HOSTNAME_LABEL}={pinned}: no node has '
+                             "both names")
+        if len(node) > 63:
+            raise UsageError(f'invalid --node "{node}": longer than 63 characters, which a '
+                             f"{HOSTNAME_LABEL} label value cannot hold")
+        chosen[HOSTNAME_LABEL] = node
+    return chosen
+
+
 def names_for(name: str, count: int, template: str | None) -> list[str]:
     """`--count N --name-template web-{i}`: web-1 ... web-N (1-based). Without a template: NAME-{i}."""
     if count < 1 or count > 10000:

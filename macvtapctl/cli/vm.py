@@ -116,6 +116,12 @@ def create(
                                                   help="No cloud-init network config (DHCP/static).")] = False,
     label: Annotated[list[str] | None, typer.Option("--label", "-l", metavar="KEY=VALUE",
                                                     help="Label on the VM; repeatable.")] = None,
+    node: Annotated[str | None, typer.Option(
+        "--node", metavar="NAME",
+        help="Run on this node (nodeSelector kubernetes.io/hostname=NAME), e.g. to pin a VM for maintenance or "
+             "tests.")] = None,
+    node_selector: Annotated[list[str] | None, typer.Option(
+        "--node-selector", metavar="KEY=VALUE", help="Run only on nodes with this label; repeatable.")] = None,
     count: Annotated[int, typer.Option("--count", help="How many VMs (named by --name-template).")] = 1,
     name_template: Annotated[str | None, typer.Option("--name-template", metavar="TEMPLATE",
                                                       help="Batch names, e.g. web-{i} (1-based).")] = None,
@@ -136,8 +142,9 @@ def create(
         cloud_init_user_data=cloud_init_user_data, cloud_init_network_data=cloud_init_network_data,
         run_strategy=run_strategy, ssh_key=ssh_key or [], user=user, password_file=password_file, ip=ip or [],
         mac=mac or [], no_pod_network=no_pod_network, no_network_data=no_network_data, label=label or [],
-        count=count, name_template=name_template, binding_name=binding_name, apply=apply, offline=offline,
-        concurrency=concurrency, force_conflicts=force_conflicts, dry_run=dry_run)
+        node=node, node_selector=node_selector or [], count=count, name_template=name_template,
+        binding_name=binding_name, apply=apply, offline=offline, concurrency=concurrency,
+        force_conflicts=force_conflicts, dry_run=dry_run)
     cli = application(ctx)
     opts.complete(cli)
     opts.run(cli, opts.validate())
@@ -183,6 +190,8 @@ class CreateOptions:
     no_pod_network: bool = False
     no_network_data: bool = False
     label: list[str] = field(default_factory=list)
+    node: str | None = None
+    node_selector: list[str] = field(default_factory=list)
     count: int = 1
     name_template: str | None = None
     binding_name: str = "macvtap"
@@ -217,6 +226,7 @@ class CreateOptions:
         ssh_keys = _ssh_keys(self.ssh_key)
         ips = dict(vmflags.parse_ip(v) for v in self.ip)
         labels = validate.parse_labels(self.label, "--label")
+        node_selector = vmflags.node_selector(self.node, self.node_selector)
         if self.namespace:
             validate.check_dns_label(self.namespace, "namespace")
         # The flags `virtctl create vm` users know, with its meanings (docs/vms.md maps each one).
@@ -255,7 +265,7 @@ class CreateOptions:
             cloud_init=self.cloud_init, ga_manage_ssh=self.ga_manage_ssh, user_data_b64=user_data,
             network_data_b64=network_data, run_strategy=self.run_strategy, user=self.user, password=password,
             ssh_keys=ssh_keys, ips=ips, macs=macs, auto_mac="auto" in self.mac, pod_network=not self.no_pod_network,
-            network_data=not self.no_network_data, labels=labels)
+            network_data=not self.no_network_data, labels=labels, node_selector=node_selector)
         vmflags.check_options(opts)
         return Plan(vmflags.names_for(self.name, self.count, self.name_template), opts)
 

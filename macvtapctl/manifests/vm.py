@@ -87,6 +87,7 @@ class VMOptions:
     pod_network: bool = True
     network_data: bool = True
     labels: dict[str, str] = field(default_factory=dict)
+    node_selector: dict[str, str] = field(default_factory=dict)  # the VMI's nodeSelector (--node, --node-selector)
 
 
 def offset_ip(static: StaticIP, i: int, net: str) -> StaticIP:
@@ -274,6 +275,8 @@ def render(name: str, opts: VMOptions, *, default_namespace: str = "default") ->
     if opts.labels:
         metadata["labels"] = dict(opts.labels)
     template_spec: dict[str, Any] = {"domain": domain, "networks": networks, "volumes": volumes}
+    if opts.node_selector:
+        template_spec["nodeSelector"] = dict(opts.node_selector)
     if opts.termination_grace_period is not None:
         template_spec["terminationGracePeriodSeconds"] = opts.termination_grace_period
     if opts.access_credentials:

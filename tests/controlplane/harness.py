@@ -33,7 +33,8 @@ import yaml
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 MINIMAL_CRDS = HERE / "crds"
-API_SERVICE_IP = "10.0.0.1"  # the `kubernetes` Service: the first address of --service-cluster-ip-range
+SERVICE_RANGE = "10.0.0.0/24"  # --service-cluster-ip-range
+API_SERVICE_IP = "10.0.0.1"  # the `kubernetes` Service: the first address of SERVICE_RANGE
 KUBEVIRT_NAMESPACE = "kubevirt"
 KUBEVIRT_NAME = "kubevirt"
 UNPRIVILEGED_USER = "jane"
@@ -281,7 +282,7 @@ class ControlPlane:
             f"--client-ca-file={pki['ca.crt']}", "--authorization-mode=RBAC",
             f"--service-account-issuer=https://127.0.0.1:{api_port}",
             f"--service-account-key-file={pki['sa.key']}", f"--service-account-signing-key-file={pki['sa.key']}",
-            "--service-cluster-ip-range=10.0.0.0/24", "--allow-privileged=true",
+            f"--service-cluster-ip-range={SERVICE_RANGE}", "--allow-privileged=true",
             "--enable-priority-and-fairness=false", "--profiling=false", "--v=0",
             f"--kubelet-client-certificate={pki['kubelet-client.crt']}",
             f"--kubelet-client-key={pki['kubelet-client.key']}", "--kubelet-preferred-address-types=InternalIP",
@@ -502,7 +503,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     runtime = args.crds == "runtime"
     cp = ControlPlane(d, kubevirt_version=args.kubevirt_version or None, crds=args.crds, detach=True,
-                      kubevirt_pin=kubevirt_runtime_version() if runtime else None)
+                      kubevirt_pin=kubevirt_runtime_version() if runtime else None,
+                      in_cluster=True if args.in_cluster else None)
     if cp.kubevirt_note:
         print(f"note: {cp.kubevirt_note}", file=sys.stderr)
     try:
@@ -559,6 +561,8 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--dir", default=".devcluster")
     up.add_argument("--kubevirt-version", default=os.environ.get("KUBEVIRT_VERSION") or kubevirt_pins()[-1],
                     help="what the KubeVirt CR reports; a pinned release also runs its own CRDs and admission")
+    up.add_argument("--in-cluster", action="store_true",
+                    help="pods on a node reach the API server at the `kubernetes` Service (make node-up)")
     up.add_argument("--crds", choices=("kubevirt", "minimal", "runtime"), default="kubevirt",
                     help="kubevirt: the pinned KubeVirt's CRDs and admission; minimal: accept-anything CRDs; "
                          "runtime: ready for KubeVirt's own components (make kubevirt-up), which bring theirs")

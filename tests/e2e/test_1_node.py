@@ -68,6 +68,32 @@ def test_a_node_advertises_the_resource_and_status_is_complete(cluster: Cluster)
     assert "dataplane" in status.out
 
 
+def test_a2_nothing_of_the_test_cluster_leaves_this_machine(cluster: Cluster) -> None:
+    """While the node is up, an address of the Service range nothing answers, and a pod subnet no node has, are
+    routed into the node's drop link, never out of the default route; the `kubernetes` Service is answered here
+    (kube-proxy runs on every node)."""
+    import socket
+
+    from node import DROP_LINK
+
+    def route(addr: str) -> str:
+        out = subprocess.run(["ip", "-j", "route", "get", addr], capture_output=True, text=True, check=True).stdout
+        return str(json.loads(out)[0]["dev"])
+
+    def sent() -> int:
+        return int(Path(f"/sys/class/net/{DROP_LINK}/statistics/tx_packets").read_text())
+
+    assert route("10.0.0.250") == DROP_LINK and route("10.88.200.7") == DROP_LINK
+    before = sent()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for _ in range(3):
+            s.sendto(b"nowhere", ("10.0.0.250", 9))
+    assert sent() >= before + 3  # taken by the drop link, not by eth0
+    assert route("10.0.0.1") == DROP_LINK  # kube-proxy DNATs it before it would be sent there
+    with socket.create_connection(("10.0.0.1", 443), timeout=5):
+        pass  # the `kubernetes` Service reaches the API server on this machine
+
+
 def test_b_pod_gets_a_macvtap_from_allocate_through_multus(cluster: Cluster) -> None:
     cluster.make_pod("web", networks=[{"name": NETWORK, "mac": MAC}])
     pod = cluster.wait_running("web")

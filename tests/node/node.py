@@ -31,7 +31,7 @@ sys.path.insert(0, str(HERE.parent / "controlplane"))
 sys.path.insert(0, str(HERE))
 
 import images  # noqa: E402
-from harness import NODE_NAME, _alive, _tail, default_route_ip  # noqa: E402
+from harness import NODE_NAME, SERVICE_RANGE, _alive, _tail, default_route_ip  # noqa: E402
 
 LOWER = "e2elan0"  # the node's "NIC" for macvtap: a veth whose peer is in the LAN namespace
 LAN_NETNS = "macvtapctl-e2e-lan"
@@ -41,6 +41,13 @@ LAN_PEER_IP = "198.51.100.1"  # TEST-NET-2: only ever inside namespaces this har
 LAN_PREFIX = 24
 POD_SUBNET = "10.88.0.0/24"  # the default pod network (bridge + host-local), inside pod namespaces only
 POD_BRIDGE = "e2ecni0"
+POD_RANGES = "10.88.0.0/16"  # every node's pod subnet is in here
+# Nothing of the test cluster leaves this machine (issue 38): while a node is up, the Service range and the pod
+# ranges are routed into a dummy link, which drops what it is given. kube-proxy's DNAT (or a node's pod bridge, a
+# more specific route) takes what something on this machine answers; the rest — an unused Service address, a pod
+# subnet with no node — goes nowhere instead of out of the default route.
+DROP_LINK = "e2edrop0"
+DROP_METRIC = "4000"  # below every other route's preference
 CLUSTER_DNS_IP = "10.0.0.10"  # in the Service range; reserved for a cluster DNS (none runs here)
 KUBELET_ROOT = Path("/var/lib/kubelet")
 CONTAINERD_STATE = Path("/run/containerd")
@@ -188,6 +195,7 @@ class Node:
         CONTAINERD_ROOT.parent.mkdir(parents=True, exist_ok=True)
         CONTAINERD_ROOT.parent.chmod(0o711)
         self.state["pid_namespace"] = cp.get("crds") == "runtime"
+        self._contain()  # before anything of the cluster can send
         self._lan()  # first: its /run/netns bind mount must not join /'s peer group (see _shared_mounts)
         self._shared_mounts()
         self._cni(nbins)
@@ -195,8 +203,9 @@ class Node:
         self._containerd(nbins)
         self._kubelet(bins, cp["server"])
         self._control_loops(bins)
-        if cp.get("in_cluster", cp.get("crds") == "runtime"):  # pods reach the API server at its Service
-            self._kube_proxy(bins)
+        # Always: Service addresses are answered on this machine (an endpoint, or kube-proxy's reject), never
+        # left to the routes. With an in-cluster control plane pods reach the API server at its Service.
+        self._kube_proxy(bins)
         self._wait_ready(bins)
         print(f"node {NODE_NAME} Ready in {time.monotonic() - t0:.1f}s (lower device {LOWER}, "
               f"LAN peer {LAN_PEER_IP} in netns {LAN_NETNS}; logs in {self.dir})")
@@ -215,6 +224,14 @@ class Node:
         self._save()
         for target in self.state["propagation"]:
             run("mount", "--make-shared", target)
+
+    def _contain(self) -> None:
+        self.state["drop_link"] = DROP_LINK  # removed by `down` with the other e2e* links; its routes go with it
+        self._save()
+        run("ip", "link", "add", DROP_LINK, "type", "dummy")
+        run("ip", "link", "set", DROP_LINK, "up")
+        for cidr in (SERVICE_RANGE, POD_RANGES):
+            run("ip", "route", "add", cidr, "dev", DROP_LINK, "metric", DROP_METRIC)
 
     def _kube_proxy(self, bins: Path) -> None:
         """kube-proxy (nftables mode): the `kubernetes` Service's address reaches the API server from pods, as in

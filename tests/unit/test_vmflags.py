@@ -75,3 +75,31 @@ def test_batch_names() -> None:
         vmflags.names_for("x", 0, None)
     with pytest.raises(UsageError, match="VM name"):
         vmflags.names_for("x", 2, "DB-{i}")
+
+
+def test_node_and_node_selector_become_the_vmis_node_selector() -> None:
+    assert vmflags.node_selector("node-b", ["zone=a", "disk=ssd"]) == {
+        "zone": "a", "disk": "ssd", "kubernetes.io/hostname": "node-b"}
+    assert vmflags.node_selector(None, []) == {}
+    assert vmflags.node_selector("node-b", ["kubernetes.io/hostname=node-b"]) == {"kubernetes.io/hostname": "node-b"}
+
+
+@pytest.mark.parametrize(("node", "selectors", "message"), [
+    ("Node_B", [], 'invalid --node "Node_B": must be a DNS-1123 subdomain'),
+    ("a", ["kubernetes.io/hostname=b"], '--node "a" contradicts --node-selector kubernetes.io/hostname=b'),
+    (None, ["zone"], 'invalid --node-selector "zone": expected KEY=VALUE'),
+    (None, ["zone=a b"], 'invalid label value "a b" for "zone"'),
+    ("n" * 64, [], "longer than 63 characters"),
+])
+def test_bad_node_flags_are_one_line_naming_the_value(node: str | None, selectors: list[str], message: str) -> None:
+    with pytest.raises(UsageError) as err:
+        vmflags.node_selector(node, selectors)
+    assert str(err.value).startswith(message) or message in str(err.value)
+
+
+def test_the_rendered_vm_carries_the_node_selector() -> None:
+    from macvtapctl.manifests import vm as vmm
+
+    opts = vmm.VMOptions(networks=[vmflags.network_from_nad("dp")], node_selector={"kubernetes.io/hostname": "b"})
+    assert vmm.render("web", opts)["spec"]["template"]["spec"]["nodeSelector"] == {"kubernetes.io/hostname": "b"}
+    assert "nodeSelector" not in vmm.render("web", vmm.VMOptions())["spec"]["template"]["spec"]
