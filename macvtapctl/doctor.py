@@ -674,6 +674,10 @@ def _insufficient(s: Snapshot, resource: str) -> tuple[str, str | None]:
 # Reasons that describe where a workload is, not why: the cause is in another message (or none is known yet).
 CONSEQUENCES = ("BackOff", "Unhealthy", "PodSandboxNotReady", "ContainersNotReady", "ContainersNotInitialized",
                 "PodCompleted", "GuestNotRunning")
+# Warnings that say nothing about the workload's network and do not keep it from starting: the kubelet's DNS
+# notes (no cluster DNS configured: the pod falls back to the Default policy; too many search domains or
+# nameservers: the list is cut). Seen on the real node beside a CNI failure, where they were a second "error".
+UNRELATED = ("MissingClusterDNS", "DNSConfigForming")
 
 
 def failing_subjects(s: Snapshot) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]], tuple[str, ...]]]:
@@ -758,13 +762,14 @@ def failing_workloads(s: Snapshot) -> Iterator[Finding]:
             key = (refs[0] if refs else where, f.kind, f.detail if f.kind != failures.UNKNOWN else message)
             if f.kind == failures.BINDING or key in said:
                 continue  # the binding: vm-binding-not-registered says it, with its fix
-            if f.kind == failures.UNKNOWN and reason in CONSEQUENCES:
-                continue  # the state a cause leaves (no sandbox, not ready, restarting), not a cause
+            if f.kind == failures.UNKNOWN and reason in CONSEQUENCES + UNRELATED:
+                continue  # the state a cause leaves (no sandbox, not ready, restarting), or not about it at all
             said.add(key)
             explained = _explain(s, obj, nads, f, f"{reason}: {message}")
             if explained is not None:
                 fid, cause, fix = explained
-                severity = WARNING if fid == "workload-failing" and obj["kind"] != "Pod" else ERROR
+                # A message nobody has classified is a warning: it may be the cause, or beside it.
+                severity = WARNING if fid == "workload-failing" else ERROR
                 yield Finding(fid, severity, where, cause, fix, refs=(*refs, *(obj_ref(n) for n in nads)))
     if s.events_error and subjects:
         yield Finding("events-unreadable", INFO, ref("cluster", "events"), f"events not read: {s.events_error}")

@@ -15,17 +15,19 @@ from macvtapctl.manifests import agent as agentm
 from macvtapctl.output import Printer
 
 INSTALL_HELP = """Deploy the macvtapctl node agent (device plugin + CNI) as a DaemonSet: namespace, ServiceAccount
-(no API access needed), the device-plugin ConfigMap (created with [] only when absent; never overwritten) and the
-DaemonSet, all server-side applied. --via cnao enables macvtap in an existing Cluster Network Addons Operator
-instead. --wait waits until the agent is ready on every selected node and those nodes advertise the exposed
-resources. Refused while another macvtap device plugin (upstream macvtap-cni, CNAO's) runs: --take-over switches
-its nodes to the agent, keeping its ConfigMap, NADs and running pods and VMs."""
-UNINSTALL_HELP = """Remove what install created (the DaemonSet and ServiceAccount; the ConfigMap and namespace only
-with --purge). First the agent is rolled to its uninstall mode on every node: it takes the CNI shim out of the
-CNI bin dir (a shim without its agent would fail every pod's teardown) and deletes the macvtap links no pod owns.
-Refused while VMs use macvtap, unless --force. --purge-node-resources also clears the stale
-macvtap.network.kubevirt.io/* capacity the kubelet leaves on nodes. --restore-upstream gives the nodes back to the
-macvtap-cni that install --take-over replaced, then removes the agent (running VMs keep their network)."""
+with a Role and RoleBinding that let it read only its device-plugin ConfigMap (get, list, watch on that one name,
+to follow a change within a second), the device-plugin ConfigMap (created with [] only when absent; never
+overwritten) and the DaemonSet, all server-side applied. --via cnao enables macvtap in an existing Cluster
+Network Addons Operator instead. --wait waits until the agent is ready on every selected node and those nodes
+advertise the exposed resources. Refused while another macvtap device plugin (upstream macvtap-cni, CNAO's) runs:
+--take-over switches its nodes to the agent, keeping its ConfigMap, NADs and running pods and VMs."""
+UNINSTALL_HELP = """Remove what install created (the DaemonSet, ServiceAccount, Role and RoleBinding; the ConfigMap
+and namespace only with --purge). First the agent is rolled to its uninstall mode on every node: it takes the
+CNI shim out of the CNI bin dir (a shim without its agent would fail every pod's teardown) and deletes the
+macvtap links no pod owns. Refused while VMs use macvtap, unless --force. --purge-node-resources also clears the
+stale macvtap.network.kubevirt.io/* capacity the kubelet leaves on nodes. --restore-upstream gives the nodes
+back to the macvtap-cni that install --take-over replaced, then removes the agent (running VMs keep their
+network)."""
 KIND_CONFIG_HELP = "Print a KinD cluster config whose nodes see the host's /dev (macvtap's /dev/tapN lives there)."
 
 
