@@ -737,6 +737,15 @@ def _explain(s: Snapshot, obj: dict[str, Any], nads: list[dict[str, Any]], f: fa
         again = f" && kubectl delete vmi {vm} -n {md['namespace']}" if vm else ""
         return "workload-tap-denied", cause + (" (its VirtualMachine then starts a new one)" if vm else ""), \
             nad_fix(owned[0], s) + again
+    if f.kind == failures.NO_DEVICE:
+        version = _kubevirt(s)[1]
+        fix = ("deploy network-resources-injector (github.com/k8snetworkplumbingwg/network-resources-injector), which "
+               "adds the NAD's macvtap.network.kubevirt.io resource to pods that ask for the network")
+        if version is None or version[:2] < (1, 10):
+            fix = f"macvtapctl enable (KubeVirt before v1.10 adds the request itself with {kubevirt.INJECTION_GATE} " \
+                  f"off), or {fix}"
+        return ("workload-no-device-request", "no injector added the macvtap device request to this pod, so the "
+                f"CNI got no device ({verbatim})", fix)
     if f.kind == failures.TAP_INVALID:
         return ("workload-tap-invalid", "libvirt cannot use /dev/tap<ifindex> of the pod's macvtap link "
                 f"(kubevirt#17392) ({verbatim})", describe)

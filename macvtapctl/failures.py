@@ -27,6 +27,11 @@ _TAP_DENIED = re.compile(r"(/dev/tap\d+)[^\n]*permission denied|permission denie
 _TAP_INVALID = re.compile(r"Unable to create tap device[^\n]*Invalid argument", re.IGNORECASE)
 # The lower device already carries this MAC (the kernel's EADDRINUSE / EEXIST on the macvtap link).
 _MAC_IN_USE = re.compile(r"address already in use|\bmac\b[^\n]*already used", re.IGNORECASE)
+# The CNI got no deviceID: the pod does not request the NAD's resource, so the kubelet allocated no device and
+# Multus had none to pass. macvtap-cni v0.13+ and this agent: "deviceID is required"; older macvtap-cni:
+# `failed to lookup device "": Link not found`. From KubeVirt v1.9 (ExternalNetResourceInjection on by default)
+# and for good from v1.10, an injector (network-resources-injector) must add the request to VM pods.
+_NO_DEVICE = re.compile(r'deviceID is required|failed to lookup device ""')
 # virt-controller's own refusal when the binding is not registered (doctor's vm-binding-not-registered says it).
 _BINDING = re.compile(r"couldn't find configuration for network binding")
 
@@ -37,8 +42,9 @@ class Failure:
     detail: str = ""  # what the pattern captured: the resource, the plugin path, the tap device
 
 
-INSUFFICIENT, CNI_NOT_FOUND, MTU, TAP_DENIED, TAP_INVALID, MAC_IN_USE, BINDING, UNKNOWN = (
-    "insufficient", "cni-not-found", "mtu", "tap-denied", "tap-invalid", "mac-in-use", "binding", "unknown")
+INSUFFICIENT, CNI_NOT_FOUND, MTU, TAP_DENIED, TAP_INVALID, MAC_IN_USE, BINDING, NO_DEVICE, UNKNOWN = (
+    "insufficient", "cni-not-found", "mtu", "tap-denied", "tap-invalid", "mac-in-use", "binding", "no-device",
+    "unknown")
 
 
 def classify(message: str) -> Failure:
@@ -49,6 +55,8 @@ def classify(message: str) -> Failure:
         return Failure(CNI_NOT_FOUND, m.group(1).split()[0] if m.group(1).split() else "")
     if _BINDING.search(message):
         return Failure(BINDING)
+    if _NO_DEVICE.search(message):
+        return Failure(NO_DEVICE)
     if m := _TAP_DENIED.search(message):
         return Failure(TAP_DENIED, m.group(1) or m.group(2) or "")
     if _TAP_INVALID.search(message):

@@ -77,6 +77,9 @@ def findings(s: doctor.Snapshot) -> list[doctor.Finding]:
     ("MAC 02:00:00:00:00:01 is already used by another macvtap on the same lower device", failures.MAC_IN_USE, ""),
     ("failed to render launch manifest: couldn't find configuration for network binding: macvtap", failures.BINDING,
      ""),
+    ('plugin type="macvtap" failed (add): deviceID is required', failures.NO_DEVICE, ""),
+    ('error adding container to network "dataplane": failed to lookup device "": Link not found',
+     failures.NO_DEVICE, ""),
     ("something nobody has seen before", failures.UNKNOWN, ""),
 ])
 def test_each_known_message_maps_to_its_cause(message: str, kind: str, detail: str) -> None:
@@ -230,3 +233,25 @@ def test_an_unclassified_warning_is_a_warning_and_unrelated_ones_are_left_out() 
     assert found["workload-failing"].severity == "warning"
     assert found["workload-failing"].cause == "FailedMount: something new"
     assert [f.id for f in doctor.diagnose(s) if f.severity == "error"][:1] == ["workload-cni-not-found"]
+
+
+@pytest.mark.parametrize(("version", "enable_offered"), [("v1.9.0", True), ("v1.10.0", False), (None, True)])
+def test_a_pod_without_the_device_request_names_the_missing_injector(version: str | None,
+                                                                      enable_offered: bool) -> None:
+    """KubeVirt v1.9 leaves the macvtap device request to an injector, v1.10 for good: without one the launcher
+    pod requests no device and the CNI refuses (macvtap-cni v0.13+: "deviceID is required"; older: lookup of
+    device ""). doctor says so, with the fix for that KubeVirt: `enable` only helps before v1.10."""
+    pod = launcher()
+    pod["spec"]["containers"][0]["resources"] = {}  # what no injector added
+    kubevirts = []
+    if version:
+        kubevirts = [{"metadata": {"name": "kubevirt", "namespace": "kubevirt"},
+                      "status": {"observedKubeVirtVersion": version}}]
+    s = doctor.Snapshot(nads=[nad()], kubevirts=kubevirts, waiting=[pod], events=[event(
+        pod, "FailedCreatePodSandBox", 'plugin type="multus" failed (add): [default/virt-launcher-web-abcde:dataplane]: '
+        'error adding container to network "dataplane": deviceID is required')])
+    (f,) = findings(s)
+    assert (f.id, f.severity) == ("workload-no-device-request", "error")
+    assert f.cause.startswith("no injector added the macvtap device request to this pod")
+    assert "network-resources-injector" in (f.fix or "")
+    assert ("macvtapctl enable" in (f.fix or "")) is enable_offered
