@@ -92,8 +92,10 @@ def gates_of(kv: dict[str, Any], version: tuple[int, int, int]) -> Gates:
         injection = False
     elif version < (1, 9, 0):  # Beta, off unless enabled
         injection = explicit
-    else:  # on by default from v1.9
+    elif version < (1, 10, 0):  # on by default from v1.9
         injection = INJECTION_GATE not in disabled
+    else:  # GA in v1.10 and KubeVirt's own injection code is gone (kubevirt#18497): disabling it does nothing
+        injection = True
     return Gates(supported=version >= (1, 1, 0), binding_gate_missing=(1, 1, 0) <= version < (1, 5, 0)
                  and not binding_on, binding_gate_redundant=version >= (1, 5, 0) and BINDING_GATE in enabled,
                  injection_on=injection, injection_explicit=explicit and version >= (1, 8, 0))
@@ -178,6 +180,20 @@ def plan_disable(kv: dict[str, Any], *, binding_name: str = DEFAULT_BINDING) -> 
 def _plan_injection_gate(plan: Plan, dev: dict[str, Any], state: Gates, disabled: list[str],
                          version: tuple[int, int, int], external_injector: bool) -> None:
     v = fmt_version(version)
+    if version >= (1, 10, 0):
+        if INJECTION_GATE in disabled:
+            plan.warnings.append(f"{INJECTION_GATE} is listed in disabledFeatureGates, which does nothing on {v}: "
+                                 "the gate is GA and KubeVirt's own injection is gone")
+        if not external_injector:
+            raise PreconditionError(
+                f"KubeVirt {v} no longer adds the macvtap device request to VM pods ({INJECTION_GATE} is GA and its "
+                "fallback removed): without an injector every macvtap VM starts without its device and its CNI "
+                "ADD fails. Deploy network-resources-injector (k8snetworkplumbingwg/network-resources-injector; a "
+                "HyperConverged deploys it while its spec.deployment.deployNetworkResourcesInjector is not false) "
+                "and rerun with --external-injector, or run a KubeVirt before v1.10")
+        plan.notes.append(f"{INJECTION_GATE} is GA on {v} (--external-injector): network-resources-injector "
+                          "must add the macvtap resource request to VM pods")
+        return
     if external_injector:
         plan.notes.append(
             f"leaving {INJECTION_GATE} on (--external-injector): network-resources-injector must add the "

@@ -140,7 +140,8 @@ def test_guarded_patch_carries_resource_version() -> None:
        st.sampled_from([(1, 1, 0), (1, 3, 5), (1, 4, 0), (1, 5, 0), (1, 8, 1), (1, 9, 0), (1, 10, 2)]))
 def test_enable_never_drops_a_gate(gates: list[str], version: tuple[int, int, int]) -> None:
     obj = kv(developerConfiguration={"featureGates": list(gates)})
-    after = kvplan.apply_plan(obj, kvplan.plan_enable(obj, version))
+    # From v1.10 enable needs an injector (--external-injector); the gates are kept either way.
+    after = kvplan.apply_plan(obj, kvplan.plan_enable(obj, version, external_injector=version >= (1, 10, 0)))
     assert set(gates) <= set(after["spec"]["configuration"]["developerConfiguration"]["featureGates"])
     assert kvplan.binding_of(after, "macvtap") == {"domainAttachmentType": "tap"}
 
@@ -179,3 +180,21 @@ def test_hco_malformed_annotation_is_refused() -> None:
     h["metadata"]["annotations"] = {kvplan.HCO_JSONPATCH_ANNOTATION: "[{oops"}
     with pytest.raises(PreconditionError, match="not valid JSON"):
         kvplan.plan_enable_hco(h, kv(), (1, 4, 0))
+
+
+@pytest.mark.parametrize("version", [(1, 10, 0), (1, 11, 2)])
+def test_from_v110_enable_requires_an_injector_and_never_relies_on_disabled_gates(version) -> None:
+    """v1.10: ExternalNetResourceInjection is GA and KubeVirt's own injection is deleted (kubevirt#18497), so
+    listing the gate in disabledFeatureGates would do nothing: enable refuses, naming both ways out, and writes
+    nothing; with --external-injector it registers the binding and leaves the gates alone."""
+    with pytest.raises(PreconditionError) as err:
+        kvplan.plan_enable(RICH, version)
+    assert "--external-injector" in str(err.value) and "network-resources-injector" in str(err.value)
+    assert "before v1.10" in str(err.value)
+    plan = kvplan.plan_enable(RICH, version, external_injector=True)
+    assert "developerConfiguration" not in plan.patch["spec"]["configuration"]
+    assert plan.patch["spec"]["configuration"]["network"]["binding"]["macvtap"] == {"domainAttachmentType": "tap"}
+    listed = kv(developerConfiguration={"disabledFeatureGates": ["ExternalNetResourceInjection"]})
+    assert kvplan.gates_of(listed, version).injection_on  # the listing does nothing there
+    warned = kvplan.plan_enable(listed, version, external_injector=True)
+    assert any("does nothing" in w for w in warned.warnings)
