@@ -39,7 +39,9 @@ def shim() -> Path:
     return SHIM
 
 
-@pytest.fixture(scope="session")
+# Package, not session: the agent reclaims the host's mvt* links its fake kubelet does not list, and kept alive
+# through the e2e suites that run next it deleted the real node's allocated links (their pods then failed).
+@pytest.fixture(scope="package")
 def agent(tmp_path_factory: pytest.TempPathFactory, shim: Path) -> Iterator[Agent]:
     d = tmp_path_factory.mktemp("agent")
     a = Agent(dir=d, socket=str(d / "run" / "cni.sock"), bin_dir=str(d / "bin"), conf_dir=d / "net.d",

@@ -43,10 +43,11 @@ POD_SUBNET = "10.88.0.0/24"  # the default pod network (bridge + host-local), in
 POD_BRIDGE = "e2ecni0"
 POD_RANGES = "10.88.0.0/16"  # every node's pod subnet is in here
 # Nothing of the test cluster leaves this machine (issue 38): while a node is up, the Service range and the pod
-# ranges are routed into a dummy link, which drops what it is given. kube-proxy's DNAT (or a node's pod bridge, a
+# ranges are routed into a drop link — one end of a veth pair whose other end stays down, so that what it is given
+# is dropped and counted (tx_dropped); no ARP on it (this kernel has no dummy driver). kube-proxy's DNAT (or a node's pod bridge, a
 # more specific route) takes what something on this machine answers; the rest — an unused Service address, a pod
 # subnet with no node — goes nowhere instead of out of the default route.
-DROP_LINK = "e2edrop0"
+DROP_LINK, DROP_PEER = "e2edrop0", "e2edrop1"
 DROP_METRIC = "4000"  # below every other route's preference
 CLUSTER_DNS_IP = "10.0.0.10"  # in the Service range; reserved for a cluster DNS (none runs here)
 KUBELET_ROOT = Path("/var/lib/kubelet")
@@ -228,7 +229,8 @@ class Node:
     def _contain(self) -> None:
         self.state["drop_link"] = DROP_LINK  # removed by `down` with the other e2e* links; its routes go with it
         self._save()
-        run("ip", "link", "add", DROP_LINK, "type", "dummy")
+        run("ip", "link", "add", DROP_LINK, "type", "veth", "peer", "name", DROP_PEER)
+        run("ip", "link", "set", DROP_LINK, "arp", "off")
         run("ip", "link", "set", DROP_LINK, "up")
         for cidr in (SERVICE_RANGE, POD_RANGES):
             run("ip", "route", "add", cidr, "dev", DROP_LINK, "metric", DROP_METRIC)
