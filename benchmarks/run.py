@@ -50,6 +50,7 @@ def main() -> None:
         ("device plugin", [py, "benchmarks/deviceplugin.py", "50" if args.quick else "200", "30"]),
         ("agent at capacity", [py, "benchmarks/agent_churn.py", "--seconds", churn]),
         ("VM started by KubeVirt", [py, "benchmarks/vm_kubevirt.py", "--runs", "2" if args.quick else "5"]),
+        ("migration, the limit (plain qemu)", [py, "benchmarks/migration.py", "--runs", "1" if args.quick else "3"]),
     ]
     results = Path(tempfile.mkstemp(prefix="bench-", suffix=".jsonl")[1])
     env = {**os.environ, RESULTS_ENV: str(results), "PYTHONPATH": str(REPO)}
