@@ -15,7 +15,6 @@ from macvtapctl.manifests import nad as nadm
 
 ERROR = "error"
 WARNING = "warning"
-NO_MIGRATION_STRATEGIES = ("None", "External")
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,6 @@ def lint(vm: dict[str, Any], facts: Facts) -> list[Finding]:
     ifaces = dig(spec, "domain", "devices", "interfaces") or []
     networks = {n.get("name"): n for n in spec.get("networks") or []}
     iface_names = {i.get("name") for i in ifaces}
-    may_migrate = spec.get("evictionStrategy") not in NO_MIGRATION_STRATEGIES
 
     for net_name in networks:
         if net_name not in iface_names:
@@ -126,11 +124,13 @@ def lint(vm: dict[str, Any], facts: Facts) -> list[Finding]:
         mac = iface.get("macAddress")
         if mac:
             out.extend(_lint_mac(str(mac), f"{f}.macAddress", net, ns, ref, facts))
-        elif may_migrate:
+        else:
+            # Whatever the evictionStrategy: `virtctl migrate` and KubeVirt's LiveMigrate workload updates move a
+            # VM without being asked by a drain.
             out.append(Finding(WARNING, "no-mac", f"{f}.macAddress",
-                               f"interface {name!r} has no explicit macAddress: after a live migration its MAC "
-                               "changes, and peers on the source node lose it until the source pod is gone "
-                               "(kubevirt#5912); set one (macvtapctl vm create --mac auto)"))
+                               f"interface {name!r} has no explicit macAddress: if the VM live-migrates, the macvtap "
+                               "on the target node gets a new random MAC while the guest keeps its own, and the "
+                               "guest receives nothing after the move; set one (macvtapctl vm create --mac auto)"))
     return out
 
 
