@@ -108,3 +108,22 @@ def vmi_of(vm: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
             "metadata": {"name": vm["metadata"]["name"], "labels": vm["spec"]["template"]["metadata"]["labels"]},
             "spec": spec}
+
+
+# --- What each suite spends (docs/development.md "CI"): wall time of setup, call and teardown per tests/ folder,
+# fixtures included (a session's node start is counted where its first test runs), printed after every run.
+_SPENT: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    parts = Path(report.nodeid.split("::")[0]).parts
+    suite = "/".join(parts[:2]) if len(parts) > 2 and parts[0] == "tests" else parts[0] if parts else "?"
+    _SPENT[suite] = _SPENT.get(suite, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _SPENT:
+        return
+    terminalreporter.section("time per suite")
+    for suite, seconds in sorted(_SPENT.items(), key=lambda kv: -kv[1]):
+        terminalreporter.write_line(f"{suite:28} {seconds / 60:6.1f} min")
