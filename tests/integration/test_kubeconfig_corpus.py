@@ -529,6 +529,11 @@ def test_kubectl_and_macvtapctl_agree(case: Case, env: Env, kubectl: str) -> Non
     assert (ours.handshakes > 0) == (theirs.handshakes > 0), detail
     if not case.accepted:
         assert len(our_err.strip().splitlines()) == 1 and "Traceback" not in our_err, detail
+        # With -v (a traceback on stderr) no secret either.
+        loud = _run([sys.executable, "-m", "macvtapctl", "--kubeconfig", str(cfg), *case.flags, "version", "-v"],
+                    env, extra).stderr
+        for secret in (TOKEN, "s%40cret", "s@cret", "carol:pw", e_key(env)):
+            assert secret not in loud, loud
     for request in ours.requests:
         assert request[5] == (), "Proxy-Authorization reached the API server" + detail
 
