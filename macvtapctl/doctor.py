@@ -509,7 +509,8 @@ def agent_health(s: Snapshot) -> Iterator[Finding]:
                 yield Finding("agent-image", ERROR, where, cannot_pull, "macvtapctl install --image REGISTRY/IMAGE:TAG")
             elif waiting == "CrashLoopBackOff" or int(cs.get("restartCount") or 0) > 0:
                 last = dig(cs, "lastState", "terminated", "reason") or waiting or "restarted"
-                yield Finding("agent-restarts", WARNING, where, f"{cs.get('restartCount')} restart(s), last: {last}",
+                count = cs.get("restartCount") or 0
+                yield Finding("agent-restarts", WARNING, where, f"{count} restart(s), last: {last}",
                               f"kubectl -n {pod['metadata']['namespace']} logs {pod['metadata']['name']} --previous")
     if s.openshift and (s.agents or s.upstream or _macvtap_nads(s)):
         yield Finding("openshift", WARNING, ref("cluster", "openshift"), "OpenShift: CNAO refuses macvtap here, and "
