@@ -372,8 +372,8 @@ def _progress(total: int, printer: Printer) -> _Progress | None:
 
 CHECK_HELP = """Lint VMs that use macvtap: binding not registered, NAD missing or its resource not exposed,
 interfaces without networks (and the reverse), the discontinued core `macvtap: {}` binding, no explicit MAC on
-a VM that may live-migrate (kubevirt#5912), macvtap as the default network. Exit code 0: no errors
-(warnings too with --strict); 8: problems found; other codes: the check itself failed."""
+a macvtap interface (a live migration gives the target macvtap a random MAC), macvtap as the default network.
+Exit code 0: no errors (warnings too with --strict); 8: problems found; other codes: the check itself failed."""
 
 
 @app.command("check", help=CHECK_HELP)
