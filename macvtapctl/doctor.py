@@ -320,12 +320,37 @@ def _several_configmaps(s: Snapshot, in_effect: dict[str, Any]) -> Iterator[Find
                                                  for c in s.configmaps))
 
 
+def _probe_glob(s: Snapshot, ds: dict[str, Any], where: str) -> Iterator[Finding]:
+    """macvtap-cni v0.13.0-v0.13.1's own manifest probes its plugin sockets with `test -S DIR/macvtap...*`: with two
+    or more resources the glob gives `test` too many arguments, every probe fails, and the kubelet restarts the pod
+    for ever (fixed in v0.13.2 with `ls`). Read from the probe itself, not the tag: CNAO's copy has no probes."""
+    probes = [p for c in dig(ds, "spec", "template", "spec", "containers") or []
+              for p in (c.get("livenessProbe"), c.get("readinessProbe")) if isinstance(p, dict)]
+    if not any("test -S" in cmd and "*" in cmd for p in probes
+               if (cmd := " ".join(str(a) for a in dig(p, "exec", "command") or []))):
+        return
+    cfg = config_of(s)[1]
+    entries = len(cfg.items) if cfg is not None else None
+    prefix = validate.RESOURCE_PREFIX + "/"
+    advertised = max((sum(1 for k in dig(n, "status", "allocatable") or {} if k.startswith(prefix))
+                      for n in s.nodes), default=0)
+    fix = "upgrade macvtap-cni to v0.13.2 (its probes use ls), or: macvtapctl install --take-over"
+    cause = ("macvtap-cni's probes run `test -S` on a glob of its plugin sockets: with two or more exposed resources "
+             "it gets too many arguments, fails, and the kubelet restarts the pod for ever (v0.13.0-v0.13.1)")
+    if (entries or 0) >= 2 or advertised >= 2:
+        yield Finding("version-pair", ERROR, where, cause, fix)
+    elif entries == 0:  # upstream's [] exposes every NIC of the node
+        yield Finding("version-pair", WARNING, where, cause + "; the ConfigMap's [] exposes every NIC, so every "
+                      "node with two or more NICs is hit", fix)
+
+
 def versions(s: Snapshot) -> Iterator[Finding]:
     """4. Version pairs known bad, gates, and the injection feature (and 3's rule for upstream)."""
     kv, version = _kubevirt(s)
     k8s = kubevirt.parse_version(s.server_version)
     for ds in s.upstream:
         where = obj_ref({"kind": "DaemonSet", "metadata": ds["metadata"]})
+        yield from _probe_glob(s, ds, where)
         dp = _image_version(ds)
         if dp is None:
             continue

@@ -447,3 +447,36 @@ def test_every_documented_finding_id_has_a_unit_test() -> None:
     tests = [p.read_text() for p in sorted((REPO / "tests" / "unit").glob("*.py"))]
     missing = sorted(i for i in headings | rows if not any(f'"{i}"' in t or f"'{i}'" in t for t in tests))
     assert not missing, f"documented in docs/doctor.md but named by no unit test: {', '.join(missing)}"
+
+
+def _upstream(probe: str) -> dict[str, Any]:
+    return {"metadata": {"name": "macvtap-cni", "namespace": "default"},
+            "spec": {"template": {"spec": {"containers": [{
+                "name": "macvtap-cni", "image": "quay.io/kubevirt/macvtap-cni:v0.13.1",
+                "livenessProbe": {"exec": {"command": ["sh", "-c", probe]}}}]}}}}
+
+
+GLOB_PROBE = "test -S /var/lib/kubelet/device-plugins/macvtap.network.kubevirt.io*"
+
+
+@pytest.mark.parametrize(("entries", "probe", "severity"), [
+    (2, GLOB_PROBE, "error"),  # two sockets: `test -S a b` -> too many arguments
+    (0, GLOB_PROBE, "warning"),  # []: every NIC, so every node with two NICs
+    (1, GLOB_PROBE, None),  # one socket: the probe works
+    (2, "ls /var/lib/kubelet/device-plugins/macvtap.network.kubevirt.io* >/dev/null 2>&1", None),  # v0.13.2
+])
+def test_macvtap_cni_0_13_0_to_1_probe_restarts_with_two_resources(entries: int, probe: str,
+                                                                     severity: str | None) -> None:
+    """Issue 40: macvtap-cni v0.13.0-v0.13.1's own manifest probes with `test -S` on a glob; with two or more
+    resources every probe fails and the pod restarts for ever. Read from the probe, not the image tag."""
+    items = [{"name": f"r{i}", "lowerDevice": f"eth{i}"} for i in range(entries)]
+    cm = {"metadata": {"name": dpconfig.CONFIGMAP_NAME, "namespace": "default"},
+          "data": {dpconfig.CONFIG_KEY: json.dumps(items)}}
+    s = doctor.Snapshot(upstream=[_upstream(probe)], configmaps=[cm])
+    found = [f for f in doctor.versions(s) if "too many arguments" in f.cause]
+    if severity is None:
+        assert found == []
+    else:
+        (f,) = found
+        assert (f.id, f.severity, f.object) == ("version-pair", severity, "daemonset/default/macvtap-cni")
+        assert "v0.13.2" in (f.fix or "") and "--take-over" in (f.fix or "")
