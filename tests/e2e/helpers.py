@@ -15,7 +15,7 @@ from typing import Any
 
 from harness import NODE_NAME, ControlPlane
 from images import AGENT_IMAGE, TEST_IMAGE
-from node import LAN_NETNS, LAN_PEER_IP, LOWER, Node
+from node import LAN_NETNS, LAN_PEER_IP, LOWER, Node, NodeError
 
 from macvtapctl.kube.resources import CONFIGMAP, DAEMONSET, NODE, Resource
 
@@ -250,6 +250,22 @@ class Cluster:
                               "spec": {"containers": [container], "terminationGracePeriodSeconds": 0}}, POD_NS)
         return ifnames
 
+    def agent_container(self) -> str:
+        """The agent pod's container, as its status names it (containerd://ID)."""
+        return str(self.agent_pod()["status"]["containerStatuses"][0]["containerID"])
+
+    def agent_pid(self) -> int:
+        """The agent's host PID, from containerd's task of the agent pod's own container (not a command-line
+        match, which any process named like it would satisfy)."""
+        return self.node.container_pid(self.agent_container())
+
+    def container_running(self, container_id: str) -> bool:
+        try:
+            self.node.container_pid(container_id)
+        except NodeError:
+            return False
+        return True
+
     def container_pid(self, pod: str) -> int:
         obj = self.pod(pod)
         assert obj is not None
@@ -267,13 +283,3 @@ def lower_index() -> int:
     return int(Path(f"/sys/class/net/{LOWER}/ifindex").read_text())
 
 
-def agent_pid() -> int | None:
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmd = (proc / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if b"macvtapctl" in b" ".join(cmd) and b"agent" in cmd and b"--install-cni" in cmd:
-                return int(proc.name)
-    return None

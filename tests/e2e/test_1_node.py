@@ -27,7 +27,6 @@ from tests.e2e.helpers import (
     NETWORK,
     POD_NS,
     Cluster,
-    agent_pid,
     doctor_findings,
     host_links,
     lan_ip,
@@ -159,7 +158,7 @@ def test_d_failed_sandbox_recovers_and_unattached_links_are_reclaimed(cluster: C
         wait_for("only nonet's allocated link on the node", lambda: len(host_links()) == 1, timeout=120)
         first = host_links()
         time.sleep(5)
-        assert host_links() == first  # the live pod's link is kept
+        assert first <= host_links()  # the live pod's link is kept (a late-returned one may come and go beside it)
     finally:
         cluster.delete_pods("nonet")  # whatever happened: the next tests start idle
     _idle(cluster)
@@ -221,10 +220,13 @@ def test_g_expose_and_unexpose_follow_without_restarting_the_agent(cluster: Clus
         subprocess.run(["ip", "link", "set", "e2elan1", "up"], check=True)
         t0 = time.monotonic()
         # --wait returns once the node serves the change: nothing left to poll for. The kubelet syncs mounted
-        # ConfigMaps on its default period (1m): the agent follows the ConfigMap through the API server, and the
-        # Node advertises the new resource within 5 s (issue 27).
+        # ConfigMaps on its default period (1m): the agent follows the ConfigMap through the API server (issue 27),
+        # so the change is served within the kubelet's node-status period (STATUS_PERIOD, what reaches the Node's
+        # allocatable) plus 3 s, whatever that period is (issue 37).
+        from node import STATUS_PERIOD
+
         done = cluster.mvc("expose", "e2elan1", "--name", "second", "--capacity", "3", "--dp-namespace", AGENT_NS,
-                           "--wait", "--timeout", "5s")
+                           "--wait", "--timeout", f"{STATUS_PERIOD + 3}s")
         assert done.err.strip().splitlines()[-1] == "every node serves the change", done.err
         assert cluster.capacity("macvtap.network.kubevirt.io/second", field="allocatable") == 3
         print(f"\nexpose --wait -> returned, Node allocatable 3, in {time.monotonic() - t0:.1f}s")
@@ -430,9 +432,7 @@ def test_j_agent_sigkill_mid_churn_leaks_nothing(cluster: Cluster) -> None:
     names = [f"kill-{i}" for i in range(6)]
     for i, name in enumerate(names[:3]):
         cluster.make_pod(name, networks=[{"name": NETWORK, "mac": f"02:00:5e:40:00:{i:02x}"}])
-    pid = agent_pid()
-    assert pid is not None
-    os.kill(pid, signal.SIGKILL)
+    os.kill(cluster.agent_pid(), signal.SIGKILL)
     # Ready (its /readyz) means registered with the kubelet again: pods admitted before that fail admission
     # ("no healthy devices"), as with upstream's plugin.
     def restarted_and_ready() -> bool:

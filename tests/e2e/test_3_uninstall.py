@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.e2e.helpers import Cluster, agent_pid, host_links, wait_for
+from tests.e2e.helpers import Cluster, host_links, wait_for
 
 PREFIX = "macvtap.network.kubevirt.io/"
 
@@ -14,8 +14,9 @@ def test_i_uninstall_cleans_the_node_and_purges_node_resources(cluster: Cluster)
     plugin went away (the device manager's endpointStopGracePeriod) the kubelet writes the capacity back, with
     allocatable 0; after that it removes the resources itself. So this checks the purge's own write, not how long
     it lasts."""
+    agent = cluster.agent_container()
     cluster.mvc("uninstall")
-    wait_for("the agent pod gone", lambda: not agent_pid(), timeout=60)
+    wait_for("the agent's container gone from containerd", lambda: not cluster.container_running(agent), timeout=60)
     assert not (cluster.node.cni_bin / "macvtap").exists(), "the shim must leave the CNI bin dir"
     assert not host_links()
     wait_for("nothing allocatable on macvtap resources", lambda: all(

@@ -63,6 +63,9 @@ HOST_DIRS = [KUBELET_ROOT, CONTAINERD_STATE, CONTAINERD_ROOT.parent, Path("/var/
 NFT_TABLES = [("ip", "kube-proxy"), ("ip6", "kube-proxy")]  # kube-proxy's own (nftables mode); no other table
 SYSCTLS = ["kernel.panic", "kernel.panic_on_oops", "vm.overcommit_memory"]  # the kubelet changes these
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+# The kubelet's nodeStatusUpdateFrequency (its default is 10 s): how late a new resource can reach the Node's
+# allocatable, which is what the scheduler and `--wait` read; tests that time a wait add it (test_g).
+STATUS_PERIOD = 2
 # One node per host (its kubelet root, containerd socket, LAN namespace and link names are the host's): the node that
 # holds the host names its directory here, so that a second `up` (make test beside make demo's node) refuses before
 # it changes anything, and its clean-up can touch nothing of the first (issue 37).
@@ -392,7 +395,8 @@ state = "{CONTAINERD_STATE}"
             "authorization": {"mode": "AlwaysAllow"},  # test node only: the API server is the only client
             "evictionHard": {"memory.available": "0%", "nodefs.available": "0%", "imagefs.available": "0%"},
             "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
-            "serializeImagePulls": False, "resolvConf": "", "nodeStatusUpdateFrequency": "2s",
+            "serializeImagePulls": False, "resolvConf": "",
+            "nodeStatusUpdateFrequency": f"{STATUS_PERIOD}s",
             # syncFrequency (which also paces mounted ConfigMap refreshes) stays the kubelet's default, 1m: the
             # agent must not depend on a fast one (it follows its ConfigMap through the API server).
             "fileCheckFrequency": "5s", "cpuManagerReconcilePeriod": "5s",
