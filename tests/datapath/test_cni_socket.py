@@ -66,7 +66,7 @@ def _as_nobody(path: Path) -> str:
                 s.sendall(wire.encode_request({"CNI_COMMAND": "ADD"}, b"{}"))
                 s.shutdown(socket.SHUT_WR)
                 outcome = "answered" if s.recv(65536) else "closed"
-        except ConnectionResetError:  # closed with the request unread: not served either
+        except (ConnectionResetError, BrokenPipeError):  # closed with the request unread: not served either
             outcome = "closed"
         except PermissionError:
             outcome = "denied"
