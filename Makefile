@@ -22,8 +22,8 @@ help:
 	@echo "make test          lint, type checks, unit, integration and (as root) datapath tests"
 	@echo "make cluster-up    start the local control plane in the background ($(DEVCLUSTER)/kubeconfig)"
 	@echo "make cluster-down  stop it (and the node)"
-	@echo "make node-up       join a real node (kubelet, containerd, runc, Multus) to it (root)"
-	@echo "make kubevirt-up   KubeVirt's own components on that node, deployed by virt-operator (root)"
+	@echo "make node-up       join a real node (kubelet, containerd, runc, Multus) to it (root; NODES=2: two)"
+	@echo "make kubevirt-up   KubeVirt's own components on that node, deployed by virt-operator (root; NODES=2)"
 	@echo "make node-down     stop the node and undo everything it changed on the host"
 	@echo "make e2e           the real-node tests (root; part of make test)"
 	@echo "make compat        the agent beside the real upstream macvtap-cni (root; needs ../shared/upstream)"
@@ -115,8 +115,12 @@ cluster-down: venv node-down
 node-up: PREREQS_FOR = demo
 # A node's pods reach the API server at the `kubernetes` Service, as in a real cluster (the agent's ConfigMap watch).
 node-up: CLUSTER_IN_CLUSTER = --in-cluster
+# NODES=2: a second node in namespaces of its own (tests/node/second_node.py), on the same LAN.
+NODES ?= 1
 node-up: prereqs cluster-up nodeenv shim
+	@case "$(NODES)" in 1|2) ;; *) echo "NODES=$(NODES): 1 or 2" >&2; exit 2;; esac
 	$(BIN)/python tests/node/node.py up --dir $(DEVCLUSTER)
+	$(if $(filter 2,$(NODES)),$(BIN)/python tests/node/second_node.py up --dir $(DEVCLUSTER))
 
 # KubeVirt's own virt-operator, virt-api, virt-controller and virt-handler on the real node (root), built here
 # (tests/kubevirt/runtime) and deployed by virt-operator from the KubeVirt CR.

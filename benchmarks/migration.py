@@ -29,16 +29,14 @@ import argparse
 import contextlib
 import itertools
 import json
-import re
 import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,6 +44,7 @@ for sub in ("tests/node", ""):
     sys.path.insert(0, str(REPO / sub))
 
 import guest  # noqa: E402
+import l2probe  # noqa: E402
 
 from benchmarks.common import Row, record  # noqa: E402
 
@@ -57,7 +56,6 @@ MAC = "02:00:5e:77:00:01"
 # ones (a deleted link's node leaves devtmpfs a moment later; opening it then would create a plain file).
 TAP_BASE = {NODE_A: 20000, NODE_B: 30000}
 _runs = itertools.count(1)
-PING_INTERVAL = 0.01
 AFTER = 4.0  # seconds measured after the migration completed (the source "pod" ends then, for `nothing`)
 PING_SECONDS = 20.0  # each pinger's life: 1 s before the migration, the migration (a few s on TCG), AFTER
 STRATEGIES = ("nothing", "source-down", "early-silent", "parked")
@@ -174,108 +172,6 @@ def qemu(node: str, tap: str, work: Path, name: str, *, incoming: Path | None) -
         raise
 
 
-def icmp_pinger(target: str, interval: float, duration: float) -> None:
-    """Echo requests to `target` every `interval` for `duration` seconds from this namespace (raw ICMP socket, root;
-    iputils' ping is not on every machine): prints the wall-clock time of each reply, one per line."""
-    import os
-    import struct
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
-    ident = os.getpid() & 0xFFFF
-    replies: list[float] = []
-    sends: list[float] = []
-    stop = threading.Event()
-
-    def checksum(data: bytes) -> int:
-        total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-        total = (total >> 16) + (total & 0xFFFF)
-        return ~(total + (total >> 16)) & 0xFFFF
-
-    def receive() -> None:
-        sock.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                packet = sock.recv(2048)
-            except TimeoutError:
-                continue
-            header = (packet[0] & 0x0F) * 4
-            kind, _code, _sum, rid, _seq = struct.unpack("!BBHHH", packet[header:header + 8])
-            if kind == 0 and rid == ident:
-                replies.append(time.time())
-
-    thread = threading.Thread(target=receive, daemon=True)
-    thread.start()
-    seq, end = 0, time.monotonic() + duration
-    while time.monotonic() < end:
-        seq = (seq + 1) & 0xFFFF
-        body = struct.pack("!d", time.time()) + b"mvbench!"
-        head = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
-        head = struct.pack("!BBHHH", 8, 0, checksum(head + body), ident, seq)
-        with contextlib.suppress(OSError):  # unreachable for a moment: that is what is measured
-            sock.sendto(head + body, (target, 0))
-            sends.append(time.time())
-        time.sleep(interval)
-    time.sleep(0.3)
-    stop.set()
-    thread.join()
-    print(json.dumps({"sends": sends, "replies": replies}))
-
-
-@dataclass
-class Pinger:
-    """icmp_pinger in a namespace, in a process of its own; the reply timestamps."""
-
-    ns: str
-    duration: float
-    proc: subprocess.Popen[str] | None = None
-    replies: list[float] = field(default_factory=list)
-    sends: list[float] = field(default_factory=list)
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(in_ns(self.ns, sys.executable, __file__, "--pinger", GUEST_IP,
-                                           str(PING_INTERVAL), str(self.duration)),
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def stop(self) -> None:
-        assert self.proc is not None
-        out, err = self.proc.communicate(timeout=self.duration + 30)
-        if self.proc.returncode != 0:
-            raise RuntimeError(f"pinger in {self.ns} failed: {err}")
-        doc = json.loads(out)
-        self.replies, self.sends = doc["replies"], doc["sends"]
-
-    def lost(self, since: float, until: float) -> int:
-        """Requests sent in [since, until - 0.2 s] minus the replies received in [since, until]."""
-        sent = sum(1 for t in self.sends if since < t < until - 0.2)
-        return max(0, sent - sum(1 for t in self.replies if since < t < until))
-
-    def gap_after(self, since: float, until: float) -> float:
-        """The longest time without a reply, in ms, within [since, until] (wall clock)."""
-        points = [since, *[t for t in self.replies if since < t < until], until]
-        return max(b - a for a, b in itertools.pairwise(points)) * 1000
-
-
-class FdbWatch:
-    """`bridge monitor fdb` in the LAN: each time the VM's MAC is (re)learned on a port."""
-
-    def __init__(self) -> None:
-        self.moves: list[tuple[float, str]] = []
-        self.proc = subprocess.Popen(in_ns(LAN, "bridge", "monitor", "fdb"), stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True)
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            m = re.search(r"dev (p[ab])", line) if line.startswith(MAC) and "Deleted" not in line else None
-            if m and (not self.moves or self.moves[-1][1] != m[1]):
-                self.moves.append((time.time(), m[1]))
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=5)
-
-
 @dataclass
 class Result:
     strategy: str
@@ -304,11 +200,11 @@ def one_run(strategy: str, work: Path) -> Result:
         mig = work / "migration.sock"
         dst, _target_qmp = qemu(NODE_B, dst_tap, work, "target", incoming=mig)
         procs.append(dst)
-        lan, peer = Pinger(LAN, PING_SECONDS), Pinger(PEER_A, PING_SECONDS)
+        lan, peer = l2probe.Pinger(LAN, GUEST_IP, PING_SECONDS), l2probe.Pinger(PEER_A, GUEST_IP, PING_SECONDS)
         lan.start()
         peer.start()
         time.sleep(1.0)  # both peers answered before the migration (the FDB has the MAC on pa)
-        fdb = FdbWatch()
+        fdb = l2probe.FdbWatch(LAN, MAC)
         start = time.time()
         src_qmp.command("migrate", uri=f"unix:{mig}")
         while True:
@@ -344,11 +240,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
-    parser.add_argument("--pinger", nargs=3, metavar=("IP", "INTERVAL", "SECONDS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.pinger:
-        icmp_pinger(args.pinger[0], float(args.pinger[1]), float(args.pinger[2]))
-        return
     strategies = args.strategies.split(",")
     for s in strategies:
         if s not in STRATEGIES:

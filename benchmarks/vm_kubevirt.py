@@ -33,7 +33,7 @@ from benchmarks import vm_on_wire  # noqa: E402
 from benchmarks.common import Row, median, record  # noqa: E402
 from tests.e2e.helpers import POD_NS, Cluster, wait_for  # noqa: E402
 from tests.e2e_kubevirt import runtime  # noqa: E402
-from tests.e2e_kubevirt.test_vm_started_by_kubevirt import (  # noqa: E402
+from tests.e2e_kubevirt.vms import (  # noqa: E402
     console,
     create_vm,
     lan_ping,

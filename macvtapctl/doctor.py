@@ -16,7 +16,7 @@ from typing import Any
 
 import jsonpointer
 
-from macvtapctl import daemonset, dpconfig, failures, identity, in_use, kubevirt, plugins, validate, vmlint
+from macvtapctl import daemonset, dpconfig, failures, identity, in_use, kubevirt, nodes, plugins, validate, vmlint
 from macvtapctl.dig import dig
 from macvtapctl.manifests import agent as agentm
 from macvtapctl.manifests import nad as nadm
@@ -131,19 +131,6 @@ def _macvtap_nads(s: Snapshot) -> list[tuple[dict[str, Any], str | None]]:
     return [(n, nadm.resource_of(n)) for n in s.nads if nadm.is_macvtap(n)]
 
 
-def _allocatable(node: dict[str, Any], resource: str) -> int:
-    value = str(dig(node, "status", "allocatable", f"{validate.RESOURCE_PREFIX}/{resource}") or "0")
-    return int(value) if value.isdigit() else 0
-
-
-def _schedulable(node: dict[str, Any]) -> bool:
-    if dig(node, "spec", "unschedulable"):
-        return False
-    conds = dig(node, "status", "conditions") or []
-    ready = [c for c in conds if c.get("type") == "Ready"]
-    return not ready or ready[0].get("status") == "True"
-
-
 def _kubevirt(s: Snapshot) -> tuple[dict[str, Any] | None, tuple[int, int, int] | None]:
     kv = s.kubevirts[0] if len(s.kubevirts) == 1 else None
     return kv, kubevirt.parse_version(kubevirt.observed_version_of(kv)) if kv else None
@@ -215,13 +202,13 @@ def nad_fix(nad: dict[str, Any], s: Snapshot, *, mtu: int | None = None, promisc
 def resource_capacity(s: Snapshot) -> Iterator[Finding]:
     """1. A NAD's resource has no devices on the nodes where its VMs can run."""
     _, cfg, _ = config_of(s)
-    nodes = [n for n in s.nodes if _schedulable(n)]
+    ready = [n for n in s.nodes if nodes.schedulable(n)]
     for nad, res in _macvtap_nads(s):
         if res is None:
             continue
         where = obj_ref(nad)
-        empty = [n["metadata"]["name"] for n in nodes if _allocatable(n, res) == 0]
-        if nodes and not empty:
+        empty = [n["metadata"]["name"] for n in ready if nodes.allocatable(n, res) == 0]
+        if ready and not empty:
             continue
         lower = _lower_of(cfg, res)
         why = []
@@ -232,7 +219,7 @@ def resource_capacity(s: Snapshot) -> Iterator[Finding]:
         exposed = cfg is not None and (cfg.expose_all or res in cfg.names())
         fix = None if exposed else f"macvtapctl expose LOWER_DEVICE --name {res}"
         cause = f"resource {res!r} has no allocatable device " + (
-            "(no node is schedulable)" if not nodes else "on any schedulable node" if len(empty) == len(nodes)
+            "(no node is schedulable)" if not ready else "on any schedulable node" if len(empty) == len(ready)
             else f"on node(s) {', '.join(empty)}")
         if not exposed:
             cause += ": it is not exposed in the device-plugin ConfigMap"
@@ -241,7 +228,7 @@ def resource_capacity(s: Snapshot) -> Iterator[Finding]:
         elif cfg is not None and cfg.expose_all:
             cause += " ([] exposes each NIC under its own name: a NIC named differently on those nodes gives "\
                      "another resource; expose it with a stable --name)"
-        yield Finding("resource-capacity", ERROR if len(empty) == len(nodes) else WARNING, where, cause, fix,
+        yield Finding("resource-capacity", ERROR if len(empty) == len(ready) else WARNING, where, cause, fix,
                       refs=(ref("resource", res), *(ref("node", n) for n in empty)))
 
 
@@ -535,7 +522,9 @@ def agent_health(s: Snapshot) -> Iterator[Finding]:
             elif waiting == "CrashLoopBackOff" or int(cs.get("restartCount") or 0) > 0:
                 last = dig(cs, "lastState", "terminated", "reason") or waiting or "restarted"
                 count = cs.get("restartCount") or 0
-                yield Finding("agent-restarts", WARNING, where, f"{count} restart(s), last: {last}",
+                node = dig(pod, "spec", "nodeName")
+                on = f" on node {node}" if node else ""
+                yield Finding("agent-restarts", WARNING, where, f"{count} restart(s){on}, last: {last}",
                               f"kubectl -n {pod['metadata']['namespace']} logs {pod['metadata']['name']} --previous")
     if s.openshift and (s.agents or s.upstream or _macvtap_nads(s)):
         yield Finding("openshift", WARNING, ref("cluster", "openshift"), "OpenShift: CNAO refuses macvtap here, and "
@@ -672,16 +661,21 @@ def _in_use(s: Snapshot, node: str, resource: str) -> list[str]:
     return sorted(set(in_use.holders(s.live).get((node, resource), [])))
 
 
-def _insufficient(s: Snapshot, resource: str) -> tuple[str, str | None]:
+def _insufficient(s: Snapshot, resource: str, obj: dict[str, Any] | None = None) -> tuple[str, str | None]:
+    """Why a workload asking for `resource` cannot be scheduled, judged on the nodes it may run on (its
+    nodeSelector: `vm create --node` pins a VM so)."""
     _, cfg, _ = config_of(s)
     if cfg is None or not (cfg.expose_all or resource in cfg.names()):
         return (f"resource {resource!r} is not exposed in the device-plugin ConfigMap",
                 f"macvtapctl expose LOWER_DEVICE --name {resource}")
     lower = _lower_of(cfg, resource) or "LOWER_DEVICE"
+    selector: dict[str, str] = dig(obj or {}, "spec", "nodeSelector") or {}
+    schedulable = [n for n in s.nodes if nodes.schedulable(n)]
+    allowed = [n for n in schedulable if nodes.selected(n, selector)]
     full, empty = [], []
-    for node in [n for n in s.nodes if _schedulable(n)]:
+    for node in allowed:
         name = node["metadata"]["name"]
-        have = _allocatable(node, resource)
+        have = nodes.allocatable(node, resource)
         if have == 0:
             empty.append(name)
         else:
@@ -693,6 +687,16 @@ def _insufficient(s: Snapshot, resource: str) -> tuple[str, str | None]:
         capacity = int((entry or {}).get("capacity") or dpconfig.DEFAULT_CAPACITY)
         return ("every device is in use (" + "; ".join(full) + ")",
                 f"macvtapctl expose {lower} --name {resource} --capacity {capacity * 2}")
+    excluded = [n for n in schedulable if n not in allowed and nodes.allocatable(n, resource)]
+    if selector and excluded:
+        # The selector's terms that rule those nodes out (KubeVirt adds its own, which every node meets).
+        ruling = sorted({f"{k}={v}" for n in excluded for k, v in selector.items()
+                         if (dig(n, "metadata", "labels") or {}).get(k) != v})
+        names = ", ".join(n["metadata"]["name"] for n in excluded)
+        return (f"no node it may run on advertises it ({', '.join(empty) or 'no node matches its nodeSelector'}: "
+                f"is {lower} on them, and the agent running? see their node reports below); {names} "
+                f"advertise{'s' if len(excluded) == 1 else ''} it, but its nodeSelector {','.join(ruling)} rules "
+                f"{'it' if len(excluded) == 1 else 'them'} out", None)
     return (f"no schedulable node advertises it ({', '.join(empty) or 'no node'}: is {lower} on them, and the "
             "agent running? see their node reports below)", None)
 
@@ -730,7 +734,7 @@ def _explain(s: Snapshot, obj: dict[str, Any], nads: list[dict[str, Any]], f: fa
     md = obj["metadata"]
     describe = f"kubectl describe {obj['kind'].lower()} {md['name']} -n {md['namespace']}"
     if f.kind == failures.INSUFFICIENT:
-        why, fix = _insufficient(s, f.detail)
+        why, fix = _insufficient(s, f.detail, obj)
         return "workload-insufficient", f"cannot be scheduled: resource {f.detail!r}: {why}", fix
     if f.kind == failures.CNI_NOT_FOUND:
         agent = s.agents[0] if s.agents else None

@@ -59,6 +59,7 @@ async def run(cfg: AgentConfig) -> None:
         metrics.cni.labels(command=command, result=result).observe(seconds)
 
     server = CniServer(cfg.cni_socket, handle, workers=cfg.workers, observe=observe_cni)
+    handoff = _handoff(registry, metrics.handoffs.inc)
     watch = _configmap_watch(cfg)
     source = ConfigSource(path=cfg.config_file, api=watch, on_read=metrics.config_read)
     manager = None
@@ -102,9 +103,25 @@ async def run(cfg: AgentConfig) -> None:
     finally:
         if watch is not None:
             watch.stop()
+        if handoff is not None:
+            handoff.stop()
 
 
 FIRST_ANSWER_WAIT = 3.0
+
+
+def _handoff(registry: LinkRegistry, count: Callable[[], None]) -> Any:
+    """The migration hand-off (agent/handoff.py); None, said once, where packet sockets are refused."""
+    from macvtapctl.agent.handoff import HandOff, set_link_down
+
+    try:
+        handoff = HandOff(registry, set_link_down, count)
+    except OSError as exc:
+        log.warning("no migration hand-off on this node: cannot open a packet socket (%s; the agent needs "
+                    "NET_RAW)", exc)
+        return None
+    handoff.start()
+    return handoff
 
 
 def _configmap_watch(cfg: AgentConfig) -> ConfigMapWatch | None:

@@ -33,6 +33,8 @@ class Metrics:
                                        "document cannot be read (the last good one is served)", registry=self.registry)
         self.reclaimed = Counter("macvtapctl_leaked_links_reclaimed_total", "Leaked temporary links deleted by GC",
                                  registry=self.registry)
+        self.handoffs = Counter("macvtapctl_migration_handoffs_total", "Links of VMs that moved to another node, "
+                                "set down when the LAN announced them there", registry=self.registry)
 
     def config_read(self, cfg: Any) -> None:
         """A new configuration document was read: a dpconfig.Config, or None when it could not be."""

@@ -442,3 +442,104 @@ def convert(
         printer.info("no VirtualMachines found")
     if fmt in ("json", "yaml", "name"):
         printer.objects(results, fmt, as_list=len(results) != 1)
+
+
+# --- vm migrate ---------------------------------------------------------------------------------------
+
+MIGRATE_HELP = """Live-migrate a running VM to another node (a VirtualMachineInstanceMigration, as `virtctl migrate`
+writes it), after checking that it can move with its macvtap network: KubeVirt's LiveMigratable condition, a MAC on
+every macvtap interface, another schedulable node advertising every macvtap resource it holds with a device free.
+--check runs only the checks (exit 8 when one fails). --wait follows the migration to its end and reports source
+and target, KubeVirt's timestamps and each macvtap interface's MAC before and after: exit 1 when it failed, 6 on
+--timeout. A VM that cannot move is exit 3, nothing written."""
+
+
+@app.command("migrate", help=MIGRATE_HELP)
+def migrate(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The VM (its running VMI) to migrate.")],
+    to: Annotated[str | None, typer.Option("--to", metavar="NODE", help="The node to move it to (default: the "
+                                           "scheduler's choice).")] = None,
+    check_only: Annotated[bool, typer.Option("--check", help="Only check whether it can move; write nothing.")]
+    = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Return when the migration has ended.")] = False,
+    timeout: Annotated[str, typer.Option("--timeout", metavar="DURATION", help="For --wait.")] = "10m",
+    dry_run: DryRunOption = "none",
+    force: Annotated[bool, typer.Option("--force", help="Migrate although a macvtap interface has no MAC.")]
+    = False,
+) -> None:
+    from macvtapctl import migration
+    from macvtapctl.cli.settings import parse_request_timeout
+    from macvtapctl.errors import PreconditionError
+
+    cli = application(ctx)
+    fmt = cli.output_format(("table", "json", "yaml", "name"))
+    mode = dry_run_of(dry_run)
+    validate.check_dns_subdomain(name, "VM name")
+    if to is not None:
+        validate.check_dns_subdomain(to, "--to")
+    limit = parse_request_timeout(timeout, "--timeout") or 600.0
+    if check_only and (wait or mode is not DryRun.NONE):
+        raise UsageError("--check writes nothing: it takes neither --wait nor --dry-run")
+    printer = cli.printer
+    namespace = cli.namespace
+    from macvtapctl.ops import migrate as ops
+
+    with cli.connect() as kube:
+        reads = ops.preflight(kube, name, namespace, to)
+        if check_only:
+            _print_checks(printer, fmt, namespace, name, reads.checks)
+            return
+        for c in reads.checks:
+            if c.ok:
+                continue
+            if not c.blocking or (force and c.id == migration.MAC):
+                printer.warn(c.detail)
+                continue
+            hint = " (--force migrates anyway)" if c.id == migration.MAC else ""
+            raise PreconditionError(f"VM {namespace}/{name} cannot migrate: {c.detail}{hint}; nothing was written")
+        assert reads.vmi is not None
+        vmim = ops.start(kube, reads.vmi, to, mode)
+        label = f"virtualmachineinstancemigration.kubevirt.io/{vmim['metadata'].get('name') or '(generated)'}"
+        printer.status(label, "created", mode.suffix)
+        if not wait or mode is not DryRun.NONE:
+            if fmt in ("json", "yaml", "name"):
+                printer.objects([vmim], fmt)
+            return
+        final, after = ops.follow(kube, vmim, limit, lambda phase: printer.info(f"migration: {phase}"))
+    result = migration.outcome(final, reads.vmi, after, reads.bindings)
+    _print_outcome(printer, fmt, f"{namespace}/{name}", final, result)
+    if result["phase"] == "Failed":
+        raise MacvtapctlError(f"migration {final['metadata']['name']} failed: "
+                              f"{result['failureReason'] or 'see kubectl describe vmim'}; the VM stays on node "
+                              f"{result['node']}")
+
+
+def _print_checks(printer: Printer, fmt: str, namespace: str, name: str, checks: list[Any]) -> None:
+    """`vm migrate --check`: each check; exit 8 when a blocking one failed."""
+    blocking = [c for c in checks if not c.ok and c.blocking]
+    if fmt in ("json", "yaml"):
+        printer.document({"vm": name, "namespace": namespace, "migratable": not blocking,
+                          "checks": [{"check": c.id, "ok": c.ok, "detail": c.detail} for c in checks]}, fmt)
+    else:
+        printer.table(["check", "result", "detail"],
+                      [[c.id, "ok" if c.ok else "FAIL" if c.blocking else "warning", c.detail] for c in checks])
+    printer.info(f"VM {namespace}/{name} " + ("can migrate" if not blocking else
+                                             f"cannot migrate: {len(blocking)} check(s) failed"))
+    if blocking:
+        raise typer.Exit(int(ExitCode.FINDINGS))
+
+
+def _print_outcome(printer: Printer, fmt: str, vm: str, final: dict[str, Any], result: dict[str, Any]) -> None:
+    if fmt in ("json", "yaml"):
+        printer.document(result, fmt)
+        return
+    if fmt == "name":
+        printer.objects([final], fmt)
+        return
+    printer.info(f"{vm}: node {result['source']} -> node {result['node']} ({result['phase']}; started "
+                 f"{result['startTimestamp']}, target domain ready {result['targetNodeDomainReadyTimestamp']}, "
+                 f"ended {result['endTimestamp']})")
+    for iface, m in result["macs"].items():
+        same = "unchanged" if m["before"] == m["after"] else "CHANGED"
+        printer.info(f"  {iface}: MAC {m['before']} before, {m['after']} after ({same})")

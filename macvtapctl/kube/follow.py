@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Any
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from macvtapctl.errors import MacvtapctlError, TimeoutExceeded, UnreachableError
 from macvtapctl.kube.client import Kube
@@ -111,3 +114,43 @@ class Follow(threading.Thread):
         if stream is not None:
             with contextlib.suppress(Exception):
                 stream.shutdown()  # unblocks the read in run()
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Watch:
+    """One kind to follow for `until`: cached under `key`."""
+
+    key: str
+    res: Any
+    namespace: str | None = None
+    selectors: dict[str, str] = field(default_factory=dict)
+
+
+def until(kube: Kube, watches: Sequence[Watch], condition: Callable[[dict[str, dict[str, dict[str, Any]]]], T | None],
+          limit: float, what: str, on_change: Callable[[dict[str, dict[str, dict[str, Any]]]], None] | None = None,
+          ) -> T:
+    """client-go's UntilWithSync: LIST and WATCH every kind, evaluate `condition` on the caches (by key, then name)
+    after the first LISTs and after every burst of changes, and return its first value that is not None. `on_change`
+    sees the same caches (progress lines). TimeoutExceeded after `limit` seconds names `what`."""
+    deadline = time.monotonic() + limit
+    mirror = Mirror(tuple(w.key for w in watches))
+    follows = [Follow(kube, mirror, w.key, w.res, w.namespace, **w.selectors) for w in watches]
+    for f in follows:
+        f.start()
+    try:
+        while True:
+            mirror.take(max(0.0, deadline - time.monotonic()))
+            if mirror.complete():
+                if on_change is not None:
+                    on_change(mirror.caches)
+                done = condition(mirror.caches)
+                if done is not None:
+                    return done
+            if time.monotonic() >= deadline:
+                raise TimeoutExceeded(f"timed out after {limit:g}s waiting for {what}")
+    finally:
+        for f in follows:
+            f.stop()

@@ -8,7 +8,8 @@ ServiceAccount and the pod do not automount one). The mounted ConfigMap stays it
 privileged; it keeps only:
 NET_ADMIN (create, move and configure links), SYS_ADMIN (setns into pod network namespaces), SYS_PTRACE
 (open /proc/<pid>/ns/net of other users' processes), CHOWN (hand /dev/tapN to qemu), NET_RAW (doctor's DHCP
-probe: one DISCOVER on a packet socket bound to its throwaway macvtap), and runs as root
+probe: one DISCOVER on a packet socket bound to its throwaway macvtap; the migration hand-off's ARP/RARP
+listener, agent/handoff.py), and runs as root
 because the kubelet's device-plugin directory and the CNI bin dir are root's.
 """
 

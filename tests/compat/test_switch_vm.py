@@ -24,7 +24,7 @@ from macvtapctl.kube.resources import DAEMONSET
 from tests.compat.upstream_node import UP_NS, deploy_upstream, upstream_image
 from tests.e2e.helpers import Cluster
 from tests.e2e_kubevirt import runtime
-from tests.e2e_kubevirt.test_vm_started_by_kubevirt import (
+from tests.e2e_kubevirt.vms import (
     create_vm,
     diagnostics,
     lan_ping,

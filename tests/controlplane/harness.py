@@ -96,6 +96,33 @@ def binaries() -> Path:
     return Path(out.stdout.strip().splitlines()[-1])
 
 
+def issue_client_cert(pki: Path, cn: str, orgs: tuple[str, ...], out: Path) -> None:
+    """A client certificate from the harness CA (<pki>/ca.crt, ca.key): <out>.crt and <out>.key (0600); a second
+    node's kubelet (CN system:node:<name>, O system:nodes)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    ca = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
+    ca_key: Any = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    subject = x509.Name([*[x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs],
+                         x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    c = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca.subject).public_key(key.public_key())
+         .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+         .not_valid_after(now + dt.timedelta(days=7))
+         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+         .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+         .sign(ca_key, hashes.SHA256()))
+    out.with_suffix(".crt").write_bytes(c.public_bytes(serialization.Encoding.PEM))
+    key_file = out.with_suffix(".key")
+    key_file.touch(mode=0o600)
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -8,6 +8,8 @@ import os
 import select
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -472,3 +474,76 @@ def test_a_refused_concurrent_add_holds_no_namespace_open(node: Node) -> None:
             datapath.add(req, registry)
         assert err.value.code == cni.E_TRY_AGAIN
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+SNIFF = """
+import socket, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.bind((sys.argv[1], 0)); s.settimeout(0.2)
+mac, end, seen = bytes.fromhex(sys.argv[2].replace(':', '')), time.monotonic() + float(sys.argv[3]), 0
+print('ready', flush=True)
+while time.monotonic() < end:
+    try:
+        frame = s.recv(2048)
+    except TimeoutError:
+        continue
+    seen += frame[6:12] == mac
+print(seen)
+"""
+
+
+def test_the_link_says_nothing_from_the_vms_mac_until_the_guest_does(cnitool, agent, node: Node) -> None:
+    """A migration target's link is up with the VM's MAC while the guest still runs on the source: a frame from
+    it (IPv6 DAD, router solicitation: the kernel's own, for the link-local address it would make) teaches the
+    LAN's switches the VM's MAC on the wrong node. The link has no IPv6 address and the LAN sees nothing from it."""
+    mac = "02:00:00:00:00:43"
+    node.allocate("dataplaneMvp9")
+    write_conf(agent, "mvt", "1.0.0", deviceID="dataplaneMvp9")
+    sniffer = subprocess.Popen(["ip", "netns", "exec", node.peer_ns, sys.executable, "-c", SNIFF, node.peer, mac,
+                                "2.5"], stdout=subprocess.PIPE, text=True)
+    assert sniffer.stdout is not None and sniffer.stdout.readline().strip() == "ready"
+    r = run_cnitool(cnitool, agent, "add", "mvt", node.pod_path, args=f"IgnoreUnknown=true;MAC={mac}")
+    assert r.code == 0, r.stdout + r.stderr
+    out, _ = sniffer.communicate(timeout=10)
+    link = node.pod_link("net1")
+    assert link is not None and "UP" in link["flags"] and link["address"] == mac
+    assert ip("-n", node.pod, "-6", "-j", "addr", "show", "dev", "net1").stdout.strip() in ("[]", "[{}]", "")
+    assert int(out.strip()) == 0, f"{out.strip()} frame(s) from {mac} reached the LAN"
+    assert run_cnitool(cnitool, agent, "del", "mvt", node.pod_path).code == 0
+
+
+def _rarp(mac: str) -> bytes:
+    """QEMU's self-announce after a migration: a broadcast RARP request from the guest's MAC."""
+    m = _mac_bytes(mac)
+    return (b"\xff" * 6 + m + struct.pack("!H", 0x8035) + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 3) + m +
+            bytes(4) + m + bytes(4) + bytes(18))
+
+
+def test_a_vm_announced_from_the_lan_takes_its_link_here_down_and_its_own_announcement_does_not(
+        cnitool, agent, node: Node) -> None:
+    """The migration hand-off (agent/handoff.py): the VM's guest resumed on another node and announced itself
+    there; the announcement reaches this node from the LAN, and the agent sets this node's link of that MAC down
+    (so its neighbours on the NIC reach the VM where it runs now). An announcement sent by the local guest (a
+    migration target here) and one for another MAC change nothing."""
+    mac = "02:00:00:00:00:88"
+    node.allocate("dataplaneMvp8")
+    write_conf(agent, "handoff", "1.0.0", deviceID="dataplaneMvp8")
+    assert run_cnitool(cnitool, agent, "add", "handoff", node.pod_path, args=f"MAC={mac}").code == 0
+    link = node.pod_link("net1")
+    assert link is not None and "UP" in link["flags"]
+    lan = _packet_socket(f"/run/netns/{node.peer_ns}", node.peer)
+    tap = os.open(f"/dev/tap{link['ifindex']}", os.O_RDWR | os.O_NONBLOCK)
+    try:
+        os.write(tap, bytes(VNET_HDR) + _rarp(mac))  # the local guest announcing itself: outgoing here
+        lan.send(_rarp("02:00:00:00:00:99"))  # another VM moved: not ours
+        time.sleep(1.0)
+        assert "UP" in (node.pod_link("net1") or {}).get("flags", []), "the link went down without a reason"
+        lan.send(_rarp(mac))
+        deadline = time.monotonic() + 5
+        while "UP" in (node.pod_link("net1") or {}).get("flags", []) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert "UP" not in (node.pod_link("net1") or {})["flags"], "the announced VM's link stayed up"
+    finally:
+        os.close(tap)
+        lan.close()
+    assert run_cnitool(cnitool, agent, "del", "handoff", node.pod_path).code == 0

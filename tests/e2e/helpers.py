@@ -16,6 +16,7 @@ from typing import Any
 from harness import NODE_NAME, ControlPlane
 from images import AGENT_IMAGE, TEST_IMAGE
 from node import LAN_NETNS, LAN_PEER_IP, LOWER, Node, NodeError
+from second_node import SecondNode
 
 from macvtapctl.kube.resources import CONFIGMAP, DAEMONSET, NODE, Resource
 
@@ -78,9 +79,12 @@ def pod_netns() -> set[str]:
 
 
 class Cluster:
-    def __init__(self, cp: ControlPlane, node: Node) -> None:
+    def __init__(self, cp: ControlPlane, node: Node, second: SecondNode | None = None) -> None:
         self.cp = cp
         self.node = node
+        self.second = second  # a second node in its own namespaces (tests/node/second_node.py), or None
+        self.close: Callable[[], None] = lambda: None  # stops it all, once (the fixture's teardown sets it)
+        self.host_before: dict[str, Any] = {}  # host_state.snapshot() before anything started
         self.kubeconfig = str(cp.admin_kubeconfig)
         self.kubectl_bin = str(Path(json.loads((cp.dir / "state.json").read_text())["bin"]) / "kubectl")
 
@@ -130,10 +134,12 @@ class Cluster:
                 kube.delete(POD, pod["metadata"]["name"], POD_NS)
         wait_for("test pods to be gone", lambda: not self.pods(), timeout=120)
 
-    def agent_pod(self) -> dict[str, Any]:
+    def agent_pod(self, node: str = NODE_NAME) -> dict[str, Any]:
+        """The agent's pod on `node` (the first node unless told)."""
         with self.kube() as kube:
-            pods = kube.list(POD, AGENT_NS, label_selector="app.kubernetes.io/name=macvtapctl-agent")
-        assert len(pods) == 1, f"expected one agent pod, found {[p['metadata']['name'] for p in pods]}"
+            pods = [p for p in kube.list(POD, AGENT_NS, label_selector="app.kubernetes.io/name=macvtapctl-agent")
+                    if p["spec"].get("nodeName") == node]
+        assert len(pods) == 1, f"expected one agent pod on {node}, found {[p['metadata']['name'] for p in pods]}"
         return dict(pods[0])
 
     def dp_config(self) -> str:

@@ -24,7 +24,8 @@ def _need_root() -> None:
 @pytest.fixture(scope="package")
 def kv_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     try:
-        with runtime.kubevirt_cluster(tmp_path_factory.mktemp("kubevirt-controlplane")) as c:
+        # Two nodes (issue 38): the one-node tests pin their VMs to the first (tests/e2e_kubevirt/vms.py).
+        with runtime.kubevirt_cluster(tmp_path_factory.mktemp("kubevirt-controlplane"), nodes=2) as c:
             yield c
     except runtime.StartFailed as exc:
         pytest.fail(str(exc), pytrace=False)

@@ -13,9 +13,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "controlplane"))
 
+import host_state
 from harness import ControlPlane, kubevirt_runtime_version
 from kubevirt import KubeVirt
 from node import Node
+from second_node import SecondNode
 
 from tests.e2e.helpers import POD_NS, Cluster
 
@@ -26,10 +28,12 @@ class StartFailed(Exception):
 
 @contextmanager
 def kubevirt_cluster(workdir: Path, *, images: Callable[[Path], object] | None = None,
-                     deploy: Callable[[Cluster], None] = Cluster.deploy) -> Iterator[Cluster]:
+                     deploy: Callable[[Cluster], None] = Cluster.deploy, nodes: int = 1) -> Iterator[Cluster]:
     """`images` builds more images into the node's image directory (imported with the others); `deploy` puts the
-    macvtap plugin on the cluster (by default the agent, as `macvtapctl install` does)."""
+    macvtap plugin on the cluster (by default the agent, as `macvtapctl install` does); `nodes`: 2 adds the second
+    node (its own namespaces, the same LAN). The cluster's `close()` stops it all (also run on exit, once)."""
     version = kubevirt_runtime_version()
+    before = host_state.snapshot()
     cp = ControlPlane(workdir, kubevirt_version=version, crds="runtime", kubevirt_pin=version)
     try:
         cp.start()
@@ -37,12 +41,15 @@ def kubevirt_cluster(workdir: Path, *, images: Callable[[Path], object] | None =
         cp.stop()
         raise StartFailed(f"local control plane did not start: {exc}") from exc
     node = Node(cp.dir)
-    c = Cluster(cp, node)
+    c = Cluster(cp, node, SecondNode(cp.dir) if nodes == 2 else None)
+    c.host_before = before
     try:
         if images is not None:
             node.images.mkdir(parents=True, exist_ok=True)
             images(node.images)
         node.up()
+        if c.second is not None:
+            c.second.up()
         KubeVirt(cp.dir).up()
         deploy(c)
     except Exception as exc:
@@ -51,18 +58,28 @@ def kubevirt_cluster(workdir: Path, *, images: Callable[[Path], object] | None =
         finally:
             cp.stop()
         raise StartFailed(f"KubeVirt on the real node did not start: {exc}\n(logs: {node.dir})") from exc
-    try:
-        yield c
-    finally:
+    closed = False
+
+    def close() -> None:
+        nonlocal closed
+        if closed:
+            return
+        closed = True
         try:
             # VMs first: their controller would start a new launcher for every pod the teardown deletes.
             c.kubectl("delete", "vm", "--all", "-n", POD_NS, "--wait=true", timeout=180, check=False)
             c.teardown()
         finally:
             try:
-                node.down()
+                node.down()  # the second node first (node.py)
             finally:
                 cp.stop()
+
+    c.close = close
+    try:
+        yield c
+    finally:
+        close()
 
 
 @contextmanager

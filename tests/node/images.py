@@ -192,3 +192,10 @@ def agent_image(out_dir: Path, shim: Path, ref: str = AGENT_IMAGE, name: str = "
                 "PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1"],
         "Entrypoint": ["macvtapctl"], "Cmd": ["agent"]})
 
+
+def manifest_digest(archive: Path) -> str:
+    """The digest of the image manifest an OCI archive (write_oci_archive's) indexes: what a registry serves it by."""
+    with tarfile.open(archive) as tar:
+        member = tar.extractfile("index.json")
+        assert member is not None
+        return str(json.load(member)["manifests"][0]["digest"])

@@ -28,12 +28,19 @@ sys.path.insert(0, str(HERE.parent / "controlplane"))
 sys.path.insert(0, str(HERE))
 
 import guest  # noqa: E402
+import images  # noqa: E402
 from harness import KUBEVIRT_NAME, KUBEVIRT_NAMESPACE, NODE_NAME, kubevirt_runtime_version  # noqa: E402
 from node import LAN_NETNS, Node, NodeError  # noqa: E402
+from second_node import SecondNode  # noqa: E402
 
 REGISTRY = "localhost/kubevirt"
 COMPONENTS = ("virt-operator", "virt-api", "virt-controller", "virt-handler", "virt-launcher")
 CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
+# KubeVirt v1.7.0's default obsolete CPU models (pkg/virt-handler/node-labeller/util DefaultObsoleteCPUModels), but
+# kvm64: see kubevirt_cr.
+OBSOLETE_CPU_MODELS = tuple(f"{m}{v}" for m in ("486", "pentium", "pentium2", "pentium3", "pentiumpro", "coreduo",
+                                                  "n270", "core2duo", "Conroe", "athlon", "phenom", "qemu64", "qemu32",
+                                                  "kvm32", "Opteron_G1", "Opteron_G2") for v in ("", "-v1"))
 
 
 def runtime_dir() -> Path:
@@ -50,7 +57,11 @@ def kubevirt_cr(version: str) -> dict[str, Any]:
         "spec": {
             "imageRegistry": REGISTRY, "imageTag": version, "imagePullPolicy": "IfNotPresent",
             # The images are imported, not pulled: IfNotPresent. TCG, not KVM: this host's KVM is a PVM host.
-            "configuration": {"developerConfiguration": {"useEmulation": True}},
+            "configuration": {"developerConfiguration": {"useEmulation": True},
+                              # Under TCG the node labeller reads this host's CPU model as kvm64, which KubeVirt's
+                              # default list counts obsolete: no node would get its migration label and no VM could
+                              # migrate (NoSuitableNodesForHostModelMigration). The admin's list, without it.
+                              "obsoleteCPUModels": dict.fromkeys(OBSOLETE_CPU_MODELS, True)},
         },
     }
 
@@ -83,15 +94,24 @@ class KubeVirt:
         t0 = time.monotonic()
         rt = runtime_dir()
         nbins = Path(self.node.state["node_bin"])
-        for c in COMPONENTS:
-            ref = f"{REGISTRY}/{c}:{version}"
-            self.node.ctr(nbins, "images", "import", "--platform", "linux/amd64", str(rt / f"{c}.tar"),
-                          quiet=True, check=True)
-            # Pinned: the kubelet's image GC must not remove an image no registry can give back.
-            self.node.ctr(nbins, "images", "label", ref, "io.cri-containerd.pinned=pinned", quiet=True, check=True)
-        # The test guest's containerDisk (tests/node/guest.py), the image `make demo` and the tests give their VMs.
-        self.node.ctr(nbins, "images", "import", "--platform", "linux/amd64",
-                      str(guest.containerdisk_image(self.node.images)), quiet=True, check=True)
+        second = SecondNode(self.cluster)
+        nodes = [lambda *a: self.node.ctr(nbins, *a, quiet=True, check=True)]
+        disk = guest.containerdisk_image(self.node.images)
+        if second.running():
+            second.see(disk)
+            nodes.append(lambda *a: second.ctr(nbins, *a))
+        for ctr in nodes:  # every node's containerd: no registry serves these
+            for c in COMPONENTS:
+                ctr("images", "import", "--platform", "linux/amd64", str(rt / f"{c}.tar"))
+                # Pinned: the kubelet's image GC must not remove an image no registry can give back.
+                ctr("images", "label", f"{REGISTRY}/{c}:{version}", "io.cri-containerd.pinned=pinned")
+            # The test guest's containerDisk (tests/node/guest.py), the image `make demo` and the tests give VMs.
+            ctr("images", "import", "--platform", "linux/amd64", str(disk))
+            # Also under its digest, as a registry pull records it: the CRI then reports the container's image
+            # as repo@digest, which KubeVirt pins a migration target's containerDisk to (an imported image alone
+            # is reported by its config's ID, which no node can resolve: ImagePullBackOff on the target).
+            ctr("images", "tag", guest.CONTAINERDISK_IMAGE, f"{guest.CONTAINERDISK_IMAGE.rsplit(':', 1)[0]}@"
+                f"{images.manifest_digest(disk)}")
         print(f"KubeVirt {version} images imported in {time.monotonic() - t0:.1f}s", file=sys.stderr)
         # virt-operator, virt-api and virt-controller require a control-plane node (KubeVirt's placement rule).
         self._kubectl("label", "node", NODE_NAME, f"{CONTROL_PLANE_LABEL}=", "--overwrite")
@@ -100,8 +120,9 @@ class KubeVirt:
                              "-o", "name", check=False).strip():
             self._kubectl("create", "-f", "-", input=json.dumps(kubevirt_cr(version)))
         self.wait_deployed(timeout)
+        where = f"nodes {NODE_NAME} and {second.name}" if second.running() else f"node {NODE_NAME}"
         print(f"KubeVirt {version} Deployed in {time.monotonic() - t0:.1f}s (virt-operator, virt-api, "
-              f"virt-controller, virt-handler on node {NODE_NAME})")
+              f"virt-controller on node {NODE_NAME}, virt-handler on {where})")
 
     def wait_deployed(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -35,7 +35,8 @@ from harness import NODE_NAME, SERVICE_RANGE, _alive, _tail, default_route_ip  #
 
 LOWER = "e2elan0"  # the node's "NIC" for macvtap: a veth whose peer is in the LAN namespace
 LAN_NETNS = "macvtapctl-e2e-lan"
-LAN_PEER = "lan0"
+LAN_PEER = "lan0"  # the LAN's switch (a bridge) and its own address
+LAN_PORT = "port-a"  # the first node's port on it (a second node's: second_node.py)
 LAN_DHCP_RANGE = ("198.51.100.100", "198.51.100.150")  # what the LAN's DHCP server (start_lan_dhcp) leases
 LAN_PEER_IP = "198.51.100.1"  # TEST-NET-2: only ever inside namespaces this harness made
 LAN_PREFIX = 24
@@ -100,9 +101,18 @@ def node_ip() -> str:
 
 
 class Node:
-    def __init__(self, cluster_dir: Path) -> None:
+    """A node on this machine. The first one (the default) holds the host's namespaces and runs the LAN, the
+    scheduler and the controller manager; a second one (`second`) is run by tests/node/second_node.py inside its
+    own namespaces, where the first node's directory shows its own (same paths on every node)."""
+
+    def __init__(self, cluster_dir: Path, name: str = NODE_NAME, *, pod_subnet: str = POD_SUBNET,
+                 second: bool = False, cgroup_root: str = "") -> None:
         self.cluster = Path(cluster_dir).resolve()
         self.dir = self.cluster / "node"
+        self.name, self.pod_subnet, self.second, self.cgroup_root = name, pod_subnet, second, cgroup_root
+        # The admin kubeconfig the node's own parts use (kube-proxy, Multus, this harness): a second node reaches
+        # the API server at the host's address, not at loopback (second_node.py writes it).
+        self.kubeconfig = self.dir / "admin.kubeconfig" if second else self.cluster / "kubeconfig"
         self.state_file = self.dir / "state.json"
         self.state: dict[str, Any] = {}
         self.cni_bin = self.dir / "cni" / "bin"
@@ -176,13 +186,13 @@ class Node:
         self.claim_host()
         self._load()
         if self.state.get("pids") and all(_alive(p) for p in self.state["pids"].values()):
-            print(f"node {NODE_NAME} already running")
+            print(f"node {self.name} already running")
             return
         if self.state:
             self.down()
         t0 = time.monotonic()
         cp = json.loads(cp_state.read_text())
-        self.state = {"node": NODE_NAME, "created_dirs": [], "sysctls": {}, "pids": {}}
+        self.state = {"node": self.name, "created_dirs": [], "sysctls": {}, "pids": {}}
         self._save()
         bins = Path(cp["bin"])
         nbins = node_binaries()
@@ -200,18 +210,21 @@ class Node:
         CONTAINERD_ROOT.parent.chmod(0o711)
         self.state["pid_namespace"] = cp.get("crds") == "runtime"
         self._contain()  # before anything of the cluster can send
-        self._lan()  # first: its /run/netns bind mount must not join /'s peer group (see _shared_mounts)
+        if not self.second:  # a second node's lower device is on the LAN already (second_node.py)
+            self._lan()  # first: its /run/netns bind mount must not join /'s peer group (see _shared_mounts)
         self._shared_mounts()
         self._cni(nbins)
-        self._images()
+        if not self.second:  # a second node imports the first one's (second_node.py copies them here)
+            self._images()
         self._containerd(nbins)
-        self._kubelet(bins, cp["server"])
-        self._control_loops(bins)
+        self._kubelet(bins, _server_of(self.kubeconfig))
+        if not self.second:
+            self._control_loops(bins)
         # Always: Service addresses are answered on this machine (an endpoint, or kube-proxy's reject), never
         # left to the routes. With an in-cluster control plane pods reach the API server at its Service.
         self._kube_proxy(bins)
         self._wait_ready(bins)
-        print(f"node {NODE_NAME} Ready in {time.monotonic() - t0:.1f}s (lower device {LOWER}, "
+        print(f"node {self.name} Ready in {time.monotonic() - t0:.1f}s (lower device {LOWER}, "
               f"LAN peer {LAN_PEER_IP} in netns {LAN_NETNS}; logs in {self.dir})")
 
     def _shared_mounts(self) -> None:
@@ -245,10 +258,10 @@ class Node:
             raise NodeError("nft is missing (Debian package nftables): kube-proxy's nftables mode runs it")
         self.state["nft_tables"] = [f"{fam} {name}" for fam, name in NFT_TABLES]
         self._save()
-        kc = str(self.cluster / "kubeconfig")
+        kc = str(self.kubeconfig)
         self._spawn("kube-proxy", [
             str(bins / "kube-proxy"), f"--kubeconfig={kc}", "--proxy-mode=nftables",
-            f"--hostname-override={NODE_NAME}", f"--cluster-cidr={POD_SUBNET}",
+            f"--hostname-override={self.name}", f"--cluster-cidr={self.pod_subnet}",
             "--conntrack-max-per-core=0",  # leave the host's nf_conntrack_max alone
             "--metrics-bind-address=127.0.0.1:10249", "--healthz-bind-address=127.0.0.1:10256", "--v=1"])
 
@@ -258,11 +271,15 @@ class Node:
         self.state["netns_mount"] = "/run/netns" not in _mounts()
         self._save()
         run("ip", "netns", "add", LAN_NETNS)
-        run("ip", "link", "add", LOWER, "type", "veth", "peer", "name", LAN_PEER, "netns", LAN_NETNS)
-        run("ip", "link", "set", LOWER, "up")
         run("ip", "-n", LAN_NETNS, "link", "set", "lo", "up")
+        # The LAN is a switch (a bridge, no STP: ports forward at once) with one port per node's lower device;
+        # its own interface is the LAN's peer (DHCP server, pings).
+        run("ip", "-n", LAN_NETNS, "link", "add", LAN_PEER, "type", "bridge", "forward_delay", "0")
         run("ip", "-n", LAN_NETNS, "addr", "add", f"{LAN_PEER_IP}/{LAN_PREFIX}", "dev", LAN_PEER)
         run("ip", "-n", LAN_NETNS, "link", "set", LAN_PEER, "up")
+        run("ip", "link", "add", LOWER, "type", "veth", "peer", "name", LAN_PORT, "netns", LAN_NETNS)
+        run("ip", "-n", LAN_NETNS, "link", "set", LAN_PORT, "master", LAN_PEER, "up")
+        run("ip", "link", "set", LOWER, "up")
 
     def start_lan_dhcp(self) -> Path:
         """dnsmasq as the LAN's DHCP server, only on the LAN namespace's interface (as a VM's DHCP finds one on a
@@ -300,11 +317,11 @@ class Node:
         podnet = {"cniVersion": "1.0.0", "name": "podnet",
                   "type": "bridge", "bridge": POD_BRIDGE, "isGateway": True, "ipMasq": False,  # no iptables here
                   # The default route (via the bridge, the host): what in-cluster clients reach Services through.
-                  "ipam": {"type": "host-local", "ranges": [[{"subnet": POD_SUBNET}]],
+                  "ipam": {"type": "host-local", "ranges": [[{"subnet": self.pod_subnet}]],
                            "routes": [{"dst": "0.0.0.0/0"}], "dataDir": str(self.dir / "cni" / "ipam")}}
         (self.dir / "cni" / "podnet.conf").write_text(json.dumps(podnet, indent=1))
         multus = {"cniVersion": "1.0.0", "name": "multus-cni-network", "type": "multus",
-                  "kubeconfig": str(self.cluster / "kubeconfig"), "confDir": str(self.cni_conf),
+                  "kubeconfig": str(self.kubeconfig), "confDir": str(self.cni_conf),
                   "cniDir": str(self.dir / "cni" / "multus"), "binDir": str(self.cni_bin),
                   "clusterNetwork": str(self.dir / "cni" / "podnet.conf"),
                   "logFile": str(self.dir / "multus.log"), "logLevel": "verbose"}
@@ -378,8 +395,8 @@ state = "{CONTAINERD_STATE}"
         kubeconfig = {
             "apiVersion": "v1", "kind": "Config", "current-context": "node",
             "clusters": [{"name": "local", "cluster": {"server": server, "certificate-authority": str(pki / "ca.crt")}}],
-            "users": [{"name": "node", "user": {"client-certificate": str(pki / "node.crt"),
-                                                 "client-key": str(pki / "node.key")}}],
+            "users": [{"name": "node", "user": {"client-certificate": str(self._client_cert("crt")),
+                                                 "client-key": str(self._client_cert("key"))}}],
             "contexts": [{"name": "node", "context": {"cluster": "local", "user": "node"}}]}
         (self.dir / "kubelet.kubeconfig").write_text(yaml.safe_dump(kubeconfig))
         (self.dir / "kubelet.kubeconfig").chmod(0o600)
@@ -402,6 +419,8 @@ state = "{CONTAINERD_STATE}"
             "fileCheckFrequency": "5s", "cpuManagerReconcilePeriod": "5s",
             "maxPods": 60, "containerLogMaxSize": "10Mi",
         }
+        if self.cgroup_root:  # a second node's pods under a cgroup of their own (cgroup v1 here: no cgroupns)
+            config["cgroupRoot"] = self.cgroup_root
         if self.state.get("pid_namespace"):  # KubeVirt's runtime (see _containerd)
             # virt-launcher's DHCP server (the pod network's masquerade binding) hands the guest the pod's search
             # domains and refuses the "." a kubelet without a cluster domain writes. No DNS server answers at
@@ -412,10 +431,15 @@ state = "{CONTAINERD_STATE}"
             _node_rbac(kube)
         self.state["kubelet_cmd"] = [
             str(bins / "kubelet"), f"--config={self.dir / 'kubelet.yaml'}",
-            f"--kubeconfig={self.dir / 'kubelet.kubeconfig'}", f"--hostname-override={NODE_NAME}",
+            f"--kubeconfig={self.dir / 'kubelet.kubeconfig'}", f"--hostname-override={self.name}",
             f"--node-ip={ip}", f"--root-dir={KUBELET_ROOT}", f"--cert-dir={self.dir / 'kubelet-pki'}", "--v=2"]
         proc = self._spawn("kubelet", self.state["kubelet_cmd"])
         self._wait("kubelet", lambda: self._node() is not None, proc, "kubelet.log")
+
+    def _client_cert(self, suffix: str) -> Path:
+        """The kubelet's client certificate (CN system:node:<name>): the first node's from the harness's PKI, a
+        second node's issued by second_node.py into its directory."""
+        return self.dir / f"kubelet-client.{suffix}" if self.second else self.cluster / "pki" / f"node.{suffix}"
 
     def container_pid(self, container_id: str) -> int:
         """The host PID of a running container's process (`containerd://<id>` from the pod's status)."""
@@ -487,48 +511,46 @@ state = "{CONTAINERD_STATE}"
             taints = [t["key"] for t in (node or {}).get("spec", {}).get("taints", []) or []]
             return conds.get("Ready") == "True" and "node.kubernetes.io/not-ready" not in taints
 
-        self._wait(f"node {NODE_NAME}", ready, None, "kubelet.log", timeout=90)
+        self._wait(f"node {self.name}", ready, None, "kubelet.log", timeout=90)
 
     def _kube(self) -> Any:
         sys.path.insert(0, str(REPO))
         from macvtapctl.kube.client import Kube
         from macvtapctl.kube.options import Connection
 
-        return Kube.connect(Connection(kubeconfig=str(self.cluster / "kubeconfig"), request_timeout=10))
+        return Kube.connect(Connection(kubeconfig=str(self.kubeconfig), request_timeout=10))
 
     def _node(self) -> dict[str, Any] | None:
         from macvtapctl.kube.resources import NODE
 
         with self._kube() as kube:
-            obj = kube.get_or_none(NODE, NODE_NAME)
+            obj = kube.get_or_none(NODE, self.name)
         return dict(obj) if obj is not None else None
 
     # --- down ---
     def down(self) -> None:
         self._load()
         if not self.state:
-            print(f"node {NODE_NAME} is not running")
+            print(f"node {self.name} is not running")
             return
-        errors: list[str] = []
+        step = Undo()
+        if not self.second and (self.cluster / "node-b" / "host-state.json").exists():
+            # A second node first: it runs on this one's LAN and routes, and its shims are on this host's /proc.
+            from second_node import SecondNode
 
-        def step(what: str, fn: Any) -> None:
-            try:
-                fn()
-            except Exception as exc:  # keep going: undo as much as possible, then report
-                errors.append(f"{what}: {exc}")
-
+            step("second node", SecondNode(self.cluster).down)
         step("keep the agent's log", self._keep_agent_log)
         pids = self.state.get("pids", {})
         for name in ("kube-proxy", "kube-controller-manager", "kube-scheduler", "kubelet"):
             if name in pids:
                 step(f"stop {name}", lambda p=pids[name]: _stop(p))
-        step("kill pod processes", _kill_cgroup_tasks)
+        step("kill pod processes", lambda: _kill_cgroup_tasks(self.cgroup_root))
         step("stop containerd shims", _kill_shims)
         if "containerd" in pids:
             step("stop containerd", lambda: _stop(pids["containerd"]))
         step("unmount", _unmount_all)
         step("pod namespaces", _remove_pod_netns)
-        step("cgroups", _remove_cgroups)
+        step("cgroups", lambda: _remove_cgroups(self.cgroup_root))
         step("links", self._remove_links)
         for table in self.state.get("nft_tables", []):
             step(f"nft table {table}", lambda t=table: _delete_nft_table(t))
@@ -546,10 +568,9 @@ state = "{CONTAINERD_STATE}"
             step(f"remove {d}", lambda d=d: shutil.rmtree(d, ignore_errors=False) if Path(d).exists() else None)
         step("node dir", self._remove_all_but_logs)
         step("Node object", self._delete_node_object)
-        if errors:
-            raise NodeError("node-down left work undone:\n  " + "\n  ".join(errors))
+        step.report("node-down")
         self.release_host()
-        print(f"node {NODE_NAME} stopped; host restored")
+        print(f"node {self.name} stopped; host restored")
 
     def _keep_agent_log(self) -> None:
         """The agents' container logs (the agent's in any namespace, macvtap-cni's) live under /var/log/pods,
@@ -563,14 +584,7 @@ state = "{CONTAINERD_STATE}"
                         out.write(f"==> {log} <==\n{log.read_text(errors='replace')}")
 
     def _remove_all_but_logs(self) -> None:
-        """Logs stay for whoever debugs a failed run (docs/development.md); everything else goes."""
-        for p in self.dir.iterdir() if self.dir.exists() else []:
-            if p.suffix == ".log":
-                continue
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink(missing_ok=True)
+        remove_all_but_logs(self.dir)
 
     def _remove_links(self) -> None:
         out = json.loads(run("ip", "-j", "-d", "link", "show", check=True, quiet=True).stdout or "[]")
@@ -589,8 +603,43 @@ state = "{CONTAINERD_STATE}"
         from macvtapctl.kube.resources import NODE
 
         with contextlib.suppress(Exception), self._kube() as kube:
-            if kube.get_or_none(NODE, NODE_NAME) is not None:
-                kube.delete(NODE, NODE_NAME)
+            if kube.get_or_none(NODE, self.name) is not None:
+                kube.delete(NODE, self.name)
+
+
+def _server_of(kubeconfig: Path) -> str:
+    import yaml
+
+    return str(yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"])
+
+
+class Undo:
+    """A teardown's steps: each one runs whatever failed before it (undo as much as possible), then `report`
+    names every failure at once."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def __call__(self, what: str, fn: Any) -> None:
+        try:
+            fn()
+        except Exception as exc:
+            self.errors.append(f"{what}: {exc}")
+
+    def report(self, what: str) -> None:
+        if self.errors:
+            raise NodeError(f"{what} left work undone:\n  " + "\n  ".join(self.errors))
+
+
+def remove_all_but_logs(d: Path) -> None:
+    """Logs stay for whoever debugs a failed run (docs/development.md); everything else goes."""
+    for p in d.iterdir() if d.exists() else []:
+        if p.suffix == ".log":
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
 
 
 def _node_rbac(kube: Any) -> None:
@@ -621,10 +670,11 @@ def _stop(pid: int, timeout: float = 15) -> None:
             os.killpg(pid, signal.SIGKILL)
 
 
-def _kubepods_cgroups() -> list[Path]:
+def _kubepods_cgroups(root: str = "") -> list[Path]:
+    """The pods' cgroups of the node whose kubelet has `root` as its cgroupRoot ("" for the first node)."""
     found: list[Path] = []
     for ctrl in CGROUP_ROOT.iterdir():
-        base = ctrl / "kubepods"
+        base = ctrl / root.strip("/") / "kubepods"
         if base.is_dir():
             # os.walk skips what vanishes under it (a pod's cgroup removed while we look); rglob raises.
             dirs = [Path(root) / d for root, subdirs, _ in os.walk(base) for d in subdirs]
@@ -633,10 +683,10 @@ def _kubepods_cgroups() -> list[Path]:
     return found
 
 
-def _kill_cgroup_tasks() -> None:
+def _kill_cgroup_tasks(root: str = "") -> None:
     for _ in range(20):
         pids = set()
-        for cg in _kubepods_cgroups():
+        for cg in _kubepods_cgroups(root):
             with contextlib.suppress(OSError):
                 pids |= {int(x) for x in (cg / "cgroup.procs").read_text().split()}
         if not pids:
@@ -733,18 +783,22 @@ def _remove_pod_netns() -> None:
                 ns.unlink()
 
 
-def _remove_cgroups() -> None:
-    for cg in _kubepods_cgroups():
+def _remove_cgroups(root: str = "") -> None:
+    for cg in _kubepods_cgroups(root):
         with contextlib.suppress(FileNotFoundError):
             cg.rmdir()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def cli(argv: list[str] | None, doc: str | None, make: Any, extra: Any = None) -> int:
+    """`up` or `down` of a node (this file's, second_node.py's): one line per error, the undo named after a
+    failed `up`."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("cmd", choices=("up", "down"))
     parser.add_argument("--dir", default=".devcluster")
+    if extra is not None:
+        extra(parser)
     args = parser.parse_args(argv)
-    node = Node(Path(args.dir))
+    node = make(args)
     try:
         node.up() if args.cmd == "up" else node.down()
     except (NodeError, subprocess.CalledProcessError) as exc:
@@ -753,6 +807,19 @@ def main(argv: list[str] | None = None) -> int:
             print("(run `make node-down` to undo what was done)", file=sys.stderr)
         return 1
     return 0
+
+
+def _second_node_flags(parser: argparse.ArgumentParser) -> None:
+    """A second node (run by second_node.py inside its namespaces, not by hand)."""
+    parser.add_argument("--name", default=NODE_NAME, help=argparse.SUPPRESS)
+    parser.add_argument("--pod-subnet", default=POD_SUBNET, help=argparse.SUPPRESS)
+    parser.add_argument("--second", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--cgroup-root", default="", help=argparse.SUPPRESS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli(argv, __doc__, lambda a: Node(Path(a.dir), a.name, pod_subnet=a.pod_subnet, second=a.second,
+                                             cgroup_root=a.cgroup_root), _second_node_flags)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ import pytest
 PKG = Path(__file__).resolve().parents[2] / "macvtapctl"
 PURE = ("macvtapctl.dpconfig", "macvtapctl.kubevirt", "macvtapctl.vmlint", "macvtapctl.doctor", "macvtapctl.validate",
         "macvtapctl.failures", "macvtapctl.in_use", "macvtapctl.daemonset", "macvtapctl.errors", "macvtapctl.dig", "macvtapctl.jsonmerge", "macvtapctl.yamlout",
-        "macvtapctl.plugins", "macvtapctl.identity", "macvtapctl.applied", "macvtapctl.vmflags")
+        "macvtapctl.plugins", "macvtapctl.identity", "macvtapctl.applied", "macvtapctl.vmflags", "macvtapctl.nodes",
+        "macvtapctl.migration")
 
 
 def all_imports(path: Path) -> set[str]:

@@ -283,7 +283,7 @@ def test_agent_restarts_with_the_last_reason() -> None:
     [f] = emitted(doctor.agent_health, doctor.Snapshot(agents=[agent_ds()], agent_pods=[agent_pod(restarted)]),
                   "agent-restarts")
     assert (f.severity, f.object) == ("warning", "pod/macvtap/agent-n1")
-    assert f.cause == "3 restart(s), last: OOMKilled"
+    assert f.cause == "3 restart(s) on node n1, last: OOMKilled"
     assert f.fix == "kubectl -n macvtap logs agent-n1 --previous"
 
 

@@ -107,6 +107,31 @@ def test_insufficient_names_the_pods_that_hold_every_device() -> None:
     assert f.fix == "macvtapctl expose eth1 --name dataplane --capacity 4"
 
 
+def test_insufficient_judges_the_nodes_a_pinned_workload_may_run_on() -> None:
+    """`vm create --node b` on a resource only node a has: the cause names b (where it may run) and that a has it,
+    not "no schedulable node advertises it"."""
+    pinned = launcher(vm="pinned")
+    # As KubeVirt writes it: the VM's own selector and KubeVirt's, which every node meets.
+    pinned["spec"]["nodeSelector"] = {"kubernetes.io/hostname": "b", "kubevirt.io/schedulable": "true"}
+    a, b = node("a", 2), node("b", 0)
+    a["metadata"]["labels"] = {"kubernetes.io/hostname": "a", "kubevirt.io/schedulable": "true"}
+    b["metadata"]["labels"] = {"kubernetes.io/hostname": "b", "kubevirt.io/schedulable": "true"}
+    s = doctor.Snapshot(nads=[nad()], nodes=[a, b], configmaps=[configmap()], waiting=[pinned], events=[event(
+        pinned, "FailedScheduling", "0/2 nodes are available: 1 Insufficient macvtap.network.kubevirt.io/dataplane, "
+        "1 node(s) didn't match Pod's node affinity/selector.")])
+    [f] = findings(s)
+    assert f.id == "workload-insufficient", f
+    assert "no node it may run on advertises it (b: is eth1 on them" in f.cause, f.cause
+    assert f.cause.endswith("a advertises it, but its nodeSelector kubernetes.io/hostname=b rules it out"), f.cause
+    # Unpinned, the same cluster has a node for it: the cause is not the selector.
+    free = launcher(vm="free")
+    s2 = doctor.Snapshot(nads=[nad()], nodes=[a, node("b", 0)], configmaps=[configmap()], waiting=[free],
+                         events=[event(free, "FailedScheduling", "0/2 nodes are available: 1 Insufficient "
+                                                                 "macvtap.network.kubevirt.io/dataplane.")])
+    [g] = findings(s2)
+    assert "nodeSelector" not in g.cause, g.cause
+
+
 def test_cni_not_in_the_runtimes_path_gives_install_with_that_dir_and_the_running_image() -> None:
     pod = launcher()
     s = doctor.Snapshot(nads=[nad()], agents=[agent_ds()], waiting=[pod], events=[event(

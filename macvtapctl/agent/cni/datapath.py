@@ -55,14 +55,16 @@ def add(req: Request, registry: LinkRegistry, *, tap_dir: str = "/dev") -> dict[
         fd = _open(req)
         assert fd is not None
         try:
-            return _add(req, tmp, fd, tap_dir)
+            result, mac = _add(req, tmp, fd, tap_dir)
         finally:
             os.close(fd)
+        registry.attach(mac, req.netns, req.ifname)
+        return result
     finally:
         registry.release(tmp)
 
 
-def _add(req: Request, tmp: str, fd: int, tap_dir: str) -> dict[str, Any]:
+def _add(req: Request, tmp: str, fd: int, tap_dir: str) -> tuple[dict[str, Any], str]:
     h = host()
     try:
         link = h.find(tmp)
@@ -93,14 +95,17 @@ def _add(req: Request, tmp: str, fd: int, tap_dir: str) -> dict[str, Any]:
 
 
 def _move_and_configure(req: Request, tmp: str, link: Link, fd: int, pod: BlockingNetlink,
-                        tap_dir: str) -> dict[str, Any]:
+                        tap_dir: str) -> tuple[dict[str, Any], str]:
     """One RTM_SETLINK moves the link into the pod and configures it there (three netlink round trips fewer than
     look up, move, look up, configure, read back), then one read of the result in the pod."""
     try:
         # The alias keeps the temporary name on the link: DEL gives it back under that name even when the
         # runtime sends no deviceID (Multus cannot look it up once the pod is gone).
+        # Down and silent first (no IPv6 link-local, so no DAD or router solicitation from the VM's MAC): a
+        # migration target's link must not make the LAN's switches learn the VM's MAC here before the guest runs
+        # here (docs/migration.md). Up below, once silent.
         host().configure(link.index, netns_fd=fd, name=req.ifname, mtu=req.mtu, mac=req.mac, promisc=req.promisc,
-                         alias=tmp)
+                         alias=tmp, up=False, silent=True)
     except Exception as exc:
         code = error_code(exc)
         if code == errno.EEXIST:
@@ -117,6 +122,10 @@ def _move_and_configure(req: Request, tmp: str, link: Link, fd: int, pod: Blocki
     final = pod.find(req.ifname)
     if final is None:
         raise CniError(cni.E_NETLINK, f"{req.ifname} vanished while being configured")
+    try:
+        pod.set_up(final.index)
+    except Exception as exc:
+        raise _netlink_error(f"cannot set {req.ifname} up in {req.netns}", exc) from None
     # The index may differ from the node's (the kernel renumbers on a clash): use the pod's view.
     tap = os.path.join(tap_dir, f"tap{final.index}")
     try:
@@ -127,7 +136,7 @@ def _move_and_configure(req: Request, tmp: str, link: Link, fd: int, pod: Blocki
                        "nodes: macvtapctl kind-config)") from None
     except OSError as exc:
         raise CniError(cni.E_IO, f"cannot chown {tap} to {req.owner}:{req.group}: {exc.strerror}") from None
-    return cni.add_result(req, final.mac, final.mtu)
+    return cni.add_result(req, final.mac, final.mtu), final.mac
 
 
 def _remove_from(pod: BlockingNetlink, names: tuple[str, ...]) -> None:
@@ -150,6 +159,8 @@ def delete(req: Request, registry: LinkRegistry | None = None) -> None:
     """
     if not req.netns:
         return
+    if registry is not None:
+        registry.detach(req.netns, req.ifname)
     try:
         fd = _open(req, allow_missing=True)
     except CniError as exc:

@@ -125,7 +125,7 @@ class BlockingNetlink:
 
     def configure(self, index: int, *, name: str | None = None, mtu: int | None = None, mac: str | None = None,
                   promisc: bool = False, up: bool = True, alias: str | None = None,
-                  netns_fd: int | None = None) -> None:
+                  netns_fd: int | None = None, silent: bool = False) -> None:
         """Everything in one RTM_SETLINK. The kernel moves the link first (`netns_fd`, renamed on the way: a name
         taken there is EEXIST before anything moved), then applies MTU, address and alias, then the flags, so
         the link (down, as every link is right after a namespace move) is renamed before it goes up: kernels
@@ -133,7 +133,13 @@ class BlockingNetlink:
         # Promiscuity is always set one way or the other: a link handed back by DEL keeps its last pod's.
         self._call(codec.setlink, index, name=name, mtu=mtu, mac=mac, alias=alias, netns_fd=netns_fd,
                    flags=(IFF_UP if up else 0) | (IFF_PROMISC if promisc else 0),
-                   change=IFF_PROMISC | (IFF_UP if up else 0))
+                   change=IFF_PROMISC | (IFF_UP if up else 0), silent=silent)
+
+    def set_up(self, index: int) -> None:
+        self._call(codec.setlink, index, flags=IFF_UP, change=IFF_UP)
+
+    def set_down(self, index: int) -> None:
+        self._call(codec.setlink, index, flags=0, change=IFF_UP)
 
     def delete(self, index: int) -> None:
         try:

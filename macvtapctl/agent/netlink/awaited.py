@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import socket
 from collections.abc import Callable
 
@@ -74,9 +75,11 @@ class AwaitedNetlink:
             raise
         return True
 
-    async def create_macvtap(self, name: str, lower_index: int, mode: str, txqlen: int) -> int:
-        """Create an UP macvtap; return its ifindex (from the kernel's echo, else a lookup)."""
-        for data in await self._call(codec.newlink_macvtap, name, lower_index, mode, txqlen):
+    async def create_macvtap(self, name: str, lower_index: int, mode: str, txqlen: int, index: int = 0) -> int:
+        """Create an UP macvtap (under `index` when not 0); return its ifindex (from the kernel's echo, else a
+        lookup)."""
+        for data in await self._call(functools.partial(codec.newlink_macvtap, index=index), name, lower_index, mode,
+                                     txqlen):
             for raw in codec.messages(data):  # the echo: its index is all we need, no decoding
                 if raw.type == codec.RTM_NEWLINK and raw.name == name:
                     return raw.index

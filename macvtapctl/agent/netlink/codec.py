@@ -42,6 +42,7 @@ IFLA_INFO_KIND = 1
 NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED / NLA_F_NET_BYTEORDER
 MACVTAP_MODES = ("bridge", "private", "vepa", "passthru")  # pyroute2 encodes MACVLAN_MODE_* from these
 
+IN6_ADDR_GEN_MODE_NONE = 1  # linux/if_link.h
 _NLMSGHDR = struct.Struct("=IHHII")
 _IFINFOMSG = struct.Struct("=BxHiII")
 _NLA = struct.Struct("=HH")
@@ -154,13 +155,18 @@ def dump_request(seq: int = 1) -> bytes:
     return _request(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, seq, [])
 
 
-def newlink_macvtap(seq: int, name: str, lower_index: int, mode: str, txqlen: int, *, up: bool = True) -> bytes:
-    """RTM_NEWLINK creating a macvtap, UP unless told (NLM_F_ECHO: the kernel answers with the new link)."""
+def newlink_macvtap(seq: int, name: str, lower_index: int, mode: str, txqlen: int, *, up: bool = True,
+                    index: int = 0) -> bytes:
+    """RTM_NEWLINK creating a macvtap, UP unless told (NLM_F_ECHO: the kernel answers with the new link); `index`
+    asks for that ifindex (0: the kernel picks)."""
     encoded = name.encode()
     template = _newlink_template(len(encoded), lower_index, mode, txqlen, up)
     # IFLA_IFNAME is the first attribute: after the netlink header, the ifinfomsg and its own header.
     start = _NLMSGHDR.size + _IFINFOMSG.size + _NLA.size
-    return template[:8] + _U32.pack(seq) + template[12:start] + encoded + template[start + len(encoded):]
+    # ifi_index: after the ifinfomsg's family, pad and type (4 bytes).
+    at = _NLMSGHDR.size + 4
+    head = template[:8] + _U32.pack(seq) + template[12:at] + struct.pack("=i", index) + template[at + 4:start]
+    return head + encoded + template[start + len(encoded):]
 
 
 @functools.lru_cache(maxsize=64)
@@ -189,9 +195,11 @@ def getlink(seq: int, name: str = "", index: int = 0) -> bytes:
 
 
 def setlink(seq: int, index: int, *, name: str | None = None, mtu: int | None = None, mac: str | None = None,
-            alias: str | None = None, netns_fd: int | None = None, flags: int = 0, change: int = 0) -> bytes:
+            alias: str | None = None, netns_fd: int | None = None, flags: int = 0, change: int = 0,
+            silent: bool = False) -> bytes:
     """One RTM_SETLINK: the kernel applies a namespace move first, then address and MTU, then the name, then
-    the flags `change` selects."""
+    the flags `change` selects, then `silent` (IPv6 addrgenmode none: no link-local address, so nothing is sent
+    from the link's MAC when it goes up; last, so it must come before the UP, in an earlier request)."""
     attrs: list[Any] = []
     if netns_fd is not None:
         attrs.append(("IFLA_NET_NS_FD", netns_fd))
@@ -203,6 +211,9 @@ def setlink(seq: int, index: int, *, name: str | None = None, mtu: int | None = 
         attrs.append(("IFLA_ADDRESS", mac))
     if alias:
         attrs.append(("IFLA_IFALIAS", alias))
+    if silent:
+        attrs.append(("IFLA_AF_SPEC", {"attrs": [("AF_INET6", {"attrs": [
+            ("IFLA_INET6_ADDR_GEN_MODE", IN6_ADDR_GEN_MODE_NONE)]})]}))
     return _request(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq, attrs, index=index, ifi_flags=flags,
                     change=change)
 

@@ -1,0 +1,255 @@
+"""Two real nodes on one machine (tests/node/second_node.py: the second in its own namespaces, its lower device on
+the same LAN switch): the agent on both, a VM on each, a resource only one of them has, an agent that dies on one
+of them. What exists only with more than one node (issue 38)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import l2probe
+import pytest
+from harness import NODE_NAME
+from images import TEST_IMAGE
+from node import LAN_NETNS, LAN_PEER
+from second_node import NAME as NODE_B
+
+from macvtapctl import plugins
+from tests.e2e.helpers import AGENT_NS, NETWORK, POD_NS, RESOURCE, Cluster, doctor_findings, wait_for
+from tests.e2e_kubevirt.vms import (
+    create_vm,
+    diagnostics,
+    lan_ping,
+    launcher_pod,
+    launcher_pods,
+    links_with_mac,
+    mac_of,
+    reached_on_console,
+    vmi,
+    wait_lease,
+    wait_vmi_running,
+)
+
+NODES = [NODE_NAME, NODE_B]
+
+
+def doctor_all(c: Cluster) -> dict[str, Any]:
+    r = c.mvc("doctor", "-A", "-o", "json", check=False)
+    doctor_findings(r)
+    return dict(json.loads(r.out))
+
+
+@pytest.mark.timeout(1200)  # the first test of the package pays for its fixture: two nodes, KubeVirt on both
+def test_g_the_agent_serves_both_nodes_and_each_reports(kv_cluster: Cluster) -> None:
+    """`install --wait` returned (the fixture) with the agent on both nodes: each node advertises the resource, each
+    agent's report reaches doctor, and status lists both nodes' facts."""
+    c = kv_cluster
+    assert c.second is not None and c.second.running()
+    doc = wait_for("both agents' reports", lambda: (d := doctor_all(c))["summary"]["nodesReporting"] == NODES and d,
+                   timeout=120, interval=2)
+    assert doc["summary"]["configSources"] == dict.fromkeys(NODES, "api"), doc["summary"]
+    status = json.loads(c.mvc("status", "-o", "json", check=False).out)
+    [agent] = [a for a in status["agents"] if a["kind"] == plugins.AGENT]
+    assert (agent["desired"], agent["ready"], agent["configSources"]) == (2, 2, dict.fromkeys(NODES, "api")), agent
+    rows = {r["node"]: r for r in status["nodes"] if r["resource"] == NETWORK}
+    assert sorted(rows) == NODES and all(int(r["allocatable"]) > 0 for r in rows.values()), status["nodes"]
+    handlers = json.loads(c.kubectl("get", "pods", "-n", "kubevirt", "-l", "kubevirt.io=virt-handler", "-o",
+                                    "json").out)["items"]
+    assert sorted(p["spec"]["nodeName"] for p in handlers) == NODES
+
+
+@pytest.mark.timeout(900)
+def test_h_a_vm_on_each_node_leases_from_the_lan_and_they_reach_each_other(kv_cluster: Cluster,
+                                                                          lan_dhcp: Path) -> None:
+    """`vm create --node` places one VM on each node; both lease from the LAN's DHCP server and find each other
+    across the LAN switch (each guest's broadcast ping, confirmed by a unicast one): node A's macvtap to node B's."""
+    c = kv_cluster
+    names = {NODE_NAME: "on-a", NODE_B: "on-b"}
+    macs = {n: mac_of(create_vm(c, vm, node=n)) for n, vm in names.items()}
+    pods = {}
+    for n, vm in names.items():
+        running = wait_vmi_running(c, vm)
+        assert running["status"]["nodeName"] == n, running["status"]
+        pods[n] = launcher_pod(c, vm)
+        assert pods[n]["spec"]["nodeName"] == n
+    leases = {n: wait_lease(c, pods[n], macs[n]) for n in names}
+    assert all(lease["server"] == "198.51.100.1" for lease in leases.values()), leases
+    assert all(macs[n] in lan_dhcp.read_text().lower() for n in names)
+    for me, peer in (NODES, NODES[::-1]):
+        found = wait_for(f"{names[me]} reaching {names[peer]} ({leases[peer]['ip']})", lambda me=me, peer=peer: [
+            r for r in reached_on_console(c, pods[me]["metadata"]["name"])
+            if r["to"] == leases[peer]["ip"] and r["mac"] == macs[me]], timeout=120, interval=2)
+        assert found[0]["from"] == leases[me]["ip"], found
+    # The LAN's switch learnt each VM's MAC on its own node's port.
+    fdb = subprocess.run(["ip", "netns", "exec", LAN_NETNS, "bridge", "-j", "fdb", "show", "br", LAN_PEER],
+                         check=True, capture_output=True, text=True).stdout
+    ports = {e["mac"]: e.get("ifname") for e in json.loads(fdb)}
+    assert (ports.get(macs[NODE_NAME]), ports.get(macs[NODE_B])) == ("port-a", "port-b"), ports
+    c.kubectl("delete", "vm", "-n", POD_NS, *names.values(), "--wait=true", timeout=180)
+
+
+@pytest.mark.timeout(900)
+def test_i_a_resource_only_one_node_has_schedules_there_and_doctor_names_the_other(kv_cluster: Cluster) -> None:
+    """A second NIC on node A only, exposed: node A advertises it, node B does not; a VM asking for it lands on A,
+    and one pinned to B stays Pending while `doctor VM` says B does not advertise it and A does."""
+    c = kv_cluster
+    subprocess.run(["ip", "link", "add", "e2elan1", "type", "veth", "peer", "name", "port-a1", "netns", LAN_NETNS],
+                   check=True)
+    try:
+        subprocess.run(["ip", "link", "set", "e2elan1", "up"], check=True)
+        c.mvc("setup", "e2elan1", "--name", "onlya", "--capacity", "4", "--dp-namespace", AGENT_NS)
+
+        def advertised() -> dict[str, int]:
+            nodes = json.loads(c.kubectl("get", "nodes", "-o", "json").out)["items"]
+            return {n["metadata"]["name"]: int(n["status"].get("allocatable", {}).get(
+                "macvtap.network.kubevirt.io/onlya", "0")) for n in nodes}
+
+        wait_for("node A advertising onlya", lambda: advertised()[NODE_NAME] == 4, timeout=60, interval=1)
+        assert advertised()[NODE_B] == 0
+        create_vm(c, "onlya-free", network="onlya", node=None)
+        assert wait_vmi_running(c, "onlya-free")["status"]["nodeName"] == NODE_NAME
+        create_vm(c, "onlya-on-b", network="onlya", node=NODE_B)
+
+        def named() -> dict[str, Any] | None:
+            report = c.mvc("doctor", "onlya-on-b", "-n", POD_NS, "-o", "json", check=False)
+            return next((f for f in doctor_findings(report) if f["id"] == "workload-insufficient"), None)
+
+        try:
+            found = wait_for("doctor naming why onlya-on-b cannot be scheduled", named, timeout=180, interval=3)
+        except AssertionError:
+            raise AssertionError(diagnostics(c, "onlya-on-b")) from None
+        assert f"no node it may run on advertises it ({NODE_B}: is e2elan1" in found["cause"], found
+        assert found["cause"].endswith(f"{NODE_NAME} advertises it, but its nodeSelector "
+                                       f"kubernetes.io/hostname={NODE_B} rules it out"), found
+        assert [p["status"]["phase"] for p in launcher_pods(c, "onlya-on-b")] == ["Pending"]
+        assert (vmi(c, "onlya-on-b") or {}).get("status", {}).get("phase") in ("Pending", "Scheduling")
+    finally:
+        c.kubectl("delete", "vm", "-n", POD_NS, "onlya-free", "onlya-on-b", "--ignore-not-found", "--wait=true",
+                  timeout=180, check=False)
+        c.mvc("unexpose", "onlya", "--dp-namespace", AGENT_NS, check=False)
+        c.kubectl("delete", "net-attach-def", "-n", POD_NS, "onlya", "--ignore-not-found", check=False)
+        subprocess.run(["ip", "link", "del", "e2elan1"], check=False)
+
+
+@pytest.mark.timeout(600)
+def test_j_an_agent_killed_on_one_node_is_named_for_that_node_only(kv_cluster: Cluster) -> None:
+    """The agent's process on node B killed (the kubelet restarts it): doctor and status name node B's agent and
+    its restart, and nothing of the kind for node A."""
+    c = kv_cluster
+    agent_b = c.agent_pod(NODE_B)
+    restarts = agent_b["status"]["containerStatuses"][0]["restartCount"]
+    # hostPID: the agent's pod sees its node's processes (node B's only); SIGKILL its main process from inside.
+    c.kubectl("exec", "-n", AGENT_NS, agent_b["metadata"]["name"], "--", "python3", "-c",
+              "import os, signal\n"
+              "for p in filter(str.isdigit, os.listdir('/proc')):\n"
+              "    with open(f'/proc/{p}/cmdline', 'rb') as f:\n"
+              "        if b'macvtapctl\\x00agent' in f.read() and int(p) != os.getpid():\n"
+              "            os.kill(int(p), signal.SIGKILL)\n", check=False)
+    wait_for("node B's agent restarted", lambda: c.agent_pod(NODE_B)["status"]["containerStatuses"][0][
+        "restartCount"] > restarts, timeout=120, interval=1)
+    doc = doctor_all(c)
+    found = [f for f in doc["findings"] if f["id"] == "agent-restarts"]
+    assert [f["object"] for f in found] == [f"pod/{AGENT_NS}/{agent_b['metadata']['name']}"], found
+    assert f"on node {NODE_B}" in found[0]["cause"], found
+    status = json.loads(c.mvc("status", "-o", "json", check=False).out)
+    said = [w for w in status["warnings"] if "restart(s)" in w]
+    assert len(said) == 1 and f"on node {NODE_B}" in said[0], status["warnings"]
+    assert c.agent_pod(NODE_NAME)["status"]["containerStatuses"][0]["restartCount"] == 0
+
+
+NEIGHBOUR_IP = "198.51.100.30"  # static, outside the LAN's DHCP range
+
+
+def neighbour_pod(c: Cluster, name: str, node: str) -> dict[str, Any]:
+    """A pod on `node` with a macvtap NIC on the LAN (NETWORK) and a static address: a VM's neighbour on its NIC."""
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": name, "namespace": POD_NS, "annotations": {"k8s.v1.cni.cncf.io/networks": NETWORK}},
+           "spec": {"nodeName": node, "terminationGracePeriodSeconds": 0, "containers": [{
+               "name": "main", "image": TEST_IMAGE, "imagePullPolicy": "Never",
+               "command": ["sh", "-c", f"ip addr add {NEIGHBOUR_IP}/24 dev net1 && sleep 3600"],
+               "securityContext": {"capabilities": {"add": ["NET_ADMIN", "NET_RAW"]}},
+               "resources": {"limits": {RESOURCE: "1"}}}]}}
+    path = Path(c.node.dir) / f"{name}.json"
+    path.write_text(json.dumps(pod))
+    c.kubectl("apply", "-f", str(path))
+    return c.wait_running(name, timeout=120)
+
+
+def discovers(log: Path, mac: str) -> int:
+    return sum(1 for line in log.read_text(errors="replace").splitlines() if "DHCPDISCOVER" in line and mac in line)
+
+
+@pytest.mark.timeout(1500)
+def test_k_a_vm_migrates_with_its_network_and_back(kv_cluster: Cluster, lan_dhcp: Path) -> None:
+    """`vm migrate --to --wait` moves a VM from node A to node B while the LAN pings it every 10 ms, and a neighbour
+    on node A's NIC (kubevirt#5912's victim) does too: the migration succeeds, the VM keeps its MAC (spec, VMI,
+    the target link) and its lease (no new DISCOVER), the LAN's switch learns the MAC on node B's port once and
+    never back, the neighbour's gap is of the LAN's order (the agent's hand-off), the source link is gone once the
+    source pod ends; then the VM migrates back."""
+    c = kv_cluster
+    c.kubectl("cordon", NODE_B)  # an unpinned VM (a pinned one cannot move) that starts on node A
+    try:
+        mac = mac_of(create_vm(c, "mover", node=None))
+        assert wait_vmi_running(c, "mover")["status"]["nodeName"] == NODE_NAME
+    finally:
+        c.kubectl("uncordon", NODE_B)
+    source_pod = launcher_pod(c, "mover")
+    lease = wait_lease(c, source_pod, mac)
+    neighbour = neighbour_pod(c, "neighbour", NODE_NAME)
+    main = next(s for s in neighbour["status"]["containerStatuses"] if s["name"] == "main")
+    neighbour_pid = c.node.container_pid(main["containerID"])
+    check = c.mvc("vm", "migrate", "mover", "-n", POD_NS, "--to", NODE_B, "--check", "-o", "json", check=False)
+    assert check.code == 0 and json.loads(check.out)["migratable"], check.out + check.err
+    dnsmasq_log = c.node.dir / "lan-dnsmasq.log"
+    discovers_before = discovers(dnsmasq_log, mac)
+
+    lan = l2probe.Pinger(LAN_NETNS, lease["ip"], 300)
+    beside = l2probe.Pinger(None, lease["ip"], 300, enter=["nsenter", f"--net=/proc/{neighbour_pid}/ns/net"])
+    lan.start()
+    beside.start()
+    time.sleep(2)
+    fdb = l2probe.FdbWatch(LAN_NETNS, mac)
+    start = time.time()
+    try:
+        moved = c.mvc("vm", "migrate", "mover", "-n", POD_NS, "--to", NODE_B, "--wait", "--timeout", "10m", "-o",
+                      "json", check=False)
+        done = time.time()
+        time.sleep(3)
+    finally:
+        lan.stop(now=True)
+        beside.stop(now=True)
+        fdb.stop()
+    assert moved.code == 0, moved.err + moved.out
+    result = json.loads(moved.out)
+    assert (result["phase"], result["source"], result["node"]) == ("Succeeded", NODE_NAME, NODE_B), result
+    assert result["macs"] == {NETWORK: {"before": mac, "after": mac}}, result
+    window = (start, done + 3)
+    lan_gap, beside_gap = lan.gap_after(*window), beside.gap_after(*window)
+    print(f"migration {done - start:.1f}s; LAN: max gap {lan_gap:.0f} ms, {lan.lost(*window)} lost; neighbour on "
+          f"the source node: max gap {beside_gap:.0f} ms, {beside.lost(*window)} lost; FDB: {fdb.moves}")
+    # The figures belong in the benchmark; here only bounds no working hand-off comes near.
+    assert lan_gap < 3000, f"the LAN lost the VM for {lan_gap:.0f} ms"
+    assert beside_gap < max(1000, 3 * lan_gap), f"the neighbour lost it for {beside_gap:.0f} ms (#5912)"
+    assert [port for _, port in fdb.moves] == ["port-b"], f"the VM's MAC moved on the LAN switch: {fdb.moves}"
+    assert discovers(dnsmasq_log, mac) == discovers_before, "the guest asked for a new lease after the move"
+    assert lease["ip"] in lan_dhcp.read_text() and mac in lan_dhcp.read_text().lower()
+    target_pod = launcher_pod(c, "mover")
+    assert target_pod["spec"]["nodeName"] == NODE_B
+    netstatus = json.loads(target_pod["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"])
+    assert [n["mac"] for n in netstatus if n["name"].endswith(f"/{NETWORK}")] == [mac], netstatus
+    agent_log = c.kubectl("logs", "-n", AGENT_NS, c.agent_pod(NODE_NAME)["metadata"]["name"]).out
+    assert f"hand-off: {mac} announced from the LAN" in agent_log, agent_log[-2000:]
+    wait_for("the source pod to end", lambda: not [p for p in launcher_pods(c, "mover")
+                                                   if p["spec"].get("nodeName") == NODE_NAME
+                                                   and p["status"].get("phase") in ("Pending", "Running")],
+             timeout=120, interval=1)
+    wait_for(f"no link with {mac} left on node A", lambda: not links_with_mac(mac), timeout=60)
+
+    back = c.mvc("vm", "migrate", "mover", "-n", POD_NS, "--to", NODE_NAME, "--wait", "-o", "json", check=False)
+    assert back.code == 0 and json.loads(back.out)["node"] == NODE_NAME, back.err + back.out
+    assert lan_ping(lease["ip"]), "the LAN lost the VM after it came back"
+    c.kubectl("delete", "pod", "-n", POD_NS, "neighbour", "--wait=true", timeout=120)
+    c.kubectl("delete", "vm", "-n", POD_NS, "mover", "--wait=true", timeout=180)
