@@ -18,7 +18,7 @@ DEMO_NODE := $(shell [ "$$(id -u)" = 0 ] && echo yes)
         cluster-down node-up node-down completions docs krew clean bench
 
 help:
-	@echo "make demo          start a local control plane and run macvtapctl against it"
+	@echo "make demo          start a local control plane and run macvtapctl against it (root: NODES=2 migrates)"
 	@echo "make test          lint, type checks, unit, integration and (as root) datapath tests"
 	@echo "make cluster-up    start the local control plane in the background ($(DEVCLUSTER)/kubeconfig)"
 	@echo "make cluster-down  stop it (and the node)"
@@ -166,6 +166,11 @@ ifeq ($(DEMO_NODE),yes)
 	  $(KUBECTL) get vmi demo-vm -o jsonpath='{.status.interfaces}'; echo
 	@echo; echo "+ the guest leases from the LAN's DHCP server on its macvtap NIC, and the LAN pings it"; \
 	  $(BIN)/python tests/node/kubevirt.py lan-ping demo-vm --dir $(DEVCLUSTER)
+ifeq ($(NODES),2)
+	@echo; echo "+ macvtapctl vm migrate demo-vm --check"; $(MVC) vm migrate demo-vm --check
+	@echo; echo "+ macvtapctl vm migrate demo-vm --wait   # to the other node, while the LAN pings it every 10 ms"; \
+	  $(BIN)/python tests/node/kubevirt.py lan-migrate demo-vm --dir $(DEVCLUSTER)
+endif
 	@echo; echo "+ macvtapctl status"; $(MVC) status
 	@echo; echo "+ macvtapctl doctor   # every known cause of a VM without network, with its fix"; $(MVC) doctor
 	@echo; echo "(stop it all with: make cluster-down)"

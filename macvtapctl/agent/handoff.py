@@ -31,8 +31,8 @@ PACKET_OUTGOING = 4  # linux/if_packet.h: sent by this host (a local guest's own
 
 
 class HandOff(threading.Thread):
-    """Watches every interface of the node's namespace for ARP and RARP frames from the LAN; `set_down(netns,
-    ifname, mac)` is called for a link whose MAC one of them comes from."""
+    """Watches the node's interfaces for ARP and RARP frames from the LAN; `set_down(netns, ifname, mac)` is called
+    for a link whose MAC one of them comes from, arriving on that link's lower device."""
 
     def __init__(self, registry: LinkRegistry, set_down: Callable[[str, str, str], bool],
                  on_handoff: Callable[[], None] = lambda: None) -> None:
@@ -59,9 +59,11 @@ class HandOff(threading.Thread):
 
     def seen(self, mac: str, interface: str) -> None:
         where = self.registry.attached_to(mac)
-        if where is None:
+        # From the LAN means on the link's own lower device: another interface of the node (a macvlan shim the
+        # node talks to its VMs through, docs/vm-on-the-wire.md) receives the VM's frames locally, not from the LAN.
+        if where is None or where[2] != interface:
             return
-        netns, ifname = where
+        netns, ifname, _ = where
         if self.set_down(netns, ifname, mac):
             self.registry.detach(netns, ifname)
             self.on_handoff()

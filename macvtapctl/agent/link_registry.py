@@ -32,20 +32,20 @@ class LinkRegistry:
     allocated_index: dict[str, int] = field(default_factory=dict)
     busy: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    # The links ADD attached, by the MAC it gave them: (pod netns path, interface name). The hand-off
-    # (agent/handoff.py) looks a MAC announced from the LAN up here.
-    attached: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # The links ADD attached, by the MAC it gave them: (pod netns path, interface name, lower device). The
+    # hand-off (agent/handoff.py) looks a MAC announced from the LAN on that lower device up here.
+    attached: dict[str, tuple[str, str, str]] = field(default_factory=dict)
 
-    def attach(self, mac: str, netns: str, ifname: str) -> None:
+    def attach(self, mac: str, netns: str, ifname: str, lower: str) -> None:
         with self.lock:
-            self.attached[mac.lower()] = (netns, ifname)
+            self.attached[mac.lower()] = (netns, ifname, lower)
 
     def detach(self, netns: str, ifname: str) -> None:
         with self.lock:
-            for mac in [m for m, where in self.attached.items() if where == (netns, ifname)]:
+            for mac in [m for m, where in self.attached.items() if where[:2] == (netns, ifname)]:
                 del self.attached[mac]
 
-    def attached_to(self, mac: str) -> tuple[str, str] | None:
+    def attached_to(self, mac: str) -> tuple[str, str, str] | None:
         with self.lock:
             return self.attached.get(mac.lower())
 

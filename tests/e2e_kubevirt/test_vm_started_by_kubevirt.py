@@ -12,7 +12,7 @@ from typing import Any
 
 import guest
 import pytest
-from harness import KUBEVIRT_NAME, KUBEVIRT_NAMESPACE
+from harness import KUBEVIRT_NAME, KUBEVIRT_NAMESPACE, NODE_NAME
 
 from macvtapctl.agent.deviceplugin.podresources import owned_device_ids
 from macvtapctl.errors import ExitCode
@@ -293,12 +293,17 @@ def test_f_doctor_s_dhcp_probe_sees_the_lans_server_and_its_absence(kv_cluster: 
         assert r.code in (0, ExitCode.FINDINGS), r.err
         return [f for f in json.loads(r.out)["findings"] if f["id"].startswith("dhcp-")]
 
-    [offer] = probe()
-    assert offer["id"] == "dhcp-offer" and "from 198.51.100.1" in offer["cause"], offer
+    # Each node's agent asks on its own lower device; both are ports of the one LAN (two nodes: issue 38).
+    nodes = sorted(f"node/{n}" for n in (NODE_NAME, *([c.second.name] if c.second else [])))
+    offers = probe()
+    assert sorted(f["object"] for f in offers) == nodes, offers
+    assert all(f["id"] == "dhcp-offer" and "from 198.51.100.1" in f["cause"] for f in offers), offers
     c.node.stop_lan_dhcp()
     try:
-        [none] = probe()
-        assert (none["id"], none["severity"]) == ("dhcp-no-offer", "warning") and "no DHCP offer" in none["cause"]
+        nones = probe()
+        assert sorted(f["object"] for f in nones) == nodes, nones
+        assert all((f["id"], f["severity"]) == ("dhcp-no-offer", "warning") and "no DHCP offer" in f["cause"]
+                   for f in nones), nones
     finally:
         c.node.start_lan_dhcp()
     no_mvt_links()

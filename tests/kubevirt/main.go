@@ -94,6 +94,7 @@ func printCRDs() error {
 		components.NewKubeVirtCrd,
 		components.NewVirtualMachineCrd,
 		components.NewVirtualMachineInstanceCrd,
+		components.NewVirtualMachineInstanceMigrationCrd,
 		components.NewVirtualMachineInstancetypeCrd,
 		components.NewVirtualMachineClusterInstancetypeCrd,
 		components.NewVirtualMachinePreferenceCrd,

@@ -5,6 +5,7 @@ the KubeVirt CR, with the images built here (tests/kubevirt/runtime) imported in
                                                             --crds runtime; `make kubevirt-up` does all three)
     python tests/node/kubevirt.py lan-dhcp                 (a DHCP server on the LAN; `make demo`)
     python tests/node/kubevirt.py lan-ping VM              (the VM's lease, and the LAN pinging it; `make demo`)
+    python tests/node/kubevirt.py lan-migrate VM           (vm migrate --wait under the LAN's pings; make demo NODES=2)
 
 Nothing of KubeVirt is re-implemented: the operator's manifest is KubeVirt's release manifest rendered by its own
 manifest-templator, and everything after it (install strategy, CRDs, webhooks, the components) is virt-operator's.
@@ -165,10 +166,37 @@ class KubeVirt:
         raise NodeError(f"no lease for {', '.join(macs)} in {leases} after {timeout:.0f}s")
 
 
+    def lan_migrate(self, vm: str) -> None:
+        """`make demo NODES=2`: `macvtapctl vm migrate VM --wait` while the LAN pings the VM every 10 ms; the gap."""
+        import l2probe
+
+        obj = json.loads(self._kubectl("get", "vm", vm, "-o", "json"))
+        macs = [str(i["macAddress"]).lower() for i in obj["spec"]["template"]["spec"]["domain"]["devices"][
+            "interfaces"] if i.get("macAddress")]
+        leases = [line.split() for line in (self.node.dir / "lan.leases").read_text().splitlines()]
+        ip = next(f[2] for f in leases if len(f) > 2 and f[1] in macs)
+        pinger = l2probe.Pinger(LAN_NETNS, ip, 600)
+        pinger.start()
+        time.sleep(1)
+        start = time.time()
+        try:
+            done = subprocess.run([sys.executable, "-m", "macvtapctl", "--kubeconfig", str(self.cluster / "kubeconfig"),
+                                   "vm", "migrate", vm, "--wait"], check=False)
+            end = time.time()
+            time.sleep(2)
+        finally:
+            pinger.stop(now=True)
+        if done.returncode != 0:
+            raise NodeError(f"vm migrate {vm} exited {done.returncode}")
+        print(f"the LAN pinged {ip} every 10 ms: longest gap without a reply {pinger.gap_after(start, end + 2):.0f} "
+              f"ms, {pinger.lost(start, end + 2)} of {len([t for t in pinger.sends if start < t < end + 2])} lost, "
+              f"during a {end - start:.1f} s migration")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("cmd", choices=("up", "lan-dhcp", "lan-ping"))
-    parser.add_argument("vm", nargs="?", help="lan-ping: the VM")
+    parser.add_argument("cmd", choices=("up", "lan-dhcp", "lan-ping", "lan-migrate"))
+    parser.add_argument("vm", nargs="?", help="lan-ping, lan-migrate: the VM")
     parser.add_argument("--dir", default=".devcluster")
     parser.add_argument("--timeout", type=float, default=900)
     args = parser.parse_args(argv)
@@ -178,8 +206,10 @@ def main(argv: list[str] | None = None) -> int:
             kv.up(args.timeout)
         elif args.cmd == "lan-dhcp":
             print(f"the LAN's DHCP server: dnsmasq in namespace {LAN_NETNS}, leases in {kv.node.start_lan_dhcp()}")
-        else:
+        elif args.cmd == "lan-ping":
             kv.lan_ping(args.vm or parser.error("lan-ping needs the VM's name"), min(args.timeout, 300))
+        else:
+            kv.lan_migrate(args.vm or parser.error("lan-migrate needs the VM's name"))
     except (NodeError, subprocess.CalledProcessError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

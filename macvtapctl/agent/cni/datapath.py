@@ -55,16 +55,17 @@ def add(req: Request, registry: LinkRegistry, *, tap_dir: str = "/dev") -> dict[
         fd = _open(req)
         assert fd is not None
         try:
-            result, mac = _add(req, tmp, fd, tap_dir)
+            result, mac, lower = _add(req, tmp, fd, tap_dir)
         finally:
             os.close(fd)
-        registry.attach(mac, req.netns, req.ifname)
+        registry.attach(mac, req.netns, req.ifname, lower)
         return result
     finally:
         registry.release(tmp)
 
 
-def _add(req: Request, tmp: str, fd: int, tap_dir: str) -> tuple[dict[str, Any], str]:
+def _add(req: Request, tmp: str, fd: int, tap_dir: str) -> tuple[dict[str, Any], str, str]:
+    """ADD's work: (the result, the link's MAC, its lower device's name)."""
     h = host()
     try:
         link = h.find(tmp)
@@ -77,14 +78,14 @@ def _add(req: Request, tmp: str, fd: int, tap_dir: str) -> tuple[dict[str, Any],
     if link.kind != "macvtap":
         raise CniError(cni.E_DEVICE_NOT_FOUND, f"link {tmp} for deviceID {req.device_id!r} is a {link.kind or 'plain'} "
                        "link, not a macvtap")
-    lower = h.get(link.lower_index) if (link.lower_index and req.mtu) else None
+    lower = h.get(link.lower_index) if link.lower_index else None
     if req.mtu and lower is not None and req.mtu > lower.mtu:
         raise CniError(cni.E_MTU_TOO_LARGE, f"mtu {req.mtu} is larger than the MTU {lower.mtu} of lower device "
                        f"{lower.name}", "a macvtap cannot exceed its lower device's MTU: lower the NAD's mtu or "
                        "raise the NIC's")
     with in_namespace(fd) as pod:
         try:
-            return _move_and_configure(req, tmp, link, fd, pod, tap_dir)
+            return (*_move_and_configure(req, tmp, link, fd, pod, tap_dir), lower.name if lower else "")
         except CniError as exc:
             if exc.code != cni.E_IFNAME_EXISTS:  # refused before the move: nothing to undo
                 _remove_from(pod, (req.ifname, tmp))
