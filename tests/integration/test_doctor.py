@@ -38,11 +38,15 @@ RES = "macvtap.network.kubevirt.io"
 @pytest.fixture(autouse=True)
 def clean(control_plane):
     """KubeVirt v1.5 with the binding; no ConfigMap, NAD, VM, node, agent or upstream DaemonSet."""
-    control_plane.reset_kubevirt("v1.5.0", spec={"configuration": {"network": {"binding": {
-        "macvtap": {"domainAttachmentType": "tap"}}}}})
-    wipe(control_plane)
+    reset(control_plane)
     yield
     wipe(control_plane)
+
+
+def reset(cp) -> None:
+    cp.reset_kubevirt("v1.5.0", spec={"configuration": {"network": {"binding": {
+        "macvtap": {"domainAttachmentType": "tap"}}}}})
+    wipe(cp)
 
 
 def wipe(cp) -> None:

@@ -16,16 +16,14 @@ from macvtapctl.errors import ExitCode
 from macvtapctl.kube.resources import NODE, POD, VIRTUAL_MACHINE_INSTANCE
 from macvtapctl.ops.migrate import VIRTUAL_MACHINE_INSTANCE_MIGRATION as VMIM
 from tests.conftest import vm_manifest, vmi_of
-from tests.integration.test_doctor import node, wipe
+from tests.integration.test_doctor import node, reset, wipe
 
 RES = "macvtap.network.kubevirt.io/dataplane"
 
 
 @pytest.fixture(autouse=True)
 def clean(control_plane):
-    control_plane.reset_kubevirt("v1.5.0", spec={"configuration": {"network": {"binding": {
-        "macvtap": {"domainAttachmentType": "tap"}}}}})
-    wipe(control_plane)
+    reset(control_plane)  # test_doctor's: KubeVirt with the binding, no VM, node or ConfigMap
     yield
     with control_plane.kube() as k:
         for m in k.list(VMIM, "default"):
