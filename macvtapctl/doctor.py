@@ -16,7 +16,19 @@ from typing import Any
 
 import jsonpointer
 
-from macvtapctl import daemonset, dpconfig, failures, identity, in_use, kubevirt, nodes, plugins, validate, vmlint
+from macvtapctl import (
+    daemonset,
+    dpconfig,
+    failures,
+    identity,
+    in_use,
+    kubevirt,
+    migration,
+    nodes,
+    plugins,
+    validate,
+    vmlint,
+)
 from macvtapctl.dig import dig
 from macvtapctl.manifests import agent as agentm
 from macvtapctl.manifests import nad as nadm
@@ -837,9 +849,46 @@ def dhcp_probe(s: Snapshot) -> Iterator[Finding]:
                           "networkData)", refs=(ref("resource", res),))
 
 
+MIGRATING = ("LiveMigrate", "LiveMigrateIfPossible")  # evictionStrategy values that move a VM on a drain
+
+
+def migration_readiness(s: Snapshot) -> Iterator[Finding]:
+    """15. A running VM on macvtap that could not move with its network (docs/migration.md): KubeVirt says it is not
+    live-migratable (its reason), or no other schedulable node advertises a macvtap resource it holds. A warning
+    when its evictionStrategy migrates it on a drain (the drain then blocks, or shuts it down), else info."""
+    bindings = bindings_of(s)
+    kv, _ = _kubevirt(s)
+    cluster_strategy = dig(kv or {}, "spec", "configuration", "evictionStrategy")
+    ready = [n for n in s.nodes if nodes.schedulable(n)]
+    for vmi in s.vmis:
+        if dig(vmi, "status", "phase") != "Running" or not migration.macvtap_interfaces(vmi, bindings):
+            continue
+        md = vmi["metadata"]
+        where = ref("virtualmachineinstance", md["name"], md.get("namespace"))
+        strategy = dig(vmi, "spec", "evictionStrategy") or cluster_strategy or "None"
+        severity = WARNING if strategy in MIGRATING else INFO
+        on_drain = (f" (evictionStrategy {strategy}: a drain of its node waits for a migration that cannot happen)"
+                    if severity == WARNING else "")
+        live = migration.condition(vmi, "LiveMigratable")
+        if live is not None and live.get("status") == "False":
+            yield Finding("vm-not-migratable", severity, where, f"KubeVirt: not live-migratable: "
+                          f"{live.get('reason', '')}: {live.get('message', '')}{on_drain}", None)
+        source = dig(vmi, "status", "nodeName")
+        launcher = next((p for p in s.launchers if (dig(p, "metadata", "labels") or {}).get(
+            "kubevirt.io/created-by") == md.get("uid") and dig(p, "spec", "nodeName") == source), None)
+        needed = in_use.units(launcher) if launcher else {}
+        lacking = sorted(r for r in needed if not any(nodes.allocatable(n, r) for n in ready
+                                                      if n["metadata"]["name"] != source))
+        if lacking:
+            yield Finding("migration-one-node", severity, where, f"no schedulable node but {source} advertises "
+                          f"{', '.join(repr(r) for r in lacking)}: the VM cannot move with its network (another node "
+                          f"needs the lower device and the agent){on_drain}", None,
+                          refs=tuple(ref("resource", r) for r in lacking))
+
+
 CHECKS: tuple[Callable[[Snapshot], Iterator[Finding]], ...] = (
     failing_workloads, resource_capacity, dp_config, versions, vm_spec, nad_content, node_agents, agent_health,
-    stale_resources, mac_consistency, l2_explainers, dhcp_probe)
+    stale_resources, mac_consistency, l2_explainers, dhcp_probe, migration_readiness)
 
 
 def diagnose(s: Snapshot) -> list[Finding]:

@@ -425,6 +425,49 @@ def test_dhcp_probe_failed_per_node_or_with_no_agent_at_all() -> None:
     assert not list(doctor.dhcp_probe(doctor.Snapshot()))  # no --probe-dhcp: no probe, no finding
 
 
+def node(name: str, devices: int) -> dict[str, Any]:
+    return {"metadata": {"name": name}, "status": {"allocatable": {f"{PREFIX}/dataplane": str(devices)},
+                                                   "conditions": [{"type": "Ready", "status": "True"}]}}
+
+
+def running_vm(live: str = "True", strategy: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A running VMI on n1 (KubeVirt's LiveMigratable condition `live`) and its launcher pod holding one device."""
+    v = vmi("Running", spec_mac="02:00:00:00:00:01")
+    v["status"] |= {"nodeName": "n1", "conditions": [{"type": "LiveMigratable", "status": live, **(
+        {} if live == "True" else {"reason": "DisksNotLiveMigratable", "message": "cannot migrate a hostDisk"})}]}
+    if strategy:
+        v["spec"]["evictionStrategy"] = strategy
+    pod = launcher()
+    pod["metadata"]["labels"]["kubevirt.io/created-by"] = "vmi-uid"
+    pod["spec"]["nodeName"], pod["status"]["phase"] = "n1", "Running"
+    return v, pod
+
+
+def test_vm_not_migratable_quotes_kubevirt_and_weighs_the_eviction_strategy() -> None:
+    v, pod = running_vm("False")
+    s = doctor.Snapshot(kubevirts=[kubevirt({})], vmis=[v], launchers=[pod], nodes=[node("n1", 2), node("n2", 2)])
+    [f] = emitted(doctor.migration_readiness, s, "vm-not-migratable")
+    assert (f.severity, f.object) == ("info", "virtualmachineinstance/default/web")
+    assert f.cause == "KubeVirt: not live-migratable: DisksNotLiveMigratable: cannot migrate a hostDisk"
+    v, pod = running_vm("False", strategy="LiveMigrate")
+    [w] = emitted(doctor.migration_readiness, doctor.Snapshot(kubevirts=[kubevirt({})], vmis=[v], launchers=[pod],
+                                                              nodes=[node("n1", 2), node("n2", 2)]),
+                  "vm-not-migratable")
+    assert w.severity == "warning" and "evictionStrategy LiveMigrate: a drain of its node waits" in w.cause
+    v, pod = running_vm("True")
+    assert not list(doctor.migration_readiness(doctor.Snapshot(kubevirts=[kubevirt({})], vmis=[v], launchers=[pod],
+                                                               nodes=[node("n1", 2), node("n2", 2)])))
+
+
+def test_migration_one_node_names_the_resource_no_other_node_advertises() -> None:
+    v, pod = running_vm()
+    s = doctor.Snapshot(kubevirts=[kubevirt({})], vmis=[v], launchers=[pod], nodes=[node("n1", 2), node("n2", 0)])
+    [f] = emitted(doctor.migration_readiness, s, "migration-one-node")
+    assert (f.severity, f.object) == ("info", "virtualmachineinstance/default/web")
+    assert f.cause.startswith("no schedulable node but n1 advertises 'dataplane': the VM cannot move"), f.cause
+    assert "resource/dataplane" in f.refs
+
+
 # --- the documentation's ids are all tested ------------------------------------------------------------------------
 
 def documented_ids() -> tuple[set[str], set[str]]:
