@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,10 +43,20 @@ def _fresh_node(ns: str) -> None:
     ip("-n", ns, "link", "set", "lower0", "up")
 
 
+FIRST_INDEX = 4  # a fresh namespace's first macvtap (see _fresh_node)
+
+
 @pytest.fixture
 def two_nodes() -> Iterator[None]:
     for ns in (NODE_A, NODE_B):
         ip("netns", "del", ns, check=False)
+    # A deleted namespace's links go asynchronously (the kernel's netns cleanup): until the last tap<4> of an
+    # earlier test is gone, it keeps /dev/tap4, and the clash these tests make would not be the one they mean.
+    deadline = time.monotonic() + 20
+    while os.path.exists(f"/dev/tap{FIRST_INDEX}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(f"/dev/tap{FIRST_INDEX}"), f"/dev/tap{FIRST_INDEX} is held by another namespace"
+    for ns in (NODE_A, NODE_B):
         _fresh_node(ns)
     try:
         yield
@@ -58,21 +69,30 @@ def _index_of(ns: str, name: str) -> int:
     return int(json.loads(ip("-n", ns, "-j", "link", "show", name).stdout)[0]["ifindex"])
 
 
+def _sysfs_dev(ns: str, link: str, index: int) -> str:
+    return subprocess.run(["ip", "netns", "exec", ns, "cat", f"/sys/class/net/{link}/macvtap/tap{index}/dev"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+def _node_of(path: str) -> str:
+    st = os.stat(path)
+    return f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+
+
 def test_a_shared_dev_keeps_the_first_namespaces_node(two_nodes: None) -> None:
     """The hazard itself, as the kernel has it: the second macvtap of index N gets no /dev/tapN of its own."""
     for ns in (NODE_A, NODE_B):
         ip("-n", ns, "link", "add", "link", "lower0", "name", "mvt0", "type", "macvtap", "mode", "bridge")
     index = _index_of(NODE_A, "mvt0")
     assert index == _index_of(NODE_B, "mvt0")
-    devs = [subprocess.run(["ip", "netns", "exec", ns, "cat", f"/sys/class/net/mvt0/macvtap/tap{index}/dev"],
-                           check=True, capture_output=True, text=True).stdout.strip() for ns in (NODE_A, NODE_B)]
-    st = os.stat(f"/dev/tap{index}")
-    assert f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}" == devs[0] != devs[1]
+    devs = [_sysfs_dev(ns, "mvt0", index) for ns in (NODE_A, NODE_B)]
+    assert _node_of(f"/dev/tap{index}") == devs[0] != devs[1]
 
 
 def test_allocate_never_hands_out_another_namespaces_tap(two_nodes: None) -> None:
     ip("-n", NODE_A, "link", "add", "link", "lower0", "name", "mvt0", "type", "macvtap", "mode", "bridge")
     clashed = _index_of(NODE_A, "mvt0")
+    assert clashed == FIRST_INDEX and _node_of(f"/dev/tap{clashed}") == _sysfs_dev(NODE_A, "mvt0", clashed)
     r = subprocess.run(["ip", "netns", "exec", NODE_B, sys.executable, "-c", ALLOCATE], check=False, capture_output=True,
                        text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert r.returncode == 0, r.stderr
