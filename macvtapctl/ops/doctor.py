@@ -172,6 +172,9 @@ def run(kube: Kube, *, vm: tuple[str, str] | None = None,
     """Every finding (or only those on one VM's chain), and what they were read from; with `dhcp_resource`, each
     node's DHCP probe on that resource too."""
 
+    if vm is not None and kube.get_or_none(VIRTUAL_MACHINE, vm[1], vm[0]) is None:
+        # Before the cluster-wide read: a mistyped name is one request, not a whole snapshot.
+        raise NotFoundError(f'virtualmachine.kubevirt.io "{vm[1]}" not found in namespace "{vm[0]}"')
     s = snapshot(kube)
     if dhcp_resource is not None:
         probe_dhcp(kube, s, dhcp_resource, agentm.METRICS_PORT)
@@ -179,8 +182,7 @@ def run(kube: Kube, *, vm: tuple[str, str] | None = None,
     if vm is not None:
         ns, name = vm
         target = next((v for v in s.vms if v["metadata"]["name"] == name and v["metadata"]["namespace"] == ns), None)
-        if target is None:
-
+        if target is None:  # deleted since
             raise NotFoundError(f'virtualmachine.kubevirt.io "{name}" not found in namespace "{ns}"')
         findings = doctor.narrow(findings, doctor.chain_of(target, s))
     return findings, s

@@ -35,7 +35,11 @@ class Server:
             def do_GET(self) -> None:
                 path = self.path.split("?")[0]
                 outer.seen.append((path, self.client_address[1]))
-                body = json.dumps({"kind": "List", "metadata": {}, "items": LISTS.get(path, [])}).encode()
+                if path in LISTS:
+                    body = json.dumps({"kind": "List", "metadata": {}, "items": LISTS[path]}).encode()
+                else:  # an object the server does not have, as the API server says it
+                    body = json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound",
+                                       "code": 404, "details": {"name": path.rsplit("/", 1)[-1]}}).encode()
                 self.send_response(200 if path in LISTS else 404)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -94,3 +98,12 @@ def test_exposed_is_one_request(server: tuple[Server, str]) -> None:
     assert r.exit_code == 0, r.stderr
     assert json.loads(r.stdout)["entries"][0]["name"] == "lan0"
     assert srv.paths == ["/api/v1/configmaps"]
+
+
+def test_doctor_of_a_vm_that_does_not_exist_is_one_request(server: tuple[Server, str]) -> None:
+    """`doctor VM` reads the VM first: a mistyped name fails before the cluster-wide read (issue 41)."""
+    srv, cfg = server
+    r = run_cli("--kubeconfig", cfg, "doctor", "nosuch", "-n", "default")
+    assert r.exit_code == 3, r.stderr
+    assert 'virtualmachine.kubevirt.io "nosuch" not found in namespace "default"' in r.stderr
+    assert srv.paths == ["/apis/kubevirt.io/v1/namespaces/default/virtualmachines/nosuch"]
