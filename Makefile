@@ -91,7 +91,7 @@ test: prereqs demo-stopped venv testenv nodeenv $(if $(DEMO_NODE),kubevirtenv) s
 	$(BIN)/pytest
 
 # `make demo` leaves its cluster running, and as root its node; the tests start a node of their own, and a host runs
-# one at a time (tests/node/node.py OWNER): the README's order, demo then test, stops the demo's first and says so.
+# one at a time (tests/harness/node.py OWNER): the README's order, demo then test, stops the demo's first and says so.
 demo-stopped:
 	@if [ -f $(DEVCLUSTER)/node/state.json ]; then \
 	  echo "make test: stopping the cluster make demo left running ($(DEVCLUSTER), make cluster-down): the tests" \
@@ -101,26 +101,26 @@ demo-stopped:
 # Timings live here, never in tests: start-up, rendering, scale reads/writes vs kubectl, CNI and device plugin vs
 # upstream (its Go stand-in without ../shared/upstream), the agent under churn. BENCH_ARGS=--quick: a smoke run.
 bench: venv testenv shim
-	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 # kubevirt: the pinned KubeVirt's CRDs and admission (no KubeVirt components); runtime: a control plane ready for
 # KubeVirt's own components (make kubevirt-up): in-cluster API access, service-account tokens.
 CLUSTER_CRDS ?= kubevirt
 cluster-up: venv controlplane
-	$(BIN)/python tests/controlplane/harness.py up --dir $(DEVCLUSTER) --crds $(CLUSTER_CRDS) $(CLUSTER_IN_CLUSTER)
+	$(BIN)/python -m tests.harness.controlplane up --dir $(DEVCLUSTER) --crds $(CLUSTER_CRDS) $(CLUSTER_IN_CLUSTER)
 
 cluster-down: venv node-down
-	$(BIN)/python tests/controlplane/harness.py down --dir $(DEVCLUSTER)
+	$(BIN)/python -m tests.harness.controlplane down --dir $(DEVCLUSTER)
 
 node-up: PREREQS_FOR = demo
 # A node's pods reach the API server at the `kubernetes` Service, as in a real cluster (the agent's ConfigMap watch).
 node-up: CLUSTER_IN_CLUSTER = --in-cluster
-# NODES=2: a second node in namespaces of its own (tests/node/second_node.py), on the same LAN.
+# NODES=2: a second node in namespaces of its own (tests/harness/second_node.py), on the same LAN.
 NODES ?= 1
 node-up: prereqs cluster-up nodeenv shim
 	@case "$(NODES)" in 1|2) ;; *) echo "NODES=$(NODES): 1 or 2" >&2; exit 2;; esac
-	$(BIN)/python tests/node/node.py up --dir $(DEVCLUSTER)
-	$(if $(filter 2,$(NODES)),$(BIN)/python tests/node/second_node.py up --dir $(DEVCLUSTER))
+	$(BIN)/python -m tests.harness.node up --dir $(DEVCLUSTER)
+	$(if $(filter 2,$(NODES)),$(BIN)/python -m tests.harness.second_node up --dir $(DEVCLUSTER))
 
 # KubeVirt's own virt-operator, virt-api, virt-controller and virt-handler on the real node (root), built here
 # (tests/kubevirt/runtime) and deployed by virt-operator from the KubeVirt CR.
@@ -129,13 +129,13 @@ kubevirtenv: venv
 
 kubevirt-up: CLUSTER_CRDS = runtime
 kubevirt-up: node-up kubevirtenv
-	$(BIN)/python tests/node/kubevirt.py up --dir $(DEVCLUSTER)
+	$(BIN)/python -m tests.harness.kubevirt up --dir $(DEVCLUSTER)
 
 node-down: venv
-	$(BIN)/python tests/node/node.py down --dir $(DEVCLUSTER)
+	$(BIN)/python -m tests.harness.node down --dir $(DEVCLUSTER)
 
 MVC := $(BIN)/macvtapctl --kubeconfig $(DEVCLUSTER)/kubeconfig
-# tests/node/guest.py's containerDisk, imported by kubevirt-up: the demo VM's image.
+# tests/harness/guest.py's containerDisk, imported by kubevirt-up: the demo VM's image.
 DEMO_DISK := localhost/macvtapctl/guest-disk:e2e
 
 KUBECTL := $(DEVCLUSTER)/bin/kubectl --kubeconfig $(DEVCLUSTER)/kubeconfig
@@ -155,7 +155,7 @@ demo: prereqs cluster-up $(if $(DEMO_NODE),kubevirt-up)
 ifeq ($(DEMO_NODE),yes)
 	@echo; echo "+ macvtapctl install --image localhost/macvtapctl/agent:e2e --cni-bin-dir ... --wait   # the real node"; \
 	  $(MVC) install --image localhost/macvtapctl/agent:e2e --cni-bin-dir $(CURDIR)/$(DEVCLUSTER)/node/cni/bin --wait
-	@$(BIN)/python tests/node/kubevirt.py lan-dhcp --dir $(DEVCLUSTER) >/dev/null
+	@$(BIN)/python -m tests.harness.kubevirt lan-dhcp --dir $(DEVCLUSTER) >/dev/null
 	@echo; echo "+ macvtapctl vm create demo-vm --network dataplane --mac auto --image $(DEMO_DISK) --memory 256Mi --apply"; \
 	  $(MVC) vm create demo-vm --network dataplane --mac auto --image $(DEMO_DISK) --memory 256Mi --apply
 	@echo; echo "+ macvtapctl vm check --all"; $(MVC) vm check --all
@@ -165,11 +165,11 @@ ifeq ($(DEMO_NODE),yes)
 	@echo; echo "+ kubectl get vmi demo-vm -o jsonpath='{.status.interfaces}'"; \
 	  $(KUBECTL) get vmi demo-vm -o jsonpath='{.status.interfaces}'; echo
 	@echo; echo "+ the guest leases from the LAN's DHCP server on its macvtap NIC, and the LAN pings it"; \
-	  $(BIN)/python tests/node/kubevirt.py lan-ping demo-vm --dir $(DEVCLUSTER)
+	  $(BIN)/python -m tests.harness.kubevirt lan-ping demo-vm --dir $(DEVCLUSTER)
 ifeq ($(NODES),2)
 	@echo; echo "+ macvtapctl vm migrate demo-vm --check"; $(MVC) vm migrate demo-vm --check
 	@echo; echo "+ macvtapctl vm migrate demo-vm --wait   # to the other node, while the LAN pings it every 10 ms"; \
-	  $(BIN)/python tests/node/kubevirt.py lan-migrate demo-vm --dir $(DEVCLUSTER)
+	  $(BIN)/python -m tests.harness.kubevirt lan-migrate demo-vm --dir $(DEVCLUSTER)
 endif
 	@echo; echo "+ macvtapctl status"; $(MVC) status
 	@echo; echo "+ macvtapctl doctor   # every known cause of a VM without network, with its fix"; $(MVC) doctor

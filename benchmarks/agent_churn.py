@@ -3,7 +3,7 @@ netns, CNI ADD; later CNI DEL, netns gone, the kubelet forgets the device) for a
 
     sudo .venv/bin/python benchmarks/agent_churn.py [--seconds 600] [--pods 200] [--rate 2] [--workers 4]
 
-The kubelet is the stand-in of tests/datapath/kubelet.py (device-plugin registration and pod-resources API, which
+The kubelet is the stand-in of tests/harness/kubelet.py (device-plugin registration and pod-resources API, which
 the agent's reclaim reads); the agent, the shim, links, namespaces and /dev/tapN are real. Reports Allocate and
 ADD p50/p99 under churn, the agent's RSS after warm-up (the first fifth) and at the end, its open fds, and what is
 left once every pod is gone and one reclaim ran: links, namespaces, fds.
@@ -24,10 +24,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from benchmarks.common import REPO, Row, pct, record
-from tests.datapath.kubelet import FakeKubelet
+from tests.harness.kubelet import FakeKubelet
 
 PREFIX = "macvtap.network.kubevirt.io/"
 RESOURCES = [f"churn{i}" for i in range(5)]

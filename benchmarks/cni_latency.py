@@ -23,10 +23,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from macvtapctl.agent.link_name import temporary_link_name  # noqa: E402
+from benchmarks.common import REPO
+from macvtapctl.agent.link_name import temporary_link_name
+from tests.harness.paths import UPSTREAM_BUILD
 
 
 def sh(*args: str) -> None:
@@ -99,7 +98,7 @@ def throughput(plugin: str, n: int, lower: str, socket: str, tag: str) -> float:
 
 def upstream_plugin(work: Path) -> tuple[Path, str]:
     """The real upstream CNI plugin when its source is beside the repository, else the Go stand-in."""
-    built = subprocess.run(["bash", str(REPO / "tests/compat/build.sh")], capture_output=True, text=True, check=False)
+    built = subprocess.run(["bash", str(UPSTREAM_BUILD)], capture_output=True, text=True, check=False)
     if built.returncode == 0:
         return Path(built.stdout.strip().splitlines()[-1]) / "macvtap", "upstream macvtap-cni"
     print(f"upstream source not available ({built.stderr.strip()}): comparing with the Go stand-in")

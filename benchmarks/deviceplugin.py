@@ -3,7 +3,7 @@
     sudo .venv/bin/python benchmarks/deviceplugin.py [runs] [parallel]
 
 Needs root and Go. Upstream is built offline from ../shared/upstream (tests/compat/build.sh) and runs in a
-private mount namespace on a kubelet stand-in, as does the agent (tests/compat/upstream.py); without that source
+private mount namespace on a kubelet stand-in, as does the agent (tests/harness/upstream.py); without that source
 the Go stand-in (benchmarks/go-baseline/cmd/deviceplugin) is used instead, and said so. Reports Allocate p50/p99
 (one device per call, interleaved plugin by plugin), RSS idle, and RSS peak during `parallel` concurrent pod
 starts (Allocate + CNI ADD: the agent's shim, or upstream's CNI binary, whose processes are not counted).
@@ -24,11 +24,9 @@ from typing import Any
 
 import grpc
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from macvtapctl.agent.deviceplugin import api_pb2 as pb  # noqa: E402
-from macvtapctl.agent.deviceplugin import api_pb2_grpc as rpc  # noqa: E402
+from benchmarks.common import REPO
+from macvtapctl.agent.deviceplugin import api_pb2 as pb
+from macvtapctl.agent.deviceplugin import api_pb2_grpc as rpc
 
 
 def rss_kib(pid: int) -> int:
@@ -76,7 +74,7 @@ def start_plugins(work: Path) -> tuple[dict[str, Any], list[Any], str]:
 
     The real upstream device plugin (built from ../shared/upstream, on a kubelet stand-in) when available; the
     Go stand-in (benchmarks/go-baseline) otherwise, said so."""
-    from tests.compat.upstream import PREFIX, DevicePlugin, build_upstream
+    from tests.harness.upstream import PREFIX, DevicePlugin, build_upstream
 
     conf = json.dumps([{"name": "bench", "lowerDevice": "dpbnic0", "capacity": 1000}])
     (work / "a").mkdir()

@@ -39,14 +39,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-for sub in ("tests/node", ""):
-    sys.path.insert(0, str(REPO / sub))
-
-import guest  # noqa: E402
-import l2probe  # noqa: E402
-
-from benchmarks.common import Row, record  # noqa: E402
+from benchmarks.common import Row, record
+from tests.harness import guest, l2probe
 
 PREFIX = "mvb"  # every namespace and link this benchmark makes
 LAN, NODE_A, NODE_B, PEER_A = f"{PREFIX}-lan", f"{PREFIX}-a", f"{PREFIX}-b", f"{PREFIX}-apeer"

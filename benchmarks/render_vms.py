@@ -12,7 +12,6 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 
 def run(count: int, fmt: str, runs: int) -> float:
@@ -28,7 +27,6 @@ def run(count: int, fmt: str, runs: int) -> float:
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else 5
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from benchmarks.common import Row, record
 
     for fmt in ("yaml", "json"):

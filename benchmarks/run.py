@@ -1,6 +1,6 @@
 """`make bench`: every benchmark, then one table of what was compared, with ratios.
 
-    sudo .venv/bin/python benchmarks/run.py [--quick]
+    sudo .venv/bin/python -m benchmarks.run [--quick]
 
 Runs, one after another (never in parallel: they would time each other): start-up (vs kubectl, the small reads on a
 local control plane) and rendering, scale reads and writes and install --wait (vs kubectl, on a local control
@@ -22,8 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from benchmarks.common import REPO, RESULTS_ENV
 
 
@@ -41,16 +39,16 @@ def main() -> None:
     py = sys.executable
     churn = "60" if args.quick else os.environ.get("BENCH_CHURN_SECONDS", "600")
     plan: list[tuple[str, list[str]]] = [
-        ("start-up", [py, "benchmarks/startup.py", "5" if args.quick else "15"]),
-        ("render", [py, "benchmarks/render_vms.py", "1000", "3"]),
-        ("scale", [py, "benchmarks/scale.py", *(["--vms", "1000", "--namespaces", "10", "--nodes", "100",
+        ("start-up", [py, "-m", "benchmarks.startup", "5" if args.quick else "15"]),
+        ("render", [py, "-m", "benchmarks.render_vms", "1000", "3"]),
+        ("scale", [py, "-m", "benchmarks.scale", *(["--vms", "1000", "--namespaces", "10", "--nodes", "100",
                                                  "--nads", "40", "--writes", "200", "--runs", "2"]
                                                 if args.quick else [])]),
-        ("CNI", [py, "benchmarks/cni_latency.py", "50" if args.quick else "200", "20"]),
-        ("device plugin", [py, "benchmarks/deviceplugin.py", "50" if args.quick else "200", "30"]),
-        ("agent at capacity", [py, "benchmarks/agent_churn.py", "--seconds", churn]),
-        ("VM started by KubeVirt", [py, "benchmarks/vm_kubevirt.py", "--runs", "2" if args.quick else "5"]),
-        ("migration, the limit (plain qemu)", [py, "benchmarks/migration.py", "--runs", "1" if args.quick else "3"]),
+        ("CNI", [py, "-m", "benchmarks.cni_latency", "50" if args.quick else "200", "20"]),
+        ("device plugin", [py, "-m", "benchmarks.deviceplugin", "50" if args.quick else "200", "30"]),
+        ("agent at capacity", [py, "-m", "benchmarks.agent_churn", "--seconds", churn]),
+        ("VM started by KubeVirt", [py, "-m", "benchmarks.vm_kubevirt", "--runs", "2" if args.quick else "5"]),
+        ("migration, the limit (plain qemu)", [py, "-m", "benchmarks.migration", "--runs", "1" if args.quick else "3"]),
     ]
     results = Path(tempfile.mkstemp(prefix="bench-", suffix=".jsonl")[1])
     env = {**os.environ, RESULTS_ENV: str(results), "PYTHONPATH": str(REPO)}

@@ -23,8 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from benchmarks.common import REPO, Measured, Row, measured, median, record
 
 RESOURCES = ("lan0", "lan1", "lan2", "lan3", "lan4")

@@ -29,8 +29,6 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from benchmarks.common import REPO, Row, record
 
 GOAL = "<= 2.0x"  # --help and version --client

@@ -9,7 +9,7 @@ With --chain, first prints the real objects of one VM along the chain (VM, launc
 status, the macvtap in the pod, qemu's tap descriptor and command line, the guest's console): docs/vm-on-the-wire.md
 shows such a run.
 
-Starts its own control plane, node and KubeVirt (tests/e2e_kubevirt/runtime.py) and tears them down.
+Starts its own control plane, node and KubeVirt (tests/harness/cluster.py) and tears them down.
 """
 
 from __future__ import annotations
@@ -23,17 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-for sub in ("tests/controlplane", "tests/node", ""):
-    sys.path.insert(0, str(REPO / sub))
-
-from harness import KUBEVIRT_NAMESPACE  # noqa: E402
-
-from benchmarks import vm_on_wire  # noqa: E402
-from benchmarks.common import Row, median, record  # noqa: E402
-from tests.e2e.helpers import POD_NS, Cluster, wait_for  # noqa: E402
-from tests.e2e_kubevirt import runtime  # noqa: E402
-from tests.e2e_kubevirt.vms import (  # noqa: E402
+from benchmarks import vm_on_wire
+from benchmarks.common import Row, median, record
+from tests.e2e_kubevirt.vms import (
     console,
     create_vm,
     lan_ping,
@@ -44,6 +36,8 @@ from tests.e2e_kubevirt.vms import (  # noqa: E402
     wait_stopped,
     wait_vmi_running,
 )
+from tests.harness.cluster import POD_NS, Cluster, lan_dhcp, running_cluster, wait_for
+from tests.harness.controlplane import KUBEVIRT_NAMESPACE
 
 
 def one_vm(c: Cluster, i: int) -> tuple[float, float]:
@@ -149,8 +143,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--chain", action="store_true")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, runtime.kubevirt_cluster(Path(tmp) / "cp") as c, \
-            runtime.lan_dhcp(c):
+    with tempfile.TemporaryDirectory() as tmp, running_cluster(Path(tmp) / "cp", kubevirt=True) as c, \
+            lan_dhcp(c):
         if args.chain:
             print_chain(c)
         running, replied, handmade = [], [], []

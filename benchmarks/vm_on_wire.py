@@ -19,16 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-for sub in ("tests/controlplane", "tests/node", ""):
-    sys.path.insert(0, str(REPO / sub))
+import yaml
 
-import guest  # noqa: E402
-import yaml  # noqa: E402
-from harness import ControlPlane  # noqa: E402
-from node import LAN_PEER_IP, Node  # noqa: E402
-
-from tests.e2e.helpers import NETWORK, Cluster, wait_for  # noqa: E402
+from tests.harness import guest
+from tests.harness.cluster import NETWORK, Cluster, wait_for
+from tests.harness.controlplane import ControlPlane
+from tests.harness.node import LAN_PEER_IP, Node
 
 
 def one_run(c: Cluster, i: int, workdir: Path, chain: bool) -> tuple[float, float]:

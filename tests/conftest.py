@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,9 +10,7 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "controlplane"))
-
-from harness import ControlPlane, kubevirt_pins
+from tests.harness.controlplane import ControlPlane, kubevirt_pins
 
 # tests/compat runs the real upstream macvtap-cni beside the agent (`make compat`): it needs ../shared/upstream,
 # so `make test` never collects it.

@@ -17,7 +17,6 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "controlplane"))
 sys.path.insert(0, str(REPO))
 PAGE = REPO / "docs" / "getting-started.md"
 
@@ -52,7 +51,7 @@ README for pipx, krew and the agent image).
 
 
 def run_steps() -> str:
-    from harness import ControlPlane, kubevirt_pins
+    from tests.harness.controlplane import ControlPlane, kubevirt_pins
 
     pin = kubevirt_pins()[-1]
     with tempfile.TemporaryDirectory(prefix="mvcwalk") as tmp:

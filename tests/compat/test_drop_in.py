@@ -2,7 +2,7 @@
 
 Upstream is built from the vendored source in ../shared/upstream (tests/compat/build.sh). Its device plugin
 hard-codes /var/lib/kubelet/device-plugins, so it runs in a private mount namespace where that path is a bind
-mount of a temporary directory, served by the same kubelet stand-in (tests/datapath/kubelet.py) as the agent.
+mount of a temporary directory, served by the same kubelet stand-in (tests/harness/kubelet.py) as the agent.
 Nothing here is part of `make test`: a clone without ../shared still passes that.
 """
 
@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from macvtapctl.agent.link_name import temporary_link_name
-from tests.compat.upstream import PREFIX, DevicePlugin, build_upstream
 from tests.datapath.helpers import host_mvt_links, ip, returned_links
+from tests.harness.upstream import PREFIX, DevicePlugin, build_upstream
 
 REPO = Path(__file__).resolve().parents[2]
 UPSTREAM_SETTLE = 25.0  # upstream's device-plugin manager waits 10 s before it registers

@@ -7,23 +7,27 @@ runs, and the DEL of a pod the other plugin attached leaves nothing."""
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
-
-from harness import ControlPlane, kubevirt_pins
-from images import AGENT_IMAGE
-from node import Node
-
 from macvtapctl.agent.cni_bin import SHIM_MARKER
 from macvtapctl.kube.resources import CONFIGMAP, DAEMONSET, NAMESPACE, POD
-from tests.compat.upstream_node import CM, CONF, UP_NS, UPSTREAM_IMAGE, upstream_image, upstream_manifest
-from tests.e2e.helpers import CAPACITY, NETWORK, POD_NS, Cluster, lan_ip, no_mvt_links, wait_for
+from tests.harness.cluster import (
+    CAPACITY,
+    NETWORK,
+    POD_NS,
+    Cluster,
+    StartFailed,
+    lan_ip,
+    no_mvt_links,
+    running_cluster,
+    wait_for,
+)
+from tests.harness.images import AGENT_IMAGE
+from tests.harness.upstream_node import CM, CONF, UP_NS, UPSTREAM_IMAGE, upstream_image, upstream_manifest
 
 
 @pytest.fixture(scope="module")
@@ -32,22 +36,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
     if os.geteuid() != 0:
         pytest.fail("the real-node compat tests need root", pytrace=False)
-    cp = ControlPlane(tmp_path_factory.mktemp("switch-controlplane"), kubevirt_version="v1.5.0",
-                      kubevirt_pin=kubevirt_pins()[-1], in_cluster=True)
-    cp.start()
-    node = Node(cp.dir)
     try:
-        node.images.mkdir(parents=True, exist_ok=True)
-        upstream_image(node.images)  # imported with the node's other images
-        node.up()
-        c = Cluster(cp, node)
-        yield c
-        c.teardown()
-    finally:
-        try:
-            node.down()
-        finally:
-            cp.stop()
+        # upstream's image is imported with the node's other images; no plugin deployed: the test deploys upstream.
+        with running_cluster(tmp_path_factory.mktemp("switch-controlplane"), images=upstream_image, deploy=None) as c:
+            yield c
+    except StartFailed as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 def _pod_mac(i: int) -> str:

@@ -7,23 +7,13 @@ leases the LAN's address for the same MAC and the LAN reaches it."""
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "controlplane"))
-
-from images import AGENT_IMAGE
-
 from macvtapctl import plugins
 from macvtapctl.kube.resources import DAEMONSET
-from tests.compat.upstream_node import UP_NS, deploy_upstream, upstream_image
-from tests.e2e.helpers import Cluster
-from tests.e2e_kubevirt import runtime
 from tests.e2e_kubevirt.vms import (
     create_vm,
     diagnostics,
@@ -35,6 +25,9 @@ from tests.e2e_kubevirt.vms import (
     wait_stopped,
     wait_vmi_running,
 )
+from tests.harness.cluster import Cluster, StartFailed, lan_dhcp, running_cluster
+from tests.harness.images import AGENT_IMAGE
+from tests.harness.upstream_node import UP_NS, deploy_upstream, upstream_image
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +35,10 @@ def kv_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     if os.geteuid() != 0:
         pytest.fail("the KubeVirt compat tests need root", pytrace=False)
     try:
-        with runtime.kubevirt_cluster(tmp_path_factory.mktemp("kubevirt-upstream"), images=upstream_image,
-                                      deploy=deploy_upstream) as c, runtime.lan_dhcp(c):
+        with running_cluster(tmp_path_factory.mktemp("kubevirt-upstream"), kubevirt=True, images=upstream_image,
+                             deploy=deploy_upstream) as c, lan_dhcp(c):
             yield c
-    except runtime.StartFailed as exc:
+    except StartFailed as exc:
         pytest.fail(str(exc), pytrace=False)
 
 

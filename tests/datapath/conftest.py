@@ -47,7 +47,7 @@ def agent(tmp_path_factory: pytest.TempPathFactory, shim: Path) -> Iterator[Agen
     a = Agent(dir=d, socket=str(d / "run" / "cni.sock"), bin_dir=str(d / "bin"), conf_dir=d / "net.d",
               log=d / "agent.log")
     a.conf_dir.mkdir()
-    from tests.datapath.kubelet import FakeKubelet
+    from tests.harness.kubelet import FakeKubelet
 
     a.kubelet = FakeKubelet(d / "kubelet" / "device-plugins")
     a.kubelet.start()

@@ -20,7 +20,7 @@ import pytest
 
 from macvtapctl.agent.link_name import temporary_link_name
 from tests.datapath.helpers import Node, host_mvt_links, ip, run_shim
-from tests.datapath.kubelet import FakeKubelet
+from tests.harness.kubelet import FakeKubelet
 
 PREFIX = "macvtap.network.kubevirt.io/"
 

@@ -1,4 +1,4 @@
-"""The agent image the real node runs (tests/node/images.py, built without a container engine): an OCI archive
+"""The agent image the real node runs (tests/harness/images.py, built without a container engine): an OCI archive
 whose rootfs, unpacked, runs `macvtapctl --help` and `agent --install-cni DIR --install-only` (chroot). Its size
 is printed, not asserted. (`make image` builds the Containerfile with buildah and runs the same two commands.)"""
 
@@ -10,7 +10,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-import images
+from tests.harness import images
 
 REPO = Path(__file__).resolve().parents[2]
 

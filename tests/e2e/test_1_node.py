@@ -16,10 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from harness import NODE_NAME
-from images import AGENT_IMAGE
-
-from tests.e2e.helpers import (
+from tests.harness.cluster import (
     AGENT_NS,
     CAPACITY,
     LOWER,
@@ -35,6 +32,8 @@ from tests.e2e.helpers import (
     pod_netns,
     wait_for,
 )
+from tests.harness.controlplane import NODE_NAME
+from tests.harness.images import AGENT_IMAGE
 
 MAC = "02:00:5e:10:00:01"
 GUIDE_CONF = """[
@@ -73,7 +72,7 @@ def test_a2_nothing_of_the_test_cluster_leaves_this_machine(cluster: Cluster) ->
     (kube-proxy runs on every node)."""
     import socket
 
-    from node import DROP_LINK
+    from tests.harness.node import DROP_LINK
 
     def route(addr: str) -> str:
         out = subprocess.run(["ip", "-j", "route", "get", addr], capture_output=True, text=True, check=True).stdout
@@ -223,7 +222,7 @@ def test_g_expose_and_unexpose_follow_without_restarting_the_agent(cluster: Clus
         # ConfigMaps on its default period (1m): the agent follows the ConfigMap through the API server (issue 27),
         # so the change is served within the kubelet's node-status period (STATUS_PERIOD, what reaches the Node's
         # allocatable) plus 3 s, whatever that period is (issue 37).
-        from node import STATUS_PERIOD
+        from tests.harness.node import STATUS_PERIOD
 
         done = cluster.mvc("expose", "e2elan1", "--name", "second", "--capacity", "3", "--dp-namespace", AGENT_NS,
                            "--wait", "--timeout", f"{STATUS_PERIOD + 3}s")

@@ -2,7 +2,7 @@
 KubeVirt's macvtap binding (domainAttachmentType: tap) does it — qemu in the pod's network namespace, as uid 107,
 the tap fd as its netdev, the guest NIC's MAC equal to the macvtap's, the guest MTU from the pod interface.
 
-The VM manifests come from `macvtapctl vm create`; the pods stand in for virt-launcher (tests/e2e/helpers.py says
+The VM manifests come from `macvtapctl vm create`; the pods stand in for virt-launcher (tests/harness/cluster.py says
 what of the launcher pod they reproduce). The guest kernel is Debian's; its init runs one check and powers off.
 
 A stand-in, kept only for what the KubeVirt suite (tests/e2e_kubevirt, where KubeVirt's own components start the
@@ -19,12 +19,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import guest
 import pytest
 import yaml
-from node import LAN_NETNS, LAN_PEER, LOWER
 
-from tests.e2e.helpers import AGENT_NS, NAD_MTU, NETWORK, Cluster, no_mvt_links, wait_for
+from tests.harness import guest
+from tests.harness.cluster import AGENT_NS, NAD_MTU, NETWORK, Cluster, no_mvt_links, wait_for
+from tests.harness.node import LAN_NETNS, LAN_PEER, LOWER
 
 GUEST_DIR = Path("/var/lib/macvtapctl-e2e/guest")  # readable by qemu's uid, removed by node-down
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.e2e.helpers import Cluster, host_links, wait_for
+from tests.harness.cluster import Cluster, host_links, wait_for
 
 PREFIX = "macvtap.network.kubevirt.io/"
 

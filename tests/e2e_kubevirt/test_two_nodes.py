@@ -1,4 +1,4 @@
-"""Two real nodes on one machine (tests/node/second_node.py: the second in its own namespaces, its lower device on
+"""Two real nodes on one machine (tests/harness/second_node.py: the second in its own namespaces, its lower device on
 the same LAN switch): the agent on both, a VM on each, a resource only one of them has, an agent that dies on one
 of them. What exists only with more than one node (issue 38)."""
 
@@ -10,15 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import l2probe
 import pytest
-from harness import NODE_NAME
-from images import TEST_IMAGE
-from node import LAN_NETNS, LAN_PEER
-from second_node import NAME as NODE_B
 
 from macvtapctl import plugins
-from tests.e2e.helpers import AGENT_NS, NETWORK, POD_NS, RESOURCE, Cluster, doctor_findings, wait_for
 from tests.e2e_kubevirt.vms import (
     create_vm,
     diagnostics,
@@ -32,6 +26,12 @@ from tests.e2e_kubevirt.vms import (
     wait_lease,
     wait_vmi_running,
 )
+from tests.harness import l2probe
+from tests.harness.cluster import AGENT_NS, NETWORK, POD_NS, RESOURCE, Cluster, doctor_findings, wait_for
+from tests.harness.controlplane import NODE_NAME
+from tests.harness.images import TEST_IMAGE
+from tests.harness.node import LAN_NETNS, LAN_PEER
+from tests.harness.second_node import NAME as NODE_B
 
 NODES = [NODE_NAME, NODE_B]
 

@@ -1,6 +1,6 @@
 """VMs that `macvtapctl vm create --apply` wrote and KubeVirt started: virt-controller builds the launcher pod,
 Multus and the agent give it the macvtap link and /dev/tapN, virt-handler and virt-launcher's libvirt start qemu.
-The guest is a containerDisk built here (tests/node/guest.py: Debian's kernel and a busybox initramfs on a
+The guest is a containerDisk built here (tests/harness/guest.py: Debian's kernel and a busybox initramfs on a
 syslinux disk) that asks DHCP for every NIC and prints its leases on the serial console."""
 
 from __future__ import annotations
@@ -10,22 +10,10 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-import guest
 import pytest
-from harness import KUBEVIRT_NAME, KUBEVIRT_NAMESPACE, NODE_NAME
 
 from macvtapctl.agent.deviceplugin.podresources import owned_device_ids
 from macvtapctl.errors import ExitCode
-from tests.e2e.helpers import (
-    AGENT_NS,
-    NETWORK,
-    POD_NS,
-    Cluster,
-    doctor_findings,
-    no_mvt_links,
-    pod_netns,
-    wait_for,
-)
 from tests.e2e_kubevirt.vms import (
     create_vm,
     lan_ping,
@@ -43,6 +31,18 @@ from tests.e2e_kubevirt.vms import (
     wait_stopped,
     wait_vmi_running,
 )
+from tests.harness import guest
+from tests.harness.cluster import (
+    AGENT_NS,
+    NETWORK,
+    POD_NS,
+    Cluster,
+    doctor_findings,
+    no_mvt_links,
+    pod_netns,
+    wait_for,
+)
+from tests.harness.controlplane import KUBEVIRT_NAME, KUBEVIRT_NAMESPACE, NODE_NAME
 
 
 @pytest.mark.timeout(1200)  # the first test also pays for the package fixture: KubeVirt deployed by virt-operator

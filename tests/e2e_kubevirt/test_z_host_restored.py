@@ -1,5 +1,5 @@
 """Last in the package: `uninstall` cleans both nodes; then, the KubeVirt tests' two nodes and control plane
-stopped, the host is as the package found it (tests/node/host_state.py: links, namespaces, routes, mounts, nftables
+stopped, the host is as the package found it (tests/harness/host_state.py: links, namespaces, routes, mounts, nftables
 tables, cgroups, directories, sysctls, processes, /run): `make node-down` leaves nothing behind (issue 38)."""
 
 from __future__ import annotations
@@ -7,9 +7,8 @@ from __future__ import annotations
 import json
 import subprocess
 
-import host_state
-
-from tests.e2e.helpers import AGENT_NS, POD_NS, Cluster, wait_for
+from tests.harness import host_state
+from tests.harness.cluster import AGENT_NS, POD_NS, Cluster, wait_for
 
 
 def test_y_uninstall_cleans_both_nodes(kv_cluster: Cluster) -> None:

@@ -1,5 +1,5 @@
 """The KubeVirt tests' VMs: written by `macvtapctl vm create --apply`, started by KubeVirt, read back from the
-API, the launcher pod, the guest's serial console (tests/node/guest.py prints its DHCP leases and the LAN peers it
+API, the launcher pod, the guest's serial console (tests/harness/guest.py prints its DHCP leases and the LAN peers it
 reached) and the node's links. Not a conftest: the tests import it."""
 
 from __future__ import annotations
@@ -11,11 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import guest
-from harness import NODE_NAME
-from node import LAN_NETNS
-
-from tests.e2e.helpers import NETWORK, POD_NS, Cluster, wait_for
+from tests.harness import guest
+from tests.harness.cluster import NETWORK, POD_NS, Cluster, wait_for
+from tests.harness.controlplane import NODE_NAME
+from tests.harness.node import LAN_NETNS
 
 VMI_TIMEOUT = 300  # TCG: the launcher image is large and the guest boots without KVM
 

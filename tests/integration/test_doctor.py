@@ -13,7 +13,6 @@ import time
 from typing import Any
 
 import pytest
-from harness import binaries
 
 from macvtapctl.errors import ExitCode, NotFoundError
 from macvtapctl.kube.resources import (
@@ -30,6 +29,7 @@ from macvtapctl.kube.resources import (
     VIRTUAL_MACHINE_INSTANCE,
 )
 from tests.conftest import vm_manifest, vmi_of
+from tests.harness.controlplane import binaries
 
 CM = "macvtap-deviceplugin-config"
 RES = "macvtap.network.kubevirt.io"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 
 import pytest
 import yaml
@@ -12,6 +11,7 @@ import yaml
 from macvtapctl.errors import ExitCode
 from macvtapctl.kube.resources import HYPERCONVERGED, KUBEVIRT, VIRTUAL_MACHINE
 from tests.conftest import resource_versions
+from tests.harness.concurrency import all_at_once
 
 RICH_SPEC = {"configuration": {
     "developerConfiguration": {"featureGates": ["Snapshot", "HotplugVolumes"]},
@@ -179,21 +179,12 @@ def test_concurrent_enables_lose_no_binding(control_plane) -> None:
     from macvtapctl.output import Printer
 
     control_plane.reset_kubevirt("v1.4.0", spec=json.loads(json.dumps(RICH_SPEC)))
-    errors: list[BaseException] = []
 
     def one(i: int) -> None:
-        try:
-            with control_plane.kube() as k:
-                enable(k, Printer(io.StringIO(), io.StringIO()), DryRun.NONE, binding_name=f"mvt{i}")
-        except BaseException as exc:
-            errors.append(exc)
+        with control_plane.kube() as k:
+            enable(k, Printer(io.StringIO(), io.StringIO()), DryRun.NONE, binding_name=f"mvt{i}")
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(10)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert all_at_once(one, 10) == []
     bindings = get_kv(control_plane)["spec"]["configuration"]["network"]["binding"]
     assert set(bindings) == {"passt"} | {f"mvt{i}" for i in range(10)}
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 
 import pytest
 import yaml
@@ -19,6 +18,7 @@ from macvtapctl.kube.resources import (
     NETWORK_ADDONS_CONFIG,
 )
 from tests.conftest import resource_versions
+from tests.harness.concurrency import all_at_once
 
 CM = "macvtap-deviceplugin-config"
 
@@ -153,21 +153,12 @@ def test_twenty_concurrent_exposes_leave_twenty_entries(control_plane) -> None:
     from macvtapctl.output import Printer
 
     seed(control_plane, "[]")
-    errors: list[BaseException] = []
 
     def one(i: int) -> None:
-        try:
-            with control_plane.kube() as k:
-                expose(k, Printer(io.StringIO(), io.StringIO()), DryRun.NONE, entry_for(f"eth{i}", None, "bridge", 100))
-        except BaseException as exc:
-            errors.append(exc)
+        with control_plane.kube() as k:
+            expose(k, Printer(io.StringIO(), io.StringIO()), DryRun.NONE, entry_for(f"eth{i}", None, "bridge", 100))
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert all_at_once(one, 20) == []
     assert sorted(e["name"] for e in conf(control_plane)) == sorted(f"eth{i}" for i in range(20))
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 
 import pytest
@@ -13,6 +12,7 @@ from macvtapctl.kube.errors import AlreadyExistsError, StaleError
 from macvtapctl.kube.options import DryRun
 from macvtapctl.kube.resources import CONFIGMAP, Resource
 from macvtapctl.kube.retry import retry_on_conflict
+from tests.harness.concurrency import all_at_once
 
 
 def _cm(name: str, data: dict[str, str] | None = None) -> dict:
@@ -114,7 +114,6 @@ def test_retry_on_conflict_loses_no_update(control_plane, name) -> None:
     """20 concurrent read-modify-write cycles on one ConfigMap all land."""
     with control_plane.kube() as k:
         k.create(CONFIGMAP, _cm(name, {"entries": "[]"}), "default")
-    errors: list[BaseException] = []
 
     def add(i: int) -> None:
         with control_plane.kube() as k:
@@ -125,17 +124,9 @@ def test_retry_on_conflict_loses_no_update(control_plane, name) -> None:
                 k.merge_patch(CONFIGMAP, name, {
                     "metadata": {"resourceVersion": cm["metadata"]["resourceVersion"]},
                     "data": {"entries": json.dumps(entries)}}, "default")
-            try:
-                retry_on_conflict(attempt, what=f"configmap/{name}", attempts=30)
-            except BaseException as exc:  # surfaced below
-                errors.append(exc)
+            retry_on_conflict(attempt, what=f"configmap/{name}", attempts=30)
 
-    threads = [threading.Thread(target=add, args=(i,)) for i in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert all_at_once(add, 20) == []
     with control_plane.kube() as k:
         assert sorted(json.loads(k.get(CONFIGMAP, name, "default")["data"]["entries"])) == list(range(20))
 

@@ -10,7 +10,6 @@ purpose says why in `differs`."""
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime as dt
 import json
 import os
@@ -18,7 +17,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +24,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.harness.standin import ConnectProxy, Loopback
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "corpus-token-1"
@@ -114,13 +114,10 @@ class Seen:
         return sorted((k.lower(), v) for k, v in self.headers if k.lower().startswith("impersonate-"))
 
 
-class StandIn:
+class StandIn(Loopback):
     """Answers GET /version, and an empty list anything else; 401 to a bearer token in `reject`."""
 
     def __init__(self, pki: Pki, host: str = "127.0.0.1", *, cert: tuple[Path, Path] | None = None) -> None:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.sock = socket.create_server((host, 0), family=family)
-        self.port = self.sock.getsockname()[1]
         self.seen: list[Seen] = []
         self.handshakes: list[str | None] = []  # SNI of every TLS handshake, finished or not
         self.reject: set[str] = set()
@@ -130,17 +127,9 @@ class StandIn:
         self.ctx.verify_mode = ssl.CERT_OPTIONAL  # record a client certificate when one is presented
         self.ctx.set_alpn_protocols(["http/1.1"])
         self.ctx.sni_callback = lambda _s, name, _c: self.handshakes.append(name)  # type: ignore[assignment]
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__(host)
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
-
-    def _one(self, raw: socket.socket) -> None:
+    def handle(self, raw: socket.socket, n: int) -> None:
         raw.settimeout(10)
         try:
             first = raw.recv(1, socket.MSG_PEEK)
@@ -194,77 +183,8 @@ class StandIn:
     def versions(self) -> list[Seen]:
         return [s for s in self.seen if " /version" in s.line]
 
-    def close(self) -> None:
-        self.sock.close()
 
 
-class Proxy:
-    """An HTTP proxy on loopback: records each CONNECT (and its Proxy-Authorization), then joins the client to the
-    stand-in whatever host it names — no name is resolved, nothing leaves the machine."""
-
-    def __init__(self, target_port: int) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.target_port = target_port
-        self.heads: list[str] = []
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
-
-    def _one(self, client: socket.socket) -> None:
-        with client:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = client.recv(65536)
-                if not chunk:
-                    return
-                data += chunk
-            head, _, rest = data.partition(b"\r\n\r\n")
-            self.heads.append(head.decode("latin-1"))
-            if not head.startswith(b"CONNECT "):
-                client.sendall(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            if rest:
-                upstream.sendall(rest)
-            _relay(client, upstream)
-
-    def authorizations(self) -> list[str]:
-        return [line.partition(":")[2].strip() for h in self.heads for line in h.split("\r\n")
-                if line.lower().startswith("proxy-authorization:")]
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def _relay(a: socket.socket, b: socket.socket) -> None:
-    def pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while chunk := src.recv(65536):
-                dst.sendall(chunk)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-
-    t = threading.Thread(target=pump, args=(b, a), daemon=True)
-    t.start()
-    pump(a, b)
-    t.join(5)
-    b.close()
-
-
-# --- The corpus ---------------------------------------------------------------------------------------------------
-@dataclass
 class Env:
     """What a case can build its kubeconfig from."""
 
@@ -273,7 +193,7 @@ class Env:
     server: StandIn
     v6: StandIn | None
     named: StandIn  # a certificate naming only other.test
-    proxy: Proxy
+    proxy: ConnectProxy
 
     def b64(self, data: bytes) -> str:
         return base64.b64encode(data).decode()
@@ -427,7 +347,7 @@ CASES: list[Case] = [
 
 @pytest.fixture(scope="module")
 def kubectl() -> str:
-    from harness import binaries
+    from tests.harness.controlplane import binaries
 
     return str(binaries() / "kubectl")
 
@@ -451,7 +371,7 @@ def env(tmp_path: Path, pki: Pki) -> Iterator[Env]:
     server = StandIn(pki)
     named = StandIn(pki, cert=pki.only_named)
     v6 = StandIn(pki, "::1") if _has_ipv6() else None
-    proxy = Proxy(server.port)
+    proxy = ConnectProxy(target_port=server.port)
     yield Env(tmp_path, pki, server, v6, named, proxy)
     for s in (server, named, proxy, *([v6] if v6 else [])):
         s.close()

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import ControlPlane, kubevirt_pins, select_kubevirt
 
 from macvtapctl.errors import ExitCode, MacvtapctlError
 from macvtapctl.kube.resources import KUBEVIRT, VIRTUAL_MACHINE, Resource
 from macvtapctl.manifests.vm import RUN_STRATEGIES
 from tests.conftest import run_cli
+from tests.harness.controlplane import ControlPlane, kubevirt_pins, select_kubevirt
 
 CLUSTER_INSTANCETYPE = Resource("instancetype.kubevirt.io", "v1beta1", "virtualmachineclusterinstancetypes",
                                 "VirtualMachineClusterInstancetype", namespaced=False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
 import threading
@@ -13,6 +12,7 @@ import pytest
 import yaml
 
 from macvtapctl.errors import ExitCode
+from tests.harness.standin import ConnectProxy
 
 
 def test_version_reports_server_and_kubevirt(cli, admin, control_plane) -> None:
@@ -138,45 +138,6 @@ def test_tls_failure_is_one_line(cli, admin, tmp_path, control_plane) -> None:
     assert r.exit_code == ExitCode.UNREACHABLE
     assert r.stderr.startswith(f"error: TLS handshake with {control_plane.server} failed")
     assert r.stderr.count("\n") == 1
-
-
-class ConnectProxy:
-    """A stand-in HTTP proxy: CONNECT host:port, then bytes both ways. It records each CONNECT's head."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.heads: list[str] = []
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
-
-    def _tunnel(self, client: socket.socket) -> None:
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += client.recv(4096)
-        self.heads.append(head.decode())
-        host, port = head.split()[1].decode().rsplit(":", 1)
-        upstream = socket.create_connection((host, int(port)))
-        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-
-        def pump(src: socket.socket, dst: socket.socket) -> None:
-            with contextlib.suppress(OSError):  # either side gone
-                while data := src.recv(65536):
-                    dst.sendall(data)
-                dst.shutdown(socket.SHUT_WR)
-
-        threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
-        pump(client, upstream)
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def _edited(admin: str, tmp_path: Path, **cluster: str) -> str:

@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from harness import binaries
+
+from tests.harness.controlplane import binaries
+from tools import krew
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tools"))
-import krew  # noqa: E402
 
 
 @pytest.fixture(scope="module")

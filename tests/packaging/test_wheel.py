@@ -14,7 +14,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from harness import binaries
+
+from tests.harness.controlplane import binaries
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,38 +13,26 @@ from macvtapctl.kube.client import Kube
 from macvtapctl.kube.follow import Follow, Mirror
 from macvtapctl.kube.resources import NAD
 from macvtapctl.kube.transport import Endpoint
+from tests.harness.standin import Loopback, read_head
 
 
 def _nad(name: str, version: str) -> dict[str, object]:
     return {"metadata": {"name": name, "resourceVersion": version}}
 
 
-class ApiServer:
+class ApiServer(Loopback):
     """LIST at version 5; the first WATCH sends one event (version 6) and is then reset; later ones send one
     event (version 7) and stay open."""
 
     def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
         self.watches: list[str] = []  # the resourceVersion each WATCH asked for
         self.lists = 0
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
-
-    def _one(self, conn: socket.socket) -> None:
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = conn.recv(65536)
-            if not chunk:
-                return
-            data += chunk
+    def handle(self, conn: socket.socket, n: int) -> None:
+        data = read_head(conn)
+        if not data:
+            return
         target = data.split(b" ", 2)[1].decode()
         query = parse_qs(urlsplit(target).query)
         if "watch" not in query:

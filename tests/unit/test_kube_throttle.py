@@ -1,92 +1,60 @@
 """429 and Retry-After: the client waits as the server asks and sends again; a final answer is not retried.
 
-The server here is a stand-in (http.server): a real kube-apiserver sheds load with 429 only under overload, which a
+The server here is the harness's API stand-in (tests/harness/standin.py): a real kube-apiserver sheds load with 429 only under overload, which a
 test cannot produce on demand."""
 
 from __future__ import annotations
 
-import json
-import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from macvtapctl.errors import MacvtapctlError
 from macvtapctl.kube.client import Kube, retry_delay
 from macvtapctl.kube.options import Connection
 from macvtapctl.kube.resources import VIRTUAL_MACHINE
+from tests.harness.standin import ApiStandIn
 
 
-class Server:
+class Throttling:
+    """Answers `answers` in order (status, headers), then 200."""
+
     def __init__(self) -> None:
-        self.answers: list[tuple[int, dict[str, str]]] = []  # what to answer before a 200
-        self.seen: list[tuple[str, float]] = []
+        self.answers: list[tuple[int, dict[str, str]]] = []
 
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _answer(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                self.rfile.read(length)
-                outer.seen.append((self.command, time.monotonic()))
-                status, headers = outer.answers.pop(0) if outer.answers else (200, {})
-                body = json.dumps({"kind": "Status", "message": "slow down"} if status != 200 else
-                                  {"metadata": {"name": "vm1", "namespace": "default"}}).encode()
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_PATCH = do_POST = _answer
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+    def __call__(self, method: str, path: str) -> tuple[int, dict[str, str], Any]:
+        status, headers = self.answers.pop(0) if self.answers else (200, {})
+        body = {"kind": "Status", "message": "slow down"} if status != 200 else \
+            {"metadata": {"name": "vm1", "namespace": "default"}}
+        return status, headers, body
 
 
 @pytest.fixture
-def server_and_kube(tmp_path: Path) -> Iterator[tuple[Server, Kube]]:
-    server = Server()
-    cfg = {"apiVersion": "v1", "kind": "Config", "current-context": "c",
-           "clusters": [{"name": "c", "cluster": {"server": server.url}}],
-           "users": [{"name": "u", "user": {"token": "t"}}],
-           "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}
-    path = tmp_path / "kubeconfig"
-    path.write_text(yaml.safe_dump(cfg))
-    kube = Kube.connect(Connection(kubeconfig=str(path), request_timeout=10))
-    yield server, kube
+def server_and_kube(tmp_path: Path) -> Iterator[tuple[Throttling, ApiStandIn, Kube]]:
+    script = Throttling()
+    server = ApiStandIn(script)
+    kube = Kube.connect(Connection(kubeconfig=str(server.kubeconfig(tmp_path / "kubeconfig")), request_timeout=10))
+    yield script, server, kube
     kube.close()
-    server.httpd.shutdown()
+    server.close()
 
 
-def test_a_write_throttled_with_retry_after_is_sent_again_after_the_delay(server_and_kube: tuple[Server, Kube]
+def test_a_write_throttled_with_retry_after_is_sent_again_after_the_delay(server_and_kube: tuple[Throttling, ApiStandIn, Kube]
                                                                          ) -> None:
-    server, kube = server_and_kube
-    server.answers = [(429, {"Retry-After": "1"}), (503, {"Retry-After": "1"})]
+    script, server, kube = server_and_kube
+    script.answers = [(429, {"Retry-After": "1"}), (503, {"Retry-After": "1"})]
     vm = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": {"name": "vm1"}}
     assert kube.apply(VIRTUAL_MACHINE, vm, "default")["metadata"]["name"] == "vm1"
-    assert [m for m, _ in server.seen] == ["PATCH"] * 3
-    gaps = [b - a for (_, a), (_, b) in zip(server.seen, server.seen[1:], strict=False)]
+    assert [s.method for s in server.seen] == ["PATCH"] * 3
+    gaps = [b.at - a.at for a, b in zip(server.seen, server.seen[1:], strict=False)]
     assert all(g >= 0.95 for g in gaps), gaps
 
 
-def test_an_error_without_retry_after_is_final(server_and_kube: tuple[Server, Kube]) -> None:
-    server, kube = server_and_kube
-    server.answers = [(500, {})]
+def test_an_error_without_retry_after_is_final(server_and_kube: tuple[Throttling, ApiStandIn, Kube]) -> None:
+    script, server, kube = server_and_kube
+    script.answers = [(500, {})]
     with pytest.raises(MacvtapctlError, match="HTTP 500"):
         kube.get(VIRTUAL_MACHINE, "vm1", "default")
     assert len(server.seen) == 1

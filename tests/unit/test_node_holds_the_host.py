@@ -1,4 +1,4 @@
-"""One test node per host (tests/node/node.py): a second `up` beside a running one — `make test` after `make demo`
+"""One test node per host (tests/harness/node.py): a second `up` beside a running one — `make test` after `make demo`
 — refuses in one line naming `make cluster-down`, having changed nothing, so that its clean-up cannot tear down
 the first node's LAN, links or pods (issue 37)."""
 
@@ -7,14 +7,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
-
-from node import HostTaken, Node
+from tests.harness.node import HostTaken, Node
 
 
 def _running_node(d: Path, pid: int) -> Node:

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tools"))
+from tools import prereqs
 
-import prereqs  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 ALL_PATHS = {p for n in prereqs.NEEDS for p in n.paths}
 ALL_COMMANDS = {n.command for n in prereqs.NEEDS if n.command}
@@ -94,7 +93,7 @@ def test_an_unknown_purpose_is_refused() -> None:
 
 def test_the_cli_refuses_in_seconds_without_root_and_installs_nothing() -> None:
     # As a non-root user would run it (geteuid faked; --dry-run so nothing could be installed anyway).
-    probe = ("import os, sys; os.geteuid = lambda: 1000; sys.path.insert(0, 'tools'); import prereqs; "
+    probe = ("import os, sys; os.geteuid = lambda: 1000; from tools import prereqs; "
              "sys.exit(prereqs.main(['test', '--dry-run']))")
     r = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=30,
                        env={"PATH": "/usr/bin:/bin"}, check=False)

@@ -18,6 +18,7 @@ from macvtapctl.kube.errors import Request, from_transport
 from macvtapctl.kube.resources import NAD
 from macvtapctl.kube.transport import Endpoint
 from macvtapctl.kube.wire import Wire
+from tests.harness.standin import ConnectProxy, Loopback, read_head
 
 Handler = Callable[[socket.socket, int], None]  # (accepted socket, index of the connection)
 
@@ -26,39 +27,24 @@ def wire(server: str, **kw: object) -> Wire:
     return Wire(Endpoint(server=server, **kw))  # type: ignore[arg-type]
 
 
-class RawServer:
-    """A TCP server on loopback whose handler writes exactly what the test wants."""
+class RawServer(Loopback):
+    """A TCP server on loopback whose handler writes exactly what the test wants (given the connection and its
+    number, from 1)."""
 
     def __init__(self, handler: Handler) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
         self.requests: list[bytes] = []
         self.handler = handler
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self.handler, args=(conn, self.connections), daemon=True).start()
+    def handle(self, conn: socket.socket, n: int) -> None:
+        self.handler(conn, n)
 
     def read_request(self, conn: socket.socket) -> bytes:
         """The request head (these tests send no bodies but where they say so)."""
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = conn.recv(65536)
-            if not chunk:
-                return b""
-            data += chunk
-        self.requests.append(data)
+        data = read_head(conn)
+        if data:
+            self.requests.append(data)
         return data
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def ok(body: bytes = b'{"kind":"Status"}', *, close: bool = False) -> bytes:
@@ -302,42 +288,15 @@ def test_an_early_answer_to_an_upload_is_the_answer_not_a_broken_pipe(serve: Cal
     assert resp.status == 413 and b"too large" in resp.data
 
 
-class ConnectRecorder:
-    """An HTTP proxy on loopback that records each request head and answers with `status`."""
-
-    def __init__(self, status: bytes) -> None:
-        self.heads: list[bytes] = []
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.status = status
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
-                self.heads.append(data)
-                conn.sendall(b"HTTP/1.1 " + self.status + b"\r\nContent-Length: 0\r\n\r\n")
-
-
 def test_connect_to_an_ipv6_server_is_bracketed_and_the_proxy_password_never_printed() -> None:
-    proxy = ConnectRecorder(b"407 Proxy Authentication Required")
+    proxy = ConnectProxy(answer=b"407 Proxy Authentication Required")
     try:
         with pytest.raises(Exception) as err:
             wire("https://[fd00::1]:6443", proxy=f"http://user:s3cret@127.0.0.1:{proxy.port}").request(
                 "GET", "/version", body=None, headers={}, timeout=5)
     finally:
-        proxy.sock.close()
-    head = proxy.heads[0].decode()
+        proxy.close()
+    head = proxy.heads[0]
     assert head.startswith("CONNECT [fd00::1]:6443 HTTP/1.")
     assert "Proxy-Authorization: Basic dXNlcjpzM2NyZXQ=" in head  # to the proxy: base64 of user:s3cret
     mapped = from_transport(err.value, Request("get", NAD), "https://[fd00::1]:6443", None)

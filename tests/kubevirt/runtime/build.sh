@@ -7,7 +7,7 @@
 #   Usage: build.sh [VERSION]   (default: KUBEVIRT_RUNTIME_VERSION in tests/controlplane/pins.env, v1.7.0)
 # Cached under ~/.cache/macvtapctl-testenv/kubevirt-runtime-<version>-<hash of the recipe files>/, prints that
 # directory on its last line. The Debian root filesystems are cached on their own, by suite and package list
-# (tests/kubevirt/runtime/images.py). Facts and sources: /work/shared/research/kubevirt-runtime.md.
+# (tests/harness/kubevirt_images.py). Facts and sources: /work/shared/research/kubevirt-runtime.md.
 #
 # The source is the module zip of kubevirt.io/kubevirt, which has no vendor/ and no staging/ but a go.work that
 # points into staging/: so a writable copy without go.work, with its staging modules (kubevirt.io/api,
@@ -31,10 +31,11 @@ if [ "$version" != "${KUBEVIRT_RUNTIME_VERSION:-v1.7.0}" ]; then
   echo "warning: KubeVirt's runtime is built and checked here at ${KUBEVIRT_RUNTIME_VERSION:-v1.7.0} only;" \
     "trying $version" >&2
 fi
-REGISTRY=localhost/kubevirt  # images.py's REGISTRY: the names the images carry
+REGISTRY=localhost/kubevirt  # kubevirt_images.py's REGISTRY: the names the images carry
 cache=${MACVTAPCTL_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/macvtapctl-testenv}
-# Any change to how the runtime is built makes a new directory (images.py imports tests/node/images.py's writer).
-recipe=$(cat "$here/build.sh" "$here/images.py" "$here/../../node/images.py" | sha256sum | cut -c1-12)
+# Any change to how the runtime is built makes a new directory (kubevirt_images.py imports the node images' writer).
+harness=$(cd "$here/../../harness" && pwd)
+recipe=$(cat "$here/build.sh" "$harness/kubevirt_images.py" "$harness/images.py" | sha256sum | cut -c1-12)
 out="$cache/kubevirt-runtime-$version-$recipe"
 # NAME PACKAGE CGO_ENABLED TAGS, in build order (the pure-Go ones first: they share most packages).
 GO_BUILDS=(
@@ -128,7 +129,7 @@ if [ ${#need[@]} -gt 0 ]; then
 else
   cached $BINARIES
 fi
-images=(python3 "$here/images.py")
+images=(env -C "$here/../../.." python3 -m tests.harness.kubevirt_images)
 # The infra images take their CA certificates from the handler's root filesystem.
 for base in handler launcher; do
   [ ${#need_images[@]} -gt 0 ] || break  # only the manifest to write

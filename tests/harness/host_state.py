@@ -9,8 +9,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from node import CGROUP_ROOT, HOST_DIRS, SYSCTLS
-from node_init import PRIVATE_DIRS
+from tests.harness.node import CGROUP_ROOT, HOST_DIRS, SYSCTLS
+from tests.harness.node_init import PRIVATE_DIRS
 
 PROCESSES = ("kubelet", "containerd", "containerd-shim-runc-v2", "kube-proxy", "kube-scheduler",
              "kube-controller-manager", "dnsmasq", "qemu-system-x86_64", "virt-handler", "virt-launcher")

@@ -1,11 +1,11 @@
 """KubeVirt's own components on the real node: virt-operator deploys virt-api, virt-controller and virt-handler from
 the KubeVirt CR, with the images built here (tests/kubevirt/runtime) imported into the node's containerd.
 
-    python tests/node/kubevirt.py up [--dir .devcluster]   (after `make node-up` on a control plane started with
+    python -m tests.harness.kubevirt up [--dir .devcluster]   (after `make node-up` on a control plane started with
                                                             --crds runtime; `make kubevirt-up` does all three)
-    python tests/node/kubevirt.py lan-dhcp                 (a DHCP server on the LAN; `make demo`)
-    python tests/node/kubevirt.py lan-ping VM              (the VM's lease, and the LAN pinging it; `make demo`)
-    python tests/node/kubevirt.py lan-migrate VM           (vm migrate --wait under the LAN's pings; make demo NODES=2)
+    python -m tests.harness.kubevirt lan-dhcp                 (a DHCP server on the LAN; `make demo`)
+    python -m tests.harness.kubevirt lan-ping VM              (the VM's lease, and the LAN pinging it; `make demo`)
+    python -m tests.harness.kubevirt lan-migrate VM           (vm migrate --wait under the LAN's pings; make demo NODES=2)
 
 Nothing of KubeVirt is re-implemented: the operator's manifest is KubeVirt's release manifest rendered by its own
 manifest-templator, and everything after it (install strategy, CRDs, webhooks, the components) is virt-operator's.
@@ -23,16 +23,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
-sys.path.insert(0, str(HERE.parent / "controlplane"))
-sys.path.insert(0, str(HERE))
-
-import guest  # noqa: E402
-import images  # noqa: E402
-from harness import KUBEVIRT_NAME, KUBEVIRT_NAMESPACE, NODE_NAME, kubevirt_runtime_version  # noqa: E402
-from node import LAN_NETNS, Node, NodeError  # noqa: E402
-from second_node import SecondNode  # noqa: E402
+from tests.harness import guest, images
+from tests.harness.controlplane import KUBEVIRT_NAME, KUBEVIRT_NAMESPACE, NODE_NAME, kubevirt_runtime_version
+from tests.harness.node import LAN_NETNS, Node, NodeError
+from tests.harness.paths import KUBEVIRT_SRC
+from tests.harness.second_node import SecondNode
 
 REGISTRY = "localhost/kubevirt"
 COMPONENTS = ("virt-operator", "virt-api", "virt-controller", "virt-handler", "virt-launcher")
@@ -46,7 +41,7 @@ OBSOLETE_CPU_MODELS = tuple(f"{m}{v}" for m in ("486", "pentium", "pentium2", "p
 
 def runtime_dir() -> Path:
     """The KubeVirt runtime's images and manifests (built, or found cached, by tests/kubevirt/runtime/build.sh)."""
-    out = subprocess.run(["bash", str(REPO / "tests" / "kubevirt" / "runtime" / "build.sh"),
+    out = subprocess.run(["bash", str(KUBEVIRT_SRC / "runtime" / "build.sh"),
                           kubevirt_runtime_version()], check=True, stdout=subprocess.PIPE, text=True)
     return Path(out.stdout.strip().splitlines()[-1])
 
@@ -106,7 +101,7 @@ class KubeVirt:
                 ctr("images", "import", "--platform", "linux/amd64", str(rt / f"{c}.tar"))
                 # Pinned: the kubelet's image GC must not remove an image no registry can give back.
                 ctr("images", "label", f"{REGISTRY}/{c}:{version}", "io.cri-containerd.pinned=pinned")
-            # The test guest's containerDisk (tests/node/guest.py), the image `make demo` and the tests give VMs.
+            # The test guest's containerDisk (tests/harness/guest.py), the image `make demo` and the tests give VMs.
             ctr("images", "import", "--platform", "linux/amd64", str(disk))
             # Also under its digest, as a registry pull records it: the CRI then reports the container's image
             # as repo@digest, which KubeVirt pins a migration target's containerDisk to (an imported image alone

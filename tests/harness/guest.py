@@ -21,9 +21,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from images import _layer, cache_dir, compile_static, write_oci_archive
+from tests.harness.images import _layer, cache_dir, compile_static, write_oci_archive
+from tests.harness.paths import NODE_SRC
 
-HERE = Path(__file__).resolve().parent
+SOURCES = NODE_SRC / "guest"
 KERNEL_PACKAGE = "linux-image-6.1.0-56-amd64"  # pinned: the guest's kernel and virtio-net modules
 MODULES = ["failover", "net_failover", "virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev",
            "virtio_pci", "virtio_net"]
@@ -52,7 +53,7 @@ def _cpio(entries: list[tuple[str, int, bytes]]) -> bytes:
 
 def artefacts() -> Artefacts:
     """Kernel + initramfs, cached by the kernel package and the guest's sources."""
-    sources = b"".join((HERE / "guest" / f).read_bytes() for f in ("init.sh", "udhcpc.sh", "mvtguest.c"))
+    sources = b"".join((SOURCES / f).read_bytes() for f in ("init.sh", "udhcpc.sh", "mvtguest.c"))
     key = hashlib.sha256(KERNEL_PACKAGE.encode() + sources).hexdigest()[:12]
     out = cache_dir() / f"guest-{key}"
     art = Artefacts(out / "vmlinuz", out / "initramfs.cpio")
@@ -73,9 +74,9 @@ def artefacts() -> Artefacts:
         entries: list[tuple[str, int, bytes]] = [(d, 0o40755, b"") for d in (
             "bin", "dev", "proc", "sys", "lib", "lib/modules", "tmp")]
         entries += [("bin/busybox", 0o100755, busybox.read_bytes()),
-                    ("init", 0o100755, (HERE / "guest" / "init.sh").read_bytes()),
-                    ("bin/udhcpc.sh", 0o100755, (HERE / "guest" / "udhcpc.sh").read_bytes()),
-                    ("bin/mvtguest", 0o100755, compile_static(HERE / "guest" / "mvtguest.c", t / "mvtguest").read_bytes())]
+                    ("init", 0o100755, (SOURCES / "init.sh").read_bytes()),
+                    ("bin/udhcpc.sh", 0o100755, (SOURCES / "udhcpc.sh").read_bytes()),
+                    ("bin/mvtguest", 0o100755, compile_static(SOURCES / "mvtguest.c", t / "mvtguest").read_bytes())]
         entries += [(f"bin/{a}", 0o120777, b"busybox") for a in applets if a != "busybox"]
         for m in MODULES:
             found = next(mods.rglob(f"{m}.ko*"))

@@ -1,11 +1,11 @@
 """KubeVirt's five runtime images, assembled without a registry or a container engine: OCI archives (the format
-tests/node/images.py writes, which `ctr -n k8s.io images import` reads) named localhost/kubevirt/<name>:<version>,
+tests/harness/images.py writes, which `ctr -n k8s.io images import` reads) named localhost/kubevirt/<name>:<version>,
 so that virt-operator finds them with `imageRegistry: localhost/kubevirt`, `imageTag: <version>`.
 
-    python3 images.py rootfs handler|launcher         build the Debian root filesystem if missing; print its path
-    python3 images.py rootfs-path handler|launcher    print where it is cached (built or not)
-    python3 images.py rootfs-suite handler|launcher   print its Debian suite
-    python3 images.py image NAME --version V --bin DIR --src DIR --out DIR
+    python3 -m tests.harness.kubevirt_images rootfs handler|launcher         build the Debian root filesystem if missing; print its path
+    python3 -m tests.harness.kubevirt_images rootfs-path handler|launcher    print where it is cached (built or not)
+    python3 -m tests.harness.kubevirt_images rootfs-suite handler|launcher   print its Debian suite
+    python3 -m tests.harness.kubevirt_images image NAME --version V --bin DIR --src DIR --out DIR
 
 NAME is virt-operator, virt-api, virt-controller, virt-handler or virt-launcher; --bin holds the binaries
 tests/kubevirt/runtime/build.sh compiled, --src is the kubevirt.io/kubevirt module zip's directory, whose small
@@ -68,10 +68,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(REPO))
-
-from tests.node import images as node  # noqa: E402
+from tests.harness import images as node
 
 REGISTRY = "localhost/kubevirt"
 INFRA = {"virt-operator": ["virt-operator", "csv-generator"], "virt-api": ["virt-api"],

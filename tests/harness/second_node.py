@@ -2,8 +2,8 @@
 init of its own (node_init.py), and inside them the same node as the first (node.py: containerd, runc, kubelet,
 kube-proxy, Multus) joined to the same control plane.
 
-    python tests/node/second_node.py up   [--dir .devcluster]   (after `node.py up`; `make node-up NODES=2`)
-    python tests/node/second_node.py down [--dir .devcluster]   (node.py down runs it first)
+    python -m tests.harness.second_node up   [--dir .devcluster]   (after `node.py up`; `make node-up NODES=2`)
+    python -m tests.harness.second_node down [--dir .devcluster]   (node.py down runs it first)
 
 Why namespaces and not a second kubelet beside the first: KubeVirt's virt-handler (hostPID) works through
 /proc/1/root and /proc/1/ns/mnt, the kubelet, containerd and the DaemonSets' hostPaths are per machine, and the
@@ -32,14 +32,9 @@ from urllib.parse import urlsplit
 
 import yaml
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
-sys.path.insert(0, str(HERE.parent / "controlplane"))
-sys.path.insert(0, str(HERE))
-
-import node_init  # noqa: E402
-from harness import _alive, _tail, default_route_ip, issue_client_cert  # noqa: E402
-from node import (  # noqa: E402
+from tests.harness import node_init
+from tests.harness.controlplane import _alive, _tail, default_route_ip, issue_client_cert
+from tests.harness.node import (
     CGROUP_ROOT,
     LAN_NETNS,
     LAN_PEER,
@@ -54,6 +49,7 @@ from node import (  # noqa: E402
     remove_all_but_logs,
     run,
 )
+from tests.harness.paths import REPO
 
 NAME = "macvtap-e2e-b"
 NETNS = "macvtapctl-e2e-b"
@@ -62,6 +58,13 @@ HOST_IP, NODE_IP, LINK_PREFIX = "198.18.0.1", "198.18.0.2", 24
 NODE_POD_SUBNET = "10.88.1.0/24"  # in node.py's POD_RANGES
 NODE_CGROUP = "/macvtapctl-e2e-b"
 LAN_PORT = "port-b"
+
+
+def _with_repo() -> dict[str, str]:
+    """The environment for `python -m tests.harness...` inside the node's namespaces: the repository by its absolute
+    path (the node sees the host's files at the same paths; a working directory does not survive a mount-namespace
+    switch reliably)."""
+    return {**os.environ, "PYTHONPATH": str(REPO)}
 
 
 class SecondNode:
@@ -105,9 +108,9 @@ class SecondNode:
         return path
 
     def _node_py(self, cmd: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*self.enter(), sys.executable, str(HERE / "node.py"), cmd, "--dir", str(self.cluster),
+        return subprocess.run([*self.enter(), sys.executable, "-m", "tests.harness.node", cmd, "--dir", str(self.cluster),
                                "--second", "--name", NAME, "--pod-subnet", NODE_POD_SUBNET, "--cgroup-root",
-                               NODE_CGROUP], cwd=REPO, check=False, text=True)
+                               NODE_CGROUP], env=_with_repo(), check=False, text=True)
 
     # --- up ---
     def up(self) -> None:
@@ -202,9 +205,9 @@ class SecondNode:
             proc = subprocess.Popen(
                 # nsenter joins the prepared network namespace (unshare's --net=FILE would make a new one there).
                 ["nsenter", f"--net=/run/netns/{NETNS}", "--", "unshare", "--pid", "--fork", "--kill-child", "--mount",
-                 "--uts", "--ipc", "--mount-proc", "--propagation", "private", sys.executable, str(HERE / "node_init.py"), "--name", NAME,
+                 "--uts", "--ipc", "--mount-proc", "--propagation", "private", sys.executable, "-m", "tests.harness.node_init", "--name", NAME,
                  "--dir", str(self.dir), "--as", str(self.cluster / "node")],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                env=_with_repo(), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         self.state["unshare"] = proc.pid  # nsenter execs unshare: the same process
         self._save()
         deadline = time.monotonic() + 30

@@ -1,7 +1,7 @@
-"""PID 1 of a second node (tests/node/second_node.py): a kind-like node's init, on this machine's kernel.
+"""PID 1 of a second node (tests/harness/second_node.py): a kind-like node's init, on this machine's kernel.
 
     nsenter --net=/run/netns/NS unshare --pid --fork --mount --uts --ipc --mount-proc --propagation private \
-        python3 node_init.py --name NAME --dir NODE_DIR --as FIRST_NODE_DIR
+        python3 -m tests.harness.node_init --name NAME --dir NODE_DIR --as FIRST_NODE_DIR
 
 It runs in the node's own PID, mount, UTS, IPC and network namespaces, so that what KubeVirt's virt-handler reaches
 through /proc/1 (hostPID: /proc/1/root, /proc/1/ns/mnt) is this node's, not the host's. Before anything starts it

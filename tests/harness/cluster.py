@@ -1,5 +1,7 @@
-"""What the real-node tests do to the cluster: run macvtapctl and kubectl as a user would, make pods, read the
-node. Not a conftest: tests import it."""
+"""The cluster the real-node suites run on, and its one lifecycle: control plane -> node(s) -> (KubeVirt) -> the
+macvtap plugin, torn down in reverse, also after a start that failed half-way (tests/e2e, tests/e2e_kubevirt and
+tests/compat all start theirs here). `Cluster` is what the tests do to it: run macvtapctl and kubectl as a user
+would, make pods, read the node."""
 
 from __future__ import annotations
 
@@ -8,17 +10,19 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import NODE_NAME, ControlPlane
-from images import AGENT_IMAGE, TEST_IMAGE
-from node import LAN_NETNS, LAN_PEER_IP, LOWER, Node, NodeError
-from second_node import SecondNode
-
 from macvtapctl.kube.resources import CONFIGMAP, DAEMONSET, NODE, Resource
+from tests.harness import host_state
+from tests.harness.controlplane import NODE_NAME, ControlPlane, kubevirt_pins, kubevirt_runtime_version
+from tests.harness.images import AGENT_IMAGE, TEST_IMAGE
+from tests.harness.kubevirt import KubeVirt
+from tests.harness.node import LAN_NETNS, LAN_PEER_IP, LOWER, Node, NodeError
+from tests.harness.second_node import SecondNode
 
 POD = Resource("", "v1", "pods", "Pod")
 RESOURCE = "macvtap.network.kubevirt.io/dataplane"
@@ -82,7 +86,7 @@ class Cluster:
     def __init__(self, cp: ControlPlane, node: Node, second: SecondNode | None = None) -> None:
         self.cp = cp
         self.node = node
-        self.second = second  # a second node in its own namespaces (tests/node/second_node.py), or None
+        self.second = second  # a second node in its own namespaces (second_node.py), or None
         self.close: Callable[[], None] = lambda: None  # stops it all, once (the fixture's teardown sets it)
         self.host_before: dict[str, Any] = {}  # host_state.snapshot() before anything started
         self.kubeconfig = str(cp.admin_kubeconfig)
@@ -289,3 +293,87 @@ def lower_index() -> int:
     return int(Path(f"/sys/class/net/{LOWER}/ifindex").read_text())
 
 
+
+
+class StartFailed(Exception):
+    """A real part did not start: the message says which, and where its logs are."""
+
+
+@contextmanager
+def running_cluster(workdir: Path, *, kubevirt: bool = False, nodes: int = 1,
+                    images: Callable[[Path], object] | None = None,
+                    deploy: Callable[[Cluster], None] | None = Cluster.deploy) -> Iterator[Cluster]:
+    """A control plane of its own in `workdir` (what one suite deploys never leaks into another's), the real node
+    (`nodes`: 2 adds the second, in its own namespaces on the same LAN), with `kubevirt` KubeVirt's own components
+    deployed by virt-operator; `images` builds more images into the node's image directory (imported with the
+    others); `deploy` puts the macvtap plugin on it (by default the agent, as `macvtapctl install` does; None:
+    nothing). StartFailed names the part that did not start. The cluster's `close()` stops it all, once (also on
+    exit), whatever was started."""
+    before = host_state.snapshot()
+    if kubevirt:
+        version = kubevirt_runtime_version()
+        cp = ControlPlane(workdir, kubevirt_version=version, crds="runtime", kubevirt_pin=version)
+    else:
+        # in_cluster: the agent follows its ConfigMap through the `kubernetes` Service, as in a real cluster.
+        cp = ControlPlane(workdir, kubevirt_version="v1.5.0", kubevirt_pin=kubevirt_pins()[-1], in_cluster=True)
+    try:
+        cp.start()
+    except Exception as exc:
+        cp.stop()
+        raise StartFailed(f"local control plane did not start: {exc}") from exc
+    node = Node(cp.dir)
+    c = Cluster(cp, node, SecondNode(cp.dir) if nodes == 2 else None)
+    c.host_before = before
+    what = "the real node"
+    try:
+        if images is not None:
+            node.images.mkdir(parents=True, exist_ok=True)
+            images(node.images)
+        node.up()
+        if c.second is not None:
+            what = "the second node"
+            c.second.up()
+        if kubevirt:
+            what = "KubeVirt on the real node"
+            KubeVirt(cp.dir).up()
+        if deploy is not None:
+            what = "the macvtap plugin"
+            deploy(c)
+    except Exception as exc:
+        try:
+            node.down()  # the second node first (node.py)
+        finally:
+            cp.stop()
+        raise StartFailed(f"{what} did not start: {exc}\n(logs: {node.dir})") from exc
+    closed = False
+
+    def close() -> None:
+        nonlocal closed
+        if closed:
+            return
+        closed = True
+        try:
+            if kubevirt:  # VMs first: their controller would start a new launcher for every pod the teardown deletes
+                c.kubectl("delete", "vm", "--all", "-n", POD_NS, "--wait=true", timeout=180, check=False)
+            c.teardown()
+        finally:
+            try:
+                node.down()  # the second node first (node.py)
+            finally:
+                cp.stop()
+
+    c.close = close
+    try:
+        yield c
+    finally:
+        close()
+
+
+@contextmanager
+def lan_dhcp(c: Cluster) -> Iterator[Path]:
+    """The LAN's DHCP server (dnsmasq on the LAN namespace's interface, node.py); yields its lease file."""
+    leases = c.node.start_lan_dhcp()
+    try:
+        yield leases
+    finally:
+        c.node.stop_lan_dhcp()

@@ -6,22 +6,18 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import sys
 import tarfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
-
-from images import _layer, write_oci_archive
-
-from tests.compat.upstream import build_upstream
-from tests.e2e.helpers import CAPACITY, LOWER, NAD_MTU, NETWORK, Cluster, wait_for
+from tests.harness.cluster import CAPACITY, LOWER, NAD_MTU, NETWORK, Cluster, wait_for
+from tests.harness.images import _layer, write_oci_archive
+from tests.harness.paths import REPO
+from tests.harness.upstream import build_upstream
 
 UP_NS = "kubevirt-macvtap"
 CM = "macvtap-deviceplugin-config"
 UPSTREAM_IMAGE = "quay.io/kubevirt/macvtap-cni:compat"
 CONF = json.dumps([{"name": NETWORK, "lowerDevice": LOWER, "mode": "bridge", "capacity": CAPACITY}])
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _upstream_source() -> Path:

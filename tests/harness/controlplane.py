@@ -4,8 +4,8 @@ Built from the Go module proxy by build.sh; TLS with a throwaway CA; RBAC on; an
 unprivileged user kubeconfig; the CRDs and validating admission of a pinned KubeVirt release
 (tests/kubevirt), the NAD and CNAO CRDs; a KubeVirt CR with a chosen status.observedKubeVirtVersion.
 
-    python tests/controlplane/harness.py up [--dir .devcluster] [--kubevirt-version v1.7.0] [--crds minimal]
-    python tests/controlplane/harness.py down [--dir .devcluster]
+    python -m tests.harness.controlplane up [--dir .devcluster] [--kubevirt-version v1.7.0] [--crds minimal]
+    python -m tests.harness.controlplane down [--dir .devcluster]
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from typing import Any
 
 import yaml
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
-MINIMAL_CRDS = HERE / "crds"
+from tests.harness.paths import CONTROLPLANE_SRC, KUBEVIRT_SRC
+
+MINIMAL_CRDS = CONTROLPLANE_SRC / "crds"
 SERVICE_RANGE = "10.0.0.0/24"  # --service-cluster-ip-range
 API_SERVICE_IP = "10.0.0.1"  # the `kubernetes` Service: the first address of SERVICE_RANGE
 KUBEVIRT_NAMESPACE = "kubevirt"
@@ -43,7 +43,7 @@ NODE_NAME = "macvtap-e2e"  # the real node of tests/node (make node-up)
 
 def _pins() -> dict[str, str]:
     out: dict[str, str] = {}
-    for line in (HERE / "pins.env").read_text().splitlines():
+    for line in (CONTROLPLANE_SRC / "pins.env").read_text().splitlines():
         if "=" in line and not line.lstrip().startswith("#"):
             key, _, value = line.partition("=")
             out[key.strip()] = value.strip().strip('"')
@@ -85,14 +85,14 @@ def select_kubevirt(requested: str | None) -> tuple[str, str]:
 
 def kubevirt_fixture(pin: str) -> Path:
     """Build (or find cached) the KubeVirt fixture for a pin: kvfixture and the CRD files."""
-    out = subprocess.run(["bash", str(REPO / "tests" / "kubevirt" / "build.sh"), pin], check=True,
+    out = subprocess.run(["bash", str(KUBEVIRT_SRC / "build.sh"), pin], check=True,
                          stdout=subprocess.PIPE, text=True)
     return Path(out.stdout.strip().splitlines()[-1])
 
 
 def binaries() -> Path:
     """Build (or find cached) kube-apiserver, etcd and cnitool; return their directory."""
-    out = subprocess.run(["bash", str(HERE / "build.sh")], check=True, stdout=subprocess.PIPE, text=True)
+    out = subprocess.run(["bash", str(CONTROLPLANE_SRC / "build.sh")], check=True, stdout=subprocess.PIPE, text=True)
     return Path(out.stdout.strip().splitlines()[-1])
 
 
@@ -339,7 +339,7 @@ class ControlPlane:
     def _network_flags(self) -> list[str]:
         if self.in_cluster:
             # In-cluster clients (KubeVirt's pods) call the API server as a real cluster's do: at the `kubernetes`
-            # Service, whose endpoint is the node address (tests/node/node.py routes the Service there); the
+            # Service, whose endpoint is the node address (tests/harness/node.py routes the Service there); the
             # ServiceAccount admission gives them their tokens; webhooks and the virt-api APIService are called
             # at their endpoints (there is no kube-proxy on this host for the API server to go through).
             ip = default_route_ip()
@@ -581,7 +581,6 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.path.insert(0, str(REPO))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up")

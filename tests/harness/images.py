@@ -23,8 +23,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
+from tests.harness.paths import NODE_SRC, REPO
+
 PAUSE_IMAGE = "localhost/macvtapctl/pause:e2e"
 TEST_IMAGE = "localhost/macvtapctl/testpod:e2e"
 AGENT_IMAGE = "localhost/macvtapctl/agent:e2e"
@@ -136,7 +136,7 @@ def write_oci_archive(out: Path, ref: str, layers: list[bytes], config: dict[str
 
 def pause_image(out_dir: Path) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
-        binary = compile_static(HERE / "images" / "pause.c", Path(tmp) / "pause").read_bytes()
+        binary = compile_static(NODE_SRC / "images" / "pause.c", Path(tmp) / "pause").read_bytes()
     return write_oci_archive(out_dir / "pause.tar", PAUSE_IMAGE, [_layer([("pause", binary, 0o755)])],
                              {"Entrypoint": ["/pause"]})
 
@@ -145,7 +145,7 @@ def test_image(out_dir: Path) -> Path:
     busybox = Path(shutil.which("busybox") or "/bin/busybox")
     applets = subprocess.run([str(busybox), "--list"], check=True, capture_output=True, text=True).stdout.split()
     with tempfile.TemporaryDirectory() as tmp:
-        taptool = compile_static(HERE / "images" / "taptool.c", Path(tmp) / "taptool").read_bytes()
+        taptool = compile_static(NODE_SRC / "images" / "taptool.c", Path(tmp) / "taptool").read_bytes()
     files: list[tuple[str, bytes | str, int]] = [("bin/busybox", busybox.read_bytes(), 0o755),
                                                  ("usr/local/bin/taptool", taptool, 0o755)]
     files += [(f"bin/{a}", "busybox", 0o777) for a in applets if a != "busybox"]

@@ -2,8 +2,8 @@
 scheduler and controller manager, a default pod network, and a lower device for macvtap whose peer sits in a
 "LAN" network namespace.
 
-    python tests/node/node.py up   [--dir .devcluster]    (needs `make cluster-up` first; root)
-    python tests/node/node.py down [--dir .devcluster]    (also after a failed or half-done `up`)
+    python -m tests.harness.node up   [--dir .devcluster]    (needs `make cluster-up` first; root)
+    python -m tests.harness.node down [--dir .devcluster]    (also after a failed or half-done `up`)
 
 Everything the node changes on the host is recorded in <dir>/node/state.json before it is changed, and `down`
 undoes it: processes, mounts, /var/lib/kubelet, /run/containerd, cgroups, links, namespaces, sysctls.
@@ -25,13 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
-sys.path.insert(0, str(HERE.parent / "controlplane"))
-sys.path.insert(0, str(HERE))
-
-import images  # noqa: E402
-from harness import NODE_NAME, SERVICE_RANGE, _alive, _tail, default_route_ip  # noqa: E402
+from tests.harness import images
+from tests.harness.controlplane import NODE_NAME, SERVICE_RANGE, _alive, _tail, default_route_ip
+from tests.harness.paths import NODE_SRC, REPO
 
 LOWER = "e2elan0"  # the node's "NIC" for macvtap: a veth whose peer is in the LAN namespace
 LAN_NETNS = "macvtapctl-e2e-lan"
@@ -88,7 +84,7 @@ def run(*cmd: str, check: bool = True, quiet: bool = False) -> subprocess.Comple
 
 
 def node_binaries() -> Path:
-    out = subprocess.run(["bash", str(HERE / "build.sh")], check=True, stdout=subprocess.PIPE, text=True)
+    out = subprocess.run(["bash", str(NODE_SRC / "build.sh")], check=True, stdout=subprocess.PIPE, text=True)
     return Path(out.stdout.strip().splitlines()[-1])
 
 
@@ -102,7 +98,7 @@ def node_ip() -> str:
 
 class Node:
     """A node on this machine. The first one (the default) holds the host's namespaces and runs the LAN, the
-    scheduler and the controller manager; a second one (`second`) is run by tests/node/second_node.py inside its
+    scheduler and the controller manager; a second one (`second`) is run by tests/harness/second_node.py inside its
     own namespaces, where the first node's directory shows its own (same paths on every node)."""
 
     def __init__(self, cluster_dir: Path, name: str = NODE_NAME, *, pod_subnet: str = POD_SUBNET,
@@ -514,7 +510,6 @@ state = "{CONTAINERD_STATE}"
         self._wait(f"node {self.name}", ready, None, "kubelet.log", timeout=90)
 
     def _kube(self) -> Any:
-        sys.path.insert(0, str(REPO))
         from macvtapctl.kube.client import Kube
         from macvtapctl.kube.options import Connection
 

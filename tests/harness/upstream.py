@@ -8,16 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.datapath.kubelet import FakeKubelet
+from tests.harness.kubelet import FakeKubelet
+from tests.harness.paths import REPO, UPSTREAM_BUILD
 
-REPO = Path(__file__).resolve().parents[2]
 PREFIX = "macvtap.network.kubevirt.io/"
 
 
 def build_upstream() -> Path:
     """The directory holding upstream's `macvtap` and `macvtap-deviceplugin` (CalledProcessError without the
     source beside the repository)."""
-    out = subprocess.run(["bash", str(REPO / "tests/compat/build.sh")], check=True, capture_output=True,
+    out = subprocess.run(["bash", str(UPSTREAM_BUILD)], check=True, capture_output=True,
                          text=True).stdout.strip().splitlines()[-1]
     return Path(out)
 

@@ -2,7 +2,7 @@
 switch's forwarding table for the VM's MAC (each time it is learnt on another port). Shared by the KubeVirt
 migration test and benchmarks/migration.py (iputils' ping is not on every machine; busybox's cannot go below 1 s).
 
-    python tests/node/l2probe.py ping TARGET INTERVAL DURATION   (in a namespace, as root: JSON on stdout)
+    python -m tests.harness.l2probe ping TARGET INTERVAL DURATION   (in a namespace, as root: JSON on stdout)
 """
 
 from __future__ import annotations
