@@ -11,6 +11,7 @@ import ipaddress
 from macvtapctl import validate
 from macvtapctl.errors import UsageError
 from macvtapctl.manifests.vm import (
+    EVICTION_STRATEGIES,
     POD_NETWORK,
     RUN_STRATEGIES,
     AccessCredential,
@@ -192,6 +193,9 @@ def check_options(opts: VMOptions) -> None:
                                  f"({', '.join(names) or 'none'})")
     if opts.run_strategy not in RUN_STRATEGIES:
         raise UsageError(f'invalid --run-strategy "{opts.run_strategy}": must be one of {", ".join(RUN_STRATEGIES)}')
+    if opts.eviction_strategy is not None and opts.eviction_strategy not in EVICTION_STRATEGIES:
+        raise UsageError(f'invalid --eviction-strategy "{opts.eviction_strategy}": must be one of '
+                         f'{", ".join(EVICTION_STRATEGIES)}')
     if opts.cpu is not None and not 1 <= opts.cpu <= 512:
         raise UsageError(f"invalid --cpu {opts.cpu}: must be from 1 to 512")
     if opts.memory is not None:

@@ -59,7 +59,7 @@ async def run(cfg: AgentConfig) -> None:
         metrics.cni.labels(command=command, result=result).observe(seconds)
 
     server = CniServer(cfg.cni_socket, handle, workers=cfg.workers, observe=observe_cni)
-    handoff = _handoff(registry, metrics.handoffs.inc)
+    handoff = _handoff(registry, metrics.handoffs.inc, metrics.handoffs_reverted.inc)
     watch = _configmap_watch(cfg)
     source = ConfigSource(path=cfg.config_file, api=watch, on_read=metrics.config_read)
     manager = None
@@ -93,7 +93,7 @@ async def run(cfg: AgentConfig) -> None:
             return ok, why
         return manager.readiness() if manager is not None else (True, "ok")
 
-    report = NodeReport(cfg, source)
+    report = NodeReport(cfg, source, handoff.recent if handoff is not None else list)
     health = HealthServer(cfg.metrics_host, cfg.metrics_port, metrics, ready, alive, report=report.latest,
                           probe_dhcp=lambda resource: probe_dhcp(cfg, source, resource)) if cfg.metrics_port else None
     loops = [report.loop] if cfg.report_interval and cfg.metrics_port else []
@@ -110,12 +110,12 @@ async def run(cfg: AgentConfig) -> None:
 FIRST_ANSWER_WAIT = 3.0
 
 
-def _handoff(registry: LinkRegistry, count: Callable[[], None]) -> Any:
+def _handoff(registry: LinkRegistry, count: Callable[[], None], count_revert: Callable[[], None]) -> Any:
     """The migration hand-off (agent/handoff.py); None, said once, where packet sockets are refused."""
-    from macvtapctl.agent.handoff import HandOff, set_link_down
+    from macvtapctl.agent.handoff import HandOff, NamespaceLinks
 
     try:
-        handoff = HandOff(registry, set_link_down, count)
+        handoff = HandOff(registry, NamespaceLinks(), count, count_revert)
     except OSError as exc:
         log.warning("no migration hand-off on this node: cannot open a packet socket (%s; the agent needs "
                     "NET_RAW)", exc)
@@ -165,14 +165,16 @@ def probe_dhcp(cfg: AgentConfig, source: ConfigSource, resource: str) -> tuple[i
 class NodeReport:
     """The node checks `doctor` reads (GET /doctor), run every report_interval in a thread (netlink, sysfs)."""
 
-    def __init__(self, cfg: AgentConfig, source: ConfigSource) -> None:
+    def __init__(self, cfg: AgentConfig, source: ConfigSource,
+                 handoffs: Callable[[], list[dict[str, Any]]] = list) -> None:
         self.cfg = cfg
         self.source = source
+        self.handoffs = handoffs  # read at each request: a hand-off is news the moment it happens
         self.report: dict[str, Any] | None = None
         self.visibility: Any = None  # measured once (it creates a link and a /dev/tapN), when there is a lower
 
     def latest(self) -> dict[str, Any] | None:
-        return self.report
+        return None if self.report is None else {**self.report, "handoffs": self.handoffs()}
 
     def once(self) -> None:
         from macvtapctl.agent import check

@@ -11,16 +11,26 @@ link stays (its pod still owns it until it ends; CNI DEL gives it back).
 Why no arming by the API: only a migration puts a node's VM MAC on the LAN from elsewhere. A host that spoofs the
 MAC takes the LAN's switches with it already; this adds the source node's bridge to what it takes. The measured
 gap (benchmarks/migration.py, docs/migration.md) is the reason for a wire signal over the API's: tens of ms, not
-the seconds of watch latency on a busy node."""
+the seconds of watch latency on a busy node.
+
+Why it is safe to be wrong: a link set down stays watched until its pod ends. If its guest is still here — the
+announcement came from a duplicate MAC elsewhere, or the migration failed after it — the guest keeps writing to
+its now-down macvtap, which the kernel counts as the link's tx_dropped; at REVERT_AFTER frames the agent sets the
+link up again, says so (log, metric, the node report), and the VM is back on its NIC. A successful migration
+never trips it: the source guest is paused before the target resumes and announces, and writes nothing after."""
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import select
 import socket
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from macvtapctl.agent.link_registry import LinkRegistry
 
@@ -28,16 +38,45 @@ log = logging.getLogger(__name__)
 
 ETH_P_ARP, ETH_P_RARP = 0x0806, 0x8035
 PACKET_OUTGOING = 4  # linux/if_packet.h: sent by this host (a local guest's own announcement on a target node)
+REVERT_AFTER = 3  # frames the guest wrote to its down link: it still runs here (one could be a flushed queue)
+WATCH_EVERY = 0.2  # seconds between reads of the watched links' counters
+RECENT = 32  # hand-offs and reverts kept for the node report
+
+
+class Links(Protocol):
+    """What the hand-off does to a pod's macvtap (by its pod namespace, name and MAC, which must still match)."""
+
+    def down(self, netns: str, ifname: str, mac: str) -> int | None:
+        """Set it down; its tx_dropped then, or None when it is gone (or has another MAC now)."""
+
+    def dropped(self, netns: str, ifname: str, mac: str) -> int | None:
+        """Its tx_dropped now, or None when it is gone."""
+
+    def up(self, netns: str, ifname: str, mac: str) -> bool:
+        """Set it up again; False when it is gone."""
+
+
+@dataclass
+class Watched:
+    mac: str
+    netns: str
+    ifname: str
+    lower: str
+    dropped: int  # tx_dropped when it was set down
+    since: float  # time.monotonic()
 
 
 class HandOff(threading.Thread):
-    """Watches the node's interfaces for ARP and RARP frames from the LAN; `set_down(netns, ifname, mac)` is called
-    for a link whose MAC one of them comes from, arriving on that link's lower device."""
+    """Watches the node's interfaces for ARP and RARP frames from the LAN: a link whose MAC one of them comes from,
+    arriving on that link's lower device, is set down, then watched until its pod ends (set up again if its guest
+    turns out to be still here)."""
 
-    def __init__(self, registry: LinkRegistry, set_down: Callable[[str, str, str], bool],
-                 on_handoff: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, registry: LinkRegistry, links: Links, on_handoff: Callable[[], None] = lambda: None,
+                 on_revert: Callable[[], None] = lambda: None) -> None:
         super().__init__(name="handoff", daemon=True)
-        self.registry, self.set_down, self.on_handoff = registry, set_down, on_handoff
+        self.registry, self.links, self.on_handoff, self.on_revert = registry, links, on_handoff, on_revert
+        self.watched: dict[tuple[str, str], Watched] = {}
+        self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=RECENT)
         self.socks = [socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(proto))
                       for proto in (ETH_P_ARP, ETH_P_RARP)]
         self.stop_r, self.stop_w = os.pipe()
@@ -45,7 +84,7 @@ class HandOff(threading.Thread):
     def run(self) -> None:
         by_fd = {s.fileno(): s for s in self.socks}
         while True:
-            ready, _, _ = select.select([*by_fd, self.stop_r], [], [])
+            ready, _, _ = select.select([*by_fd, self.stop_r], [], [], WATCH_EVERY if self.watched else None)
             if self.stop_r in ready:
                 return
             for fd in ready:
@@ -56,6 +95,8 @@ class HandOff(threading.Thread):
                 if addr[2] == PACKET_OUTGOING or len(frame) < 12:
                     continue
                 self.seen(frame[6:12].hex(":"), addr[0])
+            if self.watched:
+                self.check()
 
     def seen(self, mac: str, interface: str) -> None:
         where = self.registry.attached_to(mac)
@@ -63,12 +104,42 @@ class HandOff(threading.Thread):
         # node talks to its VMs through, docs/vm-on-the-wire.md) receives the VM's frames locally, not from the LAN.
         if where is None or where[2] != interface:
             return
-        netns, ifname, _ = where
-        if self.set_down(netns, ifname, mac):
-            self.registry.detach(netns, ifname)
-            self.on_handoff()
-            log.info("hand-off: %s announced from the LAN on %s (the VM runs on another node now): %s in %s set "
-                     "down, so this node's other VMs reach it there", mac, interface, ifname, netns)
+        netns, ifname, lower = where
+        dropped = self.links.down(netns, ifname, mac)
+        if dropped is None:
+            return
+        self.registry.detach(netns, ifname)
+        self.watched[(netns, ifname)] = Watched(mac, netns, ifname, lower, dropped, time.monotonic())
+        self._event("handoff", mac, netns, ifname)
+        self.on_handoff()
+        log.info("hand-off: %s announced from the LAN on %s (the VM runs on another node now): %s in %s set "
+                 "down, so this node's other VMs reach it there", mac, interface, ifname, netns)
+
+    def check(self) -> None:
+        """Each watched link: gone (its pod ended: the hand-off is over), or its guest still writes (set it up)."""
+        for key, w in list(self.watched.items()):
+            now = self.links.dropped(w.netns, w.ifname, w.mac)
+            if now is None:
+                del self.watched[key]
+            elif now - w.dropped >= REVERT_AFTER:
+                del self.watched[key]
+                if not self.links.up(w.netns, w.ifname, w.mac):
+                    continue
+                self.registry.attach(w.mac, w.netns, w.ifname, w.lower)
+                self._event("reverted", w.mac, w.netns, w.ifname)
+                self.on_revert()
+                log.warning("hand-off reverted: %s in %s is up again — its guest still runs on this node (%d frames "
+                            "written to the down link in %.1fs): the announcement of %s came from elsewhere, a "
+                            "duplicate MAC on the LAN or a migration that failed after it", w.ifname, w.netns,
+                            now - w.dropped, time.monotonic() - w.since, w.mac)
+
+    def _event(self, kind: str, mac: str, netns: str, ifname: str) -> None:
+        self.events.append({"event": kind, "mac": mac, "netns": netns, "ifname": ifname,
+                            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+
+    def recent(self) -> list[dict[str, Any]]:
+        """The last hand-offs and reverts, oldest first (the node report's `handoffs`)."""
+        return list(self.events)
 
     def stop(self) -> None:
         os.write(self.stop_w, b"x")
@@ -79,23 +150,38 @@ class HandOff(threading.Thread):
         os.close(self.stop_w)
 
 
-def set_link_down(netns_path: str, ifname: str, mac: str) -> bool:
-    """Down, if that pod's interface is still there with that MAC (the pod may have ended meanwhile)."""
-    from macvtapctl.agent.netlink import in_namespace
+class NamespaceLinks:
+    """Links in pods' network namespaces, by netlink (agent/netlink)."""
 
-    try:
-        fd = os.open(netns_path, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        with in_namespace(fd) as pod:
-            link = pod.find(ifname)
-            if link is None or link.kind != "macvtap" or link.mac.lower() != mac.lower():
-                return False
-            pod.set_down(link.index)
-            return True
-    except Exception:
-        log.exception("hand-off: cannot set %s in %s down", ifname, netns_path)
-        return False
-    finally:
-        os.close(fd)
+    def down(self, netns: str, ifname: str, mac: str) -> int | None:
+        return self._with(netns, ifname, mac, "down")
+
+    def dropped(self, netns: str, ifname: str, mac: str) -> int | None:
+        return self._with(netns, ifname, mac, None)
+
+    def up(self, netns: str, ifname: str, mac: str) -> bool:
+        return self._with(netns, ifname, mac, "up") is not None
+
+    @staticmethod
+    def _with(netns_path: str, ifname: str, mac: str, change: str | None) -> int | None:
+        from macvtapctl.agent.netlink import in_namespace
+
+        try:
+            fd = os.open(netns_path, os.O_RDONLY)
+        except OSError:
+            return None  # the pod's namespace is gone
+        try:
+            with in_namespace(fd) as pod:
+                link = pod.find(ifname)
+                if link is None or link.kind != "macvtap" or link.mac.lower() != mac.lower():
+                    return None
+                if change == "down":
+                    pod.set_down(link.index)
+                elif change == "up":
+                    pod.set_up(link.index)
+                return link.tx_dropped
+        except Exception:
+            log.exception("hand-off: cannot read or set %s in %s", ifname, netns_path)
+            return None
+        finally:
+            os.close(fd)

@@ -35,6 +35,9 @@ class Metrics:
                                  registry=self.registry)
         self.handoffs = Counter("macvtapctl_migration_handoffs_total", "Links of VMs that moved to another node, "
                                 "set down when the LAN announced them there", registry=self.registry)
+        self.handoffs_reverted = Counter("macvtapctl_migration_handoffs_reverted_total", "Links set down by a "
+                                         "hand-off and up again because their guest still wrote to them (the "
+                                         "announcement came from elsewhere)", registry=self.registry)
 
     def config_read(self, cfg: Any) -> None:
         """A new configuration document was read: a dpconfig.Config, or None when it could not be."""

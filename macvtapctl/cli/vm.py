@@ -101,6 +101,10 @@ def create(
         "--cloud-init-network-data", metavar="BASE64",
         help="Cloud-init network data, base64 (instead of the generated DHCP/static config).")] = None,
     run_strategy: Annotated[str, typer.Option("--run-strategy", help=", ".join(vmm.RUN_STRATEGIES))] = "Always",
+    eviction_strategy: Annotated[str | None, typer.Option(
+        "--eviction-strategy", metavar="|".join(vmm.EVICTION_STRATEGIES),
+        help="What a node drain does to the VM: LiveMigrate moves it (its network too, with the agent); unset: the "
+             "cluster's default.")] = None,
     ssh_key: Annotated[list[str] | None, typer.Option(
         "--ssh-key", metavar="KEY|FILE", help="Authorized SSH public key (or a file of them); repeatable.")] = None,
     user: Annotated[str | None, typer.Option("--user", help="Guest user name (cloud-init).")] = None,
@@ -140,7 +144,8 @@ def create(
         volume_datasource=volume_datasource or [], termination_grace_period=termination_grace_period,
         access_cred=access_cred or [], ga_manage_ssh=ga_manage_ssh, cloud_init=cloud_init,
         cloud_init_user_data=cloud_init_user_data, cloud_init_network_data=cloud_init_network_data,
-        run_strategy=run_strategy, ssh_key=ssh_key or [], user=user, password_file=password_file, ip=ip or [],
+        run_strategy=run_strategy, eviction_strategy=eviction_strategy, ssh_key=ssh_key or [], user=user,
+        password_file=password_file, ip=ip or [],
         mac=mac or [], no_pod_network=no_pod_network, no_network_data=no_network_data, label=label or [],
         node=node, node_selector=node_selector or [], count=count, name_template=name_template,
         binding_name=binding_name, apply=apply, offline=offline, concurrency=concurrency,
@@ -182,6 +187,7 @@ class CreateOptions:
     cloud_init_user_data: str | None = None
     cloud_init_network_data: str | None = None
     run_strategy: str = "Always"
+    eviction_strategy: str | None = None
     ssh_key: list[str] = field(default_factory=list)
     user: str | None = None
     password_file: str | None = None
@@ -263,7 +269,8 @@ class CreateOptions:
             image=image, instancetype=instancetype, preference=preference, disks=disks,
             termination_grace_period=self.termination_grace_period, access_credentials=access_credentials,
             cloud_init=self.cloud_init, ga_manage_ssh=self.ga_manage_ssh, user_data_b64=user_data,
-            network_data_b64=network_data, run_strategy=self.run_strategy, user=self.user, password=password,
+            network_data_b64=network_data, run_strategy=self.run_strategy,
+            eviction_strategy=self.eviction_strategy, user=self.user, password=password,
             ssh_keys=ssh_keys, ips=ips, macs=macs, auto_mac="auto" in self.mac, pod_network=not self.no_pod_network,
             network_data=not self.no_network_data, labels=labels, node_selector=node_selector)
         vmflags.check_options(opts)

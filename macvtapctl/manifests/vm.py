@@ -18,6 +18,8 @@ DEFAULT_IMAGE = "quay.io/kubevirt/fedora-with-test-tooling-container-disk:devel"
 # virtctl create vm's list. WaitAsReceiver is a migration target's state (KubeVirt admits it only with the
 # DecentralizedLiveMigration gate), not one to create a VM in.
 RUN_STRATEGIES = ("Always", "RerunOnFailure", "Manual", "Halted", "Once")
+# What a node drain does to the VM (VMI spec.evictionStrategy); unset: the cluster's default (KubeVirt CR).
+EVICTION_STRATEGIES = ("LiveMigrate", "LiveMigrateIfPossible", "External", "None")
 POD_NETWORK = "default"
 
 
@@ -78,6 +80,7 @@ class VMOptions:
     user_data_b64: str | None = None  # virtctl's --cloud-init-user-data: used as given
     network_data_b64: str | None = None  # virtctl's --cloud-init-network-data: used as given
     run_strategy: str = "Always"
+    eviction_strategy: str | None = None
     user: str | None = None
     password: str | None = None
     ssh_keys: list[str] = field(default_factory=list)
@@ -277,6 +280,8 @@ def render(name: str, opts: VMOptions, *, default_namespace: str = "default") ->
     template_spec: dict[str, Any] = {"domain": domain, "networks": networks, "volumes": volumes}
     if opts.node_selector:
         template_spec["nodeSelector"] = dict(opts.node_selector)
+    if opts.eviction_strategy is not None:
+        template_spec["evictionStrategy"] = opts.eviction_strategy
     if opts.termination_grace_period is not None:
         template_spec["terminationGracePeriodSeconds"] = opts.termination_grace_period
     if opts.access_credentials:

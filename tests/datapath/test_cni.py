@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -519,6 +520,17 @@ def _rarp(mac: str) -> bytes:
             bytes(4) + m + bytes(4) + bytes(18))
 
 
+def _vm_on_the_lan(cnitool: str, agent: Any, node: Node, name: str, device: str, mac: str) -> tuple[socket.socket, int]:
+    """A pod's macvtap with `mac`, attached through the CNI, up; a packet socket on the LAN and the guest's tap."""
+    node.allocate(device)
+    write_conf(agent, name, "1.0.0", deviceID=device)
+    assert run_cnitool(cnitool, agent, "add", name, node.pod_path, args=f"MAC={mac}").code == 0
+    link = node.pod_link("net1")
+    assert link is not None and "UP" in link["flags"]
+    lan = _packet_socket(f"/run/netns/{node.peer_ns}", node.peer)
+    return lan, os.open(f"/dev/tap{link['ifindex']}", os.O_RDWR | os.O_NONBLOCK)
+
+
 def test_a_vm_announced_from_the_lan_takes_its_link_here_down_and_its_own_announcement_does_not(
         cnitool, agent, node: Node) -> None:
     """The migration hand-off (agent/handoff.py): the VM's guest resumed on another node and announced itself
@@ -526,13 +538,7 @@ def test_a_vm_announced_from_the_lan_takes_its_link_here_down_and_its_own_announ
     (so its neighbours on the NIC reach the VM where it runs now). An announcement sent by the local guest (a
     migration target here) and one for another MAC change nothing."""
     mac = "02:00:00:00:00:88"
-    node.allocate("dataplaneMvp8")
-    write_conf(agent, "handoff", "1.0.0", deviceID="dataplaneMvp8")
-    assert run_cnitool(cnitool, agent, "add", "handoff", node.pod_path, args=f"MAC={mac}").code == 0
-    link = node.pod_link("net1")
-    assert link is not None and "UP" in link["flags"]
-    lan = _packet_socket(f"/run/netns/{node.peer_ns}", node.peer)
-    tap = os.open(f"/dev/tap{link['ifindex']}", os.O_RDWR | os.O_NONBLOCK)
+    lan, tap = _vm_on_the_lan(cnitool, agent, node, "handoff", "dataplaneMvp8", mac)
     # The node talking to its VM through a macvlan on the same NIC (docs/vm-on-the-wire.md): the VM's frames reach
     # the shim locally, not from the LAN.
     ip("link", "add", "e2etshim", "link", node.lower, "type", "macvlan", "mode", "bridge")
@@ -549,8 +555,39 @@ def test_a_vm_announced_from_the_lan_takes_its_link_here_down_and_its_own_announ
         while "UP" in (node.pod_link("net1") or {}).get("flags", []) and time.monotonic() < deadline:
             time.sleep(0.02)
         assert "UP" not in (node.pod_link("net1") or {})["flags"], "the announced VM's link stayed up"
+        time.sleep(1.5)  # a guest that moved writes nothing here: the link stays down
+        assert "UP" not in (node.pod_link("net1") or {})["flags"], "the hand-off was reverted without a reason"
     finally:
         ip("link", "del", "e2etshim", check=False)
         os.close(tap)
         lan.close()
     assert run_cnitool(cnitool, agent, "del", "handoff", node.pod_path).code == 0
+
+
+def _wait_flags(node: Node, up: bool, timeout: float = 5) -> bool:
+    deadline = time.monotonic() + timeout
+    while ("UP" in (node.pod_link("net1") or {}).get("flags", [])) != up and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return ("UP" in (node.pod_link("net1") or {}).get("flags", [])) == up
+
+
+def test_a_hand_off_whose_guest_is_still_here_is_reverted(cnitool, agent, node: Node) -> None:
+    """An announcement of a local VM's MAC from the LAN while the VM still runs here (a duplicate MAC elsewhere,
+    or a migration that failed after its guest announced): the link goes down, the guest keeps writing to it, and
+    the agent sets it up again (agent/handoff.py, REVERT_AFTER) — the VM is back on its NIC and the LAN reaches it;
+    a later announcement is acted on again."""
+    mac = "02:00:00:00:00:89"
+    lan, tap = _vm_on_the_lan(cnitool, agent, node, "revert", "dataplaneMvp7", mac)
+    try:
+        lan.send(_rarp(mac))  # from elsewhere on the LAN
+        assert _wait_flags(node, up=False), "the announced VM's link stayed up"
+        for _ in range(5):  # the guest, still running here, sends (ARP requests, as a guest does)
+            os.write(tap, bytes(VNET_HDR) + _rarp(mac))
+            time.sleep(0.05)
+        assert _wait_flags(node, up=True), "the link of a guest that still runs here stayed down"
+        lan.send(_rarp(mac))  # known again: a second announcement is acted on as the first
+        assert _wait_flags(node, up=False), "the link was forgotten after the revert"
+    finally:
+        os.close(tap)
+        lan.close()
+    assert run_cnitool(cnitool, agent, "del", "revert", node.pod_path).code == 0

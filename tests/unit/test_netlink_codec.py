@@ -73,3 +73,19 @@ def test_newlink_from_its_template_is_what_pyroute2_encodes(name: str, lower: in
     msg["attrs"] = attrs
     msg.encode()
     assert codec.newlink_macvtap(seq, name, lower, mode, txqlen, up=up) == bytes(msg.data)
+
+
+def test_tx_dropped_is_read_from_the_64_bit_counters() -> None:
+    """IFLA_STATS64's eighth counter, as pyroute2 encodes the kernel's struct rtnl_link_stats64 (the hand-off
+    watches it: what a guest writes to its down macvtap)."""
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+    msg = ifinfmsg()
+    msg["header"]["type"] = codec.RTM_NEWLINK
+    msg["index"] = 9
+    msg["attrs"] = [("IFLA_IFNAME", "net1"), ("IFLA_STATS64", {"tx_dropped": 2**40 + 3, "rx_dropped": 5,
+                                                                "tx_errors": 11})]
+    msg.encode()
+    (raw,) = list(codec.messages(bytes(msg.data)))
+    link = codec.decode(raw)
+    assert (link.name, link.tx_dropped) == ("net1", 2**40 + 3)

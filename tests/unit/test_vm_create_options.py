@@ -77,6 +77,8 @@ def test_complete_takes_the_mode_the_format_and_only_the_namespace_flag() -> Non
     ({"volume_pvc": ["src:ns/claim"]}, 'invalid --volume-pvc "src:ns/claim": not allowed to specify the namespace'),
     ({"access_cred": ["type:token,src:x"]}, 'invalid --access-cred "type:token,src:x": type must be ssh or password'),
     ({"run_strategy": "Sometimes"}, 'invalid --run-strategy "Sometimes"'),
+    ({"eviction_strategy": "Migrate"}, 'invalid --eviction-strategy "Migrate": must be one of LiveMigrate, '
+                                       'LiveMigrateIfPossible, External, None'),
     ({"name_template": "web"}, 'invalid --name-template "web": it must contain {i}'),
     ({"concurrency": 0}, "invalid --concurrency 0: must be from 1 to 64"),
     ({"offline": True}, "--offline cannot be combined with --apply or --dry-run=server"),

@@ -31,6 +31,14 @@ def test_default_shape_matches_the_seed_example() -> None:
     net = yaml.safe_load(s["volumes"][1]["cloudInitNoCloud"]["networkData"])
     assert net == {"version": 2, "ethernets": {"all": {"match": {"name": "e*"}, "dhcp4": True}}}
     assert vm["spec"]["runStrategy"] == "Always"
+    assert "evictionStrategy" not in s  # unset: the cluster's default decides
+
+
+def test_eviction_strategy_is_the_vmis() -> None:
+    """--eviction-strategy lands where KubeVirt's eviction webhook reads it: the VMI's spec (the template's)."""
+    vm = vmm.render("web", vmm.VMOptions(networks=[vmflags.network_from_nad("dataplane")],
+                                         eviction_strategy="LiveMigrate"))
+    assert spec(vm)["evictionStrategy"] == "LiveMigrate" and "evictionStrategy" not in vm["spec"]
 
 
 @given(st.text(min_size=1, max_size=30), st.text(min_size=1, max_size=30), st.text(min_size=1, max_size=20))

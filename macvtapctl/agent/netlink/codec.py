@@ -38,6 +38,7 @@ IFLA_LINK = 5
 IFLA_TXQLEN = 13
 IFLA_LINKINFO = 18
 IFLA_IFALIAS = 20
+IFLA_STATS64 = 23  # struct rtnl_link_stats64: 64-bit counters, tx_dropped the eighth
 IFLA_INFO_KIND = 1
 NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED / NLA_F_NET_BYTEORDER
 MACVTAP_MODES = ("bridge", "private", "vepa", "passthru")  # pyroute2 encodes MACVLAN_MODE_* from these
@@ -47,6 +48,7 @@ _NLMSGHDR = struct.Struct("=IHHII")
 _IFINFOMSG = struct.Struct("=BxHiII")
 _NLA = struct.Struct("=HH")
 _U32 = struct.Struct("=I")
+_U64 = struct.Struct("=Q")
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ def decode(raw: Raw) -> Link:
     body = _NLMSGHDR.size
     _family, _type, index, flags, _change = _IFINFOMSG.unpack_from(buf, body)
     name = alias = kind = mac = ""
-    mtu = txqlen = lower = 0
+    mtu = txqlen = lower = tx_dropped = 0
     u32 = _U32.unpack_from
     for attr, start, stop in _attrs(buf, body + _IFINFOMSG.size, len(buf)):
         if attr == IFLA_IFNAME:
@@ -121,13 +123,15 @@ def decode(raw: Raw) -> Link:
             txqlen = u32(buf, start)[0]
         elif attr == IFLA_IFALIAS:
             alias = _text(buf, start, stop)
+        elif attr == IFLA_STATS64 and stop - start >= 64:
+            tx_dropped = _U64.unpack_from(buf, start + 7 * 8)[0]
         elif attr == IFLA_LINKINFO:
             for sub, s_start, s_stop in _attrs(buf, start, stop):
                 if sub == IFLA_INFO_KIND:
                     kind = _text(buf, s_start, s_stop)
     return Link(index=index, name=name, kind=kind, mtu=mtu, mac=mac, up=bool(flags & IFF_UP),
                 promisc=bool(flags & IFF_PROMISC), lower_index=lower or None, txqlen=txqlen, alias=alias,
-                loopback=bool(flags & IFF_LOOPBACK))
+                loopback=bool(flags & IFF_LOOPBACK), tx_dropped=tx_dropped)
 
 
 def links_in(buf: bytes) -> list[Link]:

@@ -22,6 +22,7 @@ class Link:
     txqlen: int
     alias: str = ""
     loopback: bool = False
+    tx_dropped: int = 0  # frames the kernel dropped on send: on a down macvtap, what its guest still writes
 
     def is_physical(self, *, veth_is_physical: bool = False) -> bool:
         """A NIC or a bond, as upstream's `[]` mode exposes (not loopback, veth, bridge, VLAN, macvlan, tunnels)."""
