@@ -155,3 +155,11 @@ def outcome(vmim: dict[str, Any], before: dict[str, Any], after: dict[str, Any],
             "failed": bool(state.get("failed")), "failureReason": state.get("failureReason"),
             "macs": {n: {"before": m, "after": macs(after, bindings).get(n, "")}
                      for n, m in macs(before, bindings).items()}}
+
+
+def handoff_events(report: dict[str, Any], macs: set[str], since: str | None) -> list[dict[str, Any]]:
+    """The agent report's hand-offs and reverts of these MACs at or after `since` (RFC 3339, KubeVirt's
+    migration start; the agent's times carry milliseconds, KubeVirt's seconds: compared by the second)."""
+    wanted = {m.lower() for m in macs}
+    return [e for e in report.get("handoffs") or [] if str(e.get("mac", "")).lower() in wanted
+            and (since is None or str(e.get("time", ""))[:19] >= since[:19])]

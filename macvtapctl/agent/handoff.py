@@ -22,6 +22,7 @@ never trips it: the source guest is paused before the target resumes and announc
 from __future__ import annotations
 
 import collections
+import datetime
 import logging
 import os
 import select
@@ -134,8 +135,8 @@ class HandOff(threading.Thread):
                             now - w.dropped, time.monotonic() - w.since, w.mac)
 
     def _event(self, kind: str, mac: str, netns: str, ifname: str) -> None:
-        self.events.append({"event": kind, "mac": mac, "netns": netns, "ifname": ifname,
-                            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        at = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        self.events.append({"event": kind, "mac": mac, "netns": netns, "ifname": ifname, "time": at})
 
     def recent(self) -> list[dict[str, Any]]:
         """The last hand-offs and reverts, oldest first (the node report's `handoffs`)."""

@@ -514,7 +514,10 @@ def migrate(
                 printer.objects([vmim], fmt)
             return
         final, after = ops.follow(kube, vmim, limit, lambda phase: printer.info(f"migration: {phase}"))
-    result = migration.outcome(final, reads.vmi, after, reads.bindings)
+        result = migration.outcome(final, reads.vmi, after, reads.bindings)
+        if result["source"] and result["macs"]:
+            result["handoff"] = ops.handoffs(kube, result["source"], {m["before"] for m in result["macs"].values()},
+                                             result["startTimestamp"])
     _print_outcome(printer, fmt, f"{namespace}/{name}", final, result)
     if result["phase"] == "Failed":
         raise MacvtapctlError(f"migration {final['metadata']['name']} failed: "
@@ -550,3 +553,13 @@ def _print_outcome(printer: Printer, fmt: str, vm: str, final: dict[str, Any], r
     for iface, m in result["macs"].items():
         same = "unchanged" if m["before"] == m["after"] else "CHANGED"
         printer.info(f"  {iface}: MAC {m['before']} before, {m['after']} after ({same})")
+    handoff = result.get("handoff") or {}
+    if "error" in handoff:
+        printer.info(f"  hand-off on node {handoff['node']}: unknown ({handoff['error']})")
+    elif handoff:
+        for e in handoff["events"] or [{"event": "none"}]:
+            printer.info(f"  hand-off on node {handoff['node']}: " + {
+                "handoff": f"{e.get('mac')}'s source link set down at {e.get('time')} (the VM announced itself "
+                           "from its new node)",
+                "reverted": f"{e.get('mac')}'s source link up again at {e.get('time')} (its guest still ran there)",
+            }.get(e["event"], "none reported by the agent (no announcement from the LAN seen)"))

@@ -122,8 +122,9 @@ def _our_agents(s: doctor.Snapshot) -> dict[str, dict[str, Any]]:
     return ours
 
 
-def _proxy_get(kube: Kube, pod: dict[str, Any], port: int, path: str,
-               query: list[tuple[str, str]] | None = None) -> Any:
+def proxy_get(kube: Kube, pod: dict[str, Any], port: int, path: str,
+              query: list[tuple[str, str]] | None = None) -> Any:
+    """GET a path of an agent's health port through the API server's pod proxy (needs get pods/proxy)."""
     ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
     return kube.request("GET", f"/api/v1/namespaces/{ns}/pods/{name}:{port}/proxy/{path}",
                         Request("get", Resource("", "v1", "pods/proxy", "Pod"), ns, name), query=query)
@@ -137,7 +138,7 @@ def probe_dhcp(kube: Kube, s: doctor.Snapshot, resource: str, port: int) -> None
             s.dhcp_probes[node] = {"error": f"the agent pod {pod['metadata']['name']} is not running"}
             continue
         try:
-            s.dhcp_probes[node] = _proxy_get(kube, pod, port, "probe/dhcp", [("resource", resource)])
+            s.dhcp_probes[node] = proxy_get(kube, pod, port, "probe/dhcp", [("resource", resource)])
         except ForbiddenError:
             s.dhcp_probes[node] = {"error": "forbidden: the probe needs get pods/proxy in namespace "
                                             f"{pod['metadata']['namespace']}"}
@@ -160,7 +161,7 @@ def _node_reports(kube: Kube, s: doctor.Snapshot, port: int) -> None:
             continue
         ns = pod["metadata"]["namespace"]
         try:
-            s.reports[name] = _proxy_get(kube, pod, port, "doctor")
+            s.reports[name] = proxy_get(kube, pod, port, "doctor")
         except ForbiddenError:
             s.report_errors[name] = f"forbidden: reading node reports needs get pods/proxy in namespace {ns}"
         except MacvtapctlError as exc:

@@ -103,3 +103,15 @@ def test_the_migration_object_and_the_outcome() -> None:
     out = migration.outcome(vmim, vmi(), after, BINDINGS)
     assert (out["source"], out["node"], out["phase"]) == ("a", "b", "Succeeded")
     assert out["macs"] == {"lan": {"before": "02:00:00:00:00:01", "after": "02:00:00:00:00:01"}}
+
+
+def test_handoff_events_are_the_vms_since_the_migration_started() -> None:
+    report = {"handoffs": [
+        {"event": "handoff", "mac": "02:00:00:00:00:AA", "time": "2026-12-07T09:59:59.900Z"},  # an earlier move
+        {"event": "handoff", "mac": "02:00:00:00:00:aa", "time": "2026-12-07T10:00:04.250Z"},
+        {"event": "handoff", "mac": "02:00:00:00:00:bb", "time": "2026-12-07T10:00:04.300Z"},  # another VM
+        {"event": "reverted", "mac": "02:00:00:00:00:aa", "time": "2026-12-07T10:00:05.000Z"}]}
+    got = migration.handoff_events(report, {"02:00:00:00:00:aa"}, "2026-12-07T10:00:00Z")
+    assert [(e["event"], e["time"]) for e in got] == [("handoff", "2026-12-07T10:00:04.250Z"),
+                                                      ("reverted", "2026-12-07T10:00:05.000Z")]
+    assert migration.handoff_events({}, {"02:00:00:00:00:aa"}, None) == []  # an agent of before the report had them
