@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from macvtapctl import doctor, dpconfig, in_use, plugins
+from macvtapctl import identity
 from macvtapctl.dig import dig
 from macvtapctl.errors import ForbiddenError, MacvtapctlError, NotFoundError, PreconditionError
 from macvtapctl.kube import dpconfigmap
@@ -29,7 +29,7 @@ from macvtapctl.kube.resources import (
     VIRTUAL_MACHINE_INSTANCE,
     Resource,
 )
-from macvtapctl.manifests import agent as agentm
+from macvtapctl.rules import device_plugins, doctor, dpconfig, in_use
 
 
 def _list(kube: Kube, res: Resource, namespace: str | None = None, **kw: Any) -> list[dict[str, Any]]:
@@ -58,9 +58,9 @@ def snapshot(kube: Kube, *, reports: bool = True) -> doctor.Snapshot:
     if target is not None and target.object is not None and target.name != dpconfig.CONFIGMAP_NAME:
         s.cnao_configmap = target.name  # CNAO's devicePluginConfig points at a user-owned ConfigMap
         s.configmaps.insert(0, target.object)
-    found = plugins.find(_list(kube, DAEMONSET))
-    s.agents = [ds for p, ds in found if p.kind == plugins.AGENT]
-    s.upstream = [ds for p, ds in found if p.kind == plugins.UPSTREAM]
+    found = device_plugins.find(_list(kube, DAEMONSET))
+    s.agents = [ds for p, ds in found if p.kind == device_plugins.AGENT]
+    s.upstream = [ds for p, ds in found if p.kind == device_plugins.UPSTREAM]
     have = {(c["metadata"]["namespace"], c["metadata"]["name"]) for c in s.configmaps}
     for p, _ in found:  # a ConfigMap of another name that a plugin reads (CNAO's devicePluginConfig, say)
         if p.configmap and (p.namespace, p.configmap) not in have:
@@ -80,7 +80,7 @@ def snapshot(kube: Kube, *, reports: bool = True) -> doctor.Snapshot:
     s.field_manager = kube.field_manager
     _events(kube, s)
     if reports:
-        _node_reports(kube, s, agentm.METRICS_PORT)
+        _node_reports(kube, s, identity.METRICS_PORT)
     return s
 
 
@@ -177,7 +177,7 @@ def run(kube: Kube, *, vm: tuple[str, str] | None = None,
         raise NotFoundError(f'virtualmachine.kubevirt.io "{vm[1]}" not found in namespace "{vm[0]}"')
     s = snapshot(kube)
     if dhcp_resource is not None:
-        probe_dhcp(kube, s, dhcp_resource, agentm.METRICS_PORT)
+        probe_dhcp(kube, s, dhcp_resource, identity.METRICS_PORT)
     findings = doctor.diagnose(s)
     if vm is not None:
         ns, name = vm

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from macvtapctl import identity, migration
+from macvtapctl import identity
 from macvtapctl.dig import dig
 from macvtapctl.errors import PreconditionError
 from macvtapctl.kube.client import Kube
@@ -13,6 +13,7 @@ from macvtapctl.kube.follow import Watch, until
 from macvtapctl.kube.lookup import find_kubevirts
 from macvtapctl.kube.options import DryRun
 from macvtapctl.kube.resources import NODE, POD, VIRTUAL_MACHINE_INSTANCE, Resource
+from macvtapctl.rules import migration
 
 VIRTUAL_MACHINE_INSTANCE_MIGRATION = Resource("kubevirt.io", "v1", "virtualmachineinstancemigrations",
                                               "VirtualMachineInstanceMigration")

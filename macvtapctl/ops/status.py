@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from macvtapctl import daemonset, doctor, dpconfig, in_use, kubevirt, plugins, validate
+from macvtapctl import validate
 from macvtapctl.dig import dig
 from macvtapctl.kube.client import Kube
-from macvtapctl.manifests import nad as nadm
 from macvtapctl.ops import doctor as doctor_ops
+from macvtapctl.rules import daemonset, device_plugins, doctor, dpconfig, in_use, kubevirt
+from macvtapctl.rules import nad as nadr
 
 
 def collect(kube: Kube) -> dict[str, Any]:
@@ -69,14 +70,14 @@ def _agents(s: doctor.Snapshot) -> list[dict[str, Any]]:
 
     rows = []
     for ds in [*s.agents, *s.upstream]:
-        p = plugins.of(ds)
+        p = device_plugins.of(ds)
         if p is None:
             continue
         _, desired, ready, _ = daemonset.rollout(ds)
         row: dict[str, Any] = {"namespace": p.namespace, "name": p.name, "kind": p.kind, "desired": desired,
                                "ready": ready, "configMap": p.configmap}
-        if p.kind == plugins.AGENT:
-            nodes = plugins.nodes_of(p, s.agent_pods)
+        if p.kind == device_plugins.AGENT:
+            nodes = device_plugins.nodes_of(p, s.agent_pods)
             row["configSources"] = {n: ((s.reports.get(n) or {}).get("configSource") or {}).get("source")
                                     for n in nodes}
         rows.append(row)
@@ -108,9 +109,9 @@ def _nads(s: doctor.Snapshot, cfg: dpconfig.Config | None, advertised: set[str])
 
     names = {e.name for e in dpconfig.usable_entries(cfg)[0]} if cfg is not None else set()
     rows = []
-    for n in sorted((n for n in s.nads if nadm.is_macvtap(n)),
+    for n in sorted((n for n in s.nads if nadr.is_macvtap(n)),
                     key=lambda n: (n["metadata"]["namespace"], n["metadata"]["name"])):
-        res = nadm.resource_of(n)
+        res = nadr.resource_of(n)
         rows.append({"namespace": n["metadata"]["namespace"], "name": n["metadata"]["name"], "resource": res,
                      "exposed": bool(cfg is not None and (cfg.expose_all or res in names)),
                      "advertised": res in advertised})

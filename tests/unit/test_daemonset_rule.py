@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from macvtapctl import daemonset, doctor
+from macvtapctl.rules import daemonset, doctor
 
 
 def ds(generation: int, **status: Any) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from macvtapctl import doctor, dpconfig
+from macvtapctl.rules import doctor, dpconfig
 
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = "macvtap.network.kubevirt.io"

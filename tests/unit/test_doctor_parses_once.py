@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from macvtapctl import doctor, dpconfig
+from macvtapctl.rules import doctor, dpconfig
 
 
 def _snapshot(entries: str) -> doctor.Snapshot:

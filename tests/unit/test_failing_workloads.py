@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from macvtapctl import doctor, failures
+from macvtapctl.rules import doctor, failures
 
 PREFIX = "macvtap.network.kubevirt.io"
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from macvtapctl import doctor, kubevirt
 from macvtapctl.errors import PreconditionError
+from macvtapctl.rules import doctor, kubevirt
 
 
 def cr(version: str, enabled: list[str] | None = None, disabled: list[str] | None = None) -> dict[str, Any]:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from macvtapctl import doctor
+from macvtapctl import identity
 from macvtapctl.manifests import agent as agentm
 from macvtapctl.ops.status import problem, view
+from macvtapctl.rules import doctor
 
 CM = "macvtap-deviceplugin-config"
 DP = "macvtap.network.kubevirt.io/dp"
@@ -38,7 +39,7 @@ def snapshot(kv: dict[str, Any] | None, conf: Any, nads: list[dict[str, Any]], r
                     "observedGeneration": 1}
     node = {"metadata": {"name": "node-a"}, "status": {"capacity": {DP: "100"}, "allocatable": {DP: allocatable}}}
     pod = {"metadata": {"name": "agent-a", "namespace": "macvtap",
-                        "ownerReferences": [{"kind": "DaemonSet", "name": agentm.AGENT_NAME}]},
+                        "ownerReferences": [{"kind": "DaemonSet", "name": identity.AGENT_NAME}]},
            "spec": {"nodeName": "node-a"}, "status": {"phase": "Running"}}
     return doctor.Snapshot(kubevirts=[kv] if kv else [], configmaps=[cm] if conf is not None else [], agents=[ds],
                            agent_pods=[pod], nodes=[node], nads=nads,
@@ -57,7 +58,7 @@ def test_a_complete_chain_has_no_problems_and_doctor_no_error() -> None:
     doc = status_of(s)
     assert doc["problems"] == [] and doc["complete"]
     assert not [f for f in doctor.diagnose(s) if f.severity == doctor.ERROR]
-    assert doc["agents"] == [{"namespace": "macvtap", "name": agentm.AGENT_NAME, "kind": "macvtapctl", "desired": 1,
+    assert doc["agents"] == [{"namespace": "macvtap", "name": identity.AGENT_NAME, "kind": "macvtapctl", "desired": 1,
                               "ready": 1, "configMap": CM, "configSources": {"node-a": "api"}}]
     assert doc["nads"] == [{"namespace": "default", "name": "dp", "resource": "dp", "exposed": True,
                             "advertised": True}]

@@ -16,34 +16,17 @@ from typing import Any
 
 import jsonpointer
 
-from macvtapctl import (
-    daemonset,
-    dpconfig,
-    failures,
-    identity,
-    in_use,
-    kubevirt,
-    migration,
-    nodes,
-    plugins,
-    validate,
-    vmlint,
-)
+from macvtapctl import identity, validate
 from macvtapctl.dig import dig
-from macvtapctl.manifests import agent as agentm
-from macvtapctl.manifests import nad as nadm
+from macvtapctl.rules import daemonset, device_plugins, dpconfig, failures, in_use, kubevirt, migration, nodes, vmlint
+from macvtapctl.rules import nad as nadr
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 SEVERITIES = (ERROR, WARNING, INFO)
-QEMU_UID = identity.QEMU_UID
 UPSTREAM_TEMP_NAME_LIMIT = 10  # name + "Mvp" + index must fit IFNAMSIZ on macvtap-cni <= v0.13.1
 NETWORK_STATUS = "k8s.v1.cni.cncf.io/network-status"
 NETWORKS = "k8s.v1.cni.cncf.io/networks"
-CNI_READS = {"cniVersion", "name", "type", "deviceID", "mtu", "promiscMode", "owner", "group", "capabilities",
-             "runtimeConfig", "args", "prevResult", "plugins", "disableCheck"}
 CNI_IGNORES = ("lowerDevice", "mac", "master", "mode", "ipam")
-# A container waiting for one of these will not start until its image is fixed or published.
-IMAGE_PULL_FAILURES = daemonset.IMAGE_PULL_FAILURES
 HOST_SHIM_RECIPE = ("ip link add mvt-host link LOWER type macvlan mode bridge && ip addr add ADDR dev mvt-host && "
                     "ip link set mvt-host up")
 
@@ -110,7 +93,7 @@ def config_of(s: Snapshot) -> tuple[dict[str, Any] | None, dpconfig.Config | Non
     if not cms:
         return None, None, None
     # Several: the one a device plugin reads (the agent's first), as that is what the nodes serve.
-    read = [(p.namespace, p.configmap) for p in sorted(_plugins(s), key=lambda p: p.kind != plugins.AGENT)]
+    read = [(p.namespace, p.configmap) for p in sorted(_plugins(s), key=lambda p: p.kind != device_plugins.AGENT)]
     cm = next((c for key in read for c in cms if (c["metadata"]["namespace"], c["metadata"]["name"]) == key),
               cms[0])
     cfg, broken = _parsed((cm.get("data") or {}).get(dpconfig.CONFIG_KEY), f"ConfigMap {cm['metadata']['name']}")
@@ -135,12 +118,12 @@ def bindings_of(s: Snapshot) -> dict[str, Any]:
     return {**(dict(found) if isinstance(found, dict) else {}), **s.hco_bindings}
 
 
-def _plugins(s: Snapshot) -> list[plugins.Plugin]:
-    return [p for p in (plugins.of(ds) for ds in [*s.agents, *s.upstream]) if p is not None]
+def _plugins(s: Snapshot) -> list[device_plugins.Plugin]:
+    return [p for p in (device_plugins.of(ds) for ds in [*s.agents, *s.upstream]) if p is not None]
 
 
 def _macvtap_nads(s: Snapshot) -> list[tuple[dict[str, Any], str | None]]:
-    return [(n, nadm.resource_of(n)) for n in s.nads if nadm.is_macvtap(n)]
+    return [(n, nadr.resource_of(n)) for n in s.nads if nadr.is_macvtap(n)]
 
 
 def _kubevirt(s: Snapshot) -> tuple[dict[str, Any] | None, tuple[int, int, int] | None]:
@@ -198,15 +181,15 @@ def _lower_of(cfg: dpconfig.Config | None, resource: str | None) -> str | None:
 def nad_fix(nad: dict[str, Any], s: Snapshot, *, mtu: int | None = None, promisc: bool | None = None) -> str:
     """`nad create` that rewrites this NAD as macvtapctl renders it (no owner/group, no ignored keys), keeping its
     resource, mtu and promiscMode unless told otherwise; --force when someone else wrote it (it refuses without)."""
-    conf = nadm.config_of(nad) or {}
+    conf = nadr.config_of(nad) or {}
     md = nad["metadata"]
-    cmd = f"macvtapctl nad create {md['name']} -n {md['namespace']} --resource {nadm.resource_of(nad)}"
+    cmd = f"macvtapctl nad create {md['name']} -n {md['namespace']} --resource {nadr.resource_of(nad)}"
     keep = conf.get("mtu") if mtu is None else mtu
     if isinstance(keep, int) and keep > 0:
         cmd += f" --mtu {keep}"
     if (conf.get("promiscMode") is True) if promisc is None else promisc:
         cmd += " --promisc"
-    return cmd + (" --force" if nadm.ownership_problem(nad, s.field_manager) else "")
+    return cmd + (" --force" if nadr.ownership_problem(nad, s.field_manager) else "")
 
 
 # --- the checks (each yields findings; ids are stable) -------------------------------------------------------------
@@ -277,12 +260,12 @@ def dp_config(s: Snapshot) -> Iterator[Finding]:
                       "kubectl patch networkaddonsconfig cluster --type=merge -p "
                       "'{\"spec\":{\"macvtap\":{\"devicePluginConfig\":\"my-macvtap\"}}}' (then macvtapctl expose "
                       "writes my-macvtap)")
-    written = plugins.last_written(cm)
+    written = device_plugins.last_written(cm)
     for ds in s.upstream:
         ns, name = ds["metadata"]["namespace"], ds["metadata"]["name"]
         pods = [p for p in s.agent_pods if p["metadata"]["namespace"] == ns
                 and any(o.get("name") == name for o in p["metadata"].get("ownerReferences") or [])]
-        stale = plugins.started_before(cm, pods)
+        stale = device_plugins.started_before(cm, pods)
         if stale:
             yield Finding("dp-config-stale", WARNING, ref("daemonset", name, ns),
                           f"{len(stale)} pod(s) started before the ConfigMap's last change ({written}): macvtap-cni "
@@ -298,13 +281,13 @@ def _several_configmaps(s: Snapshot, in_effect: dict[str, Any]) -> Iterator[Find
     parts = []
     for cm in s.configmaps:
         ns, name = cm["metadata"]["namespace"], cm["metadata"]["name"]
-        who = plugins.readers(ps, ns, name)
+        who = device_plugins.readers(ps, ns, name)
         parts.append(f"{ns}/{name} (read by {', '.join(p.label for p in who)})" if who else
                      f"{ns}/{name} (read by no device plugin)")
     read = {(p.namespace, p.configmap) for p in ps if p.configmap}
     where = obj_ref({"kind": "ConfigMap", "metadata": in_effect["metadata"]})
     unread = [c for c in s.configmaps if (c["metadata"]["namespace"], c["metadata"]["name"]) not in read]
-    agent = next((p for p in ps if p.kind == plugins.AGENT), None)
+    agent = next((p for p in ps if p.kind == device_plugins.AGENT), None)
     if len(read) > 1 and agent is not None:  # the agent beside macvtap-cni, each with its own: switch properly
         fix = f"macvtapctl uninstall -n {agent.namespace} && macvtapctl install --take-over --image IMAGE"
     elif unread and read:
@@ -428,7 +411,7 @@ def nad_content(s: Snapshot) -> Iterator[Finding]:
     _, cfg, _ = config_of(s)
     for nad, res in _macvtap_nads(s):
         where = obj_ref(nad)
-        conf = nadm.config_of(nad) or {}
+        conf = nadr.config_of(nad) or {}
         ignored = [k for k in CNI_IGNORES if k in conf]
         if ignored:
             yield Finding("nad-ignored-keys", WARNING, where, f"the macvtap CNI ignores {', '.join(ignored)}: the "
@@ -454,7 +437,7 @@ def node_agents(s: Snapshot) -> Iterator[Finding]:
     """3, 7, 8, 9, 11 and 12 (node side): the agents' own reports; nodes without one are named."""
     ids = {"tap-ownership": ERROR, "kind-dev": ERROR, "agent-health": ERROR, "leaked-links": WARNING,
            "l2-nested-lower": WARNING, "dp-config": None, "resource-capacity": None}
-    owned = [n for n, _ in _macvtap_nads(s) if {"owner", "group"} & set(nadm.config_of(n) or {})]
+    owned = [n for n, _ in _macvtap_nads(s) if {"owner", "group"} & set(nadr.config_of(n) or {})]
     fixes = {"tap-ownership": " && ".join(nad_fix(n, s) for n in owned) if owned else
              "macvtapctl install (its CNI chowns /dev/tapN to 107:107, qemu)"}
     for check_id, severity in ids.items():
@@ -509,8 +492,8 @@ def agent_health(s: Snapshot) -> Iterator[Finding]:
     if not s.agents and not s.upstream:
         yield Finding("agent-health", ERROR, ref("daemonset", identity.AGENT_NAME), "no macvtap agent or macvtap-cni "
                       "DaemonSet: nothing advertises devices or runs the CNI", "macvtapctl install --image IMAGE")
-    for node, both in plugins.shared_nodes(_plugins(s), s.agent_pods).items():
-        agent_there = any(p.kind == plugins.AGENT for p in both)
+    for node, both in device_plugins.shared_nodes(_plugins(s), s.agent_pods).items():
+        agent_there = any(p.kind == device_plugins.AGENT for p in both)
         yield Finding("two-device-plugins", ERROR, ref("node", node),
                       f"{len(both)} macvtap device plugins run on this node ("
                       f"{'; '.join(p.describe() for p in both)}): they register the same resources with one "
@@ -754,21 +737,21 @@ def _explain(s: Snapshot, obj: dict[str, Any], nads: list[dict[str, Any]], f: fa
         if agent is not None:
             image = next((c.get("image") for c in dig(agent, "spec", "template", "spec", "containers") or []), None)
             fix += f" --image {image}" if image else ""
-            if agent["metadata"]["namespace"] != agentm.DEFAULT_NAMESPACE:
+            if agent["metadata"]["namespace"] != identity.DEFAULT_NAMESPACE:
                 fix += f" --namespace {agent['metadata']['namespace']}"
         return ("workload-cni-not-found", f"the container runtime looks for the macvtap CNI plugin in {f.detail}, "
                 f"where it is not installed ({verbatim})", fix)
     if f.kind == failures.MTU:
         cfg = config_of(s)[1]
-        with_mtu = [n for n in nads if isinstance((nadm.config_of(n) or {}).get("mtu"), int)]
+        with_mtu = [n for n in nads if isinstance((nadr.config_of(n) or {}).get("mtu"), int)]
         lowers = [dig(r, "lowerDevices", lower, "mtu") for n in with_mtu for r in s.reports.values()
-                  if r and (lower := _lower_of(cfg, nadm.resource_of(n)))]
+                  if r and (lower := _lower_of(cfg, nadr.resource_of(n)))]
         have = min((m for m in lowers if isinstance(m, int)), default=None)
         return ("workload-mtu", f"the NAD's mtu is above the lower device's: the pod's sandbox is refused "
                 f"({verbatim})", nad_fix(with_mtu[0], s, mtu=have) if with_mtu and have else None)
     if f.kind == failures.TAP_DENIED:
-        owned = [n for n in nads if {"owner", "group"} & set(nadm.config_of(n) or {})]
-        cause = (f"qemu (uid {QEMU_UID}) cannot open {f.detail or '/dev/tapN'}" + (
+        owned = [n for n in nads if {"owner", "group"} & set(nadr.config_of(n) or {})]
+        cause = (f"qemu (uid {identity.QEMU_UID}) cannot open {f.detail or '/dev/tapN'}" + (
             f": NAD {obj_ref(owned[0])} sets owner/group, so the CNI gives the tap to them" if owned else "") +
             f" ({verbatim})")
         if not owned:
@@ -917,7 +900,7 @@ def chain_of(vm: dict[str, Any], s: Snapshot) -> set[str]:
     by_ref = {obj_ref(n): n for n in s.nads}
     for r in list(out):
         nad = by_ref.get(r)
-        res = nadm.resource_of(nad) if nad else None
+        res = nadr.resource_of(nad) if nad else None
         if res:
             out.add(ref("resource", res))
     return out
