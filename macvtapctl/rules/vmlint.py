@@ -11,7 +11,7 @@ from typing import Any
 from macvtapctl import validate
 from macvtapctl.dig import dig
 from macvtapctl.errors import UsageError
-from macvtapctl.rules import dpconfig
+from macvtapctl.rules import dpconfig, kubevirt
 from macvtapctl.rules import nad as nadr
 
 ERROR = "error"
@@ -58,8 +58,8 @@ def is_macvtap_interface(iface: dict[str, Any], facts: Facts) -> bool:
     if not binding:
         return False
     if facts.bindings is not None and binding in facts.bindings:
-        return bool((facts.bindings[binding] or {}).get("domainAttachmentType") == "tap")
-    return bool(binding == "macvtap")
+        return kubevirt.is_macvtap_binding(facts.bindings[binding])
+    return bool(binding == kubevirt.DEFAULT_BINDING)
 
 
 def uses_macvtap(vm: dict[str, Any], facts: Facts) -> bool:

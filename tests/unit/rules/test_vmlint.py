@@ -136,7 +136,7 @@ def test_every_doctor_id_is_documented() -> None:
     import re
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     rules = root / "macvtapctl" / "rules"
     src = "".join(p.read_text() for p in sorted([*rules.glob("doctor.py"), *rules.glob("doctor/*.py")]))
     ids = set(re.findall(r'Finding\("([a-z0-9-]+)"', src))
