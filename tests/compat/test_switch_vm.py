@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "controlplane"))
 
 from images import AGENT_IMAGE
 
-from macvtapctl import plugins
 from macvtapctl.kube.resources import DAEMONSET
+from macvtapctl.rules import device_plugins as plugins
 from tests.compat.upstream_node import UP_NS, deploy_upstream, upstream_image
 from tests.e2e.helpers import Cluster
 from tests.e2e_kubevirt import runtime

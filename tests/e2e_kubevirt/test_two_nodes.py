@@ -17,7 +17,7 @@ from images import TEST_IMAGE
 from node import LAN_NETNS, LAN_PEER
 from second_node import NAME as NODE_B
 
-from macvtapctl import plugins
+from macvtapctl.rules import device_plugins as plugins
 from tests.e2e.helpers import AGENT_NS, NETWORK, POD_NS, RESOURCE, Cluster, doctor_findings, wait_for
 from tests.e2e_kubevirt.vms import (
     create_vm,
