@@ -5,7 +5,8 @@ from __future__ import annotations
 
 AGENT_NAME = "macvtapctl-agent"  # the DaemonSet, its ServiceAccount, and its app.kubernetes.io/name label
 DEFAULT_NAMESPACE = "macvtap"
-LABELS = {"app.kubernetes.io/name": AGENT_NAME, "app.kubernetes.io/part-of": "macvtapctl"}
+NAME_LABEL = "app.kubernetes.io/name"  # the agent's DaemonSet is found by AGENT_NAME under it (rules/device_plugins.py)
+LABELS = {NAME_LABEL: AGENT_NAME, "app.kubernetes.io/part-of": "macvtapctl"}
 METRICS_PORT = 9450  # /healthz /readyz /metrics /doctor /probe/dhcp
 CNI_SOCKET = "/run/macvtapctl/cni.sock"  # where the shim finds the agent (the shim's default: SHIM_MARKER)
 KUBELET_ROOT = "/var/lib/kubelet"

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from macvtapctl import dpconfig
 from macvtapctl.agent.netlink import BlockingNetlink, Link
+from macvtapctl.rules import dpconfig
 
 OK, WARN, FAIL, SKIP = "ok", "warning", "error", "skipped"
 

@@ -125,8 +125,8 @@ def _handoff(registry: LinkRegistry, count: Callable[[], None], count_revert: Ca
 
 
 def _configmap_watch(cfg: AgentConfig) -> ConfigMapWatch | None:
-    from macvtapctl import dpconfig
     from macvtapctl.agent.configmap_watch import in_cluster_available
+    from macvtapctl.rules import dpconfig
 
     if cfg.configmap is None:
         return None

@@ -192,9 +192,9 @@ def check(
     follow = _configmap(configmap, config_file)
     document = file_document(config_file)
     if follow is not None:  # the agent's rule: the API's document when it answers, else the mounted file
-        from macvtapctl import dpconfig
         from macvtapctl.agent.configmap_watch import ConfigMapWatch, in_cluster_available
         from macvtapctl.agent.deviceplugin.config_source import ConfigSource
+        from macvtapctl.rules import dpconfig
 
         if in_cluster_available():
             watch = ConfigMapWatch(*follow, dpconfig.CONFIG_KEY, lambda: None)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from macvtapctl.cli.settings import Settings, parse_dry_run
+from macvtapctl.cli.settings import Settings
 from macvtapctl.errors import Hint, MacvtapctlError
 from macvtapctl.kube.options import DryRun
 from macvtapctl.output import Printer
@@ -72,10 +72,6 @@ def application(ctx: typer.Context) -> Application:
     return obj
 
 
-def dry_run_of(value: str) -> DryRun:
-    return parse_dry_run(value)
-
-
 def connect(settings: Settings) -> Kube:
     from macvtapctl.kube.client import Kube
 
@@ -107,7 +103,6 @@ def wait_after(cli: Any, kube: Any, mode: Any, objs: list[dict[str, Any]], *, pr
     from macvtapctl.cli.progress import Bar, interactive
     from macvtapctl.cli.settings import parse_request_timeout
     from macvtapctl.kube.dpconfigmap import Target
-    from macvtapctl.kube.options import DryRun
     from macvtapctl.ops import expose as ops
 
     if mode is not DryRun.NONE:

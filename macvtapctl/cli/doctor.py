@@ -42,7 +42,7 @@ def doctor(
     from macvtapctl.ops import doctor as ops
 
     with cli.connect() as kube:
-        findings, snap = ops.run(kube, vm=(cli.namespace, name) if name else None, dhcp_resource=probe_dhcp)
+        findings, snap, _ = ops.run(kube, vm=(cli.namespace, name) if name else None, dhcp_resource=probe_dhcp)
     counts = {sev: sum(f.severity == sev for f in findings) for sev in ("error", "warning", "info")}
     if fmt in ("json", "yaml"):
         printer.document({"apiVersion": "macvtapctl.io/v1", "kind": "DoctorReport",

@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from macvtapctl import kubevirt
 from macvtapctl.cli.common import (
     WRITE_FORMATS,
     BindingNameOption,
@@ -14,9 +13,10 @@ from macvtapctl.cli.common import (
     ForceOption,
     KubevirtVersionOption,
     application,
-    dry_run_of,
     emit,
 )
+from macvtapctl.cli.settings import parse_dry_run
+from macvtapctl.rules import kubevirt
 
 ENABLE_HELP = """Finds the KubeVirt CR in any namespace and plans by its status.observedKubeVirtVersion: adds the
 NetworkBindingPlugins gate on v1.1-v1.4, nothing on v1.5+ (GA), and on v1.9+ disables
@@ -38,7 +38,7 @@ def enable(
 ) -> None:
     cli = application(ctx)
     fmt = cli.output_format(WRITE_FORMATS)
-    mode = dry_run_of(dry_run)
+    mode = parse_dry_run(dry_run)
     from macvtapctl.validate import check_binding_name
 
     check_binding_name(binding_name)
@@ -61,7 +61,7 @@ def disable(
 ) -> None:
     cli = application(ctx)
     fmt = cli.output_format(WRITE_FORMATS)
-    mode = dry_run_of(dry_run)
+    mode = parse_dry_run(dry_run)
     from macvtapctl.validate import check_binding_name
 
     check_binding_name(binding_name)

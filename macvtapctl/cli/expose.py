@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from macvtapctl import dpconfig, validate
+from macvtapctl import validate
 from macvtapctl.cli.common import (
     WRITE_FORMATS,
     DpNamespaceOption,
@@ -16,11 +16,12 @@ from macvtapctl.cli.common import (
     Wait,
     application,
     check_timeout,
-    dry_run_of,
     emit,
     wait_after,
 )
+from macvtapctl.cli.settings import parse_dry_run
 from macvtapctl.errors import PreconditionError, UsageError
+from macvtapctl.rules import dpconfig
 
 EXPOSE_HELP = """The resource is macvtap.network.kubevirt.io/NAME (default NAME: the device name).
 
@@ -52,7 +53,7 @@ def expose(
 ) -> None:
     cli = application(ctx)
     fmt = cli.output_format(WRITE_FORMATS)
-    mode_ = dry_run_of(dry_run)
+    mode_ = parse_dry_run(dry_run)
     check_timeout(timeout)
     entry = None
     if expose_all:
@@ -88,7 +89,7 @@ def unexpose(
 ) -> None:
     cli = application(ctx)
     fmt = cli.output_format(WRITE_FORMATS)
-    mode = dry_run_of(dry_run)
+    mode = parse_dry_run(dry_run)
     check_timeout(timeout)
     printer = cli.printer
 

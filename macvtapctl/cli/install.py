@@ -8,7 +8,8 @@ from typing import Annotated, Any
 import typer
 
 from macvtapctl import identity, validate
-from macvtapctl.cli.common import DryRunOption, ForceOption, application, dry_run_of
+from macvtapctl.cli.common import DryRunOption, ForceOption, application
+from macvtapctl.cli.settings import parse_dry_run
 from macvtapctl.errors import UsageError
 from macvtapctl.kube.options import DryRun
 from macvtapctl.manifests import agent as agentm
@@ -76,7 +77,7 @@ def install(
     cli = application(ctx)
     settings = cli.settings
     fmt = cli.output_format(("table", "json", "yaml", "name"))
-    mode = dry_run_of(dry_run)
+    mode = parse_dry_run(dry_run)
     limit = parse_request_timeout(timeout, "--timeout") or 300.0
     if via not in ("agent", "cnao"):
         raise UsageError(f'invalid --via "{via}": must be agent or cnao')
@@ -89,7 +90,7 @@ def install(
     if take_over and mode is DryRun.CLIENT:
         raise UsageError("--take-over reads what serves macvtap today: use --dry-run=server")
     # -n/--namespace (global, kubectl's) is the agent's namespace here; default "macvtap".
-    namespace = settings.namespace or agentm.DEFAULT_NAMESPACE
+    namespace = settings.namespace or identity.DEFAULT_NAMESPACE
     opts = _options(image or agentm.DEFAULT_IMAGE, namespace, node_selector or [], toleration or [], cni_bin_dir,
                     device_plugin_dir)
     printer = cli.printer
@@ -166,8 +167,8 @@ def uninstall(
 
     cli = application(ctx)
     settings = cli.settings
-    mode = dry_run_of(dry_run)
-    namespace = validate.check_dns_label(settings.namespace or agentm.DEFAULT_NAMESPACE, "--namespace")
+    mode = parse_dry_run(dry_run)
+    namespace = validate.check_dns_label(settings.namespace or identity.DEFAULT_NAMESPACE, "--namespace")
     limit = parse_request_timeout(timeout, "--timeout") or 300.0
     if restore_upstream and purge:
         raise UsageError("--restore-upstream keeps the ConfigMap and namespace macvtap-cni reads: it cannot be "

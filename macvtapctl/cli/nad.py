@@ -12,10 +12,11 @@ from macvtapctl.cli.common import (
     DryRunOption,
     ForceOption,
     application,
-    dry_run_of,
     emit,
 )
+from macvtapctl.cli.settings import parse_dry_run
 from macvtapctl.manifests import nad as nadm
+from macvtapctl.rules import nad as nadr
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)  # help: the registry's summary
 
@@ -39,7 +40,7 @@ def create(
 ) -> None:
     cli = application(ctx)
     fmt = cli.output_format(WRITE_FORMATS)
-    mode = dry_run_of(dry_run)
+    mode = parse_dry_run(dry_run)
     nadm.check_inputs(name, resource, mtu=mtu, cni_version=cni_version)  # before the kubeconfig is read
     obj = nadm.render(name, cli.namespace, resource, mtu=mtu, promisc=promisc, cni_version=cni_version)
     printer = cli.printer
@@ -62,7 +63,7 @@ def list_(
 
     namespace = None if all_namespaces else cli.namespace
     with cli.connect() as kube:
-        nads = [n for n in kube.list(NAD, namespace) if nadm.is_macvtap(n)]
+        nads = [n for n in kube.list(NAD, namespace) if nadr.is_macvtap(n)]
         if fmt in ("json", "yaml", "name"):
             # The objects as read: only the table says which resources are exposed (the ConfigMap is not read).
             printer.objects(nads, fmt, as_list=True)
@@ -72,14 +73,14 @@ def list_(
         exposed = current_config(kube)
     rows = []
     for n in nads:
-        res = nadm.resource_of(n)
+        res = nadr.resource_of(n)
         if exposed is None:
             state = "unknown"
         elif exposed.expose_all:
             state = "if-nic-exists"
         else:
             state = "yes" if res in exposed.names() else "no"
-        cfg = nadm.config_of(n) or {}
+        cfg = nadr.config_of(n) or {}
         row = [n["metadata"]["namespace"], n["metadata"]["name"], res or "-", state]
         if fmt == "wide":
             row += [cfg.get("mtu", "-"), cfg.get("cniVersion", "-")]
@@ -101,7 +102,7 @@ def delete(
     force: ForceOption = False,
 ) -> None:
     cli = application(ctx)
-    mode = dry_run_of(dry_run)
+    mode = parse_dry_run(dry_run)
     namespace = cli.namespace
     printer = cli.printer
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from macvtapctl import kubevirt, validate
+from macvtapctl import validate
 from macvtapctl.cli.common import (
     BindingNameOption,
     CniVersionOption,
@@ -18,10 +18,11 @@ from macvtapctl.cli.common import (
     Wait,
     application,
     check_timeout,
-    dry_run_of,
     wait_after,
 )
+from macvtapctl.cli.settings import parse_dry_run
 from macvtapctl.manifests import nad as nadm
+from macvtapctl.rules import kubevirt
 
 HELP = """Everything a cluster needs for VMs on LOWER_DEVICE: register the binding in KubeVirt (enable), expose
 the device (expose) and create the NetworkAttachmentDefinition (nad create). Each step prints its status line.
@@ -53,7 +54,7 @@ def setup(
 ) -> None:
     cli = application(ctx)
     fmt = cli.output_format(("table", "json", "yaml", "name"))
-    mode_ = dry_run_of(dry_run)
+    mode_ = parse_dry_run(dry_run)
     check_timeout(timeout)
     # All input is checked before the first request.
     validate.check_binding_name(binding_name)
@@ -75,7 +76,7 @@ def setup(
         objs.append(binding.enable(kube, printer, mode_, binding_name=binding_name, external_injector=external_injector,
                                kubevirt_version=kubevirt_version, force=force))
         objs.extend(expose.expose(kube, printer, mode_, entry, dp_namespace=dp_namespace))
-        from macvtapctl import dpconfig
+        from macvtapctl.rules import dpconfig
 
         # After expose the resource is exposed (even in a dry run), so nad create has nothing to warn about.
         objs.append(nads.create(kube, printer, mode_, nad, exposed=dpconfig.Config(items=[entry.to_json()]),

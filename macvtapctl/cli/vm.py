@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from macvtapctl import validate, vmflags, vmlint
+from macvtapctl import validate, vmflags
 from macvtapctl.cli.common import (
     Application,
     BindingNameOption,
@@ -17,13 +17,13 @@ from macvtapctl.cli.common import (
     KubevirtVersionOption,
     application,
     describe,
-    dry_run_of,
 )
-from macvtapctl.cli.settings import Settings
+from macvtapctl.cli.settings import Settings, parse_dry_run
 from macvtapctl.errors import ExitCode, MacvtapctlError, UsageError
 from macvtapctl.kube.options import DryRun
 from macvtapctl.manifests import vm as vmm
 from macvtapctl.output import Printer
+from macvtapctl.rules import vmlint
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 
@@ -40,7 +40,7 @@ def complete_nads(ctx: typer.Context, incomplete: str) -> list[str]:
     cluster, with a short timeout; nothing when the cluster cannot say (completion must never fail loudly)."""
     from macvtapctl.cli.common import connect, namespace_of
     from macvtapctl.kube.resources import NAD
-    from macvtapctl.manifests import nad as nadm
+    from macvtapctl.rules import nad as nadr
 
     root = ctx.find_root().params
     settings = Settings(kubeconfig=root.get("kubeconfig"), context=root.get("context"),
@@ -53,7 +53,7 @@ def complete_nads(ctx: typer.Context, incomplete: str) -> list[str]:
     except Exception:
         return []
     return sorted(n["metadata"]["name"] for n in nads
-                  if nadm.is_macvtap(n) and n["metadata"]["name"].startswith(incomplete))
+                  if nadr.is_macvtap(n) and n["metadata"]["name"].startswith(incomplete))
 
 
 @app.command("create", help=CREATE_HELP)
@@ -214,7 +214,7 @@ class CreateOptions:
 
     def complete(self, cli: Application) -> None:
         """What the global flags and --dry-run decide: the dry-run mode, the output format, -n."""
-        self.mode = dry_run_of(self.dry_run)
+        self.mode = parse_dry_run(self.dry_run)
         self.fmt = cli.output_format(("table", "json", "yaml", "name") if self.apply else ("table", "json", "yaml"))
         self.namespace = cli.settings.namespace
 
@@ -434,7 +434,7 @@ def convert(
 ) -> None:
     cli = application(ctx)
     fmt = cli.output_format(("table", "json", "yaml", "name"))
-    mode = dry_run_of(dry_run)
+    mode = parse_dry_run(dry_run)
     validate.check_binding_name(binding_name)
     if bool(name) == (all_vms or all_namespaces):
         raise UsageError("give a VM NAME, or --all (or -A for every namespace)")
@@ -475,13 +475,13 @@ def migrate(
     force: Annotated[bool, typer.Option("--force", help="Migrate although a macvtap interface has no MAC.")]
     = False,
 ) -> None:
-    from macvtapctl import migration
     from macvtapctl.cli.settings import parse_request_timeout
     from macvtapctl.errors import PreconditionError
+    from macvtapctl.rules import migration
 
     cli = application(ctx)
     fmt = cli.output_format(("table", "json", "yaml", "name"))
-    mode = dry_run_of(dry_run)
+    mode = parse_dry_run(dry_run)
     validate.check_dns_subdomain(name, "VM name")
     if to is not None:
         validate.check_dns_subdomain(to, "--to")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from macvtapctl import dpconfig, identity, plugins
+from macvtapctl import identity
 from macvtapctl.dig import dig
 from macvtapctl.errors import ForbiddenError, Hint, MacvtapctlError, PreconditionError, UsageError
 from macvtapctl.kube.client import Kube
@@ -15,9 +15,7 @@ from macvtapctl.kube.errors import AlreadyExistsError
 from macvtapctl.kube.options import DryRun
 from macvtapctl.kube.resources import CONFIGMAP, DAEMONSET, NAMESPACE, NETWORK_ADDONS_CONFIG
 from macvtapctl.kube.retry import retry_on_conflict
-
-DEFAULT_AGENT_NAMESPACE = identity.DEFAULT_NAMESPACE
-AGENT_LABEL, AGENT_LABEL_VALUE = plugins.AGENT_LABEL, plugins.AGENT_LABEL_VALUE
+from macvtapctl.rules import device_plugins, dpconfig
 
 
 @dataclass
@@ -51,7 +49,7 @@ def locate(kube: Kube, dp_namespace: str | None, name: str = dpconfig.CONFIGMAP_
         if found:
             target = Target(found[0]["metadata"]["namespace"], name, found[0])
         else:
-            target = Target(DEFAULT_AGENT_NAMESPACE, name, None)
+            target = Target(identity.DEFAULT_NAMESPACE, name, None)
     return _follow_cnao(kube, target)
 
 
@@ -172,7 +170,7 @@ def upstream_daemonsets(kube: Kube, namespace: str, configmap: str) -> list[dict
         dss = kube.list(DAEMONSET, namespace)
     except (ForbiddenError, PreconditionError):
         return []
-    return [ds for p, ds in plugins.find(dss) if p.kind == plugins.UPSTREAM and p.configmap == configmap]
+    return [ds for p, ds in device_plugins.find(dss) if p.kind == device_plugins.UPSTREAM and p.configmap == configmap]
 
 
 def restart_daemonset(kube: Kube, ds: dict[str, Any], mode: DryRun) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from macvtapctl import vmlint
 from macvtapctl.dig import dig
 from macvtapctl.errors import MacvtapctlError, PreconditionError
 from macvtapctl.kube.client import Kube
@@ -12,9 +11,10 @@ from macvtapctl.kube.dpconfigmap import current_config
 from macvtapctl.kube.kubevirt_cr import get_hco, hco_owner, the_kubevirt
 from macvtapctl.kube.resources import NAD
 from macvtapctl.kube.vms import all_vms
+from macvtapctl.rules import vmlint
 
 if TYPE_CHECKING:
-    from macvtapctl import vmlint
+    from macvtapctl.rules import vmlint
 
 
 def registered_bindings(kube: Kube, kv: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from macvtapctl import kubevirt
 from macvtapctl.dig import dig
 from macvtapctl.errors import PreconditionError
 from macvtapctl.kube.client import Kube
@@ -14,6 +13,7 @@ from macvtapctl.kube.lookup import find_kubevirts
 from macvtapctl.kube.options import DryRun
 from macvtapctl.kube.resources import HYPERCONVERGED, KUBEVIRT, Resource
 from macvtapctl.kube.retry import retry_on_conflict
+from macvtapctl.rules import kubevirt
 
 HCO_MANAGERS = {"hco-operator", "hyperconverged-cluster-operator"}
 

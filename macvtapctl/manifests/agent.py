@@ -18,13 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from macvtapctl import dpconfig, identity, validate
+from macvtapctl import identity, validate
 from macvtapctl.errors import UsageError
+from macvtapctl.rules import dpconfig
 
-# The agent's identity is declared in macvtapctl/identity.py; the names the admin side reads are offered here too.
-AGENT_NAME, DEFAULT_NAMESPACE, LABELS, METRICS_PORT = (identity.AGENT_NAME, identity.DEFAULT_NAMESPACE,
-                                                       identity.LABELS, identity.METRICS_PORT)
-CNI_BIN_DIR, CNI_SOCKET, DEVICE_PLUGIN_DIR = identity.CNI_BIN_DIR, identity.CNI_SOCKET, identity.DEVICE_PLUGIN_DIR
 DEFAULT_IMAGE = "quay.io/macvtapctl/agent:v0.1.0"
 CAPABILITIES = ["NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE", "CHOWN", "NET_RAW"]
 
@@ -32,11 +29,11 @@ CAPABILITIES = ["NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE", "CHOWN", "NET_RAW"]
 @dataclass
 class InstallOptions:
     image: str = DEFAULT_IMAGE
-    namespace: str = DEFAULT_NAMESPACE
+    namespace: str = identity.DEFAULT_NAMESPACE
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: list[dict[str, Any]] = field(default_factory=list)
-    cni_bin_dir: str = CNI_BIN_DIR
-    device_plugin_dir: str = DEVICE_PLUGIN_DIR
+    cni_bin_dir: str = identity.CNI_BIN_DIR
+    device_plugin_dir: str = identity.DEVICE_PLUGIN_DIR
     configmap: str = dpconfig.CONFIGMAP_NAME
 
 
@@ -72,14 +69,14 @@ def check_host_path(path: str, flag: str) -> str:
 def namespace(opts: InstallOptions) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": opts.namespace, "labels": {
-                **LABELS,
+                **identity.LABELS,
                 # The agent is a privileged-class workload (host network, host PID, hostPath mounts).
                 "pod-security.kubernetes.io/enforce": "privileged"}}}
 
 
 def service_account(opts: InstallOptions) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ServiceAccount",
-            "metadata": {"name": AGENT_NAME, "namespace": opts.namespace, "labels": dict(LABELS)},
+            "metadata": {"name": identity.AGENT_NAME, "namespace": opts.namespace, "labels": dict(identity.LABELS)},
             "automountServiceAccountToken": False}
 
 
@@ -87,16 +84,16 @@ def role(opts: InstallOptions) -> dict[str, Any]:
     """Read the one ConfigMap the agent follows, by name: `list` and `watch` with resourceNames are allowed only
     for requests that select that name (fieldSelector metadata.name=NAME), which is how the agent asks."""
     return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-            "metadata": {"name": AGENT_NAME, "namespace": opts.namespace, "labels": dict(LABELS)},
+            "metadata": {"name": identity.AGENT_NAME, "namespace": opts.namespace, "labels": dict(identity.LABELS)},
             "rules": [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [opts.configmap],
                        "verbs": ["get", "list", "watch"]}]}
 
 
 def role_binding(opts: InstallOptions) -> dict[str, Any]:
     return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": {"name": AGENT_NAME, "namespace": opts.namespace, "labels": dict(LABELS)},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": AGENT_NAME},
-            "subjects": [{"kind": "ServiceAccount", "name": AGENT_NAME, "namespace": opts.namespace}]}
+            "metadata": {"name": identity.AGENT_NAME, "namespace": opts.namespace, "labels": dict(identity.LABELS)},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": identity.AGENT_NAME},
+            "subjects": [{"kind": "ServiceAccount", "name": identity.AGENT_NAME, "namespace": opts.namespace}]}
 
 
 TOKEN_SECONDS = 3607  # the kubelet rotates the token at 80% of its life; the agent reads it on each connection
@@ -112,7 +109,7 @@ def api_token_volume() -> dict[str, Any]:
 
 def configmap(opts: InstallOptions) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": opts.configmap, "namespace": opts.namespace, "labels": dict(LABELS)},
+            "metadata": {"name": opts.configmap, "namespace": opts.namespace, "labels": dict(identity.LABELS)},
             "data": {dpconfig.CONFIG_KEY: "[]"}}
 
 
@@ -128,8 +125,8 @@ def _host_path(name: str, path: str, kind: str = "Directory") -> dict[str, Any]:
 def daemonset(opts: InstallOptions) -> dict[str, Any]:
     # Bind health/metrics to the node's own address (the kubelet's probes and a scrape reach it there), not to
     # every address of the host network.
-    args = ["agent", "--install-cni", "/host/cni-bin", "--cni-socket", CNI_SOCKET,
-            "--metrics-address", f"$(HOST_IP):{METRICS_PORT}",
+    args = ["agent", "--install-cni", "/host/cni-bin", "--cni-socket", identity.CNI_SOCKET,
+            "--metrics-address", f"$(HOST_IP):{identity.METRICS_PORT}",
             "--pod-resources-socket", f"{pod_resources_dir(opts)}/kubelet.sock"]
     # In the environment, not in args: `kubectl exec ds/macvtapctl-agent -- macvtapctl agent check` then reads
     # the same configuration and directories as the agent.
@@ -139,7 +136,7 @@ def daemonset(opts: InstallOptions) -> dict[str, Any]:
            {"name": "MACVTAPCTL_DEVICE_PLUGIN_DIR", "value": opts.device_plugin_dir},
            {"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
            {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]
-    probe = {"httpGet": {"path": "/healthz", "port": METRICS_PORT}, "periodSeconds": 10, "failureThreshold": 3}
+    probe = {"httpGet": {"path": "/healthz", "port": identity.METRICS_PORT}, "periodSeconds": 10, "failureThreshold": 3}
     container = {
         "name": "agent",
         "image": opts.image,
@@ -154,9 +151,9 @@ def daemonset(opts: InstallOptions) -> dict[str, Any]:
             "capabilities": {"drop": ["ALL"], "add": list(CAPABILITIES)},
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
+        "ports": [{"name": "metrics", "containerPort": identity.METRICS_PORT, "protocol": "TCP"}],
         "livenessProbe": probe,
-        "readinessProbe": {**probe, "httpGet": {"path": "/readyz", "port": METRICS_PORT}, "periodSeconds": 5},
+        "readinessProbe": {**probe, "httpGet": {"path": "/readyz", "port": identity.METRICS_PORT}, "periodSeconds": 5},
         "resources": {"requests": {"cpu": "50m", "memory": "80Mi"}, "limits": {"memory": "256Mi"}},
         "volumeMounts": [
             {"name": "device-plugins", "mountPath": opts.device_plugin_dir},
@@ -173,7 +170,7 @@ def daemonset(opts: InstallOptions) -> dict[str, Any]:
         ],
     }
     pod_spec: dict[str, Any] = {
-        "serviceAccountName": AGENT_NAME,
+        "serviceAccountName": identity.AGENT_NAME,
         "automountServiceAccountToken": False,
         "hostNetwork": True,
         "hostPID": True,  # CNI_NETNS may be /proc/<pid>/ns/net
@@ -198,11 +195,11 @@ def daemonset(opts: InstallOptions) -> dict[str, Any]:
         pod_spec["nodeSelector"] = dict(opts.node_selector)
     return {
         "apiVersion": "apps/v1", "kind": "DaemonSet",
-        "metadata": {"name": AGENT_NAME, "namespace": opts.namespace, "labels": dict(LABELS)},
+        "metadata": {"name": identity.AGENT_NAME, "namespace": opts.namespace, "labels": dict(identity.LABELS)},
         "spec": {
-            "selector": {"matchLabels": {"app.kubernetes.io/name": AGENT_NAME}},
+            "selector": {"matchLabels": {identity.NAME_LABEL: identity.AGENT_NAME}},
             "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
-            "template": {"metadata": {"labels": dict(LABELS)}, "spec": pod_spec},
+            "template": {"metadata": {"labels": dict(identity.LABELS)}, "spec": pod_spec},
         },
     }
 

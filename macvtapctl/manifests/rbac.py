@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from macvtapctl import dpconfig
+from macvtapctl.rules import dpconfig
 
 # (apiGroups, resources, verbs, resourceNames, why) - one line each so reviewers can audit the list.
 ADMIN_RULES: list[tuple[list[str], list[str], list[str], list[str], str]] = [

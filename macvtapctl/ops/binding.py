@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from macvtapctl import kubevirt
 from macvtapctl.dig import dig
 from macvtapctl.errors import PreconditionError
 from macvtapctl.kube.client import Kube
@@ -12,6 +11,7 @@ from macvtapctl.kube.kubevirt_cr import update
 from macvtapctl.kube.options import DryRun
 from macvtapctl.kube.vms import vms_using_binding
 from macvtapctl.ops import Reporter
+from macvtapctl.rules import kubevirt
 
 
 def enable(kube: Kube, report: Reporter, mode: DryRun, *, binding_name: str = kubevirt.DEFAULT_BINDING,

@@ -1,5 +1,5 @@
-"""`doctor`: read the cluster (one paginated LIST per kind) and each node agent's report, then apply the rules of
-macvtapctl/doctor.py. Read-only.
+"""`doctor`: read the cluster (one paginated LIST per kind) and each node agent's report, derive the View once,
+then apply the rules of macvtapctl/rules/doctor/. Read-only.
 
 Node reports come from the agents' health port (GET /doctor) through the API server's pod proxy: the reader
 needs `get pods/proxy` in the agent's namespace only (docs/install.md), no exec and no node access.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from macvtapctl import doctor, dpconfig, in_use, plugins
+from macvtapctl import identity
 from macvtapctl.dig import dig
 from macvtapctl.errors import ForbiddenError, MacvtapctlError, NotFoundError, PreconditionError
 from macvtapctl.kube import dpconfigmap
@@ -29,7 +29,8 @@ from macvtapctl.kube.resources import (
     VIRTUAL_MACHINE_INSTANCE,
     Resource,
 )
-from macvtapctl.manifests import agent as agentm
+from macvtapctl.rules import device_plugins, doctor, dpconfig, in_use
+from macvtapctl.rules.doctor.workloads import failing_subjects
 
 
 def _list(kube: Kube, res: Resource, namespace: str | None = None, **kw: Any) -> list[dict[str, Any]]:
@@ -40,7 +41,9 @@ def _list(kube: Kube, res: Resource, namespace: str | None = None, **kw: Any) ->
         return []
 
 
-def snapshot(kube: Kube, *, reports: bool = True) -> doctor.Snapshot:
+def snapshot(kube: Kube) -> tuple[doctor.Snapshot, doctor.View]:
+    """The cluster and the node reports as read, and their View (built once, before the events: they and the DHCP
+    probe add nothing it derives)."""
 
     s = doctor.Snapshot()
     s.server_version = str(kube.server_version().get("gitVersion") or "") or None
@@ -58,9 +61,9 @@ def snapshot(kube: Kube, *, reports: bool = True) -> doctor.Snapshot:
     if target is not None and target.object is not None and target.name != dpconfig.CONFIGMAP_NAME:
         s.cnao_configmap = target.name  # CNAO's devicePluginConfig points at a user-owned ConfigMap
         s.configmaps.insert(0, target.object)
-    found = plugins.find(_list(kube, DAEMONSET))
-    s.agents = [ds for p, ds in found if p.kind == plugins.AGENT]
-    s.upstream = [ds for p, ds in found if p.kind == plugins.UPSTREAM]
+    found = device_plugins.find(_list(kube, DAEMONSET))
+    s.agents = [ds for p, ds in found if p.kind == device_plugins.AGENT]
+    s.upstream = [ds for p, ds in found if p.kind == device_plugins.UPSTREAM]
     have = {(c["metadata"]["namespace"], c["metadata"]["name"]) for c in s.configmaps}
     for p, _ in found:  # a ConfigMap of another name that a plugin reads (CNAO's devicePluginConfig, say)
         if p.configmap and (p.namespace, p.configmap) not in have:
@@ -78,10 +81,10 @@ def snapshot(kube: Kube, *, reports: bool = True) -> doctor.Snapshot:
     s.live = _list(kube, POD, field_selector=in_use.FIELD_SELECTOR)
     s.waiting = [p for p in s.live if dig(p, "status", "phase") != "Running"]
     s.field_manager = kube.field_manager
-    _events(kube, s)
-    if reports:
-        _node_reports(kube, s, agentm.METRICS_PORT)
-    return s
+    _node_reports(kube, s, identity.METRICS_PORT)
+    v = doctor.View.of(s)
+    _events(kube, s, v)
+    return s, v
 
 
 def _hco_bindings(kube: Kube, kv: dict[str, Any]) -> dict[str, Any]:
@@ -97,9 +100,9 @@ def _hco_bindings(kube: Kube, kv: dict[str, Any]) -> dict[str, Any]:
     return dict(found) if isinstance(found, dict) else {}
 
 
-def _events(kube: Kube, s: doctor.Snapshot) -> None:
+def _events(kube: Kube, s: doctor.Snapshot, v: doctor.View) -> None:
     """Warning events, only in the namespaces where a workload on macvtap is not running (one LIST each)."""
-    namespaces = sorted({obj["metadata"]["namespace"] for obj, _, _ in doctor.failing_subjects(s)})
+    namespaces = sorted({obj["metadata"]["namespace"] for obj, _, _ in failing_subjects(s, v)})
     for ns in namespaces:
         try:
             s.events += _list(kube, EVENT, ns, field_selector="type=Warning")
@@ -169,21 +172,21 @@ def _node_reports(kube: Kube, s: doctor.Snapshot, port: int) -> None:
 
 
 def run(kube: Kube, *, vm: tuple[str, str] | None = None,
-        dhcp_resource: str | None = None) -> tuple[list[doctor.Finding], doctor.Snapshot]:
+        dhcp_resource: str | None = None) -> tuple[list[doctor.Finding], doctor.Snapshot, doctor.View]:
     """Every finding (or only those on one VM's chain), and what they were read from; with `dhcp_resource`, each
     node's DHCP probe on that resource too."""
 
     if vm is not None and kube.get_or_none(VIRTUAL_MACHINE, vm[1], vm[0]) is None:
         # Before the cluster-wide read: a mistyped name is one request, not a whole snapshot.
         raise NotFoundError(f'virtualmachine.kubevirt.io "{vm[1]}" not found in namespace "{vm[0]}"')
-    s = snapshot(kube)
+    s, v = snapshot(kube)
     if dhcp_resource is not None:
-        probe_dhcp(kube, s, dhcp_resource, agentm.METRICS_PORT)
-    findings = doctor.diagnose(s)
+        probe_dhcp(kube, s, dhcp_resource, identity.METRICS_PORT)
+    findings = doctor.diagnose(s, v)
     if vm is not None:
         ns, name = vm
-        target = next((v for v in s.vms if v["metadata"]["name"] == name and v["metadata"]["namespace"] == ns), None)
+        target = next((o for o in s.vms if o["metadata"]["name"] == name and o["metadata"]["namespace"] == ns), None)
         if target is None:  # deleted since
             raise NotFoundError(f'virtualmachine.kubevirt.io "{name}" not found in namespace "{ns}"')
         findings = doctor.narrow(findings, doctor.chain_of(target, s))
-    return findings, s
+    return findings, s, v

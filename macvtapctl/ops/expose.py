@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from macvtapctl import dpconfig, plugins, validate
+from macvtapctl import validate
 from macvtapctl.errors import PreconditionError, UsageError
 from macvtapctl.kube import dpconfigmap
 from macvtapctl.kube.client import Kube
@@ -14,6 +14,7 @@ from macvtapctl.kube.options import DryRun
 from macvtapctl.kube.resources import DAEMONSET
 from macvtapctl.ops import Reporter
 from macvtapctl.ops.install import Goal, wait_for_goal
+from macvtapctl.rules import device_plugins, dpconfig
 
 
 def entry_for(lower_device: str, name: str | None, mode: str, capacity: int | None) -> dpconfig.Entry:
@@ -70,7 +71,7 @@ def _upstream_restart(kube: Kube, report: Reporter, done: Update, mode: DryRun, 
     target = done.target
     for ds in dpconfigmap.upstream_daemonsets(kube, target.namespace, target.name):
         ns, name = ds["metadata"]["namespace"], ds["metadata"]["name"]
-        stale = restart and target.object is not None and bool(plugins.started_before(
+        stale = restart and target.object is not None and bool(device_plugins.started_before(
             target.object, daemonset_pods(kube, ds, ns)))
         if done.operation == "unchanged" and not stale:
             continue
@@ -106,14 +107,14 @@ def wait_served(kube: Kube, report: Reporter, target: Target, *, present: list[s
     advertises `gone` (full resource names), with install --wait's rule, on watches. macvtap-cni reads the
     ConfigMap only at start: waited for only when `restarted` (--restart)."""
 
-    readers = [p for p, _ in plugins.find(kube.list(DAEMONSET, target.namespace)) if p.configmap == target.name]
+    readers = [p for p, _ in device_plugins.find(kube.list(DAEMONSET, target.namespace)) if p.configmap == target.name]
     if not readers:
         raise PreconditionError(f"--wait: no device plugin reads ConfigMap {target.namespace}/{target.name}, so no "
                                 "node will serve the change (install the agent: macvtapctl install)")
     for p in readers:
-        if p.kind == plugins.UPSTREAM and not restarted:
+        if p.kind == device_plugins.UPSTREAM and not restarted:
             raise PreconditionError(f"--wait: {p.label} (macvtap-cni) reads ConfigMap {target.name} only at start, "
                                     "so its nodes will not serve the change until it restarts: rerun with "
                                     "--restart to restart it and wait")
-        what = "every node serves the change" + ("" if p.kind == plugins.AGENT else f" ({p.label} restarted)")
+        what = "every node serves the change" + ("" if p.kind == device_plugins.AGENT else f" ({p.label} restarted)")
         wait_for_goal(kube, report, Goal(p.namespace, present, gone, daemonset=p.name, done=what), limit, progress)

@@ -8,8 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from macvtapctl import applied, dpconfig, validate
-from macvtapctl.daemonset import not_rolled_out, pull_failures, rollout
+from macvtapctl import identity, validate
 from macvtapctl.errors import TimeoutExceeded
 from macvtapctl.kube import dpconfigmap
 from macvtapctl.kube import resources as r
@@ -21,11 +20,8 @@ from macvtapctl.kube.resources import DAEMONSET, NAMESPACE, NODE, POD
 from macvtapctl.manifests import agent as agentm
 from macvtapctl.ops import Reporter
 from macvtapctl.output import resource_label
-
-
-def _label(obj: dict[str, Any]) -> str:
-
-    return resource_label(obj)
+from macvtapctl.rules import applied, dpconfig
+from macvtapctl.rules.daemonset import not_rolled_out, pull_failures, rollout
 
 
 def _resource_of(obj: dict[str, Any]) -> Any:
@@ -46,7 +42,7 @@ def apply_all(kube: Kube, report: Reporter, mode: DryRun, objs: list[dict[str, A
         for obj in objs[1:]:
             probe = {**obj, "metadata": {**obj["metadata"], "namespace": "default"}}
             kube.apply(_resource_of(obj), probe, "default", dry_run=DryRun.SERVER)
-            report.status(_label(obj), "created", mode.suffix)
+            report.status(resource_label(obj), "created", mode.suffix)
             results.append(obj)
         return results
     return [_apply(kube, report, mode, obj) for obj in objs]
@@ -60,22 +56,22 @@ def _apply(kube: Kube, report: Reporter, mode: DryRun, obj: dict[str, Any]) -> d
     existing = kube.get_or_none(res, name, ns)
     if obj["kind"] == "ConfigMap":
         if existing is not None:  # the user's entries are never touched
-            report.status(_label(obj), "unchanged", mode.suffix)
+            report.status(resource_label(obj), "unchanged", mode.suffix)
             return dict(existing)
 
         try:
             result: dict[str, Any] = kube.create(res, obj, ns, dry_run=mode)
         except AlreadyExistsError:  # created by `expose` or another install since we looked: theirs, untouched
-            report.status(_label(obj), "unchanged", mode.suffix)
+            report.status(resource_label(obj), "unchanged", mode.suffix)
             return dict(kube.get(res, name, ns))
-        report.status(_label(obj), "created", mode.suffix)
+        report.status(resource_label(obj), "created", mode.suffix)
         return result
     preview: dict[str, Any] = kube.apply(res, obj, ns, dry_run=DryRun.SERVER)
     if existing is not None and applied.unchanged(existing, preview):
-        report.status(_label(obj), "unchanged", mode.suffix)
+        report.status(resource_label(obj), "unchanged", mode.suffix)
         return dict(existing)
     result = preview if mode is DryRun.SERVER else kube.apply(res, obj, ns)
-    report.status(_label(obj), "created" if existing is None else "configured", mode.suffix)
+    report.status(resource_label(obj), "created" if existing is None else "configured", mode.suffix)
     return result
 
 
@@ -105,13 +101,13 @@ class Goal:
     namespace: str
     wanted: list[str]
     gone: list[str] = field(default_factory=list)
-    daemonset: str = agentm.AGENT_NAME
+    daemonset: str = identity.AGENT_NAME
     done: str = "macvtapctl agent is ready on every selected node"
 
 
 def readiness_of(ds: dict[str, Any], pods: list[dict[str, Any]], all_nodes: list[dict[str, Any]],
                  wanted: list[str], namespace: str, *, gone: list[str] | None = None,
-                 name: str = agentm.AGENT_NAME) -> Readiness:
+                 name: str = identity.AGENT_NAME) -> Readiness:
     """The rule, on objects already read."""
     _, desired, ready, updated = rollout(ds)
     # Only the nodes the DaemonSet runs on (taints, selectors and affinity decide that, not us): a node it is not
@@ -132,7 +128,7 @@ def readiness_of(ds: dict[str, Any], pods: list[dict[str, Any]], all_nodes: list
             lagging.append(f"{node['metadata']['name']} ({'; '.join(why)})")
     advertising = len(nodes) - len(lagging)
     problem = not_rolled_out(ds)
-    summary = (f"{'agent' if name == agentm.AGENT_NAME else name} ready on {ready}/{desired} node(s), {updated} "
+    summary = (f"{'agent' if name == identity.AGENT_NAME else name} ready on {ready}/{desired} node(s), {updated} "
                f"updated; {advertising}/{len(nodes)} node(s) advertise {len(wanted)} resource(s)"
                + (f" and withdrew {len(gone)}" if gone else ""))
     if problem:
@@ -195,7 +191,7 @@ def wait_for_goal(kube: Kube, report: Reporter, goal: Goal, limit: float,
                 lagging = r.lagging
             if time.monotonic() >= deadline:
                 raise TimeoutExceeded(f"timed out after {limit:g}s waiting for "
-                                      f"{'the agent' if goal.daemonset == agentm.AGENT_NAME else goal.daemonset}; "
+                                      f"{'the agent' if goal.daemonset == identity.AGENT_NAME else goal.daemonset}; "
                                       f"lagging: {'; '.join(lagging)}")
     finally:
         for f in follows:

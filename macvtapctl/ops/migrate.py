@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
-from macvtapctl import identity, migration
+from macvtapctl import identity
 from macvtapctl.dig import dig
 from macvtapctl.errors import MacvtapctlError, PreconditionError
 from macvtapctl.kube.client import Kube
@@ -13,7 +14,8 @@ from macvtapctl.kube.follow import Watch, until
 from macvtapctl.kube.lookup import find_kubevirts
 from macvtapctl.kube.options import DryRun
 from macvtapctl.kube.resources import NODE, POD, VIRTUAL_MACHINE_INSTANCE, Resource
-from macvtapctl.manifests import agent as agentm
+from macvtapctl.ops.doctor import proxy_get
+from macvtapctl.rules import migration
 
 VIRTUAL_MACHINE_INSTANCE_MIGRATION = Resource("kubevirt.io", "v1", "virtualmachineinstancemigrations",
                                               "VirtualMachineInstanceMigration")
@@ -91,19 +93,15 @@ HANDOFF_WAIT = 3.0  # seconds the source agent may take to report a hand-off Kub
 def handoffs(kube: Kube, node: str, macs: set[str], since: str | None) -> dict[str, Any]:
     """What the agent on `node` (the source) did with the VM's links: its node report's hand-offs and reverts of
     these MACs since the migration started ({"node", "events"}), or why that cannot be read ({"node", "error"})."""
-    import time
-
     agents = [p for p in kube.list(POD, None, label_selector=f"app.kubernetes.io/name={identity.AGENT_NAME}")
               if dig(p, "spec", "nodeName") == node and dig(p, "status", "phase") == "Running"]
     if not agents:
         return {"node": node, "error": "no macvtapctl agent runs on this node (upstream macvtap-cni hands nothing "
                                        "off: kubevirt#5912)"}
-    from macvtapctl.ops.doctor import proxy_get
-
     deadline = time.monotonic() + HANDOFF_WAIT
     while True:
         try:
-            report = proxy_get(kube, agents[0], agentm.METRICS_PORT, "doctor") or {}
+            report = proxy_get(kube, agents[0], identity.METRICS_PORT, "doctor") or {}
         except MacvtapctlError as exc:
             return {"node": node, "error": f"cannot read the agent's report: {exc.message}"}
         events = migration.handoff_events(report, macs, since)

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from macvtapctl import dpconfig
 from macvtapctl.errors import ConflictError, PreconditionError
 from macvtapctl.kube.client import Kube
 from macvtapctl.kube.dpconfigmap import current_config
 from macvtapctl.kube.options import DryRun
 from macvtapctl.kube.resources import NAD
 from macvtapctl.kube.vms import vms_using_network
-from macvtapctl.manifests import nad as nadm
 from macvtapctl.ops import Reporter
+from macvtapctl.rules import dpconfig
+from macvtapctl.rules import nad as nadr
 
 
 def create(kube: Kube, report: Reporter, mode: DryRun, obj: dict[str, Any],
@@ -24,7 +24,7 @@ def create(kube: Kube, report: Reporter, mode: DryRun, obj: dict[str, Any],
     (exit 5) unless `force`."""
 
     name, namespace = obj["metadata"]["name"], obj["metadata"]["namespace"]
-    resource = nadm.resource_of(obj)
+    resource = nadr.resource_of(obj)
     if exposed is None:
         exposed = current_config(kube)
     if exposed is not None and not exposed.expose_all and resource not in exposed.names():
@@ -36,11 +36,11 @@ def create(kube: Kube, report: Reporter, mode: DryRun, obj: dict[str, Any],
                      "share it with every namespace")
     current = kube.get_or_none(NAD, name, namespace)
     label = NAD.label(name)
-    if current is not None and nadm.same_content(current, obj):
+    if current is not None and nadr.same_content(current, obj):
         report.status(label, "unchanged", mode.suffix)
         return dict(current)
     if current is not None:
-        problem = nadm.ownership_problem(current, kube.field_manager)
+        problem = nadr.ownership_problem(current, kube.field_manager)
         if problem and not force:
             raise ConflictError(f"{problem}; not changing it. Choose another name, or pass --force to take it over")
         if problem:
@@ -60,7 +60,7 @@ def delete(kube: Kube, report: Reporter, mode: DryRun, name: str, namespace: str
     current = kube.get_or_none(NAD, name, namespace)
     if current is None:
         raise PreconditionError(f'NetworkAttachmentDefinition "{name}" not found in namespace "{namespace}"')
-    problem = nadm.ownership_problem(current, kube.field_manager)
+    problem = nadr.ownership_problem(current, kube.field_manager)
     if problem and not force:
         raise ConflictError(f"{problem}; not deleting it (pass --force to delete it anyway)")
     users = vms_using_network(kube, namespace, name)

@@ -21,8 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from macvtapctl import dpconfig, plugins
-from macvtapctl.daemonset import not_rolled_out
+from macvtapctl import identity
 from macvtapctl.dig import dig
 from macvtapctl.errors import PreconditionError, TimeoutExceeded, UsageError
 from macvtapctl.kube.client import Kube
@@ -43,11 +42,13 @@ from macvtapctl.manifests import takeover as rec
 from macvtapctl.ops import Reporter
 from macvtapctl.ops.install import NodeProgress, apply_all, wait_ready
 from macvtapctl.ops.uninstall import clean_nodes
+from macvtapctl.rules import device_plugins, dpconfig
+from macvtapctl.rules.daemonset import not_rolled_out
 
 
-def serving(kube: Kube) -> list[tuple[plugins.Plugin, dict[str, Any]]]:
+def serving(kube: Kube) -> list[tuple[device_plugins.Plugin, dict[str, Any]]]:
     """Every macvtap device-plugin DaemonSet in the cluster."""
-    return plugins.find(kube.list(DAEMONSET))
+    return device_plugins.find(kube.list(DAEMONSET))
 
 
 def refuse_others(kube: Kube, namespace: str, *, via_cnao: bool = False) -> str | None:
@@ -56,8 +57,8 @@ def refuse_others(kube: Kube, namespace: str, *, via_cnao: bool = False) -> str 
     `namespace` reads (after a take-over: macvtap-cni's, which may have another name), which it keeps reading."""
     reads = None
     for p, _ in serving(kube):
-        if p.kind == plugins.AGENT:
-            if p.namespace != namespace or p.name != agentm.AGENT_NAME:
+        if p.kind == device_plugins.AGENT:
+            if p.namespace != namespace or p.name != identity.AGENT_NAME:
                 raise PreconditionError(f"the macvtapctl agent already runs as {p.label}: pass --namespace "
                                         f"{p.namespace} to update it")
             reads = p.configmap
@@ -86,7 +87,7 @@ def taken_over(kube: Kube, namespace: str) -> bool:
 class _Plan:
     namespace: str
     configmap: str
-    upstream: tuple[plugins.Plugin, dict[str, Any]] | None  # None: taken over already (a second run)
+    upstream: tuple[device_plugins.Plugin, dict[str, Any]] | None  # None: taken over already (a second run)
     nac: dict[str, Any] | None = None
 
 
@@ -96,7 +97,7 @@ def _records(kube: Kube, namespace: str | None) -> list[dict[str, Any]]:
 
 def _plan(kube: Kube, namespace_flag: str | None) -> _Plan:
     found = serving(kube)
-    ups = [t for t in found if t[0].kind == plugins.UPSTREAM]
+    ups = [t for t in found if t[0].kind == device_plugins.UPSTREAM]
     if len(ups) > 1:
         raise PreconditionError("several macvtap-cni DaemonSets serve macvtap ("
                                 f"{', '.join(p.label for p, _ in ups)}): remove all but one first")
@@ -113,7 +114,7 @@ def _plan(kube: Kube, namespace_flag: str | None) -> _Plan:
                          f"{p.label}, in namespace {p.namespace} (a pod can only mount a ConfigMap of its own "
                          "namespace)")
     for other, _ in found:
-        if other.kind == plugins.AGENT and (other.namespace, other.name) != (p.namespace, agentm.AGENT_NAME):
+        if other.kind == device_plugins.AGENT and (other.namespace, other.name) != (p.namespace, identity.AGENT_NAME):
             raise PreconditionError(f"the macvtapctl agent already runs as {other.label}: uninstall it first")
     if p.configmap is None:
         raise PreconditionError(f"{p.label} reads no ConfigMap (expected DP_MACVTAP_CONF from envFrom or "
@@ -140,7 +141,7 @@ def take_over(kube: Kube, report: Reporter, mode: DryRun, opts: agentm.InstallOp
     plan = _plan(kube, namespace_flag)
     opts.namespace, opts.configmap = plan.namespace, plan.configmap
     if plan.upstream is not None:
-        theirs = plugins.cni_bin_dir_of(plan.upstream[1])
+        theirs = device_plugins.cni_bin_dir_of(plan.upstream[1])
         if theirs and theirs != opts.cni_bin_dir:
             # The runtime looks for `macvtap` where macvtap-cni installed it: the shim must replace that one.
             report.info(f"CNI bin dir {theirs}: where {plan.upstream[0].label} installs its binary (not "
@@ -213,7 +214,7 @@ def _cnao_macvtap(kube: Kube, report: Reporter, name: str, macvtap: dict[str, An
     retry_on_conflict(attempt, what=NETWORK_ADDONS_CONFIG.label(name))
 
 
-def _wait_gone(kube: Kube, p: plugins.Plugin, ds: dict[str, Any], deadline: float) -> None:
+def _wait_gone(kube: Kube, p: device_plugins.Plugin, ds: dict[str, Any], deadline: float) -> None:
     """Until the DaemonSet and its pods are gone (CNAO removes its own; the garbage collector the pods)."""
     labels = dig(ds, "spec", "selector", "matchLabels") or {}
     selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
@@ -263,8 +264,9 @@ def give_back(kube: Kube, report: Reporter, mode: DryRun, namespace_flag: str | 
     if mode is DryRun.NONE:
         _wait_upstream(kube, report, ns, saved_ds, deadline)
         clean_nodes(kube, report, ns)
-    for res, name in ((DAEMONSET, agentm.AGENT_NAME), (ROLE_BINDING, agentm.AGENT_NAME), (ROLE, agentm.AGENT_NAME),
-                      (SERVICE_ACCOUNT, agentm.AGENT_NAME), (CONFIGMAP, rec.RECORD_NAME)):
+    agent = identity.AGENT_NAME
+    for res, name in ((DAEMONSET, agent), (ROLE_BINDING, agent), (ROLE, agent), (SERVICE_ACCOUNT, agent),
+                      (CONFIGMAP, rec.RECORD_NAME)):
         if kube.get_or_none(res, name, ns) is None:
             continue
         if mode is not DryRun.CLIENT:
@@ -276,7 +278,7 @@ def _wait_upstream(kube: Kube, report: Reporter, ns: str, saved_ds: dict[str, An
     """Until upstream's DaemonSet (CNAO's: the one it creates) is rolled out on every node it selects."""
     last = ""
     while True:
-        ups = [(p, ds) for p, ds in serving(kube) if p.kind == plugins.UPSTREAM and p.namespace == ns]
+        ups = [(p, ds) for p, ds in serving(kube) if p.kind == device_plugins.UPSTREAM and p.namespace == ns]
         if saved_ds is not None:
             ups = [(p, ds) for p, ds in ups if p.name == saved_ds["metadata"]["name"]]
         problem = "its DaemonSet does not exist yet" if not ups else not_rolled_out(ups[0][1])

@@ -6,8 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from macvtapctl import dpconfig, validate, vmlint
-from macvtapctl.daemonset import rollout, unfinished_nodes
+from macvtapctl import identity, validate
 from macvtapctl.errors import ConflictError, PreconditionError
 from macvtapctl.kube import resources as r
 from macvtapctl.kube.client import Kube
@@ -16,8 +15,9 @@ from macvtapctl.kube.options import DryRun
 from macvtapctl.kube.resources import DAEMONSET, NODE
 from macvtapctl.kube.retry import guarded_json_patch, retry_on_conflict
 from macvtapctl.kube.vms import all_vms
-from macvtapctl.manifests import agent as agentm
 from macvtapctl.ops import Reporter
+from macvtapctl.rules import dpconfig, vmlint
+from macvtapctl.rules.daemonset import rollout, unfinished_nodes
 
 
 def uninstall(kube: Kube, report: Reporter, mode: DryRun, namespace: str, *, purge: bool = False,
@@ -39,8 +39,8 @@ def uninstall(kube: Kube, report: Reporter, mode: DryRun, namespace: str, *, pur
         # teardown would keep failing on every node.
         clean_nodes(kube, report, namespace)
     targets: list[tuple[Any, str, str | None]] = [
-        (r.DAEMONSET, agentm.AGENT_NAME, namespace), (r.ROLE_BINDING, agentm.AGENT_NAME, namespace),
-        (r.ROLE, agentm.AGENT_NAME, namespace), (r.SERVICE_ACCOUNT, agentm.AGENT_NAME, namespace)]
+        (r.DAEMONSET, identity.AGENT_NAME, namespace), (r.ROLE_BINDING, identity.AGENT_NAME, namespace),
+        (r.ROLE, identity.AGENT_NAME, namespace), (r.SERVICE_ACCOUNT, identity.AGENT_NAME, namespace)]
     if purge:
         targets += [(r.CONFIGMAP, dpconfig.CONFIGMAP_NAME, namespace), (r.NAMESPACE, namespace, None)]
     for res, name, ns in targets:
@@ -62,7 +62,7 @@ def clean_nodes(kube: Kube, report: Reporter, namespace: str) -> None:
     time are named; the DaemonSet is deleted either way."""
 
     def roll() -> dict[str, Any] | None:
-        ds = kube.get_or_none(DAEMONSET, agentm.AGENT_NAME, namespace)
+        ds = kube.get_or_none(DAEMONSET, identity.AGENT_NAME, namespace)
         if ds is None:
             return None
         containers = ds["spec"]["template"]["spec"]["containers"]
@@ -73,10 +73,10 @@ def clean_nodes(kube: Kube, report: Reporter, namespace: str) -> None:
         # A merge patch replaces the containers list whole: guarded by the resourceVersion it was read at.
         patch = {"metadata": {"resourceVersion": ds["metadata"]["resourceVersion"]},
                  "spec": {"template": {"spec": {"containers": containers}}}}
-        return dict(kube.merge_patch(DAEMONSET, agentm.AGENT_NAME, patch, namespace))
+        return dict(kube.merge_patch(DAEMONSET, identity.AGENT_NAME, patch, namespace))
 
     try:
-        ds = retry_on_conflict(roll, what=f"daemonset {namespace}/{agentm.AGENT_NAME}")
+        ds = retry_on_conflict(roll, what=f"daemonset {namespace}/{identity.AGENT_NAME}")
     except ConflictError as exc:
         report.warn(f"cannot switch the agent to uninstall mode ({exc}); node files and links are left")
         return
@@ -84,14 +84,14 @@ def clean_nodes(kube: Kube, report: Reporter, namespace: str) -> None:
         return
     deadline = time.monotonic() + NODE_CLEANUP_TIMEOUT
     while True:
-        observed, desired, ready, updated = rollout(kube.get(DAEMONSET, agentm.AGENT_NAME, namespace))
+        observed, desired, ready, updated = rollout(kube.get(DAEMONSET, identity.AGENT_NAME, namespace))
         if observed and ready == updated == desired:
-            report.status(f"daemonset.apps/{agentm.AGENT_NAME}", f"cleaned {desired} node(s)")
+            report.status(f"daemonset.apps/{identity.AGENT_NAME}", f"cleaned {desired} node(s)")
             return
         if time.monotonic() >= deadline:
-            current = kube.get(DAEMONSET, agentm.AGENT_NAME, namespace)
+            current = kube.get(DAEMONSET, identity.AGENT_NAME, namespace)
             pods = kube.list(r.POD, namespace, label_selector=",".join(f"{k}={v}" for k, v in
-                                                                       agentm.LABELS.items()))
+                                                                       identity.LABELS.items()))
             names = unfinished_nodes(current, pods)
             which = f": {', '.join(names)}" if names else ""
             report.warn(f"only {updated if observed else 0}/{desired} node(s) finished cleaning up within "

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from macvtapctl import applied, vmlint
 from macvtapctl.errors import ExitCode, MacvtapctlError, PreconditionError
 from macvtapctl.kube.client import Kube
 from macvtapctl.kube.facts import gather, registered_bindings
@@ -14,6 +13,7 @@ from macvtapctl.kube.resources import VIRTUAL_MACHINE
 from macvtapctl.kube.retry import guarded_json_patch
 from macvtapctl.kube.vms import all_vms
 from macvtapctl.ops import Reporter, binding
+from macvtapctl.rules import applied, vmlint
 
 
 class Progress(Protocol):

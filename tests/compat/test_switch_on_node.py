@@ -59,7 +59,7 @@ def _frames_pass(c: Cluster, pod: str, mac: str) -> dict[str, str]:
 
 def _serving(c: Cluster) -> list[tuple[str, str]]:
     with c.kube() as k:
-        from macvtapctl import plugins
+        from macvtapctl.rules import device_plugins as plugins
 
         return [(p.kind, p.namespace) for p, _ in plugins.find(k.list(DAEMONSET))]
 

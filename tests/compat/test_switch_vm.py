@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from macvtapctl import plugins
 from macvtapctl.kube.resources import DAEMONSET
+from macvtapctl.rules import device_plugins as plugins
 from tests.e2e_kubevirt.vms import (
     create_vm,
     diagnostics,

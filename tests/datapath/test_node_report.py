@@ -10,8 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from macvtapctl import doctor, dpconfig
 from macvtapctl.manifests import nad as nadm
+from macvtapctl.rules import doctor, dpconfig
 
 from .helpers import ip
 

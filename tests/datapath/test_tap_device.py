@@ -25,7 +25,7 @@ import asyncio, json, logging, os, sys
 logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
 from macvtapctl.agent.deviceplugin.allocator import make_allocator
 from macvtapctl.agent.link_registry import LinkRegistry
-from macvtapctl.dpconfig import Entry
+from macvtapctl.rules.dpconfig import Entry
 path = asyncio.run(make_allocator(LinkRegistry())("dev-b-0", Entry("lan", "lower0")))
 index = int(path.removeprefix("/dev/tap"))
 link = [l for l in json.loads(os.popen("ip -j link show").read()) if l["ifindex"] == index][0]["ifname"]

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from macvtapctl import identity
 from macvtapctl.agent.configmap_watch import ConfigMapWatch
 from macvtapctl.agent.deviceplugin.config_source import API, FILE, ConfigSource
 from macvtapctl.kube.errors import Request
@@ -52,12 +53,12 @@ def agent_identity(control_plane: Any, tmp_path: Path) -> Iterator[Path]:
             k.create(res, obj, NS)
         sa_dir = tmp_path / "sa"
         sa_dir.mkdir()
-        (sa_dir / "token").write_text(_token(k, NS, agentm.AGENT_NAME))
+        (sa_dir / "token").write_text(_token(k, NS, identity.AGENT_NAME))
         (sa_dir / "ca.crt").write_bytes((control_plane.dir / "pki" / "ca.crt").read_bytes())
     yield sa_dir
     with control_plane.kube() as k:
-        for res, name in ((CONFIGMAP, CM), (ROLE_BINDING, agentm.AGENT_NAME), (ROLE, agentm.AGENT_NAME),
-                          (SERVICE_ACCOUNT, agentm.AGENT_NAME)):
+        for res, name in ((CONFIGMAP, CM), (ROLE_BINDING, identity.AGENT_NAME), (ROLE, identity.AGENT_NAME),
+                          (SERVICE_ACCOUNT, identity.AGENT_NAME)):
             if k.get_or_none(res, name, NS) is not None:
                 k.delete(res, name, NS)
 

@@ -13,7 +13,7 @@ import pytest
 from macvtapctl.errors import ExitCode
 from macvtapctl.kube.resources import CONFIGMAP, DAEMONSET, NAMESPACE, SERVICE_ACCOUNT
 from tests.conftest import resource_versions
-from tests.unit.test_plugins import upstream_ds
+from tests.unit.rules.test_device_plugins import upstream_ds
 
 UP_NS = "kubevirt-macvtap"
 CM = "macvtap-deviceplugin-config"

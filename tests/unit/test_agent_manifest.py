@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from macvtapctl import identity
 from macvtapctl.manifests import agent as agentm
 
 
@@ -24,4 +25,4 @@ def test_health_and_metrics_bind_to_the_nodes_own_address() -> None:
     host_ip = next(e for e in c["env"] if e["name"] == "HOST_IP")
     assert host_ip["valueFrom"] == {"fieldRef": {"fieldPath": "status.hostIP"}}
     i = c["args"].index("--metrics-address")
-    assert c["args"][i + 1] == f"$(HOST_IP):{agentm.METRICS_PORT}"
+    assert c["args"][i + 1] == f"$(HOST_IP):{identity.METRICS_PORT}"

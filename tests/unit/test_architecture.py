@@ -1,4 +1,5 @@
-"""The import rules of docs/architecture.md, checked on every import statement in the package."""
+"""The import rules of docs/architecture.md, checked on every import statement in the package: one row per folder,
+so a new module is checked by where it sits."""
 
 from __future__ import annotations
 
@@ -8,10 +9,29 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[2] / "macvtapctl"
-PURE = ("macvtapctl.dpconfig", "macvtapctl.kubevirt", "macvtapctl.vmlint", "macvtapctl.doctor", "macvtapctl.validate",
-        "macvtapctl.failures", "macvtapctl.in_use", "macvtapctl.daemonset", "macvtapctl.errors", "macvtapctl.dig", "macvtapctl.jsonmerge", "macvtapctl.yamlout",
-        "macvtapctl.plugins", "macvtapctl.identity", "macvtapctl.applied", "macvtapctl.vmflags", "macvtapctl.nodes",
-        "macvtapctl.migration")
+ROOT = "."  # the package's own folder: the shared leaves below, output.py, vmflags.py, the entry points
+
+# The modules at the root, all of them: a new module goes into a room (rules/ when it judges objects).
+# The leaves import nothing of the project but each other; every room may import them.
+LEAVES = ("errors", "dig", "identity", "jsonmerge", "yamlout", "validate")
+ROOT_MODULES = {"__init__", "__main__", "output", "vmflags", *LEAVES}
+
+# The import contract, in full: folder -> the project's folders and root modules its modules may import, besides
+# their own folder and the leaves. `macvtapctl` (the version) is open to all.
+CONTRACT: dict[str, tuple[str, ...]] = {
+    "cli": ("ops", "kube", "manifests", "rules", "agent", "output", "vmflags"),  # the agent only to run it
+    "ops": ("kube", "manifests", "rules", "output"),  # use-cases: the API layer, renderers, rules; never cli/
+    "kube": ("rules",),  # the only door to the API server: its own rooms and the rules it writes by
+    "manifests": ("rules",),  # pure renderers of what the rules define
+    "rules": (),  # the pure rules (rules/doctor/ too): each other and the leaves, nothing that does I/O
+    "agent": ("rules",),  # the node agent; the admin side never imports it
+    ROOT: ("manifests", "cli"),  # vmflags reads flags into manifests/vm.py's pieces; __main__ runs the CLI
+}
+# Third-party modules that do I/O or draw: the CLI's (typer, click, rich) only in cli/ and output.py; the API
+# client's only in kube/; the agent's (grpc, pyroute2, prometheus_client) only in agent/.
+THIRD_PARTY = {"typer": ("cli",), "click": ("cli",), "rich": ("cli", "output.py"),
+               "kubernetes": ("kube",),
+               "grpc": ("agent",), "pyroute2": ("agent",), "prometheus_client": ("agent",)}
 
 
 def all_imports(path: Path) -> set[str]:
@@ -30,33 +50,50 @@ def imports(path: Path) -> set[str]:
     return {m for m in all_imports(path) if m.startswith("macvtapctl")}
 
 
-def modules(room: str) -> list[Path]:
-    return sorted((PKG / room).rglob("*.py")) if (PKG / room).is_dir() else [PKG / f"{room}.py"]
+def folder_of(path: Path) -> str:
+    rel = path.relative_to(PKG)
+    return rel.parts[0] if len(rel.parts) > 1 else ROOT
 
 
-def under(names: set[str], *prefixes: str) -> list[str]:
-    return sorted(n for n in names if any(n == p or n.startswith(p + ".") for p in prefixes))
+def modules(folder: str) -> list[Path]:
+    return sorted(PKG.glob("*.py")) if folder == ROOT else sorted((PKG / folder).rglob("*.py"))
 
 
-@pytest.mark.parametrize("room", ["kube", "ops", "manifests", "dpconfig", "kubevirt", "vmlint", "doctor", "failures",
-                                  "validate", "vmflags"])
-def test_nothing_below_the_command_layer_imports_it(room: str) -> None:
-    for path in modules(room):
-        assert not under(imports(path), "macvtapctl.cli"), path
+def dotted(name: str) -> str:
+    """A contract entry as a module prefix: a folder or a root module."""
+    return "macvtapctl" if name == ROOT else f"macvtapctl.{name}"
 
 
-@pytest.mark.parametrize("room", ["kube", "manifests", "dpconfig", "kubevirt", "vmlint", "doctor", "failures", "validate",
-                                  "vmflags"])
-def test_the_api_layer_and_the_pure_modules_know_no_use_cases(room: str) -> None:
-    for path in modules(room):
-        assert not under(imports(path), "macvtapctl.ops"), path
+def allowed(folder: str) -> tuple[str, ...]:
+    """Module prefixes a folder's files may import. At the root, `macvtapctl.x` names a root module x, so the
+    folder itself is not a prefix there: only the leaves and the row's entries."""
+    own = () if folder == ROOT else (dotted(folder),)
+    return (*own, *(f"macvtapctl.{m}" for m in LEAVES), *(dotted(n) for n in CONTRACT[folder]))
 
 
-@pytest.mark.parametrize("room", ["manifests", "dpconfig", "kubevirt", "vmlint", "doctor", "failures", "validate",
-                                  "plugins", "vmflags"])
-def test_pure_modules_do_no_io(room: str) -> None:
-    for path in modules(room):
-        assert not under(imports(path), "macvtapctl.kube", "macvtapctl.agent"), path
+def violations(folder: str, names: set[str]) -> list[str]:
+    """The project imports that a folder's row does not allow."""
+    ours = {m for m in names if m not in ("macvtapctl", "macvtapctl.__version__")}
+    return sorted(m for m in ours if not any(m == a or m.startswith(a + ".") for a in allowed(folder)))
+
+
+def test_every_folder_has_a_row_and_the_root_holds_only_its_modules() -> None:
+    folders = {p.name for p in PKG.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert folders == set(CONTRACT) - {ROOT}
+    assert {p.stem for p in PKG.glob("*.py")} == ROOT_MODULES
+
+
+@pytest.mark.parametrize("folder", sorted(CONTRACT))
+def test_each_folder_imports_only_what_its_row_allows(folder: str) -> None:
+    for path in modules(folder):
+        assert violations(folder, imports(path)) == [], path
+
+
+def test_the_leaves_import_only_leaves() -> None:
+    for leaf in LEAVES:
+        bad = [m for m in imports(PKG / f"{leaf}.py") if not any(
+            m == f"macvtapctl.{x}" or m.startswith(f"macvtapctl.{x}.") for x in LEAVES)]
+        assert bad == [], (leaf, bad)
 
 
 def test_no_command_module_imports_another_verbs_module() -> None:
@@ -66,70 +103,30 @@ def test_no_command_module_imports_another_verbs_module() -> None:
         if path.name == "__init__.py":
             continue
         own = f"macvtapctl.cli.{path.stem}"
-        others = [m for m in under(imports(path), "macvtapctl.cli") if m not in shared and not m.startswith(own)
-                  and not any(m.startswith(s + ".") and s != "macvtapctl.cli" for s in shared)]
+        others = [m for m in imports(path) if m.startswith("macvtapctl.cli") and m not in shared
+                  and not m.startswith(own) and not any(m.startswith(s + ".") and s != "macvtapctl.cli" for s in shared)]
         assert others == [], (path, others)
-
-
-def test_the_admin_side_never_imports_the_agent() -> None:
-    for room in ("kube", "ops", "manifests"):
-        for path in modules(room):
-            assert not under(imports(path), "macvtapctl.agent"), path
-
-
-def test_the_checker_sees_a_violation() -> None:
-    """The rules can fail: a cli import is found where one exists."""
-    assert under(imports(PKG / "cli" / "setup.py"), "macvtapctl.cli")
-    assert set(PURE) <= {f"macvtapctl.{p.stem}" for p in PKG.glob("*.py")}
-
-
-# The import contract, in full: what each room may import of the project, and which third-party modules only some
-# rooms may use. `macvtapctl.__init__` (the version) is open to all.
-PURE_ROOMS = tuple(m.removeprefix("macvtapctl.") for m in PURE)
-ALLOWED = {
-    "kube": ("macvtapctl.kube", *(f"macvtapctl.{r}" for r in PURE_ROOMS)),  # the API layer and the pure rules
-    "agent": ("macvtapctl.agent", *(f"macvtapctl.{r}" for r in PURE_ROOMS)),
-    "manifests": ("macvtapctl.manifests", *(f"macvtapctl.{r}" for r in PURE_ROOMS)),
-    "ops": ("macvtapctl.ops", "macvtapctl.kube", "macvtapctl.manifests", "macvtapctl.output",
-            *(f"macvtapctl.{r}" for r in PURE_ROOMS)),
-    # The pure modules: each other, and the manifests (pure renderers and readers of the objects they judge).
-    **{r: ("macvtapctl.manifests", *(f"macvtapctl.{p}" for p in PURE_ROOMS)) for r in PURE_ROOMS},
-}
-# Third-party modules that do I/O or draw: the CLI's (typer, click, rich) only in cli/ and output.py; the API
-# client's only in kube/; the agent's (grpc, pyroute2, prometheus_client) only in agent/.
-THIRD_PARTY = {"typer": ("cli",), "click": ("cli",), "rich": ("cli", "output"),
-               "kubernetes": ("kube",),
-               "grpc": ("agent",), "pyroute2": ("agent",), "prometheus_client": ("agent",)}
-
-
-def room_of(path: Path) -> str:
-    rel = path.relative_to(PKG)
-    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
-
-
-@pytest.mark.parametrize("room", sorted(ALLOWED))
-def test_each_room_imports_only_what_the_contract_allows(room: str) -> None:
-    allowed = ALLOWED[room]
-    for path in modules(room):
-        ours = {m for m in imports(path) if m not in ("macvtapctl", "macvtapctl.__version__")}
-        bad = sorted(m for m in ours if not any(m == a or m.startswith(a + ".") for a in allowed))
-        assert bad == [], (path, bad)
 
 
 def test_third_party_io_modules_stay_in_their_rooms() -> None:
     for path in sorted(PKG.rglob("*.py")):
-        room = room_of(path)
+        where = folder_of(path) if folder_of(path) != ROOT else path.name
         top = {m.split(".")[0] for m in all_imports(path)}
-        bad = sorted(m for m in top if m in THIRD_PARTY and room not in THIRD_PARTY[m])
+        bad = sorted(m for m in top if m in THIRD_PARTY and where not in THIRD_PARTY[m])
         assert bad == [], (path, bad)
 
 
 def test_the_contract_sees_a_violation() -> None:
-    """The contract can fail: the CLI imports typer and ops, which the pure rooms may not."""
+    """The contract can fail: a rule that reads the cluster or prints, a renderer that calls a use-case, the agent
+    in a use-case, a root module beyond the leaves; and the CLI does import typer, which only it may."""
+    assert violations("rules", {"macvtapctl.kube.client", "macvtapctl.output", "macvtapctl.rules.nodes"}) == [
+        "macvtapctl.kube.client", "macvtapctl.output"]
+    assert violations("manifests", {"macvtapctl.ops.install"}) == ["macvtapctl.ops.install"]
+    assert violations("ops", {"macvtapctl.agent.check", "macvtapctl.cli.common"}) == [
+        "macvtapctl.agent.check", "macvtapctl.cli.common"]
+    assert violations(ROOT, {"macvtapctl.output", "macvtapctl.ops"}) == ["macvtapctl.ops", "macvtapctl.output"]
     cli = set().union(*(all_imports(p) for p in modules("cli")))
-    assert "typer" in {m.split(".")[0] for m in cli} and "typer" in THIRD_PARTY and "cli" in THIRD_PARTY["typer"]
-    assert any(m.startswith("macvtapctl.ops") for m in cli) and not any(
-        a.startswith("macvtapctl.ops") for a in ALLOWED["doctor"])
+    assert "typer" in {m.split(".")[0] for m in cli} and "cli" in THIRD_PARTY["typer"]
 
 
 def _in_function_project_imports(path: Path) -> list[int]:
@@ -143,11 +140,11 @@ def _in_function_project_imports(path: Path) -> list[int]:
     return lines
 
 
-@pytest.mark.parametrize("room", ["ops", "kube", *PURE_ROOMS])
-def test_use_cases_the_api_layer_and_the_pure_rules_show_their_graph_at_module_level(room: str) -> None:
-    """Imports of the project's own modules are at the top of each file in these rooms (only cli/ defers its
+@pytest.mark.parametrize("folder", ["ops", "kube", "manifests", "rules", ROOT])
+def test_use_cases_the_api_layer_and_the_rules_show_their_graph_at_module_level(folder: str) -> None:
+    """Imports of the project's own modules are at the top of each file in these folders (only cli/ defers its
     use-cases to when a command runs — start-up — and agent/ the parts of a mode it runs)."""
-    for path in modules(room):
+    for path in modules(folder):
         assert _in_function_project_imports(path) == [], path
 
 

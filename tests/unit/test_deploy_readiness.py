@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from macvtapctl import identity
 from macvtapctl.manifests import agent as agentm
 from macvtapctl.ops.install import readiness_of, wanted_resources
 
@@ -15,7 +16,7 @@ class FakeKube:
     def __init__(self, ds_status: dict[str, Any], generation: int, pods: list[str], nodes: dict[str, dict[str, str]],
                  conf: list[dict[str, Any]]) -> None:
         self.objects = {
-            "daemonsets": {"metadata": {"name": agentm.AGENT_NAME, "generation": generation},
+            "daemonsets": {"metadata": {"name": identity.AGENT_NAME, "generation": generation},
                            "spec": {"selector": {"matchLabels": LABELS}}, "status": ds_status},
             "configmaps": {"metadata": {"name": "macvtap-deviceplugin-config", "namespace": "macvtap"},
                            "data": {"DP_MACVTAP_CONF": json.dumps(conf)}}}
@@ -117,10 +118,10 @@ def test_a_withdrawn_resource_is_waited_for_until_allocatable_drops() -> None:
 
 
 def test_pods_older_than_the_configmaps_last_write_serve_an_older_configuration() -> None:
-    from macvtapctl import plugins
+    from macvtapctl.rules import device_plugins
 
     cm = {"metadata": {"managedFields": [{"time": "2026-12-01T10:00:00Z"}, {"time": "2026-12-02T10:00:00Z"}]}}
     pods = [{"metadata": {"name": n}, "status": {"startTime": t}} for n, t in
             (("old", "2026-12-02T09:59:59Z"), ("new", "2026-12-02T10:00:01Z"), ("pending", None))]
-    assert [p["metadata"]["name"] for p in plugins.started_before(cm, pods)] == ["old"]
-    assert plugins.started_before({"metadata": {}}, pods) == []  # no write time known: nothing is judged stale
+    assert [p["metadata"]["name"] for p in device_plugins.started_before(cm, pods)] == ["old"]
+    assert device_plugins.started_before({"metadata": {}}, pods) == []  # no write time known: nothing is judged stale

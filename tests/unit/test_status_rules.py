@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from macvtapctl import doctor
+from macvtapctl import identity
 from macvtapctl.manifests import agent as agentm
 from macvtapctl.ops.status import problem, view
+from macvtapctl.rules import doctor
 
 CM = "macvtap-deviceplugin-config"
 DP = "macvtap.network.kubevirt.io/dp"
@@ -23,7 +24,7 @@ def kubevirt(version: str, gates: dict[str, list[str]] | None = None, bindings: 
 
 
 def nad(name: str, resource: str) -> dict[str, Any]:
-    return {"metadata": {"name": name, "namespace": "default",
+    return {"kind": "NetworkAttachmentDefinition", "metadata": {"name": name, "namespace": "default",
                          "annotations": {"k8s.v1.cni.cncf.io/resourceName": f"macvtap.network.kubevirt.io/{resource}"}},
             "spec": {"config": json.dumps({"cniVersion": "0.3.1", "name": name, "type": "macvtap",
                                            "promiscMode": True})}}
@@ -38,7 +39,7 @@ def snapshot(kv: dict[str, Any] | None, conf: Any, nads: list[dict[str, Any]], r
                     "observedGeneration": 1}
     node = {"metadata": {"name": "node-a"}, "status": {"capacity": {DP: "100"}, "allocatable": {DP: allocatable}}}
     pod = {"metadata": {"name": "agent-a", "namespace": "macvtap",
-                        "ownerReferences": [{"kind": "DaemonSet", "name": agentm.AGENT_NAME}]},
+                        "ownerReferences": [{"kind": "DaemonSet", "name": identity.AGENT_NAME}]},
            "spec": {"nodeName": "node-a"}, "status": {"phase": "Running"}}
     return doctor.Snapshot(kubevirts=[kv] if kv else [], configmaps=[cm] if conf is not None else [], agents=[ds],
                            agent_pods=[pod], nodes=[node], nads=nads,
@@ -46,7 +47,7 @@ def snapshot(kv: dict[str, Any] | None, conf: Any, nads: list[dict[str, Any]], r
 
 
 def status_of(s: doctor.Snapshot) -> dict[str, Any]:
-    return view(s, doctor.diagnose(s))
+    return view(s, doctor.View.of(s), doctor.diagnose(s))
 
 
 GOOD = [{"name": "dp", "lowerDevice": "eth0"}]
@@ -57,7 +58,7 @@ def test_a_complete_chain_has_no_problems_and_doctor_no_error() -> None:
     doc = status_of(s)
     assert doc["problems"] == [] and doc["complete"]
     assert not [f for f in doctor.diagnose(s) if f.severity == doctor.ERROR]
-    assert doc["agents"] == [{"namespace": "macvtap", "name": agentm.AGENT_NAME, "kind": "macvtapctl", "desired": 1,
+    assert doc["agents"] == [{"namespace": "macvtap", "name": identity.AGENT_NAME, "kind": "macvtapctl", "desired": 1,
                               "ready": 1, "configMap": CM, "configSources": {"node-a": "api"}}]
     assert doc["nads"] == [{"namespace": "default", "name": "dp", "resource": "dp", "exposed": True,
                             "advertised": True}]
@@ -101,7 +102,7 @@ def test_quirks_upstream_accepts_are_warnings_not_problems() -> None:
 
 def test_hyperconverged_bindings_count_for_both() -> None:
     """A binding HyperConverged will propagate counts (it may not have reconciled yet) — for status and doctor's
-    VM checks alike, from one rule (doctor.bindings_of)."""
+    VM checks alike, from one rule (the View's bindings)."""
     s = snapshot(kubevirt("v1.5.0", bindings=False), GOOD, [nad("dp", "dp")])
     assert "binding-missing" in {f.id for f in doctor.diagnose(s)}
     s.hco_bindings = {"macvtap": {"domainAttachmentType": "tap"}}
@@ -141,3 +142,55 @@ def test_kubevirt_not_yet_deployed_is_a_problem_for_status_and_doctor_alike() ->
             assert problems == [], state
         else:
             assert len(problems) == 1 and expected in problems[0], (state, problems)
+
+
+# status's tables written out by hand, on the states where status's own copies of doctor's facts disagreed with
+# doctor's (issue 41): each expectation is what a user reads, not rebuilt from doctor's findings.
+OTHER_CM = "macvtap-deviceplugin-config"
+
+
+def test_status_by_hand_a_binding_that_is_not_an_object_and_a_resource_listed_at_zero() -> None:
+    """A binding named like ours but not an object (status read it with `or {}` and crashed on a string, doctor
+    skipped it), and a resource the node lists at 0 (the kubelet keeps a gone plugin's resource): not advertised,
+    and doctor's resource-capacity error is status's problem."""
+    kv = kubevirt("v1.5.0")
+    kv["spec"]["configuration"]["network"]["binding"]["other"] = "tap"
+    s = snapshot(kv, GOOD, [nad("dp", "dp")], allocatable="0")
+    doc = status_of(s)
+    assert doc["kubevirt"] == {"installed": True, "version": "v1.5.0", "phase": None, "macvtapBindings": ["macvtap"]}
+    assert doc["nodes"] == [{"node": "node-a", "resource": "dp", "capacity": "100", "allocatable": "0", "inUse": 0}]
+    assert doc["nads"] == [{"namespace": "default", "name": "dp", "resource": "dp", "exposed": True,
+                            "advertised": False}]
+    assert doc["problems"] == [
+        "networkattachmentdefinition/default/dp: resource 'dp' has no allocatable device on any schedulable node"]
+    assert doc["complete"] is False
+
+
+def test_status_by_hand_two_configmaps_the_one_the_agent_reads_is_shown() -> None:
+    """Two device-plugin ConfigMaps: status shows the one the agent reads (doctor's choice), with its entries, and
+    doctor's warning about the other is a warning, not a problem."""
+    s = snapshot(kubevirt("v1.5.0"), GOOD, [nad("dp", "dp")])
+    stray = {"metadata": {"name": OTHER_CM, "namespace": "default"},
+             "data": {"DP_MACVTAP_CONF": json.dumps([{"name": "other", "lowerDevice": "eth9"}])}}
+    s.configmaps.insert(0, stray)
+    doc = status_of(s)
+    assert doc["deviceplugin"] == {
+        "namespace": "macvtap", "configMap": CM, "present": True, "exposeAll": False,
+        "entries": [{"name": "dp", "lowerDevice": "eth0"}], "warnings": [],
+        "configMaps": [{"namespace": "default", "name": OTHER_CM}, {"namespace": "macvtap", "name": CM}]}
+    assert doc["problems"] == [] and doc["complete"] is True
+    assert doc["warnings"] == [
+        "configmap/macvtap/macvtap-deviceplugin-config: 2 device-plugin ConfigMaps: default/macvtap-deviceplugin-config"
+        " (read by no device plugin); macvtap/macvtap-deviceplugin-config (read by DaemonSet macvtap/macvtapctl-agent)"
+        "; macvtapctl expose edits only one of them (fix: kubectl -n default delete configmap "
+        "macvtap-deviceplugin-config (if it holds no entry you need))"]
+
+
+def test_status_by_hand_the_injection_gate_enabled_and_disabled_at_once() -> None:
+    """v1.8 with ExternalNetResourceInjection in both lists: disabled wins (KubeVirt's rule), so no note and no
+    warning — status once read the enabled list alone."""
+    kv = kubevirt("v1.8.0", {"featureGates": ["ExternalNetResourceInjection"],
+                             "disabledFeatureGates": ["ExternalNetResourceInjection"]})
+    doc = status_of(snapshot(kv, GOOD, [nad("dp", "dp")]))
+    assert doc["kubevirt"] == {"installed": True, "version": "v1.8.0", "phase": None, "macvtapBindings": ["macvtap"]}
+    assert doc["warnings"] == [] and doc["problems"] == [] and doc["complete"] is True

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from macvtapctl.daemonset import unfinished_nodes
 from macvtapctl.ops import uninstall as op
+from macvtapctl.rules.daemonset import unfinished_nodes
 
 
 def _pod(node: str, generation: str, ready: bool) -> dict[str, Any]:

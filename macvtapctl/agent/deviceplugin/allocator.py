@@ -12,7 +12,7 @@ from macvtapctl.agent.link_name import temporary_link_name
 from macvtapctl.agent.link_registry import LinkRegistry
 from macvtapctl.agent.netlink import NetlinkError
 from macvtapctl.agent.netlink.awaited import AwaitedNetlink
-from macvtapctl.dpconfig import Entry
+from macvtapctl.rules.dpconfig import Entry
 
 log = logging.getLogger(__name__)
 FREE_INDEX_TRIES = 5

@@ -18,9 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from macvtapctl import dpconfig
 from macvtapctl.agent.configmap_watch import Seen
-from macvtapctl.dpconfig import Entry
+from macvtapctl.rules import dpconfig
+from macvtapctl.rules.dpconfig import Entry
 
 log = logging.getLogger("macvtapctl.agent.dp")
 API, FILE, ENV = "api", "file", "env"

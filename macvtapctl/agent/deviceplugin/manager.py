@@ -11,7 +11,7 @@ from collections.abc import Callable
 from macvtapctl.agent.deviceplugin.config_source import ConfigSource
 from macvtapctl.agent.deviceplugin.links import LinkWatcher
 from macvtapctl.agent.deviceplugin.plugin import GONE, REPLACED, Allocator, ResourcePlugin
-from macvtapctl.dpconfig import Entry
+from macvtapctl.rules.dpconfig import Entry
 
 log = logging.getLogger("macvtapctl.agent.dp")
 KUBELET_SOCKET = "kubelet.sock"

@@ -15,7 +15,7 @@ from grpc import aio  # noqa: TID253
 
 from macvtapctl.agent.deviceplugin import api_pb2 as pb
 from macvtapctl.agent.deviceplugin import api_pb2_grpc as rpc
-from macvtapctl.dpconfig import Entry
+from macvtapctl.rules.dpconfig import Entry
 from macvtapctl.validate import RESOURCE_PREFIX, device_id, is_device_id
 
 log = logging.getLogger("macvtapctl.agent.dp")

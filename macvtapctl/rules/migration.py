@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from macvtapctl import in_use, nodes, vmlint
 from macvtapctl.dig import dig
+from macvtapctl.rules import in_use, nodes, vmlint
 
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 DONE_PHASES = ("Succeeded", "Failed")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from macvtapctl import plugins
 from macvtapctl.manifests import agent as agentm
 from macvtapctl.manifests import takeover
+from macvtapctl.rules import device_plugins
 
 
 def upstream_ds(ns: str = "kubevirt-macvtap", cm: str = "macvtap-deviceplugin-config", *,
@@ -40,39 +40,39 @@ def pod(ds: dict[str, Any], node: str, phase: str = "Running") -> dict[str, Any]
 
 
 def test_each_plugin_is_named_with_the_configmap_it_reads() -> None:
-    up = plugins.of(upstream_ds())
-    assert up == plugins.Plugin(plugins.UPSTREAM, "kubevirt-macvtap", "macvtap-cni", "macvtap-deviceplugin-config",
+    up = device_plugins.of(upstream_ds())
+    assert up == device_plugins.Plugin(device_plugins.UPSTREAM, "kubevirt-macvtap", "macvtap-cni", "macvtap-deviceplugin-config",
                                 None)
-    assert plugins.of(upstream_ds(cm="mine", key_ref=True)).configmap == "mine"  # type: ignore[union-attr]
-    cnao = plugins.of(upstream_ds("cluster-network-addons", owner="cluster"))
+    assert device_plugins.of(upstream_ds(cm="mine", key_ref=True)).configmap == "mine"  # type: ignore[union-attr]
+    cnao = device_plugins.of(upstream_ds("cluster-network-addons", owner="cluster"))
     assert cnao is not None and cnao.cnao == "cluster"
     assert cnao.describe() == ("DaemonSet cluster-network-addons/macvtap-cni (macvtap-cni, deployed by CNAO's "
                                "NetworkAddonsConfig cluster, reads ConfigMap cluster-network-addons/"
                                "macvtap-deviceplugin-config)")
-    ours = plugins.of(agent_ds("kubevirt-macvtap", "theirs"))
-    assert ours == plugins.Plugin(plugins.AGENT, "kubevirt-macvtap", "macvtapctl-agent", "theirs", None)
+    ours = device_plugins.of(agent_ds("kubevirt-macvtap", "theirs"))
+    assert ours == device_plugins.Plugin(device_plugins.AGENT, "kubevirt-macvtap", "macvtapctl-agent", "theirs", None)
 
 
 def test_other_daemonsets_are_not_plugins() -> None:
     other = upstream_ds()
     c = other["spec"]["template"]["spec"]["containers"][0]
     c["command"], c["image"] = ["/bin/kube-proxy"], "registry.k8s.io/kube-proxy:v1.37.2"
-    assert plugins.of(other) is None
+    assert device_plugins.of(other) is None
     # Matched by the image alone (a command overridden by a wrapper), with a registry port in the reference.
     c["command"], c["image"] = ["/entry.sh"], "registry.local:5000/kubevirt/macvtap-cni@sha256:abc"
-    assert plugins.of(other) is not None and plugins.of(other).kind == plugins.UPSTREAM  # type: ignore[union-attr]
-    assert [p.name for p, _ in plugins.find([agent_ds(), upstream_ds(), {**other, "metadata": {
+    assert device_plugins.of(other) is not None and device_plugins.of(other).kind == device_plugins.UPSTREAM  # type: ignore[union-attr]
+    assert [p.name for p, _ in device_plugins.find([agent_ds(), upstream_ds(), {**other, "metadata": {
         **other["metadata"], "name": "a-first"}}])] == ["a-first", "macvtap-cni", "macvtapctl-agent"]
 
 
 def test_shared_nodes_are_the_ones_with_two_live_plugins() -> None:
     up, ours = upstream_ds(), agent_ds()
-    ps = [p for p, _ in plugins.find([up, ours])]
+    ps = [p for p, _ in device_plugins.find([up, ours])]
     pods = [pod(up, "n1"), pod(ours, "n1"), pod(up, "n2"), pod(ours, "n3"), pod(up, "n3", "Succeeded"),
             pod(ours, "n1")]  # a second pod of the same plugin on n1 (a rollout) is not a second plugin
-    shared = plugins.shared_nodes(ps, pods)
-    assert list(shared) == ["n1"] and {p.kind for p in shared["n1"]} == {plugins.AGENT, plugins.UPSTREAM}
-    assert plugins.readers(ps, "kubevirt-macvtap", "macvtap-deviceplugin-config") == [plugins.of(up)]
+    shared = device_plugins.shared_nodes(ps, pods)
+    assert list(shared) == ["n1"] and {p.kind for p in shared["n1"]} == {device_plugins.AGENT, device_plugins.UPSTREAM}
+    assert device_plugins.readers(ps, "kubevirt-macvtap", "macvtap-deviceplugin-config") == [device_plugins.of(up)]
 
 
 def test_the_record_gives_back_upstreams_daemonset_as_its_owner_wrote_it() -> None:
@@ -99,7 +99,7 @@ def configmap(ns: str, body: str = "[]") -> dict[str, Any]:
 def test_doctor_names_two_plugins_on_a_node_and_which_configmap_each_reads() -> None:
     """The state a plain `install` made beside a running macvtap-cni before it refused to: two plugins, two
     ConfigMaps; doctor says which reads which, never that one is missing, and the two-plugin node is an error."""
-    from macvtapctl import doctor
+    from macvtapctl.rules import doctor
 
     up, ours = upstream_ds(), agent_ds()
     s = doctor.Snapshot(configmaps=[configmap("kubevirt-macvtap", '[{"name":"dataplane","lowerDevice":"eth1"}]'),
@@ -133,6 +133,6 @@ def test_the_cni_bin_dir_is_where_macvtap_cni_installs_its_binary() -> None:
                                "volumeMounts": [{"name": "cni", "mountPath": "/host/opt/cni/bin"}]}]
     spec["volumes"] = [{"name": "deviceplugin", "hostPath": {"path": "/var/lib/kubelet/device-plugins"}},
                        {"name": "cni", "hostPath": {"path": "/var/lib/cni/bin"}}]
-    assert plugins.cni_bin_dir_of(ds) == "/var/lib/cni/bin"
+    assert device_plugins.cni_bin_dir_of(ds) == "/var/lib/cni/bin"
     spec["initContainers"] = []
-    assert plugins.cni_bin_dir_of(ds) is None
+    assert device_plugins.cni_bin_dir_of(ds) is None

@@ -101,6 +101,17 @@ def gates_of(kv: dict[str, Any], version: tuple[int, int, int]) -> Gates:
                  injection_on=injection, injection_explicit=explicit and version >= (1, 8, 0))
 
 
+def is_macvtap_binding(binding: Any) -> bool:
+    """A registered network binding is the macvtap one when KubeVirt attaches the domain by tap (the one rule for
+    enable, vm check, status and doctor)."""
+    return isinstance(binding, dict) and binding.get("domainAttachmentType") == TAP
+
+
+def macvtap_bindings(bindings: dict[str, Any]) -> list[str]:
+    """The names of the macvtap bindings among registered ones, sorted."""
+    return sorted(n for n, b in bindings.items() if is_macvtap_binding(b))
+
+
 def binding_of(kv: dict[str, Any], name: str) -> dict[str, Any] | None:
     value = dig(kv, "spec", "configuration", "network", "binding", name)
     return value if isinstance(value, dict) else None

@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
-from macvtapctl import doctor, kubevirt
 from macvtapctl.errors import PreconditionError
+from macvtapctl.rules import doctor, kubevirt
+from macvtapctl.rules.doctor import cluster
+from tests.unit.rules.doctor.helpers import findings_of
 
 
 def cr(version: str, enabled: list[str] | None = None, disabled: list[str] | None = None) -> dict[str, Any]:
@@ -49,7 +51,7 @@ def test_the_gates_mean_one_thing_and_doctor_says_it(version: str, enabled: list
     assert parsed is not None
     state = kubevirt.gates_of(kv, parsed)
     assert (state.supported, state.binding_gate_missing, state.injection_on) == want
-    ids = {f.id for f in doctor.versions(doctor.Snapshot(kubevirts=[kv]))}
+    ids = {f.id for f in findings_of(cluster.versions, doctor.Snapshot(kubevirts=[kv]))}
     assert ("binding-gate" in ids) == (not want[0] or want[1]), ids
     assert ("external-injection" in ids) == want[2], ids
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from macvtapctl import kubevirt as kvplan
 from macvtapctl.errors import PreconditionError, UsageError
+from macvtapctl.rules import kubevirt as kvplan
 
 
 def kv(**conf) -> dict:

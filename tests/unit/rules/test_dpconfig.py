@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from macvtapctl import dpconfig
-from macvtapctl.dpconfig import Entry
+from macvtapctl.rules import dpconfig
+from macvtapctl.rules.dpconfig import Entry
 
 E0 = Entry("dp", "eth0")
 

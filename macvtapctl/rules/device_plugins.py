@@ -12,14 +12,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from macvtapctl import dpconfig
+from macvtapctl import identity
 from macvtapctl.dig import dig
-from macvtapctl.identity import AGENT_NAME
+from macvtapctl.rules import dpconfig
 
 AGENT = "macvtapctl"
 UPSTREAM = "macvtap-cni"
-AGENT_LABEL = "app.kubernetes.io/name"
-AGENT_LABEL_VALUE = AGENT_NAME  # the agent DaemonSet carries its name as app.kubernetes.io/name
 # Upstream's device plugin binary (templates/macvtap.yaml.in runs /macvtap-deviceplugin) and image name.
 UPSTREAM_COMMAND = "macvtap-deviceplugin"
 UPSTREAM_IMAGE = "macvtap-cni"
@@ -74,7 +72,7 @@ def of(ds: dict[str, Any]) -> Plugin | None:
     spec = dig(ds, "spec", "template", "spec") or {}
     owner = next((o for o in meta.get("ownerReferences") or [] if o.get("kind") == "NetworkAddonsConfig"), None)
     cnao = str(owner.get("name")) if owner else None
-    if (meta.get("labels") or {}).get(AGENT_LABEL) == AGENT_LABEL_VALUE:
+    if (meta.get("labels") or {}).get(identity.NAME_LABEL) == identity.AGENT_NAME:
         cm = next((dig(v, "configMap", "name") for v in spec.get("volumes") or [] if dig(v, "configMap", "name")),
                   None)
         return Plugin(AGENT, meta["namespace"], meta["name"], cm, cnao)

@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from macvtapctl import daemonset, doctor
+from macvtapctl.rules import daemonset, doctor
+from macvtapctl.rules.doctor import cluster
+from tests.unit.rules.doctor.helpers import findings_of
 
 
 def ds(generation: int, **status: Any) -> dict[str, Any]:
@@ -27,5 +29,5 @@ def ds(generation: int, **status: Any) -> dict[str, Any]:
 ])
 def test_rolled_out_and_why_not(obj: dict[str, Any], want: str | None) -> None:
     assert daemonset.not_rolled_out(obj) == want
-    found = [f for f in doctor.agent_health(doctor.Snapshot(agents=[obj])) if f.id == "agent-health"]
+    found = [f for f in findings_of(cluster.agent_health, doctor.Snapshot(agents=[obj])) if f.id == "agent-health"]
     assert [f.cause for f in found] == ([want] if want else [])

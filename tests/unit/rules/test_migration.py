@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from macvtapctl import migration
+from macvtapctl.rules import migration
 
 PREFIX = "macvtap.network.kubevirt.io"
 BINDINGS = {"macvtap": {"domainAttachmentType": "tap"}}

@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from macvtapctl import doctor, failures
+from macvtapctl.rules import doctor, failures
+from macvtapctl.rules.doctor import workloads
+from tests.unit.rules.doctor.helpers import findings_of
 
 PREFIX = "macvtap.network.kubevirt.io"
 
@@ -59,7 +61,7 @@ def agent_ds(image: str = "registry.local/macvtapctl/agent:dev") -> dict[str, An
 
 
 def findings(s: doctor.Snapshot) -> list[doctor.Finding]:
-    return list(doctor.failing_workloads(s))
+    return findings_of(workloads.failing_workloads, s)
 
 
 @pytest.mark.parametrize(("message", "kind", "detail"), [

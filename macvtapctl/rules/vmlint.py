@@ -8,10 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from macvtapctl import dpconfig, validate
+from macvtapctl import validate
 from macvtapctl.dig import dig
 from macvtapctl.errors import UsageError
-from macvtapctl.manifests import nad as nadm
+from macvtapctl.rules import dpconfig, kubevirt
+from macvtapctl.rules import nad as nadr
 
 ERROR = "error"
 WARNING = "warning"
@@ -57,8 +58,8 @@ def is_macvtap_interface(iface: dict[str, Any], facts: Facts) -> bool:
     if not binding:
         return False
     if facts.bindings is not None and binding in facts.bindings:
-        return bool((facts.bindings[binding] or {}).get("domainAttachmentType") == "tap")
-    return bool(binding == "macvtap")
+        return kubevirt.is_macvtap_binding(facts.bindings[binding])
+    return bool(binding == kubevirt.DEFAULT_BINDING)
 
 
 def uses_macvtap(vm: dict[str, Any], facts: Facts) -> bool:
@@ -71,7 +72,7 @@ def uses_macvtap(vm: dict[str, Any], facts: Facts) -> bool:
         ref = (net.get("multus") or {}).get("networkName")
         if ref and facts.nads is not None:
             nad = facts.nads.get(nad_ref(ref, ns))
-            if nad is not None and nadm.is_macvtap(nad):
+            if nad is not None and nadr.is_macvtap(nad):
                 return True
     return False
 
@@ -178,7 +179,7 @@ def _lint_multus(multus: dict[str, Any], name: Any, ns: str, ref: str, base: str
         out.append(Finding(ERROR, "nad-namespace", f"{field_}.networkName",
                            f"NAD {key[0]}/{key[1]} is in another namespace; Multus allows only the VM's own "
                            "namespace or 'default'"))
-    resource = nadm.resource_of(nad)
+    resource = nadr.resource_of(nad)
     if resource is None:
         out.append(Finding(ERROR, "nad-no-resource", f"{field_}.networkName",
                            f"NAD {key[0]}/{key[1]} has no macvtap.network.kubevirt.io resourceName annotation: no "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from macvtapctl import applied
+from macvtapctl.rules import applied
 
 VM = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
       "metadata": {"name": "web", "namespace": "default", "labels": {"app": "web"}, "resourceVersion": "1",

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import copy
 
-from macvtapctl import dpconfig, vmflags, vmlint
+from macvtapctl import vmflags
 from macvtapctl.manifests import nad as nadm
 from macvtapctl.manifests import vm as vmm
+from macvtapctl.rules import dpconfig, vmlint
 
 
 def facts(**kw) -> vmlint.Facts:
@@ -135,12 +136,13 @@ def test_every_doctor_id_is_documented() -> None:
     import re
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2]
-    src = (root / "macvtapctl" / "doctor.py").read_text()
+    root = Path(__file__).resolve().parents[3]
+    rules = root / "macvtapctl" / "rules"
+    src = "".join(p.read_text() for p in sorted([*rules.glob("doctor.py"), *rules.glob("doctor/*.py")]))
     ids = set(re.findall(r'Finding\("([a-z0-9-]+)"', src))
     ids |= set(re.findall(r'"([a-z0-9-]+)": (?:ERROR|WARNING)', src))  # node report ids
     ids |= set(re.findall(r'"(workload-[a-z-]+)"', src))  # rule 13 names its ids in _explain
-    lint = (root / "macvtapctl" / "vmlint.py").read_text()
+    lint = (rules / "vmlint.py").read_text()
     ids |= {f"vm-{c}" for c in re.findall(r'Finding\((?:ERROR|WARNING), "([a-z-]+)"', lint)}
     doc = (root / "docs" / "doctor.md").read_text()
     assert len(ids) > 30

@@ -6,20 +6,20 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from macvtapctl import doctor, dpconfig
+from macvtapctl.rules import doctor, dpconfig
+from macvtapctl.rules.doctor import cluster, nodes, vms, workloads
+from tests.unit.rules.doctor.helpers import findings_of
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 PREFIX = "macvtap.network.kubevirt.io"
 CM_REF = f"configmap/macvtap/{dpconfig.CONFIGMAP_NAME}"
 NAD_REF = "networkattachmentdefinition/default/dataplane"
 
-Rule = Callable[[doctor.Snapshot], Iterator[doctor.Finding]]
 
 
 # --- plain dicts, as doctor reads them ----------------------------------------------------------------------------
@@ -107,9 +107,9 @@ def kubevirt(status: dict[str, Any]) -> dict[str, Any]:
             "status": status}
 
 
-def emitted(rule: Rule, s: doctor.Snapshot, fid: str) -> list[doctor.Finding]:
+def emitted(rule: doctor.Check, s: doctor.Snapshot, fid: str) -> list[doctor.Finding]:
     """The findings of one id that a rule gives, each also in diagnose's answer (the rule is one of doctor's)."""
-    found = [f for f in rule(s) if f.id == fid]
+    found = [f for f in findings_of(rule, s) if f.id == fid]
     everything = doctor.diagnose(s)
     assert all(f in everything for f in found), (found, everything)
     return found
@@ -119,10 +119,10 @@ def emitted(rule: Rule, s: doctor.Snapshot, fid: str) -> list[doctor.Finding]:
 
 def test_dp_config_owned_when_cnao_owns_the_configmap() -> None:
     owned = configmap(DATAPLANE, owners=[{"kind": "NetworkAddonsConfig", "name": "cluster"}])
-    [f] = emitted(doctor.dp_config, doctor.Snapshot(configmaps=[owned]), "dp-config-owned")
+    [f] = emitted(cluster.dp_config, doctor.Snapshot(configmaps=[owned]), "dp-config-owned")
     assert (f.severity, f.object) == ("warning", CM_REF)
     assert "CNAO owns this ConfigMap" in f.cause and f.fix and '"devicePluginConfig":"my-macvtap"' in f.fix
-    assert not emitted(doctor.dp_config, doctor.Snapshot(configmaps=[configmap(DATAPLANE)]), "dp-config-owned")
+    assert not emitted(cluster.dp_config, doctor.Snapshot(configmaps=[configmap(DATAPLANE)]), "dp-config-owned")
 
 
 @pytest.mark.parametrize(("started", "stale"), [("2026-11-28T11:00:00Z", True), ("2026-11-28T13:00:00Z", False)])
@@ -131,7 +131,7 @@ def test_dp_config_stale_when_macvtap_cni_started_before_the_configmaps_last_wri
                         "ownerReferences": [{"kind": "DaemonSet", "name": "macvtap-cni"}]},
            "spec": {"nodeName": "n1"}, "status": {"phase": "Running", "startTime": started}}
     s = doctor.Snapshot(configmaps=[configmap(DATAPLANE)], upstream=[upstream_ds()], agent_pods=[pod])
-    found = emitted(doctor.dp_config, s, "dp-config-stale")
+    found = emitted(cluster.dp_config, s, "dp-config-stale")
     if not stale:
         assert found == []
         return
@@ -147,22 +147,22 @@ def test_tap_ownership_from_the_node_report_with_the_fix_that_rewrites_the_ownin
     bad = check("tap-ownership", "tap ownership", "error",
                 "expected 107:107: /dev/tap4242 0:0 (qemu cannot open them: Permission denied)")
     s = doctor.Snapshot(nads=[nad(owner=0, group=0, promiscMode=True)], reports={"n1": report(bad)})
-    [f] = emitted(doctor.node_agents, s, "tap-ownership")
+    [f] = emitted(nodes.node_agents, s, "tap-ownership")
     assert (f.severity, f.object) == ("error", "node/n1")
     assert f.cause.startswith("tap ownership: expected 107:107: /dev/tap4242 0:0")
     assert f.fix == "macvtapctl nad create dataplane -n default --resource dataplane --promisc"
-    [plain] = emitted(doctor.node_agents, doctor.Snapshot(nads=[nad()], reports={"n1": report(bad)}), "tap-ownership")
+    [plain] = emitted(nodes.node_agents, doctor.Snapshot(nads=[nad()], reports={"n1": report(bad)}), "tap-ownership")
     assert plain.fix and plain.fix.startswith("macvtapctl install")  # no NAD sets owner/group: the CNI chowns
     ok = check("tap-ownership", "tap ownership", "ok", "attached tap devices belong to 107:107")
-    assert not emitted(doctor.node_agents, doctor.Snapshot(reports={"n1": report(ok)}), "tap-ownership")
+    assert not emitted(nodes.node_agents, doctor.Snapshot(reports={"n1": report(ok)}), "tap-ownership")
 
 
 def test_leaked_links_from_the_node_report() -> None:
     leaked = check("leaked-links", "leaked links", "warning", "2 temporary macvtap link(s) on the node: mvt1, mvt2")
-    [f] = emitted(doctor.node_agents, doctor.Snapshot(reports={"n1": report(leaked)}), "leaked-links")
+    [f] = emitted(nodes.node_agents, doctor.Snapshot(reports={"n1": report(leaked)}), "leaked-links")
     assert (f.severity, f.object) == ("warning", "node/n1") and "mvt1, mvt2" in f.cause
     none = check("leaked-links", "leaked links", "ok", "none")
-    assert not emitted(doctor.node_agents, doctor.Snapshot(reports={"n1": report(none)}), "leaked-links")
+    assert not emitted(nodes.node_agents, doctor.Snapshot(reports={"n1": report(none)}), "leaked-links")
 
 
 def test_l2_nested_lower_from_the_node_report_unless_it_judged_another_configuration() -> None:
@@ -171,26 +171,26 @@ def test_l2_nested_lower_from_the_node_report_unless_it_judged_another_configura
                    "works only as far as its own parent lets frames through")
     current = dpconfig.digest(cm["data"][dpconfig.CONFIG_KEY])
     s = doctor.Snapshot(configmaps=[cm], reports={"n1": report(nested, configDigest=current)})
-    [f] = emitted(doctor.node_agents, s, "l2-nested-lower")
+    [f] = emitted(nodes.node_agents, s, "l2-nested-lower")
     assert (f.severity, f.object) == ("warning", "node/n1") and "is itself a bridge link" in f.cause
     older = doctor.Snapshot(configmaps=[cm], reports={"n1": report(nested, configDigest="0123456789abcdef")})
-    assert not emitted(doctor.node_agents, older, "l2-nested-lower")  # a report of another configuration
-    assert emitted(doctor.node_agents, older, "node-report-stale")
+    assert not emitted(nodes.node_agents, older, "l2-nested-lower")  # a report of another configuration
+    assert emitted(nodes.node_agents, older, "node-report-stale")
 
 
 def test_virtualised_node_when_dmi_names_a_hypervisor() -> None:
     s = doctor.Snapshot(reports={"n1": report(virtualization="QEMU"), "n2": report(virtualization=None)})
-    [f] = emitted(doctor.node_agents, s, "virtualised-node")
+    [f] = emitted(nodes.node_agents, s, "virtualised-node")
     assert (f.severity, f.object) == ("warning", "node/n1")
     assert "the node is a VM (QEMU)" in f.cause and "forged transmits" in f.cause
 
 
 def test_node_no_report_says_why() -> None:
     s = doctor.Snapshot(reports={"n1": report()}, report_errors={"n2": "no macvtapctl agent runs on this node"})
-    [f] = emitted(doctor.node_agents, s, "node-no-report")
+    [f] = emitted(nodes.node_agents, s, "node-no-report")
     assert (f.severity, f.object) == ("info", "node/n2")
     assert f.cause == "node-side checks not available: no macvtapctl agent runs on this node"
-    assert not emitted(doctor.node_agents, doctor.Snapshot(reports={"n1": report()}), "node-no-report")
+    assert not emitted(nodes.node_agents, doctor.Snapshot(reports={"n1": report()}), "node-no-report")
 
 
 # --- 4. versions ---------------------------------------------------------------------------------------------------
@@ -206,7 +206,7 @@ def test_node_no_report_says_why() -> None:
 def test_version_pair_known_bad(server: str | None, kv: str | None, image: str, phrase: str | None) -> None:
     s = doctor.Snapshot(server_version=server, upstream=[upstream_ds(f"quay.io/kubevirt/macvtap-cni:{image}")],
                         kubevirts=[kubevirt({"observedKubeVirtVersion": kv})] if kv else [])
-    found = emitted(doctor.versions, s, "version-pair")
+    found = emitted(cluster.versions, s, "version-pair")
     if phrase is None:
         assert found == []
         return
@@ -224,7 +224,7 @@ def test_version_pair_known_bad(server: str | None, kv: str | None, image: str, 
     ({"observedKubeVirtVersion": "v1.5.0"}, None),  # no operator writes its status: not judged
 ])
 def test_kubevirt_deploying_until_virt_operator_is_done(status: dict[str, Any], phrase: str | None) -> None:
-    found = emitted(doctor.versions, doctor.Snapshot(kubevirts=[kubevirt(status)]), "kubevirt-deploying")
+    found = emitted(cluster.versions, doctor.Snapshot(kubevirts=[kubevirt(status)]), "kubevirt-deploying")
     if phrase is None:
         assert found == []
         return
@@ -237,29 +237,29 @@ def test_kubevirt_deploying_until_virt_operator_is_done(status: dict[str, Any], 
 
 def test_nad_ignored_keys_names_each_key_the_cni_ignores() -> None:
     s = doctor.Snapshot(nads=[nad(master="eth1", ipam={"type": "dhcp"}, promiscMode=True)])
-    [f] = emitted(doctor.nad_content, s, "nad-ignored-keys")
+    [f] = emitted(cluster.nad_content, s, "nad-ignored-keys")
     assert (f.severity, f.object) == ("warning", NAD_REF)
     assert f.cause.startswith("the macvtap CNI ignores master, ipam:")
     assert f.fix == "macvtapctl nad create dataplane -n default --resource dataplane --promisc"
-    assert not emitted(doctor.nad_content, doctor.Snapshot(nads=[nad(promiscMode=True)]), "nad-ignored-keys")
+    assert not emitted(cluster.nad_content, doctor.Snapshot(nads=[nad(promiscMode=True)]), "nad-ignored-keys")
 
 
 def test_nad_mtu_above_the_lower_devices_mtu_on_a_node() -> None:
     reports = {"n1": report(lowerDevices={"eth1": {"mtu": 1500}}), "n2": report(lowerDevices={"eth1": {"mtu": 9000}})}
     s = doctor.Snapshot(nads=[nad(mtu=9000)], configmaps=[configmap(DATAPLANE)], reports=reports)
-    [f] = emitted(doctor.nad_content, s, "nad-mtu")
+    [f] = emitted(cluster.nad_content, s, "nad-mtu")
     assert (f.severity, f.object, f.refs) == ("error", NAD_REF, ("node/n1",))
     assert f.cause.startswith("mtu 9000 is above eth1's MTU 1500 on node n1")
     assert f.fix == "macvtapctl nad create dataplane -n default --resource dataplane --mtu 1500"
     fits = doctor.Snapshot(nads=[nad(mtu=1500)], configmaps=[configmap(DATAPLANE)], reports=reports)
-    assert not emitted(doctor.nad_content, fits, "nad-mtu")
+    assert not emitted(cluster.nad_content, fits, "nad-mtu")
 
 
 def test_promisc_when_the_nad_does_not_set_promisc_mode() -> None:
-    [f] = emitted(doctor.nad_content, doctor.Snapshot(nads=[nad()]), "promisc")
+    [f] = emitted(cluster.nad_content, doctor.Snapshot(nads=[nad()]), "promisc")
     assert (f.severity, f.object) == ("info", NAD_REF) and f.cause.startswith("no promiscMode")
     assert f.fix == "macvtapctl nad create dataplane -n default --resource dataplane --promisc"
-    assert not emitted(doctor.nad_content, doctor.Snapshot(nads=[nad(promiscMode=True)]), "promisc")
+    assert not emitted(cluster.nad_content, doctor.Snapshot(nads=[nad(promiscMode=True)]), "promisc")
 
 
 # --- 8. the agent --------------------------------------------------------------------------------------------------
@@ -267,20 +267,20 @@ def test_promisc_when_the_nad_does_not_set_promisc_mode() -> None:
 def test_agent_image_when_a_pod_cannot_pull() -> None:
     pulling = {"name": "agent", "image": "registry.example/x:v1", "restartCount": 0,
                "state": {"waiting": {"reason": "ImagePullBackOff"}}}
-    [f] = emitted(doctor.agent_health, doctor.Snapshot(agents=[agent_ds()], agent_pods=[agent_pod(pulling)]),
+    [f] = emitted(cluster.agent_health, doctor.Snapshot(agents=[agent_ds()], agent_pods=[agent_pod(pulling)]),
                   "agent-image")
     assert (f.severity, f.object) == ("error", "pod/macvtap/agent-n1")
     assert "pod agent-n1 on node n1 cannot pull registry.example/x:v1 (ImagePullBackOff" in f.cause
     running = {"name": "agent", "image": "registry.example/x:v1", "restartCount": 0, "state": {"running": {}}}
     fine = doctor.Snapshot(agents=[agent_ds()], agent_pods=[agent_pod(running)])
-    assert not emitted(doctor.agent_health, fine, "agent-image")
-    assert not emitted(doctor.agent_health, fine, "agent-restarts")
+    assert not emitted(cluster.agent_health, fine, "agent-image")
+    assert not emitted(cluster.agent_health, fine, "agent-restarts")
 
 
 def test_agent_restarts_with_the_last_reason() -> None:
     restarted = {"name": "agent", "image": "registry.example/x:v1", "restartCount": 3, "state": {"running": {}},
                  "lastState": {"terminated": {"reason": "OOMKilled"}}}
-    [f] = emitted(doctor.agent_health, doctor.Snapshot(agents=[agent_ds()], agent_pods=[agent_pod(restarted)]),
+    [f] = emitted(cluster.agent_health, doctor.Snapshot(agents=[agent_ds()], agent_pods=[agent_pod(restarted)]),
                   "agent-restarts")
     assert (f.severity, f.object) == ("warning", "pod/macvtap/agent-n1")
     assert f.cause == "3 restart(s) on node n1, last: OOMKilled"
@@ -288,11 +288,11 @@ def test_agent_restarts_with_the_last_reason() -> None:
 
 
 def test_openshift_only_where_macvtap_is_in_use() -> None:
-    [f] = emitted(doctor.agent_health, doctor.Snapshot(openshift=True, agents=[agent_ds()]), "openshift")
+    [f] = emitted(cluster.agent_health, doctor.Snapshot(openshift=True, agents=[agent_ds()]), "openshift")
     assert (f.severity, f.object) == ("warning", "cluster/openshift") and "CNAO refuses macvtap" in f.cause
-    assert emitted(doctor.agent_health, doctor.Snapshot(openshift=True, nads=[nad()]), "openshift")
-    assert not emitted(doctor.agent_health, doctor.Snapshot(openshift=True), "openshift")  # nothing macvtap
-    assert not emitted(doctor.agent_health, doctor.Snapshot(agents=[agent_ds()]), "openshift")
+    assert emitted(cluster.agent_health, doctor.Snapshot(openshift=True, nads=[nad()]), "openshift")
+    assert not emitted(cluster.agent_health, doctor.Snapshot(openshift=True), "openshift")  # nothing macvtap
+    assert not emitted(cluster.agent_health, doctor.Snapshot(agents=[agent_ds()]), "openshift")
 
 
 # --- 9. leftovers --------------------------------------------------------------------------------------------------
@@ -300,14 +300,14 @@ def test_openshift_only_where_macvtap_is_in_use() -> None:
 def test_stale_resource_on_a_node_that_no_configuration_serves() -> None:
     node = {"metadata": {"name": "n1"},
             "status": {"capacity": {f"{PREFIX}/dataplane": "100", f"{PREFIX}/renamed": "0", "cpu": "2"}}}
-    [f] = emitted(doctor.stale_resources, doctor.Snapshot(nodes=[node], configmaps=[configmap(DATAPLANE)]),
+    [f] = emitted(nodes.stale_resources, doctor.Snapshot(nodes=[node], configmaps=[configmap(DATAPLANE)]),
                   "stale-resource")
     assert (f.severity, f.object) == ("warning", "node/n1")
     assert f.cause.startswith("resource 'renamed' is on the node but no configuration serves it")
     assert f.fix == ("kubectl patch node n1 --subresource=status --type=json -p "
                      "'[{\"op\":\"remove\",\"path\":\"/status/capacity/macvtap.network.kubevirt.io~1renamed\"}]'")
     every_nic = doctor.Snapshot(nodes=[node], configmaps=[configmap()])  # []: any name may be served
-    assert not emitted(doctor.stale_resources, every_nic, "stale-resource")
+    assert not emitted(nodes.stale_resources, every_nic, "stale-resource")
 
 
 # --- 10. MACs along the chain --------------------------------------------------------------------------------------
@@ -318,7 +318,7 @@ def test_mac_mismatch_between_the_spec_the_vmi_status_and_the_pods_network_statu
         [{"name": "kindnet", "mac": "0a:00:00:00:00:01"}, {"name": "default/dataplane", "mac": "02:00:00:00:00:cc"}])
     s = doctor.Snapshot(vmis=[vmi("Running", spec_mac="02:00:00:00:00:AA", status_mac="02:00:00:00:00:bb")],
                         launchers=[pod])
-    found = emitted(doctor.mac_consistency, s, "mac-mismatch")
+    found = emitted(vms.mac_consistency, s, "mac-mismatch")
     assert [(f.severity, f.object) for f in found] == [("error", "virtualmachineinstance/default/web")] * 2
     assert "the VMI status has MAC 02:00:00:00:00:bb, the spec 02:00:00:00:00:aa" in found[0].cause
     assert "the pod's network-status has MAC 02:00:00:00:00:cc, the spec 02:00:00:00:00:aa" in found[1].cause
@@ -326,27 +326,27 @@ def test_mac_mismatch_between_the_spec_the_vmi_status_and_the_pods_network_statu
         [{"name": "default/dataplane", "mac": "02:00:00:00:00:aa"}])
     agree = doctor.Snapshot(vmis=[vmi("Running", spec_mac="02:00:00:00:00:AA", status_mac="02:00:00:00:00:aa")],
                             launchers=[pod])
-    assert not emitted(doctor.mac_consistency, agree, "mac-mismatch")
+    assert not emitted(vms.mac_consistency, agree, "mac-mismatch")
 
 
 # --- 11. L2 semantics ----------------------------------------------------------------------------------------------
 
 def test_l2_host_to_vm_said_once_with_the_shim_on_the_lower_device() -> None:
     s = doctor.Snapshot(nads=[nad(), nad("other")], configmaps=[configmap(DATAPLANE)])
-    [f] = emitted(doctor.l2_explainers, s, "l2-host-to-vm")
+    [f] = emitted(cluster.l2_explainers, s, "l2-host-to-vm")
     assert (f.severity, f.object) == ("info", NAD_REF) and "a node cannot reach its own VMs" in f.cause
     assert f.fix and f.fix.startswith("ip link add mvt-host link eth1 type macvlan mode bridge")
-    assert not emitted(doctor.l2_explainers, doctor.Snapshot(configmaps=[configmap(DATAPLANE)]), "l2-host-to-vm")
+    assert not emitted(cluster.l2_explainers, doctor.Snapshot(configmaps=[configmap(DATAPLANE)]), "l2-host-to-vm")
 
 
 def test_l2_mode_for_vepa_and_private_not_bridge() -> None:
     cm = configmap({"name": "hairpin", "lowerDevice": "eth1", "mode": "vepa"},
                    {"name": "alone", "lowerDevice": "eth2", "mode": "private"}, DATAPLANE)
-    found = emitted(doctor.l2_explainers, doctor.Snapshot(nads=[nad()], configmaps=[cm]), "l2-mode")
+    found = emitted(cluster.l2_explainers, doctor.Snapshot(nads=[nad()], configmaps=[cm]), "l2-mode")
     assert [(f.severity, f.object) for f in found] == [("info", "resource/hairpin"), ("info", "resource/alone")]
     assert "mode vepa: VMs on this node reach each other only if the switch port reflects frames" in found[0].cause
     assert "mode private: VMs on this node cannot reach each other at all" in found[1].cause
-    assert not emitted(doctor.l2_explainers, doctor.Snapshot(nads=[nad()], configmaps=[configmap(DATAPLANE)]),
+    assert not emitted(cluster.l2_explainers, doctor.Snapshot(nads=[nad()], configmaps=[configmap(DATAPLANE)]),
                        "l2-mode")
 
 
@@ -356,12 +356,12 @@ def test_workload_tap_invalid_on_a_vmi_that_does_not_run() -> None:
     scheduled = vmi()
     said = event(scheduled, "SyncFailed", "server error. command SyncVMI failed: \"LibvirtError(Code=1, Domain=0, "
                  "Message='Unable to create tap device net1: Invalid argument')\"", kind="VirtualMachineInstance")
-    [f] = emitted(doctor.failing_workloads, doctor.Snapshot(nads=[nad()], vmis=[scheduled], events=[said]),
+    [f] = emitted(workloads.failing_workloads, doctor.Snapshot(nads=[nad()], vmis=[scheduled], events=[said]),
                   "workload-tap-invalid")
     assert (f.severity, f.object) == ("error", "virtualmachineinstance/default/web")
     assert "kubevirt#17392" in f.cause and f.fix == "kubectl describe virtualmachineinstance web -n default"
     running = vmi("Running")
-    assert not emitted(doctor.failing_workloads, doctor.Snapshot(nads=[nad()], vmis=[running], events=[said]),
+    assert not emitted(workloads.failing_workloads, doctor.Snapshot(nads=[nad()], vmis=[running], events=[said]),
                        "workload-tap-invalid")
 
 
@@ -369,25 +369,25 @@ def test_workload_mac_in_use_gives_the_vm_or_the_pod_another_mac() -> None:
     message = "MAC 02:00:00:00:00:01 is already used by another macvtap on the same lower device"
     pod = launcher()
     s = doctor.Snapshot(nads=[nad()], waiting=[pod], events=[event(pod, "FailedCreatePodSandBox", message)])
-    [f] = emitted(doctor.failing_workloads, s, "workload-mac-in-use")
+    [f] = emitted(workloads.failing_workloads, s, "workload-mac-in-use")
     assert (f.severity, f.object) == ("error", "pod/default/virt-launcher-web-abcde")
     assert "the MAC is already on another macvtap of the same lower device" in f.cause
     assert f.fix and f.fix.startswith("give the VM another MAC")
     plain = launcher(vm=None)
-    [g] = emitted(doctor.failing_workloads, doctor.Snapshot(
+    [g] = emitted(workloads.failing_workloads, doctor.Snapshot(
         nads=[nad()], waiting=[plain], events=[event(plain, "FailedCreatePodSandBox", message)]), "workload-mac-in-use")
     assert g.fix and g.fix.startswith("give the pod another MAC")
     other = doctor.Snapshot(nads=[nad()], waiting=[pod], events=[event(pod, "Failed", "bind: address already in use")])
-    assert not emitted(doctor.failing_workloads, other, "workload-mac-in-use")  # not about a macvtap
+    assert not emitted(workloads.failing_workloads, other, "workload-mac-in-use")  # not about a macvtap
 
 
 def test_events_unreadable_only_when_a_workload_fails() -> None:
     s = doctor.Snapshot(nads=[nad()], waiting=[launcher()], events_error="events is forbidden: User cannot list")
-    [f] = emitted(doctor.failing_workloads, s, "events-unreadable")
+    [f] = emitted(workloads.failing_workloads, s, "events-unreadable")
     assert (f.severity, f.object) == ("info", "cluster/events")
     assert f.cause == "events not read: events is forbidden: User cannot list"
     nothing_fails = doctor.Snapshot(nads=[nad()], events_error="events is forbidden: User cannot list")
-    assert not emitted(doctor.failing_workloads, nothing_fails, "events-unreadable")
+    assert not emitted(workloads.failing_workloads, nothing_fails, "events-unreadable")
 
 
 # --- 14. --probe-dhcp ----------------------------------------------------------------------------------------------
@@ -398,31 +398,31 @@ def probe(**answers: dict[str, Any]) -> doctor.Snapshot:
 
 def test_dhcp_offer() -> None:
     s = probe(n1={"offered": True, "lower": "eth1", "detail": "offer of 198.51.100.101 from 198.51.100.1"})
-    [f] = emitted(doctor.dhcp_probe, s, "dhcp-offer")
+    [f] = emitted(nodes.dhcp_probe, s, "dhcp-offer")
     assert (f.severity, f.object, f.fix) == ("info", "node/n1", None)
     assert f.cause == ("resource 'dataplane' on eth1: offer of 198.51.100.101 from 198.51.100.1: a guest asking DHCP "
                        "on it gets an address")
-    assert not emitted(doctor.dhcp_probe, s, "dhcp-no-offer")
+    assert not emitted(nodes.dhcp_probe, s, "dhcp-no-offer")
 
 
 def test_dhcp_no_offer() -> None:
     s = probe(n1={"offered": False, "lower": "eth1", "detail": "no DHCP offer on eth1 within 8s"})
-    [f] = emitted(doctor.dhcp_probe, s, "dhcp-no-offer")
+    [f] = emitted(nodes.dhcp_probe, s, "dhcp-no-offer")
     assert (f.severity, f.object) == ("warning", "node/n1")
     assert f.cause.startswith("resource 'dataplane' on eth1: no DHCP offer on eth1 within 8s: a guest asking DHCP "
                               "gets no address")
-    assert not emitted(doctor.dhcp_probe, s, "dhcp-offer")
+    assert not emitted(nodes.dhcp_probe, s, "dhcp-offer")
 
 
 def test_dhcp_probe_failed_per_node_or_with_no_agent_at_all() -> None:
-    [f] = emitted(doctor.dhcp_probe, probe(n1={"error": "resource 'dataplane' is not in this node's configuration"}),
+    [f] = emitted(nodes.dhcp_probe, probe(n1={"error": "resource 'dataplane' is not in this node's configuration"}),
                   "dhcp-probe-failed")
     assert (f.severity, f.object) == ("warning", "node/n1")
     assert f.cause == "DHCP probe of 'dataplane': resource 'dataplane' is not in this node's configuration"
-    [g] = emitted(doctor.dhcp_probe, probe(), "dhcp-probe-failed")
+    [g] = emitted(nodes.dhcp_probe, probe(), "dhcp-probe-failed")
     assert (g.severity, g.object, g.fix) == ("warning", "resource/dataplane", "macvtapctl install")
     assert "no node runs the macvtapctl agent" in g.cause
-    assert not list(doctor.dhcp_probe(doctor.Snapshot()))  # no --probe-dhcp: no probe, no finding
+    assert not findings_of(nodes.dhcp_probe, doctor.Snapshot())  # no --probe-dhcp: no probe, no finding
 
 
 def node(name: str, devices: int) -> dict[str, Any]:
@@ -446,23 +446,24 @@ def running_vm(live: str = "True", strategy: str | None = None) -> tuple[dict[st
 def test_vm_not_migratable_quotes_kubevirt_and_weighs_the_eviction_strategy() -> None:
     v, pod = running_vm("False")
     s = doctor.Snapshot(kubevirts=[kubevirt({})], vmis=[v], launchers=[pod], nodes=[node("n1", 2), node("n2", 2)])
-    [f] = emitted(doctor.migration_readiness, s, "vm-not-migratable")
+    [f] = emitted(vms.migration_readiness, s, "vm-not-migratable")
     assert (f.severity, f.object) == ("info", "virtualmachineinstance/default/web")
     assert f.cause == "KubeVirt: not live-migratable: DisksNotLiveMigratable: cannot migrate a hostDisk"
     v, pod = running_vm("False", strategy="LiveMigrate")
-    [w] = emitted(doctor.migration_readiness, doctor.Snapshot(kubevirts=[kubevirt({})], vmis=[v], launchers=[pod],
+    [w] = emitted(vms.migration_readiness, doctor.Snapshot(kubevirts=[kubevirt({})], vmis=[v], launchers=[pod],
                                                               nodes=[node("n1", 2), node("n2", 2)]),
                   "vm-not-migratable")
     assert w.severity == "warning" and "evictionStrategy LiveMigrate: a drain of its node waits" in w.cause
     v, pod = running_vm("True")
-    assert not list(doctor.migration_readiness(doctor.Snapshot(kubevirts=[kubevirt({})], vmis=[v], launchers=[pod],
-                                                               nodes=[node("n1", 2), node("n2", 2)])))
+    assert not findings_of(vms.migration_readiness, doctor.Snapshot(kubevirts=[kubevirt({})], vmis=[v],
+                                                                    launchers=[pod],
+                                                                    nodes=[node("n1", 2), node("n2", 2)]))
 
 
 def test_migration_one_node_names_the_resource_no_other_node_advertises() -> None:
     v, pod = running_vm()
     s = doctor.Snapshot(kubevirts=[kubevirt({})], vmis=[v], launchers=[pod], nodes=[node("n1", 2), node("n2", 0)])
-    [f] = emitted(doctor.migration_readiness, s, "migration-one-node")
+    [f] = emitted(vms.migration_readiness, s, "migration-one-node")
     assert (f.severity, f.object) == ("info", "virtualmachineinstance/default/web")
     assert f.cause.startswith("no schedulable node but n1 advertises 'dataplane': the VM cannot move"), f.cause
     assert "resource/dataplane" in f.refs
@@ -487,7 +488,7 @@ def documented_ids() -> tuple[set[str], set[str]]:
 def test_every_documented_finding_id_has_a_unit_test() -> None:
     headings, rows = documented_ids()
     assert len(headings) >= 10 and len(rows) >= 5, (headings, rows)  # the parse found both: no vacuous pass
-    tests = [p.read_text() for p in sorted((REPO / "tests" / "unit").glob("*.py"))]
+    tests = [p.read_text() for p in sorted((REPO / "tests" / "unit").rglob("*.py"))]
     missing = sorted(i for i in headings | rows if not any(f'"{i}"' in t or f"'{i}'" in t for t in tests))
     assert not missing, f"documented in docs/doctor.md but named by no unit test: {', '.join(missing)}"
 
@@ -516,7 +517,7 @@ def test_macvtap_cni_0_13_0_to_1_probe_restarts_with_two_resources(entries: int,
     cm = {"metadata": {"name": dpconfig.CONFIGMAP_NAME, "namespace": "default"},
           "data": {dpconfig.CONFIG_KEY: json.dumps(items)}}
     s = doctor.Snapshot(upstream=[_upstream(probe)], configmaps=[cm])
-    found = [f for f in doctor.versions(s) if "too many arguments" in f.cause]
+    found = [f for f in findings_of(cluster.versions, s) if "too many arguments" in f.cause]
     if severity is None:
         assert found == []
     else:

@@ -11,8 +11,20 @@ from macvtapctl.dig import dig
 
 def allocatable(node: dict[str, Any], resource: str) -> int:
     """Devices of the macvtap resource `resource` (its short name) the node advertises; 0 when none."""
-    value = str(dig(node, "status", "allocatable", f"{validate.RESOURCE_PREFIX}/{resource}") or "0")
-    return int(value) if value.isdigit() else 0
+    return _count(dig(node, "status", "allocatable", f"{validate.RESOURCE_PREFIX}/{resource}"))
+
+
+def advertised(node: dict[str, Any]) -> dict[str, int]:
+    """Every macvtap resource in the node's allocatable (its short name), with the devices it advertises (0: listed,
+    none to give: the kubelet keeps a gone plugin's resource at 0)."""
+    prefix = validate.RESOURCE_PREFIX + "/"
+    return {k[len(prefix):]: _count(v) for k, v in (dig(node, "status", "allocatable") or {}).items()
+            if k.startswith(prefix)}
+
+
+def _count(value: Any) -> int:
+    text = str(value or "0")
+    return int(text) if text.isdigit() else 0
 
 
 def schedulable(node: dict[str, Any]) -> bool:

@@ -1,0 +1,143 @@
+"""doctor's checks on the VMs: KubeVirt's view of their macvtap interfaces, their MACs end to end, whether they
+could move with their network (the rules 5, 10 and 15 of docs/doctor.md); and one VM's chain, to narrow the
+findings to it."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from macvtapctl import identity
+from macvtapctl.dig import dig
+from macvtapctl.rules import dpconfig, in_use, migration, nodes, vmlint
+from macvtapctl.rules import nad as nadr
+from macvtapctl.rules.doctor.finding import ERROR, INFO, WARNING, Finding, obj_ref, ref
+from macvtapctl.rules.doctor.snapshot import Snapshot
+from macvtapctl.rules.doctor.view import View
+
+NETWORK_STATUS = "k8s.v1.cni.cncf.io/network-status"
+
+
+def vm_spec(s: Snapshot, v: View) -> Iterator[Finding]:
+    """5 and 10 (across VMs): KubeVirt's view of each VM's macvtap interfaces (vmlint's rules)."""
+    facts = vmlint.Facts(bindings=v.bindings if v.kubevirt else None,
+                         nads={(n["metadata"]["namespace"], n["metadata"]["name"]): n for n in s.nads},
+                         exposed=v.config if v.configmap is not None else None)
+    for vm in s.vms:
+        vmlint.record_macs(vm, facts)
+    for vm in s.vms:
+        if not vmlint.uses_macvtap(vm, facts):
+            continue
+        where = obj_ref(vm)
+        fixes = {"core-macvtap": f"macvtapctl vm convert {vm['metadata']['name']} -n {vm['metadata']['namespace']}",
+                 "no-mac": "macvtapctl vm create ... --mac auto (or set macAddress)"}
+        for f in vmlint.lint(vm, facts):
+            fix = re.search(r"run: (macvtapctl [^)]*)$", f.message)
+            yield Finding(f"vm-{f.check}", f.severity, where, f"{f.field}: {f.message}",
+                          fix[1] if fix else fixes.get(f.check), refs=_vm_refs(vm))
+
+
+def _vm_refs(vm: dict[str, Any]) -> tuple[str, ...]:
+    ns = vm["metadata"].get("namespace") or "default"
+    out = []
+    for net in vmlint.vmi_spec(vm).get("networks") or []:
+        name = (net.get("multus") or {}).get("networkName")
+        if name:
+            nns, nname = vmlint.nad_ref(name, ns)
+            out.append(ref("networkattachmentdefinition", nname, nns))
+    return tuple(out)
+
+
+def mac_consistency(s: Snapshot, v: View) -> Iterator[Finding]:
+    """10: the VMI's MAC, the pod's network-status MAC and the VM spec agree, per macvtap interface."""
+    launchers = {(p["metadata"]["namespace"], (p["metadata"].get("labels") or {}).get("vm.kubevirt.io/name")): p
+                 for p in s.launchers}
+    for vmi in s.vmis:
+        ns, name = vmi["metadata"]["namespace"], vmi["metadata"]["name"]
+        spec_macs = {i.get("name"): str(i.get("macAddress")).lower()
+                     for i in dig(vmi, "spec", "domain", "devices", "interfaces") or [] if i.get("macAddress")}
+        nets = {n.get("name"): (n.get("multus") or {}).get("networkName") for n in dig(vmi, "spec", "networks") or []}
+        status = {i.get("name"): str(i.get("mac") or "").lower() for i in dig(vmi, "status", "interfaces") or []}
+        pod = launchers.get((ns, name))
+        pod_macs: dict[str, str] = {}
+        if pod is not None:
+            try:
+                entries = json.loads(dig(pod, "metadata", "annotations", NETWORK_STATUS) or "[]")
+            except ValueError:
+                entries = []
+            for e in entries if isinstance(entries, list) else []:
+                pod_macs[str(e.get("name", "")).rpartition("/")[2]] = str(e.get("mac") or "").lower()
+        for iface, want in spec_macs.items():
+            nad = (nets.get(iface) or "").rpartition("/")[2]
+            for seen, what in ((status.get(iface), "the VMI status"), (pod_macs.get(nad), "the pod's network-status")):
+                if seen and seen != want:
+                    yield Finding("mac-mismatch", ERROR, ref("virtualmachineinstance", name, ns),
+                                  f"interface {iface!r}: {what} has MAC {seen}, the spec {want}: DHCP leases and peers "
+                                  "see another address than the guest uses", f"virtctl restart {name} -n {ns}")
+
+
+MIGRATING = ("LiveMigrate", "LiveMigrateIfPossible")  # evictionStrategy values that move a VM on a drain
+
+
+def migration_readiness(s: Snapshot, v: View) -> Iterator[Finding]:
+    """15. A running VM on macvtap that could not move with its network (docs/migration.md): KubeVirt says it is not
+    live-migratable (its reason), or no other schedulable node advertises a macvtap resource it holds. A warning
+    when its evictionStrategy migrates it on a drain (the drain then blocks, or shuts it down), else info."""
+    bindings = v.bindings
+    cluster_strategy = dig(v.kubevirt or {}, "spec", "configuration", "evictionStrategy")
+    ready = [n for n in s.nodes if nodes.schedulable(n)]
+    for vmi in s.vmis:
+        if dig(vmi, "status", "phase") != "Running" or not migration.macvtap_interfaces(vmi, bindings):
+            continue
+        md = vmi["metadata"]
+        where = ref("virtualmachineinstance", md["name"], md.get("namespace"))
+        strategy = dig(vmi, "spec", "evictionStrategy") or cluster_strategy or "None"
+        severity = WARNING if strategy in MIGRATING else INFO
+        on_drain = (f" (evictionStrategy {strategy}: a drain of its node waits for a migration that cannot happen)"
+                    if severity == WARNING else "")
+        live = migration.condition(vmi, "LiveMigratable")
+        if live is not None and live.get("status") == "False":
+            yield Finding("vm-not-migratable", severity, where, f"KubeVirt: not live-migratable: "
+                          f"{live.get('reason', '')}: {live.get('message', '')}{on_drain}", None)
+        source = dig(vmi, "status", "nodeName")
+        launcher = next((p for p in s.launchers if (dig(p, "metadata", "labels") or {}).get(
+            "kubevirt.io/created-by") == md.get("uid") and dig(p, "spec", "nodeName") == source), None)
+        needed = in_use.units(launcher) if launcher else {}
+        lacking = sorted(r for r in needed if not any(v.advertised[n["metadata"]["name"]].get(r) for n in ready
+                                                      if n["metadata"]["name"] != source))
+        if lacking:
+            yield Finding("migration-one-node", severity, where, f"no schedulable node but {source} advertises "
+                          f"{', '.join(repr(r) for r in lacking)}: the VM cannot move with its network (another node "
+                          f"needs the lower device and the agent){on_drain}", None,
+                          refs=tuple(ref("resource", r) for r in lacking))
+
+
+def chain_of(vm: dict[str, Any], s: Snapshot) -> set[str]:
+    """The objects a VM's network depends on: binding (KubeVirt CR), NADs, resources, the ConfigMap, the agent,
+    the nodes, its VMI and pod."""
+    ns, name = vm["metadata"].get("namespace") or "default", vm["metadata"]["name"]
+    out = {obj_ref(vm), ref("virtualmachineinstance", name, ns), *_vm_refs(vm)}
+    out.update(obj_ref({"kind": "KubeVirt", "metadata": kv["metadata"]}) for kv in s.kubevirts)
+    out.update(obj_ref({"kind": "ConfigMap", "metadata": c["metadata"]}) for c in s.configmaps)
+    out.add(ref("configmap", dpconfig.CONFIGMAP_NAME))
+    out.update(obj_ref({"kind": "DaemonSet", "metadata": d["metadata"]}) for d in [*s.agents, *s.upstream])
+    out.update(obj_ref({"kind": "Pod", "metadata": p["metadata"]}) for p in s.agent_pods)
+    out.update(ref("node", n["metadata"]["name"]) for n in s.nodes)
+    out.add(ref("daemonset", identity.AGENT_NAME))
+    by_ref = {obj_ref(n): n for n in s.nads}
+    for r in list(out):
+        nad = by_ref.get(r)
+        res = nadr.resource_of(nad) if nad else None
+        if res:
+            out.add(ref("resource", res))
+    return out
+
+
+def narrow(findings: list[Finding], chain: set[str]) -> list[Finding]:
+    """The findings on a chain: its own objects, and what they depend on (another VM's findings are not)."""
+    def other_vm(f: Finding) -> bool:
+        return f.object.startswith(("virtualmachine/", "virtualmachineinstance/")) and f.object not in chain
+
+    return [f for f in findings if not other_vm(f) and (f.object in chain or chain.intersection(f.refs))]
