@@ -59,7 +59,7 @@ async def run(cfg: AgentConfig) -> None:
         metrics.cni.labels(command=command, result=result).observe(seconds)
 
     server = CniServer(cfg.cni_socket, handle, workers=cfg.workers, observe=observe_cni)
-    handoff = _handoff(registry, metrics.handoffs.inc, metrics.handoffs_reverted.inc)
+    handoff, handoff_off = _handoff(registry, metrics.handoffs.inc, metrics.handoffs_reverted.inc)
     watch = _configmap_watch(cfg)
     source = ConfigSource(path=cfg.config_file, api=watch, on_read=metrics.config_read)
     manager = None
@@ -93,7 +93,8 @@ async def run(cfg: AgentConfig) -> None:
             return ok, why
         return manager.readiness() if manager is not None else (True, "ok")
 
-    report = NodeReport(cfg, source, handoff.recent if handoff is not None else list)
+    report = NodeReport(cfg, source, handoff.recent if handoff is not None else list, registry.attached_links,
+                        handoff_off)
     health = HealthServer(cfg.metrics_host, cfg.metrics_port, metrics, ready, alive, report=report.latest,
                           probe_dhcp=lambda resource: probe_dhcp(cfg, source, resource)) if cfg.metrics_port else None
     loops = [report.loop] if cfg.report_interval and cfg.metrics_port else []
@@ -110,18 +111,20 @@ async def run(cfg: AgentConfig) -> None:
 FIRST_ANSWER_WAIT = 3.0
 
 
-def _handoff(registry: LinkRegistry, count: Callable[[], None], count_revert: Callable[[], None]) -> Any:
-    """The migration hand-off (agent/handoff.py); None, said once, where packet sockets are refused."""
+def _handoff(registry: LinkRegistry, count: Callable[[], None], count_revert: Callable[[], None]
+             ) -> tuple[Any, str | None]:
+    """The migration hand-off (agent/handoff.py), or None and why not (said once, and in the node report) where
+    packet sockets are refused."""
     from macvtapctl.agent.handoff import HandOff, NamespaceLinks
 
     try:
         handoff = HandOff(registry, NamespaceLinks(), count, count_revert)
     except OSError as exc:
-        log.warning("no migration hand-off on this node: cannot open a packet socket (%s; the agent needs "
-                    "NET_RAW)", exc)
-        return None
+        why = f"cannot open a packet socket ({exc}; the agent needs NET_RAW)"
+        log.warning("no migration hand-off on this node: %s", why)
+        return None, why
     handoff.start()
-    return handoff
+    return handoff, None
 
 
 def _configmap_watch(cfg: AgentConfig) -> ConfigMapWatch | None:
@@ -165,16 +168,21 @@ def probe_dhcp(cfg: AgentConfig, source: ConfigSource, resource: str) -> tuple[i
 class NodeReport:
     """The node checks `doctor` reads (GET /doctor), run every report_interval in a thread (netlink, sysfs)."""
 
-    def __init__(self, cfg: AgentConfig, source: ConfigSource,
-                 handoffs: Callable[[], list[dict[str, Any]]] = list) -> None:
+    def __init__(self, cfg: AgentConfig, source: ConfigSource, handoffs: Callable[[], list[dict[str, Any]]] = list,
+                 links: Callable[[], list[dict[str, str]]] = list, handoff_off: str | None = None) -> None:
         self.cfg = cfg
         self.source = source
-        self.handoffs = handoffs  # read at each request: a hand-off is news the moment it happens
+        # Read at each request, not once a minute: a hand-off, and which links are in the L2 domain, are news the
+        # moment they change (doctor's migration-source-up compares them with where KubeVirt runs each VM).
+        self.handoffs, self.links, self.handoff_off = handoffs, links, handoff_off
         self.report: dict[str, Any] | None = None
         self.visibility: Any = None  # measured once (it creates a link and a /dev/tapN), when there is a lower
 
     def latest(self) -> dict[str, Any] | None:
-        return None if self.report is None else {**self.report, "handoffs": self.handoffs()}
+        if self.report is None:
+            return None
+        handoff = {"enabled": self.handoff_off is None, **({"why": self.handoff_off} if self.handoff_off else {})}
+        return {**self.report, "handoff": handoff, "handoffs": self.handoffs(), "links": self.links()}
 
     def once(self) -> None:
         from macvtapctl.agent import check

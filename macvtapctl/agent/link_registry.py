@@ -45,6 +45,12 @@ class LinkRegistry:
             for mac in [m for m, where in self.attached.items() if where[:2] == (netns, ifname)]:
                 del self.attached[mac]
 
+    def attached_links(self) -> list[dict[str, str]]:
+        """Every link in the L2 domain that ADD attached (the node report's `links`: doctor finds a stale source)."""
+        with self.lock:
+            return [{"mac": mac, "netns": netns, "ifname": ifname, "lower": lower}
+                    for mac, (netns, ifname, lower) in sorted(self.attached.items())]
+
     def attached_to(self, mac: str) -> tuple[str, str, str] | None:
         with self.lock:
             return self.attached.get(mac.lower())

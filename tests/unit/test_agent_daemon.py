@@ -58,6 +58,26 @@ def test_the_doctor_route_serves_the_latest_node_report() -> None:
     assert HealthServer("127.0.0.1", 0, Metrics(), ok, ok).route("/doctor")[0] == 404  # no report configured
 
 
+def test_the_report_carries_live_migration_facts_over_the_periodic_checks() -> None:
+    """The node checks run once a minute; the links in the L2 domain and the hand-offs are read at each request
+    (doctor's migration-source-up compares them with where KubeVirt runs each VM), and a node without the hand-off
+    says why (migration-handoff-off)."""
+    from macvtapctl.agent.link_registry import LinkRegistry
+
+    registry = LinkRegistry()
+    report = daemon.NodeReport(AgentConfig(), source=None, handoffs=list, links=registry.attached_links,  # type: ignore[arg-type]
+                               handoff_off="cannot open a packet socket")
+    assert report.latest() is None  # before the first round
+    report.report = {"node": "n1", "checks": []}
+    registry.attach("02:00:00:00:00:AA", "/run/netns/p", "net1", "eth1")
+    got = report.latest()
+    assert got is not None and got["links"] == [{"mac": "02:00:00:00:00:aa", "netns": "/run/netns/p", "ifname": "net1",
+                                                 "lower": "eth1"}]
+    assert got["handoff"] == {"enabled": False, "why": "cannot open a packet socket"} and got["handoffs"] == []
+    registry.detach("/run/netns/p", "net1")  # a hand-off (or DEL): out of the L2 domain at once
+    assert report.latest()["links"] == []  # type: ignore[index]
+
+
 def test_the_dhcp_probe_route_takes_only_a_configured_resource(tmp_path) -> None:
     """The health port is on the node's address: the probe never takes a link name, only a resource of the
     current configuration, validated first (no link is created for a refused request)."""

@@ -80,6 +80,13 @@ def node_agents(s: Snapshot, v: View) -> Iterator[Finding]:
             yield Finding("virtualised-node", WARNING, ref("node", node),
                           f"the node is a VM ({report['virtualization']}): the outer switch must allow "
                           "promiscuous mode / forged transmits, or frames for VM MACs never arrive")
+    for node, report in sorted(s.reports.items()):
+        handoff = (report or {}).get("handoff") or {}
+        if handoff.get("enabled") is False:  # reports of agents before the hand-off carry no `handoff`
+            yield Finding("migration-handoff-off", WARNING, ref("node", node),
+                          f"the agent cannot hand a migrating VM's network over on this node: {handoff.get('why')}; "
+                          "a VM that leaves it stays on its source link for its neighbours here until the source pod "
+                          "ends (kubevirt#5912)", "run the agent with NET_RAW (macvtapctl install's DaemonSet has it)")
     for node, why in sorted(s.report_errors.items()):
         yield Finding("node-no-report", INFO, ref("node", node), f"node-side checks not available: {why}")
 

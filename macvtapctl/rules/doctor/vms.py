@@ -114,6 +114,36 @@ def migration_readiness(s: Snapshot, v: View) -> Iterator[Finding]:
                           refs=tuple(ref("resource", r) for r in lacking))
 
 
+def migration_source_up(s: Snapshot, v: View) -> Iterator[Finding]:
+    """15 (#5912 state): a node whose agent still has a running VM's MAC on a link in the L2 domain while KubeVirt
+    runs the VM on another node — its neighbours on that NIC reach the stale link, not the VM, until the pod ends.
+    A migration's target node carries the MAC (silent) before the guest moves: not a finding while it runs."""
+    for vmi in s.vmis:
+        if dig(vmi, "status", "phase") != "Running":
+            continue
+        macs = {str(i["macAddress"]).lower() for i in migration.macvtap_interfaces(vmi, v.bindings)
+                if i.get("macAddress")}
+        here = dig(vmi, "status", "nodeName")
+        state = dig(vmi, "status", "migrationState") or {}
+        moving_to = state.get("targetNode") if not state.get("completed") else None
+        md = vmi["metadata"]
+        for node, report in sorted(s.reports.items()):
+            if node in (here, moving_to):
+                continue
+            for link in (report or {}).get("links") or []:
+                if str(link.get("mac", "")).lower() in macs:
+                    yield Finding("migration-source-up", WARNING, ref("virtualmachineinstance", md["name"],
+                                                                      md.get("namespace")),
+                                  f"KubeVirt runs the VM on node {here}, but node {node} still has its MAC "
+                                  f"{link['mac']} on {link.get('ifname')} (lower device {link.get('lower')}) in the "
+                                  f"L2 domain: the VMs beside it on {node} reach that stale link, not the VM, until "
+                                  "its pod ends (kubevirt#5912); the agent there saw no announcement of the VM from "
+                                  "the LAN", f"kubectl get pods -n {md.get('namespace')} -l vm.kubevirt.io/name="
+                                  f"{md['name']} -o wide   (the source pod on {node} should end on its own; "
+                                  "if it hangs, delete it. A node without the hand-off: migration-handoff-off)",
+                                  refs=(ref("node", node),))
+
+
 def chain_of(vm: dict[str, Any], s: Snapshot) -> set[str]:
     """The objects a VM's network depends on: binding (KubeVirt CR), NADs, resources, the ConfigMap, the agent,
     the nodes, its VMI and pod."""

@@ -469,6 +469,44 @@ def test_migration_one_node_names_the_resource_no_other_node_advertises() -> Non
     assert "resource/dataplane" in f.refs
 
 
+# --- 16. did a moved VM's network follow it? -------------------------------------------------------------------------
+
+def links(mac: str, ifname: str = "net1") -> dict[str, Any]:
+    return report(links=[{"mac": mac, "netns": "/run/netns/cni-1", "ifname": ifname, "lower": "eth1"}])
+
+
+def test_migration_source_up_names_the_node_that_still_carries_a_moved_vms_mac() -> None:
+    v, _ = running_vm()  # KubeVirt runs it on n1
+    s = doctor.Snapshot(kubevirts=[kubevirt({})], vmis=[v], reports={"n1": links("02:00:00:00:00:01"),
+                                                                      "n2": links("02:00:00:00:00:01")})
+    [f] = emitted(vms.migration_source_up, s, "migration-source-up")
+    assert (f.severity, f.object) == ("warning", "virtualmachineinstance/default/web") and "node/n2" in f.refs
+    assert f.cause.startswith("KubeVirt runs the VM on node n1, but node n2 still has its MAC 02:00:00:00:00:01 on "
+                              "net1 (lower device eth1)"), f.cause
+    s.reports["n2"] = links("02:00:00:00:00:02")  # another VM's MAC there: nothing
+    assert emitted(vms.migration_source_up, s, "migration-source-up") == []
+
+
+def test_a_migrations_target_carries_the_mac_before_the_guest_moves_and_is_no_finding() -> None:
+    v, _ = running_vm()
+    v["status"]["migrationState"] = {"sourceNode": "n1", "targetNode": "n2", "completed": False}
+    s = doctor.Snapshot(kubevirts=[kubevirt({})], vmis=[v], reports={"n2": links("02:00:00:00:00:01")})
+    assert emitted(vms.migration_source_up, s, "migration-source-up") == []
+    v["status"]["migrationState"]["completed"] = True  # over, and the VM still on n1: n2's link is stale
+    assert [f.id for f in emitted(vms.migration_source_up, s, "migration-source-up")] == ["migration-source-up"]
+
+
+def test_migration_handoff_off_is_the_agents_own_word() -> None:
+    s = doctor.Snapshot(reports={"n1": report(handoff={"enabled": False, "why": "cannot open a packet socket "
+                                                       "(Operation not permitted; the agent needs NET_RAW)"})})
+    [f] = emitted(nodes.node_agents, s, "migration-handoff-off")
+    assert (f.severity, f.object) == ("warning", "node/n1") and "needs NET_RAW" in f.cause and "NET_RAW" in f.fix
+    s.reports["n1"] = report(handoff={"enabled": True})
+    assert emitted(nodes.node_agents, s, "migration-handoff-off") == []
+    s.reports["n1"] = report()  # an agent from before the hand-off says nothing of it
+    assert emitted(nodes.node_agents, s, "migration-handoff-off") == []
+
+
 # --- the documentation's ids are all tested ------------------------------------------------------------------------
 
 def documented_ids() -> tuple[set[str], set[str]]:
