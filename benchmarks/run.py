@@ -49,6 +49,8 @@ def main() -> None:
         ("agent at capacity", [py, "-m", "benchmarks.agent_churn", "--seconds", churn]),
         ("VM started by KubeVirt", [py, "-m", "benchmarks.vm_kubevirt", "--runs", "2" if args.quick else "5"]),
         ("migration, the limit (plain qemu)", [py, "-m", "benchmarks.migration", "--runs", "1" if args.quick else "3"]),
+        ("migration under KubeVirt: limit, agent, upstream", [py, "-m", "benchmarks.migration_kubevirt", "--runs",
+                                                               "1" if args.quick else "2"]),
     ]
     results = Path(tempfile.mkstemp(prefix="bench-", suffix=".jsonl")[1])
     env = {**os.environ, RESULTS_ENV: str(results), "PYTHONPATH": str(REPO)}

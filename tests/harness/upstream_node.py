@@ -20,13 +20,22 @@ UPSTREAM_IMAGE = "quay.io/kubevirt/macvtap-cni:compat"
 CONF = json.dumps([{"name": NETWORK, "lowerDevice": LOWER, "mode": "bridge", "capacity": CAPACITY}])
 
 
-def _upstream_source() -> Path:
-    """The tarball tests/compat/build.sh builds from (MACVTAPCTL_UPSTREAM_TARBALL, else ../shared/upstream)."""
+def _tarballs() -> list[Path]:
     import os
 
     if os.environ.get("MACVTAPCTL_UPSTREAM_TARBALL"):
-        return Path(os.environ["MACVTAPCTL_UPSTREAM_TARBALL"])
-    tarball = sorted((REPO.parent / "shared" / "upstream").glob("macvtap-cni-*.tar.gz"))
+        return [Path(os.environ["MACVTAPCTL_UPSTREAM_TARBALL"])]
+    return sorted((REPO.parent / "shared" / "upstream").glob("macvtap-cni-*.tar.gz"))
+
+
+def upstream_available() -> bool:
+    """Whether upstream's source is at hand (MACVTAPCTL_UPSTREAM_TARBALL, else ../shared/upstream)."""
+    return any(p.is_file() for p in _tarballs())
+
+
+def _upstream_source() -> Path:
+    """The tarball tests/compat/build.sh builds from (MACVTAPCTL_UPSTREAM_TARBALL, else ../shared/upstream)."""
+    tarball = _tarballs()
     assert tarball, "upstream macvtap-cni source not found in ../shared/upstream"
     return tarball[0]
 
