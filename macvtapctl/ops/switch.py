@@ -26,6 +26,7 @@ from macvtapctl.dig import dig
 from macvtapctl.errors import PreconditionError, TimeoutExceeded, UsageError
 from macvtapctl.kube.client import Kube
 from macvtapctl.kube.errors import AlreadyExistsError
+from macvtapctl.kube.follow import Caches, WaitExpired, Watch, until
 from macvtapctl.kube.options import DryRun
 from macvtapctl.kube.resources import (
     CONFIGMAP,
@@ -40,10 +41,11 @@ from macvtapctl.kube.retry import retry_on_conflict
 from macvtapctl.manifests import agent as agentm
 from macvtapctl.manifests import takeover as rec
 from macvtapctl.ops import Reporter
-from macvtapctl.ops.install import NodeProgress, apply_all, wait_ready
+from macvtapctl.ops.install import apply_all, wait_ready
 from macvtapctl.ops.uninstall import clean_nodes
+from macvtapctl.ops.wait import NodeProgress
 from macvtapctl.rules import device_plugins, dpconfig
-from macvtapctl.rules.daemonset import not_rolled_out
+from macvtapctl.rules.waits import Left, left_of, selector_of, upstream_rollout
 
 
 def serving(kube: Kube) -> list[tuple[device_plugins.Plugin, dict[str, Any]]]:
@@ -215,21 +217,26 @@ def _cnao_macvtap(kube: Kube, report: Reporter, name: str, macvtap: dict[str, An
 
 
 def _wait_gone(kube: Kube, p: device_plugins.Plugin, ds: dict[str, Any], deadline: float) -> None:
-    """Until the DaemonSet and its pods are gone (CNAO removes its own; the garbage collector the pods)."""
-    labels = dig(ds, "spec", "selector", "matchLabels") or {}
-    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-    while True:
-        left = kube.get_or_none(DAEMONSET, p.name, p.namespace)
-        pods = [q for q in kube.list(POD, p.namespace, label_selector=selector)
-                if any(o.get("kind") == "DaemonSet" and o.get("name") == p.name
-                       for o in dig(q, "metadata", "ownerReferences") or [])] if selector else []
-        if left is None and not pods:
-            return
-        if time.monotonic() >= deadline:
-            what = f"{p.label} still exists" if left is not None else f"{len(pods)} of its pod(s) still run"
-            raise TimeoutExceeded(f"the agent serves every node, but {what}"
-                                  + (" (CNAO has not removed it)" if p.cnao and left is not None else ""))
-        time.sleep(1.0)
+    """Until the DaemonSet and its pods are gone (CNAO removes its own; the garbage collector the pods), on
+    watches of both."""
+    selector = selector_of(ds)
+    watches = [Watch("ds", DAEMONSET, p.namespace, {"field_selector": f"metadata.name={p.name}"})]
+    if selector:
+        watches.append(Watch("pods", POD, p.namespace, {"label_selector": selector}))
+    left: Left | None = Left(True, 0)
+
+    def gone(caches: Caches) -> bool | None:
+        nonlocal left
+        left = left_of(caches["ds"].get(p.name), caches.get("pods", {}).values(), p.name)
+        return True if left is None else None
+
+    try:
+        until(kube, watches, gone, max(0.0, deadline - time.monotonic()), f"{p.label} to go")
+    except WaitExpired:
+        assert left is not None
+        what = f"{p.label} still exists" if left.daemonset else f"{left.pods} of its pod(s) still run"
+        raise TimeoutExceeded(f"the agent serves every node, but {what}"
+                              + (" (CNAO has not removed it)" if p.cnao and left.daemonset else "")) from None
 
 
 def give_back(kube: Kube, report: Reporter, mode: DryRun, namespace_flag: str | None, limit: float) -> None:
@@ -275,20 +282,27 @@ def give_back(kube: Kube, report: Reporter, mode: DryRun, namespace_flag: str | 
 
 
 def _wait_upstream(kube: Kube, report: Reporter, ns: str, saved_ds: dict[str, Any] | None, deadline: float) -> None:
-    """Until upstream's DaemonSet (CNAO's: the one it creates) is rolled out on every node it selects."""
-    last = ""
-    while True:
-        ups = [(p, ds) for p, ds in serving(kube) if p.kind == device_plugins.UPSTREAM and p.namespace == ns]
-        if saved_ds is not None:
-            ups = [(p, ds) for p, ds in ups if p.name == saved_ds["metadata"]["name"]]
-        problem = "its DaemonSet does not exist yet" if not ups else not_rolled_out(ups[0][1])
+    """Until upstream's DaemonSet (CNAO's: the one it creates) is rolled out on every node it selects, on a watch
+    of the namespace's DaemonSets (CNAO's name is not known beforehand)."""
+    name = saved_ds["metadata"]["name"] if saved_ds is not None else None
+    last = "its DaemonSet does not exist yet"
+    said = ""
+
+    def rolled_out(caches: Caches) -> device_plugins.Plugin | None:
+        nonlocal last, said
+        plugin, problem = upstream_rollout(caches["ds"].values(), ns, name)
         if problem is None:
-            report.info(f"{ups[0][0].label} is ready on every node")
-            return
-        if problem != last:
+            return plugin
+        last = problem
+        if problem != said:
             report.info(f"waiting for macvtap-cni: {problem}")
-            last = problem
-        if time.monotonic() >= deadline:
-            raise TimeoutExceeded(f"macvtap-cni is not ready ({problem}); the agent was left running: run "
-                                  "uninstall --restore-upstream again")
-        time.sleep(1.0)
+            said = problem
+        return None
+
+    try:
+        plugin = until(kube, [Watch("ds", DAEMONSET, ns)], rolled_out, max(0.0, deadline - time.monotonic()),
+                       "macvtap-cni")
+    except WaitExpired:
+        raise TimeoutExceeded(f"macvtap-cni is not ready ({last}); the agent was left running: run "
+                              "uninstall --restore-upstream again") from None
+    report.info(f"{plugin.label} is ready on every node")

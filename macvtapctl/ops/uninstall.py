@@ -3,7 +3,6 @@ and `--purge-node-resources`."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from macvtapctl import identity, validate
@@ -11,6 +10,7 @@ from macvtapctl.errors import ConflictError, PreconditionError
 from macvtapctl.kube import resources as r
 from macvtapctl.kube.client import Kube
 from macvtapctl.kube.facts import gather
+from macvtapctl.kube.follow import Caches, WaitExpired, Watch, until
 from macvtapctl.kube.options import DryRun
 from macvtapctl.kube.resources import DAEMONSET, NODE
 from macvtapctl.kube.retry import guarded_json_patch, retry_on_conflict
@@ -18,6 +18,7 @@ from macvtapctl.kube.vms import all_vms
 from macvtapctl.ops import Reporter
 from macvtapctl.rules import dpconfig, vmlint
 from macvtapctl.rules.daemonset import rollout, unfinished_nodes
+from macvtapctl.rules.waits import cleaned
 
 
 def uninstall(kube: Kube, report: Reporter, mode: DryRun, namespace: str, *, purge: bool = False,
@@ -82,23 +83,26 @@ def clean_nodes(kube: Kube, report: Reporter, namespace: str) -> None:
         return
     if ds is None:
         return
-    deadline = time.monotonic() + NODE_CLEANUP_TIMEOUT
-    while True:
-        observed, desired, ready, updated = rollout(kube.get(DAEMONSET, identity.AGENT_NAME, namespace))
-        if observed and ready == updated == desired:
-            report.status(f"daemonset.apps/{identity.AGENT_NAME}", f"cleaned {desired} node(s)")
-            return
-        if time.monotonic() >= deadline:
-            current = kube.get(DAEMONSET, identity.AGENT_NAME, namespace)
-            pods = kube.list(r.POD, namespace, label_selector=",".join(f"{k}={v}" for k, v in
-                                                                       identity.LABELS.items()))
-            names = unfinished_nodes(current, pods)
-            which = f": {', '.join(names)}" if names else ""
-            report.warn(f"only {updated if observed else 0}/{desired} node(s) finished cleaning up within "
-                        f"{NODE_CLEANUP_TIMEOUT:g}s; not finished{which or ' (no agent pod found)'}; those keep "
-                        "the shim and their links")
-            return
-        time.sleep(1.0)
+
+    def finished(caches: Caches) -> int | None:
+        # Deleted meanwhile (not by us): the GET says so, as an error.
+        return cleaned(caches["ds"].get(identity.AGENT_NAME) or kube.get(DAEMONSET, identity.AGENT_NAME, namespace))
+
+    # On a watch of the DaemonSet: its status moves as each node's pod reports ready in uninstall mode.
+    watch = Watch("ds", DAEMONSET, namespace, {"field_selector": f"metadata.name={identity.AGENT_NAME}"})
+    try:
+        desired = until(kube, [watch], finished, NODE_CLEANUP_TIMEOUT, "the nodes to clean up")
+    except WaitExpired:
+        current = kube.get(DAEMONSET, identity.AGENT_NAME, namespace)
+        pods = kube.list(r.POD, namespace, label_selector=",".join(f"{k}={v}" for k, v in identity.LABELS.items()))
+        observed, desired, _, updated = rollout(current)
+        names = unfinished_nodes(current, pods)
+        which = f": {', '.join(names)}" if names else ""
+        report.warn(f"only {updated if observed else 0}/{desired} node(s) finished cleaning up within "
+                    f"{NODE_CLEANUP_TIMEOUT:g}s; not finished{which or ' (no agent pod found)'}; those keep "
+                    "the shim and their links")
+        return
+    report.status(f"daemonset.apps/{identity.AGENT_NAME}", f"cleaned {desired} node(s)")
 
 
 def purge_nodes(kube: Kube, report: Reporter, mode: DryRun) -> None:

@@ -7,7 +7,8 @@ from typing import Any
 
 from macvtapctl import identity
 from macvtapctl.manifests import agent as agentm
-from macvtapctl.ops.install import readiness_of, wanted_resources
+from macvtapctl.ops.install import wanted_resources
+from macvtapctl.rules.waits import readiness_of
 
 LABELS = agentm.daemonset(agentm.InstallOptions())["spec"]["selector"]["matchLabels"]
 
