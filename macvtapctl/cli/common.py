@@ -86,8 +86,14 @@ def namespace_of(settings: Settings) -> str:
 
 
 def emit(printer: Printer, fmt: str, objects: list[dict[str, Any]]) -> None:
-    """With -o json|yaml|name, print the resulting objects on stdout; tables print nothing for writes."""
-    if fmt in ("json", "yaml", "name") and objects:
+    """The one way a command prints the objects it wrote (or would write), on stdout: -o yaml a multi-document
+    stream (GitOps keeps it as files), -o json the object or a List of several (kubectl's), -o name a line each.
+    Tables print nothing for writes (the status lines said it), nor does a write that wrote nothing."""
+    if not objects or fmt not in ("json", "yaml", "name"):
+        return
+    if fmt == "yaml":
+        printer.yaml_stream(objects)
+    else:
         printer.objects(objects, fmt)
 
 

@@ -17,6 +17,7 @@ from macvtapctl.cli.common import (
     Timeout,
     Wait,
     application,
+    emit,
     wait_limit,
 )
 from macvtapctl.cli.settings import parse_dry_run
@@ -87,7 +88,4 @@ def setup(
 
             expose.wait_served(kube, printer, exposed.target, present=[validate.full_resource_name(entry.name)],
                                gone=[], restarted=False, limit=limit, progress=nodes_bar(printer))
-    if fmt == "yaml":
-        printer.yaml_stream(objs)
-    elif fmt in ("json", "name"):
-        printer.objects(objs, fmt, as_list=True)
+    emit(printer, fmt, objs)

@@ -21,54 +21,47 @@ from macvtapctl.rules import applied, dpconfig
 from macvtapctl.rules.waits import Goal
 
 
-def _resource_of(obj: dict[str, Any]) -> Any:
-
-    return {"Namespace": r.NAMESPACE, "ServiceAccount": r.SERVICE_ACCOUNT, "ConfigMap": r.CONFIGMAP,
-            "Role": r.ROLE, "RoleBinding": r.ROLE_BINDING,
-            "DaemonSet": r.DAEMONSET, "NetworkAddonsConfig": r.NETWORK_ADDONS_CONFIG}[obj["kind"]]
-
-
-def apply_all(kube: Kube, report: Reporter, mode: DryRun, objs: list[dict[str, Any]],
+def apply_objects(kube: Kube, report: Reporter, dry_run: DryRun, objs: list[dict[str, Any]],
                namespace: str) -> list[dict[str, Any]]:
 
-    if mode is DryRun.SERVER and kube.get_or_none(NAMESPACE, namespace) is None:
+    if dry_run is DryRun.SERVER and kube.get_or_none(NAMESPACE, namespace) is None:
         # A server dry run cannot create objects inside a namespace it did not really create: validate the
         # namespaced objects in "default" instead (schemas and field validation do not depend on it).
         report.warn(f"namespace {namespace} does not exist yet: its objects are validated in namespace default")
-        results = [_apply(kube, report, mode, objs[0])]
+        results = [_apply(kube, report, dry_run, objs[0])]
         for obj in objs[1:]:
             probe = {**obj, "metadata": {**obj["metadata"], "namespace": "default"}}
-            kube.apply(_resource_of(obj), probe, "default", dry_run=DryRun.SERVER)
-            report.status(resource_label(obj), "created", mode.suffix)
+            kube.apply(r.of(obj), probe, "default", dry_run=DryRun.SERVER)
+            report.status(resource_label(obj), "created", dry_run.suffix)
             results.append(obj)
         return results
-    return [_apply(kube, report, mode, obj) for obj in objs]
+    return [_apply(kube, report, dry_run, obj) for obj in objs]
 
 
-def _apply(kube: Kube, report: Reporter, mode: DryRun, obj: dict[str, Any]) -> dict[str, Any]:
+def _apply(kube: Kube, report: Reporter, dry_run: DryRun, obj: dict[str, Any]) -> dict[str, Any]:
     """Server-side apply, but write nothing when nothing would change (a server dry run tells)."""
-    res = _resource_of(obj)
+    res = r.of(obj)
     ns = obj["metadata"].get("namespace")
     name = obj["metadata"]["name"]
     existing = kube.get_or_none(res, name, ns)
     if obj["kind"] == "ConfigMap":
         if existing is not None:  # the user's entries are never touched
-            report.status(resource_label(obj), "unchanged", mode.suffix)
+            report.status(resource_label(obj), "unchanged", dry_run.suffix)
             return dict(existing)
 
         try:
-            result: dict[str, Any] = kube.create(res, obj, ns, dry_run=mode)
+            result: dict[str, Any] = kube.create(res, obj, ns, dry_run=dry_run)
         except AlreadyExistsError:  # created by `expose` or another install since we looked: theirs, untouched
-            report.status(resource_label(obj), "unchanged", mode.suffix)
+            report.status(resource_label(obj), "unchanged", dry_run.suffix)
             return dict(kube.get(res, name, ns))
-        report.status(resource_label(obj), "created", mode.suffix)
+        report.status(resource_label(obj), "created", dry_run.suffix)
         return result
     preview: dict[str, Any] = kube.apply(res, obj, ns, dry_run=DryRun.SERVER)
     if existing is not None and applied.unchanged(existing, preview):
-        report.status(resource_label(obj), "unchanged", mode.suffix)
+        report.status(resource_label(obj), "unchanged", dry_run.suffix)
         return dict(existing)
-    result = preview if mode is DryRun.SERVER else kube.apply(res, obj, ns)
-    report.status(resource_label(obj), "created" if existing is None else "configured", mode.suffix)
+    result = preview if dry_run is DryRun.SERVER else kube.apply(res, obj, ns)
+    report.status(resource_label(obj), "created" if existing is None else "configured", dry_run.suffix)
     return result
 
 

@@ -15,13 +15,14 @@ from macvtapctl.kube.options import DryRun
 from macvtapctl.kube.resources import DAEMONSET, NODE
 from macvtapctl.kube.retry import guarded_json_patch, retry_on_conflict
 from macvtapctl.kube.vms import all_vms
+from macvtapctl.manifests import agent as agentm
 from macvtapctl.ops import Reporter
-from macvtapctl.rules import dpconfig, vmlint
+from macvtapctl.rules import vmlint
 from macvtapctl.rules.daemonset import rollout, unfinished_nodes
 from macvtapctl.rules.waits import cleaned
 
 
-def uninstall(kube: Kube, report: Reporter, mode: DryRun, namespace: str, *, purge: bool = False,
+def uninstall(kube: Kube, report: Reporter, dry_run: DryRun, namespace: str, *, purge: bool = False,
               purge_node_resources: bool = False, force: bool = False) -> None:
     """Remove what install created: nodes first (the shim and links no pod owns), then the DaemonSet and
     ServiceAccount (with `purge` the ConfigMap and namespace); refused while VMs use macvtap unless `force`."""
@@ -35,23 +36,21 @@ def uninstall(kube: Kube, report: Reporter, mode: DryRun, namespace: str, *, pur
     if users and not force:
         raise PreconditionError(f"{len(users)} VM(s) use macvtap ({', '.join(users[:10])}); delete them first or "
                                 "pass --force")
-    if mode is DryRun.NONE:
+    if dry_run is DryRun.NONE:
         # Always: a shim left in the CNI bin dir without its agent fails every pod's DEL (exit 11), so pod
         # teardown would keep failing on every node.
         clean_nodes(kube, report, namespace)
-    targets: list[tuple[Any, str, str | None]] = [
-        (r.DAEMONSET, identity.AGENT_NAME, namespace), (r.ROLE_BINDING, identity.AGENT_NAME, namespace),
-        (r.ROLE, identity.AGENT_NAME, namespace), (r.SERVICE_ACCOUNT, identity.AGENT_NAME, namespace)]
-    if purge:
-        targets += [(r.CONFIGMAP, dpconfig.CONFIGMAP_NAME, namespace), (r.NAMESPACE, namespace, None)]
-    for res, name, ns in targets:
+    opts = agentm.InstallOptions(namespace=namespace)
+    shared = [o for o in agentm.objects(opts) if o["kind"] in agentm.SHARED_KINDS] if purge else []
+    for obj in [*reversed(agentm.own_objects(opts)), *reversed(shared)]:  # the shared ones last, as install's first
+        res, name, ns = r.of(obj), obj["metadata"]["name"], obj["metadata"].get("namespace")
         if kube.get_or_none(res, name, ns) is None:
             continue
-        if mode is not DryRun.CLIENT:
-            kube.delete(res, name, ns, dry_run=mode)
-        report.status(res.label(name), "deleted", mode.suffix)
+        if dry_run is not DryRun.CLIENT:
+            kube.delete(res, name, ns, dry_run=dry_run)
+        report.status(res.label(name), "deleted", dry_run.suffix)
     if purge_node_resources:
-        purge_nodes(kube, report, mode)
+        purge_nodes(kube, report, dry_run)
 
 
 NODE_CLEANUP_TIMEOUT = 120.0
@@ -105,7 +104,7 @@ def clean_nodes(kube: Kube, report: Reporter, namespace: str) -> None:
     report.status(f"daemonset.apps/{identity.AGENT_NAME}", f"cleaned {desired} node(s)")
 
 
-def purge_nodes(kube: Kube, report: Reporter, mode: DryRun) -> None:
+def purge_nodes(kube: Kube, report: Reporter, dry_run: DryRun) -> None:
     """The kubelet keeps extended resources of a plugin that is gone (kubernetes#52510): remove them."""
     from jsonpointer import escape, unescape
 
@@ -123,10 +122,10 @@ def purge_nodes(kube: Kube, report: Reporter, mode: DryRun) -> None:
         if not ops:
             continue
         keys = sorted({unescape(op["path"].rsplit("/", 1)[1]) for op in ops})
-        if mode is not DryRun.CLIENT:
+        if dry_run is not DryRun.CLIENT:
             # The kubelet updates node status all the time: re-read and re-plan when it did meanwhile.
-            _, changed = guarded_json_patch(kube, NODE, name, None, plan, what=f"node {name}", dry_run=mode,
+            _, changed = guarded_json_patch(kube, NODE, name, None, plan, what=f"node {name}", dry_run=dry_run,
                                             subresource="status", current=node)
             if not changed:
                 continue
-        report.status(NODE.label(name), f"patched (removed {', '.join(keys)})", mode.suffix)
+        report.status(NODE.label(name), f"patched (removed {', '.join(keys)})", dry_run.suffix)

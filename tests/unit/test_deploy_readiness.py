@@ -79,7 +79,7 @@ def test_installs_configmap_lost_to_a_concurrent_creator_is_theirs_and_unchanged
     read and our create) is not an error: the ConfigMap is never overwritten, so it is `unchanged`."""
     from macvtapctl.kube.errors import AlreadyExistsError
     from macvtapctl.kube.options import DryRun
-    from macvtapctl.ops.install import apply_all
+    from macvtapctl.ops.install import apply_objects
 
     theirs = {"metadata": {"name": "macvtap-deviceplugin-config", "namespace": "macvtap"},
               "data": {"DP_MACVTAP_CONF": '[{"name": "dp", "lowerDevice": "eth0"}]'}}
@@ -101,7 +101,7 @@ def test_installs_configmap_lost_to_a_concurrent_creator_is_theirs_and_unchanged
             lines.append(f"{label} {op}")
 
     objs = [agentm.configmap(agentm.InstallOptions())]
-    assert apply_all(Racing(), Report(), DryRun.NONE, objs, "macvtap") == [theirs]  # type: ignore[arg-type]
+    assert apply_objects(Racing(), Report(), DryRun.NONE, objs, "macvtap") == [theirs]  # type: ignore[arg-type]
     assert lines == ["configmap/macvtap-deviceplugin-config unchanged"]
 
 
