@@ -6,8 +6,9 @@ ConfigMap by name — LIST then WATCH with `fieldSelector=metadata.name=NAME`, w
 [NAME]` allows, and nothing more — with the pod's own service-account token, so a change reaches the device plugin
 within a second. The mounted file stays the fallback (see ConfigSource in deviceplugin/manager.py).
 
-Stdlib http.client on a thread, not the API client the CLI uses (kube/): one GET at a time on one connection, and
-the agent's memory budget (docs/performance.md) has no room for the `kubernetes` package.
+Stdlib http.client on a thread, not the CLI's follower (kube/follow.py) and its client: one GET at a time on one
+connection, and the agent's memory budget (docs/performance.md) has no room for the 5 MiB they add
+(docs/architecture.md).
 """
 
 from __future__ import annotations

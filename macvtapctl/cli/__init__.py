@@ -11,7 +11,7 @@ import gc
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import typer
 from typer.core import TyperGroup
@@ -58,7 +58,7 @@ class RootGroup(TyperGroup):
     def format_commands(self, ctx: Any, formatter: Any) -> None:
         # The summaries are static: listing them must not import every command module.
         with formatter.section("Commands"):
-            formatter.write_dl([(name, summary) for name, (_target, summary) in COMMANDS.items()])
+            formatter.write_dl([(name, c.summary) for name, c in COMMANDS.items()])
 
     def invoke(self, ctx: Any) -> Any:
         from macvtapctl.cli._click_compat import click_exceptions
@@ -180,27 +180,36 @@ def root(
     ))
 
 
+class Command(NamedTuple):
+    """One entry of the command tree: where the command is, its one-line summary, and the constant of its module
+    that holds the rest of its help (None: the summary is all)."""
+
+    target: str  # "module:attribute": a function, or a Typer app for a group
+    summary: str
+    detail: str | None = None
+
+
 # The command tree, loaded lazily (hatch's LazyGroup shape): a command's module is imported only when that command
-# runs (or shows its own help), so start-up pays for one module, not fifteen. name -> ("module:attribute", the
-# one-line summary). The summary is written here only: `macvtapctl --help` lists it without importing anything,
-# and the command's own help starts with it, followed by the module's <ATTRIBUTE>_HELP (or HELP) detail.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "version": ("version:version", "Print the client, server and KubeVirt versions."),
-    "enable": ("enable:enable", "Register the macvtap network binding in the KubeVirt CR."),
-    "disable": ("enable:disable", "Unregister the macvtap network binding."),
-    "expose": ("expose:expose", "Expose a host NIC to VMs (DP_MACVTAP_CONF entry)."),
-    "unexpose": ("expose:unexpose", "Remove an exposed device."),
-    "exposed": ("expose:exposed", "List the exposed devices."),
-    "setup": ("setup:setup", "enable + expose + nad create, in one step."),
-    "rbac": ("rbac:rbac", "Print a least-privilege ClusterRole for the admin commands."),
-    "nad": ("nad:app", "Manage macvtap NetworkAttachmentDefinitions."),
-    "vm": ("vm:app", "Create, check and convert VirtualMachines that use macvtap."),
-    "install": ("install:install", "Deploy the node agent (or enable macvtap in CNAO)."),
-    "uninstall": ("install:uninstall", "Remove what install created."),
-    "status": ("status:status", "The whole macvtap chain at a glance; exit 0 when complete."),
-    "doctor": ("doctor:doctor", "Why a VM on macvtap has no network: causes and fixes."),
-    "kind-config": ("install:kind_config", "Print a KinD config whose nodes see /dev/tapN."),
-    "agent": ("agent:app", "Run the node agent (device plugin + CNI datapath); agent check."),
+# runs (or shows its own help), so start-up pays for one module, not fifteen. The summary is written here only:
+# `macvtapctl --help` lists it without importing anything, and the command's own help starts with it, followed by
+# the `detail` its entry names.
+COMMANDS: dict[str, Command] = {
+    "version": Command("version:version", "Print the client, server and KubeVirt versions."),
+    "enable": Command("enable:enable", "Register the macvtap network binding in the KubeVirt CR.", "ENABLE_HELP"),
+    "disable": Command("enable:disable", "Unregister the macvtap network binding.", "DISABLE_HELP"),
+    "expose": Command("expose:expose", "Expose a host NIC to VMs (DP_MACVTAP_CONF entry).", "EXPOSE_HELP"),
+    "unexpose": Command("expose:unexpose", "Remove an exposed device.", "UNEXPOSE_HELP"),
+    "exposed": Command("expose:exposed", "List the exposed devices.", "EXPOSED_HELP"),
+    "setup": Command("setup:setup", "enable + expose + nad create, in one step.", "HELP"),
+    "rbac": Command("rbac:rbac", "Print a least-privilege ClusterRole for the admin commands.", "HELP"),
+    "nad": Command("nad:app", "Manage macvtap NetworkAttachmentDefinitions."),
+    "vm": Command("vm:app", "Create, check and convert VirtualMachines that use macvtap."),
+    "install": Command("install:install", "Deploy the node agent (or enable macvtap in CNAO).", "INSTALL_HELP"),
+    "uninstall": Command("install:uninstall", "Remove what install created.", "UNINSTALL_HELP"),
+    "status": Command("status:status", "The whole macvtap chain at a glance; exit 0 when complete.", "HELP"),
+    "doctor": Command("doctor:doctor", "Why a VM on macvtap has no network: causes and fixes.", "HELP"),
+    "kind-config": Command("install:kind_config", "Print a KinD config whose nodes see /dev/tapN.", "KIND_CONFIG_HELP"),
+    "agent": Command("agent:app", "Run the node agent (device plugin + CNI datapath); agent check.", "HELP"),
 }
 
 
@@ -209,12 +218,12 @@ def load_command(name: str) -> Any:
     """The Click command for `name`, built from its module on first use (once per process)."""
     import importlib
 
-    target_ref, summary = COMMANDS[name]
-    module_name, attr = target_ref.split(":")
+    entry = COMMANDS[name]
+    module_name, attr = entry.target.split(":")
     module = importlib.import_module(f"macvtapctl.cli.{module_name}")
     target = getattr(module, attr)
-    detail = getattr(module, f"{attr.upper()}_HELP", None) or getattr(module, "HELP", None)
-    text = f"{summary}\n\n{detail}" if detail and detail != summary else summary
+    detail = getattr(module, entry.detail) if entry.detail else None
+    text = f"{entry.summary}\n\n{detail}" if detail and detail != entry.summary else entry.summary
     if isinstance(target, typer.Typer):
         command = typer.main.get_command(target)
         command.help = text

@@ -10,7 +10,6 @@ import typer
 
 from macvtapctl.cli.settings import Settings
 from macvtapctl.errors import Hint, MacvtapctlError
-from macvtapctl.kube.options import DryRun
 from macvtapctl.output import Printer
 
 if TYPE_CHECKING:
@@ -87,8 +86,14 @@ def namespace_of(settings: Settings) -> str:
 
 
 def emit(printer: Printer, fmt: str, objects: list[dict[str, Any]]) -> None:
-    """With -o json|yaml|name, print the resulting objects on stdout; tables print nothing for writes."""
-    if fmt in ("json", "yaml", "name") and objects:
+    """The one way a command prints the objects it wrote (or would write), on stdout: -o yaml a multi-document
+    stream (GitOps keeps it as files), -o json the object or a List of several (kubectl's), -o name a line each.
+    Tables print nothing for writes (the status lines said it), nor does a write that wrote nothing."""
+    if not objects or fmt not in ("json", "yaml", "name"):
+        return
+    if fmt == "yaml":
+        printer.yaml_stream(objects)
+    else:
         printer.objects(objects, fmt)
 
 
@@ -97,27 +102,11 @@ Wait = Annotated[bool, typer.Option(
 Timeout = Annotated[str, typer.Option("--timeout", metavar="DURATION", help="For --wait.")]
 
 
-def wait_after(cli: Any, kube: Any, mode: Any, objs: list[dict[str, Any]], *, present: list[str], gone: list[str],
-               restart: bool, timeout: str) -> None:
-    """--wait after a write (nothing to wait for in a dry run): the ConfigMap found is the one the plugins read."""
-    from macvtapctl.cli.progress import Bar, interactive
-    from macvtapctl.cli.settings import parse_request_timeout
-    from macvtapctl.kube.dpconfigmap import Target
-    from macvtapctl.ops import expose as ops
-
-    if mode is not DryRun.NONE:
-        return
-    cm = next(o for o in objs if o.get("kind") == "ConfigMap")
-    target = Target(cm["metadata"]["namespace"], cm["metadata"]["name"], cm)
-    ops.wait_served(kube, cli.printer, target, present=present, gone=gone, restarted=restart,
-                    limit=parse_request_timeout(timeout, "--timeout") or 300.0,
-                    progress=Bar("nodes ready", 0) if interactive(cli.printer) else None)
-
-
-def check_timeout(value: str) -> None:
+def wait_limit(value: str) -> float:
+    """--timeout in seconds (default 5 minutes), parsed before anything is sent: a bad duration is a usage error."""
     from macvtapctl.cli.settings import parse_request_timeout
 
-    parse_request_timeout(value, "--timeout")  # a bad duration is a usage error before anything is sent
+    return parse_request_timeout(value, "--timeout") or 300.0
 
 
 # Options several commands share: one declaration, one help text.

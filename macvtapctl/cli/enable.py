@@ -38,7 +38,7 @@ def enable(
 ) -> None:
     cli = application(ctx)
     fmt = cli.output_format(WRITE_FORMATS)
-    mode = parse_dry_run(dry_run)
+    dry = parse_dry_run(dry_run)
     from macvtapctl.validate import check_binding_name
 
     check_binding_name(binding_name)
@@ -48,7 +48,7 @@ def enable(
     from macvtapctl.ops import binding
 
     with cli.connect() as kube:
-        result = binding.enable(kube, printer, mode, binding_name=binding_name, external_injector=external_injector,
+        result = binding.enable(kube, printer, dry, binding_name=binding_name, external_injector=external_injector,
                                 kubevirt_version=kubevirt_version, force=force)
     emit(printer, fmt, [result])
 
@@ -61,7 +61,7 @@ def disable(
 ) -> None:
     cli = application(ctx)
     fmt = cli.output_format(WRITE_FORMATS)
-    mode = parse_dry_run(dry_run)
+    dry = parse_dry_run(dry_run)
     from macvtapctl.validate import check_binding_name
 
     check_binding_name(binding_name)
@@ -69,5 +69,5 @@ def disable(
     from macvtapctl.ops import binding
 
     with cli.connect() as kube:
-        result = binding.disable(kube, printer, mode, binding_name=binding_name, force=force)
+        result = binding.disable(kube, printer, dry, binding_name=binding_name, force=force)
     emit(printer, fmt, [result])

@@ -15,12 +15,12 @@ from macvtapctl.cli.common import (
     Timeout,
     Wait,
     application,
-    check_timeout,
     emit,
-    wait_after,
+    wait_limit,
 )
 from macvtapctl.cli.settings import parse_dry_run
 from macvtapctl.errors import PreconditionError, UsageError
+from macvtapctl.kube.options import DryRun
 from macvtapctl.rules import dpconfig
 
 EXPOSE_HELP = """The resource is macvtap.network.kubevirt.io/NAME (default NAME: the device name).
@@ -53,8 +53,8 @@ def expose(
 ) -> None:
     cli = application(ctx)
     fmt = cli.output_format(WRITE_FORMATS)
-    mode_ = parse_dry_run(dry_run)
-    check_timeout(timeout)
+    dry = parse_dry_run(dry_run)
+    limit = wait_limit(timeout)
     entry = None
     if expose_all:
         if lower_device or name:
@@ -68,14 +68,16 @@ def expose(
     if dp_namespace:
         validate.check_dns_label(dp_namespace, "--dp-namespace")
     printer = cli.printer
+    from macvtapctl.cli.progress import nodes_bar
     from macvtapctl.ops import expose as ops
 
     with cli.connect() as kube:
-        objs = ops.expose(kube, printer, mode_, entry, dp_namespace=dp_namespace, force=force, restart=restart)
-        if wait:
+        done = ops.expose(kube, printer, dry, entry, dp_namespace=dp_namespace, force=force, restart=restart)
+        if wait and dry is DryRun.NONE:  # a dry run wrote nothing to wait for
             wanted = [] if entry is None else [validate.full_resource_name(entry.name)]
-            wait_after(cli, kube, mode_, objs, present=wanted, gone=[], restart=restart, timeout=timeout)
-    emit(printer, fmt, objs)
+            ops.wait_served(kube, printer, done.target, present=wanted, gone=[], restarted=restart, limit=limit,
+                            progress=nodes_bar(printer))
+    emit(printer, fmt, done.objects)
 
 
 def unexpose(
@@ -89,18 +91,19 @@ def unexpose(
 ) -> None:
     cli = application(ctx)
     fmt = cli.output_format(WRITE_FORMATS)
-    mode = parse_dry_run(dry_run)
-    check_timeout(timeout)
+    dry = parse_dry_run(dry_run)
+    limit = wait_limit(timeout)
     printer = cli.printer
 
+    from macvtapctl.cli.progress import nodes_bar
     from macvtapctl.ops import expose as ops
 
     with cli.connect() as kube:
-        objs = ops.unexpose(kube, printer, mode, name, dp_namespace=dp_namespace, restart=restart)
-        if wait:
-            wait_after(cli, kube, mode, objs, present=[], gone=[validate.full_resource_name(name)], restart=restart,
-                       timeout=timeout)
-    emit(printer, fmt, objs)
+        done = ops.unexpose(kube, printer, dry, name, dp_namespace=dp_namespace, restart=restart)
+        if wait and dry is DryRun.NONE:
+            ops.wait_served(kube, printer, done.target, present=[], gone=[validate.full_resource_name(name)],
+                            restarted=restart, limit=limit, progress=nodes_bar(printer))
+    emit(printer, fmt, done.objects)
 
 
 def exposed(ctx: typer.Context, dp_namespace: DpNamespace = None) -> None:

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from macvtapctl import identity, validate
-from macvtapctl.cli.common import DryRunOption, ForceOption, application
+from macvtapctl.cli.common import DryRunOption, ForceOption, application, emit
 from macvtapctl.cli.settings import parse_dry_run
 from macvtapctl.errors import UsageError
 from macvtapctl.kube.options import DryRun
 from macvtapctl.manifests import agent as agentm
-from macvtapctl.output import Printer
 
 INSTALL_HELP = """Deploy the macvtapctl node agent (device plugin + CNI) as a DaemonSet: namespace, ServiceAccount
 with a Role and RoleBinding that let it read only its device-plugin ConfigMap (get, list, watch on that one name,
@@ -77,7 +76,7 @@ def install(
     cli = application(ctx)
     settings = cli.settings
     fmt = cli.output_format(("table", "json", "yaml", "name"))
-    mode = parse_dry_run(dry_run)
+    dry = parse_dry_run(dry_run)
     limit = parse_request_timeout(timeout, "--timeout") or 300.0
     if via not in ("agent", "cnao"):
         raise UsageError(f'invalid --via "{via}": must be agent or cnao')
@@ -87,7 +86,7 @@ def install(
         validate.check_dns_subdomain(device_plugin_config, "--device-plugin-config")
     if take_over and via != "agent":
         raise UsageError("--take-over switches to the agent: it cannot be combined with --via cnao")
-    if take_over and mode is DryRun.CLIENT:
+    if take_over and dry is DryRun.CLIENT:
         raise UsageError("--take-over reads what serves macvtap today: use --dry-run=server")
     # -n/--namespace (global, kubectl's) is the agent's namespace here; default "macvtap".
     namespace = settings.namespace or identity.DEFAULT_NAMESPACE
@@ -99,13 +98,13 @@ def install(
         printer.warn(f"{agentm.DEFAULT_IMAGE} is not published in a registry yet: nodes will fail to pull it. Build "
                      "the image (make image), push it (skopeo copy oci-archive:build/agent-image.tar "
                      "docker://REGISTRY/macvtapctl/agent:TAG) and pass --image REGISTRY/macvtapctl/agent:TAG")
-    objs = [agentm.network_addons_config(device_plugin_config)] if via == "cnao" else _agent_objects(opts)
-    if mode is DryRun.CLIENT:
+    objs = [agentm.network_addons_config(device_plugin_config)] if via == "cnao" else agentm.objects(opts)
+    if dry is DryRun.CLIENT:
         from macvtapctl.output import resource_label
 
         for obj in objs:
-            printer.status(resource_label(obj), "created", mode.suffix)
-        _emit(printer, fmt, objs)
+            printer.status(resource_label(obj), "created", dry.suffix)
+        emit(printer, fmt, objs)
         return
     from macvtapctl.ops import cnao, switch
     from macvtapctl.ops import install as installing
@@ -114,20 +113,20 @@ def install(
         if take_over:
             from macvtapctl.cli.progress import Bar, interactive
 
-            result = switch.take_over(kube, printer, mode, opts, settings.namespace, limit,
+            result = switch.take_over(kube, printer, dry, opts, settings.namespace, limit,
                                       progress=Bar("nodes ready", 0) if interactive(printer) else None)
-            _emit(printer, fmt, result)
+            emit(printer, fmt, result)
             return
         reads = switch.refuse_others(kube, opts.namespace, via_cnao=via == "cnao")
         if via == "agent" and reads and reads != opts.configmap:  # keep the agent on the ConfigMap it reads
-            opts.configmap, objs = reads, _agent_objects(dataclasses.replace(opts, configmap=reads))
+            opts.configmap, objs = reads, agentm.objects(dataclasses.replace(opts, configmap=reads))
         if via == "agent" and reads and switch.taken_over(kube, opts.namespace):
             objs = [o for o in objs if o["kind"] != "Namespace"]  # upstream's namespace: its labels are its owner's
         if via == "cnao":
-            result = [cnao.via_cnao(kube, printer, mode, objs[0])]
+            result = [cnao.via_cnao(kube, printer, dry, objs[0])]
         else:
-            result = installing.apply_all(kube, printer, mode, objs, opts.namespace)
-        if wait and mode is DryRun.NONE:
+            result = installing.apply_objects(kube, printer, dry, objs, opts.namespace)
+        if wait and dry is DryRun.NONE:
             if via == "cnao":
                 printer.warn("--wait follows the macvtapctl agent; with --via cnao watch CNAO's macvtap-cni instead")
             else:
@@ -135,19 +134,7 @@ def install(
 
                 installing.wait_ready(kube, printer, opts, limit,
                                   progress=Bar("nodes ready", 0) if interactive(printer) else None)
-    _emit(printer, fmt, result)
-
-
-def _agent_objects(opts: agentm.InstallOptions) -> list[dict[str, Any]]:
-    return [agentm.namespace(opts), agentm.service_account(opts), agentm.role(opts), agentm.role_binding(opts),
-            agentm.configmap(opts), agentm.daemonset(opts)]
-
-
-def _emit(printer: Printer, fmt: str, objs: list[dict[str, Any]]) -> None:
-    if fmt == "yaml":
-        printer.yaml_stream(objs)
-    elif fmt in ("json", "name"):
-        printer.objects(objs, fmt, as_list=True)
+    emit(printer, fmt, result)
 
 
 def uninstall(
@@ -167,13 +154,13 @@ def uninstall(
 
     cli = application(ctx)
     settings = cli.settings
-    mode = parse_dry_run(dry_run)
+    dry = parse_dry_run(dry_run)
     namespace = validate.check_dns_label(settings.namespace or identity.DEFAULT_NAMESPACE, "--namespace")
     limit = parse_request_timeout(timeout, "--timeout") or 300.0
     if restore_upstream and purge:
         raise UsageError("--restore-upstream keeps the ConfigMap and namespace macvtap-cni reads: it cannot be "
                          "combined with --purge")
-    if restore_upstream and mode is DryRun.CLIENT:
+    if restore_upstream and dry is DryRun.CLIENT:
         raise UsageError("--restore-upstream reads the take-over record: use --dry-run=server")
     printer = cli.printer
     from macvtapctl.ops import uninstall as ops
@@ -182,11 +169,11 @@ def uninstall(
         if restore_upstream:
             from macvtapctl.ops import switch
 
-            switch.give_back(kube, printer, mode, settings.namespace, limit)
+            switch.give_back(kube, printer, dry, settings.namespace, limit)
             if purge_node_resources:
-                ops.purge_nodes(kube, printer, mode)
+                ops.purge_nodes(kube, printer, dry)
             return
-        ops.uninstall(kube, printer, mode, namespace, purge=purge, purge_node_resources=purge_node_resources,
+        ops.uninstall(kube, printer, dry, namespace, purge=purge, purge_node_resources=purge_node_resources,
                          force=force)
 
 

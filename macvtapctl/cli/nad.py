@@ -40,14 +40,14 @@ def create(
 ) -> None:
     cli = application(ctx)
     fmt = cli.output_format(WRITE_FORMATS)
-    mode = parse_dry_run(dry_run)
+    dry = parse_dry_run(dry_run)
     nadm.check_inputs(name, resource, mtu=mtu, cni_version=cni_version)  # before the kubeconfig is read
     obj = nadm.render(name, cli.namespace, resource, mtu=mtu, promisc=promisc, cni_version=cni_version)
     printer = cli.printer
     with cli.connect() as kube:
         from macvtapctl.ops import nad as ops
 
-        result = ops.create(kube, printer, mode, obj, force=force)
+        result = ops.create(kube, printer, dry, obj, force=force)
     emit(printer, fmt, [result])
 
 
@@ -102,12 +102,12 @@ def delete(
     force: ForceOption = False,
 ) -> None:
     cli = application(ctx)
-    mode = parse_dry_run(dry_run)
+    dry = parse_dry_run(dry_run)
     namespace = cli.namespace
     printer = cli.printer
 
     from macvtapctl.ops import nad as ops
 
     with cli.connect() as kube:
-        ops.delete(kube, printer, mode, name, namespace, force=force)
+        ops.delete(kube, printer, dry, name, namespace, force=force)
 

@@ -32,3 +32,8 @@ class Bar:
 
     def close(self) -> None:
         self.bar.stop()
+
+
+def nodes_bar(printer: Printer) -> Bar | None:
+    """The waits' nodes ready / total bar, on a terminal only; started when made."""
+    return Bar("nodes ready", 0) if interactive(printer) else None

@@ -17,10 +17,11 @@ from macvtapctl.cli.common import (
     Timeout,
     Wait,
     application,
-    check_timeout,
-    wait_after,
+    emit,
+    wait_limit,
 )
 from macvtapctl.cli.settings import parse_dry_run
+from macvtapctl.kube.options import DryRun
 from macvtapctl.manifests import nad as nadm
 from macvtapctl.rules import kubevirt
 
@@ -54,8 +55,8 @@ def setup(
 ) -> None:
     cli = application(ctx)
     fmt = cli.output_format(("table", "json", "yaml", "name"))
-    mode_ = parse_dry_run(dry_run)
-    check_timeout(timeout)
+    dry = parse_dry_run(dry_run)
+    limit = wait_limit(timeout)
     # All input is checked before the first request.
     validate.check_binding_name(binding_name)
     if kubevirt_version is not None:
@@ -73,18 +74,18 @@ def setup(
     printer = cli.printer
     objs: list[dict[str, Any]] = []
     with cli.connect() as kube:
-        objs.append(binding.enable(kube, printer, mode_, binding_name=binding_name, external_injector=external_injector,
-                               kubevirt_version=kubevirt_version, force=force))
-        objs.extend(expose.expose(kube, printer, mode_, entry, dp_namespace=dp_namespace))
+        objs.append(binding.enable(kube, printer, dry, binding_name=binding_name, external_injector=external_injector,
+                                   kubevirt_version=kubevirt_version, force=force))
+        exposed = expose.expose(kube, printer, dry, entry, dp_namespace=dp_namespace)
+        objs.extend(exposed.objects)
         from macvtapctl.rules import dpconfig
 
         # After expose the resource is exposed (even in a dry run), so nad create has nothing to warn about.
-        objs.append(nads.create(kube, printer, mode_, nad, exposed=dpconfig.Config(items=[entry.to_json()]),
-                               force=force))
-        if wait:
-            wait_after(cli, kube, mode_, objs, present=[validate.full_resource_name(entry.name)], gone=[],
-                       restart=False, timeout=timeout)
-    if fmt == "yaml":
-        printer.yaml_stream(objs)
-    elif fmt in ("json", "name"):
-        printer.objects(objs, fmt, as_list=True)
+        objs.append(nads.create(kube, printer, dry, nad, exposed=dpconfig.Config(items=[entry.to_json()]),
+                                force=force))
+        if wait and dry is DryRun.NONE:
+            from macvtapctl.cli.progress import nodes_bar
+
+            expose.wait_served(kube, printer, exposed.target, present=[validate.full_resource_name(entry.name)],
+                               gone=[], restarted=False, limit=limit, progress=nodes_bar(printer))
+    emit(printer, fmt, objs)

@@ -17,6 +17,7 @@ from macvtapctl.cli.common import (
     KubevirtVersionOption,
     application,
     describe,
+    emit,
 )
 from macvtapctl.cli.settings import Settings, parse_dry_run
 from macvtapctl.errors import ExitCode, MacvtapctlError, UsageError
@@ -209,12 +210,12 @@ class CreateOptions:
     # Filled by complete(). Only -n here: the context's namespace is read from the kubeconfig when rendering
     # (run), so a flag error is reported before a kubeconfig one.
     namespace: str | None = field(default=None, init=False)
-    mode: DryRun = field(default=DryRun.NONE, init=False)
+    dry: DryRun = field(default=DryRun.NONE, init=False)
     fmt: str = field(default="yaml", init=False)
 
     def complete(self, cli: Application) -> None:
         """What the global flags and --dry-run decide: the dry-run mode, the output format, -n."""
-        self.mode = parse_dry_run(self.dry_run)
+        self.dry = parse_dry_run(self.dry_run)
         self.fmt = cli.output_format(("table", "json", "yaml", "name") if self.apply else ("table", "json", "yaml"))
         self.namespace = cli.settings.namespace
 
@@ -222,7 +223,7 @@ class CreateOptions:
         """Every rule on the flags, before anything is rendered or sent: one UsageError naming the flag, the value
         and the rule, or the renderer's options and the VMs' names. Rules run in flag order (the first error wins,
         as it always has)."""
-        if self.offline and (self.apply or self.mode is DryRun.SERVER):
+        if self.offline and (self.apply or self.dry is DryRun.SERVER):
             raise UsageError("--offline cannot be combined with --apply or --dry-run=server: both need the cluster")
         if not 1 <= self.concurrency <= 64:
             raise UsageError(f"invalid --concurrency {self.concurrency}: must be from 1 to 64")
@@ -283,8 +284,8 @@ class CreateOptions:
         per_vm = vmm.batch(plan.vm, len(plan.names))
         vms = [vmm.render(n, o, default_namespace=namespace) for n, o in zip(plan.names, per_vm, strict=True)]
         printer = cli.printer
-        mode, fmt, apply = self.mode, self.fmt, self.apply
-        contact = apply or mode is not DryRun.NONE
+        dry, fmt, apply = self.dry, self.fmt, self.apply
+        contact = apply or dry is not DryRun.NONE
         if not contact or self.offline:
             _print_vms(printer, vms, fmt)
             return
@@ -293,7 +294,7 @@ class CreateOptions:
         try:
             kube = cli.connect()
         except MacvtapctlError as exc:
-            if apply or mode is DryRun.SERVER:
+            if apply or dry is DryRun.SERVER:
                 raise
             printer.warn(f"cluster checks skipped: {describe(exc)}")
             _print_vms(printer, vms, fmt)
@@ -303,18 +304,17 @@ class CreateOptions:
             try:
                 existing = vmops.check_against_cluster(kube, printer, vms, namespace)
             except MacvtapctlError as exc:
-                if not apply and mode is DryRun.CLIENT and exc.exit_code in (ExitCode.UNREACHABLE, ExitCode.TIMEOUT):
+                if not apply and dry is DryRun.CLIENT and exc.exit_code in (ExitCode.UNREACHABLE, ExitCode.TIMEOUT):
                     printer.warn(f"cluster checks skipped: {describe(exc)}")
                 else:
                     raise
-            if not apply and mode is not DryRun.SERVER:
+            if not apply and dry is not DryRun.SERVER:
                 _print_vms(printer, vms, fmt)
                 return
-            results = vmops.apply_all(kube, printer, vms, namespace, mode, self.concurrency,
+            results = vmops.apply_vms(kube, printer, vms, namespace, dry, self.concurrency,
                                       force=self.force_conflicts, progress=_progress(len(vms), printer),
                                       existing=existing)
-        if fmt in ("json", "yaml", "name"):
-            printer.objects(results, fmt, as_list=len(results) > 1)
+        emit(printer, fmt, results)
 
 
 def _ssh_keys(values: list[str]) -> list[str]:
@@ -347,10 +347,8 @@ def _password(path: str | None) -> str | None:
 
 
 def _print_vms(printer: Printer, vms: list[dict[str, Any]], fmt: str) -> None:
-    if fmt == "json":
-        printer.objects(vms, "json", as_list=len(vms) > 1)
-    else:
-        printer.yaml_stream(vms)
+    """The rendered VMs, as a write prints them: they are the command's output, so YAML unless -o json."""
+    emit(printer, "json" if fmt == "json" else "yaml", vms)
 
 
 class _Progress:
@@ -364,9 +362,9 @@ class _Progress:
     def advance(self) -> None:
         self.bar.advance()
 
-    def close(self, ok: int, failed: int, mode: DryRun) -> None:
+    def close(self, ok: int, failed: int, dry_run: DryRun) -> None:
         self.bar.close()
-        print(f"{ok} VMs applied{mode.suffix}" + (f", {failed} failed" if failed else ""), file=sys.stderr)
+        print(f"{ok} VMs applied{dry_run.suffix}" + (f", {failed} failed" if failed else ""), file=sys.stderr)
 
 
 def _progress(total: int, printer: Printer) -> _Progress | None:
@@ -434,7 +432,7 @@ def convert(
 ) -> None:
     cli = application(ctx)
     fmt = cli.output_format(("table", "json", "yaml", "name"))
-    mode = parse_dry_run(dry_run)
+    dry = parse_dry_run(dry_run)
     validate.check_binding_name(binding_name)
     if bool(name) == (all_vms or all_namespaces):
         raise UsageError("give a VM NAME, or --all (or -A for every namespace)")
@@ -443,12 +441,11 @@ def convert(
     from macvtapctl.ops import vm as vmops
 
     with cli.connect() as kube:
-        results = vmops.convert_vms(kube, printer, mode, name, namespace, binding_name=binding_name,
+        results = vmops.convert_vms(kube, printer, dry, name, namespace, binding_name=binding_name,
                                     kubevirt_version=kubevirt_version)
     if not results:
         printer.info("no VirtualMachines found")
-    if fmt in ("json", "yaml", "name"):
-        printer.objects(results, fmt, as_list=len(results) != 1)
+    emit(printer, fmt, results)
 
 
 # --- vm migrate ---------------------------------------------------------------------------------------
@@ -481,12 +478,12 @@ def migrate(
 
     cli = application(ctx)
     fmt = cli.output_format(("table", "json", "yaml", "name"))
-    mode = parse_dry_run(dry_run)
+    dry = parse_dry_run(dry_run)
     validate.check_dns_subdomain(name, "VM name")
     if to is not None:
         validate.check_dns_subdomain(to, "--to")
     limit = parse_request_timeout(timeout, "--timeout") or 600.0
-    if check_only and (wait or mode is not DryRun.NONE):
+    if check_only and (wait or dry is not DryRun.NONE):
         raise UsageError("--check writes nothing: it takes neither --wait nor --dry-run")
     printer = cli.printer
     namespace = cli.namespace
@@ -506,12 +503,11 @@ def migrate(
             hint = " (--force migrates anyway)" if c.id == migration.MAC else ""
             raise PreconditionError(f"VM {namespace}/{name} cannot migrate: {c.detail}{hint}; nothing was written")
         assert reads.vmi is not None
-        vmim = ops.start(kube, reads.vmi, to, mode)
+        vmim = ops.start(kube, reads.vmi, to, dry)
         label = f"virtualmachineinstancemigration.kubevirt.io/{vmim['metadata'].get('name') or '(generated)'}"
-        printer.status(label, "created", mode.suffix)
-        if not wait or mode is not DryRun.NONE:
-            if fmt in ("json", "yaml", "name"):
-                printer.objects([vmim], fmt)
+        printer.status(label, "created", dry.suffix)
+        if not wait or dry is not DryRun.NONE:
+            emit(printer, fmt, [vmim])
             return
         final, after = ops.follow(kube, vmim, limit, lambda phase: printer.info(f"migration: {phase}"))
         result = migration.outcome(final, reads.vmi, after, reads.bindings)

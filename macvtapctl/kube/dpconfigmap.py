@@ -97,7 +97,7 @@ class Update:
 Mutation = Callable[[Target, dpconfig.Config], "dpconfig.Config | None"]
 
 
-def update(kube: Kube, mutate: Mutation, mode: DryRun, *, dp_namespace: str | None = None,
+def update(kube: Kube, mutate: Mutation, dry_run: DryRun, *, dp_namespace: str | None = None,
            on_read: Callable[[Target, dpconfig.Config], None] | None = None) -> Update:
     """The one read-modify-write door of DP_MACVTAP_CONF: locate and read the ConfigMap, let `mutate` (pure; None
     = nothing to change) plan the new document, write it guarded by resourceVersion — or create it, with its
@@ -116,32 +116,32 @@ def update(kube: Kube, mutate: Mutation, mode: DryRun, *, dp_namespace: str | No
         if new is None:
             return Update(target, [target.object] if target.object is not None else [], "unchanged")
         objects: list[dict[str, Any]] = []
-        ns_obj = ensure_namespace(kube, target.namespace, mode) if target.object is None else None
+        ns_obj = ensure_namespace(kube, target.namespace, dry_run) if target.object is None else None
         if ns_obj is not None:
             objects.append(ns_obj)
         # Nothing can be validated inside a namespace that a server dry run did not really create.
-        unvalidated = ns_obj is not None and mode is DryRun.SERVER
-        obj, operation = write(kube, target, new, DryRun.CLIENT if unvalidated else mode)
+        unvalidated = ns_obj is not None and dry_run is DryRun.SERVER
+        obj, operation = write(kube, target, new, DryRun.CLIENT if unvalidated else dry_run)
         objects.append(obj)
         return Update(target, objects, operation, namespace_created=ns_obj is not None, unvalidated=unvalidated)
 
     return retry_on_conflict(attempt, what="the device-plugin ConfigMap")
 
 
-def write(kube: Kube, target: Target, cfg: dpconfig.Config, mode: DryRun) -> tuple[dict[str, Any], str]:
+def write(kube: Kube, target: Target, cfg: dpconfig.Config, dry_run: DryRun) -> tuple[dict[str, Any], str]:
     """Create the ConfigMap or merge-patch its key, guarded by resourceVersion. Returns (object, operation)."""
     body = cfg.render()
     if target.object is not None:
-        if mode is DryRun.CLIENT:
+        if dry_run is DryRun.CLIENT:
             obj = {**target.object, "data": {**(target.object.get("data") or {}), dpconfig.CONFIG_KEY: body}}
             return obj, "configured"
         rv = target.object["metadata"]["resourceVersion"]
         patch = {"metadata": {"resourceVersion": rv}, "data": {dpconfig.CONFIG_KEY: body}}
-        return kube.merge_patch(CONFIGMAP, target.name, patch, target.namespace, dry_run=mode), "configured"
+        return kube.merge_patch(CONFIGMAP, target.name, patch, target.namespace, dry_run=dry_run), "configured"
     obj = new_configmap(target.namespace, target.name, body)
-    if mode is DryRun.CLIENT:
+    if dry_run is DryRun.CLIENT:
         return obj, "created"
-    return kube.create(CONFIGMAP, obj, target.namespace, dry_run=mode), "created"
+    return kube.create(CONFIGMAP, obj, target.namespace, dry_run=dry_run), "created"
 
 
 def new_configmap(namespace: str, name: str, body: str) -> dict[str, Any]:
@@ -151,15 +151,15 @@ def new_configmap(namespace: str, name: str, body: str) -> dict[str, Any]:
             "data": {dpconfig.CONFIG_KEY: body}}
 
 
-def ensure_namespace(kube: Kube, namespace: str, mode: DryRun) -> dict[str, Any] | None:
+def ensure_namespace(kube: Kube, namespace: str, dry_run: DryRun) -> dict[str, Any] | None:
     """Create the namespace when missing; returns it when it was (or would be) created."""
     if kube.get_or_none(NAMESPACE, namespace) is not None:
         return None
     obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
-    if mode is DryRun.CLIENT:
+    if dry_run is DryRun.CLIENT:
         return obj
     try:
-        return kube.create(NAMESPACE, obj, dry_run=mode)
+        return kube.create(NAMESPACE, obj, dry_run=dry_run)
     except AlreadyExistsError:  # created by a concurrent writer since we looked: it exists, which is all we need
         return None
 
@@ -173,9 +173,9 @@ def upstream_daemonsets(kube: Kube, namespace: str, configmap: str) -> list[dict
     return [ds for p, ds in device_plugins.find(dss) if p.kind == device_plugins.UPSTREAM and p.configmap == configmap]
 
 
-def restart_daemonset(kube: Kube, ds: dict[str, Any], mode: DryRun) -> None:
+def restart_daemonset(kube: Kube, ds: dict[str, Any], dry_run: DryRun) -> None:
     """`kubectl rollout restart`: bump the pod template's restartedAt annotation."""
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     patch = {"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": now}}}}}
-    if mode is not DryRun.CLIENT:
-        kube.merge_patch(DAEMONSET, ds["metadata"]["name"], patch, ds["metadata"]["namespace"], dry_run=mode)
+    if dry_run is not DryRun.CLIENT:
+        kube.merge_patch(DAEMONSET, ds["metadata"]["name"], patch, ds["metadata"]["namespace"], dry_run=dry_run)

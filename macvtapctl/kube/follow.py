@@ -1,6 +1,7 @@
 """Follow objects as client-go's reflector does: LIST, then WATCH from that resourceVersion, again from a fresh LIST
-when the server says the version is gone; a Mirror holds what was seen, by key and name. Used by the waits
-(install --wait, expose --wait), which evaluate their rule on every change instead of polling."""
+when the server says the version is gone; a Mirror holds what was seen, by key and name. until() is the one wait
+(client-go's UntilWithSync): install, expose and vm migrate --wait, --take-over, --restore-upstream and uninstall's
+node clean-up evaluate their condition (rules/waits.py, rules/migration.py) on every change instead of polling."""
 
 from __future__ import annotations
 
@@ -17,6 +18,13 @@ from macvtapctl.kube.client import Kube
 WATCH_SECONDS = 240  # the server ends a watch after this; it is started again from the last version seen
 RESUME_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)  # seconds before watching again after a cut connection (then 5 s each)
 
+Caches = dict[str, dict[str, dict[str, Any]]]  # what the watches hold: by watch key, then object name
+
+
+class WaitExpired(TimeoutExceeded):
+    """until()'s own limit passed (a request that timed out is a plain TimeoutExceeded): callers that say more
+    on a timeout catch this one."""
+
 
 class Mirror:
     """The objects the watches have seen, by kind and name."""
@@ -26,7 +34,7 @@ class Mirror:
 
         self.keys = keys
         self.events: queue.Queue[tuple[str, str, Any]] = queue.Queue()
-        self.caches: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in keys}
+        self.caches: Caches = {k: {} for k in keys}
         self.listed: set[str] = set()
 
     def complete(self) -> bool:
@@ -129,12 +137,12 @@ class Watch:
     selectors: dict[str, str] = field(default_factory=dict)
 
 
-def until(kube: Kube, watches: Sequence[Watch], condition: Callable[[dict[str, dict[str, dict[str, Any]]]], T | None],
-          limit: float, what: str, on_change: Callable[[dict[str, dict[str, dict[str, Any]]]], None] | None = None,
-          ) -> T:
+def until(kube: Kube, watches: Sequence[Watch], condition: Callable[[Caches], T | None], limit: float, what: str,
+          on_change: Callable[[Caches], None] | None = None) -> T:
     """client-go's UntilWithSync: LIST and WATCH every kind, evaluate `condition` on the caches (by key, then name)
     after the first LISTs and after every burst of changes, and return its first value that is not None. `on_change`
-    sees the same caches (progress lines). TimeoutExceeded after `limit` seconds names `what`."""
+    sees the same caches (progress lines). WaitExpired after `limit` seconds names `what`; a watch the network cut
+is resumed from its last resourceVersion (Follow), so only the limit or a refusal ends the wait."""
     deadline = time.monotonic() + limit
     mirror = Mirror(tuple(w.key for w in watches))
     follows = [Follow(kube, mirror, w.key, w.res, w.namespace, **w.selectors) for w in watches]
@@ -150,7 +158,7 @@ def until(kube: Kube, watches: Sequence[Watch], condition: Callable[[dict[str, d
                 if done is not None:
                     return done
             if time.monotonic() >= deadline:
-                raise TimeoutExceeded(f"timed out after {limit:g}s waiting for {what}")
+                raise WaitExpired(f"timed out after {limit:g}s waiting for {what}")
     finally:
         for f in follows:
             f.stop()

@@ -75,7 +75,7 @@ class Update:
     written: dict[str, Any]
 
 
-def update(kube: Kube, planner: Planner, mode: DryRun) -> Update:
+def update(kube: Kube, planner: Planner, dry_run: DryRun) -> Update:
     """The one read-modify-write door of the KubeVirt CR and HyperConverged: read the KubeVirt CR (and the HCO
     that manages it, if any), let `planner(kv, hco)` (pure) return the merge patch for the object it belongs to
     (HCO's when there is one: it reverts direct edits), write it guarded by resourceVersion, and on a stale read
@@ -89,10 +89,10 @@ def update(kube: Kube, planner: Planner, mode: DryRun) -> Update:
         res, obj = (HYPERCONVERGED, hco) if hco is not None else (KUBEVIRT, kv)
         if not plan.changed:
             return Update(res, obj, plan, obj)
-        if mode is DryRun.CLIENT:
+        if dry_run is DryRun.CLIENT:
             return Update(res, obj, plan, kubevirt.apply_plan(obj, plan))
         name, ns = obj["metadata"]["name"], obj["metadata"].get("namespace")
         patch = kubevirt.guarded(plan.patch, obj["metadata"]["resourceVersion"])
-        return Update(res, obj, plan, kube.merge_patch(res, name, patch, ns, dry_run=mode))
+        return Update(res, obj, plan, kube.merge_patch(res, name, patch, ns, dry_run=dry_run))
 
     return retry_on_conflict(attempt, what="the KubeVirt CR")

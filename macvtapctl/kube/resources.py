@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 
@@ -64,3 +65,12 @@ CLUSTER_ROLE_BINDING = Resource(
 )
 CRD = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
                namespaced=False)
+
+
+BY_KIND = {r.kind: r for r in (NAMESPACE, SERVICE_ACCOUNT, CONFIGMAP, ROLE, ROLE_BINDING, DAEMONSET,
+                               NETWORK_ADDONS_CONFIG)}  # the kinds install and uninstall write, by an object's kind
+
+
+def of(obj: dict[str, Any]) -> Resource:
+    """The resource of an object install or uninstall writes."""
+    return BY_KIND[obj["kind"]]

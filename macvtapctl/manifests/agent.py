@@ -204,6 +204,24 @@ def daemonset(opts: InstallOptions) -> dict[str, Any]:
     }
 
 
+# The namespace and the device-plugin ConfigMap are the user's as much as the agent's (expose writes the ConfigMap;
+# after a take-over both are macvtap-cni's): install creates them when absent, uninstall deletes them only with
+# --purge. The rest goes with the agent.
+SHARED_KINDS = ("Namespace", "ConfigMap")
+
+
+def objects(opts: InstallOptions) -> list[dict[str, Any]]:
+    """Every object install writes for the agent, in the order it applies them (each after what it refers to);
+    uninstall deletes them in reverse."""
+    return [namespace(opts), service_account(opts), role(opts), role_binding(opts), configmap(opts), daemonset(opts)]
+
+
+def own_objects(opts: InstallOptions) -> list[dict[str, Any]]:
+    """objects() without the shared ones: what --take-over adds beside macvtap-cni, and what uninstall and
+    --restore-upstream always delete."""
+    return [o for o in objects(opts) if o["kind"] not in SHARED_KINDS]
+
+
 def network_addons_config(device_plugin_config: str | None) -> dict[str, Any]:
     macvtap: dict[str, Any] = {}
     if device_plugin_config:

@@ -14,7 +14,7 @@ from macvtapctl.ops import Reporter
 from macvtapctl.rules import kubevirt
 
 
-def enable(kube: Kube, report: Reporter, mode: DryRun, *, binding_name: str = kubevirt.DEFAULT_BINDING,
+def enable(kube: Kube, report: Reporter, dry_run: DryRun, *, binding_name: str = kubevirt.DEFAULT_BINDING,
            external_injector: bool = False, kubevirt_version: str | None = None,
            force: bool = False) -> dict[str, Any]:
     """Plan by the running version (kubevirt.plan_enable / plan_enable_hco) and write through the KubeVirt CR's
@@ -28,17 +28,17 @@ def enable(kube: Kube, report: Reporter, mode: DryRun, *, binding_name: str = ku
         return kubevirt.plan_enable(kv, version, binding_name=binding_name, external_injector=external_injector,
                                     force=force)
 
-    done = update(kube, planner, mode)
+    done = update(kube, planner, dry_run)
     for note in done.plan.notes:
         report.info(note)
     for warning in done.plan.warnings:
         report.warn(warning)
     label = done.resource.label(done.planned["metadata"]["name"])
-    report.status(label, "configured" if done.plan.changed else "unchanged", mode.suffix)
+    report.status(label, "configured" if done.plan.changed else "unchanged", dry_run.suffix)
     return done.written
 
 
-def disable(kube: Kube, report: Reporter, mode: DryRun, *, binding_name: str = kubevirt.DEFAULT_BINDING,
+def disable(kube: Kube, report: Reporter, dry_run: DryRun, *, binding_name: str = kubevirt.DEFAULT_BINDING,
             force: bool = False) -> dict[str, Any]:
     """Unregister the binding; refused while VMs use it unless `force`. Gates stay (others may need them)."""
 
@@ -56,7 +56,7 @@ def disable(kube: Kube, report: Reporter, mode: DryRun, *, binding_name: str = k
             plan.patch = {"spec": {"networkBinding": {binding_name: None}}}
         return plan
 
-    done = update(kube, planner, mode)
+    done = update(kube, planner, dry_run)
     label = done.resource.label(done.planned["metadata"]["name"])
-    report.status(label, "configured" if done.plan.changed else "unchanged", mode.suffix)
+    report.status(label, "configured" if done.plan.changed else "unchanged", dry_run.suffix)
     return done.written

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from macvtapctl import validate
 from macvtapctl.errors import PreconditionError, UsageError
 from macvtapctl.kube import dpconfigmap
@@ -13,8 +11,9 @@ from macvtapctl.kube.lookup import daemonset_pods
 from macvtapctl.kube.options import DryRun
 from macvtapctl.kube.resources import DAEMONSET
 from macvtapctl.ops import Reporter
-from macvtapctl.ops.install import Goal, wait_for_goal
+from macvtapctl.ops.wait import NodeProgress, wait_for_goal
 from macvtapctl.rules import device_plugins, dpconfig
+from macvtapctl.rules.waits import Goal
 
 
 def entry_for(lower_device: str, name: str | None, mode: str, capacity: int | None) -> dpconfig.Entry:
@@ -29,10 +28,10 @@ def entry_for(lower_device: str, name: str | None, mode: str, capacity: int | No
                           capacity=capacity).validated()
 
 
-def expose(kube: Kube, report: Reporter, mode: DryRun, entry: dpconfig.Entry | None, *,
-           dp_namespace: str | None = None, force: bool = False, restart: bool = False) -> list[dict[str, Any]]:
-    """Upsert `entry` (None: write []) through the DP ConfigMap's read-modify-write door. Returns the objects
-    written (or found unchanged)."""
+def expose(kube: Kube, report: Reporter, dry_run: DryRun, entry: dpconfig.Entry | None, *,
+           dp_namespace: str | None = None, force: bool = False, restart: bool = False) -> Update:
+    """Upsert `entry` (None: write []) through the DP ConfigMap's read-modify-write door. Returns what it did:
+    the ConfigMap (its `target`, which --wait follows) and the objects written or found unchanged."""
 
     def warn(target: Target, cfg: dpconfig.Config) -> None:
         for w in cfg.warnings:
@@ -48,22 +47,22 @@ def expose(kube: Kube, report: Reporter, mode: DryRun, entry: dpconfig.Entry | N
         new, op = dpconfig.upsert(cfg, entry)
         return new if op != "unchanged" or target.object is None else None
 
-    done = dpconfigmap.update(kube, mutate, mode, dp_namespace=dp_namespace, on_read=warn)
-    _report(report, done, mode)
-    _upstream_restart(kube, report, done, mode, restart)
-    return done.objects
+    done = dpconfigmap.update(kube, mutate, dry_run, dp_namespace=dp_namespace, on_read=warn)
+    _report(report, done, dry_run)
+    _upstream_restart(kube, report, done, dry_run, restart)
+    return done
 
 
-def _report(report: Reporter, done: Update, mode: DryRun) -> None:
+def _report(report: Reporter, done: Update, dry_run: DryRun) -> None:
     if done.namespace_created:
-        report.status(f"namespace/{done.target.namespace}", "created", mode.suffix)
+        report.status(f"namespace/{done.target.namespace}", "created", dry_run.suffix)
     if done.unvalidated:
         report.warn(f"namespace {done.target.namespace} does not exist yet: {done.target.label} was not validated "
                     "by the server")
-    report.status(done.target.label, done.operation, mode.suffix)
+    report.status(done.target.label, done.operation, dry_run.suffix)
 
 
-def _upstream_restart(kube: Kube, report: Reporter, done: Update, mode: DryRun, restart: bool) -> None:
+def _upstream_restart(kube: Kube, report: Reporter, done: Update, dry_run: DryRun, restart: bool) -> None:
     """macvtap-cni reads the ConfigMap only at start: after a change, restart it (--restart) or say how. On an
     unchanged ConfigMap, --restart restarts only a DaemonSet with pods older than the ConfigMap's last write (an
     earlier run changed it without --restart): a second run changes nothing."""
@@ -76,16 +75,17 @@ def _upstream_restart(kube: Kube, report: Reporter, done: Update, mode: DryRun, 
         if done.operation == "unchanged" and not stale:
             continue
         if restart:
-            dpconfigmap.restart_daemonset(kube, ds, mode)
-            report.status(f"daemonset.apps/{name}", "restarted", mode.suffix)
+            dpconfigmap.restart_daemonset(kube, ds, dry_run)
+            report.status(f"daemonset.apps/{name}", "restarted", dry_run.suffix)
         else:
             report.warn(f"DaemonSet {ns}/{name} (upstream macvtap-cni) reads {target.name} only at start: restart it "
                         f"(kubectl -n {ns} rollout restart daemonset {name}) or rerun with --restart")
 
 
-def unexpose(kube: Kube, report: Reporter, mode: DryRun, name: str, *, dp_namespace: str | None = None,
-             restart: bool = False) -> list[dict[str, Any]]:
-    """Remove the entry `name` through the DP ConfigMap's read-modify-write door. Returns the objects written."""
+def unexpose(kube: Kube, report: Reporter, dry_run: DryRun, name: str, *, dp_namespace: str | None = None,
+             restart: bool = False) -> Update:
+    """Remove the entry `name` through the DP ConfigMap's read-modify-write door. Returns what it did, as
+    expose()."""
 
     def mutate(target: Target, cfg: dpconfig.Config) -> dpconfig.Config | None:
         new, removed = dpconfig.remove(cfg, name)
@@ -95,17 +95,17 @@ def unexpose(kube: Kube, report: Reporter, mode: DryRun, name: str, *, dp_namesp
                                     f"(entries: {known})")
         return new
 
-    done = dpconfigmap.update(kube, mutate, mode, dp_namespace=dp_namespace)
-    _report(report, done, mode)
-    _upstream_restart(kube, report, done, mode, restart)
-    return done.objects
+    done = dpconfigmap.update(kube, mutate, dry_run, dp_namespace=dp_namespace)
+    _report(report, done, dry_run)
+    _upstream_restart(kube, report, done, dry_run, restart)
+    return done
 
 
 def wait_served(kube: Kube, report: Reporter, target: Target, *, present: list[str], gone: list[str],
-                restarted: bool, limit: float, progress: Any = None) -> None:
-    """--wait: until every node the device plugin reading `target` runs on advertises `present` and no longer
-    advertises `gone` (full resource names), with install --wait's rule, on watches. macvtap-cni reads the
-    ConfigMap only at start: waited for only when `restarted` (--restart)."""
+                restarted: bool, limit: float, progress: NodeProgress | None = None) -> None:
+    """--wait, after expose() or unexpose() wrote `target`: until every node the device plugin reading it runs on
+    advertises `present` and no longer advertises `gone` (full resource names), with install --wait's rule, on
+    watches. macvtap-cni reads the ConfigMap only at start: waited for only when `restarted` (--restart)."""
 
     readers = [p for p, _ in device_plugins.find(kube.list(DAEMONSET, target.namespace)) if p.configmap == target.name]
     if not readers:

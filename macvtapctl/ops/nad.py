@@ -16,7 +16,7 @@ from macvtapctl.rules import dpconfig
 from macvtapctl.rules import nad as nadr
 
 
-def create(kube: Kube, report: Reporter, mode: DryRun, obj: dict[str, Any],
+def create(kube: Kube, report: Reporter, dry_run: DryRun, obj: dict[str, Any],
                exposed: dpconfig.Config | None = None, *, force: bool = False) -> dict[str, Any]:
     """Warn about unexposed resources, then server-side apply the NAD (no write when unchanged).
 
@@ -37,7 +37,7 @@ def create(kube: Kube, report: Reporter, mode: DryRun, obj: dict[str, Any],
     current = kube.get_or_none(NAD, name, namespace)
     label = NAD.label(name)
     if current is not None and nadr.same_content(current, obj):
-        report.status(label, "unchanged", mode.suffix)
+        report.status(label, "unchanged", dry_run.suffix)
         return dict(current)
     if current is not None:
         problem = nadr.ownership_problem(current, kube.field_manager)
@@ -46,15 +46,15 @@ def create(kube: Kube, report: Reporter, mode: DryRun, obj: dict[str, Any],
         if problem:
             report.warn(f"{problem}; taking it over (--force)")
     operation = "created" if current is None else "configured"
-    if mode is DryRun.CLIENT:
-        report.status(label, operation, mode.suffix)
+    if dry_run is DryRun.CLIENT:
+        report.status(label, operation, dry_run.suffix)
         return obj
-    result: dict[str, Any] = kube.apply(NAD, obj, namespace, dry_run=mode, force=True)
-    report.status(label, operation, mode.suffix)
+    result: dict[str, Any] = kube.apply(NAD, obj, namespace, dry_run=dry_run, force=True)
+    report.status(label, operation, dry_run.suffix)
     return result
 
 
-def delete(kube: Kube, report: Reporter, mode: DryRun, name: str, namespace: str, *, force: bool = False) -> None:
+def delete(kube: Kube, report: Reporter, dry_run: DryRun, name: str, namespace: str, *, force: bool = False) -> None:
     """Refused while VMs reference the NAD, or when it is someone else's, unless `force`."""
 
     current = kube.get_or_none(NAD, name, namespace)
@@ -67,6 +67,6 @@ def delete(kube: Kube, report: Reporter, mode: DryRun, name: str, namespace: str
     if users and not force:
         raise PreconditionError(f"NetworkAttachmentDefinition {namespace}/{name} is used by VM(s) "
                                 f"{', '.join(users)}; change or delete them first, or pass --force")
-    if mode is not DryRun.CLIENT:
-        kube.delete(NAD, name, namespace, dry_run=mode)
-    report.status(NAD.label(name), "deleted", mode.suffix)
+    if dry_run is not DryRun.CLIENT:
+        kube.delete(NAD, name, namespace, dry_run=dry_run)
+    report.status(NAD.label(name), "deleted", dry_run.suffix)

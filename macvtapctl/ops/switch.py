@@ -24,26 +24,26 @@ from typing import Any
 from macvtapctl import identity
 from macvtapctl.dig import dig
 from macvtapctl.errors import PreconditionError, TimeoutExceeded, UsageError
+from macvtapctl.kube import resources as r
 from macvtapctl.kube.client import Kube
 from macvtapctl.kube.errors import AlreadyExistsError
+from macvtapctl.kube.follow import Caches, WaitExpired, Watch, until
 from macvtapctl.kube.options import DryRun
 from macvtapctl.kube.resources import (
     CONFIGMAP,
     DAEMONSET,
     NETWORK_ADDONS_CONFIG,
     POD,
-    ROLE,
-    ROLE_BINDING,
-    SERVICE_ACCOUNT,
 )
 from macvtapctl.kube.retry import retry_on_conflict
 from macvtapctl.manifests import agent as agentm
 from macvtapctl.manifests import takeover as rec
 from macvtapctl.ops import Reporter
-from macvtapctl.ops.install import NodeProgress, apply_all, wait_ready
+from macvtapctl.ops.install import apply_objects, wait_ready
 from macvtapctl.ops.uninstall import clean_nodes
+from macvtapctl.ops.wait import NodeProgress
 from macvtapctl.rules import device_plugins, dpconfig
-from macvtapctl.rules.daemonset import not_rolled_out
+from macvtapctl.rules.waits import Left, left_of, selector_of, upstream_rollout
 
 
 def serving(kube: Kube) -> list[tuple[device_plugins.Plugin, dict[str, Any]]]:
@@ -135,7 +135,7 @@ def _plan(kube: Kube, namespace_flag: str | None) -> _Plan:
     return _Plan(p.namespace, p.configmap, ups[0], nac)
 
 
-def take_over(kube: Kube, report: Reporter, mode: DryRun, opts: agentm.InstallOptions, namespace_flag: str | None,
+def take_over(kube: Kube, report: Reporter, dry_run: DryRun, opts: agentm.InstallOptions, namespace_flag: str | None,
               limit: float, progress: NodeProgress | None = None) -> list[dict[str, Any]]:
     """install --take-over. Returns the objects written (the record, ServiceAccount, DaemonSet)."""
     plan = _plan(kube, namespace_flag)
@@ -153,18 +153,17 @@ def take_over(kube: Kube, report: Reporter, mode: DryRun, opts: agentm.InstallOp
         report.info(f"taking over from {p.describe()}")
         cnao = (str(p.cnao), dict(dig(plan.nac, "spec", "macvtap") or {})) if plan.nac is not None else None
         record = rec.record(plan.namespace, plan.configmap, daemonset=None if cnao else ds, cnao=cnao)
-        written.append(_create_record(kube, report, mode, record))
-    agent_objects = [agentm.service_account(opts), agentm.role(opts), agentm.role_binding(opts),
-                     agentm.daemonset(opts)]
-    written += apply_all(kube, report, mode, agent_objects, opts.namespace)
+        written.append(_create_record(kube, report, dry_run, record))
+    # Beside macvtap-cni, in its namespace, reading its ConfigMap: neither is the agent's to write.
+    written += apply_objects(kube, report, dry_run, agentm.own_objects(opts), opts.namespace)
     if plan.upstream is None:
         return written
     p, ds = plan.upstream
-    if mode is not DryRun.NONE:
+    if dry_run is not DryRun.NONE:
         if plan.nac is not None:
-            report.status(NETWORK_ADDONS_CONFIG.label(str(p.cnao)), "configured (macvtap off)", mode.suffix)
+            report.status(NETWORK_ADDONS_CONFIG.label(str(p.cnao)), "configured (macvtap off)", dry_run.suffix)
         else:
-            report.status(f"daemonset.apps/{p.name}", "deleted", mode.suffix)
+            report.status(f"daemonset.apps/{p.name}", "deleted", dry_run.suffix)
         return written
     try:
         wait_ready(kube, report, opts, limit, progress)
@@ -182,18 +181,18 @@ def take_over(kube: Kube, report: Reporter, mode: DryRun, opts: agentm.InstallOp
     return written
 
 
-def _create_record(kube: Kube, report: Reporter, mode: DryRun, record: dict[str, Any]) -> dict[str, Any]:
+def _create_record(kube: Kube, report: Reporter, dry_run: DryRun, record: dict[str, Any]) -> dict[str, Any]:
     """Written before anything changes, so that a take-over cut short can still be given back; a record left by
     an earlier attempt is kept (it holds what was there first)."""
     label = CONFIGMAP.label(rec.RECORD_NAME)
     ns = record["metadata"]["namespace"]
     try:
-        created: dict[str, Any] = kube.create(CONFIGMAP, record, ns, dry_run=mode) if mode is not DryRun.CLIENT \
+        created: dict[str, Any] = kube.create(CONFIGMAP, record, ns, dry_run=dry_run) if dry_run is not DryRun.CLIENT \
             else record
     except AlreadyExistsError:
-        report.status(label, "unchanged", mode.suffix)
+        report.status(label, "unchanged", dry_run.suffix)
         return dict(kube.get(CONFIGMAP, rec.RECORD_NAME, ns))
-    report.status(label, "created", mode.suffix)
+    report.status(label, "created", dry_run.suffix)
     return created
 
 
@@ -215,24 +214,29 @@ def _cnao_macvtap(kube: Kube, report: Reporter, name: str, macvtap: dict[str, An
 
 
 def _wait_gone(kube: Kube, p: device_plugins.Plugin, ds: dict[str, Any], deadline: float) -> None:
-    """Until the DaemonSet and its pods are gone (CNAO removes its own; the garbage collector the pods)."""
-    labels = dig(ds, "spec", "selector", "matchLabels") or {}
-    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-    while True:
-        left = kube.get_or_none(DAEMONSET, p.name, p.namespace)
-        pods = [q for q in kube.list(POD, p.namespace, label_selector=selector)
-                if any(o.get("kind") == "DaemonSet" and o.get("name") == p.name
-                       for o in dig(q, "metadata", "ownerReferences") or [])] if selector else []
-        if left is None and not pods:
-            return
-        if time.monotonic() >= deadline:
-            what = f"{p.label} still exists" if left is not None else f"{len(pods)} of its pod(s) still run"
-            raise TimeoutExceeded(f"the agent serves every node, but {what}"
-                                  + (" (CNAO has not removed it)" if p.cnao and left is not None else ""))
-        time.sleep(1.0)
+    """Until the DaemonSet and its pods are gone (CNAO removes its own; the garbage collector the pods), on
+    watches of both."""
+    selector = selector_of(ds)
+    watches = [Watch("ds", DAEMONSET, p.namespace, {"field_selector": f"metadata.name={p.name}"})]
+    if selector:
+        watches.append(Watch("pods", POD, p.namespace, {"label_selector": selector}))
+    left: Left | None = Left(True, 0)
+
+    def gone(caches: Caches) -> bool | None:
+        nonlocal left
+        left = left_of(caches["ds"].get(p.name), caches.get("pods", {}).values(), p.name)
+        return True if left is None else None
+
+    try:
+        until(kube, watches, gone, max(0.0, deadline - time.monotonic()), f"{p.label} to go")
+    except WaitExpired:
+        assert left is not None
+        what = f"{p.label} still exists" if left.daemonset else f"{left.pods} of its pod(s) still run"
+        raise TimeoutExceeded(f"the agent serves every node, but {what}"
+                              + (" (CNAO has not removed it)" if p.cnao and left.daemonset else "")) from None
 
 
-def give_back(kube: Kube, report: Reporter, mode: DryRun, namespace_flag: str | None, limit: float) -> None:
+def give_back(kube: Kube, report: Reporter, dry_run: DryRun, namespace_flag: str | None, limit: float) -> None:
     """uninstall --restore-upstream."""
     records = _records(kube, namespace_flag)
     if not records:
@@ -247,48 +251,54 @@ def give_back(kube: Kube, report: Reporter, mode: DryRun, namespace_flag: str | 
     saved_ds, saved_cnao = rec.saved_daemonset(record), rec.saved_cnao(record)
     deadline = time.monotonic() + limit
     if saved_cnao is not None:
-        if mode is DryRun.NONE:
+        if dry_run is DryRun.NONE:
             _cnao_macvtap(kube, report, *saved_cnao)
         else:
-            report.status(NETWORK_ADDONS_CONFIG.label(saved_cnao[0]), "configured (macvtap on)", mode.suffix)
+            report.status(NETWORK_ADDONS_CONFIG.label(saved_cnao[0]), "configured (macvtap on)", dry_run.suffix)
     elif saved_ds is not None:
         name = saved_ds["metadata"]["name"]
         try:
-            if mode is not DryRun.CLIENT:
-                kube.create(DAEMONSET, saved_ds, ns, dry_run=mode)
-            report.status(f"daemonset.apps/{name}", "created", mode.suffix)
+            if dry_run is not DryRun.CLIENT:
+                kube.create(DAEMONSET, saved_ds, ns, dry_run=dry_run)
+            report.status(f"daemonset.apps/{name}", "created", dry_run.suffix)
         except AlreadyExistsError:
-            report.status(f"daemonset.apps/{name}", "unchanged", mode.suffix)
+            report.status(f"daemonset.apps/{name}", "unchanged", dry_run.suffix)
     else:
         raise PreconditionError(f"ConfigMap {ns}/{rec.RECORD_NAME} holds neither a DaemonSet nor CNAO's spec")
-    if mode is DryRun.NONE:
+    if dry_run is DryRun.NONE:
         _wait_upstream(kube, report, ns, saved_ds, deadline)
         clean_nodes(kube, report, ns)
-    agent = identity.AGENT_NAME
-    for res, name in ((DAEMONSET, agent), (ROLE_BINDING, agent), (ROLE, agent), (SERVICE_ACCOUNT, agent),
-                      (CONFIGMAP, rec.RECORD_NAME)):
+    own = reversed(agentm.own_objects(agentm.InstallOptions(namespace=ns)))
+    for res, name in (*((r.of(o), o["metadata"]["name"]) for o in own), (CONFIGMAP, rec.RECORD_NAME)):
         if kube.get_or_none(res, name, ns) is None:
             continue
-        if mode is not DryRun.CLIENT:
-            kube.delete(res, name, ns, dry_run=mode)
-        report.status(res.label(name), "deleted", mode.suffix)
+        if dry_run is not DryRun.CLIENT:
+            kube.delete(res, name, ns, dry_run=dry_run)
+        report.status(res.label(name), "deleted", dry_run.suffix)
 
 
 def _wait_upstream(kube: Kube, report: Reporter, ns: str, saved_ds: dict[str, Any] | None, deadline: float) -> None:
-    """Until upstream's DaemonSet (CNAO's: the one it creates) is rolled out on every node it selects."""
-    last = ""
-    while True:
-        ups = [(p, ds) for p, ds in serving(kube) if p.kind == device_plugins.UPSTREAM and p.namespace == ns]
-        if saved_ds is not None:
-            ups = [(p, ds) for p, ds in ups if p.name == saved_ds["metadata"]["name"]]
-        problem = "its DaemonSet does not exist yet" if not ups else not_rolled_out(ups[0][1])
+    """Until upstream's DaemonSet (CNAO's: the one it creates) is rolled out on every node it selects, on a watch
+    of the namespace's DaemonSets (CNAO's name is not known beforehand)."""
+    name = saved_ds["metadata"]["name"] if saved_ds is not None else None
+    last = "its DaemonSet does not exist yet"
+    said = ""
+
+    def rolled_out(caches: Caches) -> device_plugins.Plugin | None:
+        nonlocal last, said
+        plugin, problem = upstream_rollout(caches["ds"].values(), ns, name)
         if problem is None:
-            report.info(f"{ups[0][0].label} is ready on every node")
-            return
-        if problem != last:
+            return plugin
+        last = problem
+        if problem != said:
             report.info(f"waiting for macvtap-cni: {problem}")
-            last = problem
-        if time.monotonic() >= deadline:
-            raise TimeoutExceeded(f"macvtap-cni is not ready ({problem}); the agent was left running: run "
-                                  "uninstall --restore-upstream again")
-        time.sleep(1.0)
+            said = problem
+        return None
+
+    try:
+        plugin = until(kube, [Watch("ds", DAEMONSET, ns)], rolled_out, max(0.0, deadline - time.monotonic()),
+                       "macvtap-cni")
+    except WaitExpired:
+        raise TimeoutExceeded(f"macvtap-cni is not ready ({last}); the agent was left running: run "
+                              "uninstall --restore-upstream again") from None
+    report.info(f"{plugin.label} is ready on every node")

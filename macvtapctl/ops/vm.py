@@ -21,7 +21,7 @@ class Progress(Protocol):
 
     def advance(self) -> None: ...
 
-    def close(self, ok: int, failed: int, mode: DryRun) -> None: ...
+    def close(self, ok: int, failed: int, dry_run: DryRun) -> None: ...
 
 
 def check_against_cluster(kube: Kube, report: Reporter, vms: list[dict[str, Any]], namespace: str
@@ -52,7 +52,7 @@ def check_against_cluster(kube: Kube, report: Reporter, vms: list[dict[str, Any]
             if v["metadata"].get("namespace") == namespace and v.get("kind") == "VirtualMachine"}
 
 
-def apply_all(kube: Kube, report: Reporter, vms: list[dict[str, Any]], namespace: str, mode: DryRun,
+def apply_vms(kube: Kube, report: Reporter, vms: list[dict[str, Any]], namespace: str, dry_run: DryRun,
               concurrency: int, *, force: bool = False, progress: Progress | None = None,
               existing: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Server-side apply with bounded concurrency; report exactly which VMs failed. Fields other managers own
@@ -67,7 +67,7 @@ def apply_all(kube: Kube, report: Reporter, vms: list[dict[str, Any]], namespace
         obj = {**vm, "metadata": {**vm["metadata"], "namespace": namespace}}
         name = obj["metadata"]["name"]
         before = existing.get(name)
-        after = kube.apply(VIRTUAL_MACHINE, obj, namespace, dry_run=mode, force=force)
+        after = kube.apply(VIRTUAL_MACHINE, obj, namespace, dry_run=dry_run, force=force)
         if before is None:
             return after, "created"
         # Content, not resourceVersion: a server dry run never bumps it, so it cannot tell a change.
@@ -87,7 +87,7 @@ def apply_all(kube: Kube, report: Reporter, vms: list[dict[str, Any]], namespace
             else:
                 results.append(obj)
                 if progress is None:
-                    report.status(f"virtualmachine.kubevirt.io/{name}", operation, mode.suffix)
+                    report.status(f"virtualmachine.kubevirt.io/{name}", operation, dry_run.suffix)
             if progress is not None:
                 progress.advance()
     except BaseException:
@@ -97,7 +97,7 @@ def apply_all(kube: Kube, report: Reporter, vms: list[dict[str, Any]], namespace
         raise
     pool.shutdown(wait=True)
     if progress is not None:
-        progress.close(len(vms) - len(failures), len(failures), mode)
+        progress.close(len(vms) - len(failures), len(failures), dry_run)
     if failures:
         codes = {f[1].exit_code for f in failures}
         failed = ", ".join(n for n, _ in failures)
@@ -108,7 +108,7 @@ def apply_all(kube: Kube, report: Reporter, vms: list[dict[str, Any]], namespace
     return results
 
 
-def convert_one(kube: Kube, report: Reporter, mode: DryRun, vm: dict[str, Any], binding: str) -> dict[str, Any]:
+def convert_one(kube: Kube, report: Reporter, dry_run: DryRun, vm: dict[str, Any], binding: str) -> dict[str, Any]:
     """Convert one VM with a resourceVersion-guarded JSON patch; re-read and retry when it changed."""
 
     vm_name, vm_ns = vm["metadata"]["name"], vm["metadata"]["namespace"]
@@ -117,16 +117,16 @@ def convert_one(kube: Kube, report: Reporter, mode: DryRun, vm: dict[str, Any], 
     def plan(current: dict[str, Any]) -> list[dict[str, Any]]:
         return _convert_ops(core_macvtap_indexes(current), binding)
 
-    if mode is DryRun.CLIENT:
+    if dry_run is DryRun.CLIENT:
         import jsonpatch
 
         ops = plan(vm)
-        report.status(label, "converted" if ops else "unchanged", mode.suffix)
+        report.status(label, "converted" if ops else "unchanged", dry_run.suffix)
         result: dict[str, Any] = jsonpatch.apply_patch(vm, ops) if ops else vm
         return result
     written, changed = guarded_json_patch(kube, VIRTUAL_MACHINE, vm_name, vm_ns, plan, what=f"VM {vm_ns}/{vm_name}",
-                                          dry_run=mode, current=vm)
-    report.status(label, "converted" if changed else "unchanged", mode.suffix)
+                                          dry_run=dry_run, current=vm)
+    report.status(label, "converted" if changed else "unchanged", dry_run.suffix)
     return written
 
 
@@ -169,7 +169,7 @@ def lint_vms(kube: Kube, name: str | None, namespace: str | None) -> tuple[int, 
     return checked, rows
 
 
-def convert_vms(kube: Kube, report: Reporter, mode: DryRun, name: str | None, namespace: str | None, *,
+def convert_vms(kube: Kube, report: Reporter, dry_run: DryRun, name: str | None, namespace: str | None, *,
                 binding_name: str, kubevirt_version: str | None) -> list[dict[str, Any]]:
     """vm convert: rewrite core `macvtap: {}` interfaces to the binding, registering the binding first when a VM
     needs it. Returns each target VM as written (or found unchanged)."""
@@ -181,5 +181,5 @@ def convert_vms(kube: Kube, report: Reporter, mode: DryRun, name: str | None, na
     else:
         targets = kube.list(VIRTUAL_MACHINE, namespace)
     if any(core_macvtap_indexes(vm) for vm in targets) and binding_name not in registered_bindings(kube):
-        binding.enable(kube, report, mode, binding_name=binding_name, kubevirt_version=kubevirt_version)
-    return [convert_one(kube, report, mode, vm, binding_name) for vm in targets]
+        binding.enable(kube, report, dry_run, binding_name=binding_name, kubevirt_version=kubevirt_version)
+    return [convert_one(kube, report, dry_run, vm, binding_name) for vm in targets]

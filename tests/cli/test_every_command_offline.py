@@ -63,4 +63,4 @@ def test_every_command_has_help_starting_with_its_summary(cli, name: str) -> Non
     assert r.exit_code == 0
     lines = r.stdout.splitlines()
     first = next(line.strip() for line in lines[1:] if line.strip())  # after "Usage: ..."
-    assert first == COMMANDS[name][1]
+    assert first == COMMANDS[name].summary

@@ -284,15 +284,14 @@ def test_upstream_daemonset_needs_restart(cli, admin, control_plane) -> None:
 def test_dry_runs_write_nothing(cli, admin, control_plane) -> None:
     r = cli("--kubeconfig", admin, "expose", "eth0", "--dry-run=client", "-o", "yaml")
     assert r.exit_code == 0
-    docs = yaml.safe_load(r.stdout)
+    docs = list(yaml.safe_load_all(r.stdout))  # a stream: the namespace it would create, then the ConfigMap
     assert "(dry run)" in r.stderr
     assert rv(control_plane) is None
     r = cli("--kubeconfig", admin, "expose", "eth0", "--dry-run=server")
     assert r.exit_code == 0, r.stderr
     assert "(server dry run)" in r.stderr
     assert rv(control_plane) is None
-    items = docs["items"] if docs["kind"] == "List" else [docs]
-    cm = next(i for i in items if i["kind"] == "ConfigMap")
+    cm = next(i for i in docs if i["kind"] == "ConfigMap")
     assert json.loads(cm["data"]["DP_MACVTAP_CONF"])[0]["lowerDevice"] == "eth0"
 
 

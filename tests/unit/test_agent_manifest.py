@@ -26,3 +26,13 @@ def test_health_and_metrics_bind_to_the_nodes_own_address() -> None:
     assert host_ip["valueFrom"] == {"fieldRef": {"fieldPath": "status.hostIP"}}
     i = c["args"].index("--metrics-address")
     assert c["args"][i + 1] == f"$(HOST_IP):{identity.METRICS_PORT}"
+
+
+def test_the_agents_objects_are_listed_once_the_shared_ones_apart() -> None:
+    """install applies objects() in order, --take-over own_objects(), uninstall deletes them in reverse (the
+    namespace and ConfigMap only with --purge)."""
+    opts = agentm.InstallOptions(namespace="ns", configmap="cm")
+    assert [(o["kind"], o["metadata"]["name"]) for o in agentm.objects(opts)] == [
+        ("Namespace", "ns"), ("ServiceAccount", identity.AGENT_NAME), ("Role", identity.AGENT_NAME),
+        ("RoleBinding", identity.AGENT_NAME), ("ConfigMap", "cm"), ("DaemonSet", identity.AGENT_NAME)]
+    assert [o["kind"] for o in agentm.own_objects(opts)] == ["ServiceAccount", "Role", "RoleBinding", "DaemonSet"]

@@ -7,7 +7,8 @@ from typing import Any
 
 from macvtapctl import identity
 from macvtapctl.manifests import agent as agentm
-from macvtapctl.ops.install import readiness_of, wanted_resources
+from macvtapctl.ops.install import wanted_resources
+from macvtapctl.rules.waits import readiness_of
 
 LABELS = agentm.daemonset(agentm.InstallOptions())["spec"]["selector"]["matchLabels"]
 
@@ -78,7 +79,7 @@ def test_installs_configmap_lost_to_a_concurrent_creator_is_theirs_and_unchanged
     read and our create) is not an error: the ConfigMap is never overwritten, so it is `unchanged`."""
     from macvtapctl.kube.errors import AlreadyExistsError
     from macvtapctl.kube.options import DryRun
-    from macvtapctl.ops.install import apply_all
+    from macvtapctl.ops.install import apply_objects
 
     theirs = {"metadata": {"name": "macvtap-deviceplugin-config", "namespace": "macvtap"},
               "data": {"DP_MACVTAP_CONF": '[{"name": "dp", "lowerDevice": "eth0"}]'}}
@@ -100,7 +101,7 @@ def test_installs_configmap_lost_to_a_concurrent_creator_is_theirs_and_unchanged
             lines.append(f"{label} {op}")
 
     objs = [agentm.configmap(agentm.InstallOptions())]
-    assert apply_all(Racing(), Report(), DryRun.NONE, objs, "macvtap") == [theirs]  # type: ignore[arg-type]
+    assert apply_objects(Racing(), Report(), DryRun.NONE, objs, "macvtap") == [theirs]  # type: ignore[arg-type]
     assert lines == ["configmap/macvtap-deviceplugin-config unchanged"]
 
 

@@ -3,6 +3,8 @@ to print only a count)."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,6 +32,15 @@ def test_the_rule_names_nodes_not_ready_on_the_current_template() -> None:
 
 
 class Kube:
+    """The API as until() reads it (LIST, then a WATCH that sees no change) and as the timeout's report does."""
+
+    def list_with_version(self, res: Any, namespace: str | None = None, **kw: Any) -> tuple[list[dict[str, Any]], str]:
+        return [DS], "1"
+
+    def watch(self, res: Any, namespace: str | None = None, **kw: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+        time.sleep(0.05)  # a watch the server ends with no event
+        yield from ()
+
     def get(self, res: Any, name: str, namespace: str | None = None) -> dict[str, Any]:
         return DS
 
@@ -56,8 +67,8 @@ class Report:
 
 
 def test_uninstall_names_the_nodes_that_did_not_finish(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(op, "NODE_CLEANUP_TIMEOUT", 0.0)
+    monkeypatch.setattr(op, "NODE_CLEANUP_TIMEOUT", 0.2)
     report = Report()
     op.clean_nodes(Kube(), report, "macvtap")  # type: ignore[arg-type]
-    assert report.warnings == ["only 1/3 node(s) finished cleaning up within 0s; not finished: node-b, node-c; "
+    assert report.warnings == ["only 1/3 node(s) finished cleaning up within 0.2s; not finished: node-b, node-c; "
                                "those keep the shim and their links"]

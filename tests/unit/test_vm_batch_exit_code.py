@@ -10,7 +10,7 @@ import pytest
 
 from macvtapctl.errors import ConflictError, ExitCode, ForbiddenError, InvalidObjectError, MacvtapctlError
 from macvtapctl.kube.options import DryRun
-from macvtapctl.ops.vm import apply_all
+from macvtapctl.ops.vm import apply_vms
 
 
 class Report:
@@ -56,7 +56,7 @@ def _vms(n: int) -> list[dict[str, Any]]:
 def test_the_shared_code_else_1(refuse: dict[str, MacvtapctlError], code: ExitCode) -> None:
     report = Report()
     with pytest.raises(MacvtapctlError) as err:
-        apply_all(Kube(refuse), report, _vms(5), "default", DryRun.NONE, 3)  # type: ignore[arg-type]
+        apply_vms(Kube(refuse), report, _vms(5), "default", DryRun.NONE, 3)  # type: ignore[arg-type]
     assert err.value.exit_code == code
     names = ", ".join(sorted(refuse))
     assert err.value.message == f"{len(refuse)} of 5 VMs failed: {names}"

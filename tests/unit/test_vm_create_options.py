@@ -38,7 +38,7 @@ def nothing_after_validate(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         return call
 
     for target, attr in ((vmm, "render"), (vmm, "batch"), (Application, "connect"),
-                         (vmops, "check_against_cluster"), (vmops, "apply_all")):
+                         (vmops, "check_against_cluster"), (vmops, "apply_vms")):
         monkeypatch.setattr(target, attr, forbid(attr))
     return called
 
@@ -65,7 +65,7 @@ def test_good_flags_validate_into_the_renderers_options_without_rendering(nothin
 
 def test_complete_takes_the_mode_the_format_and_only_the_namespace_flag() -> None:
     opts = completed(**GOOD)
-    assert (opts.mode, opts.fmt, opts.namespace) == (DryRun.SERVER, "table", "prod")
+    assert (opts.dry, opts.fmt, opts.namespace) == (DryRun.SERVER, "table", "prod")
     with pytest.raises(UsageError, match='allowed formats'):
         cmd.CreateOptions(name="web").complete(Application(Settings(output="name")))  # -o name: only with --apply
 

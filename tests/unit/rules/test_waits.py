@@ -1,0 +1,60 @@
+"""The conditions the waits evaluate on what their watches hold (rules/waits.py): plain dicts, no client. The
+readiness rule itself is tests/unit/test_deploy_readiness.py's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from macvtapctl import identity
+from macvtapctl.rules import waits
+from tests.unit.rules.test_device_plugins import agent_ds, pod, upstream_ds
+
+
+def rolled(ds: dict[str, Any], desired: int, ready: int, updated: int | None = None,
+           observed: int | None = None) -> dict[str, Any]:
+    generation = ds["metadata"].get("generation") or 1
+    return {**ds, "status": {"desiredNumberScheduled": desired, "numberReady": ready,
+                             "updatedNumberScheduled": ready if updated is None else updated,
+                             "observedGeneration": generation if observed is None else observed}}
+
+
+def test_a_goal_names_the_agent_or_the_daemonset() -> None:
+    assert waits.Goal("macvtap", []).what == "the agent"
+    assert waits.Goal("kubevirt-macvtap", [], daemonset="macvtap-cni").what == "macvtap-cni"
+
+
+def test_the_selector_is_the_daemonsets_match_labels_sorted() -> None:
+    assert waits.selector_of(upstream_ds()) == "name=macvtap-cni"
+    assert waits.selector_of({"spec": {"selector": {"matchLabels": {"b": "2", "a": "1"}}}}) == "a=1,b=2"
+    assert waits.selector_of({}) == ""
+
+
+def test_what_is_left_of_a_daemonset_counts_only_the_pods_it_owns() -> None:
+    ds = upstream_ds()
+    theirs = pod(ds, "node-a")
+    others = {**pod(ds, "node-b"), "metadata": {"name": "x", "ownerReferences": [{"kind": "DaemonSet",
+                                                                                   "name": "someone-else"}]}}
+    assert waits.left_of(ds, [theirs, others], "macvtap-cni") == waits.Left(daemonset=True, pods=1)
+    assert waits.left_of(None, [theirs, others], "macvtap-cni") == waits.Left(daemonset=False, pods=1)
+    assert waits.left_of(None, [others], "macvtap-cni") is None
+    assert waits.left_of(None, [], "macvtap-cni") is None
+
+
+def test_upstream_is_rolled_out_once_every_pod_of_its_template_is_ready() -> None:
+    ns = "kubevirt-macvtap"
+    assert waits.upstream_rollout([], ns, "macvtap-cni") == (None, "its DaemonSet does not exist yet")
+    assert waits.upstream_rollout([agent_ds(ns)], ns, None) == (None, "its DaemonSet does not exist yet")
+    plugin, problem = waits.upstream_rollout([rolled(upstream_ds(ns), 2, 1, updated=2)], ns, "macvtap-cni")
+    assert plugin is not None and plugin.label == f"DaemonSet {ns}/macvtap-cni" and problem == "1/2 pods ready"
+    plugin, problem = waits.upstream_rollout([agent_ds(ns), rolled(upstream_ds(ns), 2, 2)], ns, None)
+    assert plugin is not None and problem is None  # CNAO's: any macvtap-cni of the namespace
+    assert waits.upstream_rollout([rolled(upstream_ds(ns), 2, 2)], ns, "other")[1] == "its DaemonSet does not exist yet"
+    assert waits.upstream_rollout([rolled(upstream_ds("elsewhere"), 2, 2)], ns, None)[0] is None
+
+
+def test_the_nodes_are_cleaned_when_the_uninstall_template_is_ready_everywhere() -> None:
+    ds = {"metadata": {"name": identity.AGENT_NAME, "generation": 3}}
+    assert waits.cleaned(rolled(ds, 3, 3)) == 3
+    assert waits.cleaned(rolled(ds, 3, 3, updated=2)) is None  # a node still runs the old template
+    assert waits.cleaned(rolled(ds, 3, 2)) is None
+    assert waits.cleaned(rolled(ds, 3, 3, observed=2)) is None  # the patch not observed yet: old counts
