@@ -64,3 +64,10 @@ CLUSTER_ROLE_BINDING = Resource(
 )
 CRD = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
                namespaced=False)
+# install --injector (network-resources-injector)
+SECRET = Resource("", "v1", "secrets", "Secret")
+SERVICE = Resource("", "v1", "services", "Service")
+DEPLOYMENT = Resource("apps", "v1", "deployments", "Deployment")
+POD_DISRUPTION_BUDGET = Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget")
+MUTATING_WEBHOOK_CONFIGURATION = Resource("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations",
+                                          "MutatingWebhookConfiguration", namespaced=False)

@@ -28,7 +28,11 @@ def _resource_of(obj: dict[str, Any]) -> Any:
 
     return {"Namespace": r.NAMESPACE, "ServiceAccount": r.SERVICE_ACCOUNT, "ConfigMap": r.CONFIGMAP,
             "Role": r.ROLE, "RoleBinding": r.ROLE_BINDING,
-            "DaemonSet": r.DAEMONSET, "NetworkAddonsConfig": r.NETWORK_ADDONS_CONFIG}[obj["kind"]]
+            "DaemonSet": r.DAEMONSET, "NetworkAddonsConfig": r.NETWORK_ADDONS_CONFIG,
+            # install --injector's (ops/injector.py)
+            "ClusterRole": r.CLUSTER_ROLE, "ClusterRoleBinding": r.CLUSTER_ROLE_BINDING, "Secret": r.SECRET,
+            "Service": r.SERVICE, "Deployment": r.DEPLOYMENT, "PodDisruptionBudget": r.POD_DISRUPTION_BUDGET,
+            "MutatingWebhookConfiguration": r.MUTATING_WEBHOOK_CONFIGURATION}[obj["kind"]]
 
 
 def apply_all(kube: Kube, report: Reporter, mode: DryRun, objs: list[dict[str, Any]],

@@ -15,7 +15,7 @@ from macvtapctl.kube.options import DryRun
 from macvtapctl.kube.resources import DAEMONSET, NODE
 from macvtapctl.kube.retry import guarded_json_patch, retry_on_conflict
 from macvtapctl.kube.vms import all_vms
-from macvtapctl.ops import Reporter
+from macvtapctl.ops import Reporter, injector
 from macvtapctl.rules import dpconfig, vmlint
 from macvtapctl.rules.daemonset import rollout, unfinished_nodes
 
@@ -49,6 +49,7 @@ def uninstall(kube: Kube, report: Reporter, mode: DryRun, namespace: str, *, pur
         if mode is not DryRun.CLIENT:
             kube.delete(res, name, ns, dry_run=mode)
         report.status(res.label(name), "deleted", mode.suffix)
+    injector.remove(kube, report, mode, namespace)
     if purge_node_resources:
         purge_nodes(kube, report, mode)
 
