@@ -60,9 +60,10 @@ venv: $(BIN)/.installed
 controlplane:
 	bash tests/controlplane/build.sh >/dev/null
 
-# ...and the KubeVirt fixture of every pin, which the tests run.
+# ...and the KubeVirt fixture of every pin, which the tests run, and network-resources-injector (install --injector's webhook).
 testenv: controlplane
 	. tests/controlplane/pins.env && for v in $$KUBEVIRT_PINS; do bash tests/kubevirt/build.sh $$v >/dev/null; done
+	bash tests/injector/build.sh >/dev/null
 
 # containerd, the runc shim, the CNI reference plugins and Multus (tests/node/pins.env).
 nodeenv:

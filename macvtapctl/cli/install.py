@@ -13,6 +13,7 @@ from macvtapctl.cli.settings import parse_dry_run
 from macvtapctl.errors import UsageError
 from macvtapctl.kube.options import DryRun
 from macvtapctl.manifests import agent as agentm
+from macvtapctl.manifests import injector as injm
 
 INSTALL_HELP = """Deploy the macvtapctl node agent (device plugin + CNI) as a DaemonSet: namespace, ServiceAccount
 with a Role and RoleBinding that let it read only its device-plugin ConfigMap (get, list, watch on that one name,
@@ -20,14 +21,18 @@ to follow a change within a second), the device-plugin ConfigMap (created with [
 overwritten) and the DaemonSet, all server-side applied. --via cnao enables macvtap in an existing Cluster
 Network Addons Operator instead. --wait waits until the agent is ready on every selected node and those nodes
 advertise the exposed resources. Refused while another macvtap device plugin (upstream macvtap-cni, CNAO's) runs:
---take-over switches its nodes to the agent, keeping its ConfigMap, NADs and running pods and VMs."""
-UNINSTALL_HELP = """Remove what install created (the DaemonSet, ServiceAccount, Role and RoleBinding; the ConfigMap
-and namespace only with --purge). First the agent is rolled to its uninstall mode on every node: it takes the
-CNI shim out of the CNI bin dir (a shim without its agent would fail every pod's teardown) and deletes the
-macvtap links no pod owns. Refused while VMs use macvtap, unless --force. --purge-node-resources also clears the
-stale macvtap.network.kubevirt.io/* capacity the kubelet leaves on nodes. --restore-upstream gives the nodes
-back to the macvtap-cni that install --take-over replaced, then removes the agent (running VMs keep their
-network)."""
+--take-over switches its nodes to the agent, keeping its ConfigMap, NADs and running pods and VMs. --injector also
+deploys network-resources-injector v1.9.0 (KubeVirt v1.9+ no longer adds the macvtap device request to VM pods; from
+v1.10 only an injector does) with its own certificate and a webhook for pods that ask for networks; refused while
+another injector is deployed; with --wait, until a dry-run pod that asks for a macvtap network comes back with the
+request."""
+UNINSTALL_HELP = """Remove what install created (the DaemonSet, ServiceAccount, Role and RoleBinding, and
+install --injector's objects; the ConfigMap and namespace only with --purge). First the agent is rolled to its
+uninstall mode on every node: it takes the CNI shim out of the CNI bin dir (a shim without its agent would fail
+every pod's teardown) and deletes the macvtap links no pod owns. Refused while VMs use macvtap, unless --force.
+--purge-node-resources also clears the stale macvtap.network.kubevirt.io/* capacity the kubelet leaves on nodes.
+--restore-upstream gives the nodes back to the macvtap-cni that install --take-over replaced, then removes the
+agent (running VMs keep their network)."""
 KIND_CONFIG_HELP = "Print a KinD cluster config whose nodes see the host's /dev (macvtap's /dev/tapN lives there)."
 
 
@@ -69,6 +74,11 @@ def install(
         "--take-over", help="Switch the nodes from a running macvtap-cni (upstream's or CNAO's) to the agent: "
                             "beside it, reading its ConfigMap; it is removed once the agent is ready everywhere.")]
     = False,
+    injector: Annotated[bool, typer.Option(
+        "--injector", help="Also deploy network-resources-injector (KubeVirt v1.9+): adds the macvtap device "
+                           "request to pods that ask for a macvtap network.")] = False,
+    injector_image: Annotated[str | None, typer.Option(
+        "--injector-image", help=f"With --injector (default {injm.DEFAULT_IMAGE}).")] = None,
     dry_run: DryRunOption = "none",
 ) -> None:
     from macvtapctl.cli.settings import parse_request_timeout
@@ -78,6 +88,61 @@ def install(
     fmt = cli.output_format(("table", "json", "yaml", "name"))
     dry = parse_dry_run(dry_run)
     limit = parse_request_timeout(timeout, "--timeout") or 300.0
+    _check_flags(via, device_plugin_config, take_over, dry)
+    # -n/--namespace (global, kubectl's) is the agent's namespace here; default "macvtap".
+    namespace = settings.namespace or identity.DEFAULT_NAMESPACE
+    opts = _options(image or agentm.DEFAULT_IMAGE, namespace, node_selector or [], toleration or [], cni_bin_dir,
+                    device_plugin_dir)
+    iopts = _injector_options(injector, injector_image, take_over, namespace)
+    printer = cli.printer
+    if image is None and via == "agent":
+        # Said before anything is written: otherwise every node shows ImagePullBackOff and nothing else.
+        printer.warn(f"{agentm.DEFAULT_IMAGE} is not published in a registry yet: nodes will fail to pull it. Build "
+                     "the image (make image), push it (skopeo copy oci-archive:build/agent-image.tar "
+                     "docker://REGISTRY/macvtapctl/agent:TAG) and pass --image REGISTRY/macvtapctl/agent:TAG")
+    objs = [agentm.network_addons_config(device_plugin_config)] if via == "cnao" else agentm.objects(opts)
+    from macvtapctl.cli.progress import Bar, interactive
+    from macvtapctl.ops import cnao, switch
+    from macvtapctl.ops import injector as injecting
+    from macvtapctl.ops import install as installing
+
+    if dry is DryRun.CLIENT:
+        from macvtapctl.output import resource_label
+
+        objs += injecting.objects(None, iopts) if iopts else []
+        for obj in objs:
+            printer.status(resource_label(obj), "created", dry.suffix)
+        emit(printer, fmt, objs)
+        return
+    with cli.connect() as kube:
+        if take_over:
+            result = switch.take_over(kube, printer, dry, opts, settings.namespace, limit,
+                                      progress=Bar("nodes ready", 0) if interactive(printer) else None)
+            emit(printer, fmt, result)
+            return
+        reads = switch.refuse_others(kube, opts.namespace, via_cnao=via == "cnao")
+        if via == "agent" and reads and reads != opts.configmap:  # keep the agent on the ConfigMap it reads
+            opts.configmap, objs = reads, agentm.objects(dataclasses.replace(opts, configmap=reads))
+        if via == "agent" and reads and switch.taken_over(kube, opts.namespace):
+            objs = [o for o in objs if o["kind"] != "Namespace"]  # upstream's namespace: its labels are its owner's
+        # The stored certificate while it is good; refused before anything is written when another injector runs.
+        extra = injecting.objects(kube, iopts, refuse_others=True) if iopts else []
+        result = [cnao.via_cnao(kube, printer, dry, objs[0])] if via == "cnao" else []
+        # With --via cnao the injector still lives in -n's namespace, which only the agent's objects create.
+        own = (objs if via == "agent" else [agentm.namespace(opts)] if extra else []) + extra
+        result += installing.apply_objects(kube, printer, dry, own, opts.namespace) if own else []
+        if wait and dry is DryRun.NONE:
+            if via == "cnao":
+                printer.warn("--wait follows the macvtapctl agent; with --via cnao watch CNAO's macvtap-cni instead")
+            else:
+                installing.wait_ready(kube, printer, opts, limit,
+                                  progress=Bar("nodes ready", 0) if interactive(printer) else None)
+            if iopts:
+                injecting.wait_verified(kube, printer, namespace, limit)
+    emit(printer, fmt, result)
+
+
+def _check_flags(via: str, device_plugin_config: str | None, take_over: bool, dry: DryRun) -> None:
     if via not in ("agent", "cnao"):
         raise UsageError(f'invalid --via "{via}": must be agent or cnao')
     if device_plugin_config and via != "cnao":
@@ -88,54 +153,17 @@ def install(
         raise UsageError("--take-over switches to the agent: it cannot be combined with --via cnao")
     if take_over and dry is DryRun.CLIENT:
         raise UsageError("--take-over reads what serves macvtap today: use --dry-run=server")
-    # -n/--namespace (global, kubectl's) is the agent's namespace here; default "macvtap".
-    namespace = settings.namespace or identity.DEFAULT_NAMESPACE
-    opts = _options(image or agentm.DEFAULT_IMAGE, namespace, node_selector or [], toleration or [], cni_bin_dir,
-                    device_plugin_dir)
-    printer = cli.printer
-    if image is None and via == "agent":
-        # Said before anything is written: otherwise every node shows ImagePullBackOff and nothing else.
-        printer.warn(f"{agentm.DEFAULT_IMAGE} is not published in a registry yet: nodes will fail to pull it. Build "
-                     "the image (make image), push it (skopeo copy oci-archive:build/agent-image.tar "
-                     "docker://REGISTRY/macvtapctl/agent:TAG) and pass --image REGISTRY/macvtapctl/agent:TAG")
-    objs = [agentm.network_addons_config(device_plugin_config)] if via == "cnao" else agentm.objects(opts)
-    if dry is DryRun.CLIENT:
-        from macvtapctl.output import resource_label
 
-        for obj in objs:
-            printer.status(resource_label(obj), "created", dry.suffix)
-        emit(printer, fmt, objs)
-        return
-    from macvtapctl.ops import cnao, switch
-    from macvtapctl.ops import install as installing
 
-    with cli.connect() as kube:
-        if take_over:
-            from macvtapctl.cli.progress import Bar, interactive
-
-            result = switch.take_over(kube, printer, dry, opts, settings.namespace, limit,
-                                      progress=Bar("nodes ready", 0) if interactive(printer) else None)
-            emit(printer, fmt, result)
-            return
-        reads = switch.refuse_others(kube, opts.namespace, via_cnao=via == "cnao")
-        if via == "agent" and reads and reads != opts.configmap:  # keep the agent on the ConfigMap it reads
-            opts.configmap, objs = reads, agentm.objects(dataclasses.replace(opts, configmap=reads))
-        if via == "agent" and reads and switch.taken_over(kube, opts.namespace):
-            objs = [o for o in objs if o["kind"] != "Namespace"]  # upstream's namespace: its labels are its owner's
-        if via == "cnao":
-            result = [cnao.via_cnao(kube, printer, dry, objs[0])]
-        else:
-            result = installing.apply_objects(kube, printer, dry, objs, opts.namespace)
-        if wait and dry is DryRun.NONE:
-            if via == "cnao":
-                printer.warn("--wait follows the macvtapctl agent; with --via cnao watch CNAO's macvtap-cni instead")
-            else:
-                from macvtapctl.cli.progress import Bar, interactive
-
-                installing.wait_ready(kube, printer, opts, limit,
-                                  progress=Bar("nodes ready", 0) if interactive(printer) else None)
-    emit(printer, fmt, result)
-
+def _injector_options(injector: bool, image: str | None, take_over: bool,
+                      namespace: str) -> injm.InjectorOptions | None:
+    if image is not None and not injector:
+        raise UsageError("--injector-image only applies to --injector")
+    if injector and take_over:
+        raise UsageError("--injector cannot be combined with --take-over: run install --injector after it")
+    if image is not None and (not image or any(c.isspace() for c in image)):
+        raise UsageError(f'invalid --injector-image "{image}": an image reference has no whitespace')
+    return injm.InjectorOptions(namespace=namespace, image=image or injm.DEFAULT_IMAGE) if injector else None
 
 def uninstall(
     ctx: typer.Context,

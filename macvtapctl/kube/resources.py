@@ -65,10 +65,19 @@ CLUSTER_ROLE_BINDING = Resource(
 )
 CRD = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
                namespaced=False)
+# install --injector (network-resources-injector)
+SECRET = Resource("", "v1", "secrets", "Secret")
+SERVICE = Resource("", "v1", "services", "Service")
+DEPLOYMENT = Resource("apps", "v1", "deployments", "Deployment")
+POD_DISRUPTION_BUDGET = Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget")
+MUTATING_WEBHOOK_CONFIGURATION = Resource("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations",
+                                          "MutatingWebhookConfiguration", namespaced=False)
 
 
+# The kinds install and uninstall write (the agent's, CNAO's, the injector's), by an object's kind.
 BY_KIND = {r.kind: r for r in (NAMESPACE, SERVICE_ACCOUNT, CONFIGMAP, ROLE, ROLE_BINDING, DAEMONSET,
-                               NETWORK_ADDONS_CONFIG)}  # the kinds install and uninstall write, by an object's kind
+                               NETWORK_ADDONS_CONFIG, CLUSTER_ROLE, CLUSTER_ROLE_BINDING, SECRET, SERVICE,
+                               DEPLOYMENT, POD_DISRUPTION_BUDGET, MUTATING_WEBHOOK_CONFIGURATION)}
 
 
 def of(obj: dict[str, Any]) -> Resource:

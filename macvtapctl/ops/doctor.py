@@ -29,6 +29,7 @@ from macvtapctl.kube.resources import (
     VIRTUAL_MACHINE_INSTANCE,
     Resource,
 )
+from macvtapctl.ops import injector
 from macvtapctl.rules import device_plugins, doctor, dpconfig, in_use
 from macvtapctl.rules.doctor.workloads import failing_subjects
 
@@ -82,6 +83,9 @@ def snapshot(kube: Kube) -> tuple[doctor.Snapshot, doctor.View]:
     s.waiting = [p for p in s.live if dig(p, "status", "phase") != "Running"]
     s.field_manager = kube.field_manager
     _node_reports(kube, s, identity.METRICS_PORT)
+    if s.kubevirts:
+        # Proof, not presence: what admission gives a pod that asks for a macvtap network (nothing is created).
+        s.injection = injector.prove(kube, s.nads, excluded=("kube-system", identity.DEFAULT_NAMESPACE))
     v = doctor.View.of(s)
     _events(kube, s, v)
     return s, v

@@ -16,7 +16,7 @@ from macvtapctl.kube.resources import DAEMONSET, NODE
 from macvtapctl.kube.retry import guarded_json_patch, retry_on_conflict
 from macvtapctl.kube.vms import all_vms
 from macvtapctl.manifests import agent as agentm
-from macvtapctl.ops import Reporter
+from macvtapctl.ops import Reporter, injector
 from macvtapctl.rules import vmlint
 from macvtapctl.rules.daemonset import rollout, unfinished_nodes
 from macvtapctl.rules.waits import cleaned
@@ -49,6 +49,7 @@ def uninstall(kube: Kube, report: Reporter, dry_run: DryRun, namespace: str, *, 
         if dry_run is not DryRun.CLIENT:
             kube.delete(res, name, ns, dry_run=dry_run)
         report.status(res.label(name), "deleted", dry_run.suffix)
+    injector.remove(kube, report, dry_run, namespace)
     if purge_node_resources:
         purge_nodes(kube, report, dry_run)
 

@@ -15,6 +15,7 @@ from macvtapctl.rules import nad as nadr
 from macvtapctl.rules.doctor.finding import ERROR, INFO, WARNING, Finding, nad_fix, obj_ref, ref
 from macvtapctl.rules.doctor.snapshot import Snapshot
 from macvtapctl.rules.doctor.view import View
+from macvtapctl.rules.injector import MISSING, Proof
 
 UPSTREAM_TEMP_NAME_LIMIT = 10  # name + "Mvp" + index must fit IFNAMSIZ on macvtap-cni <= v0.13.1
 
@@ -165,9 +166,27 @@ def versions(s: Snapshot, v: View) -> Iterator[Finding]:
         yield Finding("binding-gate", ERROR, where, f"feature gate {kubevirt.BINDING_GATE} is missing: KubeVirt "
                       f"{'.'.join(map(str, version))} rejects VMs using network binding plugins", "macvtapctl enable")
     if state.injection_on:
-        yield Finding("external-injection", WARNING, where, f"{kubevirt.INJECTION_GATE} is on: KubeVirt expects "
+        yield from _injection(s.injection, where, version)
+
+
+def _injection(proof: Proof | None, where: str, version: tuple[int, int, int]) -> Iterator[Finding]:
+    """KubeVirt no longer requests the device: is an injector proven to (a dry-run pod, ops/injector.prove)?"""
+    gate = kubevirt.INJECTION_GATE
+    # From v1.10 disabling the gate does nothing (rules/kubevirt.py gates_of): only an injector helps. Before, the
+    # fix that needs no new workload; the cause names the other.
+    fix = "macvtapctl install --injector" if version >= (1, 10, 0) else "macvtapctl enable"
+    other = "" if version >= (1, 10, 0) else "; or deploy one: macvtapctl install --injector"
+    if proof is not None and proof.verified:
+        yield Finding("injection-verified", INFO, where, f"{gate} is on and an injector does KubeVirt's part: "
+                      f"{proof.detail}")
+    elif proof is not None and proof.state == MISSING:
+        yield Finding("injection-missing", ERROR, where, f"{gate} is on, so KubeVirt does not request the macvtap "
+                      f"device for VM pods, and {proof.detail}: VM pods get no device{other}", fix)
+    else:
+        unproven = f" (not verified: {proof.detail})" if proof is not None else ""
+        yield Finding("external-injection", WARNING, where, f"{gate} is on: KubeVirt expects "
                       "network-resources-injector to add the macvtap resource to VM pods; without it they get no "
-                      "device", "macvtapctl enable")
+                      f"device{unproven}{other}", fix)
 
 
 def _image_version(ds: dict[str, Any]) -> tuple[int, int, int] | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from macvtapctl.rules.injector import Proof
+
 
 @dataclass
 class Snapshot:
@@ -31,5 +33,6 @@ class Snapshot:
     dhcp_resource: str | None = None  # doctor --probe-dhcp RESOURCE
     dhcp_probes: dict[str, dict[str, Any]] = field(default_factory=dict)  # node -> the agent's probe answer
     hco_bindings: dict[str, Any] = field(default_factory=dict)  # what HyperConverged will propagate to KubeVirt
+    injection: Proof | None = None  # the dry-run pod's answer (ops/injector.prove); None: not asked
     reports: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # node -> agent report
     report_errors: dict[str, str] = field(default_factory=dict)  # node -> why there is no report

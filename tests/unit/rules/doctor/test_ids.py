@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from macvtapctl.rules import doctor, dpconfig
+from macvtapctl.rules import doctor, dpconfig, injector
 from macvtapctl.rules.doctor import cluster, nodes, vms, workloads
 from tests.unit.rules.doctor.helpers import findings_of
 
@@ -521,6 +521,36 @@ def documented_ids() -> tuple[set[str], set[str]]:
         elif row := re.match(r"\| `([^`]+)` \|", line):
             rows.add(row[1])
     return headings, rows
+
+
+def kubevirt_cr(version: str) -> dict[str, Any]:
+    return {"kind": "KubeVirt", "metadata": {"name": "kubevirt", "namespace": "kubevirt"},
+            "status": {"observedKubeVirtVersion": version}}
+
+
+@pytest.mark.parametrize(("state", "version", "want", "severity"), [
+    (injector.VERIFIED, "v1.9.0", "injection-verified", "info"),
+    (injector.MISSING, "v1.9.0", "injection-missing", "error"),
+    (injector.UNKNOWN, "v1.9.0", "external-injection", "warning"),
+    (None, "v1.10.0", "external-injection", "warning"),  # not asked
+])
+def test_injection_is_proven_by_the_dry_run_pod_not_by_presence(state: str | None, version: str, want: str,
+                                                                 severity: str) -> None:
+    proof = injector.Proof(state, "a pod asking for default/dataplane ...", "default/dataplane") if state else None
+    s = doctor.Snapshot(kubevirts=[kubevirt_cr(version)], injection=proof)
+    found = [f for f in findings_of(cluster.versions, s)
+             if f.id in ("injection-verified", "injection-missing", "external-injection")]
+    assert [(f.id, f.severity) for f in found] == [(want, severity)]
+    assert found[0].object == "kubevirt/kubevirt/kubevirt"
+    if want != "injection-verified":
+        assert "macvtapctl install --injector" in f"{found[0].fix} {found[0].cause}"
+        assert found[0].fix == ("macvtapctl enable" if version == "v1.9.0" else "macvtapctl install --injector")
+    # KubeVirt's own injection on (v1.9 with the gate disabled): nothing to say, whatever the proof.
+    kv = kubevirt_cr(version)
+    kv["spec"] = {"configuration": {"developerConfiguration": {"disabledFeatureGates": ["ExternalNetResourceInjection"]}}}
+    if version == "v1.9.0":
+        assert not [f for f in findings_of(cluster.versions, doctor.Snapshot(kubevirts=[kv], injection=proof))
+                    if "inject" in f.id]
 
 
 def test_every_documented_finding_id_has_a_unit_test() -> None:
