@@ -91,6 +91,9 @@ def emit(printer: Printer, fmt: str, objects: list[dict[str, Any]]) -> None:
     Tables print nothing for writes (the status lines said it), nor does a write that wrote nothing."""
     if not objects or fmt not in ("json", "yaml", "name"):
         return
+    from macvtapctl.manifests.injector import redacted
+
+    objects = redacted(objects)  # never a private key on the screen or in a file
     if fmt == "yaml":
         printer.yaml_stream(objects)
     else:

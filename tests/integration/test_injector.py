@@ -237,6 +237,14 @@ def test_install_injector_applies_once_refuses_a_second_injector_and_is_removed(
         finally:
             kube.delete(r.MUTATING_WEBHOOK_CONFIGURATION, "network-resources-injector-config")
         assert kube.get_or_none(r.MUTATING_WEBHOOK_CONFIGURATION, m.NAME) is None  # nothing was written
+        # The agent's objects too (other tests of this control plane refuse a second agent); no namespace
+        # controller runs here, so deleting the namespace alone would leave them.
+        from macvtapctl.manifests import agent as agentm
+
+        for obj in reversed(agentm.objects(agentm.InstallOptions(namespace="nri-inst"))):
+            res, name = r.of(obj), obj["metadata"]["name"]
+            if obj["kind"] != "Namespace" and kube.get_or_none(res, name, "nri-inst") is not None:
+                kube.delete(res, name, "nri-inst")
         kubectl(admin, "delete", "namespace", "nri-inst", "--wait=false")
     assert refused.exit_code == ExitCode.PRECONDITION, refused.stderr
     assert "mutatingwebhookconfiguration/network-resources-injector-config" in refused.stderr

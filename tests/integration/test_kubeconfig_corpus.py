@@ -184,7 +184,7 @@ class StandIn(Loopback):
         return [s for s in self.seen if " /version" in s.line]
 
 
-
+@dataclass
 class Env:
     """What a case can build its kubeconfig from."""
 
