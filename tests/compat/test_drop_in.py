@@ -130,8 +130,13 @@ def test_the_configmap_table_row_by_row(upstream: Path, lan: Lan, tmp_path: Path
         same(row)
     assert got["key case"][2] == {"kc": 3} and got["duplicate name"][2] == {"dn": 3}
     assert got["capacity 0"][2] == {"cz": 100}
-    # null means []: every physical link or bond, the same set on both sides.
-    assert got["null"][1] is None and got["null"][2] == got["null"][0]
+    # null means []: every physical link or bond, the same set on both sides — the set read here, independently
+    # (ip's own view: no link kind, or a bond; not loopback), so that two plugins serving nothing cannot pass.
+    links = json.loads(ip("-d", "-j", "link", "show").stdout)
+    physical = {link["ifname"] for link in links if link.get("link_type") != "loopback"
+                and (link.get("linkinfo") or {}).get("info_kind", "") in ("", "bond")}
+    assert got["null"][1] is None, report
+    assert set(got["null"][0]) == physical and got["null"][2] == got["null"][0], (physical, report)
     # Upstream crash-loops on the user guide's trailing comma; the agent serves it (with a warning).
     assert got["trailing comma"][1] == 1 and got["trailing comma"][0] == {}
     assert got["trailing comma"][2] == {"tc": 3} and "trailing comma" in got["trailing comma"][3]

@@ -16,20 +16,24 @@ from macvtapctl.rules import device_plugins as plugins
 from tests.e2e_kubevirt.vms import (
     create_vm,
     diagnostics,
+    discovers,
     lan_ping,
     launcher_pod,
     launcher_pods,
+    links_up_with_mac,
     links_with_mac,
     mac_of,
+    measured_migration,
+    neighbour_pod,
+    on_the_lan,
     reached_on_console,
+    vm_on_node_a,
     vmi,
     wait_lease,
     wait_vmi_running,
 )
-from tests.harness import l2probe
-from tests.harness.cluster import AGENT_NS, NETWORK, POD_NS, RESOURCE, Cluster, doctor_findings, wait_for
+from tests.harness.cluster import AGENT_NS, NETWORK, POD_NS, Cluster, doctor_findings, wait_for
 from tests.harness.controlplane import NODE_NAME
-from tests.harness.images import TEST_IMAGE
 from tests.harness.node import LAN_NETNS, LAN_PEER
 from tests.harness.second_node import NAME as NODE_B
 
@@ -160,28 +164,6 @@ def test_j_an_agent_killed_on_one_node_is_named_for_that_node_only(kv_cluster: C
     assert c.agent_pod(NODE_NAME)["status"]["containerStatuses"][0]["restartCount"] == 0
 
 
-NEIGHBOUR_IP = "198.51.100.30"  # static, outside the LAN's DHCP range
-
-
-def neighbour_pod(c: Cluster, name: str, node: str) -> dict[str, Any]:
-    """A pod on `node` with a macvtap NIC on the LAN (NETWORK) and a static address: a VM's neighbour on its NIC."""
-    pod = {"apiVersion": "v1", "kind": "Pod",
-           "metadata": {"name": name, "namespace": POD_NS, "annotations": {"k8s.v1.cni.cncf.io/networks": NETWORK}},
-           "spec": {"nodeName": node, "terminationGracePeriodSeconds": 0, "containers": [{
-               "name": "main", "image": TEST_IMAGE, "imagePullPolicy": "Never",
-               "command": ["sh", "-c", f"ip addr add {NEIGHBOUR_IP}/24 dev net1 && sleep 3600"],
-               "securityContext": {"capabilities": {"add": ["NET_ADMIN", "NET_RAW"]}},
-               "resources": {"limits": {RESOURCE: "1"}}}]}}
-    path = Path(c.node.dir) / f"{name}.json"
-    path.write_text(json.dumps(pod))
-    c.kubectl("apply", "-f", str(path))
-    return c.wait_running(name, timeout=120)
-
-
-def discovers(log: Path, mac: str) -> int:
-    return sum(1 for line in log.read_text(errors="replace").splitlines() if "DHCPDISCOVER" in line and mac in line)
-
-
 @pytest.mark.timeout(1500)
 def test_k_a_vm_migrates_with_its_network_and_back(kv_cluster: Cluster, lan_dhcp: Path) -> None:
     """`vm migrate --to --wait` moves a VM from node A to node B while the LAN pings it every 10 ms, and a neighbour
@@ -190,62 +172,32 @@ def test_k_a_vm_migrates_with_its_network_and_back(kv_cluster: Cluster, lan_dhcp
     never back, the neighbour's gap is of the LAN's order (the agent's hand-off), the source link is gone once the
     source pod ends; then the VM migrates back."""
     c = kv_cluster
-    c.kubectl("cordon", NODE_B)  # an unpinned VM (a pinned one cannot move) that starts on node A
-    try:
-        mac = mac_of(create_vm(c, "mover", node=None))
-        assert wait_vmi_running(c, "mover")["status"]["nodeName"] == NODE_NAME
-    finally:
-        c.kubectl("uncordon", NODE_B)
-    source_pod = launcher_pod(c, "mover")
-    lease = wait_lease(c, source_pod, mac)
+    mac, _, lease = vm_on_node_a(c, "mover")
     neighbour = neighbour_pod(c, "neighbour", NODE_NAME)
-    main = next(s for s in neighbour["status"]["containerStatuses"] if s["name"] == "main")
-    neighbour_pid = c.node.container_pid(main["containerID"])
     check = c.mvc("vm", "migrate", "mover", "-n", POD_NS, "--to", NODE_B, "--check", "-o", "json", check=False)
     assert check.code == 0 and json.loads(check.out)["migratable"], check.out + check.err
     dnsmasq_log = c.node.dir / "lan-dnsmasq.log"
     discovers_before = discovers(dnsmasq_log, mac)
-
-    lan = l2probe.Pinger(LAN_NETNS, lease["ip"], 300)
-    beside = l2probe.Pinger(None, lease["ip"], 300, enter=["nsenter", f"--net=/proc/{neighbour_pid}/ns/net"])
-    lan.start()
-    beside.start()
-    time.sleep(2)
-    fdb = l2probe.FdbWatch(LAN_NETNS, mac)
-    start = time.time()
-    try:
-        moved = c.mvc("vm", "migrate", "mover", "-n", POD_NS, "--to", NODE_B, "--wait", "--timeout", "10m", "-o",
-                      "json", check=False)
-        done = time.time()
-        time.sleep(3)
-    finally:
-        lan.stop(now=True)
-        beside.stop(now=True)
-        fdb.stop()
-    assert moved.code == 0, moved.err + moved.out
-    result = json.loads(moved.out)
+    moved = measured_migration(c, "mover", mac, lease["ip"], NODE_B, neighbour)
+    result = moved.result
     assert (result["phase"], result["source"], result["node"]) == ("Succeeded", NODE_NAME, NODE_B), result
     assert result["macs"] == {NETWORK: {"before": mac, "after": mac}}, result
-    window = (start, done + 3)
-    lan_gap, beside_gap = lan.gap_after(*window), beside.gap_after(*window)
-    print(f"migration {done - start:.1f}s; LAN: max gap {lan_gap:.0f} ms, {lan.lost(*window)} lost; neighbour on "
-          f"the source node: max gap {beside_gap:.0f} ms, {beside.lost(*window)} lost; FDB: {fdb.moves}")
+    # The source agent's own account, read back by `vm migrate --wait` (its node report): one hand-off, no revert.
+    assert [(e["event"], e["mac"]) for e in result["handoff"]["events"]] == [("handoff", mac)], result["handoff"]
+    print(moved.row())
     # The figures belong in the benchmark; here only bounds no working hand-off comes near.
-    assert lan_gap < 3000, f"the LAN lost the VM for {lan_gap:.0f} ms"
-    assert beside_gap < max(1000, 3 * lan_gap), f"the neighbour lost it for {beside_gap:.0f} ms (#5912)"
-    assert [port for _, port in fdb.moves] == ["port-b"], f"the VM's MAC moved on the LAN switch: {fdb.moves}"
+    assert moved.lan_gap < 3000, f"the LAN lost the VM for {moved.lan_gap:.0f} ms"
+    assert moved.beside_gap < max(1000, 3 * moved.lan_gap), f"the neighbour lost it for {moved.beside_gap:.0f} ms"
+    assert [port for _, port in moved.fdb] == ["port-b"], f"the VM's MAC moved on the LAN switch: {moved.fdb}"
     assert discovers(dnsmasq_log, mac) == discovers_before, "the guest asked for a new lease after the move"
     assert lease["ip"] in lan_dhcp.read_text() and mac in lan_dhcp.read_text().lower()
-    # The source pod may not have ended yet: the target is the one on node B.
     [target_pod] = [p for p in launcher_pods(c, "mover") if p["spec"].get("nodeName") == NODE_B]
     netstatus = json.loads(target_pod["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"])
     assert [n["mac"] for n in netstatus if n["name"].endswith(f"/{NETWORK}")] == [mac], netstatus
     agent_log = c.kubectl("logs", "-n", AGENT_NS, c.agent_pod(NODE_NAME)["metadata"]["name"]).out
     assert f"hand-off: {mac} announced from the LAN" in agent_log, agent_log[-2000:]
-    wait_for("the source pod to end", lambda: not [p for p in launcher_pods(c, "mover")
-                                                   if p["spec"].get("nodeName") == NODE_NAME
-                                                   and p["status"].get("phase") in ("Pending", "Running")],
-             timeout=120, interval=1)
+    found = {f["id"] for f in doctor_findings(c.mvc("doctor", "-A", "-o", "json", check=False))}
+    assert not found & {"migration-source-up", "migration-handoff-off"}, found  # node A's link left the L2 domain
     wait_for(f"no link with {mac} left on node A", lambda: not links_with_mac(mac), timeout=60)
 
     back = c.mvc("vm", "migrate", "mover", "-n", POD_NS, "--to", NODE_NAME, "--wait", "-o", "json", check=False)
@@ -253,3 +205,103 @@ def test_k_a_vm_migrates_with_its_network_and_back(kv_cluster: Cluster, lan_dhcp
     assert lan_ping(lease["ip"]), "the LAN lost the VM after it came back"
     c.kubectl("delete", "pod", "-n", POD_NS, "neighbour", "--wait=true", timeout=120)
     c.kubectl("delete", "vm", "-n", POD_NS, "mover", "--wait=true", timeout=180)
+
+
+SLOW = {"apiVersion": "migrations.kubevirt.io/v1alpha1", "kind": "MigrationPolicy", "metadata": {"name": "e2e-slow"},
+        "spec": {"bandwidthPerMigration": "1Mi", "selectors": {"virtualMachineInstanceSelector": {
+            "matchLabels": {"e2e-migration": "slow"}}}}}
+
+
+@pytest.mark.timeout(900)
+def test_l_an_aborted_migration_leaves_the_vm_and_its_network_where_they_were(kv_cluster: Cluster,
+                                                                             lan_dhcp: Path) -> None:
+    """The migration object deleted while it runs (`virtctl migrate-cancel` does that): KubeVirt aborts, the VM
+    stays on node A, the LAN's switch never learns its MAC elsewhere, the source link never leaves the L2 domain
+    (no announcement came from elsewhere, so the agent did nothing), and the LAN keeps reaching the VM. A
+    MigrationPolicy of 1 MiB/s (KubeVirt's own knob) keeps the migration running long enough to abort it."""
+    c = kv_cluster
+    policy = Path(c.node.dir) / "slow-policy.json"
+    policy.write_text(json.dumps(SLOW))
+    c.kubectl("apply", "-f", str(policy))
+    try:
+        mac, _, lease = vm_on_node_a(c, "stayer", "--label", "e2e-migration=slow")
+        with on_the_lan(lease["ip"], mac) as (lan, fdb):
+            start = time.time()
+            made = c.mvc("vm", "migrate", "stayer", "-n", POD_NS, "--to", NODE_B, "-o", "json")
+            name = json.loads(made.out)["metadata"]["name"]
+
+            def running() -> bool:
+                state = (vmi(c, "stayer") or {}).get("status", {}).get("migrationState") or {}
+                return bool(state.get("startTimestamp")) and not state.get("completed")
+
+            wait_for("the migration to be under way", running, timeout=300, interval=0.5)
+            time.sleep(2)
+            c.kubectl("delete", "vmim", "-n", POD_NS, name, "--wait=false")
+
+            def ended() -> dict[str, Any] | None:
+                state = (vmi(c, "stayer") or {}).get("status", {}).get("migrationState") or {}
+                return state if state.get("completed") else None
+
+            state = wait_for("KubeVirt to end the aborted migration", ended, timeout=300, interval=1)
+            done = time.time()
+            time.sleep(3)
+        assert state.get("abortStatus") == "Succeeded" and state.get("failed"), \
+            f"the migration was not aborted (it ended first?): {state}"
+        after = vmi(c, "stayer")
+        assert after is not None and after["status"]["nodeName"] == NODE_NAME, after
+        assert fdb.moves == [], f"the VM's MAC moved on the LAN switch although it never left: {fdb.moves}"
+        links = links_up_with_mac(mac)
+        assert list(links.values()) == [True], f"node A's link of the VM is not up (or not one): {links}"
+        gap = lan.gap_after(start, done + 3)
+        print(f"aborted migration: {done - start:.1f}s; LAN: max gap {gap:.0f} ms, {lan.lost(start, done + 3)} lost")
+        assert gap < 1000, f"the LAN lost the VM for {gap:.0f} ms during a migration that never happened"
+        assert lan_ping(lease["ip"]), "the LAN cannot reach the VM after the abort"
+        agent_log = c.kubectl("logs", "-n", AGENT_NS, c.agent_pod(NODE_NAME)["metadata"]["name"]).out
+        assert f"hand-off: {mac}" not in agent_log, agent_log[-2000:]
+        wait_for("the target pod on node B to end", lambda: not [
+            p for p in launcher_pods(c, "stayer") if p["spec"].get("nodeName") == NODE_B
+            and p["status"].get("phase") in ("Pending", "Running")], timeout=120, interval=1)
+    finally:
+        c.kubectl("delete", "vm", "-n", POD_NS, "stayer", "--ignore-not-found", "--wait=true", timeout=180)
+        c.kubectl("delete", "migrationpolicy", "e2e-slow", "--ignore-not-found")
+
+
+@pytest.mark.timeout(900)
+def test_m_a_drain_moves_a_live_migrate_vm_with_its_network(kv_cluster: Cluster, lan_dhcp: Path) -> None:
+    """`kubectl drain` of the VM's node, as an admin drains one for a kernel upgrade, with the VM's
+    `evictionStrategy: LiveMigrate` (`vm create --eviction-strategy`): KubeVirt's eviction webhook turns the
+    eviction into a migration, and the VM reaches node B with its MAC, lease and network as `vm migrate` gives
+    it (the LAN's switch learns it on node B's port once, the agent hands off on node A)."""
+    c = kv_cluster
+    mac, _, lease = vm_on_node_a(c, "drained", "--eviction-strategy", "LiveMigrate")
+    dnsmasq_log = c.node.dir / "lan-dnsmasq.log"
+    discovers_before = discovers(dnsmasq_log, mac)
+    try:
+        with on_the_lan(lease["ip"], mac) as (lan, fdb):
+            start = time.time()
+            # Only the VM's launcher: the node's other pods are the other tests' (an admin drains them all).
+            drain = c.kubectl("drain", NODE_NAME, "--pod-selector", "vm.kubevirt.io/name=drained",
+                              "--ignore-daemonsets", "--delete-emptydir-data", "--timeout", "5m", check=False,
+                              timeout=400)
+            done = time.time()
+            time.sleep(3)
+    finally:
+        c.kubectl("uncordon", NODE_NAME)
+    try:
+        assert drain.code == 0, drain.err + drain.out
+        after = vmi(c, "drained")
+        assert after is not None and after["status"]["nodeName"] == NODE_B, after
+        state = after["status"].get("migrationState") or {}
+        assert state.get("completed") and not state.get("failed") and state.get("sourceNode") == NODE_NAME, state
+        assert {i["name"]: i.get("mac") for i in after["status"]["interfaces"]}.get(NETWORK) == mac
+        window = (start, done + 3)
+        gap = lan.gap_after(*window)
+        print(f"drain: {done - start:.1f}s; LAN: max gap {gap:.0f} ms, {lan.lost(*window)} lost; FDB: {fdb.moves}")
+        assert gap < 3000, f"the LAN lost the VM for {gap:.0f} ms"
+        assert [port for _, port in fdb.moves] == ["port-b"], f"the VM's MAC moved on the LAN switch: {fdb.moves}"
+        assert discovers(dnsmasq_log, mac) == discovers_before, "the guest asked for a new lease after the move"
+        agent_log = c.kubectl("logs", "-n", AGENT_NS, c.agent_pod(NODE_NAME)["metadata"]["name"]).out
+        assert f"hand-off: {mac} announced from the LAN" in agent_log, agent_log[-2000:]
+        assert lan_ping(lease["ip"]), "the LAN cannot reach the VM on node B"
+    finally:
+        c.kubectl("delete", "vm", "-n", POD_NS, "drained", "--wait=true", timeout=180)

@@ -8,13 +8,18 @@ import json
 import re
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.harness import guest
-from tests.harness.cluster import NETWORK, POD_NS, Cluster, wait_for
+from tests.harness import guest, l2probe
+from tests.harness.cluster import NETWORK, POD_NS, RESOURCE, Cluster, wait_for
 from tests.harness.controlplane import NODE_NAME
+from tests.harness.images import TEST_IMAGE
 from tests.harness.node import LAN_NETNS
+from tests.harness.second_node import NAME as NODE_B
 
 VMI_TIMEOUT = 300  # TCG: the launcher image is large and the guest boots without KVM
 
@@ -96,13 +101,18 @@ def macvtap_links(c: Cluster, pod: dict[str, Any]) -> list[dict[str, Any]]:
 
 def links_with_mac(mac: str) -> list[str]:
     """Every link on the node with this MAC: the host's namespace and every named one (the pods')."""
-    found = []
+    return list(links_up_with_mac(mac))
+
+
+def links_up_with_mac(mac: str) -> dict[str, bool]:
+    """The node's links with this MAC ("netns/ifname", as links_with_mac) and whether each is administratively up."""
+    found = {}
     for netns in [None, *sorted(p.name for p in Path("/run/netns").glob("*"))]:
         cmd = ["ip", "-j", "link", "show"] if netns is None else ["ip", "-n", netns, "-j", "link", "show"]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode == 0:
-            found += [f"{netns or 'host'}/{link['ifname']}" for link in json.loads(done.stdout or "[]")
-                      if link.get("address") == mac]
+            found |= {f"{netns or 'host'}/{link['ifname']}": "UP" in link.get("flags", [])
+                      for link in json.loads(done.stdout or "[]") if link.get("address") == mac}
     return found
 
 
@@ -139,3 +149,99 @@ def lan_ping(ip: str, timeout: float = 30) -> bool:
                           capture_output=True, check=False).returncode == 0:
             return True
     return False
+
+
+NEIGHBOUR_IP = "198.51.100.30"  # static, outside the LAN's DHCP range
+
+
+def neighbour_pod(c: Cluster, name: str, node: str) -> dict[str, Any]:
+    """A pod on `node` with a macvtap NIC on the LAN (NETWORK) and a static address: a VM's neighbour on its NIC."""
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": name, "namespace": POD_NS, "annotations": {"k8s.v1.cni.cncf.io/networks": NETWORK}},
+           "spec": {"nodeName": node, "terminationGracePeriodSeconds": 0, "containers": [{
+               "name": "main", "image": TEST_IMAGE, "imagePullPolicy": "Never",
+               "command": ["sh", "-c", f"ip addr add {NEIGHBOUR_IP}/24 dev net1 && sleep 3600"],
+               "securityContext": {"capabilities": {"add": ["NET_ADMIN", "NET_RAW"]}},
+               "resources": {"limits": {RESOURCE: "1"}}}]}}
+    path = Path(c.node.dir) / f"{name}.json"
+    path.write_text(json.dumps(pod))
+    c.kubectl("apply", "-f", str(path))
+    return c.wait_running(name, timeout=120)
+
+
+@contextmanager
+def on_the_lan(ip: str, mac: str, *more: l2probe.Pinger) -> Iterator[tuple[l2probe.Pinger, l2probe.FdbWatch]]:
+    """The LAN pinging `ip` every 10 ms (and `more` pingers), then the LAN switch's FDB watched for `mac`; all
+    stopped on the way out."""
+    lan = l2probe.Pinger(LAN_NETNS, ip, 300)
+    for pinger in (lan, *more):
+        pinger.start()
+    time.sleep(2)
+    fdb = l2probe.FdbWatch(LAN_NETNS, mac)
+    try:
+        yield lan, fdb
+    finally:
+        for pinger in (lan, *more):
+            pinger.stop(now=True)
+        fdb.stop()
+
+
+def discovers(log: Path, mac: str) -> int:
+    return sum(1 for line in log.read_text(errors="replace").splitlines() if "DHCPDISCOVER" in line and mac in line)
+
+
+def vm_on_node_a(c: Cluster, name: str, *extra: str) -> tuple[str, dict[str, Any], dict[str, str]]:
+    """A VM the scheduler placed (a pinned one cannot move) on node A: its MAC, launcher pod and DHCP lease."""
+    c.kubectl("cordon", NODE_B)
+    try:
+        mac = mac_of(create_vm(c, name, *extra, node=None))
+        assert wait_vmi_running(c, name)["status"]["nodeName"] == NODE_NAME
+    finally:
+        c.kubectl("uncordon", NODE_B)
+    pod = launcher_pod(c, name)
+    return mac, pod, wait_lease(c, pod, mac)
+
+
+def pid_of(c: Cluster, pod: dict[str, Any], container: str = "main") -> int:
+    """The host PID of a container of a pod on node A."""
+    status = next(s for s in pod["status"]["containerStatuses"] if s["name"] == container)
+    return c.node.container_pid(status["containerID"])
+
+
+@dataclass
+class Moved:
+    """One `vm migrate --wait` under pings: its report and what the peers saw, until the source pod ended."""
+
+    result: dict[str, Any]  # vm migrate --wait -o json
+    seconds: float  # the command's own time
+    lan_gap: float  # ms, the LAN's longest time without a reply
+    lan_lost: int
+    beside_gap: float  # ms, the neighbour's on the source node's NIC (kubevirt#5912's victim)
+    beside_lost: int
+    fdb: list[tuple[float, str]]  # (time, LAN switch port) each time the VM's MAC was learnt somewhere else
+
+    def row(self) -> str:
+        return (f"migration {self.seconds:.1f}s; LAN: max gap {self.lan_gap:.0f} ms, {self.lan_lost} lost; neighbour "
+                f"on the source node: max gap {self.beside_gap:.0f} ms, {self.beside_lost} lost; FDB: "
+                f"{[port for _, port in self.fdb]}")
+
+
+def measured_migration(c: Cluster, name: str, mac: str, ip: str, to: str, neighbour: dict[str, Any]) -> Moved:
+    """`vm migrate NAME --to TO --wait` while the LAN and `neighbour` (a pod on the source node A) ping the VM every
+    10 ms; the window ends a second after the source pod has ended (without a hand-off, the neighbour's gap lasts
+    until then)."""
+    beside = l2probe.Pinger(None, ip, 300, enter=["nsenter", f"--net=/proc/{pid_of(c, neighbour)}/ns/net"])
+    source = (vmi(c, name) or {}).get("status", {}).get("nodeName")
+    with on_the_lan(ip, mac, beside) as (lan, fdb):
+        start = time.time()
+        moved = c.mvc("vm", "migrate", name, "-n", POD_NS, "--to", to, "--wait", "--timeout", "10m", "-o", "json",
+                      check=False)
+        done = time.time()
+        wait_for(f"{name}'s source pod to end", lambda: not [
+            p for p in launcher_pods(c, name) if p["spec"].get("nodeName") == source
+            and p["status"].get("phase") in ("Pending", "Running")], timeout=120, interval=0.5)
+        time.sleep(1)
+        end = time.time()
+    assert moved.code == 0, moved.err + moved.out
+    return Moved(json.loads(moved.out), done - start, lan.gap_after(start, end), lan.lost(start, end),
+                 beside.gap_after(start, end), beside.lost(start, end), list(fdb.moves))
