@@ -208,8 +208,8 @@ def test_k_a_vm_migrates_with_its_network_and_back(kv_cluster: Cluster, lan_dhcp
 
 
 SLOW = {"apiVersion": "migrations.kubevirt.io/v1alpha1", "kind": "MigrationPolicy", "metadata": {"name": "e2e-slow"},
-        "spec": {"bandwidthPerMigration": "1Mi", "selectors": {"virtualMachineInstanceSelector": {
-            "matchLabels": {"e2e-migration": "slow"}}}}}
+        "spec": {"bandwidthPerMigration": "1Mi", "selectors": {  # KubeVirt's selectors are plain label maps
+            "virtualMachineInstanceSelector": {"e2e-migration": "slow"}}}}
 
 
 @pytest.mark.timeout(900)

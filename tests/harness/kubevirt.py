@@ -163,7 +163,7 @@ class KubeVirt:
 
     def lan_migrate(self, vm: str) -> None:
         """`make demo NODES=2`: `macvtapctl vm migrate VM --wait` while the LAN pings the VM every 10 ms; the gap."""
-        import l2probe
+        from tests.harness import l2probe
 
         obj = json.loads(self._kubectl("get", "vm", vm, "-o", "json"))
         macs = [str(i["macAddress"]).lower() for i in obj["spec"]["template"]["spec"]["domain"]["devices"][

@@ -531,7 +531,7 @@ state = "{CONTAINERD_STATE}"
         step = Undo()
         if not self.second and (self.cluster / "node-b" / "host-state.json").exists():
             # A second node first: it runs on this one's LAN and routes, and its shims are on this host's /proc.
-            from second_node import SecondNode
+            from tests.harness.second_node import SecondNode
 
             step("second node", SecondNode(self.cluster).down)
         step("keep the agent's log", self._keep_agent_log)
