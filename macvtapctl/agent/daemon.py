@@ -93,8 +93,12 @@ async def run(cfg: AgentConfig) -> None:
             return ok, why
         return manager.readiness() if manager is not None else (True, "ok")
 
+    def plugins() -> dict[str, Any]:
+        return kubelet_plugins(cfg.plugin_dir, [p.resource for p in list(manager.plugins.values())]
+                               if manager is not None else [])
+
     report = NodeReport(cfg, source, handoff.recent if handoff is not None else list, registry.attached_links,
-                        handoff_off)
+                        handoff_off, plugins)
     health = HealthServer(cfg.metrics_host, cfg.metrics_port, metrics, ready, alive, report=report.latest,
                           probe_dhcp=lambda resource: probe_dhcp(cfg, source, resource)) if cfg.metrics_port else None
     loops = [report.loop] if cfg.report_interval and cfg.metrics_port else []
@@ -109,6 +113,21 @@ async def run(cfg: AgentConfig) -> None:
 
 
 FIRST_ANSWER_WAIT = 3.0
+PROC_NET_UNIX = "/proc/net/unix"  # the node's: the agent runs in the host's network namespace
+
+
+def kubelet_plugins(plugin_dir: str, advertised: list[str], proc_net_unix: str = PROC_NET_UNIX) -> dict[str, Any]:
+    """The macvtap device plugins the kubelet is connected to, by resource (rules/plugin_sockets.py): what
+    `uninstall --restore-upstream` waits for before the agent leaves a node."""
+    from macvtapctl.rules.plugin_sockets import kubelet_plugins as of
+
+    try:
+        with open(proc_net_unix, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError as exc:  # said, not raised: the rest of the report stands
+        log.warning("cannot read %s: %s", proc_net_unix, exc)
+        text = ""
+    return of(text, plugin_dir, advertised)
 
 
 def _handoff(registry: LinkRegistry, count: Callable[[], None], count_revert: Callable[[], None]
@@ -169,12 +188,14 @@ class NodeReport:
     """The node checks `doctor` reads (GET /doctor), run every report_interval in a thread (netlink, sysfs)."""
 
     def __init__(self, cfg: AgentConfig, source: ConfigSource, handoffs: Callable[[], list[dict[str, Any]]] = list,
-                 links: Callable[[], list[dict[str, str]]] = list, handoff_off: str | None = None) -> None:
+                 links: Callable[[], list[dict[str, str]]] = list, handoff_off: str | None = None,
+                 plugins: Callable[[], dict[str, Any]] = dict) -> None:
         self.cfg = cfg
         self.source = source
         # Read at each request, not once a minute: a hand-off, and which links are in the L2 domain, are news the
-        # moment they change (doctor's migration-source-up compares them with where KubeVirt runs each VM).
-        self.handoffs, self.links, self.handoff_off = handoffs, links, handoff_off
+        # moment they change (doctor's migration-source-up compares them with where KubeVirt runs each VM); which
+        # plugins the kubelet is connected to is what a give-back waits on before the agent leaves.
+        self.handoffs, self.links, self.handoff_off, self.plugins = handoffs, links, handoff_off, plugins
         self.report: dict[str, Any] | None = None
         self.visibility: Any = None  # measured once (it creates a link and a /dev/tapN), when there is a lower
 
@@ -182,7 +203,8 @@ class NodeReport:
         if self.report is None:
             return None
         handoff = {"enabled": self.handoff_off is None, **({"why": self.handoff_off} if self.handoff_off else {})}
-        return {**self.report, "handoff": handoff, "handoffs": self.handoffs(), "links": self.links()}
+        return {**self.report, "handoff": handoff, "handoffs": self.handoffs(), "links": self.links(),
+                "plugins": self.plugins()}
 
     def once(self) -> None:
         from macvtapctl.agent import check

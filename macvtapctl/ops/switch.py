@@ -10,9 +10,11 @@ put it back) with no moment in which a node serves nothing. Running pods keep th
 the agent, which names links as upstream does.
 
 Give back, the same way round: upstream's DaemonSet (or CNAO's macvtap spec) is put back from the record the
-take-over kept; once it is rolled out (registered after the agent: the kubelet serves from it; its init
-container has copied its binary over the shim) the agent is rolled to its uninstall mode (it leaves upstream's
-binary alone and deletes the links no pod owns) and deleted.
+take-over kept; once it is rolled out (its init container has copied its binary over the shim) and, on every
+node the agent runs on, the kubelet is connected to its plugin for every resource the agent advertises there (the
+agent's node report says so: rolled out is not registered, macvtap-cni registers seconds after it starts, and
+the kubelet marks a resource's devices unhealthy when its last plugin goes), the agent is rolled to its
+uninstall mode (it leaves upstream's binary alone and deletes the links no pod owns) and deleted.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 
 from macvtapctl import identity
 from macvtapctl.dig import dig
-from macvtapctl.errors import PreconditionError, TimeoutExceeded, UsageError
+from macvtapctl.errors import ForbiddenError, MacvtapctlError, PreconditionError, TimeoutExceeded, UsageError
 from macvtapctl.kube import resources as r
 from macvtapctl.kube.client import Kube
 from macvtapctl.kube.errors import AlreadyExistsError
@@ -39,11 +41,12 @@ from macvtapctl.kube.retry import retry_on_conflict
 from macvtapctl.manifests import agent as agentm
 from macvtapctl.manifests import takeover as rec
 from macvtapctl.ops import Reporter
+from macvtapctl.ops.doctor import proxy_get
 from macvtapctl.ops.install import apply_objects, wait_ready
 from macvtapctl.ops.uninstall import clean_nodes
 from macvtapctl.ops.wait import NodeProgress
 from macvtapctl.rules import device_plugins, dpconfig
-from macvtapctl.rules.waits import Left, left_of, selector_of, upstream_rollout
+from macvtapctl.rules.waits import Left, handed_back, left_of, owned_by, selector_of, upstream_rollout
 
 
 def serving(kube: Kube) -> list[tuple[device_plugins.Plugin, dict[str, Any]]]:
@@ -267,6 +270,7 @@ def give_back(kube: Kube, report: Reporter, dry_run: DryRun, namespace_flag: str
         raise PreconditionError(f"ConfigMap {ns}/{rec.RECORD_NAME} holds neither a DaemonSet nor CNAO's spec")
     if dry_run is DryRun.NONE:
         _wait_upstream(kube, report, ns, saved_ds, deadline)
+        _wait_registered(kube, report, ns, deadline)
         clean_nodes(kube, report, ns)
     own = reversed(agentm.own_objects(agentm.InstallOptions(namespace=ns)))
     for res, name in (*((r.of(o), o["metadata"]["name"]) for o in own), (CONFIGMAP, rec.RECORD_NAME)):
@@ -302,3 +306,74 @@ def _wait_upstream(kube: Kube, report: Reporter, ns: str, saved_ds: dict[str, An
         raise TimeoutExceeded(f"macvtap-cni is not ready ({last}); the agent was left running: run "
                               "uninstall --restore-upstream again") from None
     report.info(f"{plugin.label} is ready on every node")
+
+
+REPORT_POLL = 1.0  # seconds between two reads of the agents' node reports
+
+
+def _upstream_nodes(kube: Kube, ns: str) -> set[str]:
+    """The nodes macvtap-cni's DaemonSet in `ns` has a pod on (running or not: it is rolled out)."""
+    ups = [ds for p, ds in device_plugins.find(kube.list(DAEMONSET, ns)) if p.kind == device_plugins.UPSTREAM]
+    selector = selector_of(ups[0]) if ups else ""
+    if not selector:
+        return set()
+    name = ups[0]["metadata"]["name"]
+    return {str(dig(q, "spec", "nodeName")) for q in kube.list(POD, ns, label_selector=selector)
+            if dig(q, "spec", "nodeName") and owned_by(q, name)}
+
+
+def _agent_reports(kube: Kube, ns: str) -> dict[str, dict[str, Any] | str]:
+    """node -> its running agent's node report (GET /doctor through the pod proxy), or why it could not be read.
+    ForbiddenError goes up: without get pods/proxy no report can be read at all."""
+    reports: dict[str, dict[str, Any] | str] = {}
+    for pod in kube.list(POD, ns, label_selector=f"{identity.NAME_LABEL}={identity.AGENT_NAME}"):
+        node = dig(pod, "spec", "nodeName")
+        if not node or dig(pod, "status", "phase") != "Running":
+            continue  # an agent not running serves nothing there: its leaving opens no gap
+        try:
+            got = proxy_get(kube, pod, identity.METRICS_PORT, "doctor")
+        except ForbiddenError:
+            raise
+        except MacvtapctlError as exc:  # not answering yet (its node checks have not run, say): asked again
+            got = f"its agent did not answer: {exc.message}"
+        reports[str(node)] = got if isinstance(got, (dict, str)) else "its agent sent no report"
+    return reports
+
+
+def _wait_registered(kube: Kube, report: Reporter, ns: str, deadline: float) -> None:
+    """Until, on every node the agent runs on, the kubelet is connected to macvtap-cni's plugin for every resource
+    the agent advertises there (rules/waits.handed_back on the agents' node reports). The reports are not API
+    objects, so there is nothing to watch: they are read once a second."""
+    said = ""
+    warned: set[str] = set()
+    while True:
+        try:
+            reports = _agent_reports(kube, ns)
+        except ForbiddenError:
+            report.warn(f"cannot verify that the kubelets serve from macvtap-cni (reading the agents' node reports "
+                        f"needs get pods/proxy in namespace {ns}): the agent leaves as macvtap-cni is rolled out")
+            return
+        state = handed_back(reports, _upstream_nodes(kube, ns))
+        new = sorted(set(state.unverified) - warned)
+        if new:
+            report.warn(f"cannot verify that the kubelet serves from macvtap-cni on {', '.join(new)} (its agent "
+                        "does not report its kubelet's plugins: an older agent)")
+            warned.update(new)
+        new = sorted(set(state.uncovered) - warned)
+        if new:
+            report.warn(f"macvtap-cni does not run on {', '.join(new)}: macvtap is no longer served there once the "
+                        "agent leaves")
+            warned.update(new)
+        if state.ok:
+            if state.checked:
+                report.info(f"macvtap-cni is {state.summary}")
+            return
+        line = f"{state.summary}, not yet on {', '.join(state.lagging)}"
+        if line != said:
+            report.info(f"waiting for macvtap-cni: {line}")
+            said = line
+        if time.monotonic() >= deadline:
+            raise TimeoutExceeded(f"macvtap-cni is rolled out but not registered with the kubelet on "
+                                  f"{', '.join(state.lagging)}; the agent was left running: run uninstall "
+                                  "--restore-upstream again")
+        time.sleep(min(REPORT_POLL, max(0.0, deadline - time.monotonic())))

@@ -1,11 +1,12 @@
 """The conditions the waits evaluate on what their watches hold (kube/follow.until): an agent or a device plugin
 serving its nodes (install --wait, expose --wait, --take-over), a DaemonSet and its pods gone (--take-over), an
 upstream macvtap-cni rolled out again (--restore-upstream), the agent's uninstall mode run on every node
-(uninstall). Pure: plain dicts in, no I/O."""
+(uninstall), the kubelet connected to upstream's plugin wherever the agent serves (--restore-upstream). Pure:
+plain dicts in, no I/O."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,9 +90,14 @@ class Left:
 def left_of(ds: dict[str, Any] | None, pods: Iterable[dict[str, Any]], name: str) -> Left | None:
     """What of DaemonSet `name` is still there (None: nothing). Its pods are those it owns: a selector can match
     another DaemonSet's."""
-    owned = sum(1 for q in pods if any(o.get("kind") == "DaemonSet" and o.get("name") == name
-                                       for o in dig(q, "metadata", "ownerReferences") or []))
+    owned = sum(1 for q in pods if owned_by(q, name))
     return None if ds is None and not owned else Left(ds is not None, owned)
+
+
+def owned_by(pod: dict[str, Any], daemonset: str) -> bool:
+    """The pod is DaemonSet `daemonset`'s (of its namespace)."""
+    return any(o.get("kind") == "DaemonSet" and o.get("name") == daemonset
+               for o in dig(pod, "metadata", "ownerReferences") or [])
 
 
 def upstream_rollout(daemonsets: Iterable[dict[str, Any]], namespace: str,
@@ -103,6 +109,44 @@ def upstream_rollout(daemonsets: Iterable[dict[str, Any]], namespace: str,
     if not ups:
         return None, "its DaemonSet does not exist yet"
     return ups[0][0], not_rolled_out(ups[0][1])
+
+
+@dataclass
+class HandBack:
+    """How far the kubelets are from serving from upstream's plugin: what the agent may leave."""
+
+    ok: bool
+    summary: str
+    lagging: list[str]  # "node (for which resources, or why its report could not be read)"
+    unverified: list[str]  # nodes whose agent does not report its kubelet's plugins (older than this check)
+    uncovered: list[str]  # nodes the agent runs on and macvtap-cni does not: nothing to wait for there
+    checked: int  # nodes waited for
+
+
+def handed_back(reports: Mapping[str, dict[str, Any] | str], upstream_nodes: Iterable[str]) -> HandBack:
+    """Whether every node the agent runs on (`reports`: node -> its agent's report, or why it could not be read)
+    and macvtap-cni runs on too has its kubelet connected to another macvtap plugin (upstream's) for every
+    resource the agent advertises there (the report's `plugins`, agent/daemon.py). Rolled out is not registered:
+    macvtap-cni registers seconds after it starts, and a kubelet whose last plugin for a resource goes marks its
+    devices unhealthy — a pod admitted then fails for good (UnexpectedAdmissionError)."""
+    covered = set(upstream_nodes)
+    uncovered = sorted(n for n in reports if n not in covered)
+    reports = {n: r for n, r in reports.items() if n in covered}
+    lagging, unverified = [], []
+    for node, report in sorted(reports.items()):
+        if isinstance(report, str):
+            lagging.append(f"{node} ({report})")
+            continue
+        plugins = report.get("plugins")
+        if not isinstance(plugins, dict):
+            unverified.append(node)
+            continue
+        alone = sorted(r for r, p in plugins.items() if p.get("advertised") and not p.get("others"))
+        if alone:
+            lagging.append(f"{node} (for {', '.join(alone)})")
+    checked = len(reports) - len(unverified)
+    return HandBack(not lagging, f"registered with the kubelet on {checked - len(lagging)}/{checked} node(s)",
+                    lagging, unverified, uncovered, checked)
 
 
 def cleaned(ds: dict[str, Any]) -> int | None:

@@ -150,6 +150,57 @@ def test_a_take_over_cut_short_leaves_macvtap_cni_serving_and_can_be_given_back(
         assert k.get_or_none(CONFIGMAP, RECORD, UP_NS) is not None
 
 
+def test_a_give_back_waits_for_the_kubelets_to_serve_from_macvtap_cni_and_names_the_nodes(cli, admin, control_plane,
+                                                                                          upstream) -> None:
+    """Issue 37 item 5: rolled out is not registered. macvtap-cni rolled out (its status written here: no DaemonSet
+    controller) and an agent pod running on node-a whose report cannot be read (no kubelet behind the pod proxy):
+    the give-back does not roll the agent to its uninstall mode; it times out naming node-a and leaves the agent.
+    The report saying the kubelet is connected is tests/unit/test_switch_waits.py's, and the node's own, make
+    compat's (tests/compat/test_switch_on_node.py)."""
+    from macvtapctl.kube.resources import POD
+
+    r = cli("--kubeconfig", admin, "install", "--take-over", "--image", "r.example/a:v1", "--timeout", "1s")
+    assert r.exit_code == ExitCode.TIMEOUT, r.stderr  # cut short: the agent's DaemonSet and the record are written
+    with control_plane.kube() as k:
+        up = k.get(DAEMONSET, "macvtap-cni", UP_NS)
+        k.merge_patch(DAEMONSET, "macvtap-cni", {"status": {
+            "observedGeneration": up["metadata"]["generation"], "desiredNumberScheduled": 1, "currentNumberScheduled": 1,
+            "numberReady": 1, "updatedNumberScheduled": 1, "numberMisscheduled": 0}}, UP_NS, subresource="status")
+        agent = k.get(DAEMONSET, AGENT, UP_NS)
+        for name, labels, owner in (("agent-node-a", {"app.kubernetes.io/name": AGENT}, agent),
+                                    ("macvtap-cni-node-a", {"name": "macvtap-cni"}, up)):
+            k.create(POD, {"apiVersion": "v1", "kind": "Pod", "metadata": {
+                "name": name, "namespace": UP_NS, "labels": labels, "ownerReferences": [
+                    {"apiVersion": "apps/v1", "kind": "DaemonSet", "name": owner["metadata"]["name"],
+                     "uid": owner["metadata"]["uid"]}]},
+                "spec": {"nodeName": "node-a", "serviceAccountName": AGENT, "automountServiceAccountToken": False,
+                         "containers": [{"name": "c", "image": "r.example/a:v1"}]}}, UP_NS)
+            k.merge_patch(POD, name, {"status": {"phase": "Running"}}, UP_NS, subresource="status")
+    try:
+        r = cli("--kubeconfig", admin, "uninstall", "--restore-upstream", "--timeout", "4s")
+        assert r.exit_code == ExitCode.TIMEOUT, r.stderr
+        assert "daemonset.apps/macvtap-cni unchanged" in r.stderr
+        assert f"DaemonSet {UP_NS}/macvtap-cni is ready on every node" in r.stderr
+        assert "waiting for macvtap-cni: registered with the kubelet on 0/1 node(s), not yet on node-a (its agent did " \
+               "not answer: " in r.stderr, r.stderr
+        last = r.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: macvtap-cni is rolled out but not registered with the kubelet on node-a (its "
+                               "agent did not answer: "), last
+        assert last.endswith("; the agent was left running: run uninstall --restore-upstream again"), last
+        with control_plane.kube() as k:
+            agent = k.get(DAEMONSET, AGENT, UP_NS)
+            assert all("--uninstall" not in (c.get("args") or []) for c in agent["spec"]["template"]["spec"]
+                       ["containers"])  # not rolled to its uninstall mode
+            assert k.get_or_none(CONFIGMAP, RECORD, UP_NS) is not None
+    finally:
+        with control_plane.kube() as k:
+            for name in ("agent-node-a", "macvtap-cni-node-a"):
+                if k.get_or_none(POD, name, UP_NS):
+                    k.delete(POD, name, UP_NS, grace_period=0)  # no kubelet would confirm a graceful one
+        with control_plane.kube() as k:
+            assert k.get_or_none(POD, "agent-node-a", UP_NS) is None
+
+
 def test_a_cnao_owned_configmap_is_not_taken_over(cli, admin, control_plane, upstream) -> None:
     """Turning CNAO's macvtap off deletes the ConfigMap it owns: refused, with the way to keep the entries."""
     with control_plane.kube() as k:

@@ -115,3 +115,64 @@ def test_the_agents_flags_default_to_its_config() -> None:
                         ("reclaim_interval", "reclaim_interval"), ("report_interval", "report_interval")):
         assert params[flag].default == getattr(DEFAULTS, field), flag
     assert params["metrics_address"].default == f"{DEFAULTS.metrics_host}:{DEFAULTS.metrics_port}"
+
+
+def test_the_report_reads_which_plugins_the_kubelet_holds_from_the_kernels_rows() -> None:
+    """Issue 37 item 5, on real sockets: the agent's plugin (served as on a node: bound under a private name, renamed
+    into place) and a macvtap-cni-named one; a gRPC client dialling as the kubelet does makes ours connected, a
+    client on upstream's makes it one of the others, and both go when the clients close."""
+    import shutil
+    import socket
+    import tempfile
+    import time
+
+    from grpc import aio
+
+    from macvtapctl.agent.deviceplugin import api_pb2 as pb
+    from macvtapctl.agent.deviceplugin import api_pb2_grpc as rpc
+    from macvtapctl.agent.deviceplugin.plugin import ResourcePlugin
+    from macvtapctl.rules.dpconfig import Entry
+
+    plugin_dir = tempfile.mkdtemp(prefix="kp", dir="/tmp")  # short: a unix socket path has 107 bytes
+    upstream_path = f"{plugin_dir}/macvtap.network.kubevirt.io_dataplane"
+    resource = "macvtap.network.kubevirt.io/dataplane"
+
+    def read() -> dict:
+        return daemon.kubelet_plugins(plugin_dir, [resource])[resource]
+
+    async def settle(expected: dict) -> dict:
+        deadline = time.monotonic() + 5  # a server closes its end when it reads the client's EOF
+        while (got := read()) != expected and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return got
+
+    async def scenario() -> None:
+        async def allocate(dev: str, entry: Entry) -> str:
+            return "/dev/tap0"
+
+        ours = ResourcePlugin(Entry(name="dataplane", lower_device="eth1"), plugin_dir, allocate)
+        await ours.serve()
+        upstream = socket.socket(socket.AF_UNIX)
+        upstream.bind(upstream_path)
+        upstream.listen()
+        try:
+            assert read() == {"advertised": True, "ours": False, "others": []}  # serving, nobody dialled
+            async with aio.insecure_channel(f"unix://{ours.path}") as channel:
+                await rpc.DevicePluginStub(channel).GetDevicePluginOptions(pb.Empty(), timeout=5)  # type: ignore[no-untyped-call]
+                assert read() == {"advertised": True, "ours": True, "others": []}
+                client = socket.socket(socket.AF_UNIX)
+                client.connect(upstream_path)
+                accepted, _ = upstream.accept()
+                assert read() == {"advertised": True, "ours": True, "others": [upstream_path]}
+                client.close()
+                accepted.close()
+            assert await settle({"advertised": True, "ours": False, "others": []}) == \
+                {"advertised": True, "ours": False, "others": []}
+        finally:
+            upstream.close()
+            await ours.stop()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        shutil.rmtree(plugin_dir, ignore_errors=True)

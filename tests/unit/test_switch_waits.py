@@ -87,3 +87,95 @@ def test_give_back_reports_each_new_problem_and_returns_when_macvtap_cni_is_roll
     switch._wait_upstream(kube, report, NS, ds, time.monotonic() + 10)  # type: ignore[arg-type]
     assert report.lines[0] == "waiting for macvtap-cni: its DaemonSet does not exist yet"
     assert report.lines[-1] == f"DaemonSet {NS}/macvtap-cni is ready on every node"
+
+
+class ReportsKube:
+    """The agents' and macvtap-cni's pods, and each agent's node report per read (the last one repeats), as the pod
+    proxy would return them; an exception is raised as the proxy's error."""
+
+    def __init__(self, agents: list[str], upstream: list[str], reports: dict[str, list[Any]]) -> None:
+        from tests.unit.rules.test_device_plugins import agent_ds
+
+        self.ds = [ready(upstream_ds(NS), len(upstream))]
+        agent = agent_ds(NS)
+        self.pods = [{**pod(agent, n), "metadata": {**pod(agent, n)["metadata"],
+                                                    "labels": {"app.kubernetes.io/name": "macvtapctl-agent"}}}
+                     for n in agents]
+        self.pods += [{**pod(self.ds[0], n), "metadata": {**pod(self.ds[0], n)["metadata"],
+                                                          "labels": {"name": "macvtap-cni"}}} for n in upstream]
+        self.reports = reports
+        self.reads: dict[str, int] = {}
+
+    def list(self, res: Any, namespace: str | None = None, label_selector: str = "", **kw: Any) -> list[dict[str, Any]]:
+        if res.plural == "daemonsets":
+            return self.ds
+        wanted = dict(kv.split("=", 1) for kv in label_selector.split(",") if kv)
+        return [p for p in self.pods if wanted.items() <= p["metadata"]["labels"].items()]
+
+    def request(self, method: str, path: str, req: Any, query: Any = None) -> Any:
+        name = path.split("/pods/", 1)[1].split(":", 1)[0]
+        node = name.rsplit("-", 1)[1]
+        seen = self.reads[node] = self.reads.get(node, -1) + 1
+        got = self.reports[node][min(seen, len(self.reports[node]) - 1)]
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+
+DP = "macvtap.network.kubevirt.io/dataplane"
+ALONE = {"node": "n", "checks": [], "plugins": {DP: {"advertised": True, "ours": True, "others": []}}}
+BESIDE = {"node": "n", "checks": [], "plugins": {DP: {"advertised": True, "ours": True, "others": [
+    "/var/lib/kubelet/device-plugins/macvtap.network.kubevirt.io_dataplane"]}}}
+
+
+def test_give_back_waits_until_every_kubelet_is_connected_to_macvtap_cnis_plugin(monkeypatch) -> None:
+    """Issue 37 item 5: macvtap-cni rolled out is not registered (it registers 10 s after it starts); the agent
+    stays until each node's report says the kubelet holds upstream's plugin for all it advertises."""
+    from macvtapctl.errors import MacvtapctlError
+
+    monkeypatch.setattr(switch, "REPORT_POLL", 0.01)
+    kube = ReportsKube(["a", "b"], ["a", "b"], {"a": [ALONE, ALONE, BESIDE],
+                                                "b": [MacvtapctlError("node checks have not run yet"), BESIDE]})
+    report = Report()
+    switch._wait_registered(kube, report, NS, time.monotonic() + 10)  # type: ignore[arg-type]
+    assert report.lines == [
+        f"waiting for macvtap-cni: registered with the kubelet on 0/2 node(s), not yet on a (for {DP}), b (its "
+        "agent did not answer: node checks have not run yet)",
+        f"waiting for macvtap-cni: registered with the kubelet on 1/2 node(s), not yet on a (for {DP})",
+        "macvtap-cni is registered with the kubelet on 2/2 node(s)"]
+
+
+def test_give_back_times_out_naming_the_nodes_and_leaves_the_agent(monkeypatch) -> None:
+    monkeypatch.setattr(switch, "REPORT_POLL", 0.01)
+    kube = ReportsKube(["a", "b"], ["a", "b"], {"a": [BESIDE], "b": [ALONE]})
+    with pytest.raises(TimeoutExceeded) as caught:
+        switch._wait_registered(kube, Report(), NS, time.monotonic() + 0.2)  # type: ignore[arg-type]
+    assert caught.value.message == (f"macvtap-cni is rolled out but not registered with the kubelet on b (for {DP}); "
+                                    "the agent was left running: run uninstall --restore-upstream again")
+
+
+def test_give_back_without_pods_proxy_or_beside_an_older_agent_warns_and_goes_on() -> None:
+    from macvtapctl.errors import ForbiddenError
+
+    class Warnings(Report):
+        def __init__(self) -> None:
+            super().__init__()
+            self.warnings: list[str] = []
+
+        def warn(self, message: str) -> None:
+            self.warnings.append(message)
+
+    report = Warnings()
+    kube = ReportsKube(["a"], ["a"], {"a": [ForbiddenError("forbidden")]})
+    switch._wait_registered(kube, report, NS, time.monotonic() + 10)  # type: ignore[arg-type]
+    assert report.warnings == ["cannot verify that the kubelets serve from macvtap-cni (reading the agents' node "
+                               f"reports needs get pods/proxy in namespace {NS}): the agent leaves as macvtap-cni is "
+                               "rolled out"]
+    report = Warnings()
+    kube = ReportsKube(["a", "c"], ["a"], {"a": [{"node": "a", "checks": []}], "c": [ALONE]})
+    switch._wait_registered(kube, report, NS, time.monotonic() + 10)  # type: ignore[arg-type]
+    assert report.warnings == [
+        "cannot verify that the kubelet serves from macvtap-cni on a (its agent does not report its kubelet's "
+        "plugins: an older agent)",
+        "macvtap-cni does not run on c: macvtap is no longer served there once the agent leaves"]
+    assert report.lines == []

@@ -16,6 +16,7 @@ from grpc import aio  # noqa: TID253
 from macvtapctl.agent.deviceplugin import api_pb2 as pb
 from macvtapctl.agent.deviceplugin import api_pb2_grpc as rpc
 from macvtapctl.rules.dpconfig import Entry
+from macvtapctl.rules.plugin_sockets import OUR_PREFIX
 from macvtapctl.validate import RESOURCE_PREFIX, device_id, is_device_id
 
 log = logging.getLogger("macvtapctl.agent.dp")
@@ -25,7 +26,7 @@ HEALTHY = "Healthy"
 Allocator = Callable[[str, Entry], Awaitable[str]]  # (device ID, entry) -> host path of /dev/tapN
 
 
-SOCKET_PREFIX = "macvtapctl-"
+SOCKET_PREFIX = OUR_PREFIX  # rules/plugin_sockets.py reads the kubelet's connections to it by this name
 
 
 def socket_name(resource: str) -> str:

@@ -58,3 +58,37 @@ def test_the_nodes_are_cleaned_when_the_uninstall_template_is_ready_everywhere()
     assert waits.cleaned(rolled(ds, 3, 3, updated=2)) is None  # a node still runs the old template
     assert waits.cleaned(rolled(ds, 3, 2)) is None
     assert waits.cleaned(rolled(ds, 3, 3, observed=2)) is None  # the patch not observed yet: old counts
+
+
+DP, OTHER = "macvtap.network.kubevirt.io/dataplane", "macvtap.network.kubevirt.io/other"
+UP_SOCKET = "/var/lib/kubelet/device-plugins/macvtap.network.kubevirt.io_dataplane"
+
+
+def plugins(**by_resource: dict[str, Any]) -> dict[str, Any]:
+    return {"node": "n", "checks": [], "plugins": {r.replace("_", "/", 1): p for r, p in by_resource.items()}}
+
+
+def test_the_agent_may_leave_a_node_once_its_kubelet_holds_upstreams_plugin_for_all_it_advertises() -> None:
+    """Issue 37 item 5: rolled out is not registered. Each resource the agent advertises needs another plugin
+    the kubelet is connected to; a resource only macvtap-cni serves needs nothing from the agent."""
+    served = plugins(**{"macvtap.network.kubevirt.io_dataplane": {"advertised": True, "ours": True,
+                                                                   "others": [UP_SOCKET]},
+                        "macvtap.network.kubevirt.io_extra": {"advertised": False, "ours": False,
+                                                              "others": ["/x"]}})
+    waiting = plugins(**{"macvtap.network.kubevirt.io_dataplane": {"advertised": True, "ours": True,
+                                                                    "others": [UP_SOCKET]},
+                         "macvtap.network.kubevirt.io_other": {"advertised": True, "ours": True, "others": []}})
+    state = waits.handed_back({"a": served, "b": waiting, "c": "its agent did not answer: 503"}, ["a", "b", "c"])
+    assert not state.ok
+    assert state.lagging == [f"b (for {OTHER})", "c (its agent did not answer: 503)"]
+    assert state.summary == "registered with the kubelet on 1/3 node(s)"
+    state = waits.handed_back({"a": served, "b": served}, ["a", "b"])
+    assert state.ok and state.lagging == [] and state.summary == "registered with the kubelet on 2/2 node(s)"
+    assert waits.handed_back({}, []).ok  # no agent running: nothing of it to leave
+
+
+def test_nodes_without_macvtap_cni_or_whose_agent_cannot_say_are_not_waited_for_but_named() -> None:
+    waiting = plugins(**{"macvtap.network.kubevirt.io_dataplane": {"advertised": True, "ours": True, "others": []}})
+    old = {"node": "old", "checks": []}  # an agent older than the `plugins` field
+    state = waits.handed_back({"a": waiting, "b": old}, ["b"])
+    assert state.ok and state.uncovered == ["a"] and state.unverified == ["b"] and state.checked == 0
