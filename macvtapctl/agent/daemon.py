@@ -54,6 +54,9 @@ async def run(cfg: AgentConfig) -> None:
         reclaimed = datapath.gc(registry, owned())
         if reclaimed:
             metrics.reclaimed.inc(len(reclaimed))
+        datapath.adopt(registry)  # links attached before a take-over, or before this agent restarted
+
+    _adopt_at_start(registry)
 
     def observe_cni(command: str, result: str, seconds: float) -> None:
         metrics.cni.labels(command=command, result=result).observe(seconds)
@@ -113,6 +116,15 @@ async def run(cfg: AgentConfig) -> None:
 
 
 FIRST_ANSWER_WAIT = 3.0
+
+
+def _adopt_at_start(registry: LinkRegistry) -> None:
+    """The pods' links attached before this agent ran (by it before a restart, or by macvtap-cni before a
+    take-over): known to the hand-off from the start."""
+    try:
+        datapath.adopt(registry)
+    except Exception:  # the hand-off then knows only the links attached from now on; the agent still serves
+        log.exception("cannot read the pods' links at start")
 PROC_NET_UNIX = "/proc/net/unix"  # the node's: the agent runs in the host's network namespace
 
 

@@ -591,3 +591,25 @@ def test_a_hand_off_whose_guest_is_still_here_is_reverted(cnitool, agent, node: 
         os.close(tap)
         lan.close()
     assert run_cnitool(cnitool, agent, "del", "revert", node.pod_path).code == 0
+
+
+def test_links_another_plugin_attached_are_adopted_for_the_hand_off(node: Node) -> None:
+    """After a take-over from macvtap-cni, or an agent restart, the pods' links were attached by someone else: the
+    agent reads them from the pods' namespaces (agent/cni/datapath.adopt, at start and at each reclaim) so that the
+    hand-off knows them; a down link (handed off already) is not in the L2 domain and is left out; an entry whose
+    namespace is gone is dropped."""
+    from macvtapctl.agent.cni.datapath import adopt
+    from macvtapctl.agent.link_registry import LinkRegistry
+
+    mac, down_mac = "02:00:00:00:00:8a", "02:00:00:00:00:8b"
+    for name, address, state in (("mvtadopt0", mac, "up"), ("mvtadopt1", down_mac, "down")):
+        ip("link", "add", name, "link", node.lower, "address", address, "type", "macvtap", "mode", "bridge")
+        ip("link", "set", name, "netns", node.pod)
+        ip("-n", node.pod, "link", "set", name, "name", "net1" if state == "up" else "net2")
+        ip("-n", node.pod, "link", "set", "net1" if state == "up" else "net2", state)
+    registry = LinkRegistry()
+    registry.attach("02:00:00:00:00:8c", "/run/netns/mvt-gone-long-ago", "net1", node.lower)
+    assert adopt(registry) >= 1
+    assert registry.attached_to(mac) == (node.pod_path, "net1", node.lower)
+    assert registry.attached_to(down_mac) is None and registry.attached_to("02:00:00:00:00:8c") is None
+    assert adopt(registry) == 0  # known now: nothing adopted twice

@@ -239,8 +239,9 @@ def test_l_an_aborted_migration_leaves_the_vm_and_its_network_where_they_were(kv
             c.kubectl("delete", "vmim", "-n", POD_NS, name, "--wait=false")
 
             def ended() -> dict[str, Any] | None:
+                # KubeVirt's word for an aborted migration: abortStatus and an endTimestamp (not `completed`).
                 state = (vmi(c, "stayer") or {}).get("status", {}).get("migrationState") or {}
-                return state if state.get("completed") else None
+                return state if state.get("endTimestamp") or state.get("completed") else None
 
             state = wait_for("KubeVirt to end the aborted migration", ended, timeout=300, interval=1)
             done = time.time()

@@ -256,6 +256,48 @@ def status() -> None:
         raise CniError(cni.E_NOT_AVAILABLE, f"netlink is not usable: {exc}") from None
 
 
+NETNS_DIR = "/run/netns"  # where the container runtime bind-mounts pods' network namespaces (the agent mounts it)
+
+
+def adopt(registry: LinkRegistry, netns_dir: str = NETNS_DIR) -> int:
+    """Make the migration hand-off know every pod macvtap on this node, not only those this agent's ADD attached:
+    the links macvtap-cni attached before a take-over, and all of them after an agent restart (the registry lives
+    in memory). A link up in a pod's namespace on a node NIC is recorded as ADD records it; entries whose namespace
+    is gone (a DEL this agent never saw) are dropped. Returns how many links were adopted."""
+    if not os.path.isdir(netns_dir):
+        return 0
+    with registry.lock:
+        for mac, (path, _ifname, _lower) in list(registry.attached.items()):
+            if not os.path.exists(path):
+                del registry.attached[mac]
+    lowers = {link.index: link.name for link in host().links()}
+    adopted = 0
+    for entry in sorted(os.listdir(netns_dir)):
+        path = os.path.join(netns_dir, entry)
+        try:
+            fd = netns.open_netns(path)
+        except (OSError, netns.NotANetns):
+            continue  # gone meanwhile, or not a namespace
+        try:
+            if netns.is_host_netns(fd):
+                continue
+            with in_namespace(fd) as pod:
+                for link in pod.links():
+                    # Down: handed off already (or not yet up): not in the L2 domain, nothing to hand off.
+                    if link.kind != "macvtap" or not link.up or link.lower_index not in lowers:
+                        continue
+                    if registry.attached_to(link.mac) is None:
+                        registry.attach(link.mac, path, link.name, lowers[link.lower_index])
+                        adopted += 1
+        except Exception:  # one namespace that cannot be read must not stop the others
+            log.exception("adopt: cannot read the links in %s", path)
+        finally:
+            os.close(fd)
+    if adopted:
+        log.info("adopted %d pod link(s) this agent did not attach (for the migration hand-off)", adopted)
+    return adopted
+
+
 def gc(registry: LinkRegistry, owned: set[str] | None) -> list[str]:
     """Delete the temporary mvt* macvtap links on the node that no live pod owns (see LinkRegistry).
 
