@@ -95,7 +95,10 @@ def test_the_same_vm_runs_on_macvtap_cni_then_on_the_agent_and_back(kv_upstream:
     print(f"macvtap-cni: {upstream.row()}\nagent:       {agent.row()}")
     for moved in (upstream, agent):
         assert moved.result["macs"] == {NETWORK: {"before": mac, "after": mac}}, moved.result
-        assert [port for _, port in moved.fdb] == ["port-b"], f"the VM's MAC moved on the LAN switch: {moved.fdb}"
+        assert moved.fdb and moved.fdb[-1][1] == "port-b", f"the LAN switch does not end on node B: {moved.fdb}"
+    # The agent: the VM's MAC learnt on node B's port once. Upstream's links speak from the VM's MAC on their own
+    # (IPv6 from the kernel of the pod's namespace), so the switch may flap between the nodes: measured, not judged.
+    assert [port for _, port in agent.fdb] == ["port-b"], f"the VM's MAC moved on the LAN switch: {agent.fdb}"
     # kubevirt#5912, measured: upstream leaves the neighbour without the VM until the source pod ends; the agent's
     # hand-off gives it the LAN's gap.
     assert agent.beside_gap < upstream.beside_gap, (upstream.row(), agent.row())
