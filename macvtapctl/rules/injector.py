@@ -20,7 +20,8 @@ DEFAULT_NETWORK_ANNOTATION = "v1.multus-cni.io/default-network"  # NRI reads it 
 KNOWN = {
     "network-resources-injector-config": "network-resources-injector's (its deployments/, or the SR-IOV operator's)",
     "network-resources-injector-mutating-config": "network-resources-injector's (made by its installer)",
-    "cnv-network-resources-injector-config": "HyperConverged's network-resources-injector",
+    # HCO's netresinjector operand (controllers/handlers/netresinjector/common.go, read at its main, 03da3cf)
+    "virt-network-resources-injector-config": "HyperConverged's network-resources-injector",
 }
 NRI_SERVICE_MARK = "network-resources-injector"  # the Service every known deployment calls it through
 

@@ -199,9 +199,9 @@ def _plan_injection_gate(plan: Plan, dev: dict[str, Any], state: Gates, disabled
             raise PreconditionError(
                 f"KubeVirt {v} no longer adds the macvtap device request to VM pods ({INJECTION_GATE} is GA and its "
                 "fallback removed): without an injector every macvtap VM starts without its device and its CNI "
-                "ADD fails. Deploy network-resources-injector (k8snetworkplumbingwg/network-resources-injector; a "
-                "HyperConverged deploys it while its spec.deployment.deployNetworkResourcesInjector is not false) "
-                "and rerun with --external-injector, or run a KubeVirt before v1.10")
+                "ADD fails. Deploy network-resources-injector (macvtapctl install --injector, or "
+                "k8snetworkplumbingwg/network-resources-injector's own manifests) and rerun with "
+                "--external-injector, or run a KubeVirt before v1.10")
         plan.notes.append(f"{INJECTION_GATE} is GA on {v} (--external-injector): network-resources-injector "
                           "must add the macvtap resource request to VM pods")
         return
@@ -263,6 +263,43 @@ def hco_annotation_ops(hco: dict[str, Any]) -> list[dict[str, Any]]:
     return ops
 
 
+HCO_V1_ONLY_ANNOTATION = "hco.kubevirt.io/v1-only-fields"  # how hco.kubevirt.io/v1beta1 carries v1-only fields
+HCO_INJECTOR_FIELD = "spec.deployment.deployNetworkResourcesInjector"  # hco.kubevirt.io/v1, default true
+
+
+def hco_deploys_injector(hco: dict[str, Any]) -> bool | None:
+    """HyperConverged's own network-resources-injector switch (HCO's main after v1.18.1, read at 03da3cf: api/v1
+    hyperconverged_types.go, docs/cluster-configuration.md): the v1 field, or, read as v1beta1, the same field in
+    the v1-only-fields annotation. None when unset (HCO's default is true, but older HCO has no such operand)."""
+    value = dig(hco, "spec", "deployment", "deployNetworkResourcesInjector")
+    if value is None:
+        import json
+
+        raw = dig(hco, "metadata", "annotations", HCO_V1_ONLY_ANNOTATION)
+        try:
+            fields = json.loads(raw) if isinstance(raw, str) else {}
+        except ValueError:
+            fields = {}
+        value = fields.get("deployNetworkResourcesInjector") if isinstance(fields, dict) else None
+    return value if isinstance(value, bool) else None
+
+
+def _hco_injector_refusal(hco: dict[str, Any], version: tuple[int, int, int]) -> PreconditionError:
+    """enable on KubeVirt >= v1.10 under HyperConverged without --external-injector: HCO's own switch named. Never
+    written by us: HCO documents `false` for clusters where another injector runs, so turning it on could put two
+    injectors on one pod."""
+    v = fmt_version(version)
+    head = f"KubeVirt {v} no longer adds the macvtap device request to VM pods: an injector must"
+    if hco_deploys_injector(hco) is False:
+        return PreconditionError(
+            f"{head}, and this HyperConverged has {HCO_INJECTOR_FIELD}: false. If no other injector runs, set it "
+            "to true (hco.kubevirt.io/v1) or run macvtapctl install --injector; then rerun with --external-injector")
+    return PreconditionError(
+        f"{head}. HyperConverged deploys network-resources-injector while {HCO_INJECTOR_FIELD} is not false "
+        "(HCO after v1.18.1; its webhook is mutatingwebhookconfiguration/virt-network-resources-injector-config); "
+        "with it, or after macvtapctl install --injector, rerun with --external-injector")
+
+
 def plan_enable_hco(hco: dict[str, Any], kv: dict[str, Any], version: tuple[int, int, int], *,
                     binding_name: str = DEFAULT_BINDING, external_injector: bool = False,
                     force: bool = False) -> Plan:
@@ -272,6 +309,8 @@ def plan_enable_hco(hco: dict[str, Any], kv: dict[str, Any], version: tuple[int,
     hco_binding = dig(hco, "spec", "networkBinding", binding_name)
     view = merge_patch(kv, {"spec": {"configuration": {"network": {"binding": {
         binding_name: hco_binding if isinstance(hco_binding, dict) else None}}}}})
+    if version >= (1, 10, 0) and not external_injector:
+        raise _hco_injector_refusal(hco, version)
     kv_plan = plan_enable(view, version, binding_name=binding_name, external_injector=external_injector,
                           force=force)
     plan = Plan(notes=[*kv_plan.notes, "the KubeVirt CR is managed by HyperConverged: changing the HyperConverged "

@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import need_root
 from tests.harness.cluster import Cluster, StartFailed, lan_dhcp, running_cluster
+from tests.harness.images import injector_image
 
 
 @pytest.fixture(scope="package", autouse=True)
@@ -20,8 +21,10 @@ def _need_root() -> None:
 @pytest.fixture(scope="package")
 def kv_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     try:
-        # Two nodes (issue 38): the one-node tests pin their VMs to the first (tests/e2e_kubevirt/vms.py).
-        with running_cluster(tmp_path_factory.mktemp("kubevirt-controlplane"), kubevirt=True, nodes=2) as c:
+        # Two nodes (issue 38): the one-node tests pin their VMs to the first (tests/e2e_kubevirt/vms.py). The
+        # injector's image for test_y (install --injector on the nodes).
+        with running_cluster(tmp_path_factory.mktemp("kubevirt-controlplane"), kubevirt=True, nodes=2,
+                             images=injector_image) as c:
             yield c
     except StartFailed as exc:
         pytest.fail(str(exc), pytrace=False)

@@ -23,11 +23,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.harness.paths import NODE_SRC, REPO
+from tests.harness.paths import INJECTOR_BUILD, NODE_SRC, REPO
 
 PAUSE_IMAGE = "localhost/macvtapctl/pause:e2e"
 TEST_IMAGE = "localhost/macvtapctl/testpod:e2e"
 AGENT_IMAGE = "localhost/macvtapctl/agent:e2e"
+INJECTOR_IMAGE = "localhost/macvtapctl/network-resources-injector:e2e"
 BASE_SUITE = "bookworm"
 BASE_PACKAGES = ["python3-minimal", "libpython3.11-stdlib"]
 
@@ -152,6 +153,18 @@ def test_image(out_dir: Path) -> Path:
     files += [("tmp/.keep", b"", 0o644), ("etc/passwd", b"root:x:0:0:root:/:/bin/sh\n", 0o644)]
     return write_oci_archive(out_dir / "testpod.tar", TEST_IMAGE, [_layer(files)],
                              {"Env": ["PATH=/usr/local/bin:/bin"], "Cmd": ["sleep", "infinity"]})
+
+
+def injector_image(out_dir: Path) -> Path:
+    """network-resources-injector's webhook built unmodified from the Go module proxy (tests/injector/build.sh,
+    cached), at /usr/bin/webhook as upstream's image has it: what `install --injector --injector-image` runs on
+    the real node in place of ghcr.io's (no registry here). Static (CGO off), so nothing else is needed."""
+    build = subprocess.run(["bash", str(INJECTOR_BUILD)], check=True, capture_output=True, text=True)
+    webhook = Path(build.stdout.strip().splitlines()[-1]) / "webhook"
+    files: list[tuple[str, bytes | str | None, int]] = [("usr/bin/webhook", webhook.read_bytes(), 0o755),
+                                                        ("tmp/.keep", b"", 0o644)]
+    return write_oci_archive(out_dir / "injector.tar", INJECTOR_IMAGE, [_layer(files)],
+                             {"Env": ["PATH=/usr/bin:/bin"], "User": "10000:10000"})
 
 
 def base_layer(suite: str = BASE_SUITE, packages: Sequence[str] = BASE_PACKAGES, name: str = "agent-base") -> Path:

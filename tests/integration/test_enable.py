@@ -250,6 +250,44 @@ def test_hco_managed_kubevirt_is_configured_through_hco(cli, admin, control_plan
         control_plane.reset_kubevirt("v1.5.0")
 
 
+def test_hco_managed_kubevirt_v110_refuses_naming_hcos_injector_switch(cli, admin, control_plane, hco_crd) -> None:
+    """KubeVirt v1.10 under a HyperConverged that switched its injector off (the v1beta1 view of the v1 field): exit
+    3, one line naming the field and both ways out, nothing written; --external-injector proceeds."""
+    with control_plane.kube() as k:
+        if k.get_or_none(HYPERCONVERGED, "kubevirt-hyperconverged", "kubevirt"):
+            k.delete(HYPERCONVERGED, "kubevirt-hyperconverged", "kubevirt")
+        hco = k.create(HYPERCONVERGED, {
+            "apiVersion": "hco.kubevirt.io/v1beta1", "kind": "HyperConverged",
+            "metadata": {"name": "kubevirt-hyperconverged", "namespace": "kubevirt", "annotations": {
+                "hco.kubevirt.io/v1-only-fields": json.dumps({"deployNetworkResourcesInjector": False})}},
+            "spec": {}}, "kubevirt")
+    control_plane.reset_kubevirt("v1.10.0", metadata={"ownerReferences": [{
+        "apiVersion": "hco.kubevirt.io/v1beta1", "kind": "HyperConverged", "name": "kubevirt-hyperconverged",
+        "uid": hco["metadata"]["uid"], "controller": True}]})
+    kv_before = kv_rv(control_plane)
+    hco_before = hco["metadata"]["resourceVersion"]
+    try:
+        r = cli("--kubeconfig", admin, "enable")
+        assert r.exit_code == 3, r.stderr
+        [line] = r.stderr.strip().splitlines()
+        assert "deployNetworkResourcesInjector: false" in line and "install --injector" in line
+        assert "--external-injector" in line and "Traceback" not in r.stderr
+        with control_plane.kube() as k:
+            assert k.get(HYPERCONVERGED, "kubevirt-hyperconverged", "kubevirt")["metadata"]["resourceVersion"] \
+                == hco_before
+        assert kv_rv(control_plane) == kv_before
+        r = cli("--kubeconfig", admin, "enable", "--external-injector")
+        assert r.exit_code == 0, r.stderr
+        with control_plane.kube() as k:
+            after = k.get(HYPERCONVERGED, "kubevirt-hyperconverged", "kubevirt")
+        assert after["spec"]["networkBinding"] == {"macvtap": {"domainAttachmentType": "tap"}}
+        assert "deployment" not in after["spec"]  # HCO's switch is read, never written
+    finally:
+        with control_plane.kube() as k:
+            k.delete(HYPERCONVERGED, "kubevirt-hyperconverged", "kubevirt")
+        control_plane.reset_kubevirt("v1.5.0")
+
+
 def _vm(name: str, binding: str) -> dict:
     return {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": {"name": name, "namespace": "default"},
             "spec": {"runStrategy": "Halted", "template": {"spec": {

@@ -20,7 +20,7 @@ def mwc(name: str, service: str | None = None, labels: dict[str, str] | None = N
 @pytest.mark.parametrize(("name", "whose"), [
     ("network-resources-injector-config", "SR-IOV operator"),
     ("network-resources-injector-mutating-config", "installer"),
-    ("cnv-network-resources-injector-config", "HyperConverged"),
+    ("virt-network-resources-injector-config", "HyperConverged"),
 ])
 def test_known_injectors_are_found_by_name_and_named(name: str, whose: str) -> None:
     [found] = rules.injectors([mwc(name), mwc("cert-manager-webhook", "cert-manager")], m.NAME)

@@ -198,3 +198,28 @@ def test_from_v110_enable_requires_an_injector_and_never_relies_on_disabled_gate
     assert kvplan.gates_of(listed, version).injection_on  # the listing does nothing there
     warned = kvplan.plan_enable(listed, version, external_injector=True)
     assert any("does nothing" in w for w in warned.warnings)
+
+
+@pytest.mark.parametrize(("hco_obj", "expect"), [
+    ({"spec": {}}, "while spec.deployment.deployNetworkResourcesInjector is not false"),
+    ({"spec": {"deployment": {"deployNetworkResourcesInjector": False}}}, "deployNetworkResourcesInjector: false"),
+    # read as hco.kubevirt.io/v1beta1, HCO carries the v1-only field in an annotation
+    ({"metadata": {"annotations": {kvplan.HCO_V1_ONLY_ANNOTATION: '{"deployNetworkResourcesInjector": false}'}},
+      "spec": {}}, "deployNetworkResourcesInjector: false"),
+])
+def test_from_v110_under_hyperconverged_enable_names_hcos_injector_switch(hco_obj, expect) -> None:
+    """Under HCO the refusal names HCO's own switch (read, never written: `false` is HCO's documented setting where
+    another injector runs) and install --injector; --external-injector proceeds and writes no injector field."""
+    with pytest.raises(PreconditionError) as err:
+        kvplan.plan_enable_hco(hco_obj, kv(), (1, 10, 0))
+    assert expect in str(err.value) and "--external-injector" in str(err.value)
+    assert "install --injector" in str(err.value)
+    plan = kvplan.plan_enable_hco(hco_obj, kv(), (1, 10, 0), external_injector=True)
+    assert "deployment" not in (plan.patch.get("spec") or {}) and plan.patch["spec"]["networkBinding"]
+
+
+def test_hco_injector_switch_reads_the_v1_field_and_the_v1beta1_annotation() -> None:
+    assert kvplan.hco_deploys_injector({"spec": {"deployment": {"deployNetworkResourcesInjector": True}}}) is True
+    assert kvplan.hco_deploys_injector({"spec": {}}) is None
+    bad = {"metadata": {"annotations": {kvplan.HCO_V1_ONLY_ANNOTATION: "{oops"}}}
+    assert kvplan.hco_deploys_injector(bad) is None
