@@ -18,7 +18,6 @@ import http.client
 import json
 import logging
 import os
-import ssl
 import threading
 import urllib.parse
 from collections.abc import Callable
@@ -26,17 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from macvtapctl import __version__, identity
+from macvtapctl import identity
+from macvtapctl.agent.apiserver import ApiUnavailable, InCluster
 
 log = logging.getLogger("macvtapctl.agent.config")
 WATCH_SECONDS = 240  # the server ends each watch after this; the next starts from the last version seen
 READ_TIMEOUT = WATCH_SECONDS + 30  # a connection silent for longer than the server's own limit is dead
 MAX_LINE = 4 * 1024 * 1024  # one watch event: a ConfigMap is at most 1 MiB, JSON-escaped
 RETRY_MIN, RETRY_MAX = 1.0, 30.0
-
-
-class ApiUnavailable(Exception):
-    """The API server cannot be asked (unreachable, refused, forbidden, or an answer that is not an object)."""
 
 
 @dataclass(frozen=True)
@@ -62,9 +58,7 @@ class ConfigMapWatch(threading.Thread):
                  sa_dir: str = identity.SERVICE_ACCOUNT_DIR, server: tuple[str, int] | None = None) -> None:
         super().__init__(name="configmap-watch", daemon=True)
         self.namespace, self.name, self.key, self.on_change = namespace, name, key, on_change
-        self.sa_dir = Path(sa_dir)
-        self.server = server or (os.environ.get("KUBERNETES_SERVICE_HOST", ""),
-                                 int(os.environ.get("KUBERNETES_SERVICE_PORT", "443")))
+        self.api = InCluster(Path(sa_dir), server) if server else InCluster(Path(sa_dir))
         self._lock = threading.Lock()
         self._seen = Seen(listed=False, healthy=False, raw=None, why="not listed yet")
         self._stopping = threading.Event()
@@ -193,28 +187,14 @@ class ConfigMapWatch(threading.Thread):
 
     # -- HTTP --
     def _get(self, path: str, *, timeout: float) -> http.client.HTTPResponse:
-        # Read on each connection: the kubelet rotates the projected token (and the CA bundle may change).
-        try:
-            token = (self.sa_dir / "token").read_text().strip()
-            ctx = ssl.create_default_context(cafile=str(self.sa_dir / "ca.crt"))
-        except (OSError, ssl.SSLError) as exc:
-            raise ApiUnavailable(f"the service-account token or CA cannot be read: {exc}") from None
-        host, port = self.server
         self._close()
-        conn = http.client.HTTPSConnection(host, port, context=ctx, timeout=timeout)
-        self._conn = conn
         try:
-            conn.request("GET", path, headers={"Authorization": f"Bearer {token}", "Accept": "application/json",
-                                               "User-Agent": f"macvtapctl-agent/{__version__}"})
-            resp = conn.getresponse()
-        except (OSError, http.client.HTTPException) as exc:
-            raise ApiUnavailable(f"{host}:{port}: {exc}") from None
-        if resp.status != 200:
-            detail = _message(resp)
-            if resp.status == 403:
+            self._conn, resp = self.api.connect("GET", path, timeout=timeout)
+        except ApiUnavailable as exc:
+            if exc.status == 403:
                 raise ApiUnavailable(f"forbidden: the agent's Role must allow get, list and watch on "
-                                     f"configmaps/{self.name} in namespace {self.namespace} ({detail})")
-            raise ApiUnavailable(f"HTTP {resp.status}: {detail}")
+                                     f"configmaps/{self.name} in namespace {self.namespace} ({exc})") from None
+            raise
         return resp
 
     def _close(self) -> None:
@@ -231,11 +211,3 @@ def _object(body: bytes) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise ApiUnavailable("the API server's answer is not an object")
     return doc
-
-
-def _message(resp: http.client.HTTPResponse) -> str:
-    try:
-        doc = json.loads(resp.read(64 * 1024))
-    except (ValueError, OSError, http.client.HTTPException):
-        return resp.reason
-    return str(doc.get("message") or resp.reason) if isinstance(doc, dict) else resp.reason

@@ -62,7 +62,7 @@ async def run(cfg: AgentConfig) -> None:
         metrics.cni.labels(command=command, result=result).observe(seconds)
 
     server = CniServer(cfg.cni_socket, handle, workers=cfg.workers, observe=observe_cni)
-    handoff, handoff_off = _handoff(registry, metrics.handoffs.inc, metrics.handoffs_reverted.inc)
+    handoff, handoff_off = _handoff(cfg, registry, metrics.handoffs.inc, metrics.handoffs_reverted.inc)
     watch = _configmap_watch(cfg)
     source = ConfigSource(path=cfg.config_file, api=watch, on_read=metrics.config_read)
     manager = None
@@ -142,7 +142,19 @@ def kubelet_plugins(plugin_dir: str, advertised: list[str], proc_net_unix: str =
     return of(text, plugin_dir, advertised)
 
 
-def _handoff(registry: LinkRegistry, count: Callable[[], None], count_revert: Callable[[], None]
+def _event_recorder(cfg: AgentConfig) -> Any:
+    """The hand-off's Events on VMIs (agent/events.py), where the pod has its service-account token."""
+    from macvtapctl.agent.configmap_watch import in_cluster_available
+    from macvtapctl.agent.events import EventRecorder
+
+    if not in_cluster_available():
+        return None
+    recorder = EventRecorder(cfg.node_name)
+    recorder.start()
+    return recorder
+
+
+def _handoff(cfg: AgentConfig, registry: LinkRegistry, count: Callable[[], None], count_revert: Callable[[], None]
              ) -> tuple[Any, str | None]:
     """The migration hand-off (agent/handoff.py), or None and why not (said once, and in the node report) where
     packet sockets are refused."""
@@ -154,6 +166,9 @@ def _handoff(registry: LinkRegistry, count: Callable[[], None], count_revert: Ca
         why = f"cannot open a packet socket ({exc}; the agent needs NET_RAW)"
         log.warning("no migration hand-off on this node: %s", why)
         return None, why
+    recorder = _event_recorder(cfg)  # a daemon thread: it ends with the agent
+    if recorder is not None:
+        handoff.tell = recorder.tell
     handoff.start()
     return handoff, None
 

@@ -44,6 +44,10 @@ WATCH_EVERY = 0.2  # seconds between reads of the watched links' counters
 RECENT = 32  # hand-offs and reverts kept for the node report
 
 
+HANDOFF, REVERTED = "MacvtapHandOff", "MacvtapHandOffReverted"  # the Events' reasons
+Tell = Callable[[tuple[str, str] | None, str, str], None]  # (pod namespace and name, reason, message)
+
+
 class Links(Protocol):
     """What the hand-off does to a pod's macvtap (by its pod namespace, name and MAC, which must still match)."""
 
@@ -73,9 +77,10 @@ class HandOff(threading.Thread):
     turns out to be still here)."""
 
     def __init__(self, registry: LinkRegistry, links: Links, on_handoff: Callable[[], None] = lambda: None,
-                 on_revert: Callable[[], None] = lambda: None) -> None:
+                 on_revert: Callable[[], None] = lambda: None, tell: Tell = lambda pod, reason, text: None) -> None:
         super().__init__(name="handoff", daemon=True)
         self.registry, self.links, self.on_handoff, self.on_revert = registry, links, on_handoff, on_revert
+        self.tell = tell  # an Event for the pod's VMI (agent/events.py); never blocks
         self.watched: dict[tuple[str, str], Watched] = {}
         self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=RECENT)
         self.socks = [socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(proto))
@@ -113,6 +118,9 @@ class HandOff(threading.Thread):
         self.watched[(netns, ifname)] = Watched(mac, netns, ifname, lower, dropped, time.monotonic())
         self._event("handoff", mac, netns, ifname)
         self.on_handoff()
+        self.tell(self.registry.pod_of(netns), HANDOFF,
+                  f"{mac} announced from the LAN on {interface}: the VM runs on another node now, so this node set "
+                  f"its source link {ifname} down (this node's other VMs reach it there)")
         log.info("hand-off: %s announced from the LAN on %s (the VM runs on another node now): %s in %s set "
                  "down, so this node's other VMs reach it there", mac, interface, ifname, netns)
 
@@ -129,6 +137,11 @@ class HandOff(threading.Thread):
                 self.registry.attach(w.mac, w.netns, w.ifname, w.lower)
                 self._event("reverted", w.mac, w.netns, w.ifname)
                 self.on_revert()
+                self.tell(self.registry.pod_of(w.netns), REVERTED,
+                          f"hand-off undone: the guest still writes to {w.ifname} on this node "
+                          f"({now - w.dropped} frames to the down link), so it is up again with {w.mac}: the "
+                          "announcement came from elsewhere (a duplicate MAC on the LAN, or a migration that failed "
+                          "after its guest announced)")
                 log.warning("hand-off reverted: %s in %s is up again — its guest still runs on this node (%d frames "
                             "written to the down link in %.1fs): the announcement of %s came from elsewhere, a "
                             "duplicate MAC on the LAN or a migration that failed after it", w.ifname, w.netns,

@@ -35,10 +35,26 @@ class LinkRegistry:
     # The links ADD attached, by the MAC it gave them: (pod netns path, interface name, lower device). The
     # hand-off (agent/handoff.py) looks a MAC announced from the LAN on that lower device up here.
     attached: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    # The pod (namespace, name) of each netns path, as the CNI ADD named it: the hand-off's Events say whose VM
+    # moved (agent/events.py). Unknown for links adopted from another plugin.
+    pods: dict[str, tuple[str, str]] = field(default_factory=dict)
 
-    def attach(self, mac: str, netns: str, ifname: str, lower: str) -> None:
+    def attach(self, mac: str, netns: str, ifname: str, lower: str, pod: tuple[str, str] | None = None) -> None:
         with self.lock:
             self.attached[mac.lower()] = (netns, ifname, lower)
+            if pod is not None:
+                self.pods[netns] = pod
+
+    def pod_of(self, netns: str) -> tuple[str, str] | None:
+        with self.lock:
+            return self.pods.get(netns)
+
+    def forget_netns(self, netns: str) -> None:
+        """Its namespace is gone: nothing of it is kept."""
+        with self.lock:
+            self.pods.pop(netns, None)
+            for mac in [m for m, where in self.attached.items() if where[0] == netns]:
+                del self.attached[mac]
 
     def detach(self, netns: str, ifname: str) -> None:
         with self.lock:

@@ -96,6 +96,21 @@ def role_binding(opts: InstallOptions) -> dict[str, Any]:
             "subjects": [{"kind": "ServiceAccount", "name": identity.AGENT_NAME, "namespace": opts.namespace}]}
 
 
+def cluster_role() -> dict[str, Any]:
+    """Create Events, in any namespace (a VMI's is anyone's): the migration hand-off says on the VMI when it took
+    the source link out of the L2 domain, or had to put it back (agent/events.py). Nothing else cluster-wide."""
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": identity.AGENT_NAME, "labels": dict(identity.LABELS)},
+            "rules": [{"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}]}
+
+
+def cluster_role_binding(opts: InstallOptions) -> dict[str, Any]:
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": identity.AGENT_NAME, "labels": dict(identity.LABELS)},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": identity.AGENT_NAME},
+            "subjects": [{"kind": "ServiceAccount", "name": identity.AGENT_NAME, "namespace": opts.namespace}]}
+
+
 TOKEN_SECONDS = 3607  # the kubelet rotates the token at 80% of its life; the agent reads it on each connection
 
 
@@ -213,7 +228,8 @@ SHARED_KINDS = ("Namespace", "ConfigMap")
 def objects(opts: InstallOptions) -> list[dict[str, Any]]:
     """Every object install writes for the agent, in the order it applies them (each after what it refers to);
     uninstall deletes them in reverse."""
-    return [namespace(opts), service_account(opts), role(opts), role_binding(opts), configmap(opts), daemonset(opts)]
+    return [namespace(opts), service_account(opts), role(opts), role_binding(opts), cluster_role(),
+            cluster_role_binding(opts), configmap(opts), daemonset(opts)]
 
 
 def own_objects(opts: InstallOptions) -> list[dict[str, Any]]:

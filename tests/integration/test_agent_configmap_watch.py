@@ -160,3 +160,50 @@ def test_one_list_is_what_agent_check_reads(control_plane, agent_identity) -> No
     assert seen.listed and seen.healthy and seen.raw == ONE
     refused = ConfigMapWatch(NS, "other", KEY, lambda: None, sa_dir=str(agent_identity), server=server).list_once()
     assert not refused.listed and "forbidden" in refused.why
+
+
+def test_the_handoffs_event_reaches_the_vmi_with_the_agents_cluster_role_and_nothing_without_it(
+        control_plane: Any, agent_identity: Path) -> None:
+    """agent/events.py through the agent's own door (agent/apiserver.py): with the ClusterRole install writes (create
+    events, nothing else cluster-wide) the hand-off's Event lands in the VMI's namespace, about the VMI; before the
+    binding exists the POST is refused and said, and nothing blocks."""
+    from macvtapctl.agent import events
+    from macvtapctl.agent.apiserver import InCluster
+    from macvtapctl.agent.handoff import HANDOFF
+    from macvtapctl.kube.resources import CLUSTER_ROLE, CLUSTER_ROLE_BINDING, EVENT
+
+    url = urllib.parse.urlsplit(control_plane.server)
+    api = InCluster(agent_identity, (str(url.hostname), int(url.port or 0)))
+    opts = agentm.InstallOptions(namespace=NS, configmap=CM)
+    pod = (NS, "virt-launcher-mover-x7k2p")
+
+    def post(text: str) -> events.EventRecorder:
+        rec = events.EventRecorder("node-a", api)
+        rec.start()
+        rec.tell(pod, HANDOFF, text)
+        rec.stop()
+        rec.join(timeout=20)
+        assert not rec.is_alive()
+        return rec
+
+    refused = post("refused")
+    assert refused.posted == 0 and "forbidden" in refused._said
+    with control_plane.kube() as k:
+        k.create(CLUSTER_ROLE, agentm.cluster_role())
+        k.create(CLUSTER_ROLE_BINDING, agentm.cluster_role_binding(opts))
+    try:
+        import time
+
+        deadline = time.monotonic() + 10  # RBAC's cache takes a moment to see the new binding
+        while post("set down").posted == 0:
+            assert time.monotonic() < deadline, "the agent's ClusterRole did not allow the Event"
+            time.sleep(0.5)
+        with control_plane.kube() as k:
+            found = [e for e in k.list(EVENT, NS) if e.get("reason") == HANDOFF]
+        assert [(e["involvedObject"]["kind"], e["involvedObject"]["name"], e["message"]) for e in found] == [
+            ("VirtualMachineInstance", "mover", "set down")]
+        assert found[0]["source"] == {"component": "macvtapctl-agent", "host": "node-a"}
+    finally:
+        with control_plane.kube() as k:
+            k.delete(CLUSTER_ROLE_BINDING, identity.AGENT_NAME)
+            k.delete(CLUSTER_ROLE, identity.AGENT_NAME)

@@ -34,5 +34,15 @@ def test_the_agents_objects_are_listed_once_the_shared_ones_apart() -> None:
     opts = agentm.InstallOptions(namespace="ns", configmap="cm")
     assert [(o["kind"], o["metadata"]["name"]) for o in agentm.objects(opts)] == [
         ("Namespace", "ns"), ("ServiceAccount", identity.AGENT_NAME), ("Role", identity.AGENT_NAME),
-        ("RoleBinding", identity.AGENT_NAME), ("ConfigMap", "cm"), ("DaemonSet", identity.AGENT_NAME)]
-    assert [o["kind"] for o in agentm.own_objects(opts)] == ["ServiceAccount", "Role", "RoleBinding", "DaemonSet"]
+        ("RoleBinding", identity.AGENT_NAME), ("ClusterRole", identity.AGENT_NAME),
+        ("ClusterRoleBinding", identity.AGENT_NAME), ("ConfigMap", "cm"), ("DaemonSet", identity.AGENT_NAME)]
+    assert [o["kind"] for o in agentm.own_objects(opts)] == ["ServiceAccount", "Role", "RoleBinding", "ClusterRole",
+                                                              "ClusterRoleBinding", "DaemonSet"]
+
+
+def test_the_agents_only_cluster_wide_right_is_creating_events() -> None:
+    """Least privilege: the hand-off's Events on VMIs in any namespace, nothing else cluster-wide."""
+    opts = agentm.InstallOptions(namespace="ns")
+    assert agentm.cluster_role()["rules"] == [{"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}]
+    binding = agentm.cluster_role_binding(opts)
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": identity.AGENT_NAME, "namespace": "ns"}]

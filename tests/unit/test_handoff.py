@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import collections
 
-from macvtapctl.agent.handoff import RECENT, REVERT_AFTER, HandOff
+from macvtapctl.agent.handoff import HANDOFF, RECENT, REVERT_AFTER, REVERTED, HandOff
 from macvtapctl.agent.link_registry import LinkRegistry
 
 MAC = "02:00:00:00:00:aa"
 WHERE = ("/run/netns/pod", "net1")
+POD = ("vms", "virt-launcher-mover-x7k2p")  # as the CNI ADD named it
 
 
 class FakeLinks:
@@ -37,13 +38,15 @@ class FakeLinks:
 
 def watcher(present: bool = True) -> tuple[HandOff, LinkRegistry, FakeLinks, list[str]]:
     registry = LinkRegistry()
-    registry.attach(MAC.upper(), *WHERE, "eth1")
+    registry.attach(MAC.upper(), *WHERE, "eth1", POD)
     links = FakeLinks(present)
     counted: list[str] = []
     h = HandOff.__new__(HandOff)  # no packet sockets: only the decisions are under test
     h.registry, h.links = registry, links
     h.on_handoff, h.on_revert = (lambda: counted.append("handoff")), (lambda: counted.append("reverted"))
     h.watched, h.events = {}, collections.deque(maxlen=RECENT)
+    h.told = []  # type: ignore[attr-defined]
+    h.tell = lambda pod, reason, text: h.told.append((pod, reason, text))  # type: ignore[attr-defined]
     return h, registry, links, counted
 
 
@@ -55,6 +58,8 @@ def test_an_announcement_on_the_links_own_nic_sets_it_down_once() -> None:
     h.seen(MAC, "eth1")
     assert len(links.calls) == 1
     assert [e["event"] for e in h.recent()] == ["handoff"] and h.recent()[0]["mac"] == MAC
+    [(pod, reason, text)] = h.told  # type: ignore[attr-defined]
+    assert pod == POD and reason == HANDOFF and MAC in text and "net1" in text
 
 
 def test_other_nics_and_other_macs_change_nothing() -> None:
@@ -62,6 +67,7 @@ def test_other_nics_and_other_macs_change_nothing() -> None:
     h.seen(MAC, "e2eshim")  # the node's macvlan shim receives the VM's frames locally
     h.seen("02:00:00:00:00:bb", "eth1")
     assert links.calls == [] and counted == [] and registry.attached_to(MAC) is not None and h.recent() == []
+    assert h.told == []  # type: ignore[attr-defined]
 
 
 def test_a_link_that_is_gone_stays_known_and_uncounted() -> None:
@@ -96,5 +102,6 @@ def test_a_guest_still_writing_to_its_down_link_gets_it_back() -> None:
     assert links.is_up and links.calls[-1] == ("up", *WHERE, MAC) and counted == ["handoff", "reverted"]
     assert registry.attached_to(MAC) == (*WHERE, "eth1") and h.watched == {}
     assert [e["event"] for e in h.recent()] == ["handoff", "reverted"]
+    assert [(pod, reason) for pod, reason, _ in h.told] == [(POD, HANDOFF), (POD, REVERTED)]  # type: ignore[attr-defined]
     h.seen(MAC, "eth1")  # known again: the next announcement is acted on
     assert not links.is_up and counted[-1] == "handoff"

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from macvtapctl import validate
 from macvtapctl.agent import link_name
 from macvtapctl.agent.cni import protocol as cni
 from macvtapctl.agent.cni.protocol import CniError, Request
@@ -58,10 +59,20 @@ def add(req: Request, registry: LinkRegistry, *, tap_dir: str = "/dev") -> dict[
             result, mac, lower = _add(req, tmp, fd, tap_dir)
         finally:
             os.close(fd)
-        registry.attach(mac, req.netns, req.ifname, lower)
+        registry.attach(mac, req.netns, req.ifname, lower, pod_of(req))
         return result
     finally:
         registry.release(tmp)
+
+
+def pod_of(req: Request) -> tuple[str, str] | None:
+    """The pod the runtime names in CNI_ARGS (K8S_POD_NAMESPACE, K8S_POD_NAME), when both are Kubernetes names:
+    used only to say whose link the hand-off moved (agent/events.py)."""
+    ns, name = req.args.get("K8S_POD_NAMESPACE", ""), req.args.get("K8S_POD_NAME", "")
+    if len(ns) <= 63 and validate.DNS1123_LABEL.match(ns) and len(name) <= 253 and \
+            validate.DNS1123_SUBDOMAIN.match(name):
+        return ns, name
+    return None
 
 
 def _add(req: Request, tmp: str, fd: int, tap_dir: str) -> tuple[dict[str, Any], str, str]:
@@ -267,9 +278,10 @@ def adopt(registry: LinkRegistry, netns_dir: str = NETNS_DIR) -> int:
     if not os.path.isdir(netns_dir):
         return 0
     with registry.lock:
-        for mac, (path, _ifname, _lower) in list(registry.attached.items()):
-            if not os.path.exists(path):
-                del registry.attached[mac]
+        gone = {path for path, _ifname, _lower in registry.attached.values() if not os.path.exists(path)}
+        gone |= {path for path in registry.pods if not os.path.exists(path)}
+    for path in gone:
+        registry.forget_netns(path)
     lowers = {link.index: link.name for link in host().links()}
     adopted = 0
     for entry in sorted(os.listdir(netns_dir)):
