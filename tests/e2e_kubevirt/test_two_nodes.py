@@ -196,6 +196,11 @@ def test_k_a_vm_migrates_with_its_network_and_back(kv_cluster: Cluster, lan_dhcp
     assert [n["mac"] for n in netstatus if n["name"].endswith(f"/{NETWORK}")] == [mac], netstatus
     agent_log = c.kubectl("logs", "-n", AGENT_NS, c.agent_pod(NODE_NAME)["metadata"]["name"]).out
     assert f"hand-off: {mac} announced from the LAN" in agent_log, agent_log[-2000:]
+    # ...and on the VMI, where `kubectl describe vmi` shows it beside KubeVirt's own migration events.
+    told = wait_for("node A's agent's MacvtapHandOff Event on the VMI", lambda: handoff_events(c, "mover"), timeout=30)
+    assert [(e["reason"], e["type"], e["source"].get("host")) for e in told] == [
+        ("MacvtapHandOff", "Normal", NODE_NAME)], told
+    assert mac in told[0]["message"], told
     found = {f["id"] for f in doctor_findings(c.mvc("doctor", "-A", "-o", "json", check=False))}
     assert not found & {"migration-source-up", "migration-handoff-off"}, found  # node A's link left the L2 domain
     wait_for(f"no link with {mac} left on node A", lambda: not links_with_mac(mac), timeout=60)
@@ -205,6 +210,14 @@ def test_k_a_vm_migrates_with_its_network_and_back(kv_cluster: Cluster, lan_dhcp
     assert lan_ping(lease["ip"]), "the LAN lost the VM after it came back"
     c.kubectl("delete", "pod", "-n", POD_NS, "neighbour", "--wait=true", timeout=120)
     c.kubectl("delete", "vm", "-n", POD_NS, "mover", "--wait=true", timeout=180)
+
+
+def handoff_events(c: Cluster, vmi: str) -> list[dict[str, Any]]:
+    """The agent's hand-off Events about the VMI (agent/events.py)."""
+    listed = json.loads(c.kubectl("get", "events", "-n", POD_NS, "--field-selector",
+                                  f"involvedObject.kind=VirtualMachineInstance,involvedObject.name={vmi}",
+                                  "-o", "json").out)["items"]
+    return [e for e in listed if e.get("reason", "").startswith("MacvtapHandOff")]
 
 
 SLOW = {"apiVersion": "migrations.kubevirt.io/v1alpha1", "kind": "MigrationPolicy", "metadata": {"name": "e2e-slow"},
@@ -262,6 +275,7 @@ def test_l_an_aborted_migration_leaves_the_vm_and_its_network_where_they_were(kv
         assert lan_ping(lease["ip"]), "the LAN cannot reach the VM after the abort"
         agent_log = c.kubectl("logs", "-n", AGENT_NS, c.agent_pod(NODE_NAME)["metadata"]["name"]).out
         assert f"hand-off: {mac}" not in agent_log, agent_log[-2000:]
+        assert handoff_events(c, "stayer") == []  # nothing to say on the VMI either
         wait_for("the target pod on node B to end", lambda: not [
             p for p in launcher_pods(c, "stayer") if p["spec"].get("nodeName") == NODE_B
             and p["status"].get("phase") in ("Pending", "Running")], timeout=120, interval=1)

@@ -10,6 +10,8 @@ import yaml
 
 from macvtapctl.errors import ExitCode
 from macvtapctl.kube.resources import (
+    CLUSTER_ROLE,
+    CLUSTER_ROLE_BINDING,
     CONFIGMAP,
     DAEMONSET,
     NAD,
@@ -29,7 +31,8 @@ NS = "macvtap"
 CM = "macvtap-deviceplugin-config"
 AGENT = "macvtapctl-agent"
 OBJECTS = [(NAMESPACE, NS, None), (SERVICE_ACCOUNT, AGENT, NS), (ROLE, AGENT, NS), (ROLE_BINDING, AGENT, NS),
-           (CONFIGMAP, CM, NS), (DAEMONSET, AGENT, NS)]
+           (CLUSTER_ROLE, AGENT, None), (CLUSTER_ROLE_BINDING, AGENT, None), (CONFIGMAP, CM, NS),
+           (DAEMONSET, AGENT, NS)]
 
 
 @pytest.fixture(autouse=True)
@@ -63,10 +66,12 @@ def test_install_is_accepted_strictly_and_idempotent(cli, admin, control_plane) 
     assert r.exit_code == 0, r.stderr
     for label in ("namespace/macvtap", "serviceaccount/macvtapctl-agent", "role.rbac.authorization.k8s.io/"
                   "macvtapctl-agent", "rolebinding.rbac.authorization.k8s.io/macvtapctl-agent",
+                  "clusterrole.rbac.authorization.k8s.io/macvtapctl-agent",
+                  "clusterrolebinding.rbac.authorization.k8s.io/macvtapctl-agent",
                   "configmap/macvtap-deviceplugin-config", "daemonset.apps/macvtapctl-agent"):
         # (the Role and its binding do not depend on the flags: an earlier test's install may have made them)
         assert any(f"{label} {word}" in r.stderr for word in ("created", "configured") + (
-            ("unchanged",) if label.startswith("role") else ())), (label, r.stderr)
+            ("unchanged",) if label.startswith(("role", "clusterrole")) else ())), (label, r.stderr)
     with control_plane.kube() as k:
         ds = k.get(DAEMONSET, AGENT, NS)
         cm = k.get(CONFIGMAP, CM, NS)
@@ -122,11 +127,11 @@ def test_existing_configmap_survives_install(cli, admin, control_plane) -> None:
 def test_dry_runs(cli, admin, control_plane) -> None:
     r = cli("--kubeconfig", admin, "install", "--dry-run=client", "-o", "yaml")
     docs = list(yaml.safe_load_all(r.stdout))
-    assert [d["kind"] for d in docs] == ["Namespace", "ServiceAccount", "Role", "RoleBinding", "ConfigMap",
-                                         "DaemonSet"]
+    assert [d["kind"] for d in docs] == ["Namespace", "ServiceAccount", "Role", "RoleBinding", "ClusterRole",
+                                         "ClusterRoleBinding", "ConfigMap", "DaemonSet"]
     r = cli("--kubeconfig", admin, "install", "--dry-run=server")
     assert r.exit_code == 0, r.stderr
-    assert r.stderr.count("(server dry run)") == 6
+    assert r.stderr.count("(server dry run)") == 8
     with control_plane.kube() as k:
         assert k.get_or_none(DAEMONSET, AGENT, NS) is None
 
@@ -365,6 +370,7 @@ def test_uninstall_removes_exactly_what_install_made(cli, admin, control_plane) 
     after = resource_versions(control_plane, OBJECTS)
     assert after[f"daemonsets/{NS}/{AGENT}"] is None and after[f"serviceaccounts/{NS}/{AGENT}"] is None
     assert after[f"roles/{NS}/{AGENT}"] is None and after[f"rolebindings/{NS}/{AGENT}"] is None
+    assert after[f"clusterroles/None/{AGENT}"] is None and after[f"clusterrolebindings/None/{AGENT}"] is None
     assert after[f"configmaps/{NS}/{CM}"] is not None and after[f"namespaces/None/{NS}"] is not None
     with control_plane.kube() as k:
         st = k.get(NODE, "node-a")["status"]

@@ -102,6 +102,8 @@ def test_take_over_plan_is_validated_by_the_server_and_writes_nothing(cli, admin
                      "serviceaccount/macvtapctl-agent created (server dry run)",
                      "role.rbac.authorization.k8s.io/macvtapctl-agent created (server dry run)",
                      "rolebinding.rbac.authorization.k8s.io/macvtapctl-agent created (server dry run)",
+                     "clusterrole.rbac.authorization.k8s.io/macvtapctl-agent created (server dry run)",
+                     "clusterrolebinding.rbac.authorization.k8s.io/macvtapctl-agent created (server dry run)",
                      "daemonset.apps/macvtapctl-agent created (server dry run)",
                      "daemonset.apps/macvtap-cni deleted (server dry run)"]
     assert resource_versions(control_plane, WATCHED) == before
