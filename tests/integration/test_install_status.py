@@ -98,7 +98,7 @@ def test_install_is_accepted_strictly_and_idempotent(cli, admin, control_plane) 
     r = cli("--kubeconfig", admin, "install", "--image", "registry.example/macvtapctl:v1", "--node-selector",
             "macvtap=yes", "--toleration", "dedicated=vm:NoSchedule")
     assert r.exit_code == 0
-    assert [line.split()[-1] for line in r.stderr.splitlines()] == ["unchanged"] * 6
+    assert [line.split()[-1] for line in r.stderr.splitlines()] == ["unchanged"] * 8
     assert resource_versions(control_plane, OBJECTS) == before
 
 
