@@ -91,7 +91,14 @@ class DPAgent:
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
         self.proc.send_signal(sig)
-        return self.proc.wait(timeout=20)
+        try:
+            return self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            # Seen once (2026-12-07, right after the integration suite): say what the agent was doing.
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"the agent did not exit within 20 s of signal {sig}; its log:\n"
+                                 f"{self.log()[-6000:]}") from None
 
 
 @pytest.fixture
