@@ -158,13 +158,13 @@ def lan_ping(ip: str, timeout: float = 30) -> bool:
 NEIGHBOUR_IP = "198.51.100.30"  # static, outside the LAN's DHCP range
 
 
-def neighbour_pod(c: Cluster, name: str, node: str) -> dict[str, Any]:
+def neighbour_pod(c: Cluster, name: str, node: str, ip: str = NEIGHBOUR_IP) -> dict[str, Any]:
     """A pod on `node` with a macvtap NIC on the LAN (NETWORK) and a static address: a VM's neighbour on its NIC."""
     pod = {"apiVersion": "v1", "kind": "Pod",
            "metadata": {"name": name, "namespace": POD_NS, "annotations": {"k8s.v1.cni.cncf.io/networks": NETWORK}},
            "spec": {"nodeName": node, "terminationGracePeriodSeconds": 0, "containers": [{
                "name": "main", "image": TEST_IMAGE, "imagePullPolicy": "Never",
-               "command": ["sh", "-c", f"ip addr add {NEIGHBOUR_IP}/24 dev net1 && sleep 3600"],
+               "command": ["sh", "-c", f"ip addr add {ip}/24 dev net1 && sleep 3600"],
                "securityContext": {"capabilities": {"add": ["NET_ADMIN", "NET_RAW"]}},
                "resources": {"limits": {RESOURCE: "1"}}}]}}
     path = Path(c.node.dir) / f"{name}.json"
@@ -212,6 +212,18 @@ def pid_of(c: Cluster, pod: dict[str, Any], container: str = "main") -> int:
     return c.node.container_pid(status["containerID"])
 
 
+def in_pod_netns(c: Cluster, pod: dict[str, Any]) -> list[str]:
+    """The command prefix that runs a host program in the pod's network namespace, on either node (node B's
+    containerd reports PIDs of its own PID namespace: entered first)."""
+    if pod["spec"].get("nodeName") != NODE_B:
+        return ["nsenter", f"--net=/proc/{pid_of(c, pod)}/ns/net"]
+    assert c.second is not None
+    cid = pod["status"]["containerStatuses"][0]["containerID"].removeprefix("containerd://")
+    tasks = c.second.ctr(Path(c.node.state["node_bin"]), "tasks", "ls").stdout.splitlines()[1:]
+    pid = next(int(f[1]) for f in (line.split() for line in tasks) if f and f[0] == cid)
+    return [*c.second.enter(), "nsenter", f"--net=/proc/{pid}/ns/net"]
+
+
 @dataclass
 class Moved:
     """One `vm migrate --wait` under pings: its report and what the peers saw, until the source pod ended."""
@@ -223,20 +235,26 @@ class Moved:
     beside_gap: float  # ms, the neighbour's on the source node's NIC (kubevirt#5912's victim)
     beside_lost: int
     fdb: list[tuple[float, str]]  # (time, LAN switch port) each time the VM's MAC was learnt somewhere else
+    arrival_gap: float | None = None  # ms, a neighbour's on the target node's NIC (when one was given)
+    arrival_lost: int | None = None
 
     def row(self) -> str:
         return (f"migration {self.seconds:.1f}s; LAN: max gap {self.lan_gap:.0f} ms, {self.lan_lost} lost; neighbour "
                 f"on the source node: max gap {self.beside_gap:.0f} ms, {self.beside_lost} lost; FDB: "
-                f"{[port for _, port in self.fdb]}")
+                f"{[port for _, port in self.fdb]}" + (
+                    f"; neighbour on the target node: max gap {self.arrival_gap:.0f} ms, {self.arrival_lost} lost"
+                    if self.arrival_gap is not None else ""))
 
 
-def measured_migration(c: Cluster, name: str, mac: str, ip: str, to: str, neighbour: dict[str, Any]) -> Moved:
+def measured_migration(c: Cluster, name: str, mac: str, ip: str, to: str, neighbour: dict[str, Any],
+                       arrival: dict[str, Any] | None = None) -> Moved:
     """`vm migrate NAME --to TO --wait` while the LAN and `neighbour` (a pod on the source node A) ping the VM every
-    10 ms; the window ends a second after the source pod has ended (without a hand-off, the neighbour's gap lasts
-    until then)."""
-    beside = l2probe.Pinger(None, ip, 300, enter=["nsenter", f"--net=/proc/{pid_of(c, neighbour)}/ns/net"])
+    10 ms (and `arrival`, a pod on the target node, when given); the window ends a second after the source pod has
+    ended (without a hand-off, the neighbour's gap lasts until then)."""
+    beside = l2probe.Pinger(None, ip, 300, enter=in_pod_netns(c, neighbour))
+    there = l2probe.Pinger(None, ip, 300, enter=in_pod_netns(c, arrival)) if arrival else None
     source = (vmi(c, name) or {}).get("status", {}).get("nodeName")
-    with on_the_lan(ip, mac, beside) as (lan, fdb):
+    with on_the_lan(ip, mac, beside, *([there] if there else [])) as (lan, fdb):
         start = time.time()
         moved = c.mvc("vm", "migrate", name, "-n", POD_NS, "--to", to, "--wait", "--timeout", "10m", "-o", "json",
                       check=False)
@@ -248,4 +266,5 @@ def measured_migration(c: Cluster, name: str, mac: str, ip: str, to: str, neighb
         end = time.time()
     assert moved.code == 0, moved.err + moved.out
     return Moved(json.loads(moved.out), done - start, lan.gap_after(start, end), lan.lost(start, end),
-                 beside.gap_after(start, end), beside.lost(start, end), list(fdb.moves))
+                 beside.gap_after(start, end), beside.lost(start, end), list(fdb.moves),
+                 there.gap_after(start, end) if there else None, there.lost(start, end) if there else None)
