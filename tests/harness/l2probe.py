@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
 import re
 import signal
 import socket
@@ -90,18 +91,26 @@ class Pinger:
     def start(self) -> None:
         cmd = [sys.executable, str(Path(__file__).resolve()), "ping", self.target, str(self.interval),
                str(self.duration)]
+        # A session of its own: stop() signals the whole group, so a pinger behind `nsenter -p` (which forks and
+        # does not pass signals on: node B's pods) ends too.
         self.proc = subprocess.Popen(in_ns(self.ns, *cmd) if self.ns else [*self.enter, *cmd],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     start_new_session=True)
 
     def stop(self, now: bool = False) -> None:
         """Collect the times (`now`: end the pinger first; otherwise it ends after its duration)."""
         assert self.proc is not None
-        if now:
-            self.proc.send_signal(signal.SIGTERM)
+        if now and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
         out, err = self.proc.communicate(timeout=self.duration + 30)
-        if self.proc.returncode != 0:
-            raise RuntimeError(f"pinger ({self.ns or self.enter}) failed: {err}")
-        doc = json.loads(out)
+        # An nsenter that forked dies of the signal itself while its child, the pinger, reports and exits 0.
+        ended = self.proc.returncode == 0 or (now and self.proc.returncode == -signal.SIGTERM and out.strip())
+        if not ended:
+            raise RuntimeError(f"pinger ({self.ns or self.enter}) failed ({self.proc.returncode}): {err}")
+        try:
+            doc = json.loads(out)
+        except ValueError:
+            raise RuntimeError(f"pinger ({self.ns or self.enter}) printed no report: {out[-300:]!r} {err}") from None
         self.replies, self.sends = doc["replies"], doc["sends"]
 
     def lost(self, since: float, until: float) -> int:
