@@ -5,6 +5,7 @@ reached) and the node's links. Not a conftest: the tests import it."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import time
@@ -213,15 +214,23 @@ def pid_of(c: Cluster, pod: dict[str, Any], container: str = "main") -> int:
 
 
 def in_pod_netns(c: Cluster, pod: dict[str, Any]) -> list[str]:
-    """The command prefix that runs a host program in the pod's network namespace, on either node (node B's
-    containerd reports PIDs of its own PID namespace: entered first)."""
+    """The command prefix that runs a host program in the pod's network namespace, on either node. Node B's
+    containerd reports PIDs of a PID namespace (and a /proc) of its own, so there the host process is found by
+    what the kubelet gives every container: HOSTNAME=<pod name> in its environment."""
     if pod["spec"].get("nodeName") != NODE_B:
         return ["nsenter", f"--net=/proc/{pid_of(c, pod)}/ns/net"]
-    assert c.second is not None
-    cid = pod["status"]["containerStatuses"][0]["containerID"].removeprefix("containerd://")
-    tasks = c.second.ctr(Path(c.node.state["node_bin"]), "tasks", "ls").stdout.splitlines()[1:]
-    pid = next(int(f[1]) for f in (line.split() for line in tasks) if f and f[0] == cid)
-    return [*c.second.enter(), "nsenter", f"--net=/proc/{pid}/ns/net"]
+    want = f"HOSTNAME={pod['metadata']['name']}".encode()
+    host_net = os.stat("/proc/self/ns/net").st_ino
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if want in (proc / "environ").read_bytes().split(b"\0") and \
+                    os.stat(proc / "ns" / "net").st_ino != host_net:
+                return ["nsenter", f"--net=/proc/{proc.name}/ns/net"]
+        except OSError:
+            continue  # ended meanwhile
+    raise AssertionError(f"no process of pod {pod['metadata']['name']} found on the host")
 
 
 @dataclass
