@@ -143,15 +143,11 @@ def kubelet_plugins(plugin_dir: str, advertised: list[str], proc_net_unix: str =
 
 
 def _event_recorder(cfg: AgentConfig) -> Any:
-    """The hand-off's Events on VMIs (agent/events.py), where the pod has its service-account token."""
+    """The hand-off's Events on VMIs (agent/events.py), where the pod has its service-account token; not started."""
     from macvtapctl.agent.configmap_watch import in_cluster_available
     from macvtapctl.agent.events import EventRecorder
 
-    if not in_cluster_available():
-        return None
-    recorder = EventRecorder(cfg.node_name)
-    recorder.start()
-    return recorder
+    return EventRecorder(cfg.node_name) if in_cluster_available() else None
 
 
 def _handoff(cfg: AgentConfig, registry: LinkRegistry, count: Callable[[], None], count_revert: Callable[[], None]
@@ -160,15 +156,16 @@ def _handoff(cfg: AgentConfig, registry: LinkRegistry, count: Callable[[], None]
     packet sockets are refused."""
     from macvtapctl.agent.handoff import HandOff, NamespaceLinks
 
+    recorder = _event_recorder(cfg)
     try:
-        handoff = HandOff(registry, NamespaceLinks(), count, count_revert)
+        handoff = HandOff(registry, NamespaceLinks(), count, count_revert,
+                          *([recorder.tell] if recorder is not None else []))
     except OSError as exc:
         why = f"cannot open a packet socket ({exc}; the agent needs NET_RAW)"
         log.warning("no migration hand-off on this node: %s", why)
         return None, why
-    recorder = _event_recorder(cfg)  # a daemon thread: it ends with the agent
     if recorder is not None:
-        handoff.tell = recorder.tell
+        recorder.start()  # a daemon thread: it ends with the agent
     handoff.start()
     return handoff, None
 

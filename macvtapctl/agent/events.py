@@ -4,7 +4,7 @@ the L2 domain (Normal MacvtapHandOff) and when it had to put it back (Warning Ma
 on the LAN, or a migration that failed after its guest announced).
 
 The pod is known from the CNI ADD (K8S_POD_NAMESPACE, K8S_POD_NAME); a KubeVirt launcher pod's VMI from its name
-(rules/migration.py). A link the agent adopted (attached by another plugin before a take-over) has no pod known: no
+(rules/launcher.py). A link the agent adopted (attached by another plugin before a take-over) has no pod known: no
 Event, the node report and the log still say it. Posting never delays the hand-off: a queue and a thread of its own;
 a full queue or a refusal is logged (once per kind of failure), never retried forever.
 """
@@ -17,7 +17,6 @@ import logging
 import queue
 import threading
 import urllib.parse
-from dataclasses import dataclass
 from typing import Any
 
 from macvtapctl.agent.apiserver import ApiUnavailable, InCluster
@@ -29,21 +28,17 @@ COMPONENT = "macvtapctl-agent"
 QUEUE = 64
 
 
-@dataclass(frozen=True)
-class Pod:
-    namespace: str
-    name: str
-
-
-def event(pod: Pod, reason: str, message: str, node: str, now: datetime.datetime) -> dict[str, Any]:
-    """A core/v1 Event about the pod's VMI (about the pod itself when it is no KubeVirt launcher)."""
-    vmi = vmi_of_launcher(pod.name)
+def event(pod: tuple[str, str], reason: str, message: str, node: str, now: datetime.datetime) -> dict[str, Any]:
+    """A core/v1 Event about the VMI of the pod (namespace, name); about the pod itself when it is no KubeVirt
+    launcher."""
+    namespace, name = pod
+    vmi = vmi_of_launcher(name)
     involved = ({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance", "name": vmi,
-                 "namespace": pod.namespace} if vmi else
-                {"apiVersion": "v1", "kind": "Pod", "name": pod.name, "namespace": pod.namespace})
+                 "namespace": namespace} if vmi else
+                {"apiVersion": "v1", "kind": "Pod", "name": name, "namespace": namespace})
     at = now.isoformat(timespec="seconds").replace("+00:00", "Z")
     return {"apiVersion": "v1", "kind": "Event",
-            "metadata": {"generateName": f"{involved['name']}.", "namespace": pod.namespace},
+            "metadata": {"generateName": f"{involved['name']}.", "namespace": namespace},
             "involvedObject": involved, "reason": reason, "message": message,
             "type": "Warning" if reason == REVERTED else "Normal",
             "source": {"component": COMPONENT, "host": node},
@@ -63,8 +58,7 @@ class EventRecorder(threading.Thread):
         if pod is None:
             return
         try:
-            self.queue.put_nowait(event(Pod(*pod), reason, message, self.node,
-                                        datetime.datetime.now(datetime.UTC)))
+            self.queue.put_nowait(event(pod, reason, message, self.node, datetime.datetime.now(datetime.UTC)))
         except queue.Full:
             self._once("full", "the Event queue is full: a migration Event was dropped")
 

@@ -155,13 +155,17 @@ def test_image(out_dir: Path) -> Path:
                              {"Env": ["PATH=/usr/local/bin:/bin"], "Cmd": ["sleep", "infinity"]})
 
 
+def injector_webhook() -> Path:
+    """network-resources-injector's webhook binary, built unmodified from the Go module proxy (tests/injector/build.sh,
+    cached; it prints its directory last)."""
+    build = subprocess.run(["bash", str(INJECTOR_BUILD)], check=True, stdout=subprocess.PIPE, text=True)
+    return Path(build.stdout.strip().splitlines()[-1]) / "webhook"
+
+
 def injector_image(out_dir: Path) -> Path:
-    """network-resources-injector's webhook built unmodified from the Go module proxy (tests/injector/build.sh,
-    cached), at /usr/bin/webhook as upstream's image has it: what `install --injector --injector-image` runs on
-    the real node in place of ghcr.io's (no registry here). Static (CGO off), so nothing else is needed."""
-    build = subprocess.run(["bash", str(INJECTOR_BUILD)], check=True, capture_output=True, text=True)
-    webhook = Path(build.stdout.strip().splitlines()[-1]) / "webhook"
-    files: list[tuple[str, bytes | str | None, int]] = [("usr/bin/webhook", webhook.read_bytes(), 0o755),
+    """The webhook at /usr/bin/webhook as upstream's image has it: what `install --injector --injector-image` runs
+    on the real node in place of ghcr.io's (no registry here). Static (CGO off), so nothing else is needed."""
+    files: list[tuple[str, bytes | str | None, int]] = [("usr/bin/webhook", injector_webhook().read_bytes(), 0o755),
                                                         ("tmp/.keep", b"", 0o644)]
     return write_oci_archive(out_dir / "injector.tar", INJECTOR_IMAGE, [_layer(files)],
                              {"Env": ["PATH=/usr/bin:/bin"], "User": "10000:10000"})

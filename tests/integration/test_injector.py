@@ -31,7 +31,7 @@ from macvtapctl.ops import injector as ops
 from macvtapctl.rules import injector as rules
 from tests.conftest import need_root
 from tests.harness.controlplane import ControlPlane, binaries, free_port
-from tests.harness.paths import INJECTOR_BUILD
+from tests.harness.images import injector_webhook
 
 NS = "nri-test"
 R = "macvtap.network.kubevirt.io/dataplane"
@@ -92,8 +92,7 @@ def nri(control_plane: ControlPlane, admin: str, tmp_path: Path) -> Iterator[Any
     """NRI running on 127.0.0.1 with the ServiceAccount and RBAC install --injector renders, its webhook
     registered for namespace NS only; yields a Kube. Everything it made is removed afterwards."""
     need_root("a private mount namespace for network-resources-injector's in-cluster token")
-    build = subprocess.run(["bash", str(INJECTOR_BUILD)], check=True, stdout=subprocess.PIPE, text=True)
-    webhook = Path(build.stdout.strip().splitlines()[-1]) / "webhook"
+    webhook = injector_webhook()
     opts = m.InjectorOptions(namespace=NS)
     rbac = [m.service_account(opts), m.cluster_role(), m.cluster_role_binding(opts), m.role(opts),
             m.role_binding(opts)]

@@ -30,14 +30,14 @@ def test_the_vmi_of_a_launcher_pod_is_read_from_its_name(pod: str, vmi: str | No
 
 
 def test_a_launcher_pods_event_is_about_its_vmi_and_a_warning_only_for_a_revert() -> None:
-    ev = events.event(events.Pod("vms", "virt-launcher-mover-x7k2p"), HANDOFF, "set down", "node-a", NOW)
+    ev = events.event(("vms", "virt-launcher-mover-x7k2p"), HANDOFF, "set down", "node-a", NOW)
     assert ev["involvedObject"] == {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
                                     "name": "mover", "namespace": "vms"}
     assert ev["metadata"] == {"generateName": "mover.", "namespace": "vms"}
     assert (ev["type"], ev["reason"], ev["source"]) == ("Normal", HANDOFF, {"component": "macvtapctl-agent",
                                                                             "host": "node-a"})
     assert ev["firstTimestamp"] == ev["lastTimestamp"] == "2026-12-07T20:01:02Z"
-    back = events.event(events.Pod("vms", "web-0"), REVERTED, "up again", "node-a", NOW)
+    back = events.event(("vms", "web-0"), REVERTED, "up again", "node-a", NOW)
     assert back["type"] == "Warning" and back["involvedObject"]["kind"] == "Pod"
 
 

@@ -17,6 +17,7 @@ from macvtapctl.agent.cni.protocol import CniError, Request
 from macvtapctl.agent.link_name import temporary_link_name
 from macvtapctl.agent.link_registry import LinkBusy, LinkRegistry
 from macvtapctl.agent.netlink import BlockingNetlink, Link, error_code, host, in_namespace, netns
+from macvtapctl.errors import UsageError
 
 log = logging.getLogger("macvtapctl.agent.cni")
 TEMP_PREFIX = link_name.PREFIX
@@ -68,11 +69,11 @@ def add(req: Request, registry: LinkRegistry, *, tap_dir: str = "/dev") -> dict[
 def pod_of(req: Request) -> tuple[str, str] | None:
     """The pod the runtime names in CNI_ARGS (K8S_POD_NAMESPACE, K8S_POD_NAME), when both are Kubernetes names:
     used only to say whose link the hand-off moved (agent/events.py)."""
-    ns, name = req.args.get("K8S_POD_NAMESPACE", ""), req.args.get("K8S_POD_NAME", "")
-    if len(ns) <= 63 and validate.DNS1123_LABEL.match(ns) and len(name) <= 253 and \
-            validate.DNS1123_SUBDOMAIN.match(name):
-        return ns, name
-    return None
+    try:
+        return (validate.check_dns_label(req.args.get("K8S_POD_NAMESPACE", ""), "K8S_POD_NAMESPACE"),
+                validate.check_dns_subdomain(req.args.get("K8S_POD_NAME", ""), "K8S_POD_NAME"))
+    except UsageError:
+        return None
 
 
 def _add(req: Request, tmp: str, fd: int, tap_dir: str) -> tuple[dict[str, Any], str, str]:
