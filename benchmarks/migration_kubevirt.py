@@ -23,14 +23,12 @@ from typing import Any
 
 from benchmarks import migration as limit
 from benchmarks.common import Row, record
-from tests.e2e_kubevirt.vms import Moved, measured_migration, neighbour_pod, vm_on_node_a
+from tests.e2e_kubevirt.vms import ARRIVAL_IP, Moved, measured_migration, neighbour_pod, vm_on_node_a
 from tests.harness.cluster import POD_NS, Cluster, lan_dhcp, running_cluster
 from tests.harness.controlplane import NODE_NAME
 from tests.harness.images import AGENT_IMAGE
 from tests.harness.second_node import NAME as NODE_B
 from tests.harness.upstream_node import deploy_upstream, upstream_available, upstream_image
-
-ARRIVAL_IP = "198.51.100.31"  # the target node's neighbour: static, outside the LAN's DHCP range
 
 
 def there_and_back(c: Cluster, mac: str, ip: str, neighbour: dict[str, Any], arrival: dict[str, Any],

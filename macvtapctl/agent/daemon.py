@@ -45,9 +45,11 @@ async def run(cfg: AgentConfig) -> None:
     registry = LinkRegistry(grace=cfg.gc_min_age)
     owned = _owned_reader(cfg.pod_resources_socket)
 
+    handoff, handoff_off, is_target = _migration(cfg, registry, metrics)
+
     def handle(env: dict[str, str], stdin: bytes) -> tuple[int, bytes]:
         code, out = datapath.handle(env, stdin, registry, tap_dir=cfg.tap_dir,
-                                    on_reclaim=metrics.reclaimed.inc, owned=owned)
+                                    on_reclaim=metrics.reclaimed.inc, owned=owned, is_target=is_target)
         return code, out
 
     def reclaim() -> None:
@@ -56,13 +58,10 @@ async def run(cfg: AgentConfig) -> None:
             metrics.reclaimed.inc(len(reclaimed))
         datapath.adopt(registry)  # links attached before a take-over, or before this agent restarted
 
-    _adopt_at_start(registry)
-
     def observe_cni(command: str, result: str, seconds: float) -> None:
         metrics.cni.labels(command=command, result=result).observe(seconds)
 
     server = CniServer(cfg.cni_socket, handle, workers=cfg.workers, observe=observe_cni)
-    handoff, handoff_off = _handoff(cfg, registry, metrics.handoffs.inc, metrics.handoffs_reverted.inc)
     watch = _configmap_watch(cfg)
     source = ConfigSource(path=cfg.config_file, api=watch, on_read=metrics.config_read)
     manager = None
@@ -101,7 +100,7 @@ async def run(cfg: AgentConfig) -> None:
                                if manager is not None else [])
 
     report = NodeReport(cfg, source, handoff.recent if handoff is not None else list, registry.attached_links,
-                        handoff_off, plugins)
+                        handoff_off, plugins, registry.parked_links)
     health = HealthServer(cfg.metrics_host, cfg.metrics_port, metrics, ready, alive, report=report.latest,
                           probe_dhcp=lambda resource: probe_dhcp(cfg, source, resource)) if cfg.metrics_port else None
     loops = [report.loop] if cfg.report_interval and cfg.metrics_port else []
@@ -118,11 +117,12 @@ async def run(cfg: AgentConfig) -> None:
 FIRST_ANSWER_WAIT = 3.0
 
 
-def _adopt_at_start(registry: LinkRegistry) -> None:
+def _adopt_at_start(registry: LinkRegistry, *, park: bool) -> None:
     """The pods' links attached before this agent ran (by it before a restart, or by macvtap-cni before a
-    take-over): known to the hand-off from the start."""
+    take-over): known to the hand-off from the start; with `park`, the agent's own links that are down (a
+    migration target parked before a restart) are watched again, or they would stay down."""
     try:
-        datapath.adopt(registry)
+        datapath.adopt(registry, park_down=park)
     except Exception:  # the hand-off then knows only the links attached from now on; the agent still serves
         log.exception("cannot read the pods' links at start")
 PROC_NET_UNIX = "/proc/net/unix"  # the node's: the agent runs in the host's network namespace
@@ -150,16 +150,34 @@ def _event_recorder(cfg: AgentConfig) -> Any:
     return EventRecorder(cfg.node_name) if in_cluster_available() else None
 
 
-def _handoff(cfg: AgentConfig, registry: LinkRegistry, count: Callable[[], None], count_revert: Callable[[], None]
-             ) -> tuple[Any, str | None]:
+def _migration(cfg: AgentConfig, registry: LinkRegistry, metrics: Any
+               ) -> tuple[Any, str | None, Callable[[tuple[str, str] | None], bool] | None]:
+    """The hand-off (or None and why not), the pods' links known to it from the start, and whether an ADD's pod is
+    a migration target: only where the hand-off runs to set a parked link up (docs/migration.md)."""
+    handoff, why = _handoff(cfg, registry, metrics)
+    _adopt_at_start(registry, park=handoff is not None)
+    return handoff, why, _target_lookup() if handoff is not None else None
+
+
+def _target_lookup() -> Callable[[tuple[str, str] | None], bool] | None:
+    """Whether an ADD's pod is a migration target (agent/migration_target.py), where the pod has its
+    service-account token; elsewhere every link is attached up."""
+    from macvtapctl.agent.configmap_watch import in_cluster_available
+    from macvtapctl.agent.migration_target import TargetLookup
+
+    return TargetLookup() if in_cluster_available() else None
+
+
+def _handoff(cfg: AgentConfig, registry: LinkRegistry, metrics: Any) -> tuple[Any, str | None]:
     """The migration hand-off (agent/handoff.py), or None and why not (said once, and in the node report) where
     packet sockets are refused."""
     from macvtapctl.agent.handoff import HandOff, NamespaceLinks
 
     recorder = _event_recorder(cfg)
     try:
-        handoff = HandOff(registry, NamespaceLinks(), count, count_revert,
-                          *([recorder.tell] if recorder is not None else []))
+        handoff = HandOff(registry, NamespaceLinks(), metrics.handoffs.inc, metrics.handoffs_reverted.inc,
+                          on_target_up=metrics.targets_up.inc,
+                          **({"tell": recorder.tell} if recorder is not None else {}))
     except OSError as exc:
         why = f"cannot open a packet socket ({exc}; the agent needs NET_RAW)"
         log.warning("no migration hand-off on this node: %s", why)
@@ -213,8 +231,10 @@ class NodeReport:
 
     def __init__(self, cfg: AgentConfig, source: ConfigSource, handoffs: Callable[[], list[dict[str, Any]]] = list,
                  links: Callable[[], list[dict[str, str]]] = list, handoff_off: str | None = None,
-                 plugins: Callable[[], dict[str, Any]] = dict) -> None:
+                 plugins: Callable[[], dict[str, Any]] = dict, parked: Callable[[], list[dict[str, str]]] = list
+                 ) -> None:
         self.cfg = cfg
+        self.parked = parked  # migration targets' links held down until their guest runs here
         self.source = source
         # Read at each request, not once a minute: a hand-off, and which links are in the L2 domain, are news the
         # moment they change (doctor's migration-source-up compares them with where KubeVirt runs each VM); which
@@ -228,7 +248,7 @@ class NodeReport:
             return None
         handoff = {"enabled": self.handoff_off is None, **({"why": self.handoff_off} if self.handoff_off else {})}
         return {**self.report, "handoff": handoff, "handoffs": self.handoffs(), "links": self.links(),
-                "plugins": self.plugins()}
+                "parked": self.parked(), "plugins": self.plugins()}
 
     def once(self) -> None:
         from macvtapctl.agent import check

@@ -17,11 +17,18 @@ Why it is safe to be wrong: a link set down stays watched until its pod ends. If
 announcement came from a duplicate MAC elsewhere, or the migration failed after it — the guest keeps writing to
 its now-down macvtap, which the kernel counts as the link's tx_dropped; at REVERT_AFTER frames the agent sets the
 link up again, says so (log, metric, the node report), and the VM is back on its NIC. A successful migration
-never trips it: the source guest is paused before the target resumes and announces, and writes nothing after."""
+never trips it: the source guest is paused before the target resumes and announces, and writes nothing after.
+
+The target node's side: a migration target's link is attached parked, down (agent/migration_target.py), so that
+this node's other VMs keep reaching the VM on its source node through the LAN while it migrates. The first frame
+its guest writes here (QEMU's announcement when the guest resumes) is counted as the down link's tx_dropped: the
+agent then sets it up at once and announces the VM's MAC from it (a RARP, as QEMU does), since the frame that woke
+it was lost. Parked links are read every PARKED_EVERY, not WATCH_EVERY: that wait is part of the VM's gap."""
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime
 import logging
 import os
@@ -31,9 +38,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from macvtapctl.agent.link_registry import LinkRegistry
+
+if TYPE_CHECKING:
+    from macvtapctl.agent.netlink.link import Link
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +51,11 @@ ETH_P_ARP, ETH_P_RARP = 0x0806, 0x8035
 PACKET_OUTGOING = 4  # linux/if_packet.h: sent by this host (a local guest's own announcement on a target node)
 REVERT_AFTER = 3  # frames the guest wrote to its down link: it still runs here (one could be a flushed queue)
 WATCH_EVERY = 0.2  # seconds between reads of the watched links' counters
+PARKED_EVERY = 0.01  # seconds between reads of the parked targets' counters (part of the migrating VM's gap)
 RECENT = 32  # hand-offs and reverts kept for the node report
 
 
-HANDOFF, REVERTED = "MacvtapHandOff", "MacvtapHandOffReverted"  # the Events' reasons
+HANDOFF, REVERTED, TARGET_UP = "MacvtapHandOff", "MacvtapHandOffReverted", "MacvtapTargetUp"  # the Events' reasons
 Tell = Callable[[tuple[str, str] | None, str, str], None]  # (pod namespace and name, reason, message)
 
 
@@ -57,8 +68,14 @@ class Links(Protocol):
     def dropped(self, netns: str, ifname: str, mac: str) -> int | None:
         """Its tx_dropped now, or None when it is gone."""
 
+    def state(self, netns: str, ifname: str, mac: str) -> tuple[bool, int] | None:
+        """Whether it is up, and its tx_dropped now; None when it is gone."""
+
     def up(self, netns: str, ifname: str, mac: str) -> bool:
         """Set it up again; False when it is gone."""
+
+    def announce(self, netns: str, ifname: str, mac: str) -> None:
+        """Send a RARP from the MAC out of the link, as QEMU announces a migrated guest (best effort)."""
 
 
 @dataclass
@@ -77,23 +94,40 @@ class HandOff(threading.Thread):
     turns out to be still here)."""
 
     def __init__(self, registry: LinkRegistry, links: Links, on_handoff: Callable[[], None] = lambda: None,
-                 on_revert: Callable[[], None] = lambda: None, tell: Tell = lambda pod, reason, text: None) -> None:
+                 on_revert: Callable[[], None] = lambda: None, tell: Tell = lambda pod, reason, text: None,
+                 on_target_up: Callable[[], None] = lambda: None) -> None:
         super().__init__(name="handoff", daemon=True)
         self.registry, self.links, self.on_handoff, self.on_revert = registry, links, on_handoff, on_revert
+        self.on_target_up = on_target_up
         self.tell = tell  # an Event for the pod's VMI (agent/events.py); never blocks
         self.watched: dict[tuple[str, str], Watched] = {}
         self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=RECENT)
         self.socks = [socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(proto))
                       for proto in (ETH_P_ARP, ETH_P_RARP)]
         self.stop_r, self.stop_w = os.pipe()
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_w, False)
+        registry.on_park = self.wake
+        self.last_check = 0.0
+
+    def wake(self) -> None:
+        """A link was parked: read it from now on (called from the CNI's threads)."""
+        with contextlib.suppress(BlockingIOError):  # a wake-up is pending already
+            os.write(self.wake_w, b"p")
 
     def run(self) -> None:
         by_fd = {s.fileno(): s for s in self.socks}
         while True:
-            ready, _, _ = select.select([*by_fd, self.stop_r], [], [], WATCH_EVERY if self.watched else None)
+            parked = bool(self.registry.parked)
+            timeout = PARKED_EVERY if parked else WATCH_EVERY if self.watched else None
+            ready, _, _ = select.select([*by_fd, self.stop_r, self.wake_r], [], [], timeout)
             if self.stop_r in ready:
                 return
+            if self.wake_r in ready:
+                os.read(self.wake_r, 512)
             for fd in ready:
+                if fd not in by_fd:
+                    continue
                 try:
                     frame, addr = by_fd[fd].recvfrom(64)
                 except OSError:
@@ -101,8 +135,39 @@ class HandOff(threading.Thread):
                 if addr[2] == PACKET_OUTGOING or len(frame) < 12:
                     continue
                 self.seen(frame[6:12].hex(":"), addr[0])
-            if self.watched:
+            if parked:
+                self.check_parked()
+            if self.watched and time.monotonic() - self.last_check >= WATCH_EVERY:
+                self.last_check = time.monotonic()
                 self.check()
+
+    def check_parked(self) -> None:
+        """Each parked target link: gone (the migration failed or was cancelled: its pod ended), or its guest wrote
+        a frame to it (it runs here now: set it up, announce it)."""
+        with self.registry.lock:
+            parked = list(self.registry.parked.items())
+        for (netns, ifname), (mac, lower, base) in parked:
+            state = self.links.state(netns, ifname, mac)
+            if state is None:
+                if not os.path.exists(netns):
+                    self.registry.unpark(netns, ifname)
+                continue  # still there but unreadable now: read again next time
+            is_up, now = state
+            # Up already: someone else set it up (the runtime, an admin); it is in the L2 domain all the same.
+            if now <= base and not is_up:
+                continue
+            self.registry.unpark(netns, ifname)
+            if not is_up and not self.links.up(netns, ifname, mac):
+                continue
+            self.registry.attach(mac, netns, ifname, lower)
+            self._event("target-up", mac, netns, ifname)  # its time: when it went up
+            self.links.announce(netns, ifname, mac)
+            self.on_target_up()
+            self.tell(self.registry.pod_of(netns), TARGET_UP,
+                      f"the guest runs on this node now (it wrote to its parked target link {ifname}): {ifname} is "
+                      f"up with {mac} and announced on the LAN")
+            log.info("migration target: the guest writes to %s in %s (%d frames to the parked link): set up and %s "
+                     "announced", ifname, netns, now - base, mac)
 
     def seen(self, mac: str, interface: str) -> None:
         where = self.registry.attached_to(mac)
@@ -115,6 +180,7 @@ class HandOff(threading.Thread):
         if dropped is None:
             return
         self.registry.detach(netns, ifname)
+        self.registry.hold_down(netns, ifname)
         self.watched[(netns, ifname)] = Watched(mac, netns, ifname, lower, dropped, time.monotonic())
         self._event("handoff", mac, netns, ifname)
         self.on_handoff()
@@ -130,8 +196,10 @@ class HandOff(threading.Thread):
             now = self.links.dropped(w.netns, w.ifname, w.mac)
             if now is None:
                 del self.watched[key]
+                self.registry.hold_down(w.netns, w.ifname, False)
             elif now - w.dropped >= REVERT_AFTER:
                 del self.watched[key]
+                self.registry.hold_down(w.netns, w.ifname, False)
                 if not self.links.up(w.netns, w.ifname, w.mac):
                     continue
                 self.registry.attach(w.mac, w.netns, w.ifname, w.lower)
@@ -160,24 +228,49 @@ class HandOff(threading.Thread):
         self.join(timeout=5)
         for sock in self.socks:
             sock.close()
-        os.close(self.stop_r)
-        os.close(self.stop_w)
+        for fd in (self.stop_r, self.stop_w, self.wake_r, self.wake_w):
+            os.close(fd)
 
 
 class NamespaceLinks:
     """Links in pods' network namespaces, by netlink (agent/netlink)."""
 
     def down(self, netns: str, ifname: str, mac: str) -> int | None:
-        return self._with(netns, ifname, mac, "down")
+        link = self._with(netns, ifname, mac, "down")
+        return link.tx_dropped if link is not None else None
 
     def dropped(self, netns: str, ifname: str, mac: str) -> int | None:
-        return self._with(netns, ifname, mac, None)
+        link = self._with(netns, ifname, mac, None)
+        return link.tx_dropped if link is not None else None
+
+    def state(self, netns: str, ifname: str, mac: str) -> tuple[bool, int] | None:
+        link = self._with(netns, ifname, mac, None)
+        return (link.up, link.tx_dropped) if link is not None else None
 
     def up(self, netns: str, ifname: str, mac: str) -> bool:
         return self._with(netns, ifname, mac, "up") is not None
 
+    def announce(self, netns_path: str, ifname: str, mac: str) -> None:
+        from macvtapctl.agent.netlink import netns
+
+        try:
+            fd = os.open(netns_path, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            with netns.entered(fd):  # the socket stays in the pod's namespace once made there
+                sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_RARP))
+            with sock:
+                sock.bind((ifname, 0))
+                sock.send(rarp(mac))
+        except OSError as exc:  # QEMU's own later announcements still go out
+            log.warning("migration target: cannot announce %s from %s in %s: %s", mac, ifname, netns_path, exc)
+        finally:
+            os.close(fd)
+
     @staticmethod
-    def _with(netns_path: str, ifname: str, mac: str, change: str | None) -> int | None:
+    def _with(netns_path: str, ifname: str, mac: str, change: str | None) -> Link | None:
+        """The link as it was read (before the change), or None when it is gone or cannot be read."""
         from macvtapctl.agent.netlink import in_namespace
 
         try:
@@ -193,9 +286,19 @@ class NamespaceLinks:
                     pod.set_down(link.index)
                 elif change == "up":
                     pod.set_up(link.index)
-                return link.tx_dropped
+                return link
         except Exception:
             log.exception("hand-off: cannot read or set %s in %s", ifname, netns_path)
             return None
         finally:
             os.close(fd)
+
+
+def rarp(mac: str) -> bytes:
+    """A broadcast RARP request from the MAC, as QEMU sends after a migration (qemu_announce_self): Ethernet
+    header, then hardware type 1, protocol IPv4, lengths 6 and 4, opcode 3, the MAC as sender and target with
+    zero addresses, padded to the 60-byte minimum."""
+    m = bytes.fromhex(mac.replace(":", ""))
+    frame = b"\xff" * 6 + m + ETH_P_RARP.to_bytes(2, "big")
+    frame += b"\x00\x01\x08\x00\x06\x04\x00\x03" + m + bytes(4) + m + bytes(4)
+    return frame.ljust(60, b"\x00")

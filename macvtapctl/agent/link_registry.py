@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -38,6 +39,40 @@ class LinkRegistry:
     # The pod (namespace, name) of each netns path, as the CNI ADD named it: the hand-off's Events say whose VM
     # moved (agent/events.py). Unknown for links adopted from another plugin.
     pods: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # A migration target's links attached parked, down until their guest runs here (agent/migration_target.py):
+    # (pod netns path, interface name) -> (MAC, lower device, tx_dropped when parked). The hand-off watches them.
+    parked: dict[tuple[str, str], tuple[str, str, int]] = field(default_factory=dict)
+    # Links the agent holds down on purpose (parked, or a source handed off): CNI CHECK does not call them broken.
+    held_down: set[tuple[str, str]] = field(default_factory=set)
+    on_park: Callable[[], None] = lambda: None  # the hand-off's wake-up: a link to watch
+
+    def park(self, mac: str, netns: str, ifname: str, lower: str, dropped: int,
+             pod: tuple[str, str] | None = None) -> None:
+        with self.lock:
+            self.parked[(netns, ifname)] = (mac.lower(), lower, dropped)
+            self.held_down.add((netns, ifname))
+            if pod is not None:
+                self.pods[netns] = pod
+        self.on_park()
+
+    def unpark(self, netns: str, ifname: str) -> None:
+        with self.lock:
+            self.parked.pop((netns, ifname), None)
+            self.held_down.discard((netns, ifname))
+
+    def parked_links(self) -> list[dict[str, str]]:
+        """The node report's `parked`: a target link down with no migration running is doctor's to name."""
+        with self.lock:
+            return [{"mac": mac, "netns": netns, "ifname": ifname, "lower": lower}
+                    for (netns, ifname), (mac, lower, _) in sorted(self.parked.items())]
+
+    def hold_down(self, netns: str, ifname: str, held: bool = True) -> None:
+        with self.lock:
+            (self.held_down.add if held else self.held_down.discard)((netns, ifname))
+
+    def is_held_down(self, netns: str, ifname: str) -> bool:
+        with self.lock:
+            return (netns, ifname) in self.held_down
 
     def attach(self, mac: str, netns: str, ifname: str, lower: str, pod: tuple[str, str] | None = None) -> None:
         with self.lock:
@@ -53,11 +88,17 @@ class LinkRegistry:
         """Its namespace is gone: nothing of it is kept."""
         with self.lock:
             self.pods.pop(netns, None)
+            for key in [k for k in self.parked if k[0] == netns]:
+                del self.parked[key]
+            self.held_down = {k for k in self.held_down if k[0] != netns}
             for mac in [m for m, where in self.attached.items() if where[0] == netns]:
                 del self.attached[mac]
 
     def detach(self, netns: str, ifname: str) -> None:
+        """Out of the L2 domain's account (DEL, or the hand-off took it out): neither attached nor parked."""
         with self.lock:
+            self.parked.pop((netns, ifname), None)
+            self.held_down.discard((netns, ifname))
             for mac in [m for m, where in self.attached.items() if where[:2] == (netns, ifname)]:
                 del self.attached[mac]
 

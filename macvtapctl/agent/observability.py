@@ -38,6 +38,9 @@ class Metrics:
         self.handoffs_reverted = Counter("macvtapctl_migration_handoffs_reverted_total", "Links set down by a "
                                          "hand-off and up again because their guest still wrote to them (the "
                                          "announcement came from elsewhere)", registry=self.registry)
+        self.targets_up = Counter("macvtapctl_migration_targets_up_total", "Migration targets' links attached "
+                                  "parked (down) and set up when their guest wrote to them here",
+                                  registry=self.registry)
 
     def config_read(self, cfg: Any) -> None:
         """A new configuration document was read: a dpconfig.Config, or None when it could not be."""

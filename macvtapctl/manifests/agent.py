@@ -97,11 +97,14 @@ def role_binding(opts: InstallOptions) -> dict[str, Any]:
 
 
 def cluster_role() -> dict[str, Any]:
-    """Create Events, in any namespace (a VMI's is anyone's): the migration hand-off says on the VMI when it took
-    the source link out of the L2 domain, or had to put it back (agent/events.py). Nothing else cluster-wide."""
+    """In any namespace (a VM's is anyone's): create Events — the migration hand-off says on the VMI when it took
+    the source link out of the L2 domain, or had to put it back (agent/events.py); get a pod — a CNI ADD for a
+    KubeVirt launcher asks whether it is a migration's target, whose link is then attached parked
+    (agent/migration_target.py). Nothing else cluster-wide: no list, no watch, no write to pods."""
     return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
             "metadata": {"name": identity.AGENT_NAME, "labels": dict(identity.LABELS)},
-            "rules": [{"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}]}
+            "rules": [{"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+                      {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]}
 
 
 def cluster_role_binding(opts: InstallOptions) -> dict[str, Any]:

@@ -613,3 +613,76 @@ def test_links_another_plugin_attached_are_adopted_for_the_hand_off(node: Node) 
     assert registry.attached_to(mac) == (node.pod_path, "net1", node.lower)
     assert registry.attached_to(down_mac) is None and registry.attached_to("02:00:00:00:00:8c") is None
     assert adopt(registry) == 0  # known now: nothing adopted twice
+    # At the agent's start (park_down): a down link the agent attached (its alias names the device) is a target
+    # it parked before it restarted: parked again, or it would stay down when its guest resumes here. The other
+    # plugin's down link (no alias) is still left alone.
+    ip("link", "add", "mvtadopt2", "link", node.lower, "address", "02:00:00:00:00:8e", "type", "macvtap", "mode",
+       "bridge")
+    ip("link", "set", "mvtadopt2", "alias", "mvtadopt2", "netns", node.pod)
+    ip("-n", node.pod, "link", "set", "mvtadopt2", "name", "net3")
+    assert adopt(registry, park_down=True) == 1
+    assert [p["mac"] for p in registry.parked_links()] == ["02:00:00:00:00:8e"] and registry.is_held_down(
+        node.pod_path, "net3")
+
+
+def test_a_migration_targets_link_is_parked_until_its_guest_writes_then_up_and_announced(node: Node) -> None:
+    """A migration target (agent/migration_target.py says so at ADD) gets its link parked: down, out of the NIC's
+    bridge, so this node's other VMs keep reaching the VM on its source node; CNI CHECK does not call it broken.
+    The first frame its guest writes (QEMU's announcement as it resumes here) is dropped by the down link and
+    counted: the hand-off sets the link up at once and announces the MAC on the LAN itself (a RARP), since that
+    frame was lost. The agent's CNI and hand-off run in-process here, with the real links and /dev/tapN."""
+    from macvtapctl.agent.cni import datapath
+    from macvtapctl.agent.handoff import HandOff, NamespaceLinks
+    from macvtapctl.agent.link_registry import LinkRegistry
+
+    mac, pod = "02:00:00:00:00:8d", ("vms", "virt-launcher-mover-x7k2p")
+    node.allocate("dataplaneMvp6")
+    registry = LinkRegistry()
+    asked: list[tuple[str, str] | None] = []
+
+    def is_target(p: tuple[str, str] | None) -> bool:
+        asked.append(p)
+        return True
+
+    env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "parked", "CNI_NETNS": node.pod_path, "CNI_IFNAME": "net1",
+           "CNI_PATH": "/nonexistent", "CNI_ARGS": f"K8S_POD_NAMESPACE={pod[0]};K8S_POD_NAME={pod[1]};MAC={mac}"}
+    conf = {"cniVersion": "1.0.0", "name": "parked", "type": "macvtap", "deviceID": "dataplaneMvp6"}
+    handoff = HandOff(registry, NamespaceLinks())
+    handoff.start()
+    fd = agent_netns.open_netns(f"/run/netns/{node.peer_ns}")
+    try:
+        with agent_netns.entered(fd):
+            lan = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x8035))
+            lan.bind((node.peer, 0x8035))
+    finally:
+        os.close(fd)
+    lan.settimeout(0.2)
+    tap = -1
+    try:
+        code, out = datapath.handle(env, json.dumps(conf).encode(), registry, is_target=is_target)
+        assert code == 0, out
+        assert asked == [pod]
+        link = node.pod_link("net1")
+        assert link is not None and "UP" not in link["flags"] and link["address"] == mac
+        assert registry.attached_to(mac) is None, "a parked link is not in the L2 domain"
+        check = {**conf, "prevResult": json.loads(out)}
+        assert datapath.handle({**env, "CNI_COMMAND": "CHECK"}, json.dumps(check).encode(), registry)[0] == 0
+        tap = os.open(f"/dev/tap{link['ifindex']}", os.O_RDWR | os.O_NONBLOCK)
+        time.sleep(0.5)
+        assert not _wait_flags(node, up=True, timeout=0.1), "the parked link went up with nothing written"
+        os.write(tap, bytes(VNET_HDR) + _rarp(mac))  # the guest resumes here: QEMU announces, the down link drops it
+        assert _wait_flags(node, up=True, timeout=2), "the parked link stayed down after its guest wrote"
+        assert registry.attached_to(mac) == (node.pod_path, "net1", node.lower)
+        deadline, announced = time.monotonic() + 2, False
+        while not announced and time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                announced = lan.recv(2048)[6:12] == _mac_bytes(mac)
+        assert announced, "no announcement of the VM's MAC reached the LAN after the link went up"
+        assert [e["event"] for e in handoff.recent()] == ["target-up"]
+    finally:
+        handoff.stop()
+        lan.close()
+        if tap >= 0:
+            os.close(tap)
+    assert datapath.handle({**env, "CNI_COMMAND": "DEL"}, json.dumps(conf).encode(), registry)[0] == 0
+    assert registry.parked_links() == [] and registry.attached_to(mac) is None

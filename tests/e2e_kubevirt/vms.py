@@ -157,6 +157,7 @@ def lan_ping(ip: str, timeout: float = 30) -> bool:
 
 
 NEIGHBOUR_IP = "198.51.100.30"  # static, outside the LAN's DHCP range
+ARRIVAL_IP = "198.51.100.31"  # a neighbour on the target node: static, outside the LAN's DHCP range
 
 
 def neighbour_pod(c: Cluster, name: str, node: str, ip: str = NEIGHBOUR_IP) -> dict[str, Any]:

@@ -207,3 +207,48 @@ def test_the_handoffs_event_reaches_the_vmi_with_the_agents_cluster_role_and_not
         with control_plane.kube() as k:
             k.delete(CLUSTER_ROLE_BINDING, identity.AGENT_NAME)
             k.delete(CLUSTER_ROLE, identity.AGENT_NAME)
+
+
+def test_a_target_launcher_is_told_apart_by_one_get_with_the_agents_cluster_role(
+        control_plane: Any, agent_identity: Path) -> None:
+    """agent/migration_target.py through the agent's own door: with the ClusterRole install writes (get pods) a
+    launcher pod that KubeVirt labelled as a migration's target is one, an unlabelled launcher is not; before the
+    binding exists the GET is refused and said, and the answer is "not a target" (its link attached up)."""
+    from macvtapctl.agent.apiserver import InCluster
+    from macvtapctl.agent.migration_target import TargetLookup
+    from macvtapctl.kube.resources import CLUSTER_ROLE, CLUSTER_ROLE_BINDING, POD
+    from macvtapctl.rules.launcher import MIGRATION_JOB_LABEL
+
+    url = urllib.parse.urlsplit(control_plane.server)
+    api = InCluster(agent_identity, (str(url.hostname), int(url.port or 0)))
+    opts = agentm.InstallOptions(namespace=NS, configmap=CM)
+    target, source = "virt-launcher-mover-x7k2p", "virt-launcher-mover-b5c9d"
+
+    def launcher(name: str, labels: dict[str, str]) -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS, "labels": labels},
+                "spec": {"containers": [{"name": "compute", "image": "localhost/none:0"}]}}
+
+    with control_plane.kube() as k:
+        k.create(POD, launcher(source, {"kubevirt.io": "virt-launcher"}), NS)
+        k.create(POD, launcher(target, {"kubevirt.io": "virt-launcher", MIGRATION_JOB_LABEL: "6f2c0c1e"}), NS)
+    refused = TargetLookup(api)
+    assert refused((NS, target)) is False and "forbidden" in refused._said
+    with control_plane.kube() as k:
+        k.create(CLUSTER_ROLE, agentm.cluster_role())
+        k.create(CLUSTER_ROLE_BINDING, agentm.cluster_role_binding(opts))
+    try:
+        import time
+
+        deadline = time.monotonic() + 10  # RBAC's cache takes a moment to see the new binding
+        while not TargetLookup(api)((NS, target)):
+            assert time.monotonic() < deadline, "the agent's ClusterRole did not allow get pods"
+            time.sleep(0.5)
+        lookup = TargetLookup(api)
+        assert lookup((NS, source)) is False and lookup((NS, "virt-launcher-gone-x7k2q")) is False
+        assert lookup._said == {"ApiUnavailable"}  # the pod that is not there: said once, attached up
+    finally:
+        with control_plane.kube() as k:
+            k.delete(CLUSTER_ROLE_BINDING, identity.AGENT_NAME)
+            k.delete(CLUSTER_ROLE, identity.AGENT_NAME)
+            for name in (target, source):
+                k.delete(POD, name, NS)

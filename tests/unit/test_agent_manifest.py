@@ -40,9 +40,11 @@ def test_the_agents_objects_are_listed_once_the_shared_ones_apart() -> None:
                                                               "ClusterRoleBinding", "DaemonSet"]
 
 
-def test_the_agents_only_cluster_wide_right_is_creating_events() -> None:
-    """Least privilege: the hand-off's Events on VMIs in any namespace, nothing else cluster-wide."""
+def test_the_agents_only_cluster_wide_rights_are_creating_events_and_getting_a_pod() -> None:
+    """Least privilege: the hand-off's Events on VMIs in any namespace, and one pod read by name (is a launcher a
+    migration's target?); nothing else cluster-wide."""
     opts = agentm.InstallOptions(namespace="ns")
-    assert agentm.cluster_role()["rules"] == [{"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}]
+    assert agentm.cluster_role()["rules"] == [{"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+                                             {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]
     binding = agentm.cluster_role_binding(opts)
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": identity.AGENT_NAME, "namespace": "ns"}]

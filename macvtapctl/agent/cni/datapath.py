@@ -47,20 +47,30 @@ def _open(req: Request, *, allow_missing: bool = False) -> int | None:
     return fd
 
 
-def add(req: Request, registry: LinkRegistry, *, tap_dir: str = "/dev") -> dict[str, Any]:
+def add(req: Request, registry: LinkRegistry, *, tap_dir: str = "/dev",
+        is_target: Callable[[tuple[str, str] | None], bool] | None = None) -> dict[str, Any]:
+    """`is_target` (agent/migration_target.py, given only where the hand-off runs to watch parked links): whether
+    the pod is a migration's target, whose link is then attached parked (down until its guest runs here)."""
     tmp = temporary_link_name(req.device_id)
     try:
         registry.claim(tmp)  # before opening the namespace: a refused ADD must not hold a pod's netns open
     except LinkBusy as exc:
         raise CniError(cni.E_TRY_AGAIN, str(exc)) from None
     try:
+        pod = pod_of(req)
+        park = is_target is not None and is_target(pod)
         fd = _open(req)
         assert fd is not None
         try:
-            result, mac, lower = _add(req, tmp, fd, tap_dir)
+            result, final, lower = _add(req, tmp, fd, tap_dir, park)
         finally:
             os.close(fd)
-        registry.attach(mac, req.netns, req.ifname, lower, pod_of(req))
+        if park:
+            registry.park(final.mac, req.netns, req.ifname, lower, final.tx_dropped, pod)
+            log.info("ADD %s: %s attached parked (down) in %s: the pod is a migration target; up when its guest "
+                     "runs here", req.container_id, req.ifname, req.netns)
+        else:
+            registry.attach(final.mac, req.netns, req.ifname, lower, pod)
         return result
     finally:
         registry.release(tmp)
@@ -76,8 +86,8 @@ def pod_of(req: Request) -> tuple[str, str] | None:
         return None
 
 
-def _add(req: Request, tmp: str, fd: int, tap_dir: str) -> tuple[dict[str, Any], str, str]:
-    """ADD's work: (the result, the link's MAC, its lower device's name)."""
+def _add(req: Request, tmp: str, fd: int, tap_dir: str, park: bool) -> tuple[dict[str, Any], Link, str]:
+    """ADD's work: (the result, the link as attached, its lower device's name)."""
     h = host()
     try:
         link = h.find(tmp)
@@ -97,7 +107,7 @@ def _add(req: Request, tmp: str, fd: int, tap_dir: str) -> tuple[dict[str, Any],
                        "raise the NIC's")
     with in_namespace(fd) as pod:
         try:
-            return (*_move_and_configure(req, tmp, link, fd, pod, tap_dir), lower.name if lower else "")
+            return (*_move_and_configure(req, tmp, link, fd, pod, tap_dir, park), lower.name if lower else "")
         except CniError as exc:
             if exc.code != cni.E_IFNAME_EXISTS:  # refused before the move: nothing to undo
                 _remove_from(pod, (req.ifname, tmp))
@@ -108,7 +118,7 @@ def _add(req: Request, tmp: str, fd: int, tap_dir: str) -> tuple[dict[str, Any],
 
 
 def _move_and_configure(req: Request, tmp: str, link: Link, fd: int, pod: BlockingNetlink,
-                        tap_dir: str) -> tuple[dict[str, Any], str]:
+                        tap_dir: str, park: bool) -> tuple[dict[str, Any], Link]:
     """One RTM_SETLINK moves the link into the pod and configures it there (three netlink round trips fewer than
     look up, move, look up, configure, read back), then one read of the result in the pod."""
     try:
@@ -116,7 +126,7 @@ def _move_and_configure(req: Request, tmp: str, link: Link, fd: int, pod: Blocki
         # runtime sends no deviceID (Multus cannot look it up once the pod is gone).
         # Down and silent first (no IPv6 link-local, so no DAD or router solicitation from the VM's MAC): a
         # migration target's link must not make the LAN's switches learn the VM's MAC here before the guest runs
-        # here (docs/migration.md). Up below, once silent.
+        # here (docs/migration.md). Up below, once silent; a target's stays down (parked) until its guest writes.
         host().configure(link.index, netns_fd=fd, name=req.ifname, mtu=req.mtu, mac=req.mac, promisc=req.promisc,
                          alias=tmp, up=False, silent=True)
     except Exception as exc:
@@ -135,10 +145,11 @@ def _move_and_configure(req: Request, tmp: str, link: Link, fd: int, pod: Blocki
     final = pod.find(req.ifname)
     if final is None:
         raise CniError(cni.E_NETLINK, f"{req.ifname} vanished while being configured")
-    try:
-        pod.set_up(final.index)
-    except Exception as exc:
-        raise _netlink_error(f"cannot set {req.ifname} up in {req.netns}", exc) from None
+    if not park:
+        try:
+            pod.set_up(final.index)
+        except Exception as exc:
+            raise _netlink_error(f"cannot set {req.ifname} up in {req.netns}", exc) from None
     # The index may differ from the node's (the kernel renumbers on a clash): use the pod's view.
     tap = os.path.join(tap_dir, f"tap{final.index}")
     try:
@@ -149,7 +160,7 @@ def _move_and_configure(req: Request, tmp: str, link: Link, fd: int, pod: Blocki
                        "nodes: macvtapctl kind-config)") from None
     except OSError as exc:
         raise CniError(cni.E_IO, f"cannot chown {tap} to {req.owner}:{req.group}: {exc.strerror}") from None
-    return cni.add_result(req, final.mac, final.mtu), final.mac
+    return cni.add_result(req, final.mac, final.mtu), final
 
 
 def _remove_from(pod: BlockingNetlink, names: tuple[str, ...]) -> None:
@@ -232,7 +243,7 @@ def _give_back(req: Request, pod: BlockingNetlink, link: Link, registry: LinkReg
     log.info("DEL %s: %s returned to the node as %s", req.container_id, req.ifname, tmp)
 
 
-def check(req: Request) -> None:
+def check(req: Request, registry: LinkRegistry | None = None) -> None:
     fd = _open(req)
     assert fd is not None
     try:
@@ -250,8 +261,8 @@ def check(req: Request) -> None:
     mac = cni.expected_mac(req)
     if mac and link.mac != mac:
         problems.append(f"has MAC {link.mac}, expected {mac}")
-    if not link.up:
-        problems.append("is down")
+    if not link.up and not (registry is not None and registry.is_held_down(req.netns, req.ifname)):
+        problems.append("is down")  # unless the agent holds it down: a parked target, a handed-off source
     if req.promisc and not link.promisc:
         problems.append("is not in promiscuous mode")
     if problems:
@@ -271,7 +282,7 @@ def status() -> None:
 NETNS_DIR = "/run/netns"  # where the container runtime bind-mounts pods' network namespaces (the agent mounts it)
 
 
-def adopt(registry: LinkRegistry, netns_dir: str = NETNS_DIR) -> int:
+def adopt(registry: LinkRegistry, netns_dir: str = NETNS_DIR, *, park_down: bool = False) -> int:
     """Make the migration hand-off know every pod macvtap on this node, not only those this agent's ADD attached:
     the links macvtap-cni attached before a take-over, and all of them after an agent restart (the registry lives
     in memory). A link up in a pod's namespace on a node NIC is recorded as ADD records it; entries whose namespace
@@ -296,8 +307,16 @@ def adopt(registry: LinkRegistry, netns_dir: str = NETNS_DIR) -> int:
                 continue
             with in_namespace(fd) as pod:
                 for link in pod.links():
-                    # Down: handed off already (or not yet up): not in the L2 domain, nothing to hand off.
-                    if link.kind != "macvtap" or not link.up or link.lower_index not in lowers:
+                    if link.kind != "macvtap" or link.lower_index not in lowers:
+                        continue
+                    if not link.up:
+                        # Down: handed off already, or a migration target parked by this agent before it
+                        # restarted (`park_down`, at start only: no ADD is half-way then). Parked again, its
+                        # guest's first frame here sets it up; a handed-off source's guest writes nothing.
+                        if (park_down and link.alias.startswith(TEMP_PREFIX)
+                                and not registry.is_held_down(path, link.name)):
+                            registry.park(link.mac, path, link.name, lowers[link.lower_index], link.tx_dropped)
+                            adopted += 1
                         continue
                     if registry.attached_to(link.mac) is None:
                         registry.attach(link.mac, path, link.name, lowers[link.lower_index])
@@ -346,7 +365,8 @@ def gc(registry: LinkRegistry, owned: set[str] | None) -> list[str]:
 
 def handle(env: dict[str, str], stdin: bytes, registry: LinkRegistry, *, tap_dir: str = "/dev",
            on_reclaim: Callable[[int], None] | None = None,
-           owned: Callable[[], set[str] | None] | None = None) -> tuple[int, bytes]:
+           owned: Callable[[], set[str] | None] | None = None,
+           is_target: Callable[[tuple[str, str] | None], bool] | None = None) -> tuple[int, bytes]:
     """One CNI call: (exit code, stdout). Never raises."""
     import json
 
@@ -357,11 +377,11 @@ def handle(env: dict[str, str], stdin: bytes, registry: LinkRegistry, *, tap_dir
         req = cni.parse_request(env, stdin)
         version = req.version
         if req.command == "ADD":
-            return 0, json.dumps(add(req, registry, tap_dir=tap_dir)).encode()
+            return 0, json.dumps(add(req, registry, tap_dir=tap_dir, is_target=is_target)).encode()
         if req.command == "DEL":
             delete(req, registry)
         elif req.command == "CHECK":
-            check(req)
+            check(req, registry)
         elif req.command == "STATUS":
             status()
         elif req.command == "GC":

@@ -36,7 +36,8 @@ Check = Callable[[Snapshot, View], Iterator[Finding]]
 CHECKS: tuple[Check, ...] = (
     workloads.failing_workloads, nodes.resource_capacity, cluster.dp_config, cluster.versions, vms.vm_spec,
     cluster.nad_content, nodes.node_agents, cluster.agent_health, nodes.stale_resources, vms.mac_consistency,
-    cluster.l2_explainers, nodes.dhcp_probe, vms.migration_readiness, vms.migration_source_up)
+    cluster.l2_explainers, nodes.dhcp_probe, vms.migration_readiness, vms.migration_source_up,
+    vms.migration_target_parked)
 
 
 def diagnose(s: Snapshot, v: View | None = None) -> list[Finding]:

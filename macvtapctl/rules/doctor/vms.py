@@ -144,6 +144,33 @@ def migration_source_up(s: Snapshot, v: View) -> Iterator[Finding]:
                                   refs=(ref("node", node),))
 
 
+def migration_target_parked(s: Snapshot, v: View) -> Iterator[Finding]:
+    """16: the agent on the node KubeVirt runs a VM on holds the VM's link parked (down, as a migration's target
+    waits for its guest) while no migration to that node runs: the VM has no network there. The guest's first frame
+    sets a parked link up, so this is an agent that missed it (its hand-off thread stopped, or a restart lost it)."""
+    for vmi in s.vmis:
+        if dig(vmi, "status", "phase") != "Running":
+            continue
+        macs = {str(i["macAddress"]).lower() for i in migration.macvtap_interfaces(vmi, v.bindings)
+                if i.get("macAddress")}
+        here = dig(vmi, "status", "nodeName")
+        state = dig(vmi, "status", "migrationState") or {}
+        if state.get("targetNode") == here and not (state.get("completed") or state.get("endTimestamp")):
+            continue  # KubeVirt has moved it here and the migration's end is not written yet
+        md = vmi["metadata"]
+        for link in (s.reports.get(here) or {}).get("parked") or []:
+            if str(link.get("mac", "")).lower() in macs:
+                yield Finding("migration-target-parked", ERROR, ref("virtualmachineinstance", md["name"],
+                                                                    md.get("namespace")),
+                              f"KubeVirt runs the VM on node {here}, but the agent there holds its link "
+                              f"{link.get('ifname')} with MAC {link['mac']} parked (down, as a migration's target "
+                              "waits for its guest), and no migration to the node is running: the VM has no "
+                              "network on that NIC",
+                              f"kubectl logs -n <agent namespace> <the agent pod on {here}>   (look for 'migration "
+                              "target'); restarting that agent pod parks the link again and its guest's next frame "
+                              "sets it up", refs=(ref("node", here),))
+
+
 def chain_of(vm: dict[str, Any], s: Snapshot) -> set[str]:
     """The objects a VM's network depends on: binding (KubeVirt CR), NADs, resources, the ConfigMap, the agent,
     the nodes, its VMI and pod."""

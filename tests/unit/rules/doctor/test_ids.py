@@ -496,6 +496,27 @@ def test_a_migrations_target_carries_the_mac_before_the_guest_moves_and_is_no_fi
     assert [f.id for f in emitted(vms.migration_source_up, s, "migration-source-up")] == ["migration-source-up"]
 
 
+def parked(mac: str) -> dict[str, Any]:
+    return report(parked=[{"mac": mac, "netns": "/run/netns/cni-2", "ifname": "net1", "lower": "eth1"}])
+
+
+def test_migration_target_parked_names_a_vm_whose_link_waits_on_the_node_it_runs_on() -> None:
+    v, _ = running_vm()  # KubeVirt runs it on n1
+    s = doctor.Snapshot(kubevirts=[kubevirt({})], vmis=[v], reports={"n1": parked("02:00:00:00:00:01")})
+    [f] = emitted(vms.migration_target_parked, s, "migration-target-parked")
+    assert (f.severity, f.object) == ("error", "virtualmachineinstance/default/web") and "node/n1" in f.refs
+    assert f.cause.startswith("KubeVirt runs the VM on node n1, but the agent there holds its link net1 with MAC "
+                              "02:00:00:00:00:01 parked"), f.cause
+    v["status"]["migrationState"] = {"sourceNode": "n2", "targetNode": "n1", "completed": False}
+    assert emitted(vms.migration_target_parked, s, "migration-target-parked") == []  # the end is not written yet
+    v["status"]["migrationState"]["completed"] = True
+    assert len(emitted(vms.migration_target_parked, s, "migration-target-parked")) == 1
+    s.reports["n1"] = parked("02:00:00:00:00:02")  # another VM's target link: nothing
+    assert emitted(vms.migration_target_parked, s, "migration-target-parked") == []
+    s.reports = {"n2": parked("02:00:00:00:00:01")}  # parked on a node the VM does not run on: a target waiting
+    assert emitted(vms.migration_target_parked, s, "migration-target-parked") == []
+
+
 def test_migration_handoff_off_is_the_agents_own_word() -> None:
     s = doctor.Snapshot(reports={"n1": report(handoff={"enabled": False, "why": "cannot open a packet socket "
                                                        "(Operation not permitted; the agent needs NET_RAW)"})})
