@@ -24,8 +24,8 @@ advertise the exposed resources. Refused while another macvtap device plugin (up
 --take-over switches its nodes to the agent, keeping its ConfigMap, NADs and running pods and VMs. --injector also
 deploys network-resources-injector v1.9.0 (KubeVirt v1.9+ no longer adds the macvtap device request to VM pods; from
 v1.10 only an injector does) with its own certificate and a webhook for pods that ask for networks; refused while
-another injector is deployed; with --wait, until a dry-run pod that asks for a macvtap network comes back with the
-request."""
+another injector is deployed; with --wait, until both its replicas are available and a dry-run pod that asks for a
+macvtap network comes back with the request."""
 UNINSTALL_HELP = """Remove what install created (the DaemonSet, ServiceAccount, Role and RoleBinding, and
 install --injector's objects; the ConfigMap and namespace only with --purge). First the agent is rolled to its
 uninstall mode on every node: it takes the CNI shim out of the CNI bin dir (a shim without its agent would fail
@@ -138,6 +138,7 @@ def install(
                 installing.wait_ready(kube, printer, opts, limit,
                                   progress=Bar("nodes ready", 0) if interactive(printer) else None)
             if iopts:
+                injecting.wait_rolled_out(kube, printer, namespace, limit)
                 injecting.wait_verified(kube, printer, namespace, limit)
     emit(printer, fmt, result)
 

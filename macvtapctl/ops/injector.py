@@ -12,11 +12,13 @@ from typing import Any
 from macvtapctl.errors import ForbiddenError, MacvtapctlError, PreconditionError, TimeoutExceeded
 from macvtapctl.kube import resources as r
 from macvtapctl.kube.client import Kube
+from macvtapctl.kube.follow import Caches, Watch, until
 from macvtapctl.kube.options import DryRun
 from macvtapctl.manifests import injector as m
 from macvtapctl.ops import Reporter
 from macvtapctl.rules import injector as rules
 from macvtapctl.rules import nad as nadr
+from macvtapctl.rules.waits import deployment_rollout
 
 CERT_DAYS = 3650  # renewed by install when less than RENEW_DAYS remain (an expired one refuses every VM pod)
 RENEW_DAYS = 365
@@ -166,6 +168,24 @@ def prove(kube: Kube, nads: list[dict[str, Any]] | None = None,
             return rules.Proof(rules.MISSING, f"admission refused a pod asking for {ref}: {exc.message}", ref)
         return rules.Proof(rules.UNKNOWN, f"dry run of a pod asking for {ref}: {exc.message}", ref)
     return rules.judge(answer, resource, ref)
+
+
+def wait_rolled_out(kube: Kube, report: Reporter, namespace: str, limit: float) -> None:
+    """install --injector --wait, first: every replica of the injector's Deployment updated and available, as
+    `kubectl rollout status` waits (with failurePolicy Fail, one replica serving is one failure from refusing
+    every pod that names a network)."""
+    said = [""]
+
+    def rolled_out(caches: Caches) -> bool | None:
+        why = deployment_rollout(caches["deploy"].get(m.NAME))
+        if why is not None and why != said[0]:
+            report.info(f"waiting for deployment.apps/{m.NAME}: {why}")
+            said[0] = why
+        return True if why is None else None
+
+    until(kube, [Watch("deploy", r.DEPLOYMENT, namespace, {"field_selector": f"metadata.name={m.NAME}"})],
+          rolled_out, limit, f"deployment.apps/{m.NAME} to roll out")
+    report.info(f"deployment.apps/{m.NAME} rolled out: {m.REPLICAS} replicas available")
 
 
 def wait_verified(kube: Kube, report: Reporter, namespace: str, limit: float) -> rules.Proof:

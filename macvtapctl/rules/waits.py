@@ -154,3 +154,27 @@ def cleaned(ds: dict[str, Any]) -> int | None:
     ready when its node is clean); None before."""
     observed, desired, ready, updated = rollout(ds)
     return desired if observed and ready == updated == desired else None
+
+
+def deployment_rollout(dep: dict[str, Any] | None) -> str | None:
+    """kubectl rollout status's judgement of a Deployment (polymorphichelpers' DeploymentStatusViewer): None once
+    every replica is updated and available, else what it still waits for."""
+    if dep is None:
+        return "the Deployment is not there"
+    status = dep.get("status") or {}
+    if (status.get("observedGeneration") or 0) < (dig(dep, "metadata", "generation") or 0):
+        return "waiting for the Deployment's spec to be observed"
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
+            return f"it exceeded its progress deadline: {cond.get('message', '')}"
+    want = dig(dep, "spec", "replicas")
+    want = 1 if want is None else int(want)
+    updated = int(status.get("updatedReplicas") or 0)
+    if updated < want:
+        return f"{updated} of {want} new replicas have been updated"
+    if int(status.get("replicas") or 0) > updated:
+        return f"{int(status['replicas']) - updated} old replicas are pending termination"
+    available = int(status.get("availableReplicas") or 0)
+    if available < updated:
+        return f"{available} of {updated} updated replicas are available"
+    return None

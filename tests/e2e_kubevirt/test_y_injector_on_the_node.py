@@ -42,8 +42,9 @@ def test_y_install_injector_on_the_nodes_adds_the_device_request_once(kv_cluster
     done = c.mvc("install", "--image", AGENT_IMAGE, "--cni-bin-dir", str(c.node.cni_bin), "--injector",
                  "--injector-image", INJECTOR_IMAGE, "--wait", "--timeout", "3m")
     try:
-        # install --wait returns once a server-side dry run of a pod naming the network came back with the request.
-        assert "injection verified" in done.err, done.err
+        # install --wait returns once both replicas are available (as kubectl rollout status) and a server-side dry
+        # run of a pod naming the network came back with the request.
+        assert f"deployment.apps/{nri.NAME} rolled out" in done.err and "injection verified" in done.err, done.err
         assert f"deployment.apps/{nri.NAME} created" in done.err, done.err
         deployment = json.loads(c.kubectl("get", "deployment", "-n", AGENT_NS, nri.NAME, "-o", "json").out)
         assert deployment["status"].get("readyReplicas") == nri.REPLICAS, deployment["status"]

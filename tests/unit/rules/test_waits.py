@@ -92,3 +92,29 @@ def test_nodes_without_macvtap_cni_or_whose_agent_cannot_say_are_not_waited_for_
     old = {"node": "old", "checks": []}  # an agent older than the `plugins` field
     state = waits.handed_back({"a": waiting, "b": old}, ["b"])
     assert state.ok and state.uncovered == ["a"] and state.unverified == ["b"] and state.checked == 0
+
+
+def deployment(wanted: int | None, generation: int = 2, **status: Any) -> dict[str, Any]:
+    spec = {} if wanted is None else {"replicas": wanted}
+    return {"metadata": {"name": "macvtapctl-injector", "generation": generation}, "spec": spec,
+            "status": {"observedGeneration": generation, **status}}
+
+
+def test_a_deployment_is_rolled_out_when_every_replica_is_updated_and_available() -> None:
+    assert waits.deployment_rollout(deployment(2, replicas=2, updatedReplicas=2, availableReplicas=2)) is None
+    assert waits.deployment_rollout(deployment(None, replicas=1, updatedReplicas=1, availableReplicas=1)) is None
+    # the state `install --injector --wait` returned in before: one of two replicas ready
+    assert waits.deployment_rollout(deployment(2, replicas=2, updatedReplicas=2, availableReplicas=1)) == \
+        "1 of 2 updated replicas are available"
+    assert waits.deployment_rollout(deployment(2, replicas=2, updatedReplicas=1, availableReplicas=2)) == \
+        "1 of 2 new replicas have been updated"
+    assert waits.deployment_rollout(deployment(2, replicas=3, updatedReplicas=2, availableReplicas=2)) == \
+        "1 old replicas are pending termination"
+    stale = deployment(2, replicas=2, updatedReplicas=2, availableReplicas=2)
+    stale["status"]["observedGeneration"] = 1
+    assert waits.deployment_rollout(stale) == "waiting for the Deployment's spec to be observed"
+    stuck = deployment(2, conditions=[{"type": "Progressing", "reason": "ProgressDeadlineExceeded",
+                                       "message": "ReplicaSet has timed out progressing."}])
+    assert waits.deployment_rollout(stuck) == ("it exceeded its progress deadline: ReplicaSet has timed out "
+                                               "progressing.")
+    assert waits.deployment_rollout(None) == "the Deployment is not there"
