@@ -88,7 +88,7 @@ def main() -> None:
                      max(m.lan_gap for m in upstream), "ms", "upstream macvtap-cni"),
                  Row("migration (KubeVirt)", "target-node neighbour's longest gap",
                      max(m.arrival_gap or 0.0 for m in agent), max(m.arrival_gap or 0.0 for m in upstream), "ms",
-                     "upstream macvtap-cni (both: the target link up and idle until the guest resumes)")]
+                     "upstream macvtap-cni (its target link up and idle until the guest resumes; the agent parks it)")]
     record(*rows)
 
 
