@@ -65,9 +65,6 @@ class Links(Protocol):
     def down(self, netns: str, ifname: str, mac: str) -> int | None:
         """Set it down; its tx_dropped then, or None when it is gone (or has another MAC now)."""
 
-    def dropped(self, netns: str, ifname: str, mac: str) -> int | None:
-        """Its tx_dropped now, or None when it is gone."""
-
     def state(self, netns: str, ifname: str, mac: str) -> tuple[bool, int] | None:
         """Whether it is up, and its tx_dropped now; None when it is gone."""
 
@@ -180,7 +177,7 @@ class HandOff(threading.Thread):
         if dropped is None:
             return
         self.registry.detach(netns, ifname)
-        self.registry.hold_down(netns, ifname)
+        self.registry.hand_off(netns, ifname)
         self.watched[(netns, ifname)] = Watched(mac, netns, ifname, lower, dropped, time.monotonic())
         self._event("handoff", mac, netns, ifname)
         self.on_handoff()
@@ -193,13 +190,14 @@ class HandOff(threading.Thread):
     def check(self) -> None:
         """Each watched link: gone (its pod ended: the hand-off is over), or its guest still writes (set it up)."""
         for key, w in list(self.watched.items()):
-            now = self.links.dropped(w.netns, w.ifname, w.mac)
+            state = self.links.state(w.netns, w.ifname, w.mac)
+            now = state[1] if state is not None else None
             if now is None:
                 del self.watched[key]
-                self.registry.hold_down(w.netns, w.ifname, False)
+                self.registry.hand_off(w.netns, w.ifname, False)
             elif now - w.dropped >= REVERT_AFTER:
                 del self.watched[key]
-                self.registry.hold_down(w.netns, w.ifname, False)
+                self.registry.hand_off(w.netns, w.ifname, False)
                 if not self.links.up(w.netns, w.ifname, w.mac):
                     continue
                 self.registry.attach(w.mac, w.netns, w.ifname, w.lower)
@@ -237,10 +235,6 @@ class NamespaceLinks:
 
     def down(self, netns: str, ifname: str, mac: str) -> int | None:
         link = self._with(netns, ifname, mac, "down")
-        return link.tx_dropped if link is not None else None
-
-    def dropped(self, netns: str, ifname: str, mac: str) -> int | None:
-        link = self._with(netns, ifname, mac, None)
         return link.tx_dropped if link is not None else None
 
     def state(self, netns: str, ifname: str, mac: str) -> tuple[bool, int] | None:

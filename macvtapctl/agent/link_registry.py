@@ -42,15 +42,15 @@ class LinkRegistry:
     # A migration target's links attached parked, down until their guest runs here (agent/migration_target.py):
     # (pod netns path, interface name) -> (MAC, lower device, tx_dropped when parked). The hand-off watches them.
     parked: dict[tuple[str, str], tuple[str, str, int]] = field(default_factory=dict)
-    # Links the agent holds down on purpose (parked, or a source handed off): CNI CHECK does not call them broken.
-    held_down: set[tuple[str, str]] = field(default_factory=set)
+    # Sources the hand-off set down (agent/handoff.py), until their pod ends. With the parked links, the links the
+    # agent holds down on purpose: CNI CHECK does not call them broken.
+    handed_off: set[tuple[str, str]] = field(default_factory=set)
     on_park: Callable[[], None] = lambda: None  # the hand-off's wake-up: a link to watch
 
     def park(self, mac: str, netns: str, ifname: str, lower: str, dropped: int,
              pod: tuple[str, str] | None = None) -> None:
         with self.lock:
             self.parked[(netns, ifname)] = (mac.lower(), lower, dropped)
-            self.held_down.add((netns, ifname))
             if pod is not None:
                 self.pods[netns] = pod
         self.on_park()
@@ -58,7 +58,6 @@ class LinkRegistry:
     def unpark(self, netns: str, ifname: str) -> None:
         with self.lock:
             self.parked.pop((netns, ifname), None)
-            self.held_down.discard((netns, ifname))
 
     def parked_links(self) -> list[dict[str, str]]:
         """The node report's `parked`: a target link down with no migration running is doctor's to name."""
@@ -66,13 +65,14 @@ class LinkRegistry:
             return [{"mac": mac, "netns": netns, "ifname": ifname, "lower": lower}
                     for (netns, ifname), (mac, lower, _) in sorted(self.parked.items())]
 
-    def hold_down(self, netns: str, ifname: str, held: bool = True) -> None:
+    def hand_off(self, netns: str, ifname: str, held: bool = True) -> None:
+        """The hand-off set this source link down (`held`), or stopped holding it (its pod ended, or it reverted)."""
         with self.lock:
-            (self.held_down.add if held else self.held_down.discard)((netns, ifname))
+            (self.handed_off.add if held else self.handed_off.discard)((netns, ifname))
 
     def is_held_down(self, netns: str, ifname: str) -> bool:
         with self.lock:
-            return (netns, ifname) in self.held_down
+            return (netns, ifname) in self.parked or (netns, ifname) in self.handed_off
 
     def attach(self, mac: str, netns: str, ifname: str, lower: str, pod: tuple[str, str] | None = None) -> None:
         with self.lock:
@@ -90,7 +90,7 @@ class LinkRegistry:
             self.pods.pop(netns, None)
             for key in [k for k in self.parked if k[0] == netns]:
                 del self.parked[key]
-            self.held_down = {k for k in self.held_down if k[0] != netns}
+            self.handed_off = {k for k in self.handed_off if k[0] != netns}
             for mac in [m for m, where in self.attached.items() if where[0] == netns]:
                 del self.attached[mac]
 
@@ -98,7 +98,7 @@ class LinkRegistry:
         """Out of the L2 domain's account (DEL, or the hand-off took it out): neither attached nor parked."""
         with self.lock:
             self.parked.pop((netns, ifname), None)
-            self.held_down.discard((netns, ifname))
+            self.handed_off.discard((netns, ifname))
             for mac in [m for m, where in self.attached.items() if where[:2] == (netns, ifname)]:
                 del self.attached[mac]
 

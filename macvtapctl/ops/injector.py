@@ -176,15 +176,15 @@ def wait_rolled_out(kube: Kube, report: Reporter, namespace: str, limit: float) 
     every pod that names a network)."""
     said = [""]
 
-    def rolled_out(caches: Caches) -> bool | None:
+    def progress(caches: Caches) -> None:
         why = deployment_rollout(caches["deploy"].get(m.NAME))
         if why is not None and why != said[0]:
             report.info(f"waiting for deployment.apps/{m.NAME}: {why}")
             said[0] = why
-        return True if why is None else None
 
     until(kube, [Watch("deploy", r.DEPLOYMENT, namespace, {"field_selector": f"metadata.name={m.NAME}"})],
-          rolled_out, limit, f"deployment.apps/{m.NAME} to roll out")
+          lambda caches: True if deployment_rollout(caches["deploy"].get(m.NAME)) is None else None, limit,
+          f"deployment.apps/{m.NAME} to roll out", on_change=progress)
     report.info(f"deployment.apps/{m.NAME} rolled out: {m.REPLICAS} replicas available")
 
 

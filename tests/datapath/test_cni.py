@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from macvtapctl.agent.cni.protocol import SUPPORTED_VERSIONS
+from macvtapctl.agent.handoff import rarp  # QEMU's self-announce: tests/unit/test_handoff.py checks its bytes
 from macvtapctl.agent.netlink import netns as agent_netns
 from tests.datapath.helpers import Node, host_mvt_links, ip, run_cnitool, run_shim, write_conf
 
@@ -513,13 +514,6 @@ def test_the_link_says_nothing_from_the_vms_mac_until_the_guest_does(cnitool, ag
     assert run_cnitool(cnitool, agent, "del", "mvt", node.pod_path).code == 0
 
 
-def _rarp(mac: str) -> bytes:
-    """QEMU's self-announce after a migration: a broadcast RARP request from the guest's MAC."""
-    m = _mac_bytes(mac)
-    return (b"\xff" * 6 + m + struct.pack("!H", 0x8035) + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 3) + m +
-            bytes(4) + m + bytes(4) + bytes(18))
-
-
 def _vm_on_the_lan(cnitool: str, agent: Any, node: Node, name: str, device: str, mac: str) -> tuple[socket.socket, int]:
     """A pod's macvtap with `mac`, attached through the CNI, up; a packet socket on the LAN and the guest's tap."""
     node.allocate(device)
@@ -545,12 +539,12 @@ def test_a_vm_announced_from_the_lan_takes_its_link_here_down_and_its_own_announ
     try:
         ip("link", "set", "e2etshim", "up")
         shim_mac = json.loads(ip("-j", "link", "show", "e2etshim").stdout)[0]["address"]
-        os.write(tap, bytes(VNET_HDR) + _mac_bytes(shim_mac) + _rarp(mac)[6:])  # to the shim, from the VM
-        os.write(tap, bytes(VNET_HDR) + _rarp(mac))  # the local guest announcing itself: outgoing here
-        lan.send(_rarp("02:00:00:00:00:99"))  # another VM moved: not ours
+        os.write(tap, bytes(VNET_HDR) + _mac_bytes(shim_mac) + rarp(mac)[6:])  # to the shim, from the VM
+        os.write(tap, bytes(VNET_HDR) + rarp(mac))  # the local guest announcing itself: outgoing here
+        lan.send(rarp("02:00:00:00:00:99"))  # another VM moved: not ours
         time.sleep(1.0)
         assert "UP" in (node.pod_link("net1") or {}).get("flags", []), "the link went down without a reason"
-        lan.send(_rarp(mac))
+        lan.send(rarp(mac))
         deadline = time.monotonic() + 5
         while "UP" in (node.pod_link("net1") or {}).get("flags", []) and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -579,13 +573,13 @@ def test_a_hand_off_whose_guest_is_still_here_is_reverted(cnitool, agent, node: 
     mac = "02:00:00:00:00:89"
     lan, tap = _vm_on_the_lan(cnitool, agent, node, "revert", "dataplaneMvp7", mac)
     try:
-        lan.send(_rarp(mac))  # from elsewhere on the LAN
+        lan.send(rarp(mac))  # from elsewhere on the LAN
         assert _wait_flags(node, up=False), "the announced VM's link stayed up"
         for _ in range(5):  # the guest, still running here, sends (ARP requests, as a guest does)
-            os.write(tap, bytes(VNET_HDR) + _rarp(mac))
+            os.write(tap, bytes(VNET_HDR) + rarp(mac))
             time.sleep(0.05)
         assert _wait_flags(node, up=True), "the link of a guest that still runs here stayed down"
-        lan.send(_rarp(mac))  # known again: a second announcement is acted on as the first
+        lan.send(rarp(mac))  # known again: a second announcement is acted on as the first
         assert _wait_flags(node, up=False), "the link was forgotten after the revert"
     finally:
         os.close(tap)
@@ -670,7 +664,7 @@ def test_a_migration_targets_link_is_parked_until_its_guest_writes_then_up_and_a
         tap = os.open(f"/dev/tap{link['ifindex']}", os.O_RDWR | os.O_NONBLOCK)
         time.sleep(0.5)
         assert not _wait_flags(node, up=True, timeout=0.1), "the parked link went up with nothing written"
-        os.write(tap, bytes(VNET_HDR) + _rarp(mac))  # the guest resumes here: QEMU announces, the down link drops it
+        os.write(tap, bytes(VNET_HDR) + rarp(mac))  # the guest resumes here: QEMU announces, the down link drops it
         assert _wait_flags(node, up=True, timeout=2), "the parked link stayed down after its guest wrote"
         assert registry.attached_to(mac) == (node.pod_path, "net1", node.lower)
         deadline, announced = time.monotonic() + 2, False

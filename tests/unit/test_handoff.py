@@ -27,9 +27,6 @@ class FakeLinks:
         self.is_up = False
         return self.tx_dropped
 
-    def dropped(self, netns: str, ifname: str, mac: str) -> int | None:
-        return self.tx_dropped if self.present else None
-
     def state(self, netns: str, ifname: str, mac: str) -> tuple[bool, int] | None:
         return (self.is_up, self.tx_dropped) if self.present else None
 

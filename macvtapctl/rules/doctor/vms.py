@@ -114,17 +114,21 @@ def migration_readiness(s: Snapshot, v: View) -> Iterator[Finding]:
                           refs=tuple(ref("resource", r) for r in lacking))
 
 
-def migration_source_up(s: Snapshot, v: View) -> Iterator[Finding]:
-    """15 (#5912 state): a node whose agent still has a running VM's MAC on a link in the L2 domain while KubeVirt
-    runs the VM on another node — its neighbours on that NIC reach the stale link, not the VM, until the pod ends.
-    A migration's target node carries the MAC (silent) before the guest moves: not a finding while it runs."""
+def _running_with_macs(s: Snapshot, v: View) -> Iterator[tuple[dict[str, Any], set[str], Any, dict[str, Any]]]:
+    """Each running VMI with its macvtap interfaces' MACs (lower case), its node and its migration state."""
     for vmi in s.vmis:
         if dig(vmi, "status", "phase") != "Running":
             continue
         macs = {str(i["macAddress"]).lower() for i in migration.macvtap_interfaces(vmi, v.bindings)
                 if i.get("macAddress")}
-        here = dig(vmi, "status", "nodeName")
-        state = dig(vmi, "status", "migrationState") or {}
+        yield vmi, macs, dig(vmi, "status", "nodeName"), dig(vmi, "status", "migrationState") or {}
+
+
+def migration_source_up(s: Snapshot, v: View) -> Iterator[Finding]:
+    """15 (#5912 state): a node whose agent still has a running VM's MAC on a link in the L2 domain while KubeVirt
+    runs the VM on another node — its neighbours on that NIC reach the stale link, not the VM, until the pod ends.
+    A migration's target node carries the MAC (silent) before the guest moves: not a finding while it runs."""
+    for vmi, macs, here, state in _running_with_macs(s, v):
         moving_to = state.get("targetNode") if not state.get("completed") else None
         md = vmi["metadata"]
         for node, report in sorted(s.reports.items()):
@@ -148,13 +152,7 @@ def migration_target_parked(s: Snapshot, v: View) -> Iterator[Finding]:
     """16: the agent on the node KubeVirt runs a VM on holds the VM's link parked (down, as a migration's target
     waits for its guest) while no migration to that node runs: the VM has no network there. The guest's first frame
     sets a parked link up, so this is an agent that missed it (its hand-off thread stopped, or a restart lost it)."""
-    for vmi in s.vmis:
-        if dig(vmi, "status", "phase") != "Running":
-            continue
-        macs = {str(i["macAddress"]).lower() for i in migration.macvtap_interfaces(vmi, v.bindings)
-                if i.get("macAddress")}
-        here = dig(vmi, "status", "nodeName")
-        state = dig(vmi, "status", "migrationState") or {}
+    for vmi, macs, here, state in _running_with_macs(s, v):
         if state.get("targetNode") == here and not (state.get("completed") or state.get("endTimestamp")):
             continue  # KubeVirt has moved it here and the migration's end is not written yet
         md = vmi["metadata"]
